@@ -1,0 +1,48 @@
+"""Process plumbing shared by the bench's own servers: uvloop, ready line, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: the gateway runs on it, so the baselines do too."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(coro)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:  # typically: the port is taken
+        print(f"{sys.argv[0]}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+async def serve_app(app: web.Application, host: str, port: int, name: str) -> None:
+    """Listen, print `NAME listening on http://HOST:PORT`, and return on SIGTERM or SIGINT."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"{name} listening on http://{host}:{runner.addresses[0][1]}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
