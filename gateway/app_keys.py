@@ -1,0 +1,13 @@
+"""Typed keys for what the application holds (aiohttp's AppKey)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.config import Config
+from gateway.routing import Router
+from gateway.upstream import HttpTransport
+
+CONFIG = web.AppKey("config", Config)
+ROUTER = web.AppKey("router", Router)
+HTTP = web.AppKey("http", HttpTransport)

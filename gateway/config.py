@@ -1,0 +1,194 @@
+"""gateway.toml -> frozen msgspec structs, with `env.NAME` secrets resolved.
+
+Every problem is a `ConfigError` whose one-line message names the file, the key and what is
+wrong, so the CLI can print it and exit 2 instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+log = logging.getLogger("gateway")
+
+ENV_PREFIX = "env."
+
+# Built in, so that a fresh checkout runs with no file and no key.
+DEFAULT_TOML = """
+[providers.mock]
+type = "mock"
+"""
+
+
+class ConfigError(Exception):
+    """A bad configuration: the message is one line naming file, key and problem."""
+
+
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Seconds a streamed request may wait for its first upstream event before the gateway
+    # commits the stream and sends SSE comments to keep idle-timeout proxies from cutting it.
+    keepalive: float = 15.0
+    max_request_bytes: int = 32 * 1024 * 1024
+
+
+class _ProviderBase(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
+    # Seconds allowed for connecting, for the response headers, and for any silence between
+    # two chunks of a stream. A stream that keeps producing is never cut.
+    timeout: float = 30.0
+    keepalive: float | None = None  # None: the [server] value
+    models: list[str] = []
+
+
+class OpenAIProviderConfig(_ProviderBase, frozen=True, tag="openai"):
+    """Any OpenAI-compatible server: OpenAI itself, vLLM, llama.cpp, Groq, ..."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str | None = None  # "env.NAME" reads the environment; a plain string is used as is
+    headers: dict[str, str] = {}
+
+
+class MockProviderConfig(_ProviderBase, frozen=True, tag="mock"):
+    """The built-in provider: no network, no key, a deterministic reply token by token."""
+
+    tokens: int = 10  # tokens per reply unless the request's max_tokens asks for fewer
+    delay: float = 0.02  # seconds between two tokens
+
+
+ProviderConfig = OpenAIProviderConfig | MockProviderConfig
+KNOWN_TYPES: tuple[str, ...] = ("openai", "mock")
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    server: ServerConfig = ServerConfig()
+    providers: dict[str, ProviderConfig] = {}
+    source: str = "<built-in default>"  # where it was read from, for messages
+
+
+class ResolvedKey(msgspec.Struct, frozen=True):
+    """An api_key after `env.NAME` resolution: the value, or the variable that is missing."""
+
+    value: str | None
+    missing_env: str | None = None
+
+
+def resolve_key(raw: str | None) -> ResolvedKey:
+    if raw is None:
+        return ResolvedKey(None)
+    if raw.startswith(ENV_PREFIX):
+        name = raw[len(ENV_PREFIX) :]
+        value = os.environ.get(name)
+        return ResolvedKey(value) if value else ResolvedKey(None, missing_env=name)
+    return ResolvedKey(raw)
+
+
+def load(path: str | Path | None) -> Config:
+    """Read the config file at `path`; `None` means the built-in default (the mock provider)."""
+    if path is None:
+        return parse(DEFAULT_TOML, "<built-in default>")
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read: {exc}") from None
+    return parse(text, source)
+
+
+def parse(text: str, source: str) -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    providers = raw.get("providers", {})
+    if not isinstance(providers, dict):
+        raise ConfigError(f"{source}: providers: expected a table of [providers.NAME] tables")
+    converted: dict[str, ProviderConfig] = {}
+    for name, table in providers.items():
+        _check_provider_table(source, name, table)
+        converted[name] = _convert(table, ProviderConfig, source, f"providers.{name}")
+    rest = {key: value for key, value in raw.items() if key != "providers"}
+    config = _convert({**rest, "source": source}, Config, source, "")
+    config = msgspec.structs.replace(config, providers=converted)
+    _check_values(config)
+    return config
+
+
+def _convert(value: Any, kind: Any, source: str, prefix: str) -> Any:
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc, prefix)}") from None
+
+
+def _check_provider_table(source: str, name: str, table: Any) -> None:
+    where = f"{source}: providers.{name}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    if not name or "/" in name:
+        raise ConfigError(f"{where}: a provider name must be non-empty and contain no '/'")
+    # `type` defaults to the table's name when that names a known adapter.
+    kind = table.setdefault("type", name if name in KNOWN_TYPES else None)
+    if kind is None:
+        raise ConfigError(f"{where}.type: required (one of: {', '.join(KNOWN_TYPES)})")
+    if kind not in KNOWN_TYPES:
+        raise ConfigError(
+            f"{where}.type: unknown provider type {kind!r} (one of: {', '.join(KNOWN_TYPES)})"
+        )
+    if kind == "openai" and name != "openai" and "base_url" not in table:
+        raise ConfigError(f"{where}.base_url: required for an OpenAI-compatible server")
+
+
+def _describe(exc: msgspec.ValidationError, prefix: str) -> str:
+    """Turn msgspec's "... - at `$.timeout`" into "providers.x.timeout: ..."."""
+    what, sep, where = str(exc).rpartition(" - at `$")
+    if not sep:
+        return f"{prefix}: {exc}" if prefix else str(exc)
+    key = f"{prefix}{where.rstrip('`')}".lstrip(".")
+    return f"{key}: {what}"
+
+
+def _check_values(config: Config) -> None:
+    source = config.source
+    server = config.server
+    if not 0 <= server.port <= 65535:
+        raise ConfigError(f"{source}: server.port: must be between 0 and 65535")
+    if server.keepalive < 0:
+        raise ConfigError(f"{source}: server.keepalive: must be 0 (off) or more seconds")
+    if server.max_request_bytes <= 0:
+        raise ConfigError(f"{source}: server.max_request_bytes: must be positive")
+    for name, provider in config.providers.items():
+        where = f"{source}: providers.{name}"
+        if provider.timeout <= 0:
+            raise ConfigError(f"{where}.timeout: must be a positive number of seconds")
+        if provider.keepalive is not None and provider.keepalive < 0:
+            raise ConfigError(f"{where}.keepalive: must be 0 (off) or more seconds")
+        if isinstance(provider, OpenAIProviderConfig):
+            if not provider.base_url.startswith(("http://", "https://")):
+                raise ConfigError(f"{where}.base_url: must start with http:// or https://")
+        elif isinstance(provider, MockProviderConfig) and (
+            provider.tokens < 0 or provider.delay < 0
+        ):
+            raise ConfigError(f"{where}: tokens and delay must not be negative")
+
+
+def warn_missing_keys(config: Config) -> list[str]:
+    """Log (and return) a warning for each provider whose `env.NAME` key is unset."""
+    warnings = []
+    for name, provider in config.providers.items():
+        key = resolve_key(getattr(provider, "api_key", None))
+        if key.missing_env:
+            warnings.append(
+                f"provider {name!r}: environment variable {key.missing_env} is not set; "
+                "its requests will be answered with 401"
+            )
+    for warning in warnings:
+        log.warning(warning)
+    return warnings

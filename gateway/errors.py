@@ -1,0 +1,183 @@
+"""Every client-visible error, and the one middleware that turns them into OpenAI's error JSON.
+
+An error knows its HTTP status and its body `{"error": {"message", "type", "param", "code"}}`.
+Nothing else in the gateway formats an error body: handlers raise, the middleware answers.
+Once a stream has started the status line is gone, so the relay sends the same body as a final
+SSE event instead (see `gateway.relay`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+log = logging.getLogger("gateway")
+
+
+class GatewayError(Exception):
+    """Base of every error the client may see; subclasses fix status and type."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    def to_response(self) -> web.Response:
+        return web.Response(
+            body=self.to_json(), status=self.status, content_type="application/json"
+        )
+
+
+class BadRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    type = "authentication_error"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "unknown_url"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UpstreamError(GatewayError):
+    """The upstream answered with an error: its status and message are relayed as they are."""
+
+    type = "upstream_error"
+
+
+class UpstreamUnreachable(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unreachable"
+
+
+class UpstreamProtocolError(GatewayError):
+    """The upstream sent something we cannot read (a malformed event, a cut stream)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_protocol_error"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+def upstream_error_from_body(status: int, body: bytes, provider: str) -> UpstreamError:
+    """Build the relayed error from an upstream's error answer, keeping its message and fields.
+
+    OpenAI-shaped bodies keep their type/param/code; anything else becomes the message text.
+    """
+    error: Any = None
+    try:
+        parsed = orjson.loads(body)
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+    except orjson.JSONDecodeError:
+        pass
+    if isinstance(error, dict):
+        message = error.get("message")
+        return UpstreamError(
+            message if isinstance(message, str) and message else f"{provider} returned {status}",
+            status=status,
+            type=_str_or_none(error.get("type")) or UpstreamError.type,
+            param=_str_or_none(error.get("param")),
+            code=_str_or_none(error.get("code")),
+        )
+    if isinstance(error, str) and error:  # some servers (vLLM, Ollama) send {"error": "text"}
+        return UpstreamError(error, status=status)
+    text = body.decode("utf-8", "replace").strip()[:2000]
+    return UpstreamError(text or f"{provider} returned HTTP {status}", status=status)
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+# aiohttp raises these for routing and body-size problems before our handlers run.
+_HTTP_EXCEPTIONS: dict[int, Callable[[web.Request], GatewayError]] = {
+    404: lambda r: NotFound(f"Unknown request URL: {r.method} {r.path}."),
+    405: lambda r: MethodNotAllowed(f"Method {r.method} is not allowed for {r.path}."),
+    413: lambda r: PayloadTooLarge(
+        f"Request body is larger than the limit of {r.app['config'].server.max_request_bytes} "
+        "bytes."
+    ),
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every error in OpenAI's shape; log the unexpected ones once."""
+    try:
+        return await handler(request)
+    except GatewayError as error:
+        return error.to_response()
+    except web.HTTPException as http_error:
+        make = _HTTP_EXCEPTIONS.get(http_error.status)
+        if make is not None:
+            return make(request).to_response()
+        if http_error.status < 400:
+            raise
+        return GatewayError(
+            http_error.reason, status=http_error.status, type="invalid_request_error"
+        ).to_response()
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return GatewayError("The gateway failed to handle the request.").to_response()

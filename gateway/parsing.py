@@ -1,0 +1,92 @@
+"""Request bodies: decoded once, one level deep, checked field by field.
+
+The body becomes `{key: msgspec.Raw}`: the top-level keys with their values still as JSON bytes,
+so fields the gateway does not know (tools, response_format, seed, ...) are forwarded as the
+client wrote them, and a long conversation is never rebuilt as Python objects. Only the few
+fields the gateway acts on, or whose type would otherwise fail upstream, are decoded and typed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gateway.errors import BadRequest
+from providers.base import Operation, RawBody
+
+_body_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+_COMMON: dict[str, Any] = {
+    "model": str,
+    "stream": bool | None,
+    "stream_options": dict[str, Any] | None,
+    "n": int | None,
+    "max_tokens": int | None,
+    "temperature": float | None,
+    "top_p": float | None,
+}
+# Per operation: the typed fields, and which of them must be present.
+_FIELDS: dict[Operation, dict[str, Any]] = {
+    Operation.CHAT: {
+        **_COMMON,
+        "messages": list[msgspec.Raw],
+        "max_completion_tokens": int | None,
+    },
+    Operation.COMPLETIONS: {**_COMMON, "prompt": str | list[Any]},
+}
+_REQUIRED: dict[Operation, tuple[str, ...]] = {
+    Operation.CHAT: ("model", "messages"),
+    Operation.COMPLETIONS: ("model", "prompt"),
+}
+_DECODERS = {
+    operation: {name: msgspec.json.Decoder(kind) for name, kind in fields.items()}
+    for operation, fields in _FIELDS.items()
+}
+
+
+class ParsedRequest(msgspec.Struct, frozen=True, gc=False):
+    body: RawBody
+    model: str
+    stream: bool
+
+
+def parse_request(data: bytes, operation: Operation) -> ParsedRequest:
+    """Decode and check a request body, or raise `BadRequest` naming the field at fault."""
+    body = decode_object(data)
+    for name in _REQUIRED[operation]:
+        if name not in body:
+            raise BadRequest(
+                f"Missing required parameter: '{name}'.",
+                param=name,
+                code="missing_required_parameter",
+            )
+    values: dict[str, Any] = {}
+    for name, decoder in _DECODERS[operation].items():
+        raw = body.get(name)
+        if raw is not None:
+            values[name] = decode_field(name, raw, decoder)
+    return ParsedRequest(body, values["model"], bool(values.get("stream")))
+
+
+def decode_object(data: bytes) -> RawBody:
+    if not data.strip():
+        raise BadRequest("The request body is empty; expected a JSON object.")
+    try:
+        return _body_decoder.decode(data)
+    except msgspec.ValidationError:
+        raise BadRequest("The request body must be a JSON object.") from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(
+            f"We could not parse the JSON body of your request: {exc}. The body must be valid JSON."
+        ) from None
+
+
+def decode_field(name: str, raw: msgspec.Raw, decoder: msgspec.json.Decoder[Any]) -> Any:
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        detail = str(exc).replace(" - at `$`", "").replace("Expected", "expected")
+        raise BadRequest(
+            f"Invalid type for '{name}': {detail}.", param=name, code="invalid_type"
+        ) from None

@@ -1,0 +1,165 @@
+"""The hot path: upstream bytes to the client as they arrive.
+
+One pump loop per stream (as httpcore's `_receive_event`): read whatever the upstream has,
+let the provider's sans-IO translator turn it into client bytes (for an OpenAI-compatible
+upstream, usually the very same bytes), and `await write()` them, so the client's pace is the
+backpressure. No per-chunk logging, no per-chunk task or timer.
+
+After the response has started, a failure can no longer change the status, so it is sent as
+a final SSE error event (starlette's `response_started` rule). A client that goes away cancels
+the handler (aiohttp's handler_cancellation), and `finally` closes the upstream connection at
+once, so the upstream stops generating for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import web
+
+from gateway.errors import GatewayError, upstream_error_from_body
+from gateway.routing import Target
+from gateway.upstream import Upstream, as_gateway_error
+from providers.base import Operation, UpstreamRequest
+
+log = logging.getLogger("gateway")
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    # Tell nginx-style proxies in front not to buffer the stream.
+    "X-Accel-Buffering": "no",
+}
+KEEPALIVE_COMMENT = b": keepalive\n\n"
+
+
+async def relay_once(
+    target: Target, upstream_request: UpstreamRequest, operation: Operation
+) -> web.Response:
+    """A non-streamed request: the upstream's answer, translated, in one response."""
+    provider = target.provider
+    upstream: Upstream | None = None
+    try:
+        upstream = await target.transport.send(upstream_request, target.timeout)
+        body = await upstream.read()
+    except Exception as exc:
+        raise _upstream_failure(exc, target) from None
+    finally:
+        if upstream is not None:
+            upstream.close()
+    if upstream.status >= 400:
+        raise upstream_error_from_body(upstream.status, body, provider.name)
+    return web.Response(
+        body=provider.translate_response(operation, body), content_type="application/json"
+    )
+
+
+async def relay_stream(
+    request: web.Request, target: Target, upstream_request: UpstreamRequest, operation: Operation
+) -> web.StreamResponse:
+    """A streamed request: SSE relayed event by event, normalised by the provider."""
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    translator = target.provider.stream_translator(operation)
+    keepalive = _Keepalive(request, response, target.keepalive) if target.keepalive else None
+    upstream: Upstream | None = None
+    try:
+        upstream = await target.transport.send(upstream_request, target.timeout)
+        if upstream.status >= 400:
+            raise upstream_error_from_body(
+                upstream.status, await upstream.read(), target.provider.name
+            )
+        started = False
+        async for chunk in upstream.chunks():
+            out = translator.feed(chunk)
+            if out:
+                if not started:  # the first event: stop the keepalive, send the headers
+                    if keepalive is not None:
+                        await keepalive.stop()
+                    if not response.prepared:
+                        await response.prepare(request)
+                    started = True
+                await response.write(out)
+            if translator.finished:
+                break
+        else:
+            out = translator.end()
+            if out:
+                if keepalive is not None:
+                    await keepalive.stop()
+                if not response.prepared:
+                    await response.prepare(request)
+                await response.write(out)
+    except Exception as exc:
+        if keepalive is not None:
+            await keepalive.stop()
+        if _client_gone(request):
+            return response  # nobody to tell; `finally` still closes the upstream
+        error = _upstream_failure(exc, target)
+        if not response.prepared:
+            raise error from None  # still time for a proper status code
+        with contextlib.suppress(ConnectionError):
+            await response.write(translator.error_event(error))
+    finally:
+        if keepalive is not None:
+            await keepalive.stop()
+        if upstream is not None:
+            upstream.close()
+    return response
+
+
+def _upstream_failure(exc: Exception, target: Target) -> GatewayError:
+    error = as_gateway_error(exc, target.provider.name, target.timeout_seconds)
+    if error is None:
+        log.exception("unexpected error relaying to provider %r", target.provider.name)
+        error = GatewayError("The gateway failed while relaying the upstream's answer.")
+    return error
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+class _Keepalive:
+    """While a stream waits for its first event, SSE comments every `interval` seconds.
+
+    Reasoning models can think for minutes before their first token, and an idle timeout in
+    front of the gateway (a load balancer at 60 s) would cut that healthy stream. The first
+    comment commits the response (200, SSE headers); a later failure becomes the error event.
+    A timer, not a task, until it first fires: the common fast stream pays one call_later.
+    """
+
+    __slots__ = ("_handle", "_interval", "_request", "_response", "_task")
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, interval: float):
+        self._request = request
+        self._response = response
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = loop.call_later(interval, self._start)
+
+    def _start(self) -> None:
+        self._handle = None
+        self._task = asyncio.get_running_loop().create_task(self._ping())
+
+    async def _ping(self) -> None:
+        while True:
+            if not self._response.prepared:
+                await self._response.prepare(self._request)
+            await self._response.write(KEEPALIVE_COMMENT)
+            await asyncio.sleep(self._interval)
+
+    async def stop(self) -> None:
+        """Stop pinging; returns once no ping write is under way."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait((task,))
+            if not task.cancelled():
+                task.exception()  # a failed write means the client left; the relay sees it too

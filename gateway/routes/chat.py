@@ -1,0 +1,32 @@
+"""POST /v1/chat/completions and POST /v1/completions, streamed and not."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.app_keys import ROUTER
+from gateway.parsing import parse_request
+from gateway.relay import relay_once, relay_stream
+from providers.base import Operation
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _complete(request, Operation.CHAT)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _complete(request, Operation.COMPLETIONS)
+
+
+async def _complete(request: web.Request, operation: Operation) -> web.StreamResponse:
+    parsed = parse_request(await request.read(), operation)
+    target, model = request.app[ROUTER].resolve(parsed.model)
+    upstream_request = target.provider.build_request(operation, model, parsed.body, parsed.stream)
+    if parsed.stream:
+        return await relay_stream(request, target, upstream_request, operation)
+    return await relay_once(target, upstream_request, operation)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)

@@ -1,0 +1,66 @@
+"""The contract every provider adapter implements.
+
+A provider is a translation, not a server: it turns our request into its upstream HTTP request,
+and its upstream bytes back into ours. It owns no sockets and no retries; `gateway.upstream`
+sends the request and `gateway.relay` pumps the bytes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol
+
+import msgspec
+
+from gateway.errors import GatewayError
+
+# A request body decoded one level deep: the top-level keys, each value still raw JSON bytes.
+# Fields the gateway does not know are forwarded untouched (tools, response_format, seed, ...).
+RawBody = dict[str, msgspec.Raw]
+
+
+class Operation(StrEnum):
+    CHAT = "chat.completions"
+    COMPLETIONS = "completions"
+
+
+class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class StreamTranslator(Protocol):
+    """Sans-IO: upstream stream bytes in, client SSE bytes out, for one request."""
+
+    # True once the terminal event went out ([DONE] or an error event): stop reading upstream.
+    finished: bool
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes to send the client for this upstream chunk (possibly b"")."""
+        ...
+
+    def end(self) -> bytes:
+        """The upstream closed its stream: the closing bytes, or an error event if it was cut."""
+        ...
+
+    def error_event(self, error: GatewayError) -> bytes:
+        """The final event that tells the client the stream failed; sets `finished`."""
+        ...
+
+
+class Provider(Protocol):
+    name: str
+
+    def build_request(
+        self, operation: Operation, model: str, body: RawBody, stream: bool
+    ) -> UpstreamRequest:
+        """Our request for `model` (the part after `provider/`) as the upstream's request."""
+        ...
+
+    def stream_translator(self, operation: Operation) -> StreamTranslator: ...
+
+    def translate_response(self, operation: Operation, body: bytes) -> bytes:
+        """A non-streamed upstream answer as our JSON answer."""
+        ...

@@ -1,0 +1,161 @@
+"""The built-in `mock` provider: an OpenAI-compatible server inside the gateway process.
+
+`mock/<anything>` answers with a deterministic reply, streamed token by token, with no network
+and no key, so a fresh checkout works with the first README command and a copy-pasted curl.
+Its request goes through the same path as a real provider's (built as an OpenAI request, relayed
+and normalised), only the transport is in-process, so it also shows what the gateway does.
+
+Knobs: `tokens` (reply length, default 10) and `delay` (seconds between tokens, default 0.02)
+in `[providers.mock]`; a request's `max_tokens` / `max_completion_tokens` asks for fewer tokens
+(the reply then ends with finish_reason "length").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+import orjson
+
+from gateway.config import MockProviderConfig
+from providers.base import Operation, RawBody, UpstreamRequest
+from providers.openai import ChunkNormaliser, encode_body
+
+REPLY = "This is a mock reply from the gateway's built-in provider."
+_WORDS = REPLY.split(" ")
+_ids = itertools.count(1)
+
+
+class _MockRequest(msgspec.Struct, gc=False):
+    model: str
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    messages: msgspec.Raw = msgspec.Raw()
+    prompt: msgspec.Raw = msgspec.Raw()
+
+
+_decode_request = msgspec.json.Decoder(_MockRequest).decode
+
+
+def reply_tokens(count: int) -> list[str]:
+    """The first `count` tokens of the mock reply, repeated as needed: ["This", " is", ...]."""
+    return [
+        word if i == 0 else " " + word
+        for i, word in zip(range(count), itertools.cycle(_WORDS), strict=False)
+    ]
+
+
+class MockProvider:
+    def __init__(self, name: str, config: MockProviderConfig) -> None:
+        self.name = name
+        self.config = config
+        self.transport = self  # no sockets: this provider answers its own requests
+
+    def build_request(
+        self, operation: Operation, model: str, body: RawBody, stream: bool
+    ) -> UpstreamRequest:
+        return UpstreamRequest(
+            "POST", f"mock:{operation.value}", {}, encode_body(body, model, stream)
+        )
+
+    def stream_translator(self, operation: Operation) -> ChunkNormaliser:
+        return ChunkNormaliser(operation, self.name)
+
+    def translate_response(self, operation: Operation, body: bytes) -> bytes:
+        return body
+
+    async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> MockUpstream:
+        return MockUpstream(
+            Operation(request.url.removeprefix("mock:")), _decode_request(request.body), self.config
+        )
+
+
+class MockUpstream:
+    """What an OpenAI server would answer, chunk for chunk as OpenAI shapes them."""
+
+    status = 200
+
+    def __init__(
+        self, operation: Operation, request: _MockRequest, config: MockProviderConfig
+    ) -> None:
+        self._chat = operation is Operation.CHAT
+        self._request = request
+        self._delay = config.delay
+        limit = request.max_completion_tokens or request.max_tokens
+        count = config.tokens if limit is None else min(limit, config.tokens)
+        self._tokens = reply_tokens(count)
+        self._finish = "length" if limit is not None and limit < config.tokens else "stop"
+        self._id = f"{'chatcmpl' if self._chat else 'cmpl'}-mock{next(_ids)}"
+        self._created = int(time.time())
+        prompt = request.messages if self._chat else request.prompt
+        prompt_tokens = max(1, len(prompt) // 4)
+        self._usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": count,
+            "total_tokens": prompt_tokens + count,
+        }
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        include_usage = bool((self._request.stream_options or {}).get("include_usage"))
+        usage_field = {"usage": None} if include_usage else {}
+        if self._chat:
+            yield self._event(self._choice({"role": "assistant", "content": ""}, None), usage_field)
+        for i, token in enumerate(self._tokens):
+            if self._delay and i:
+                await asyncio.sleep(self._delay)
+            content = {"content": token} if self._chat else token
+            yield self._event(self._choice(content, None), usage_field)
+        yield self._event(self._choice({} if self._chat else "", self._finish), usage_field)
+        if include_usage:
+            yield self._event_with([], {"usage": self._usage})
+        yield b"data: [DONE]\n\n"
+
+    async def read(self) -> bytes:
+        text = "".join(self._tokens)
+        if self._chat:
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": self._finish,
+            }
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": self._finish}
+        return orjson.dumps(
+            {
+                **self._head("chat.completion" if self._chat else "text_completion"),
+                "choices": [choice],
+                "usage": self._usage,
+            }
+        )
+
+    def close(self) -> None:
+        pass
+
+    def _head(self, kind: str) -> dict[str, Any]:
+        return {
+            "id": self._id,
+            "object": kind,
+            "created": self._created,
+            "model": self._request.model,
+            "system_fingerprint": "fp_mock",
+        }
+
+    def _choice(self, content: Any, finish_reason: str | None) -> dict[str, Any]:
+        key = "delta" if self._chat else "text"
+        return {"index": 0, key: content, "logprobs": None, "finish_reason": finish_reason}
+
+    def _event(self, choice: dict[str, Any], extra: dict[str, Any]) -> bytes:
+        return self._event_with([choice], extra)
+
+    def _event_with(self, choices: list[dict[str, Any]], extra: dict[str, Any]) -> bytes:
+        kind = "chat.completion.chunk" if self._chat else "text_completion"
+        chunk = {**self._head(kind), "choices": choices, **extra}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"

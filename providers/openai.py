@@ -1,0 +1,224 @@
+"""OpenAI and every OpenAI-compatible server (`type = "openai"`).
+
+Requests go out as they came in, with only `model` replaced and usage asked for. Streams are
+relayed as bytes: each event is probed with a small typed msgspec decoder, and only the few that
+carry `finish_reason`, `usage` or an error are parsed and rewritten, so that whatever the
+upstream does, content comes in the chunks before the last and `finish_reason` and `usage` only
+in the last chunk before `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import orjson
+
+from gateway.config import OpenAIProviderConfig, resolve_key
+from gateway.errors import (
+    GatewayError,
+    Unauthorized,
+    UpstreamProtocolError,
+    upstream_error_from_body,
+)
+from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
+from providers.base import Operation, RawBody, UpstreamRequest
+
+_PATHS = {Operation.CHAT: "/chat/completions", Operation.COMPLETIONS: "/completions"}
+_INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+DONE = b"data: [DONE]\n\n"
+
+
+class OpenAIProvider:
+    """Builds OpenAI-compatible requests; streams are normalised by `ChunkNormaliser`."""
+
+    def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
+        self.name = name
+        self.config = config
+        self._base_url = config.base_url.rstrip("/")
+        key = resolve_key(config.api_key)
+        self._missing_env = key.missing_env
+        self._headers = {"Content-Type": "application/json", **config.headers}
+        if key.value:
+            self._headers["Authorization"] = f"Bearer {key.value}"
+
+    def build_request(
+        self, operation: Operation, model: str, body: RawBody, stream: bool
+    ) -> UpstreamRequest:
+        if self._missing_env:
+            raise Unauthorized(
+                f"Provider {self.name!r} has no API key: the environment variable "
+                f"{self._missing_env} is not set on the gateway.",
+                code="missing_api_key",
+            )
+        return UpstreamRequest(
+            "POST",
+            self._base_url + _PATHS[operation],
+            self._headers,
+            encode_body(body, model, stream),
+        )
+
+    def stream_translator(self, operation: Operation) -> ChunkNormaliser:
+        return ChunkNormaliser(operation, self.name)
+
+    def translate_response(self, operation: Operation, body: bytes) -> bytes:
+        return body
+
+
+def encode_body(body: RawBody, model: str, stream: bool) -> bytes:
+    """The client's body with the upstream's model name, asking for usage when streamed."""
+    body["model"] = msgspec.Raw(msgspec.json.encode(model))
+    if stream:
+        body["stream_options"] = _with_usage(body.get("stream_options"))
+    return msgspec.json.encode(body)
+
+
+def _with_usage(stream_options: msgspec.Raw | None) -> msgspec.Raw:
+    """Ask for the trailing usage chunk, keeping any other stream option the client set."""
+    if stream_options is None:
+        return _INCLUDE_USAGE
+    options = msgspec.json.decode(stream_options)
+    if not isinstance(options, dict):
+        return _INCLUDE_USAGE
+    options["include_usage"] = True
+    return msgspec.Raw(msgspec.json.encode(options))
+
+
+class _ChoiceProbe(msgspec.Struct, gc=False):
+    finish_reason: str | None = None
+
+
+class _ChunkProbe(msgspec.Struct, gc=False):
+    """Only what decides whether a chunk may pass untouched; msgspec skips the rest."""
+
+    choices: list[_ChoiceProbe] = []
+    usage: Any = None
+    error: Any = None
+
+
+_probe = msgspec.json.Decoder(_ChunkProbe)
+
+
+def _passes(probe: _ChunkProbe) -> bool:
+    if probe.usage is not None or probe.error is not None:
+        return False
+    return all(choice.finish_reason is None for choice in probe.choices)
+
+
+class ChunkNormaliser:
+    """One stream's state: holds back the finish and usage until `[DONE]`, then sends them as
+    one last chunk. Everything else passes as the upstream's own bytes."""
+
+    def __init__(self, operation: Operation, provider: str) -> None:
+        self.finished = False
+        self._provider = provider
+        self._chat = operation is Operation.CHAT
+        self._decoder = SSEDecoder()
+        self._template: dict[str, Any] | None = None  # id, model, created, ... for the last chunk
+        self._finishes: dict[int, dict[str, Any]] = {}  # choice index -> its final choice
+        self._usage: Any = None
+
+    def feed(self, data: bytes) -> bytes:
+        try:
+            items = self._decoder.feed(data)
+        except SSEProtocolError as exc:
+            return self.error_event(UpstreamProtocolError(str(exc)))
+        if not items:
+            return b""
+        if self._decoder.aligned and all(self._may_pass(item) for item in items):
+            return data  # the hot path: the upstream's bytes, unchanged
+        out = []
+        for item in items:
+            out.append(self._render(item))
+            if self.finished:
+                break
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if self.finished:
+            return b""
+        if self._decoder.pending:
+            return self.error_event(
+                UpstreamProtocolError("The upstream closed the stream in the middle of an event.")
+            )
+        if self._finishes:  # some servers never send [DONE]; the stream did finish
+            return self._last_chunk()
+        return self.error_event(
+            UpstreamProtocolError("The upstream closed the stream before it finished.")
+        )
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        return encode_data(error.to_json())
+
+    def _may_pass(self, item: Event | Comment) -> bool:
+        if type(item) is Comment:
+            return True
+        data = item.data
+        if data == "[DONE]":
+            return False
+        try:
+            return _passes(_probe.decode(data))
+        except msgspec.DecodeError:
+            return False
+
+    def _render(self, item: Event | Comment) -> bytes:
+        if type(item) is Comment:
+            return encode(item)
+        data = item.data
+        if data == "[DONE]":
+            return self._last_chunk()
+        try:
+            probe = _probe.decode(data)
+        except msgspec.DecodeError:
+            return self.error_event(
+                UpstreamProtocolError(f"The upstream sent a malformed event: {data[:200]!r}")
+            )
+        if probe.error is not None:
+            return self.error_event(upstream_error_from_body(502, data.encode(), self._provider))
+        if _passes(probe):
+            return encode(item)
+        return self._hold_back(orjson.loads(data))
+
+    def _hold_back(self, chunk: dict[str, Any]) -> bytes:
+        """Keep this chunk's finish_reason and usage for the last chunk; send its content now."""
+        if chunk.get("usage") is not None:
+            self._usage = chunk["usage"]
+        if self._template is None:
+            self._template = {k: v for k, v in chunk.items() if k not in ("choices", "usage")}
+        choices: list[dict[str, Any]] = chunk.get("choices") or []
+        has_content = False
+        for choice in choices:
+            has_content = has_content or self._has_content(choice)
+            if choice.get("finish_reason") is not None:
+                self._finishes[choice.get("index", 0)] = self._final_choice(choice)
+                choice["finish_reason"] = None
+        if not has_content:
+            return b""
+        if "usage" in chunk:
+            chunk["usage"] = None
+        return encode_data(orjson.dumps(chunk))
+
+    def _has_content(self, choice: dict[str, Any]) -> bool:
+        if self._chat:
+            delta = choice.get("delta") or {}
+            return any(value for key, value in delta.items() if key != "role")
+        return bool(choice.get("text")) or choice.get("logprobs") is not None
+
+    def _final_choice(self, choice: dict[str, Any]) -> dict[str, Any]:
+        final = dict(choice)
+        final["logprobs"] = None  # they belong to the content, sent before
+        if self._chat:
+            final["delta"] = {}
+        else:
+            final["text"] = ""
+        return final
+
+    def _last_chunk(self) -> bytes:
+        self.finished = True
+        if self._template is None:
+            return DONE  # the upstream gave neither finish_reason nor usage: nothing to add
+        chunk = dict(self._template)
+        chunk["choices"] = [self._finishes[index] for index in sorted(self._finishes)]
+        chunk["usage"] = self._usage
+        return encode_data(orjson.dumps(chunk)) + DONE
