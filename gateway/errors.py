@@ -154,8 +154,7 @@ _HTTP_EXCEPTIONS: dict[int, Callable[[web.Request], GatewayError]] = {
     404: lambda r: NotFound(f"Unknown request URL: {r.method} {r.path}."),
     405: lambda r: MethodNotAllowed(f"Method {r.method} is not allowed for {r.path}."),
     413: lambda r: PayloadTooLarge(
-        f"Request body is larger than the limit of {r.app['config'].server.max_request_bytes} "
-        "bytes."
+        f"Request body is larger than the limit of {r.client_max_size} bytes."
     ),
 }
 

@@ -1,0 +1,119 @@
+"""Shared fixtures: a real fake upstream and the real gateway, both on 127.0.0.1 ephemeral ports,
+and the official OpenAI SDK pointed at the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import openai
+import orjson
+import pytest
+from aiohttp import web
+
+from gateway import app as gateway_app
+from gateway.config import parse
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class FakeUpstream:
+    """An OpenAI-compatible server whose answer each test scripts by setting `handler`.
+
+    It records every request (path, headers, JSON body) and whether a handler was cancelled
+    because the gateway closed the connection.
+    """
+
+    def __init__(self) -> None:
+        self.handler: Handler = self._unset
+        self.requests: list[dict[str, Any]] = []
+        self.closed_by_peer = asyncio.Event()  # a handler saw its connection go away
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        # handler_cancellation: a handler is cancelled when the gateway drops the connection.
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/v1"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        self.requests.append(
+            {
+                "path": request.path,
+                "headers": dict(request.headers),
+                "body": orjson.loads(raw) if raw else None,
+            }
+        )
+        try:
+            return await self.handler(request)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.closed_by_peer.set()
+            raise
+
+    @staticmethod
+    async def _unset(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "no handler scripted"}}, status=500)
+
+    @property
+    def last_body(self) -> dict[str, Any]:
+        return self.requests[-1]["body"]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    server = FakeUpstream()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+GatewayFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def start_gateway() -> AsyncIterator[GatewayFactory]:
+    """Start the real gateway on an ephemeral port from TOML text; returns its base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(toml: str) -> str:
+        runner, url = await gateway_app.start(parse(toml, "test.toml"), "127.0.0.1", 0)
+        runners.append(runner)
+        return url
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def provider_toml(upstream_url: str, name: str = "fake", **settings: Any) -> str:
+    lines = [f"[providers.{name}]", 'type = "openai"', f'base_url = "{upstream_url}"']
+    lines += [f"{key} = {orjson.dumps(value).decode()}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+async def gateway_url(upstream: FakeUpstream, start_gateway: GatewayFactory) -> str:
+    """The gateway with one OpenAI-compatible provider `fake` -> the fake upstream, and mock."""
+    return await start_gateway(
+        provider_toml(upstream.url, api_key="sk-upstream", timeout=2)
+        + '[providers.mock]\ntype = "mock"\ndelay = 0\n'
+    )
+
+
+@pytest.fixture
+async def client(gateway_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    sdk = openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="sk-client", max_retries=0)
+    yield sdk
+    await sdk.close()

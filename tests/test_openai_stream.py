@@ -1,0 +1,117 @@
+"""The OpenAI-compatible stream normaliser, bytes in and bytes out, with no sockets."""
+
+from __future__ import annotations
+
+import itertools
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from providers.base import Operation
+from providers.openai import ChunkNormaliser
+from tests.streams import (
+    DONE,
+    USAGE,
+    chat_chunk,
+    data,
+    inline_finish_stream,
+    openai_chat_stream,
+    parse_sse,
+)
+
+TOKENS = ["Hé", "llo", " 世界", " 🎉", "!"]
+
+
+def _run(pieces: list[bytes]) -> bytes:
+    normaliser = ChunkNormaliser(Operation.CHAT, "test")
+    out = b"".join(normaliser.feed(piece) for piece in pieces)
+    return out + normaliser.end()
+
+
+def _split(stream: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    return [stream[a:b] for a, b in itertools.pairwise(points)]
+
+
+def test_content_chunks_pass_as_the_upstream_bytes_unchanged() -> None:
+    normaliser = ChunkNormaliser(Operation.CHAT, "test")
+    for event in openai_chat_stream(TOKENS)[:-3]:
+        assert normaliser.feed(event) is event  # no copy, no re-encoding
+
+
+def test_several_content_events_in_one_read_pass_unchanged() -> None:
+    normaliser = ChunkNormaliser(Operation.CHAT, "test")
+    read = b"".join(openai_chat_stream(TOKENS)[:-3])
+    assert normaliser.feed(read) is read
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    style=st.sampled_from([openai_chat_stream, inline_finish_stream]),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=30),
+)
+def test_any_split_of_the_upstream_stream_gives_the_same_events(style, cuts) -> None:
+    stream = b"".join(style(TOKENS))
+    whole = parse_sse(_run([stream]))
+    assert parse_sse(_run(_split(stream, cuts))) == whole
+    chunks = [orjson.loads(event.data) for event in whole[:-1]]
+    assert whole[-1].data == "[DONE]"
+    assert chunks[-1]["usage"] == USAGE and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == "".join(TOKENS)
+
+
+def test_crlf_upstream_is_normalised_too() -> None:
+    stream = b"".join(openai_chat_stream(TOKENS)).replace(b"\n", b"\r\n")
+    events = parse_sse(_run([stream]))
+    assert events[-1].data == "[DONE]"
+    assert orjson.loads(events[-2].data)["usage"] == USAGE
+
+
+def test_upstream_comments_are_relayed() -> None:
+    out = _run([b": OPENROUTER PROCESSING\n\n", *openai_chat_stream(["a"])])
+    assert out.startswith(b": OPENROUTER PROCESSING")
+
+
+def test_stream_without_done_but_finished_still_ends_properly() -> None:
+    events = parse_sse(_run(openai_chat_stream(TOKENS)[:-1]))
+    assert events[-1].data == "[DONE]"
+    assert orjson.loads(events[-2].data)["usage"] == USAGE
+
+
+def test_stream_cut_mid_event_ends_with_an_error_event() -> None:
+    pieces = [data(chat_chunk({"content": "a"})), b'data: {"choi']
+    events = parse_sse(_run(pieces))
+    assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
+
+
+def test_nothing_after_the_terminal_event_is_sent() -> None:
+    normaliser = ChunkNormaliser(Operation.CHAT, "test")
+    out = normaliser.feed(DONE + data(chat_chunk({"content": "late"})))
+    assert normaliser.finished
+    assert b"late" not in out
+
+
+def test_text_completion_finish_is_split_from_its_text() -> None:
+    chunk = {
+        "id": "c",
+        "object": "text_completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "text": "end", "logprobs": None, "finish_reason": "stop"}],
+        "usage": USAGE,
+    }
+    normaliser = ChunkNormaliser(Operation.COMPLETIONS, "test")
+    events = parse_sse(normaliser.feed(data(chunk) + DONE))
+    first, last, done = (orjson.loads(e.data) if e.data != "[DONE]" else None for e in events)
+    assert first["choices"][0] == {
+        "index": 0,
+        "text": "end",
+        "logprobs": None,
+        "finish_reason": None,
+    }
+    assert first["usage"] is None
+    assert last["choices"][0]["text"] == "" and last["choices"][0]["finish_reason"] == "stop"
+    assert last["usage"] == USAGE
+    assert done is None
