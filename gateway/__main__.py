@@ -36,12 +36,13 @@ def load_config(path: str | None) -> Config:
 
 
 async def serve(config: Config, host: str, port: int) -> None:
-    runner, url = await app.start(config, host, port)
-    print(f"gateway listening on {url} (config: {config.source})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    runner, url = await app.start(config, host, port)
+    # Printed once the socket is bound and signals are handled: a caller may use both at once.
+    print(f"gateway listening on {url} (config: {config.source})", flush=True)
     try:
         await stop.wait()
     finally:

@@ -46,12 +46,46 @@ class _ProviderBase(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
     models: list[str] = []
 
 
-class OpenAIProviderConfig(_ProviderBase, frozen=True, tag="openai"):
+class _HttpProviderBase(_ProviderBase, frozen=True):
+    base_url: str = ""  # each type's default is in DEFAULT_BASE_URLS
+    api_key: str | None = None  # "env.NAME" reads the environment; a plain string is used as is
+    headers: dict[str, str] = {}  # extra headers sent upstream
+
+
+class OpenAIProviderConfig(_HttpProviderBase, frozen=True, tag="openai"):
     """Any OpenAI-compatible server: OpenAI itself, vLLM, llama.cpp, Groq, ..."""
 
-    base_url: str = "https://api.openai.com/v1"
-    api_key: str | None = None  # "env.NAME" reads the environment; a plain string is used as is
-    headers: dict[str, str] = {}
+
+class AnthropicProviderConfig(_HttpProviderBase, frozen=True, tag="anthropic"):
+    anthropic_version: str = "2023-06-01"
+    max_tokens: int = 4096  # Anthropic requires max_tokens; used when the request has none
+
+
+class GeminiProviderConfig(_HttpProviderBase, frozen=True, tag="gemini"):
+    pass
+
+
+class OllamaProviderConfig(_HttpProviderBase, frozen=True, tag="ollama"):
+    pass
+
+
+class AzureProviderConfig(_HttpProviderBase, frozen=True, tag="azure"):
+    """Azure OpenAI: base_url is https://<resource>.openai.azure.com; model is the deployment."""
+
+    api_version: str = "2024-10-21"
+
+
+class CohereProviderConfig(_HttpProviderBase, frozen=True, tag="cohere"):
+    pass
+
+
+class BedrockProviderConfig(_HttpProviderBase, frozen=True, tag="bedrock"):
+    """AWS Bedrock (Converse API). Credentials: these keys if set, else the usual AWS chain."""
+
+    region: str = "us-east-1"
+    access_key_id: str | None = None  # "env.NAME" or literal, like api_key
+    secret_access_key: str | None = None
+    session_token: str | None = None
 
 
 class MockProviderConfig(_ProviderBase, frozen=True, tag="mock"):
@@ -61,8 +95,54 @@ class MockProviderConfig(_ProviderBase, frozen=True, tag="mock"):
     delay: float = 0.02  # seconds between two tokens
 
 
-ProviderConfig = OpenAIProviderConfig | MockProviderConfig
-KNOWN_TYPES: tuple[str, ...] = ("openai", "mock")
+ProviderConfig = (
+    OpenAIProviderConfig
+    | AnthropicProviderConfig
+    | GeminiProviderConfig
+    | OllamaProviderConfig
+    | AzureProviderConfig
+    | CohereProviderConfig
+    | BedrockProviderConfig
+    | MockProviderConfig
+)
+KNOWN_TYPES: tuple[str, ...] = (
+    "openai",
+    "anthropic",
+    "gemini",
+    "ollama",
+    "azure",
+    "cohere",
+    "bedrock",
+    "mock",
+)
+
+# type -> (default base_url, default api_key). A table that leaves them out gets these.
+TYPE_DEFAULTS: dict[str, tuple[str | None, str | None]] = {
+    "anthropic": ("https://api.anthropic.com/v1", "env.ANTHROPIC_API_KEY"),
+    "gemini": ("https://generativelanguage.googleapis.com/v1beta", "env.GEMINI_API_KEY"),
+    "ollama": ("http://127.0.0.1:11434", None),
+    "azure": (None, "env.AZURE_OPENAI_API_KEY"),
+    "cohere": ("https://api.cohere.com/v2", "env.COHERE_API_KEY"),
+    "bedrock": (None, None),
+}
+
+# OpenAI-compatible hosts known by name: `[providers.groq]` with nothing else works.
+PRESETS: dict[str, tuple[str, str | None]] = {
+    "openai": ("https://api.openai.com/v1", "env.OPENAI_API_KEY"),
+    "groq": ("https://api.groq.com/openai/v1", "env.GROQ_API_KEY"),
+    "mistral": ("https://api.mistral.ai/v1", "env.MISTRAL_API_KEY"),
+    "deepseek": ("https://api.deepseek.com/v1", "env.DEEPSEEK_API_KEY"),
+    "openrouter": ("https://openrouter.ai/api/v1", "env.OPENROUTER_API_KEY"),
+    "together": ("https://api.together.xyz/v1", "env.TOGETHER_API_KEY"),
+    "fireworks": ("https://api.fireworks.ai/inference/v1", "env.FIREWORKS_API_KEY"),
+    "xai": ("https://api.x.ai/v1", "env.XAI_API_KEY"),
+    "perplexity": ("https://api.perplexity.ai", "env.PERPLEXITY_API_KEY"),
+    "cerebras": ("https://api.cerebras.ai/v1", "env.CEREBRAS_API_KEY"),
+    # Local servers: no key unless one is configured.
+    "vllm": ("http://127.0.0.1:8000/v1", None),
+    "lmstudio": ("http://127.0.0.1:1234/v1", None),
+    "llamacpp": ("http://127.0.0.1:8080/v1", None),
+}
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -134,16 +214,26 @@ def _check_provider_table(source: str, name: str, table: Any) -> None:
         raise ConfigError(f"{where}: expected a table")
     if not name or "/" in name:
         raise ConfigError(f"{where}: a provider name must be non-empty and contain no '/'")
-    # `type` defaults to the table's name when that names a known adapter.
-    kind = table.setdefault("type", name if name in KNOWN_TYPES else None)
+    # `type` defaults to the table's name when that names a known adapter or preset.
+    default_type = "openai" if name in PRESETS else name if name in KNOWN_TYPES else None
+    kind = table.setdefault("type", default_type)
     if kind is None:
         raise ConfigError(f"{where}.type: required (one of: {', '.join(KNOWN_TYPES)})")
     if kind not in KNOWN_TYPES:
         raise ConfigError(
             f"{where}.type: unknown provider type {kind!r} (one of: {', '.join(KNOWN_TYPES)})"
         )
-    if kind == "openai" and name != "openai" and "base_url" not in table:
-        raise ConfigError(f"{where}.base_url: required for an OpenAI-compatible server")
+    if kind == "openai" and name in PRESETS:
+        base_url, api_key = PRESETS[name]
+    else:
+        base_url, api_key = TYPE_DEFAULTS.get(kind, (None, None))
+    if kind != "mock":
+        if "base_url" not in table and base_url is None and kind != "bedrock":
+            raise ConfigError(f"{where}.base_url: required for a provider of type {kind!r}")
+        if base_url is not None:
+            table.setdefault("base_url", base_url)
+        if api_key is not None:
+            table.setdefault("api_key", api_key)
 
 
 def _describe(exc: msgspec.ValidationError, prefix: str) -> str:
@@ -170,7 +260,7 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"{where}.timeout: must be a positive number of seconds")
         if provider.keepalive is not None and provider.keepalive < 0:
             raise ConfigError(f"{where}.keepalive: must be 0 (off) or more seconds")
-        if isinstance(provider, OpenAIProviderConfig):
+        if isinstance(provider, _HttpProviderBase) and provider.base_url:
             if not provider.base_url.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}.base_url: must start with http:// or https://")
         elif isinstance(provider, MockProviderConfig) and (

@@ -19,7 +19,7 @@ import logging
 
 from aiohttp import web
 
-from gateway.errors import GatewayError, upstream_error_from_body
+from gateway.errors import GatewayError
 from gateway.routing import Target
 from gateway.upstream import Upstream, as_gateway_error
 from providers.base import Operation, UpstreamRequest
@@ -36,7 +36,7 @@ KEEPALIVE_COMMENT = b": keepalive\n\n"
 
 
 async def relay_once(
-    target: Target, upstream_request: UpstreamRequest, operation: Operation
+    target: Target, upstream_request: UpstreamRequest, operation: Operation, model: str
 ) -> web.Response:
     """A non-streamed request: the upstream's answer, translated, in one response."""
     provider = target.provider
@@ -50,26 +50,28 @@ async def relay_once(
         if upstream is not None:
             upstream.close()
     if upstream.status >= 400:
-        raise upstream_error_from_body(upstream.status, body, provider.name)
+        raise provider.upstream_error(upstream.status, body)
     return web.Response(
-        body=provider.translate_response(operation, body), content_type="application/json"
+        body=provider.translate_response(operation, model, body), content_type="application/json"
     )
 
 
 async def relay_stream(
-    request: web.Request, target: Target, upstream_request: UpstreamRequest, operation: Operation
+    request: web.Request,
+    target: Target,
+    upstream_request: UpstreamRequest,
+    operation: Operation,
+    model: str,
 ) -> web.StreamResponse:
     """A streamed request: SSE relayed event by event, normalised by the provider."""
     response = web.StreamResponse(headers=SSE_HEADERS)
-    translator = target.provider.stream_translator(operation)
+    translator = target.provider.stream_translator(operation, model)
     keepalive = _Keepalive(request, response, target.keepalive) if target.keepalive else None
     upstream: Upstream | None = None
     try:
         upstream = await target.transport.send(upstream_request, target.timeout)
         if upstream.status >= 400:
-            raise upstream_error_from_body(
-                upstream.status, await upstream.read(), target.provider.name
-            )
+            raise target.provider.upstream_error(upstream.status, await upstream.read())
         started = False
         async for chunk in upstream.chunks():
             out = translator.feed(chunk)

@@ -9,7 +9,7 @@ from gateway.config import Config
 from gateway.errors import BadRequest
 from gateway.upstream import HttpTransport, Transport, client_timeout
 from providers import build_provider
-from providers.base import Provider
+from providers.base import Operation, Provider
 
 
 class Target(msgspec.Struct, frozen=True, gc=False):
@@ -37,7 +37,7 @@ class Router:
                 keepalive=config.server.keepalive if keepalive is None else keepalive,
             )
 
-    def resolve(self, model: str) -> tuple[Target, str]:
+    def resolve(self, model: str, operation: Operation) -> tuple[Target, str]:
         """The target for `provider/model` and the model name to send upstream (after the
         first slash, unchanged: it may hold more slashes)."""
         name, sep, upstream_model = model.partition("/")
@@ -55,5 +55,12 @@ class Router:
                 f"configured providers: {configured}.",
                 param="model",
                 code="unknown_provider",
+            )
+        if operation not in target.provider.operations:
+            supported = ", ".join(sorted(op.value for op in target.provider.operations))
+            raise BadRequest(
+                f"Provider {name!r} does not support {operation.value} (it supports: {supported}).",
+                param="model",
+                code="unsupported_operation",
             )
         return target, upstream_model

@@ -52,6 +52,8 @@ class StreamTranslator(Protocol):
 
 class Provider(Protocol):
     name: str
+    # What it can serve; any other operation is a 400 naming the provider and the operation.
+    operations: frozenset[Operation]
 
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
@@ -59,8 +61,12 @@ class Provider(Protocol):
         """Our request for `model` (the part after `provider/`) as the upstream's request."""
         ...
 
-    def stream_translator(self, operation: Operation) -> StreamTranslator: ...
+    def stream_translator(self, operation: Operation, model: str) -> StreamTranslator: ...
 
-    def translate_response(self, operation: Operation, body: bytes) -> bytes:
-        """A non-streamed upstream answer as our JSON answer."""
+    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
+        """A non-streamed upstream answer (status < 400) as our JSON answer."""
+        ...
+
+    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+        """An upstream error answer as our error, keeping its status and message."""
         ...

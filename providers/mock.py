@@ -23,6 +23,7 @@ import msgspec
 import orjson
 
 from gateway.config import MockProviderConfig
+from gateway.errors import GatewayError, upstream_error_from_body
 from providers.base import Operation, RawBody, UpstreamRequest
 from providers.openai import ChunkNormaliser, encode_body
 
@@ -53,6 +54,8 @@ def reply_tokens(count: int) -> list[str]:
 
 
 class MockProvider:
+    operations = frozenset({Operation.CHAT, Operation.COMPLETIONS})
+
     def __init__(self, name: str, config: MockProviderConfig) -> None:
         self.name = name
         self.config = config
@@ -65,11 +68,14 @@ class MockProvider:
             "POST", f"mock:{operation.value}", {}, encode_body(body, model, stream)
         )
 
-    def stream_translator(self, operation: Operation) -> ChunkNormaliser:
+    def stream_translator(self, operation: Operation, model: str) -> ChunkNormaliser:
         return ChunkNormaliser(operation, self.name)
 
-    def translate_response(self, operation: Operation, body: bytes) -> bytes:
+    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
         return body
+
+    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+        return upstream_error_from_body(status, body, self.name)
 
     async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> MockUpstream:
         return MockUpstream(

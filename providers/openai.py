@@ -32,6 +32,8 @@ DONE = b"data: [DONE]\n\n"
 class OpenAIProvider:
     """Builds OpenAI-compatible requests; streams are normalised by `ChunkNormaliser`."""
 
+    operations = frozenset({Operation.CHAT, Operation.COMPLETIONS})
+
     def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
         self.name = name
         self.config = config
@@ -58,11 +60,14 @@ class OpenAIProvider:
             encode_body(body, model, stream),
         )
 
-    def stream_translator(self, operation: Operation) -> ChunkNormaliser:
+    def stream_translator(self, operation: Operation, model: str) -> ChunkNormaliser:
         return ChunkNormaliser(operation, self.name)
 
-    def translate_response(self, operation: Operation, body: bytes) -> bytes:
+    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
         return body
+
+    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+        return upstream_error_from_body(status, body, self.name)
 
 
 def encode_body(body: RawBody, model: str, stream: bool) -> bytes:

@@ -20,11 +20,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def _complete(request: web.Request, operation: Operation) -> web.StreamResponse:
     parsed = parse_request(await request.read(), operation)
-    target, model = request.app[ROUTER].resolve(parsed.model)
+    target, model = request.app[ROUTER].resolve(parsed.model, operation)
     upstream_request = target.provider.build_request(operation, model, parsed.body, parsed.stream)
     if parsed.stream:
-        return await relay_stream(request, target, upstream_request, operation)
-    return await relay_once(target, upstream_request, operation)
+        return await relay_stream(request, target, upstream_request, operation, model)
+    return await relay_once(target, upstream_request, operation, model)
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,0 +1,162 @@
+"""Our chat answer, built by the providers that translate (Anthropic, Gemini, Ollama, ...).
+
+`ChatStreamWriter` emits the client's SSE bytes for one stream in OpenAI's chunk shape, already
+normalised the way the gateway promises: content, reasoning and tool-call deltas in the chunks
+before the last; `finish_reason` and `usage` only in the last chunk; then `data: [DONE]`.
+`chat_completion()` builds the matching non-streamed answer, so that the concatenated stream
+and the whole answer agree for every provider.
+
+Reasoning (Anthropic "thinking", Gemini "thought" parts) travels as `delta.reasoning` text, and
+the block's signature as `delta.reasoning_signature`, so a client can send both back on the
+assistant message of its next turn (`reasoning`, `reasoning_signature`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any
+
+import orjson
+
+from gateway.errors import GatewayError
+from gateway.sse import encode_data
+
+DONE = b"data: [DONE]\n\n"
+_ids = itertools.count(1)
+
+
+def new_id(prefix: str = "chatcmpl") -> str:
+    return f"{prefix}-{os.getpid():x}{next(_ids):08x}{int(time.time()):x}"
+
+
+def usage(
+    prompt_tokens: int,
+    completion_tokens: int,
+    *,
+    cached_tokens: int | None = None,
+    cache_creation_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+) -> dict[str, Any]:
+    """OpenAI's usage object. `prompt_tokens` counts every input token, cached ones included."""
+    result: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if cached_tokens is not None or cache_creation_tokens is not None:
+        details: dict[str, int] = {"cached_tokens": cached_tokens or 0}
+        if cache_creation_tokens is not None:
+            details["cache_creation_tokens"] = cache_creation_tokens
+        result["prompt_tokens_details"] = details
+    if reasoning_tokens is not None:
+        result["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return result
+
+
+class ChatStreamWriter:
+    """One translated chat stream's chunks. Call the delta methods as the upstream's events
+    arrive, then `finish()` once; `error()` ends the stream instead."""
+
+    def __init__(self, model: str, *, id: str | None = None, created: int | None = None) -> None:
+        self.id = id or new_id()
+        self.model = model
+        self.created = created or int(time.time())
+        self.finished = False
+        self._role_sent = False
+
+    def content(self, text: str) -> bytes:
+        return self._chunk({"content": text}) if text else b""
+
+    def reasoning(self, text: str) -> bytes:
+        return self._chunk({"reasoning": text}) if text else b""
+
+    def reasoning_signature(self, signature: str) -> bytes:
+        return self._chunk({"reasoning_signature": signature}) if signature else b""
+
+    def tool_call(self, index: int, id: str, name: str, arguments: str = "") -> bytes:
+        """The start of tool call `index` (0, 1, ... in the order the calls began)."""
+        call = {
+            "index": index,
+            "id": id,
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+        return self._chunk({"content": None, "tool_calls": [call]})
+
+    def tool_arguments(self, index: int, fragment: str) -> bytes:
+        if not fragment:
+            return b""
+        return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+
+    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+        """The last chunk (finish_reason and usage, empty delta) and `[DONE]`."""
+        self.finished = True
+        head = self._chunk({"role": "assistant", "content": ""}) if not self._role_sent else b""
+        last = self._envelope(
+            [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}], usage
+        )
+        return head + encode_data(orjson.dumps(last)) + DONE
+
+    def error(self, error: GatewayError) -> bytes:
+        self.finished = True
+        return encode_data(error.to_json())
+
+    def _chunk(self, delta: dict[str, Any]) -> bytes:
+        if not self._role_sent:  # OpenAI's first delta carries the role
+            self._role_sent = True
+            delta = {"role": "assistant", **delta}
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        return encode_data(orjson.dumps(self._envelope([choice], None)))
+
+    def _envelope(self, choices: list[dict[str, Any]], usage: Any) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": usage,
+        }
+
+
+def chat_completion(
+    *,
+    model: str,
+    content: str | None,
+    finish_reason: str,
+    usage: dict[str, Any] | None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    reasoning: str | None = None,
+    reasoning_signature: str | None = None,
+    id: str | None = None,
+    created: int | None = None,
+) -> bytes:
+    """The non-streamed answer. `tool_calls` items: {"id", "name", "arguments" (a JSON string)}."""
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if reasoning:
+        message["reasoning"] = reasoning
+    if reasoning_signature:
+        message["reasoning_signature"] = reasoning_signature
+    if tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": call["arguments"]},
+            }
+            for call in tool_calls
+        ]
+    return orjson.dumps(
+        {
+            "id": id or new_id(),
+            "object": "chat.completion",
+            "created": created or int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+            ],
+            "usage": usage,
+        }
+    )
