@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.app_keys import CONFIG, HTTP, ROUTER
 from gateway.config import Config
 from gateway.errors import error_middleware
-from gateway.routes import chat, models
+from gateway.routes import chat, models, responses
 from gateway.routing import Router
 from gateway.upstream import HttpTransport
 
@@ -24,6 +24,7 @@ def create_app(config: Config) -> web.Application:
     app[ROUTER] = Router(config, http)
     chat.add_routes(app)
     models.add_routes(app)
+    responses.add_routes(app)
     app.cleanup_ctx.append(_upstream_client)
     return app
 

@@ -8,7 +8,7 @@ fields the gateway acts on, or whose type would otherwise fail upstream, are dec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -17,14 +17,17 @@ from providers.base import Operation, RawBody
 
 _body_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
-_COMMON: dict[str, Any] = {
+_SAMPLING: dict[str, Any] = {
     "model": str,
     "stream": bool | None,
+    "temperature": float | None,
+    "top_p": float | None,
+}
+_COMMON: dict[str, Any] = {
+    **_SAMPLING,
     "stream_options": dict[str, Any] | None,
     "n": int | None,
     "max_tokens": int | None,
-    "temperature": float | None,
-    "top_p": float | None,
 }
 # Per operation: the typed fields, and which of them must be present.
 _FIELDS: dict[Operation, dict[str, Any]] = {
@@ -34,10 +37,39 @@ _FIELDS: dict[Operation, dict[str, Any]] = {
         "max_completion_tokens": int | None,
     },
     Operation.COMPLETIONS: {**_COMMON, "prompt": str | list[Any]},
+    Operation.RESPONSES: {
+        **_SAMPLING,
+        "input": str | list[dict[str, Any]] | None,
+        "instructions": str | None,
+        "max_output_tokens": int | None,
+        "previous_response_id": str | None,
+        "store": bool | None,
+        "tools": list[dict[str, Any]] | None,
+        "reasoning": dict[str, Any] | None,
+    },
+    Operation.EMBEDDINGS: {
+        "model": str,
+        # A string, or a list of strings, of token ids, or of token-id lists.
+        "input": str | list[str | int | list[int]],
+        "encoding_format": Literal["float", "base64"] | None,
+        "dimensions": int | None,
+    },
+    Operation.SPEECH: {
+        "model": str,
+        "input": str,
+        "voice": str | dict[str, Any],
+        "response_format": Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] | None,
+        "speed": float | None,
+        "instructions": str | None,
+        "stream_format": Literal["audio", "sse"] | None,
+    },
 }
 _REQUIRED: dict[Operation, tuple[str, ...]] = {
     Operation.CHAT: ("model", "messages"),
     Operation.COMPLETIONS: ("model", "prompt"),
+    Operation.RESPONSES: ("model",),
+    Operation.EMBEDDINGS: ("model", "input"),
+    Operation.SPEECH: ("model", "input", "voice"),
 }
 _DECODERS = {
     operation: {name: msgspec.json.Decoder(kind) for name, kind in fields.items()}
@@ -49,6 +81,7 @@ class ParsedRequest(msgspec.Struct, frozen=True, gc=False):
     body: RawBody
     model: str
     stream: bool
+    values: dict[str, Any]  # the typed fields that were present
 
 
 def parse_request(data: bytes, operation: Operation) -> ParsedRequest:
@@ -66,7 +99,7 @@ def parse_request(data: bytes, operation: Operation) -> ParsedRequest:
         raw = body.get(name)
         if raw is not None:
             values[name] = decode_field(name, raw, decoder)
-    return ParsedRequest(body, values["model"], bool(values.get("stream")))
+    return ParsedRequest(body, values["model"], bool(values.get("stream")), values)
 
 
 def decode_object(data: bytes) -> RawBody:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.routing import Target
 from gateway.upstream import Upstream, as_gateway_error
-from providers.base import Operation, UpstreamRequest
+from providers.base import StreamTranslator, UpstreamRequest
 
 log = logging.getLogger("gateway")
 
@@ -36,7 +37,7 @@ KEEPALIVE_COMMENT = b": keepalive\n\n"
 
 
 async def relay_once(
-    target: Target, upstream_request: UpstreamRequest, operation: Operation, model: str
+    target: Target, upstream_request: UpstreamRequest, translate: Callable[[bytes], bytes]
 ) -> web.Response:
     """A non-streamed request: the upstream's answer, translated, in one response."""
     provider = target.provider
@@ -51,21 +52,17 @@ async def relay_once(
             upstream.close()
     if upstream.status >= 400:
         raise provider.upstream_error(upstream.status, body)
-    return web.Response(
-        body=provider.translate_response(operation, model, body), content_type="application/json"
-    )
+    return web.Response(body=translate(body), content_type="application/json")
 
 
 async def relay_stream(
     request: web.Request,
     target: Target,
     upstream_request: UpstreamRequest,
-    operation: Operation,
-    model: str,
+    translator: StreamTranslator,
 ) -> web.StreamResponse:
-    """A streamed request: SSE relayed event by event, normalised by the provider."""
+    """A streamed request: SSE relayed event by event, through the provider's translator."""
     response = web.StreamResponse(headers=SSE_HEADERS)
-    translator = target.provider.stream_translator(operation, model)
     keepalive = _Keepalive(request, response, target.keepalive) if target.keepalive else None
     upstream: Upstream | None = None
     try:

@@ -22,6 +22,14 @@ class Target(msgspec.Struct, frozen=True, gc=False):
     keepalive: float  # 0: off
 
 
+def supports(provider: Provider, operation: Operation) -> bool:
+    """Served natively, or (Responses) through the provider's chat API."""
+    operations = provider.operations
+    return operation in operations or (
+        operation is Operation.RESPONSES and Operation.CHAT in operations
+    )
+
+
 class Router:
     def __init__(self, config: Config, http: HttpTransport) -> None:
         self.targets: dict[str, Target] = {}
@@ -56,7 +64,7 @@ class Router:
                 param="model",
                 code="unknown_provider",
             )
-        if operation not in target.provider.operations:
+        if not supports(target.provider, operation):
             supported = ", ".join(sorted(op.value for op in target.provider.operations))
             raise BadRequest(
                 f"Provider {name!r} does not support {operation.value} (it supports: {supported}).",

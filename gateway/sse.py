@@ -176,22 +176,25 @@ class SSEDecoder:
             SSEProtocolError: An event block grew beyond `max_event_size`. The decoder
                 is then broken and every later call raises the same error.
         """
-        n = len(data)
-        # Fast path: one whole `data:` line plus the blank line, fed at a boundary. The
+        # Fast path: one whole `data: ` line plus the blank line, fed at a boundary. The
         # first LF being the second-to-last byte means there is exactly one line; no CR
-        # means no other line ending could hide in it.
-        if (
-            self._clean
-            and n > 6
-            and data[-1] == _LF
-            and data.find(b"\n") == n - 2
-            and data.startswith(b"data:")
-            and _CR not in data
-            and n - 2 <= self._max_event_size
-        ):
-            value = data[6:-2] if data[5] == 32 else data[5:-2]
-            self._aligned = True
-            return [Event(value.decode("utf-8", "replace"))]
+        # means no other line ending hides in it. Strict decoding is faster than
+        # "replace"; invalid UTF-8 takes the general path, which replaces it.
+        if self._clean and data[:6] == b"data: ":
+            n = len(data)
+            if (
+                data.find(b"\n") == n - 2
+                and data[-1] == _LF
+                and _CR not in data
+                and n - 2 <= self._max_event_size
+            ):
+                try:
+                    event = Event(data[6:-2].decode())
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    self._aligned = True
+                    return [event]
         return self._feed(data)
 
     def _feed(self, data: bytes) -> list[Event | Comment]:
@@ -224,7 +227,7 @@ class SSEDecoder:
         items: list[Event | Comment] = []
         if data:
             last = data[-1]
-            lines = data.splitlines()
+            lines = data.splitlines()  # breaks on exactly CRLF, CR and LF
             if last in (_LF, _CR):
                 self._skip_lf = last == _CR
                 tail = b""
@@ -275,6 +278,10 @@ class SSEDecoder:
                 fields = False
                 continue
             size += len(line)
+            if line[:6] == b"data: ":  # the usual spelling of the usual field, tried first
+                data.append(line[6:])
+                fields = True
+                continue
             if line[0] == _COLON:
                 text = line[2:] if line[1:2] == b" " else line[1:]
                 append(Comment(text.decode("utf-8", "replace")))

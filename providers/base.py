@@ -22,6 +22,11 @@ RawBody = dict[str, msgspec.Raw]
 class Operation(StrEnum):
     CHAT = "chat.completions"
     COMPLETIONS = "completions"
+    RESPONSES = "responses"
+    EMBEDDINGS = "embeddings"
+    SPEECH = "audio.speech"
+    TRANSCRIPTION = "audio.transcriptions"
+    TRANSLATION = "audio.translations"
 
 
 class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):

@@ -25,7 +25,7 @@ import orjson
 from gateway.config import MockProviderConfig
 from gateway.errors import GatewayError, upstream_error_from_body
 from providers.base import Operation, RawBody, UpstreamRequest
-from providers.openai import ChunkNormaliser, encode_body
+from providers.openai import CHAT_STYLE, ChunkNormaliser, encode_body
 
 REPLY = "This is a mock reply from the gateway's built-in provider."
 _WORDS = REPLY.split(" ")
@@ -65,7 +65,10 @@ class MockProvider:
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
         return UpstreamRequest(
-            "POST", f"mock:{operation.value}", {}, encode_body(body, model, stream)
+            "POST",
+            f"mock:{operation.value}",
+            {},
+            encode_body(body, model, stream and operation in CHAT_STYLE),
         )
 
     def stream_translator(self, operation: Operation, model: str) -> ChunkNormaliser:

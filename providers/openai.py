@@ -22,9 +22,20 @@ from gateway.errors import (
     upstream_error_from_body,
 )
 from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
-from providers.base import Operation, RawBody, UpstreamRequest
+from providers.base import Operation, RawBody, StreamTranslator, UpstreamRequest
+from providers.responses_bridge import encode_event
 
-_PATHS = {Operation.CHAT: "/chat/completions", Operation.COMPLETIONS: "/completions"}
+PATHS = {
+    Operation.CHAT: "/chat/completions",
+    Operation.COMPLETIONS: "/completions",
+    Operation.RESPONSES: "/responses",
+    Operation.EMBEDDINGS: "/embeddings",
+    Operation.SPEECH: "/audio/speech",
+    Operation.TRANSCRIPTION: "/audio/transcriptions",
+    Operation.TRANSLATION: "/audio/translations",
+}
+# Chat-style streams end in [DONE] and can be asked for a trailing usage chunk.
+CHAT_STYLE = frozenset({Operation.CHAT, Operation.COMPLETIONS})
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
 DONE = b"data: [DONE]\n\n"
 
@@ -32,7 +43,7 @@ DONE = b"data: [DONE]\n\n"
 class OpenAIProvider:
     """Builds OpenAI-compatible requests; streams are normalised by `ChunkNormaliser`."""
 
-    operations = frozenset({Operation.CHAT, Operation.COMPLETIONS})
+    operations = frozenset(PATHS)
 
     def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
         self.name = name
@@ -55,12 +66,14 @@ class OpenAIProvider:
             )
         return UpstreamRequest(
             "POST",
-            self._base_url + _PATHS[operation],
+            self._base_url + PATHS[operation],
             self._headers,
-            encode_body(body, model, stream),
+            encode_body(body, model, stream and operation in CHAT_STYLE),
         )
 
-    def stream_translator(self, operation: Operation, model: str) -> ChunkNormaliser:
+    def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
+        if operation is Operation.RESPONSES:
+            return ResponsesRelay(self.name)
         return ChunkNormaliser(operation, self.name)
 
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
@@ -70,10 +83,10 @@ class OpenAIProvider:
         return upstream_error_from_body(status, body, self.name)
 
 
-def encode_body(body: RawBody, model: str, stream: bool) -> bytes:
-    """The client's body with the upstream's model name, asking for usage when streamed."""
+def encode_body(body: RawBody, model: str, ask_usage: bool) -> bytes:
+    """The client's body with the upstream's model name, asking for the usage chunk if told."""
     body["model"] = msgspec.Raw(msgspec.json.encode(model))
-    if stream:
+    if ask_usage:
         body["stream_options"] = _with_usage(body.get("stream_options"))
     return msgspec.json.encode(body)
 
@@ -227,3 +240,66 @@ class ChunkNormaliser:
         chunk["choices"] = [self._finishes[index] for index in sorted(self._finishes)]
         chunk["usage"] = self._usage
         return encode_data(orjson.dumps(chunk)) + DONE
+
+
+class _TypeProbe(msgspec.Struct, gc=False):
+    type: str = ""
+
+
+_type_probe = msgspec.json.Decoder(_TypeProbe)
+_TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
+
+
+class ResponsesRelay:
+    """OpenAI's own Responses stream, relayed as it comes; watched only for its terminal event
+    (`response.completed`, `.failed`, `.incomplete` or `error`), after which nothing is sent."""
+
+    def __init__(self, provider: str) -> None:
+        self.finished = False
+        self._provider = provider
+        self._decoder = SSEDecoder()
+        self._events = 0  # for our own error event's sequence_number
+
+    def feed(self, data: bytes) -> bytes:
+        try:
+            items = self._decoder.feed(data)
+        except SSEProtocolError as exc:
+            return self.error_event(UpstreamProtocolError(str(exc)))
+        for position, item in enumerate(items):
+            if type(item) is not Event:
+                continue
+            self._events += 1
+            if self._kind(item) in _TERMINAL:
+                self.finished = True
+                return b"".join(encode(i) for i in items[: position + 1])
+        if self._decoder.aligned:
+            return data
+        return b"".join(encode(item) for item in items)
+
+    def end(self) -> bytes:
+        if self.finished:
+            return b""
+        return self.error_event(
+            UpstreamProtocolError("The upstream closed the stream before it finished.")
+        )
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        return encode_event(
+            {
+                "type": "error",
+                "sequence_number": self._events,
+                "code": error.code,
+                "message": error.message,
+                "param": error.param,
+            }
+        )
+
+    @staticmethod
+    def _kind(event: Event) -> str:
+        if event.event is not None:
+            return event.event
+        try:  # a server that omits `event:` lines still names the type in the data
+            return _type_probe.decode(event.data).type
+        except msgspec.DecodeError:
+            return ""

@@ -22,9 +22,13 @@ async def _complete(request: web.Request, operation: Operation) -> web.StreamRes
     parsed = parse_request(await request.read(), operation)
     target, model = request.app[ROUTER].resolve(parsed.model, operation)
     upstream_request = target.provider.build_request(operation, model, parsed.body, parsed.stream)
+    provider = target.provider
     if parsed.stream:
-        return await relay_stream(request, target, upstream_request, operation, model)
-    return await relay_once(target, upstream_request, operation, model)
+        translator = provider.stream_translator(operation, model)
+        return await relay_stream(request, target, upstream_request, translator)
+    return await relay_once(
+        target, upstream_request, lambda body: provider.translate_response(operation, model, body)
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,0 +1,496 @@
+"""The Responses API for providers that only speak chat: translated through their chat API.
+
+`responses_to_chat` turns a `/v1/responses` request into a chat request; `ResponsesFromChat`
+turns our normalised chat stream (what every provider's chat translator emits) into the
+Responses event stream, event for event as OpenAI sends it (`response.created`,
+`response.output_item.added`, `response.output_text.delta`, ..., `response.completed` with
+usage), so the OpenAI SDK's `responses.stream()` helper works against any provider;
+`response_from_chat` does the same for a non-streamed answer.
+Sans-IO, like every translation: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+import orjson
+
+from gateway.errors import BadRequest, GatewayError, UpstreamProtocolError
+from gateway.sse import Event, SSEDecoder
+from providers.base import RawBody, StreamTranslator
+from providers.chunks import new_id
+
+
+def _raw(value: Any) -> msgspec.Raw:
+    return msgspec.Raw(orjson.dumps(value))
+
+
+# --- request: Responses -> chat -------------------------------------------------------------
+
+
+def responses_to_chat(body: RawBody, provider: str) -> RawBody:
+    """A Responses request body as the equivalent chat request body."""
+    fields = {key: msgspec.json.decode(value) for key, value in body.items()}
+    if fields.get("previous_response_id"):
+        raise BadRequest(
+            f"previous_response_id is not supported for provider {provider!r}: the gateway "
+            "stores no responses; send the whole conversation in `input`.",
+            param="previous_response_id",
+            code="unsupported_parameter",
+        )
+    messages: list[dict[str, Any]] = []
+    if fields.get("instructions"):
+        messages.append({"role": "system", "content": fields["instructions"]})
+    messages += _input_messages(fields.get("input"))
+    chat: dict[str, Any] = {"model": fields["model"], "messages": messages}
+    if fields.get("stream"):
+        chat["stream"] = True
+    for name in ("temperature", "top_p", "user", "metadata", "parallel_tool_calls"):
+        if fields.get(name) is not None:
+            chat[name] = fields[name]
+    if fields.get("max_output_tokens") is not None:
+        chat["max_tokens"] = fields["max_output_tokens"]
+    effort = (fields.get("reasoning") or {}).get("effort")
+    if effort:
+        chat["reasoning_effort"] = effort
+    text_format = (fields.get("text") or {}).get("format")
+    if text_format and text_format.get("type") == "json_schema":
+        schema = {k: v for k, v in text_format.items() if k != "type"}
+        chat["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif text_format and text_format.get("type") == "json_object":
+        chat["response_format"] = {"type": "json_object"}
+    if fields.get("tools"):
+        chat["tools"] = [_chat_tool(tool, provider) for tool in fields["tools"]]
+    choice = fields.get("tool_choice")
+    if isinstance(choice, str):
+        chat["tool_choice"] = choice
+    elif isinstance(choice, dict) and choice.get("type") == "function":
+        chat["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
+    return {key: _raw(value) for key, value in chat.items()}
+
+
+def _chat_tool(tool: dict[str, Any], provider: str) -> dict[str, Any]:
+    if tool.get("type") != "function":
+        raise BadRequest(
+            f"Tool type {tool.get('type')!r} is not supported for provider {provider!r} "
+            "(only function tools).",
+            param="tools",
+            code="unsupported_parameter",
+        )
+    function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
+    return {"type": "function", "function": function}
+
+
+_PART_TYPES = {"input_text": "text", "output_text": "text", "text": "text"}
+
+
+def _input_messages(items: Any) -> list[dict[str, Any]]:
+    if items is None:
+        return []
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    if not isinstance(items, list):
+        raise BadRequest("`input` must be a string or a list of items.", param="input")
+    messages: list[dict[str, Any]] = []
+    for item in items:
+        kind = item.get("type", "message") if isinstance(item, dict) else None
+        if kind == "message":
+            messages.append({"role": item.get("role", "user"), "content": _content(item)})
+        elif kind == "function_call":
+            call = {
+                "id": item.get("call_id"),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments", "")},
+            }
+            last = messages[-1] if messages else None
+            if last and last["role"] == "assistant" and "tool_calls" in last:
+                last["tool_calls"].append(call)  # parallel calls share one assistant turn
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            content = output if isinstance(output, str) else orjson.dumps(output).decode()
+            messages.append(
+                {"role": "tool", "tool_call_id": item.get("call_id"), "content": content}
+            )
+        elif kind == "reasoning":
+            continue  # the provider's own reasoning cannot be replayed through chat
+        else:
+            raise BadRequest(f"Unsupported input item type {kind!r}.", param="input")
+    return messages
+
+
+def _content(item: dict[str, Any]) -> Any:
+    content = item.get("content")
+    if isinstance(content, str) or content is None:
+        return content or ""
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type")
+        if kind in _PART_TYPES:
+            parts.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "input_image":
+            url = part.get("image_url") or part.get("file_id")
+            image = {"url": url}
+            if part.get("detail"):
+                image["detail"] = part["detail"]
+            parts.append({"type": "image_url", "image_url": image})
+        else:
+            raise BadRequest(f"Unsupported content part type {kind!r}.", param="input")
+    return parts
+
+
+# --- answers: chat -> Responses ---------------------------------------------------------------
+
+
+def response_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    prompt = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
+    return {
+        "input_tokens": usage.get("prompt_tokens", 0),
+        "input_tokens_details": {
+            "cached_tokens": prompt.get("cached_tokens") or 0,
+            "cache_write_tokens": prompt.get("cache_creation_tokens") or 0,
+        },
+        "output_tokens": usage.get("completion_tokens", 0),
+        "output_tokens_details": {"reasoning_tokens": completion.get("reasoning_tokens") or 0},
+        "total_tokens": usage.get("total_tokens", 0),
+    }
+
+
+_INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def _response(
+    id: str, created: int, model: str, status: str, output: list[Any], usage: Any
+) -> dict[str, Any]:
+    reason = status if status in _INCOMPLETE.values() else None
+    return {
+        "id": id,
+        "object": "response",
+        "created_at": created,
+        "status": "incomplete" if reason else status,
+        "incomplete_details": {"reason": reason} if reason else None,
+        "error": None,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    }
+
+
+def _message_item(id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    return {
+        "id": id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
+
+
+def _call_item(id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {
+        "id": id,
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
+
+
+def _reasoning_item(id: str, text: str, signature: str | None) -> dict[str, Any]:
+    return {
+        "id": id,
+        "type": "reasoning",
+        "summary": [{"type": "summary_text", "text": text}],
+        "encrypted_content": signature,
+    }
+
+
+def response_from_chat(body: bytes) -> bytes:
+    """A non-streamed chat completion as a Responses API response."""
+    completion = orjson.loads(body)
+    choice = (completion.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    output: list[dict[str, Any]] = []
+    if message.get("reasoning"):
+        output.append(
+            _reasoning_item(new_id("rs"), message["reasoning"], message.get("reasoning_signature"))
+        )
+    if message.get("content"):
+        output.append(_message_item(new_id("msg"), message["content"]))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        output.append(
+            _call_item(
+                new_id("fc"),
+                call.get("id"),
+                function.get("name"),
+                function.get("arguments", ""),
+                "completed",
+            )
+        )
+    status = _INCOMPLETE.get(choice.get("finish_reason") or "", "completed")
+    return orjson.dumps(
+        _response(
+            new_id("resp"),
+            completion.get("created") or int(time.time()),
+            completion.get("model", ""),
+            status,
+            output,
+            response_usage(completion.get("usage")),
+        )
+    )
+
+
+def encode_event(payload: dict[str, Any]) -> bytes:
+    """One Responses SSE event: an `event:` line naming the type, and the JSON data."""
+    return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+class ResponsesFromChat:
+    """A StreamTranslator: the provider's chat translator inside, Responses events outside."""
+
+    def __init__(self, chat: StreamTranslator, model: str) -> None:
+        self.finished = False
+        self._chat = chat
+        self._decoder = SSEDecoder()
+        self._id = new_id("resp")
+        self._created = int(time.time())
+        self._model = model
+        self._sequence = 0
+        self._started = False
+        self._output: list[dict[str, Any]] = []  # finished items, in output order
+        self._open: dict[str, Any] | None = None  # the item being streamed
+        self._calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> its item
+
+    def feed(self, data: bytes) -> bytes:
+        return self._translate(self._chat.feed(data))
+
+    def end(self) -> bytes:
+        return self._translate(self._chat.end())
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        return self._event("error", code=error.code, message=error.message, param=error.param)
+
+    def _translate(self, chat_bytes: bytes) -> bytes:
+        out = [] if self._started else [self._start()]
+        for item in self._decoder.feed(chat_bytes) if chat_bytes else ():
+            if type(item) is not Event or self.finished:
+                continue
+            if item.data == "[DONE]":
+                continue
+            chunk = orjson.loads(item.data)
+            if "error" in chunk:
+                error = chunk["error"] or {}
+                self.finished = True
+                out.append(
+                    self._event(
+                        "error",
+                        code=error.get("code"),
+                        message=error.get("message") or "The upstream failed.",
+                        param=error.get("param"),
+                    )
+                )
+                continue
+            out.append(self._chunk(chunk))
+        if self._chat.finished and not self.finished:
+            error = UpstreamProtocolError("The upstream stream ended without finishing.")
+            out.append(self.error_event(error))
+        return b"".join(out)
+
+    def _start(self) -> bytes:
+        self._started = True
+        response = _response(self._id, self._created, self._model, "in_progress", [], None)
+        return self._event("response.created", response=response) + self._event(
+            "response.in_progress", response=response
+        )
+
+    def _chunk(self, chunk: dict[str, Any]) -> bytes:
+        self._model = chunk.get("model") or self._model
+        out: list[bytes] = []
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("reasoning"):
+                out.append(self._reasoning(delta["reasoning"]))
+            if (
+                delta.get("reasoning_signature")
+                and self._open
+                and self._open["kind"] == "reasoning"
+            ):
+                self._open["signature"] = delta["reasoning_signature"]
+            if delta.get("content"):
+                out.append(self._text(delta["content"]))
+            for call in delta.get("tool_calls") or []:
+                out.append(self._tool_call(call))
+            if choice.get("finish_reason") is not None:
+                out.append(self._close())
+                out.append(self._finish(choice["finish_reason"], chunk.get("usage")))
+        return b"".join(out)
+
+    def _reasoning(self, text: str) -> bytes:
+        out = b""
+        if not self._open or self._open["kind"] != "reasoning":
+            out += self._close()
+            item = {"id": new_id("rs"), "type": "reasoning", "summary": []}
+            self._open = {"kind": "reasoning", "item": item, "text": "", "signature": None}
+            out += self._event("response.output_item.added", output_index=self._index, item=item)
+            out += self._event(
+                "response.reasoning_summary_part.added",
+                item_id=item["id"],
+                output_index=self._index,
+                summary_index=0,
+                part={"type": "summary_text", "text": ""},
+            )
+        self._open["text"] += text
+        return out + self._event(
+            "response.reasoning_summary_text.delta",
+            item_id=self._open["item"]["id"],
+            output_index=self._index,
+            summary_index=0,
+            delta=text,
+        )
+
+    def _text(self, text: str) -> bytes:
+        out = b""
+        if not self._open or self._open["kind"] != "message":
+            out += self._close()
+            item = {
+                "id": new_id("msg"),
+                "type": "message",
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [],
+            }
+            self._open = {"kind": "message", "item": item, "text": ""}
+            out += self._event("response.output_item.added", output_index=self._index, item=item)
+            out += self._event(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=self._index,
+                content_index=0,
+                part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
+            )
+        self._open["text"] += text
+        return out + self._event(
+            "response.output_text.delta",
+            item_id=self._open["item"]["id"],
+            output_index=self._index,
+            content_index=0,
+            delta=text,
+            logprobs=[],
+        )
+
+    def _tool_call(self, call: dict[str, Any]) -> bytes:
+        out = b""
+        index = call.get("index", 0)
+        function = call.get("function") or {}
+        if index not in self._calls:
+            out += self._close()
+            item = _call_item(
+                new_id("fc"),
+                call.get("id") or new_id("call"),
+                function.get("name") or "",
+                "",
+                "in_progress",
+            )
+            self._open = {"kind": "function_call", "item": item, "text": ""}
+            self._calls[index] = self._open
+            out += self._event("response.output_item.added", output_index=self._index, item=item)
+        fragment = function.get("arguments") or ""
+        if fragment:
+            state = self._calls[index]
+            state["text"] += fragment
+            position = self._position(state)
+            out += self._event(
+                "response.function_call_arguments.delta",
+                item_id=state["item"]["id"],
+                output_index=position,
+                delta=fragment,
+            )
+        return out
+
+    @property
+    def _index(self) -> int:
+        """The output index of the open item (it comes after every finished one)."""
+        return len(self._output)
+
+    def _position(self, state: dict[str, Any]) -> int:
+        return self._index if state is self._open else self._output.index(state["final"])
+
+    def _close(self) -> bytes:
+        """Finish the open item: its `.done` events, then `response.output_item.done`."""
+        state, self._open = self._open, None
+        if state is None:
+            return b""
+        index, item, text = len(self._output), state["item"], state["text"]
+        out = b""
+        if state["kind"] == "message":
+            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            out += self._event(
+                "response.output_text.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                text=text,
+                logprobs=[],
+            )
+            out += self._event(
+                "response.content_part.done",
+                item_id=item["id"],
+                output_index=index,
+                content_index=0,
+                part=part,
+            )
+            final = _message_item(item["id"], text)
+        elif state["kind"] == "reasoning":
+            part = {"type": "summary_text", "text": text}
+            out += self._event(
+                "response.reasoning_summary_text.done",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                text=text,
+            )
+            out += self._event(
+                "response.reasoning_summary_part.done",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                part=part,
+            )
+            final = _reasoning_item(item["id"], text, state["signature"])
+        else:
+            out += self._event(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                arguments=text,
+            )
+            final = _call_item(item["id"], item["call_id"], item["name"], text, "completed")
+        state["final"] = final
+        self._output.append(final)
+        return out + self._event("response.output_item.done", output_index=index, item=final)
+
+    def _finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+        self.finished = True
+        status = _INCOMPLETE.get(finish_reason, "completed")
+        response = _response(
+            self._id, self._created, self._model, status, self._output, response_usage(usage)
+        )
+        kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
+        return self._event(kind, response=response)
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        payload = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return encode_event(payload)
