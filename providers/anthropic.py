@@ -1,0 +1,365 @@
+"""Anthropic's Messages API (`type = "anthropic"`): `POST {base_url}/messages`.
+
+Requests follow platform.claude.com/docs/en/api/messages; answers are translated back by
+`providers.anthropic_stream`. How an OpenAI chat request maps:
+
+- system and developer messages -> top-level `system` (their texts joined by a blank line);
+- user content -> text and image blocks (`data:` URLs as base64 sources, http(s) as url ones);
+- assistant `tool_calls` -> `tool_use` blocks (arguments parsed into `input`), and the
+  `reasoning` + `reasoning_signature` of an earlier answer -> a `thinking` block first in its
+  turn (reasoning without a signature is dropped: Anthropic rejects unsigned thinking);
+- `tool` messages -> `tool_result` blocks in a user turn. Consecutive messages that land on the
+  same role are merged into one turn, as Anthropic wants user and assistant to alternate;
+- tools -> `input_schema` from `parameters`; tool_choice auto/none/required/function ->
+  auto/none/any/tool; `parallel_tool_calls: false` -> `disable_parallel_tool_use`;
+- `max_tokens` / `max_completion_tokens`, else the provider's `max_tokens` (Anthropic requires
+  one); `stop` -> `stop_sequences`; temperature and top_p as given; `user` -> metadata.user_id;
+- `reasoning_effort` -> `thinking` with a token budget (see `THINKING_BUDGETS`).
+
+Parameters Anthropic has no equivalent for (n > 1, logprobs, penalties, logit_bias, audio,
+JSON response formats) are a 400 naming the parameter; `seed` is dropped (best effort).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import orjson
+
+from gateway.config import AnthropicProviderConfig, resolve_key
+from gateway.errors import BadRequest, GatewayError, Unauthorized, upstream_error_from_body
+from providers.anthropic_stream import (
+    ErrorBody,
+    MessagesStream,
+    anthropic_error,
+    translate_message,
+)
+from providers.base import Operation, RawBody, UpstreamRequest
+from providers.chat_request import (
+    ChatRequest,
+    ContentPart,
+    FunctionDef,
+    Message,
+    decode_chat_request,
+    text_of,
+)
+
+# reasoning_effort -> thinking.budget_tokens. 1024 is Anthropic's minimum budget; each step up
+# doubles or quadruples the room, and "high" stays under the 21,333-token ceiling Anthropic sets
+# for non-streamed requests with thinking. "none" (and no effort) sends no `thinking`.
+# The budget counts inside max_tokens: with no client limit we send the provider's max_tokens
+# plus the budget, so the answer keeps its usual room; with a client limit the budget shrinks to
+# fit under it (a limit of 1024 or less leaves no room to think: 400).
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
+_MIN_BUDGET = 1024
+
+_Check = Callable[[Any], bool]
+# Raw parameters with no Anthropic equivalent, and when a value actually asks for them.
+_UNSUPPORTED: dict[str, _Check] = {
+    "n": lambda v: v not in (None, 1),
+    "logprobs": lambda v: bool(v),
+    "top_logprobs": lambda v: v not in (None, 0),
+    "logit_bias": lambda v: bool(v),
+    "presence_penalty": lambda v: bool(v),
+    "frequency_penalty": lambda v: bool(v),
+    "audio": lambda v: v is not None,
+    "response_format": lambda v: isinstance(v, dict) and v.get("type") != "text",
+}
+
+
+class AnthropicProvider:
+    """Builds Messages API requests; `MessagesStream` translates the answers."""
+
+    operations = frozenset({Operation.CHAT})
+
+    def __init__(self, name: str, config: AnthropicProviderConfig) -> None:
+        self.name = name
+        self.config = config
+        self._url = config.base_url.rstrip("/") + "/messages"
+        key = resolve_key(config.api_key)
+        self._missing_env = key.missing_env
+        self._headers = {
+            "content-type": "application/json",
+            "anthropic-version": config.anthropic_version,
+        }
+        if key.value:
+            self._headers["x-api-key"] = key.value
+        self._headers.update(config.headers)
+
+    def __repr__(self) -> str:
+        return f"<AnthropicProvider {self.name!r} url={self._url!r}>"
+
+    def build_request(
+        self, operation: Operation, model: str, body: RawBody, stream: bool
+    ) -> UpstreamRequest:
+        if self._missing_env:
+            raise Unauthorized(
+                f"Provider {self.name!r} has no API key: the environment variable "
+                f"{self._missing_env} is not set on the gateway.",
+                code="missing_api_key",
+            )
+        _reject_unsupported(body, self.name)
+        messages = messages_body(decode_chat_request(body), model, stream, self.config.max_tokens)
+        return UpstreamRequest("POST", self._url, self._headers, orjson.dumps(messages))
+
+    def stream_translator(self, operation: Operation, model: str) -> MessagesStream:
+        return MessagesStream(self.name, model)
+
+    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
+        return translate_message(body, self.name, model)
+
+    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+        try:
+            error = _error_decoder.decode(body).error
+        except msgspec.DecodeError:
+            error = None
+        if error is None:  # not Anthropic's shape (a proxy in between): keep what we can
+            relayed = upstream_error_from_body(status, body, self.name)
+            if status == 529:
+                relayed.status = 503
+            return relayed
+        return anthropic_error(status, error.type, error.message)
+
+
+_error_decoder = msgspec.json.Decoder(ErrorBody)
+
+
+def _reject_unsupported(body: RawBody, provider: str) -> None:
+    for key, asks_for_it in _UNSUPPORTED.items():
+        raw = body.get(key)
+        if raw is not None and asks_for_it(msgspec.json.decode(raw)):
+            raise BadRequest(
+                f"Parameter '{key}' is not supported by provider {provider!r} (Anthropic).",
+                param=key,
+                code="unsupported_parameter",
+            )
+
+
+def messages_body(
+    request: ChatRequest, model: str, stream: bool, default_max_tokens: int
+) -> dict[str, Any]:
+    """The Messages API body for an OpenAI chat request."""
+    system, turns = conversation(request.messages)
+    max_tokens, thinking = _token_limits(request, default_max_tokens)
+    body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
+    if system:
+        body["system"] = system
+    if thinking is not None:
+        body["thinking"] = thinking
+    if stream:
+        body["stream"] = True
+    if request.stop_list:
+        body["stop_sequences"] = request.stop_list
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+    if request.tools:
+        body["tools"] = [_tool(tool.type, tool.function, i) for i, tool in enumerate(request.tools)]
+        choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
+        if choice is not None:
+            body["tool_choice"] = choice
+    return body
+
+
+def _token_limits(request: ChatRequest, default: int) -> tuple[int, dict[str, Any] | None]:
+    """max_tokens, and the `thinking` parameter for reasoning_effort (None: no thinking)."""
+    limit = request.token_limit
+    effort = request.reasoning_effort
+    if effort is None or effort == "none":
+        return limit or default, None
+    budget = THINKING_BUDGETS.get(effort)
+    if budget is None:
+        choices = ", ".join(["none", *THINKING_BUDGETS])
+        raise BadRequest(
+            f"Invalid value for 'reasoning_effort': {effort!r} (expected one of {choices}).",
+            param="reasoning_effort",
+            code="invalid_value",
+        )
+    if limit is None:
+        return default + budget, {"type": "enabled", "budget_tokens": budget}
+    budget = min(budget, limit - 1)  # Anthropic: budget_tokens < max_tokens
+    if budget < _MIN_BUDGET:
+        raise BadRequest(
+            f"With reasoning_effort, max_tokens must be above {_MIN_BUDGET}: Anthropic's "
+            f"thinking budget is at least {_MIN_BUDGET} tokens and counts inside max_tokens.",
+            param="max_completion_tokens" if request.max_completion_tokens else "max_tokens",
+            code="invalid_value",
+        )
+    return limit, {"type": "enabled", "budget_tokens": budget}
+
+
+def conversation(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
+    """The system text and the alternating user/assistant turns for OpenAI `messages`."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        role = message.role
+        if role in ("system", "developer"):
+            text = text_of(message.content)
+            if text:
+                system.append(text)
+            continue
+        if role == "user":
+            blocks = _content_blocks(message.content, f"messages[{i}].content")
+        elif role == "assistant":
+            blocks = _assistant_blocks(message, i)
+        elif role == "tool":
+            role, blocks = "user", [_tool_result(message, i)]
+        else:
+            raise BadRequest(
+                f"Unsupported message role {role!r} for Anthropic.",
+                param=f"messages[{i}].role",
+                code="invalid_value",
+            )
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)  # Anthropic's turns alternate
+        else:
+            turns.append({"role": role, "content": blocks})
+    return "\n\n".join(system), turns
+
+
+def _content_blocks(content: str | list[ContentPart] | None, where: str) -> list[dict[str, Any]]:
+    if not content:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    blocks = []
+    for j, part in enumerate(content):
+        if part.type == "text":
+            if part.text:  # Anthropic rejects empty text blocks
+                blocks.append({"type": "text", "text": part.text})
+        elif part.type == "image_url" and part.image_url is not None:
+            blocks.append(_image(part.image_url.url, f"{where}[{j}].image_url.url"))
+        else:
+            raise BadRequest(
+                f"Content parts of type {part.type!r} are not supported for Anthropic.",
+                param=f"{where}[{j}].type",
+                code="invalid_value",
+            )
+    return blocks
+
+
+def _image(url: str, where: str) -> dict[str, Any]:
+    if url.startswith("data:"):
+        header, comma, data = url[5:].partition(",")
+        media_type = header.split(";", 1)[0]
+        if comma and media_type and header.endswith(";base64"):
+            source = {"type": "base64", "media_type": media_type, "data": data}
+            return {"type": "image", "source": source}
+    elif url.startswith(("https://", "http://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise BadRequest(
+        "An image must be an http(s) URL or a base64 data: URL (data:image/png;base64,...).",
+        param=where,
+        code="invalid_value",
+    )
+
+
+def _assistant_blocks(message: Message, i: int) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if message.reasoning and message.reasoning_signature:
+        blocks.append(
+            {
+                "type": "thinking",
+                "thinking": message.reasoning,
+                "signature": message.reasoning_signature,
+            }
+        )
+    blocks += _content_blocks(message.content, f"messages[{i}].content")
+    for j, call in enumerate(message.tool_calls or ()):
+        where = f"messages[{i}].tool_calls[{j}].function.arguments"
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.function.name,
+                "input": _arguments(call.function.arguments, where),
+            }
+        )
+    return blocks
+
+
+def _arguments(arguments: str, where: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise BadRequest(
+            "Tool call arguments must be a JSON object.", param=where, code="invalid_value"
+        )
+    return value
+
+
+def _tool_result(message: Message, i: int) -> dict[str, Any]:
+    if not message.tool_call_id:
+        raise BadRequest(
+            "A tool message needs the tool_call_id it answers.",
+            param=f"messages[{i}].tool_call_id",
+            code="missing_required_parameter",
+        )
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+    content = message.content
+    if isinstance(content, str):
+        if content:
+            result["content"] = content
+    elif content:
+        result["content"] = _content_blocks(content, f"messages[{i}].content")
+    return result
+
+
+def _tool(kind: str, function: FunctionDef, i: int) -> dict[str, Any]:
+    if kind != "function":
+        raise BadRequest(
+            f"Tools of type {kind!r} are not supported for Anthropic.",
+            param=f"tools[{i}].type",
+            code="invalid_value",
+        )
+    tool: dict[str, Any] = {
+        "name": function.name,
+        "input_schema": function.parameters or {"type": "object", "properties": {}},
+    }
+    if function.description:
+        tool["description"] = function.description
+    return tool
+
+
+_CHOICES = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}
+
+
+def _tool_choice(
+    choice: str | dict[str, Any] | None, parallel: bool | None
+) -> dict[str, Any] | None:
+    result: dict[str, Any] | None
+    if choice is None:
+        result = None
+    elif isinstance(choice, str):
+        if choice not in _CHOICES:
+            raise BadRequest(
+                f"Invalid value for 'tool_choice': {choice!r}.",
+                param="tool_choice",
+                code="invalid_value",
+            )
+        result = dict(_CHOICES[choice])
+    else:
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if choice.get("type") != "function" or not isinstance(name, str):
+            raise BadRequest(
+                "tool_choice must be auto, none, required or "
+                '{"type": "function", "function": {"name": ...}}.',
+                param="tool_choice",
+                code="invalid_value",
+            )
+        result = {"type": "tool", "name": name}
+    if parallel is False and (result is None or result["type"] != "none"):
+        result = result or {"type": "auto"}
+        result["disable_parallel_tool_use"] = True
+    return result

@@ -1,0 +1,407 @@
+"""Anthropic's answers as ours: the Messages API event stream and the whole Message.
+
+The stream (platform.claude.com/docs/en/build-with-claude/streaming) is `message_start`, then
+for each content block `content_block_start`, `content_block_delta`s and `content_block_stop`,
+then `message_delta` (stop_reason and cumulative usage) and `message_stop`; `ping` may come
+anywhere, `error` ends a stream that already answered 200, and event types added later are
+ignored, as the docs ask. Each event names its type on the SSE `event:` line, so events are
+dispatched through a table keyed by that name, each decoded by its own small msgspec struct.
+
+Anthropic numbers every content block; OpenAI numbers only tool calls. So tool calls get our own
+index (0, 1, ... in the order their `tool_use` blocks start), whatever blocks come between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError
+from gateway.sse import Event, SSEDecoder, SSEProtocolError, encode
+from providers.chunks import ChatStreamWriter, chat_completion, usage
+
+# stop_reason -> finish_reason. pause_turn (a server tool paused a long turn) ends this answer
+# normally: the client continues by sending the turn back, as after "stop".
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# Anthropic's error types and their statuses (platform.claude.com/docs/en/api/errors), for an
+# `error` event that arrives mid-stream with no status of its own. `overloaded_error` is
+# Anthropic's non-standard 529; we answer 503, the standard "overloaded, try again later" that
+# HTTP clients, SDKs and proxies know to retry, where an unknown 5xx may be treated as fatal.
+_STATUS_BY_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 503,
+}
+_OVERLOADED = 529
+
+
+def finish_reason(stop_reason: str | None) -> str:
+    """OpenAI's finish_reason for an Anthropic stop_reason (unknown ones end normally)."""
+    return _FINISH_REASONS.get(stop_reason or "", "stop")
+
+
+def anthropic_error(status: int | None, error_type: str, message: str) -> UpstreamError:
+    """Our error for Anthropic's `{"type": error_type, "message": message}`.
+
+    Args:
+        status: The HTTP status it came with, kept (except 529, which becomes 503); None for
+            an `error` event inside a stream, whose status then follows from its type.
+    """
+    if error_type == "overloaded_error" or status == _OVERLOADED:
+        status = 503
+    elif status is None:
+        status = _STATUS_BY_TYPE.get(error_type, 502)
+    return UpstreamError(
+        message or f"Anthropic returned {error_type}",
+        status=status,
+        type=error_type,
+        code=error_type,
+    )
+
+
+class Usage(msgspec.Struct, gc=False):
+    """Anthropic's usage: `input_tokens` excludes the cached ones, counted apart."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+
+    def updated(self, later: Usage) -> Usage:
+        """This usage with every field `later` reports (message_delta's counts are totals)."""
+        return Usage(
+            *(
+                new if new is not None else old
+                for old, new in zip(
+                    msgspec.structs.astuple(self), msgspec.structs.astuple(later), strict=True
+                )
+            )
+        )
+
+
+def openai_usage(reported: Usage | None) -> dict[str, Any] | None:
+    """OpenAI's usage object; its prompt_tokens count every input token, cached ones too."""
+    if reported is None:
+        return None
+    cache_read = reported.cache_read_input_tokens
+    cache_creation = reported.cache_creation_input_tokens
+    prompt = (reported.input_tokens or 0) + (cache_read or 0) + (cache_creation or 0)
+    return usage(
+        prompt,
+        reported.output_tokens or 0,
+        cached_tokens=cache_read,
+        cache_creation_tokens=cache_creation,
+    )
+
+
+# --- the stream's events: only the fields we use; msgspec skips the rest ---
+
+
+class _Message(msgspec.Struct, gc=False):
+    id: str = ""
+    model: str = ""
+    usage: Usage | None = None
+
+
+class _MessageStart(msgspec.Struct, gc=False):
+    message: _Message
+
+
+class _Block(msgspec.Struct, gc=False):
+    type: str
+    id: str = ""
+    name: str = ""
+    text: str = ""
+    thinking: str = ""
+    signature: str = ""
+
+
+class _BlockStart(msgspec.Struct, gc=False):
+    index: int
+    content_block: _Block
+
+
+class _Delta(msgspec.Struct, gc=False):
+    type: str
+    text: str = ""
+    partial_json: str = ""
+    thinking: str = ""
+    signature: str = ""
+
+
+class _BlockDelta(msgspec.Struct, gc=False):
+    index: int
+    delta: _Delta
+
+
+class _BlockStop(msgspec.Struct, gc=False):
+    index: int
+
+
+class _StopDelta(msgspec.Struct, gc=False):
+    stop_reason: str | None = None
+
+
+class _MessageDelta(msgspec.Struct, gc=False):
+    delta: _StopDelta | None = None
+    usage: Usage | None = None
+
+
+class _MessageStop(msgspec.Struct, gc=False):
+    pass
+
+
+class _ErrorDetail(msgspec.Struct, gc=False):
+    type: str = "api_error"
+    message: str = ""
+
+
+class ErrorBody(msgspec.Struct, gc=False):
+    """`{"type": "error", "error": {"type", "message"}}`, as an answer or a stream event."""
+
+    error: _ErrorDetail | None = None
+
+
+class _TypeProbe(msgspec.Struct, gc=False):
+    type: str = ""
+
+
+_probe = msgspec.json.Decoder(_TypeProbe)
+
+
+class _ToolBlock:
+    """A tool_use block being streamed: our index for it, and whether it sent arguments."""
+
+    __slots__ = ("index", "sent_arguments")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.sent_arguments = False
+
+
+class MessagesStream:
+    """One Anthropic stream translated to our chunks (the provider's `StreamTranslator`)."""
+
+    def __init__(self, provider: str, model: str) -> None:
+        self.finished = False
+        self._provider = provider
+        self._model = model
+        self._decoder = SSEDecoder()
+        self._writer: ChatStreamWriter | None = None  # made at message_start, with its id/model
+        self._tools: dict[int, _ToolBlock] = {}  # Anthropic's block index -> our tool call
+        self._stop_reason: str | None = None
+        self._usage: Usage | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<MessagesStream provider={self._provider!r} finished={self.finished} "
+            f"tools={len(self._tools)} stop_reason={self._stop_reason!r}>"
+        )
+
+    def feed(self, data: bytes) -> bytes:
+        if self.finished:
+            return b""
+        try:
+            items = self._decoder.feed(data)
+        except SSEProtocolError as exc:
+            return self.error_event(UpstreamProtocolError(str(exc)))
+        out = []
+        for item in items:
+            out.append(self._event(item) if type(item) is Event else encode(item))
+            if self.finished:
+                break
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if self.finished:
+            return b""
+        return self.error_event(
+            UpstreamProtocolError(
+                f"Provider {self._provider!r} closed the stream before it finished "
+                "(no message_stop event)."
+            )
+        )
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        return self._out.error(error)
+
+    @property
+    def _out(self) -> ChatStreamWriter:
+        if self._writer is None:  # no message_start (yet): the model we asked for
+            self._writer = ChatStreamWriter(self._model)
+        return self._writer
+
+    def _event(self, event: Event) -> bytes:
+        kind = event.event or _type_of(event.data)
+        entry = _HANDLERS.get(kind)
+        if entry is None:  # ping, and event types Anthropic may add
+            return b""
+        decoder, handle = entry
+        try:
+            payload = decoder.decode(event.data)
+        except msgspec.DecodeError:
+            return self.error_event(
+                UpstreamProtocolError(
+                    f"Provider {self._provider!r} sent a malformed {kind} event: "
+                    f"{event.data[:200]!r}"
+                )
+            )
+        return handle(self, payload)
+
+    def _on_message_start(self, start: _MessageStart) -> bytes:
+        message = start.message
+        self._writer = ChatStreamWriter(message.model or self._model, id=message.id or None)
+        self._usage = message.usage
+        return b""
+
+    def _on_block_start(self, start: _BlockStart) -> bytes:
+        block = start.content_block
+        if block.type == "text":
+            return self._out.content(block.text)
+        if block.type == "thinking":
+            return self._out.reasoning(block.thinking) + self._out.reasoning_signature(
+                block.signature
+            )
+        if block.type == "tool_use":
+            tool = self._tools[start.index] = _ToolBlock(len(self._tools))
+            return self._out.tool_call(tool.index, block.id, block.name)
+        # server_tool_use / web_search_tool_result ran at Anthropic; redacted_thinking is
+        # opaque: none of them is something an OpenAI client can act on.
+        return b""
+
+    def _on_block_delta(self, event: _BlockDelta) -> bytes:
+        delta = event.delta
+        kind = delta.type
+        if kind == "text_delta":
+            return self._out.content(delta.text)
+        if kind == "input_json_delta":
+            tool = self._tools.get(event.index)
+            if tool is None or not delta.partial_json:
+                return b""
+            tool.sent_arguments = True
+            return self._out.tool_arguments(tool.index, delta.partial_json)
+        if kind == "thinking_delta":
+            return self._out.reasoning(delta.thinking)
+        if kind == "signature_delta":
+            return self._out.reasoning_signature(delta.signature)
+        return b""  # citations_delta and later kinds
+
+    def _on_block_stop(self, stop: _BlockStop) -> bytes:
+        tool = self._tools.get(stop.index)
+        if tool is not None and not tool.sent_arguments:
+            # A call without parameters streams no JSON; clients json.loads the arguments.
+            tool.sent_arguments = True
+            return self._out.tool_arguments(tool.index, "{}")
+        return b""
+
+    def _on_message_delta(self, event: _MessageDelta) -> bytes:
+        if event.delta is not None and event.delta.stop_reason is not None:
+            self._stop_reason = event.delta.stop_reason
+        if event.usage is not None:
+            self._usage = event.usage if self._usage is None else self._usage.updated(event.usage)
+        return b""
+
+    def _on_message_stop(self, _: _MessageStop) -> bytes:
+        self.finished = True
+        return self._out.finish(finish_reason(self._stop_reason), openai_usage(self._usage))
+
+    def _on_error(self, body: ErrorBody) -> bytes:
+        detail = body.error or _ErrorDetail()
+        return self.error_event(anthropic_error(None, detail.type, detail.message))
+
+
+def _type_of(data: str) -> str:
+    """An event without an `event:` line: its JSON's `type` says what it is."""
+    try:
+        return _probe.decode(data).type
+    except msgspec.DecodeError:
+        return ""
+
+
+_Handler = Callable[[MessagesStream, Any], bytes]
+_HANDLERS: dict[str, tuple[msgspec.json.Decoder[Any], _Handler]] = {
+    "message_start": (msgspec.json.Decoder(_MessageStart), MessagesStream._on_message_start),
+    "content_block_start": (msgspec.json.Decoder(_BlockStart), MessagesStream._on_block_start),
+    "content_block_delta": (msgspec.json.Decoder(_BlockDelta), MessagesStream._on_block_delta),
+    "content_block_stop": (msgspec.json.Decoder(_BlockStop), MessagesStream._on_block_stop),
+    "message_delta": (msgspec.json.Decoder(_MessageDelta), MessagesStream._on_message_delta),
+    "message_stop": (msgspec.json.Decoder(_MessageStop), MessagesStream._on_message_stop),
+    "error": (msgspec.json.Decoder(ErrorBody), MessagesStream._on_error),
+}
+
+
+# --- the whole Message (a non-streamed answer) ---
+
+
+class _ContentBlock(msgspec.Struct, gc=False):
+    type: str
+    text: str = ""
+    id: str = ""
+    name: str = ""
+    input: msgspec.Raw = msgspec.Raw(b"{}")
+    thinking: str = ""
+    signature: str = ""
+
+
+class _Answer(msgspec.Struct, gc=False):
+    id: str = ""
+    model: str = ""
+    content: list[_ContentBlock] = []
+    stop_reason: str | None = None
+    usage: Usage | None = None
+
+
+_answer_decoder = msgspec.json.Decoder(_Answer)
+
+
+def translate_message(body: bytes, provider: str, model: str) -> bytes:
+    """A Messages API answer as our chat.completion JSON, agreeing with the streamed chunks:
+    text blocks joined, tool_use blocks as tool calls, thinking as reasoning and signature."""
+    try:
+        answer = _answer_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise UpstreamProtocolError(
+            f"Provider {provider!r} sent an answer we cannot read: {exc}"
+        ) from None
+    texts: list[str] = []
+    thoughts: list[str] = []
+    signatures: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in answer.content:
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "thinking":
+            thoughts.append(block.thinking)
+            signatures.append(block.signature)
+        elif block.type == "tool_use":
+            arguments = bytes(block.input).decode() or "{}"
+            calls.append({"id": block.id, "name": block.name, "arguments": arguments})
+    return chat_completion(
+        model=answer.model or model,
+        content="".join(texts) if texts else None,
+        finish_reason=finish_reason(answer.stop_reason),
+        usage=openai_usage(answer.usage),
+        tool_calls=calls or None,
+        reasoning="".join(thoughts) or None,
+        reasoning_signature="".join(signatures) or None,
+        id=answer.id or None,
+    )
