@@ -1,0 +1,778 @@
+"""Google's Gemini API (AI Studio, `type = "gemini"`), translated to and from OpenAI chat.
+
+Requests go to `POST {base}/models/{model}:generateContent`, or for a stream to
+`:streamGenerateContent?alt=sse`, with the key in `x-goog-api-key`
+(ai.google.dev/api/generate-content). A stream is data-only SSE: each event is a whole
+GenerateContentResponse, there is no `[DONE]`, and the event that carries `finishReason` (and
+the final `usageMetadata`) is the last one. The non-streamed answer is the same object once, so
+both go through `GeminiReader`, which keeps the stream and the whole answer in agreement.
+
+How OpenAI's request maps:
+- system/developer messages -> `systemInstruction`; user -> role "user"; assistant -> "model";
+  tool messages -> `functionResponse` parts (name found from the earlier call's id), merged
+  into one turn with their siblings, as Gemini wants one response per call of the turn.
+- images: `data:` URLs -> `inlineData`; http(s) URLs -> `fileData` (mime type guessed from the
+  URL's extension, image/jpeg when it has none).
+- tools -> `functionDeclarations`, their JSON schema cut to the OpenAPI subset Gemini accepts
+  (`gemini_schema`); tool_choice -> `toolConfig.functionCallingConfig`.
+- reasoning_effort -> `thinkingConfig`, as Google's own OpenAI compatibility layer maps it
+  (ai.google.dev/gemini-api/docs/openai#thinking): none -> thinkingBudget 0; minimal and low ->
+  1024; medium -> 8192; high -> 24576; every level but none also asks for thought summaries
+  (`includeThoughts`), which come back as `reasoning` deltas.
+- a previous answer's `reasoning_signature` goes back as the `thoughtSignature` of its first
+  function call (or of its last part when it made none), where Gemini put it.
+
+Gemini sends whole function calls, not argument deltas: each becomes one tool-call delta with
+its complete JSON arguments and an id (Gemini's own when it gives one, else a generated one).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+import re
+import secrets
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import msgspec
+import orjson
+
+from gateway.config import GeminiProviderConfig, resolve_key
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    Unauthorized,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+from gateway.sse import Event, SSEDecoder, SSEProtocolError
+from providers.base import Operation, RawBody, UpstreamRequest
+from providers.chat_request import (
+    ChatRequest,
+    ContentPart,
+    Message,
+    Tool,
+    decode_chat_request,
+    text_of,
+)
+from providers.chunks import ChatStreamWriter, chat_completion, usage
+
+# ai.google.dev/api/generate-content#FinishReason; the rest (OTHER, MALFORMED_FUNCTION_CALL,
+# LANGUAGE, ...) end the answer too, with nothing more specific to say in OpenAI's terms.
+_FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+
+# google.rpc canonical codes as Gemini names them in `error.status`
+# (ai.google.dev/gemini-api/docs/troubleshooting#error-codes).
+STATUS_CODES = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "ABORTED": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INTERNAL": 500,
+    "DATA_LOSS": 500,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+# reasoning_effort -> thinkingConfig (see the module docstring).
+THINKING_CONFIGS: dict[str, dict[str, Any]] = {
+    "none": {"thinkingBudget": 0},
+    "minimal": {"thinkingBudget": 1024, "includeThoughts": True},
+    "low": {"thinkingBudget": 1024, "includeThoughts": True},
+    "medium": {"thinkingBudget": 8192, "includeThoughts": True},
+    "high": {"thinkingBudget": 24576, "includeThoughts": True},
+}
+
+_TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+
+# The fields of Gemini's Schema object (ai.google.dev/api/caching#Schema), an OpenAPI 3.0
+# subset: any other JSON-schema key (additionalProperties, $schema, strict, ...) is a 400.
+_SCHEMA_KEYS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "maxItems",
+        "minItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "example",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "items",
+        "minimum",
+        "maximum",
+    }
+)
+_MAX_SCHEMA_DEPTH = 64
+_DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(?P<data>.*)", re.S)
+
+
+class GeminiProvider:
+    """Builds Gemini requests from OpenAI chat requests and translates the answers back."""
+
+    operations = frozenset({Operation.CHAT})
+
+    def __init__(self, name: str, config: GeminiProviderConfig) -> None:
+        self.name = name
+        self.config = config
+        self._base_url = config.base_url.rstrip("/")
+        key = resolve_key(config.api_key)
+        self._missing_env = key.missing_env
+        self._headers = {"Content-Type": "application/json", **config.headers}
+        if key.value:
+            self._headers["x-goog-api-key"] = key.value
+
+    def build_request(
+        self, operation: Operation, model: str, body: RawBody, stream: bool
+    ) -> UpstreamRequest:
+        if self._missing_env:
+            raise Unauthorized(
+                f"Provider {self.name!r} has no API key: the environment variable "
+                f"{self._missing_env} is not set on the gateway.",
+                code="missing_api_key",
+            )
+        request = decode_chat_request(body)
+        path = quote(model.removeprefix("models/"), safe="")
+        method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+        return UpstreamRequest(
+            "POST",
+            f"{self._base_url}/models/{path}{method}",
+            self._headers,
+            orjson.dumps(gemini_body(request, _choice_count(body))),
+        )
+
+    def stream_translator(self, operation: Operation, model: str) -> GeminiStream:
+        return GeminiStream(model)
+
+    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
+        collector = _Collector(model)
+        reader = GeminiReader(collector)
+        reader.response(body)
+        if not reader.finished:  # a whole answer always ends, even without a finishReason
+            reader.finish(None, None)
+        return collector.answer()
+
+    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+        return gemini_error(status, body, self.name)
+
+
+# --- the request ---------------------------------------------------------------------------
+
+
+def gemini_body(request: ChatRequest, n: int | None = None) -> dict[str, Any]:
+    """The GenerateContentRequest for an OpenAI chat request."""
+    system, contents = _contents(request.messages)
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    if request.tools:
+        body["tools"] = [{"functionDeclarations": _declarations(request.tools)}]
+    if request.tool_choice is not None:
+        body["toolConfig"] = {"functionCallingConfig": _calling_config(request.tool_choice)}
+    config = _generation_config(request, n)
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+def _choice_count(body: RawBody) -> int | None:
+    raw = body.get("n")
+    value = msgspec.json.decode(raw) if raw is not None else None
+    return value if isinstance(value, int) else None
+
+
+def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(systemInstruction parts, contents), with adjacent turns of one role merged."""
+    system: list[dict[str, Any]] = []
+    contents: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}  # tool call id -> function name, for the tool results
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        role = message.role
+        if role in ("system", "developer"):
+            text = text_of(message.content)
+            if text:
+                system.append({"text": text})
+            continue
+        if role == "user":
+            turn, parts = "user", _user_parts(message.content, where)
+        elif role == "assistant":
+            turn, parts = "model", _assistant_parts(message, call_names, where)
+        elif role == "tool":
+            turn, parts = "user", [_tool_result(message, call_names, where)]
+        else:
+            raise BadRequest(
+                f"Invalid value for '{where}.role': {role!r} is not supported by Gemini.",
+                param=f"{where}.role",
+                code="invalid_value",
+            )
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == turn:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": turn, "parts": parts})
+    return system, contents
+
+
+def _user_parts(content: str | list[ContentPart] | None, where: str) -> list[dict[str, Any]]:
+    if content is None or content == "":
+        return []
+    if isinstance(content, str):
+        return [{"text": content}]
+    return [_content_part(part, f"{where}.content[{j}]") for j, part in enumerate(content)]
+
+
+def _content_part(part: ContentPart, where: str) -> dict[str, Any]:
+    if part.type == "text":
+        return {"text": part.text or ""}
+    if part.type == "image_url" and part.image_url is not None:
+        return _image_part(part.image_url.url, f"{where}.image_url.url")
+    if part.type == "input_audio" and part.input_audio and part.input_audio.get("data"):
+        audio = part.input_audio
+        mime = f"audio/{audio.get('format') or 'wav'}"
+        return {"inlineData": {"mimeType": mime, "data": audio["data"]}}
+    if part.type == "file" and part.file is not None and part.file.get("file_data"):
+        mime, data = _data_url(str(part.file["file_data"]), f"{where}.file.file_data")
+        return {"inlineData": {"mimeType": mime, "data": data}}
+    raise BadRequest(
+        f"Invalid value for '{where}.type': content parts of type {part.type!r} are not "
+        "supported by Gemini.",
+        param=f"{where}.type",
+        code="invalid_value",
+    )
+
+
+def _image_part(url: str, where: str) -> dict[str, Any]:
+    if url.startswith("data:"):
+        mime, data = _data_url(url, where)
+        return {"inlineData": {"mimeType": mime, "data": data}}
+    if urlsplit(url).scheme not in ("http", "https", "gs"):
+        raise BadRequest(
+            f"Invalid value for '{where}': expected a data: URL or an http(s) URL.",
+            param=where,
+            code="invalid_value",
+        )
+    mime = mimetypes.guess_type(urlsplit(url).path)[0] or "image/jpeg"
+    return {"fileData": {"mimeType": mime, "fileUri": url}}
+
+
+def _data_url(url: str, where: str) -> tuple[str, str]:
+    """(mime type, base64 data) of a base64 `data:` URL."""
+    match = _DATA_URL.fullmatch(url)
+    if match is None or not match["mime"]:
+        raise BadRequest(
+            f"Invalid value for '{where}': expected a base64 data URL "
+            "('data:<mime type>;base64,<data>').",
+            param=where,
+            code="invalid_value",
+        )
+    data = match["data"]
+    try:
+        base64.b64decode(data, validate=True)
+    except binascii.Error:
+        raise BadRequest(
+            f"Invalid value for '{where}': the data is not valid base64.",
+            param=where,
+            code="invalid_value",
+        ) from None
+    return match["mime"], data
+
+
+def _assistant_parts(
+    message: Message, call_names: dict[str, str], where: str
+) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    text = text_of(message.content)
+    if text:
+        parts.append({"text": text})
+    first_call: dict[str, Any] | None = None
+    for j, call in enumerate(message.tool_calls or ()):
+        call_names[call.id] = call.function.name
+        args = _arguments(call.function.arguments, f"{where}.tool_calls[{j}].function.arguments")
+        part = {"functionCall": {"name": call.function.name, "args": args}}
+        first_call = first_call or part
+        parts.append(part)
+    if message.reasoning_signature and parts:
+        (first_call or parts[-1])["thoughtSignature"] = message.reasoning_signature
+    return parts
+
+
+def _arguments(arguments: str, where: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}
+    try:
+        args = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict):
+        raise BadRequest(
+            f"Invalid value for '{where}': expected a JSON object.",
+            param=where,
+            code="invalid_value",
+        )
+    return args
+
+
+def _tool_result(message: Message, call_names: dict[str, str], where: str) -> dict[str, Any]:
+    name = call_names.get(message.tool_call_id or "") or message.name
+    if not name:
+        raise BadRequest(
+            f"Invalid value for '{where}.tool_call_id': no earlier assistant message made a tool "
+            f"call with the id {message.tool_call_id!r}.",
+            param=f"{where}.tool_call_id",
+            code="invalid_value",
+        )
+    text = text_of(message.content)
+    try:
+        result = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        result = None
+    # Gemini's `response` must be an object: a JSON object result as is, anything else wrapped.
+    response = result if isinstance(result, dict) else {"content": text}
+    return {"functionResponse": {"name": name, "response": response}}
+
+
+def _declarations(tools: list[Tool]) -> list[dict[str, Any]]:
+    declarations = []
+    for i, tool in enumerate(tools):
+        if tool.type != "function":
+            raise BadRequest(
+                f"Invalid value for 'tools[{i}].type': Gemini supports only function tools.",
+                param=f"tools[{i}].type",
+                code="invalid_value",
+            )
+        function = tool.function
+        declaration: dict[str, Any] = {"name": function.name}
+        if function.description:
+            declaration["description"] = function.description
+        parameters = gemini_schema(function.parameters, f"tools[{i}].function.parameters")
+        # Gemini rejects an OBJECT schema with no properties: a tool without arguments has none.
+        if parameters and (parameters.get("type") != "object" or parameters.get("properties")):
+            declaration["parameters"] = parameters
+        declarations.append(declaration)
+    return declarations
+
+
+def _calling_config(choice: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(choice, str) and choice in _TOOL_MODES:
+        return {"mode": _TOOL_MODES[choice]}
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if choice.get("type") == "function" and isinstance(name, str):
+            return {"mode": "ANY", "allowedFunctionNames": [name]}
+    raise BadRequest(
+        "Invalid value for 'tool_choice': expected 'auto', 'none', 'required' or "
+        '{"type": "function", "function": {"name": ...}}.',
+        param="tool_choice",
+        code="invalid_value",
+    )
+
+
+def _generation_config(request: ChatRequest, n: int | None) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.top_p is not None:
+        config["topP"] = request.top_p
+    if request.token_limit is not None:
+        config["maxOutputTokens"] = request.token_limit
+    if request.stop_list:
+        config["stopSequences"] = request.stop_list
+    if request.seed is not None:
+        config["seed"] = request.seed
+    if request.presence_penalty is not None:
+        config["presencePenalty"] = request.presence_penalty
+    if request.frequency_penalty is not None:
+        config["frequencyPenalty"] = request.frequency_penalty
+    if n is not None:
+        if n != 1:  # the translated stream carries one choice
+            raise BadRequest(
+                "Invalid value for 'n': the gemini provider returns one choice (n = 1).",
+                param="n",
+                code="invalid_value",
+            )
+        config["candidateCount"] = 1
+    config.update(_response_format(request.response_format))
+    if request.reasoning_effort is not None:
+        thinking = THINKING_CONFIGS.get(request.reasoning_effort)
+        if thinking is None:
+            raise BadRequest(
+                f"Invalid value for 'reasoning_effort': {request.reasoning_effort!r} (expected "
+                f"one of {', '.join(THINKING_CONFIGS)}).",
+                param="reasoning_effort",
+                code="invalid_value",
+            )
+        config["thinkingConfig"] = dict(thinking)
+    return config
+
+
+def _response_format(response_format: dict[str, Any] | None) -> dict[str, Any]:
+    kind = (response_format or {}).get("type", "text")
+    if kind == "text":
+        return {}
+    if kind == "json_object":
+        return {"responseMimeType": "application/json"}
+    if kind == "json_schema":
+        assert response_format is not None
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        config: dict[str, Any] = {"responseMimeType": "application/json"}
+        if schema:
+            config["responseSchema"] = gemini_schema(schema, "response_format.json_schema.schema")
+        return config
+    raise BadRequest(
+        f"Invalid value for 'response_format.type': {kind!r}.",
+        param="response_format.type",
+        code="invalid_value",
+    )
+
+
+def gemini_schema(schema: Any, param: str) -> Any:
+    """A JSON schema cut to Gemini's OpenAPI subset: unknown keys dropped, local `$ref`s inlined,
+    `["T", "null"]` types and `{"type": "null"}` alternatives turned into `nullable`, `oneOf`
+    read as `anyOf` and `const` as a one-value `enum`."""
+    if not isinstance(schema, dict):
+        return schema
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    return _schema(schema, defs, param, 0)
+
+
+def _schema(node: Any, defs: dict[str, Any], param: str, depth: int) -> Any:
+    if not isinstance(node, dict):
+        return node
+    if depth > _MAX_SCHEMA_DEPTH:
+        raise BadRequest(
+            f"Invalid value for '{param}': the schema nests deeper than {_MAX_SCHEMA_DEPTH} "
+            "levels (a recursive $ref?); Gemini cannot express it.",
+            param=param,
+            code="invalid_value",
+        )
+    node = _resolve_ref(node, defs)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "oneOf":
+            key = "anyOf"
+        elif key == "const":
+            key, value = "enum", [value]
+        if key not in _SCHEMA_KEYS:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            value = {name: _schema(sub, defs, param, depth + 1) for name, sub in value.items()}
+        elif key == "items":
+            value = _schema(value, defs, param, depth + 1)
+        elif key == "anyOf" and isinstance(value, list):
+            value = [_schema(sub, defs, param, depth + 1) for sub in value]
+        out[key] = value
+    _nullable(out)
+    return out
+
+
+def _resolve_ref(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if not isinstance(ref, str):
+        return node
+    target = defs.get(ref.rpartition("/")[2])
+    if not isinstance(target, dict):
+        return node
+    return {**target, **{key: value for key, value in node.items() if key != "$ref"}}
+
+
+def _nullable(out: dict[str, Any]) -> None:
+    """Gemini has no "null" type: it is the `nullable` flag on the other one."""
+    kind = out.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        if len(kinds) < len(kind):
+            out["nullable"] = True
+        if len(kinds) == 1:
+            out["type"] = kinds[0]
+        else:
+            del out["type"]
+            out["anyOf"] = [{"type": k} for k in kinds]
+    alternatives = out.get("anyOf")
+    if isinstance(alternatives, list):
+        rest = [a for a in alternatives if not (isinstance(a, dict) and a.get("type") == "null")]
+        if len(rest) < len(alternatives):
+            out["nullable"] = True
+            if len(rest) == 1 and isinstance(rest[0], dict):
+                del out["anyOf"]
+                for key, value in rest[0].items():
+                    out.setdefault(key, value)
+            else:
+                out["anyOf"] = rest
+
+
+# --- the answer ----------------------------------------------------------------------------
+
+
+class _FunctionCall(msgspec.Struct, gc=False):
+    name: str = ""
+    args: dict[str, Any] | None = None
+    id: str | None = None
+
+
+class _Part(msgspec.Struct, rename="camel", gc=False):
+    text: str | None = None
+    thought: bool = False
+    thought_signature: str | None = None
+    function_call: _FunctionCall | None = None
+
+
+class _Content(msgspec.Struct, gc=False):
+    parts: list[_Part] = []
+
+
+class _Candidate(msgspec.Struct, rename="camel", gc=False):
+    content: _Content | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct, rename="camel", gc=False):
+    prompt_token_count: int = 0
+    candidates_token_count: int = 0
+    thoughts_token_count: int | None = None
+    cached_content_token_count: int | None = None
+    tool_use_prompt_token_count: int = 0
+
+
+class _PromptFeedback(msgspec.Struct, rename="camel", gc=False):
+    block_reason: str | None = None
+
+
+class _Error(msgspec.Struct, gc=False):
+    code: int | None = None
+    message: str = ""
+    status: str | None = None
+
+
+class _Response(msgspec.Struct, rename="camel", gc=False):
+    """A GenerateContentResponse: only what the translation reads; msgspec skips the rest."""
+
+    candidates: list[_Candidate] = []
+    usage_metadata: _Usage | None = None
+    model_version: str | None = None
+    prompt_feedback: _PromptFeedback | None = None
+    error: _Error | None = None
+
+
+class _ErrorBody(msgspec.Struct, gc=False):
+    error: _Error | str | None = None
+
+
+_decode_response = msgspec.json.Decoder(_Response).decode
+_decode_error = msgspec.json.Decoder(_ErrorBody).decode
+
+
+class _Collector:
+    """A sink with ChatStreamWriter's delta methods that builds the non-streamed answer, so
+    the whole answer is read by the very code that reads the stream."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._signature = ""
+        self._calls: list[dict[str, Any]] = []
+        self._finish = "stop"
+        self._usage: dict[str, Any] | None = None
+
+    def content(self, text: str) -> bytes:
+        self._text.append(text)
+        return b""
+
+    def reasoning(self, text: str) -> bytes:
+        self._reasoning.append(text)
+        return b""
+
+    def reasoning_signature(self, signature: str) -> bytes:
+        self._signature += signature
+        return b""
+
+    def tool_call(self, index: int, id: str, name: str, arguments: str = "") -> bytes:
+        self._calls.append({"id": id, "name": name, "arguments": arguments})
+        return b""
+
+    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+        self._finish, self._usage = finish_reason, usage
+        return b""
+
+    def error(self, error: GatewayError) -> bytes:
+        raise error
+
+    def answer(self) -> bytes:
+        text = "".join(self._text)
+        return chat_completion(
+            model=self.model,
+            content=text or (None if self._calls else ""),
+            finish_reason=self._finish,
+            usage=self._usage,
+            tool_calls=self._calls,
+            reasoning="".join(self._reasoning) or None,
+            reasoning_signature=self._signature or None,
+        )
+
+
+class GeminiReader:
+    """Reads GenerateContentResponses (stream events or the whole answer) into a sink: a
+    ChatStreamWriter for a stream, a collector for the non-streamed answer."""
+
+    def __init__(self, sink: ChatStreamWriter | _Collector) -> None:
+        self.finished = False
+        self._sink = sink
+        self._calls = 0
+        self._signed = False
+
+    def response(self, data: str | bytes) -> bytes:
+        """The client bytes for one GenerateContentResponse."""
+        try:
+            response = _decode_response(data)
+        except msgspec.DecodeError:
+            return self.error(
+                UpstreamProtocolError(f"Gemini sent a malformed response: {data[:200]!r}")
+            )
+        if response.error is not None:
+            return self.error(_as_error(response.error, None))
+        if response.model_version:
+            self._sink.model = response.model_version
+        candidate = response.candidates[0] if response.candidates else None
+        out = self._parts(candidate.content.parts) if candidate and candidate.content else b""
+        if candidate is not None and candidate.finish_reason:
+            return out + self.finish(candidate.finish_reason, response.usage_metadata)
+        feedback = response.prompt_feedback
+        if candidate is None and feedback is not None and feedback.block_reason:
+            return out + self.finish("SAFETY", response.usage_metadata)  # the prompt was blocked
+        return out
+
+    def finish(self, reason: str | None, meta: _Usage | None) -> bytes:
+        self.finished = True
+        finish = _FINISH_REASONS.get(reason or "STOP", "stop")
+        if finish == "stop" and self._calls:
+            finish = "tool_calls"
+        return self._sink.finish(finish, _usage(meta))
+
+    def error(self, error: GatewayError) -> bytes:
+        self.finished = True
+        return self._sink.error(error)
+
+    def _parts(self, parts: list[_Part]) -> bytes:
+        sink = self._sink
+        out = []
+        for part in parts:
+            call = part.function_call
+            if call is not None:
+                call_id = call.id or f"call_{secrets.token_hex(12)}"
+                arguments = orjson.dumps(call.args or {}).decode()
+                out.append(sink.tool_call(self._calls, call_id, call.name, arguments))
+                self._calls += 1
+            elif part.text:
+                out.append(sink.reasoning(part.text) if part.thought else sink.content(part.text))
+            # One signature per answer: for parallel calls Gemini signs only the first one.
+            if part.thought_signature and not self._signed:
+                self._signed = True
+                out.append(sink.reasoning_signature(part.thought_signature))
+        return b"".join(out)
+
+
+def _usage(meta: _Usage | None) -> dict[str, Any] | None:
+    if meta is None:
+        return None
+    thoughts = meta.thoughts_token_count
+    return usage(
+        meta.prompt_token_count + meta.tool_use_prompt_token_count,
+        meta.candidates_token_count + (thoughts or 0),
+        cached_tokens=meta.cached_content_token_count,
+        reasoning_tokens=thoughts,
+    )
+
+
+class GeminiStream(GeminiReader):
+    """One streamed answer: SSE events in, our chat chunks out (a StreamTranslator)."""
+
+    def __init__(self, model: str, writer: ChatStreamWriter | None = None) -> None:
+        super().__init__(writer or ChatStreamWriter(model))
+        self._decoder = SSEDecoder()
+
+    def feed(self, data: bytes) -> bytes:
+        try:
+            items = self._decoder.feed(data)
+        except SSEProtocolError as exc:
+            return self.error_event(UpstreamProtocolError(str(exc)))
+        out = []
+        for item in items:
+            if type(item) is Event:
+                out.append(self.response(item.data))
+                if self.finished:
+                    break
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if self.finished:
+            return b""
+        if self._decoder.pending:
+            return self.error_event(
+                UpstreamProtocolError("Gemini closed the stream in the middle of an event.")
+            )
+        return self.error_event(
+            UpstreamProtocolError("Gemini closed the stream before it sent a finishReason.")
+        )
+
+    def error_event(self, error: GatewayError) -> bytes:
+        return self.error(error)
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def gemini_error(status: int, body: bytes, provider: str) -> UpstreamError:
+    """`{"error": {"code", "message", "status"}}` as our error: the HTTP status kept, the
+    google.rpc status string (RESOURCE_EXHAUSTED, ...) as type and code."""
+    try:
+        error = _decode_error(body).error
+    except msgspec.DecodeError:
+        error = None
+    if isinstance(error, _Error):
+        return _as_error(error, status)
+    text = error if isinstance(error, str) else body.decode("utf-8", "replace").strip()[:2000]
+    return UpstreamError(text or f"{provider} returned HTTP {status}", status=status)
+
+
+def _as_error(error: _Error, status: int | None) -> UpstreamError:
+    """`status` is the HTTP one when there is one; mid-stream, it comes from the error."""
+    kind = error.status or None
+    if status is None or status < 400:
+        status = STATUS_CODES.get(kind or "", error.code or 502)
+    return UpstreamError(
+        error.message or f"Gemini returned {kind or status}",
+        status=status,
+        type=kind or UpstreamError.type,
+        code=kind,
+    )
