@@ -1,0 +1,526 @@
+"""Cohere (`type = "cohere"`): the v2 Chat API, `POST {base_url}/chat`.
+
+Requests are translated from OpenAI's shape (docs.cohere.com/reference/chat): system, user,
+assistant (with `tool_calls`, and `tool_plan` from the message's `reasoning`) and tool
+messages; tools keep OpenAI's `{"type": "function", "function": {...}}` shape; `top_p` is `p`,
+`stop` is `stop_sequences`. Streams are Cohere's SSE events (docs.cohere.com/docs/streaming,
+docs.cohere.com/docs/tool-use-streaming): each is decoded with a small typed struct chosen by
+its `type`, and written out with `ChatStreamWriter`. `message-end` is the terminal event.
+
+Reasoning: a reasoning model's `thinking` content and the tool plan (`tool-plan-delta`, the
+model's words before its tool calls) both travel as `delta.reasoning`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import orjson
+
+from gateway.config import CohereProviderConfig, resolve_key
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    Unauthorized,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+from gateway.sse import Event, SSEDecoder, SSEProtocolError
+from providers.base import Operation, RawBody, UpstreamRequest
+from providers.chat_request import ChatRequest, Message, decode_chat_request, text_of
+from providers.chunks import ChatStreamWriter, chat_completion, usage
+
+FINISH_REASONS = {
+    "COMPLETE": "stop",
+    "STOP_SEQUENCE": "stop",
+    "MAX_TOKENS": "length",
+    "TOOL_CALL": "tool_calls",
+}
+# OpenAI fields Cohere's chat has no equivalent for: a 400 rather than a silent change.
+_UNSUPPORTED = ("n", "logprobs", "top_logprobs", "logit_bias", "audio", "modalities")
+
+
+class CohereProvider:
+    """Cohere v2 chat, streamed and not."""
+
+    operations = frozenset({Operation.CHAT})
+
+    def __init__(self, name: str, config: CohereProviderConfig) -> None:
+        self.name = name
+        self.config = config
+        self._url = config.base_url.rstrip("/") + "/chat"
+        key = resolve_key(config.api_key)
+        self._missing_env = key.missing_env
+        self._headers = {"Content-Type": "application/json", **config.headers}
+        if key.value:
+            self._headers["Authorization"] = f"Bearer {key.value}"
+
+    def __repr__(self) -> str:
+        return f"<CohereProvider {self.name!r} {self._url}>"
+
+    def build_request(
+        self, operation: Operation, model: str, body: RawBody, stream: bool
+    ) -> UpstreamRequest:
+        if self._missing_env:
+            raise Unauthorized(
+                f"Provider {self.name!r} has no API key: the environment variable "
+                f"{self._missing_env} is not set on the gateway.",
+                code="missing_api_key",
+            )
+        _reject_unsupported(body)
+        payload = chat_body(decode_chat_request(body), model, stream)
+        headers = self._headers
+        if stream:
+            headers = {**headers, "Accept": "text/event-stream"}
+        return UpstreamRequest("POST", self._url, headers, orjson.dumps(payload))
+
+    def stream_translator(self, operation: Operation, model: str) -> CohereStream:
+        return CohereStream(model)
+
+    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
+        try:
+            answer = _decode_response(body)
+        except msgspec.DecodeError as exc:
+            raise UpstreamProtocolError(f"Cohere sent an unreadable answer: {exc}") from None
+        return response_to_completion(answer, model)
+
+    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+        return error_from_body(status, body, self.name)
+
+
+# --- request -------------------------------------------------------------------------------
+
+
+def chat_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+    """The Cohere v2 chat body for an OpenAI chat request."""
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": [_message(message, i) for i, message in enumerate(request.messages)],
+        "stream": stream,
+    }
+    tools, tool_choice = _tools(request)
+    if tools:
+        payload["tools"] = tools
+    if tool_choice:
+        payload["tool_choice"] = tool_choice
+    optional = {
+        "max_tokens": request.token_limit,
+        "temperature": request.temperature,
+        "p": request.top_p,
+        "seed": request.seed,
+        "frequency_penalty": request.frequency_penalty,
+        "presence_penalty": request.presence_penalty,
+        "stop_sequences": request.stop_list or None,
+        "response_format": _response_format(request.response_format),
+        "thinking": _thinking(request.reasoning_effort),
+    }
+    payload.update((key, value) for key, value in optional.items() if value is not None)
+    return payload
+
+
+def _reject_unsupported(body: RawBody) -> None:
+    for name in _UNSUPPORTED:
+        raw = body.get(name)
+        if raw is None:
+            continue
+        value = msgspec.json.decode(raw)
+        if value in (None, False) or (name == "n" and value == 1):
+            continue
+        raise BadRequest(
+            f"Provider type 'cohere' does not support '{name}'.",
+            param=name,
+            code="unsupported_parameter",
+        )
+
+
+def _message(message: Message, i: int) -> dict[str, Any]:
+    role = message.role
+    if role in ("system", "developer"):
+        return {"role": "system", "content": _text_only(message, i)}
+    if role == "user":
+        return {"role": "user", "content": _user_content(message, i)}
+    if role == "assistant":
+        return _assistant(message, i)
+    if role == "tool":
+        if not message.tool_call_id:
+            raise BadRequest(
+                f"messages[{i}].tool_call_id is required for a tool message.",
+                param=f"messages[{i}].tool_call_id",
+            )
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id,
+            "content": _text_only(message, i),
+        }
+    raise BadRequest(
+        f"Invalid value for 'messages[{i}].role': {role!r}.", param=f"messages[{i}].role"
+    )
+
+
+def _text_only(message: Message, i: int) -> str:
+    if isinstance(message.content, list):
+        for j, part in enumerate(message.content):
+            if part.type != "text":
+                raise BadRequest(
+                    f"A {message.role} message takes text only; messages[{i}].content[{j}] "
+                    f"is {part.type!r}.",
+                    param=f"messages[{i}].content[{j}]",
+                )
+    return text_of(message.content)
+
+
+def _user_content(message: Message, i: int) -> str | list[dict[str, Any]]:
+    content = message.content
+    if not isinstance(content, list):
+        return content or ""
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        if part.type == "text":
+            parts.append({"type": "text", "text": part.text or ""})
+        elif part.type == "image_url" and part.image_url is not None:
+            image: dict[str, Any] = {"url": part.image_url.url}
+            if part.image_url.detail:
+                image["detail"] = part.image_url.detail
+            parts.append({"type": "image_url", "image_url": image})
+        else:
+            raise BadRequest(
+                f"Provider type 'cohere' does not support content parts of type "
+                f"{part.type!r} (messages[{i}].content[{j}]).",
+                param=f"messages[{i}].content[{j}]",
+            )
+    return parts
+
+
+def _assistant(message: Message, i: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": "assistant"}
+    text = _text_only(message, i)
+    if text:
+        out["content"] = text
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},
+            }
+            for call in message.tool_calls
+        ]
+        if message.reasoning:  # our reasoning of a tool-calling turn is Cohere's tool plan
+            out["tool_plan"] = message.reasoning
+    return out
+
+
+def _tools(request: ChatRequest) -> tuple[list[dict[str, Any]], str | None]:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                key: value
+                for key, value in (
+                    ("name", tool.function.name),
+                    ("description", tool.function.description),
+                    ("parameters", tool.function.parameters),
+                )
+                if value is not None
+            },
+        }
+        for tool in request.tools or []
+    ]
+    choice = request.tool_choice
+    if choice is None or choice == "auto":
+        return tools, None
+    if choice == "required":
+        return tools, "REQUIRED"
+    if choice == "none":
+        return tools, "NONE"
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        # Cohere cannot name the tool: offer only that one, and require a call.
+        name = choice["function"].get("name")
+        named = [tool for tool in tools if tool["function"]["name"] == name]
+        if named:
+            return named, "REQUIRED"
+    raise BadRequest(
+        f"Invalid value for 'tool_choice': {choice!r} (no such tool).", param="tool_choice"
+    )
+
+
+def _response_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    if response_format is None or response_format.get("type") == "text":
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return {"type": "json_object", "json_schema": schema} if schema else {"type": "json_object"}
+    raise BadRequest(
+        f"Invalid value for 'response_format.type': {kind!r}.", param="response_format"
+    )
+
+
+def _thinking(effort: str | None) -> dict[str, str] | None:
+    """OpenAI's reasoning_effort as Cohere's switch: "none"/"minimal" off, any other on."""
+    if effort is None:
+        return None
+    return {"type": "disabled" if effort in ("none", "minimal") else "enabled"}
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class _ErrorBody(msgspec.Struct, gc=False):
+    message: str | None = None
+
+
+_decode_error = msgspec.json.Decoder(_ErrorBody).decode
+
+
+def error_from_body(status: int, body: bytes, provider: str) -> UpstreamError:
+    """Cohere's `{"message": "..."}` error answer as ours, with the status relayed."""
+    try:
+        message = _decode_error(body).message
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        message = body.decode("utf-8", "replace").strip()[:2000] or None
+    return UpstreamError(message or f"{provider} returned HTTP {status}", status=status)
+
+
+def _finish_error(detail: str | None) -> UpstreamError:
+    return UpstreamError(
+        detail or "Cohere stopped the answer with finish_reason ERROR.",
+        status=502,
+        code="generation_error",
+    )
+
+
+# --- usage ---------------------------------------------------------------------------------
+
+
+class _Tokens(msgspec.Struct, gc=False):
+    input_tokens: float = 0  # Cohere's schema says number; they are whole
+    output_tokens: float = 0
+
+
+class _Usage(msgspec.Struct, gc=False):
+    billed_units: _Tokens | None = None
+    tokens: _Tokens | None = None
+
+
+def _usage(raw: _Usage | None) -> dict[str, Any] | None:
+    """`tokens` counts what the model read and wrote; `billed_units` only when it is absent."""
+    if raw is None:
+        return None
+    counts = raw.tokens or raw.billed_units
+    if counts is None:
+        return None
+    return usage(int(counts.input_tokens), int(counts.output_tokens))
+
+
+# --- non-streamed answer -------------------------------------------------------------------
+
+
+class _Function(msgspec.Struct, gc=False):
+    name: str = ""
+    arguments: str = ""
+
+
+class _ToolCall(msgspec.Struct, gc=False):
+    id: str = ""
+    function: _Function = msgspec.field(default_factory=_Function)
+
+
+class _Content(msgspec.Struct, gc=False):
+    type: str = "text"
+    text: str | None = None
+    thinking: str | None = None
+
+
+class _AnswerMessage(msgspec.Struct, gc=False):
+    content: list[_Content] = []
+    tool_plan: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Answer(msgspec.Struct, gc=False):
+    id: str | None = None
+    finish_reason: str | None = None
+    message: _AnswerMessage = msgspec.field(default_factory=_AnswerMessage)
+    usage: _Usage | None = None
+
+
+_decode_response = msgspec.json.Decoder(_Answer).decode
+
+
+def response_to_completion(answer: _Answer, model: str) -> bytes:
+    """Cohere's non-streamed chat answer as OpenAI's `chat.completion`."""
+    if answer.finish_reason == "ERROR":
+        raise _finish_error(None)
+    message = answer.message
+    text = "".join(part.text or "" for part in message.content if part.type == "text")
+    thinking = "".join(part.thinking or "" for part in message.content if part.type == "thinking")
+    calls = [
+        {"id": call.id, "name": call.function.name, "arguments": call.function.arguments}
+        for call in message.tool_calls or []
+    ]
+    return chat_completion(
+        model=model,
+        content=text or (None if calls else ""),
+        finish_reason=FINISH_REASONS.get(answer.finish_reason or "", "stop"),
+        usage=_usage(answer.usage),
+        tool_calls=calls or None,
+        reasoning=(thinking + (message.tool_plan or "")) or None,
+    )
+
+
+# --- stream --------------------------------------------------------------------------------
+
+
+class _TypeProbe(msgspec.Struct, gc=False):
+    type: str = ""
+
+
+class _ContentDeltaBody(msgspec.Struct, gc=False):
+    text: str | None = None
+    thinking: str | None = None
+
+
+class _ContentDeltaMessage(msgspec.Struct, gc=False):
+    content: _ContentDeltaBody | None = None
+
+
+class _ContentDeltaDelta(msgspec.Struct, gc=False):
+    message: _ContentDeltaMessage | None = None
+
+
+class _ContentDelta(msgspec.Struct, gc=False):
+    delta: _ContentDeltaDelta | None = None
+
+
+class _ToolPlanMessage(msgspec.Struct, gc=False):
+    tool_plan: str = ""
+
+
+class _ToolPlanDelta(msgspec.Struct, gc=False):
+    message: _ToolPlanMessage | None = None
+
+
+class _ToolPlan(msgspec.Struct, gc=False):
+    delta: _ToolPlanDelta | None = None
+
+
+class _ToolCallMessage(msgspec.Struct, gc=False):
+    tool_calls: _ToolCall | None = None  # one call per event, not a list
+
+
+class _ToolCallDeltaDelta(msgspec.Struct, gc=False):
+    message: _ToolCallMessage | None = None
+
+
+class _ToolCallEvent(msgspec.Struct, gc=False):
+    delta: _ToolCallDeltaDelta | None = None
+
+
+class _MessageEndDelta(msgspec.Struct, gc=False):
+    finish_reason: str | None = None
+    usage: _Usage | None = None
+    error: str | None = None
+
+
+class _MessageEnd(msgspec.Struct, gc=False):
+    delta: _MessageEndDelta = msgspec.field(default_factory=_MessageEndDelta)
+
+
+_probe = msgspec.json.Decoder(_TypeProbe).decode
+
+
+class CohereStream:
+    """One Cohere SSE stream as our chunks. Events we do not show (message-start,
+    content-start/end, citations, tool-call-end) are read and dropped."""
+
+    def __init__(self, model: str) -> None:
+        self.finished = False
+        self._writer = ChatStreamWriter(model)
+        self._decoder = SSEDecoder()
+        self._tool_calls = 0  # tool calls started so far: the next one's index
+        self._handlers: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes]]] = {
+            "content-delta": (msgspec.json.Decoder(_ContentDelta).decode, self._content),
+            "tool-plan-delta": (msgspec.json.Decoder(_ToolPlan).decode, self._tool_plan),
+            "tool-call-start": (msgspec.json.Decoder(_ToolCallEvent).decode, self._tool_start),
+            "tool-call-delta": (msgspec.json.Decoder(_ToolCallEvent).decode, self._tool_delta),
+            "message-end": (msgspec.json.Decoder(_MessageEnd).decode, self._message_end),
+        }
+
+    def __repr__(self) -> str:
+        return f"<CohereStream finished={self.finished} tool_calls={self._tool_calls}>"
+
+    def feed(self, data: bytes) -> bytes:
+        try:
+            items = self._decoder.feed(data)
+        except SSEProtocolError as exc:
+            return self.error_event(UpstreamProtocolError(str(exc)))
+        out = []
+        for item in items:
+            if type(item) is Event and item.data and item.data != "[DONE]":
+                out.append(self._event(item.data.encode()))
+                if self.finished:
+                    break
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if self.finished:
+            return b""
+        return self.error_event(
+            UpstreamProtocolError("Cohere closed the stream before its message-end event.")
+        )
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        return self._writer.error(error)
+
+    def _event(self, data: bytes) -> bytes:
+        try:
+            handler = self._handlers.get(_probe(data).type)
+            return handler[1](handler[0](data)) if handler is not None else b""
+        except msgspec.DecodeError:
+            return self.error_event(
+                UpstreamProtocolError(f"Cohere sent a malformed event: {data[:200]!r}")
+            )
+
+    def _content(self, event: _ContentDelta) -> bytes:
+        message = event.delta and event.delta.message
+        content = message and message.content
+        if content is None:
+            return b""
+        return self._writer.reasoning(content.thinking or "") + self._writer.content(
+            content.text or ""
+        )
+
+    def _tool_plan(self, event: _ToolPlan) -> bytes:
+        message = event.delta and event.delta.message
+        return self._writer.reasoning(message.tool_plan) if message else b""
+
+    def _tool_start(self, event: _ToolCallEvent) -> bytes:
+        message = event.delta and event.delta.message
+        call = message and message.tool_calls
+        if call is None:
+            return b""
+        index = self._tool_calls
+        self._tool_calls += 1
+        return self._writer.tool_call(index, call.id, call.function.name, call.function.arguments)
+
+    def _tool_delta(self, event: _ToolCallEvent) -> bytes:
+        message = event.delta and event.delta.message
+        call = message and message.tool_calls
+        if call is None or not self._tool_calls:
+            return b""
+        return self._writer.tool_arguments(self._tool_calls - 1, call.function.arguments)
+
+    def _message_end(self, event: _MessageEnd) -> bytes:
+        delta = event.delta
+        if delta.finish_reason == "ERROR":
+            return self.error_event(_finish_error(delta.error))
+        self.finished = True
+        return self._writer.finish(
+            FINISH_REASONS.get(delta.finish_reason or "", "stop"), _usage(delta.usage)
+        )
