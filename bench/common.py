@@ -31,18 +31,24 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
         sys.exit(1)
 
 
-async def serve_app(app: web.Application, host: str, port: int, name: str) -> None:
-    """Listen, print `NAME listening on http://HOST:PORT`, and return on SIGTERM or SIGINT."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
-    await site.start()
+async def wait_for_stop(ready: str) -> None:
+    """Print the ready line (it holds the URL the orchestrator waits for), then wait for
+    SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"{name} listening on http://{host}:{runner.addresses[0][1]}", flush=True)
+    print(ready, flush=True)
+    await stop.wait()
+
+
+async def serve_app(app: web.Application, host: str, port: int, name: str) -> None:
+    """Serve an aiohttp app until SIGTERM or SIGINT; `NAME listening on http://HOST:PORT`."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
     try:
-        await stop.wait()
+        await wait_for_stop(f"{name} listening on http://{host}:{runner.addresses[0][1]}")
     finally:
         await runner.cleanup()

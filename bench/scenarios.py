@@ -40,12 +40,41 @@ class Run:
         return f"C={self.concurrency}"
 
 
+# Which figures a scenario's rows show (keys of bench.report.METRICS), in order.
+STREAM_SHOWS = (
+    "ttft_p50",
+    "ttft_p99",
+    "itl_p50",
+    "itl_p99",
+    "chunks_s",
+    "req_s",
+    "cpu_per_req_ms",
+    "cpu_per_1k_chunks_ms",
+    "cpu_pct",
+    "rss_peak_mb",
+    "errors",
+)
+NONSTREAM_SHOWS = (
+    "total_p50",
+    "total_p99",
+    "req_s",
+    "cpu_per_req_ms",
+    "cpu_pct",
+    "rss_peak_mb",
+    "errors",
+)
+MEMORY_SHOWS = ("rss_start_mb", "rss_peak_mb", "rss_end_mb", "rss_growth_mb", "errors")
+LONG_SHOWS = ("ttft_p50", "itl_p50", "itl_p99", "chunks_s", "cpu_per_1k_chunks_ms", *MEMORY_SHOWS)
+SOAK_SHOWS = ("req_s", "total_p50", "cpu_per_req_ms", *MEMORY_SHOWS)
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     about: str
     runs: tuple[Run, ...]
     quick: tuple[Run, ...]
+    shows: tuple[str, ...] = STREAM_SHOWS
     # A gateway module the scenario needs; the scenario is skipped (with a note) without it.
     needs: str | None = None
 
@@ -58,38 +87,41 @@ SCENARIOS: tuple[Scenario, ...] = (
         "throughput",
         "0 ms between tokens, 100 tokens: how many chunks/s and what CPU per request",
         runs=tuple(Run(c, duration_s=5.0) for c in (1, 10, 100)),
-        quick=tuple(Run(c, duration_s=0.5) for c in (1, 10, 100)),
+        quick=tuple(Run(c, duration_s=0.3) for c in (1, 10, 100)),
     ),
     Scenario(
         "latency",
         "20 ms between tokens: TTFT and inter-token latency added under concurrency",
         runs=tuple(Run(c, delay_ms=20.0, duration_s=6.0) for c in (10, 100)),
-        # One round of 20-token streams: 0.4 s per target.
-        quick=tuple(Run(c, tokens=20, delay_ms=20.0, requests=c) for c in (10, 100)),
+        # One round of 10-token streams: 0.2 s per target.
+        quick=tuple(Run(c, tokens=10, delay_ms=20.0, requests=c) for c in (10, 100)),
     ),
     Scenario(
         "long",
         "one 10,000-token stream: RSS must stay flat while it is relayed",
         runs=(Run(1, tokens=10_000, delay_ms=0.5, requests=1, warmup=2),),
-        quick=(Run(1, tokens=10_000, delay_ms=0.05, requests=1, warmup=2),),
+        quick=(Run(1, tokens=10_000, delay_ms=0.03, requests=1, warmup=2),),
+        shows=LONG_SHOWS,
     ),
     Scenario(
         "nonstream",
         "stream=false, 100 tokens: added latency and CPU per request",
         runs=tuple(Run(c, stream=False, duration_s=5.0) for c in (1, 10)),
-        quick=tuple(Run(c, stream=False, duration_s=0.4) for c in (1, 10)),
+        quick=tuple(Run(c, stream=False, duration_s=0.25) for c in (1, 10)),
+        shows=NONSTREAM_SHOWS,
     ),
     Scenario(
         "soak",
         "10,000 streamed requests: RSS at the start and the end must stay within 5 MB",
         runs=(Run(10, requests=10_000, warmup=200),),
-        quick=(Run(10, requests=1_000, warmup=100),),
+        quick=(Run(10, requests=300, warmup=100),),
+        shows=SOAK_SHOWS,
     ),
     Scenario(
         "translate",
         "the Anthropic path: upstream speaks Anthropic Messages SSE, clients see OpenAI",
         runs=tuple(Run(c, api=API_ANTHROPIC, duration_s=5.0) for c in (1, 10)),
-        quick=(Run(10, api=API_ANTHROPIC, duration_s=0.4),),
+        quick=(Run(10, api=API_ANTHROPIC, duration_s=0.3),),
         needs="providers/anthropic.py",
     ),
 )

@@ -23,13 +23,22 @@ import argparse
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import orjson
-from aiohttp import web
 
-from bench.common import run, serve_app
+from bench.common import run, wait_for_stop
+from bench.wire import (
+    END_HEAD,
+    LAST_CHUNK,
+    MAX_HEAD,
+    ChunkedDecoder,
+    Head,
+    ProtocolError,
+    chunk,
+    parse_head,
+)
 
 MODEL = "mock-model"
 CREATED = 1_700_000_000
@@ -37,6 +46,7 @@ PROMPT_TOKENS = 12
 # Cycled to make token texts: ASCII only, so no JSON escaping and len(text) == bytes.
 TEXT = " lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor"
 USAGE_MODES = ("auto", "always", "never")  # auto: as OpenAI, only if include_usage
+REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
 
 
 class Options(msgspec.Struct, forbid_unknown_fields=True):
@@ -54,16 +64,46 @@ class Options(msgspec.Struct, forbid_unknown_fields=True):
 
 @dataclass(slots=True)
 class Encoded:
-    """One reply, pre-encoded: `head`, one item per token, `tail`; `whole` joins them."""
+    """A streamed reply, pre-encoded: `head`, one item per token, `tail`, and the same already
+    framed as HTTP chunks, so serving it costs writes only."""
 
     content_type: str
     head: bytes
     tokens: list[bytes]
     tail: bytes
-    whole: bytes = field(init=False)
+    http_head: bytes = field(init=False)  # status line, headers and the framed `head`
+    http_tokens: list[bytes] = field(init=False)
+    http_tail: bytes = field(init=False)  # the framed `tail` and the last chunk
+    http_whole: bytes = field(init=False)  # everything: one write for a 0 ms stream
 
     def __post_init__(self) -> None:
-        self.whole = self.head + b"".join(self.tokens) + self.tail
+        self.http_head = response_head(200, self.content_type, None) + _chunk(self.head)
+        self.http_tokens = [chunk(t) for t in self.tokens]
+        self.http_tail = _chunk(self.tail) + LAST_CHUNK
+        whole = self.head + b"".join(self.tokens) + self.tail
+        self.http_whole = response_head(200, self.content_type, None) + _chunk(whole) + LAST_CHUNK
+
+
+def _chunk(data: bytes) -> bytes:
+    return chunk(data) if data else b""
+
+
+def response_head(status: int, content_type: str, length: int | None) -> bytes:
+    framing = b"Transfer-Encoding: chunked" if length is None else b"Content-Length: %d" % length
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s\r\n\r\n" % (
+        status,
+        REASONS.get(status, b"Unknown"),
+        content_type.encode(),
+        framing,
+    )
+
+
+def response(status: int, body: bytes, content_type: str = "application/json") -> bytes:
+    return response_head(status, content_type, len(body)) + body
+
+
+def error_response(status: int, message: str) -> bytes:
+    return response(status, orjson.dumps({"error": {"message": message, "type": "mock_upstream"}}))
 
 
 def token_texts(n: int, size: int) -> list[str]:
@@ -122,29 +162,32 @@ def openai_stream(texts: list[str], usage: bool) -> Encoded:
 
 
 def openai_json(texts: list[str]) -> bytes:
-    return orjson.dumps(
-        {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion",
-            "created": CREATED,
-            "model": MODEL,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": "".join(texts),
-                        "refusal": None,
-                        "annotations": [],
-                    },
-                    "logprobs": None,
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": _openai_usage(len(texts)),
-            "service_tier": "default",
-            "system_fingerprint": "fp_bench",
-        }
+    return response(
+        200,
+        orjson.dumps(
+            {
+                "id": "chatcmpl-bench",
+                "object": "chat.completion",
+                "created": CREATED,
+                "model": MODEL,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": "".join(texts),
+                            "refusal": None,
+                            "annotations": [],
+                        },
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": _openai_usage(len(texts)),
+                "service_tier": "default",
+                "system_fingerprint": "fp_bench",
+            }
+        ),
     )
 
 
@@ -193,17 +236,20 @@ def anthropic_stream(texts: list[str]) -> Encoded:
 
 
 def anthropic_json(texts: list[str]) -> bytes:
-    return orjson.dumps(
-        {
-            "id": "msg_bench",
-            "type": "message",
-            "role": "assistant",
-            "model": MODEL,
-            "content": [{"type": "text", "text": "".join(texts)}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": len(texts)},
-        }
+    return response(
+        200,
+        orjson.dumps(
+            {
+                "id": "msg_bench",
+                "type": "message",
+                "role": "assistant",
+                "model": MODEL,
+                "content": [{"type": "text", "text": "".join(texts)}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": len(texts)},
+            }
+        ),
     )
 
 
@@ -242,7 +288,7 @@ def gemini_array(texts: list[str]) -> Encoded:
 
 
 def gemini_json(texts: list[str]) -> bytes:
-    return orjson.dumps(_gemini("".join(texts), len(texts), True))
+    return response(200, orjson.dumps(_gemini("".join(texts), len(texts), True)))
 
 
 def _ollama(text: str, done: bool, n: int) -> dict[str, Any]:
@@ -272,17 +318,20 @@ def ollama_stream(texts: list[str]) -> Encoded:
 
 
 def ollama_json(texts: list[str]) -> bytes:
-    return orjson.dumps(_ollama("".join(texts), True, len(texts)))
+    return response(200, orjson.dumps(_ollama("".join(texts), True, len(texts))))
+
+
+Reply = Encoded | bytes  # bytes: a whole HTTP response (non-streamed answers, errors)
 
 
 class Cache:
     """Encoded replies keyed by shape; bounded, since a run only ever uses a few shapes."""
 
     def __init__(self, limit: int = 64) -> None:
-        self._items: dict[tuple[Any, ...], Encoded | bytes] = {}
+        self._items: dict[tuple[Any, ...], Reply] = {}
         self._limit = limit
 
-    def get(self, key: tuple[Any, ...], build: Callable[[], Encoded | bytes]) -> Encoded | bytes:
+    def get(self, key: tuple[Any, ...], build: Callable[[], Reply]) -> Reply:
         found = self._items.get(key)
         if found is None:
             if len(self._items) >= self._limit:
@@ -298,15 +347,15 @@ class State:
     served: dict[str, int] = field(default_factory=dict)
 
 
-STATE = web.AppKey("state", State)
-
-
 def _options(state: State, body: dict[str, Any]) -> Options:
     extra = body.get("bench")
     if not isinstance(extra, dict):
         return state.options
-    merged = msgspec.structs.asdict(state.options) | extra
-    opts = msgspec.convert(merged, Options)
+    return _merged(state.options, extra)
+
+
+def _merged(options: Options, changes: dict[str, Any]) -> Options:
+    opts = msgspec.convert(msgspec.structs.asdict(options) | changes, Options)
     opts.check()
     return opts
 
@@ -318,22 +367,22 @@ def _wants_usage(opts: Options, body: dict[str, Any]) -> bool:
     return isinstance(so, dict) and bool(so.get("include_usage"))
 
 
-def _format(path: str, query: dict[str, str], body: dict[str, Any]) -> tuple[str, bool]:
-    """(format, streamed) from the path, the query and the body."""
-    if path.endswith("/chat/completions"):
+def _format(path: bytes, query: bytes, body: dict[str, Any]) -> tuple[str, bool] | None:
+    """(format, streamed) from the path, the query and the body; None for an unknown path."""
+    if path.endswith(b"/chat/completions"):
         return "openai", bool(body.get("stream"))
-    if path.endswith("/messages"):
+    if path.endswith(b"/messages"):
         return "anthropic", bool(body.get("stream"))
-    if path.endswith(":streamGenerateContent"):
-        return ("gemini-sse" if query.get("alt") == "sse" else "gemini-array"), True
-    if path.endswith(":generateContent"):
+    if path.endswith(b":streamGenerateContent"):
+        return ("gemini-sse" if b"alt=sse" in query else "gemini-array"), True
+    if path.endswith(b":generateContent"):
         return "gemini", False
-    if path.endswith("/api/chat"):
+    if path.endswith(b"/api/chat"):
         return "ollama", body.get("stream", True) is not False  # Ollama streams by default
-    raise web.HTTPNotFound(text=f"mock upstream: no wire format for {path}")
+    return None
 
 
-def _build(fmt: str, streamed: bool, texts: list[str], usage: bool) -> Encoded | bytes:
+def _build(fmt: str, streamed: bool, texts: list[str], usage: bool) -> Reply:
     if fmt == "openai":
         return openai_stream(texts, usage) if streamed else openai_json(texts)
     if fmt == "anthropic":
@@ -347,83 +396,196 @@ def _build(fmt: str, streamed: bool, texts: list[str], usage: bool) -> Encoded |
     return ollama_stream(texts) if streamed else ollama_json(texts)
 
 
-async def handle(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    raw = await request.read()
-    try:
-        body = orjson.loads(raw) if raw else {}
-        if not isinstance(body, dict):
-            raise ValueError("body is not a JSON object")
-        opts = _options(state, body)
-    except (ValueError, msgspec.ValidationError) as exc:
-        return web.json_response({"error": {"message": str(exc), "type": "bench"}}, status=400)
-    fmt, streamed = _format(request.path, dict(request.query), body)
-    state.served[fmt] = state.served.get(fmt, 0) + 1
-    usage = streamed and fmt == "openai" and _wants_usage(opts, body)
+def _reply(state: State, opts: Options, fmt: str, streamed: bool, usage: bool) -> Reply:
     key = (fmt, streamed, opts.tokens, opts.chunk_bytes, usage)
-    reply = state.cache.get(
+    return state.cache.get(
         key, lambda: _build(fmt, streamed, token_texts(opts.tokens, opts.chunk_bytes), usage)
     )
-    if isinstance(reply, bytes):
-        # Non-streamed: the whole generation time passes before the answer.
-        if opts.delay_ms:
-            await asyncio.sleep(opts.delay_ms * opts.tokens / 1000)
-        return web.Response(body=reply, content_type="application/json")
-    resp = web.StreamResponse(headers={"Content-Type": reply.content_type})
-    await resp.prepare(request)
-    if not opts.delay_ms:
-        # One write: the cheapest way to serve a 0 ms stream; the proxy still sees every event.
-        await resp.write(reply.whole)
-    else:
-        await _paced(resp, reply, opts.delay_ms / 1000)
-    await resp.write_eof()
-    return resp
 
 
-async def _paced(resp: web.StreamResponse, reply: Encoded, delay: float) -> None:
-    # Token i is due at start + (i + 1) * delay: an absolute schedule, so timer slack does not
-    # accumulate over a long stream; tokens already due when we wake up go in one write.
+# The shapes the bench's scenarios ask for: (format, streamed, usage chunk).
+PREBUILT = (
+    ("openai", True, True),
+    ("openai", True, False),
+    ("openai", False, False),
+    ("anthropic", True, False),
+    ("anthropic", False, False),
+)
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    """One client connection: requests one at a time, answered from the cache.
+
+    A 0 ms reply is written from `data_received` in one call; a paced one runs as a task,
+    and requests that arrive meanwhile wait in the buffer.
+    """
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.task: asyncio.Task[None] | None = None
+        self.close_after = False
+        self.writable: asyncio.Future[None] | None = None  # set while the transport is paused
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.task is None:
+            self.serve()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
+
+    def serve(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        while self.task is None and not transport.is_closing():
+            try:
+                request = self.next_request()
+                if request is None:
+                    return
+                head, body = request
+                self.close_after = head.close
+                self.respond(head, body)
+            except (ProtocolError, ValueError) as exc:
+                transport.write(error_response(400, f"bad request: {exc}"))
+                transport.close()
+                return
+            if self.task is None and self.close_after:
+                transport.close()
+
+    def next_request(self) -> tuple[Head, bytes] | None:
+        buf = self.buf
+        end = buf.find(END_HEAD)
+        if end < 0:
+            if len(buf) > MAX_HEAD:
+                raise ProtocolError("request head too long")
+            return None
+        head = parse_head(buf, end)
+        start = end + 4
+        if head.chunked:
+            decoder = ChunkedDecoder()
+            pieces = decoder.feed(buf[start:])
+            if not decoder.done:
+                return None  # decoded again, whole, once the rest arrives: rare, and simple
+            self.buf = decoder.rest
+            return head, b"".join(pieces)
+        stop = start + (head.length or 0)
+        if len(buf) < stop:
+            return None
+        self.buf = buf[stop:]
+        return head, buf[start:stop]
+
+    def respond(self, head: Head, raw: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        state = self.state
+        method, target = head.first[0], head.first[1]
+        path, _, query = target.partition(b"?")
+        if path == b"/_bench/stats":
+            served = {"requests": sum(state.served.values()), "by_format": state.served}
+            transport.write(response(200, orjson.dumps(served)))
+            return
+        if method != b"POST":
+            transport.write(error_response(405, "mock upstream: POST only"))
+            return
+        try:
+            body = orjson.loads(raw) if raw else {}
+            if not isinstance(body, dict):
+                raise ValueError("the body is not a JSON object")
+            if path == b"/_bench/config":
+                state.options = _merged(state.options, body)
+                # Encode the run's replies now, not in its first request's TTFT.
+                for fmt, streamed, usage in PREBUILT:
+                    _reply(state, state.options, fmt, streamed, usage)
+                transport.write(response(200, orjson.dumps(msgspec.structs.asdict(state.options))))
+                return
+            opts = _options(state, body)
+        except (ValueError, msgspec.ValidationError) as exc:
+            transport.write(error_response(400, f"mock upstream: {exc}"))
+            return
+        found = _format(path, query, body)
+        if found is None:
+            where = target.decode(errors="replace")
+            transport.write(error_response(404, f"mock upstream: no wire format for {where}"))
+            return
+        fmt, streamed = found
+        state.served[fmt] = state.served.get(fmt, 0) + 1
+        usage = streamed and fmt == "openai" and _wants_usage(opts, body)
+        reply = _reply(state, opts, fmt, streamed, usage)
+        if not opts.delay_ms:
+            # One write: the cheapest way to serve; the proxy still sees every event.
+            transport.write(reply if isinstance(reply, bytes) else reply.http_whole)
+            return
+        delay = opts.delay_ms / 1000
+        if isinstance(reply, bytes):
+            coro = self.later(reply, delay * opts.tokens)  # the whole generation, then all
+        else:
+            coro = self.paced(reply, delay)
+        self.task = asyncio.get_running_loop().create_task(coro)
+        self.task.add_done_callback(self.done)
+
+    async def later(self, reply: bytes, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        assert self.transport is not None
+        self.transport.write(reply)
+
+    async def paced(self, reply: Encoded, delay: float) -> None:
+        # Token i is due at start + (i + 1) * delay: an absolute schedule, so timer slack
+        # does not accumulate over a long stream; tokens already due go out in one write.
+        transport = self.transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        transport.write(reply.http_head)
+        start = loop.time()
+        tokens = reply.http_tokens
+        sent = 0
+        while sent < len(tokens):
+            now = loop.time()
+            due = min(int((now - start) / delay), len(tokens))
+            if due <= sent:
+                await asyncio.sleep(start + (sent + 1) * delay - now)
+                continue
+            transport.write(tokens[sent] if due == sent + 1 else b"".join(tokens[sent:due]))
+            sent = due
+            if self.writable is not None:  # the client reads slower than we write: wait
+                await self.writable
+        transport.write(reply.http_tail)
+
+    def done(self, task: asyncio.Task[None]) -> None:
+        self.task = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if task.cancelled() or task.exception() is not None or self.close_after:
+            transport.close()
+        elif self.buf:
+            self.serve()
+
+
+async def serve(host: str, port: int, options: Options) -> None:
+    state = State(options)
     loop = asyncio.get_running_loop()
-    await resp.write(reply.head)
-    start = loop.time()
-    tokens = reply.tokens
-    sent = 0
-    while sent < len(tokens):
-        now = loop.time()
-        due = int((now - start) / delay)
-        if due <= sent:
-            await asyncio.sleep(start + (sent + 1) * delay - now)
-            continue
-        due = min(due, len(tokens))
-        await resp.write(tokens[sent] if due == sent + 1 else b"".join(tokens[sent:due]))
-        sent = due
-    await resp.write(reply.tail)
-
-
-async def set_config(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    try:
-        merged = msgspec.structs.asdict(state.options) | orjson.loads(await request.read())
-        opts = msgspec.convert(merged, Options)
-        opts.check()
-    except (ValueError, msgspec.ValidationError) as exc:
-        return web.json_response({"error": str(exc)}, status=400)
-    state.options = opts
-    return web.json_response(msgspec.structs.asdict(opts))
-
-
-async def stats(request: web.Request) -> web.Response:
-    served = request.app[STATE].served
-    return web.json_response({"requests": sum(served.values()), "by_format": served})
-
-
-def make_app(options: Options) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[STATE] = State(options)
-    app.router.add_post("/_bench/config", set_config)
-    app.router.add_get("/_bench/stats", stats)
-    app.router.add_post("/{tail:.*}", handle)
-    return app
+    server = await loop.create_server(
+        lambda: UpstreamProtocol(state), host, port, backlog=1024, reuse_address=True
+    )
+    bound = server.sockets[0].getsockname()[1]
+    async with server:
+        await wait_for_stop(f"mock upstream listening on http://{host}:{bound}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -437,7 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     options = Options(args.tokens, args.delay_ms, args.chunk_bytes, args.usage)
     options.check()
-    run(serve_app(make_app(options), args.host, args.port, "mock upstream"))
+    run(serve(args.host, args.port, options))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,978 @@
+"""python -m bench: stream through the gateway and its baselines, measure, and report.
+
+Every part runs in its own process on loopback: the mock upstream (bench/upstream.py), the
+raw relay (bench/relay.py), the gateway (its own CLI, generated config), any `--peer` proxy
+the user started, and the load generator (bench/load.py). On a machine with 2+ CPUs the
+process under test gets CPU 0 to itself; the upstream, the load generator and this
+orchestrator share CPU 1. Each run is measured against every target in turn, so the ratios
+compare figures taken minutes apart at most.
+
+    python -m bench                       # every scenario, full size (a few minutes)
+    python -m bench --quick               # a reduced set of each, under 30 s
+    python -m bench --scenario latency --scenario long
+    python -m bench --peer http://127.0.0.1:4000 --upstream-port 9100
+    python -m bench --list                # the scenario table
+
+Output: Markdown on stdout, JSON (and a PNG when matplotlib is installed) under
+bench/results/. Exit status 1 when a request failed or a target did not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import platform
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+import psutil
+
+from bench import report
+from bench.load import Job, Result, Summary
+from bench.scenarios import (
+    API_ANTHROPIC,
+    API_OPENAI,
+    BY_NAME,
+    REPO,
+    SCENARIOS,
+    Run,
+    Scenario,
+    bounded,
+)
+
+RESULTS = REPO / "bench" / "results"
+ADDRESS = re.compile(r"http://127\.0\.0\.1:(\d+)")
+HOST = "127.0.0.1"
+BASE_TARGETS = ("direct", "relay", "gateway")
+GATEWAY_PROVIDER = "bench"
+ANTHROPIC_PROVIDER = "bench_anthropic"
+WARMUP_TOKENS = 100
+SAMPLE_S = 0.01  # RSS sampling period of the process under test
+PR_SET_PDEATHSIG = 1
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _LIBC = None
+
+
+class StartError(Exception):
+    """A child did not come up; the message holds the end of its output."""
+
+
+def _child_setup(cpus: set[int] | None) -> Callable[[], None]:
+    def setup() -> None:
+        # Die with the orchestrator even if it is SIGKILLed (a test timeout): no orphans.
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
+class Child:
+    """A process we started: its output lines, its CPU and memory, and its stop."""
+
+    def __init__(self, name: str, argv: list[str], cpus: set[int] | None, stdin: bool = False):
+        self.name = name
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
+            preexec_fn=_child_setup(cpus),  # a prctl and an affinity call: safe after fork
+        )
+        self.ps = psutil.Process(self.proc.pid)
+        self.tree = [self.ps]
+        self.tail: deque[str] = deque(maxlen=40)  # stdout and stderr, for error messages
+        self.lines: queue.Queue[str] = queue.Queue()  # stdout lines
+        self.errs: queue.Queue[str] = queue.Queue()  # stderr lines (a ready line may be there)
+        for stream, q in ((self.proc.stdout, self.lines), (self.proc.stderr, self.errs)):
+            threading.Thread(target=self._pump, args=(stream, q), daemon=True).start()
+
+    def _pump(self, stream: IO[str] | None, q: queue.Queue[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            self.tail.append(line.rstrip("\n"))
+            q.put(line)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return "\n".join(f"    {line}" for line in self.tail) or "    (no output)"
+
+    def wait_address(self, timeout: float) -> str:
+        """The http://127.0.0.1:PORT the child prints when it is ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for q in (self.lines, self.errs):
+                with contextlib.suppress(queue.Empty):
+                    found = ADDRESS.search(q.get(timeout=0.02))
+                    if found:
+                        return f"http://{HOST}:{found.group(1)}"
+            if self.proc.poll() is not None:
+                time.sleep(0.1)  # let the pumps catch the last lines
+                raise StartError(
+                    f"{self.name} exited with status {self.proc.returncode} before it was "
+                    f"ready:\n{self.output()}"
+                )
+        raise StartError(
+            f"{self.name} printed no http://{HOST}:PORT in {timeout:g} s:\n{self.output()}"
+        )
+
+    def readline(self, timeout: float) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            if self.proc.poll() is not None:
+                raise StartError(f"{self.name} exited:\n{self.output()}") from None
+            raise TimeoutError(f"{self.name} did not answer in {timeout:g} s") from None
+
+    def refresh(self) -> None:
+        """Find the process's children again (scanning /proc is slow: once per run)."""
+        try:
+            self.tree = [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            self.tree = [self.ps]
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the process and its children (a gateway may fork workers)."""
+        return sum(process_cpu_s(p) for p in self.tree)
+
+    def rss(self) -> int:
+        total = 0
+        for p in self.tree:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+    def hwm(self) -> int | None:
+        """The kernel's peak RSS of the main process (VmHWM), in bytes."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=3)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+@dataclass(slots=True)
+class Target:
+    """Something the load generator can be pointed at, for one wire format."""
+
+    name: str
+    base: str  # http://127.0.0.1:PORT
+    child: Child | None = None  # the process whose CPU and memory we measure
+    pid: int | None = None  # a peer's pid given by the user
+    error: str | None = None  # why it is not available
+    peer_path: str = "/v1/chat/completions"
+
+    def endpoint(self, api: str) -> tuple[str, str, str]:
+        """(url, wire format the client sees, model) for a run whose upstream speaks `api`."""
+        if self.name in ("direct", "relay"):
+            path = "/v1/messages" if api == API_ANTHROPIC else "/v1/chat/completions"
+            return self.base + path, api, "mock-model"
+        if self.name == "gateway":
+            provider = ANTHROPIC_PROVIDER if api == API_ANTHROPIC else GATEWAY_PROVIDER
+            return self.base + "/v1/chat/completions", API_OPENAI, f"{provider}/mock-model"
+        return self.base + self.peer_path, API_OPENAI, ""
+
+
+@dataclass
+class Options:
+    quick: bool
+    scenarios: list[Scenario]
+    targets: list[str]
+    peers: list[tuple[str, str]]  # (name, url)
+    peer_model: str
+    peer_key: str | None
+    peer_pids: list[int]
+    duration_s: float | None
+    requests: int | None
+    timeout_s: float
+    run_cap_s: float
+    upstream_port: int
+    pin: bool
+    chart: bool
+    keep_raw: bool
+    out: Path
+
+
+@dataclass
+class Snapshot:
+    t: float
+    target: float | None
+    upstream: float
+    loadgen: float
+    me: float
+    cores: list[Any] = field(default_factory=list)
+
+
+def process_cpu_s(proc: psutil.Process) -> float:
+    """On-CPU time of every thread, in ns from /proc/PID/task/*/schedstat: /proc/PID/stat
+    counts in 10 ms ticks, too coarse for a 0.3 s quick run; psutil's figure otherwise."""
+    try:
+        total = 0
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                total += int((task / "schedstat").read_text().split()[0])
+        if total:
+            return total / 1e9
+    except OSError:
+        pass
+    with contextlib.suppress(psutil.Error):
+        t = proc.cpu_times()
+        return t.user + t.system
+    return 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else msgspec.json.encode(body)
+    req = urllib.request.Request(url, data=data, method=method)
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return msgspec.json.decode(resp.read())
+
+
+def gateway_config(gateway_port: int, upstream: str, anthropic: bool) -> str:
+    text = f"""[server]
+host = "{HOST}"
+port = {gateway_port}
+
+[providers.{GATEWAY_PROVIDER}]
+type = "openai"
+base_url = "{upstream}/v1"
+api_key = "bench-key"
+timeout = 30
+"""
+    if anthropic:
+        text += f"""
+[providers.{ANTHROPIC_PROVIDER}]
+type = "anthropic"
+base_url = "{upstream}"
+api_key = "bench-key"
+timeout = 30
+"""
+    return text
+
+
+class Bench:
+    """Starts the processes, runs every (scenario, run, target), and collects the rows."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+        self.children: list[Child] = []
+        self.rows: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self.skipped: list[str] = []
+        cpus = sorted(os.sched_getaffinity(0))
+        self.pinning = opts.pin and len(cpus) >= 2
+        # The process under test alone on the first CPU; everything else on the others.
+        self.target_cpus = {cpus[0]} if self.pinning else None
+        self.client_cpus = set(cpus[1:]) if self.pinning else None
+        self.cpu_ids = cpus
+        self.targets: dict[str, Target] = {}
+        self.upstream_url = ""
+        self.translate_error: str | None = None
+        self.noise: dict[str, list[tuple[str, float]]] = {"loadgen": [], "client": [], "others": []}
+
+    # processes
+
+    def spawn(
+        self, name: str, args: list[str], cpus: set[int] | None, stdin: bool = False
+    ) -> Child:
+        child = Child(name, [sys.executable, *args], cpus, stdin=stdin)
+        self.children.append(child)
+        return child
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+
+    def start(self) -> None:
+        """Start every process at once (interpreter start-up dominates a quick run), then
+        wait for each one's ready line."""
+        opts = self.opts
+        if self.client_cpus:
+            os.sched_setaffinity(0, self.client_cpus)  # the orchestrator stays off CPU 0
+        port = opts.upstream_port or free_port()
+        self.upstream_url = f"http://{HOST}:{port}"
+        self.upstream = self.spawn(
+            "mock upstream", ["-m", "bench.upstream", "--port", str(port)], self.client_cpus
+        )
+        self.loadgen = self.spawn(
+            "load generator", ["-m", "bench.load", "--serve"], self.client_cpus, stdin=True
+        )
+        relay = None
+        if "relay" in opts.targets:
+            relay = self.spawn(
+                "raw relay",
+                ["-m", "bench.relay", "--port", "0", "--upstream", self.upstream_url],
+                self.target_cpus,
+            )
+        gateways = self.spawn_gateways() if "gateway" in opts.targets else []
+        if opts.chart:
+            report.load_pyplot()  # while the children start: it takes about a second
+        self.upstream.wait_address(15)
+        print(
+            f"mock upstream: {self.upstream_url}/v1 (point --peer proxies there)", file=sys.stderr
+        )
+        self.targets["direct"] = Target("direct", self.upstream_url)
+        if relay is not None:
+            self.targets["relay"] = Target("relay", relay.wait_address(15), relay)
+        if "gateway" in opts.targets:
+            self.targets["gateway"] = self.wait_gateway(gateways)
+        for i, (name, url) in enumerate(opts.peers):
+            pid = opts.peer_pids[i] if i < len(opts.peer_pids) else None
+            self.targets[name] = self.peer_target(name, url, pid)
+
+    def spawn_gateways(self) -> list[tuple[bool, Child | str]]:
+        """The gateway with the generated config; when `translate` will run, first with an
+        Anthropic provider too, and a plain one as the fallback should that be refused."""
+        if not (REPO / "gateway" / "__main__.py").exists():
+            return [(False, "gateway/__main__.py does not exist yet")]
+        wants = any(s.name == "translate" and s.available() for s in self.opts.scenarios)
+        kinds = (True, False) if wants else (False,)
+        return [(anthropic, self.spawn_gateway(anthropic)) for anthropic in kinds]
+
+    def spawn_gateway(self, anthropic: bool) -> Child:
+        port = free_port()
+        config = self.tmp / f"gateway{'-anthropic' if anthropic else ''}.toml"
+        config.write_text(gateway_config(port, self.upstream_url, anthropic))
+        argv = ["-m", "gateway", "--config", str(config), "--host", HOST, "--port", str(port)]
+        return self.spawn("gateway", argv, self.target_cpus)
+
+    def wait_gateway(self, attempts: list[tuple[bool, Child | str]]) -> Target:
+        chosen: Target | None = None
+        error = ""
+        for anthropic, child in attempts:
+            if isinstance(child, str):
+                error = child
+                continue
+            if chosen is not None:
+                self.discard(child)  # the fallback is not needed
+                continue
+            try:
+                chosen = Target("gateway", child.wait_address(20), child)
+            except StartError as exc:
+                self.discard(child)
+                error = str(exc)
+                if anthropic:
+                    self.translate_error = f"the gateway refused an anthropic provider: {exc}"
+        return chosen or Target("gateway", "", error=error)
+
+    def discard(self, child: Child) -> None:
+        child.stop()
+        self.children.remove(child)
+
+    def peer_target(self, name: str, url: str, pid: int | None) -> Target:
+        url = url.rstrip("/")
+        match = re.match(r"(https?://[^/]+)(/.*)?$", url)
+        if not match or not url.startswith("http://"):
+            return Target(name, "", error=f"--peer {url}: expected http://HOST:PORT[/path]")
+        base, path = match.group(1), match.group(2) or ""
+        if not path.endswith("/chat/completions"):
+            path = (path if path.endswith("/v1") else path + "/v1") + "/chat/completions"
+        target = Target(name, base, pid=pid, peer_path=path)
+        if pid is not None and not psutil.pid_exists(pid):
+            target.error = f"--peer-pid {pid}: no such process"
+        return target
+
+    # measuring
+
+    def snapshot(self, target: Target) -> Snapshot:
+        cpu = None
+        if target.child is not None:
+            cpu = target.child.cpu_s()
+        elif target.pid is not None:
+            with contextlib.suppress(psutil.Error):
+                cpu = process_cpu_s(psutil.Process(target.pid))
+        return Snapshot(
+            t=time.perf_counter(),
+            target=cpu,
+            upstream=self.upstream.cpu_s(),
+            loadgen=self.loadgen.cpu_s(),
+            me=time.process_time(),
+            cores=psutil.cpu_times(percpu=True),
+        )
+
+    def memory_probe(self, target: Target) -> Callable[[], int] | None:
+        if target.child is not None:
+            return target.child.rss
+        if target.pid is not None:
+            proc = psutil.Process(target.pid)
+            return lambda: proc.memory_info().rss
+        return None
+
+    def configure_upstream(self, tokens: int, delay_ms: float, chunk_bytes: int) -> None:
+        http_json(
+            "POST",
+            f"{self.upstream_url}/_bench/config",
+            {"tokens": tokens, "delay_ms": delay_ms, "chunk_bytes": chunk_bytes, "usage": "auto"},
+        )
+
+    def job(
+        self, target: Target, run: Run, requests: int | None, duration: float | None, out: str
+    ) -> Job:
+        url, api, model = target.endpoint(run.api)
+        if target.name not in BASE_TARGETS:
+            model = self.opts.peer_model
+        headers = {}
+        if target.name not in BASE_TARGETS and self.opts.peer_key:
+            headers["Authorization"] = f"Bearer {self.opts.peer_key}"
+        return Job(
+            url=url,
+            api=api,
+            model=model,
+            stream=run.stream,
+            concurrency=run.concurrency,
+            duration_s=duration,
+            requests=requests,
+            max_tokens=run.tokens,
+            expect_tokens=run.tokens if run.stream else None,
+            expect_bytes=None if run.stream else run.tokens * run.chunk_bytes,
+            headers=headers,
+            timeout_s=self.opts.timeout_s,
+            out=out,
+        )
+
+    def send(self, job: Job) -> Summary:
+        """Run one job on the load generator; returns once the job is done (records are
+        written after the summary line, so CPU snapshots are not stretched by the write)."""
+        self.loadgen.proc.stdin.write(msgspec.json.encode(job).decode() + "\n")  # type: ignore[union-attr]
+        self.loadgen.proc.stdin.flush()  # type: ignore[union-attr]
+        bound = (job.duration_s or self.opts.run_cap_s) + job.timeout_s + 15
+        return msgspec.json.decode(self.loadgen.readline(bound), type=Summary)
+
+    def wait_written(self) -> None:
+        self.loadgen.readline(60)
+
+    def measure(self, scenario: Scenario, run: Run, target: Target) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "scenario": scenario.name,
+            "label": run.label,
+            "target": target.name,
+            "run": asdict(run),
+        }
+        if target.error:
+            row.update(ok=False, note=target.error, errors=None)
+            return row
+        if run.api != API_OPENAI and target.name not in ("direct", "relay", "gateway"):
+            row.update(ok=False, note="peers are measured on the OpenAI path only", errors=None)
+            return row
+        # Warm-up: at least one round, so connections (ours to the target, the target's to
+        # the upstream) are open and the measured requests see a steady state.
+        self.configure_upstream(min(run.tokens, WARMUP_TOKENS), 0.0, run.chunk_bytes)
+        warm = warmup_run(run)
+        count = max(run.warmup, run.concurrency)
+        self.send(self.job(target, warm, count, self.opts.run_cap_s, ""))
+        self.wait_written()
+        self.configure_upstream(run.tokens, run.delay_ms, run.chunk_bytes)
+        served0 = http_json("GET", f"{self.upstream_url}/_bench/stats")["requests"]
+        out = str(self.tmp / f"{scenario.name}-{run.concurrency}-{target.name}.json")
+        requests = run.requests
+        duration = run.duration_s if run.duration_s is not None else self.opts.run_cap_s
+        if target.child is not None:
+            target.child.refresh()
+        probe = self.memory_probe(target)
+        sampler = Sampler(probe) if probe else None
+        before = self.snapshot(target)
+        hwm0 = target.child.hwm() if target.child else None
+        if sampler:
+            sampler.start()
+        try:
+            summary = self.send(self.job(target, run, requests, duration, out))
+        finally:
+            after = self.snapshot(target)
+            if sampler:
+                sampler.stop()
+        self.wait_written()
+        hwm1 = target.child.hwm() if target.child else None
+        served = http_json("GET", f"{self.upstream_url}/_bench/stats")["requests"] - served0
+        result = msgspec.json.decode(Path(out).read_bytes(), type=Result)
+        if not self.opts.keep_raw:
+            Path(out).unlink(missing_ok=True)
+        row.update(ok=True, note=None)
+        row.update(stats(result, run))
+        row["upstream_requests"] = served
+        row["cpu"] = self.cpu_figures(before, after, summary, result, target)
+        if sampler:
+            row["rss_mb"], series = sampler.figures(hwm0, hwm1)
+            if scenario.name in ("long", "soak"):
+                row["rss_series"] = series
+        row["bound_by"] = bound_by(row["cpu"], target.name)
+        self.check(row, target, run)
+        return row
+
+    def cpu_figures(
+        self, before: Snapshot, after: Snapshot, summary: Summary, result: Result, target: Target
+    ) -> dict[str, float | None]:
+        wall = after.t - before.t
+        requests = max(1, len(result.records))
+        tokens = sum(r.tokens for r in result.records if r.error is None)
+        target_s = (
+            None if before.target is None or after.target is None else after.target - before.target
+        )
+        up = after.upstream - before.upstream
+        lg = after.loadgen - before.loadgen
+        me = after.me - before.me
+        busy = [_busy(b, a) for b, a in zip(before.cores, after.cores, strict=True)]
+        ours = (target_s or 0) + up + lg + me
+        core_ids = self.cpu_ids
+        by_id = dict(zip(range(len(busy)), busy, strict=True))
+
+        def pct(x: float | None) -> float | None:
+            return None if x is None else 100 * x / wall
+
+        return {
+            "wall_s": wall,
+            "target_s": target_s,
+            "target_pct": pct(target_s),
+            "per_req_ms": None if target_s is None else 1000 * target_s / requests,
+            "per_1k_chunks_ms": None if target_s is None or not tokens else 1e6 * target_s / tokens,
+            "loadgen_s": summary.cpu_s,
+            "loadgen_pct": 100 * summary.cpu_s / summary.wall_s if summary.wall_s else None,
+            "upstream_s": up,
+            "upstream_pct": pct(up),
+            "core0_busy_pct": pct(by_id.get(core_ids[0], 0.0)) if core_ids else None,
+            "core1_busy_pct": (
+                pct(sum(by_id.get(c, 0.0) for c in core_ids[1:])) if len(core_ids) > 1 else None
+            ),
+            "others_pct": pct(max(0.0, sum(busy) - ours)),
+        }
+
+    def check(self, row: dict[str, Any], target: Target, run: Run) -> None:
+        where = f"{row['scenario']} {row['label']} {target.name}"
+        cpu = row["cpu"]
+        if row["errors"]:
+            samples = "; ".join(row["error_samples"])
+            self.warnings.append(
+                f"{where}: {row['errors']} of {row['requests']} requests failed: {samples}"
+            )
+        # Conditions that recur on a busy machine are gathered into one line each.
+        if (cpu.get("loadgen_pct") or 0) >= 90:
+            self.noise["loadgen"].append((where, cpu["loadgen_pct"]))
+        client = cpu.get("core1_busy_pct") or 0
+        if target.name != "direct" and client >= 85 and (cpu.get("target_pct") or 0) < 85:
+            self.noise["client"].append((where, client))
+        if (cpu.get("others_pct") or 0) >= 15:
+            self.noise["others"].append((where, cpu["others_pct"]))
+        if (
+            target.name != "direct"
+            and row["requests"]
+            and row["upstream_requests"] < row["requests"] - row["errors"]
+        ):
+            self.warnings.append(
+                f"{where}: the mock upstream saw {row['upstream_requests']} requests for "
+                f"{row['requests']} sent: is {target.name} pointed at {self.upstream_url}/v1?"
+            )
+        if run.stream and run.api == API_OPENAI and row.get("usage_missing"):
+            self.warnings.append(
+                f"{where}: {row['usage_missing']} streams asked for include_usage but got no "
+                "usage chunk"
+            )
+
+    def noise_warnings(self) -> list[str]:
+        texts = {
+            "loadgen": "the load generator used >= 90% of its core (it may be the bottleneck)",
+            "client": "the client core (load generator + upstream) was >= 85% busy while the "
+            "target was not saturated (throughput there is a floor)",
+            "others": "other processes on this machine used >= 15% of a core (figures are "
+            "noisy: rerun on a quiet machine)",
+        }
+        out = []
+        for kind, hits in self.noise.items():
+            if hits:
+                worst = max(hits, key=lambda h: h[1])
+                runs = ", ".join(w for w, _ in hits[:6]) + (", ..." if len(hits) > 6 else "")
+                out.append(
+                    f"{texts[kind]} in {len(hits)} of {len(self.rows)} rows, up to "
+                    f"{worst[1]:.0f}% ({worst[0]}): {runs}"
+                )
+        return out
+
+    def run_all(self) -> None:
+        opts = self.opts
+        names = [t for t in (*BASE_TARGETS, *(n for n, _ in opts.peers)) if t in self.targets]
+        for name in names:
+            if self.targets[name].error:
+                self.warnings.append(f"{name}: not measured: {self.targets[name].error}")
+        for scenario in opts.scenarios:
+            if not scenario.available():
+                self.skipped.append(f"{scenario.name}: needs {scenario.needs}, not there yet")
+                continue
+            runs = scenario.quick if opts.quick else scenario.runs
+            for run in runs:
+                run = bounded(run, opts.duration_s, opts.requests)
+                for name in names:
+                    target = self.targets[name]
+                    if scenario.name == "translate" and name == "gateway" and self.translate_error:
+                        target = Target("gateway", "", error=self.translate_error)
+                    started = time.monotonic()
+                    row = self.measure(scenario, run, target)
+                    self.rows.append(row)
+                    progress(row, time.monotonic() - started)
+
+    def results(self, started: str) -> dict[str, Any]:
+        names = [t for t in (*BASE_TARGETS, *(n for n, _ in self.opts.peers)) if t in self.targets]
+        return {
+            "meta": {
+                "started": started,
+                "quick": self.opts.quick,
+                "commit": git_commit(),
+                "python": platform.python_version(),
+                "cpus": len(self.cpu_ids),
+                "pinning": (
+                    f"target on CPU {sorted(self.target_cpus or [])}, upstream + load generator "
+                    f"on CPU {sorted(self.client_cpus or [])}"
+                    if self.pinning
+                    else "off"
+                ),
+                "upstream_url": self.upstream_url,
+                "targets": names,
+                "shows": {s.name: list(s.shows) for s in SCENARIOS},
+                "argv": sys.argv[1:],
+            },
+            "rows": self.rows,
+            "warnings": [w for w in self.warnings if w] + self.noise_warnings(),
+            "skipped": self.skipped,
+        }
+
+
+def warmup_run(run: Run) -> Run:
+    """Warm-up requests: the run's shape, short and unpaced; they only set up pools and
+    caches, so that memory figures start from a process that has served requests."""
+    return replace(run, tokens=min(run.tokens, WARMUP_TOKENS), delay_ms=0.0, warmup=0)
+
+
+class Sampler:
+    """Samples a process's RSS every SAMPLE_S on a thread while a run goes on."""
+
+    def __init__(self, probe: Callable[[], int]) -> None:
+        self.probe = probe
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.t0 = 0.0
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+        self.samples.append((0.0, self.probe()))
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            with contextlib.suppress(psutil.Error):
+                self.samples.append((time.perf_counter() - self.t0, self.probe()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(psutil.Error):
+            self.samples.append((time.perf_counter() - self.t0, self.probe()))
+
+    def figures(
+        self, hwm0: int | None, hwm1: int | None
+    ) -> tuple[dict[str, float], list[list[float]]]:
+        mb = 1 / (1024 * 1024)
+        values = [v for _, v in self.samples]
+        peak = max(values)
+        if hwm0 is not None and hwm1 is not None and hwm1 > hwm0:
+            peak = max(peak, hwm1)  # the kernel saw a peak between two samples
+        start, end = values[0], values[-1]
+        step = max(1, len(self.samples) // 300)
+        series = [[round(t, 3), round(v * mb, 2)] for t, v in self.samples[::step]]
+        figures = {
+            "start": start * mb,
+            "peak": peak * mb,
+            "end": end * mb,
+            "growth": (end - start) * mb,
+            "peak_growth": (peak - start) * mb,
+            "samples": len(values),
+        }
+        return figures, series
+
+
+def _busy(before: Any, after: Any) -> float:
+    """Seconds a CPU ran anything; steal (the hypervisor's) and guest (already in user)
+    are not ours to count."""
+    fields = ("user", "nice", "system", "irq", "softirq")
+    return max(0.0, sum(getattr(after, f, 0) - getattr(before, f, 0) for f in fields))
+
+
+def stats(result: Result, run: Run) -> dict[str, Any]:
+    records = result.records
+    ok = [r for r in records if r.error is None]
+    wall = result.summary.wall_s or 1e-9
+    tokens = sum(r.tokens for r in ok)
+    ttfts = [r.ttft for r in ok if r.ttft is not None]
+    gaps = [g for r in ok for g in r.gaps_us]
+    errors = [r.error for r in records if r.error is not None]
+    figures: dict[str, Any] = {
+        "requests": len(records),
+        "errors": len(errors),
+        "error_samples": sorted(set(errors))[:3],
+        "wall_s": wall,
+        "req_s": len(ok) / wall,
+        "tokens": tokens,
+        "chunks_s": tokens / wall if run.stream else None,
+        "total_ms": report.summary((r.total for r in ok), 1000),
+        "usage_missing": sum(1 for r in ok if not r.usage) if run.stream else 0,
+    }
+    if run.stream:
+        figures["ttft_ms"] = report.summary(ttfts, 1000)
+        figures["itl_ms"] = report.summary(gaps, 1 / 1000)
+        figures["dist"] = {
+            "ttft_ms": report.distribution(ttfts, 1000),
+            "itl_ms": report.distribution(gaps, 1 / 1000),
+        }
+    return figures
+
+
+def bound_by(cpu: dict[str, Any], target: str) -> str:
+    if (cpu.get("target_pct") or 0) >= 85:
+        return "target CPU"
+    if (cpu.get("core1_busy_pct") or 0) >= 85:
+        return "client core" + (" (expected: nothing in between)" if target == "direct" else "")
+    if (cpu.get("others_pct") or 0) >= 25:
+        return "other processes"
+    return "latency (no core saturated)"
+
+
+def progress(row: dict[str, Any], seconds: float) -> None:
+    head = f"[{row['scenario']} {row['label']}] {row['target']}:"
+    if not row.get("ok"):
+        print(f"{head} skipped: {row['note'].splitlines()[0]}", file=sys.stderr)
+        return
+    print(
+        f"{head} {row['requests']:,} requests, {row['errors']} failed, {seconds:.1f} s",
+        file=sys.stderr,
+    )
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a reduced set of every scenario, < 30 s"
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(BY_NAME),
+        help="run only this scenario (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--targets",
+        default=",".join(BASE_TARGETS),
+        help="comma-separated subset of direct,relay,gateway (default: all three)",
+    )
+    parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL",
+        help="another OpenAI-compatible proxy, pointed at the mock upstream (repeatable)",
+    )
+    parser.add_argument("--peer-model", default="mock-model", help="model name to ask a peer for")
+    parser.add_argument("--peer-key", help="bearer token for the peers")
+    parser.add_argument(
+        "--peer-pid",
+        type=int,
+        action="append",
+        default=[],
+        help="a peer's pid, to measure its CPU and RSS",
+    )
+    parser.add_argument("--duration", type=float, help="seconds per run, overriding the table")
+    parser.add_argument("--requests", type=int, help="requests per run, overriding the table")
+    parser.add_argument("--timeout", type=float, help="seconds per request (default 30; quick 10)")
+    parser.add_argument(
+        "--upstream-port",
+        type=int,
+        default=0,
+        help="fixed port for the mock upstream (default: any)",
+    )
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU affinity")
+    parser.add_argument("--no-chart", dest="chart", action="store_false", help="skip the PNG")
+    parser.add_argument("--keep-raw", action="store_true", help="keep per-request records")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help=f"results folder (default {RESULTS})"
+    )
+    parser.add_argument("--list", action="store_true", help="print the scenario table and exit")
+    args = parser.parse_args(argv)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(targets) - set(BASE_TARGETS)
+    if unknown:
+        parser.error(f"--targets: unknown {sorted(unknown)}; use --peer for other proxies")
+    peers = []
+    for i, spec in enumerate(args.peer):
+        name, sep, url = spec.partition("=")
+        if not sep or name.startswith("http"):
+            name, url = f"peer{i + 1}" if len(args.peer) > 1 else "peer", spec
+        peers.append((name, url))
+    chosen = [BY_NAME[n] for n in args.scenario] if args.scenario else list(SCENARIOS)
+    opts = Options(
+        quick=args.quick,
+        scenarios=chosen,
+        targets=["direct", *(t for t in targets if t != "direct")],
+        peers=peers,
+        peer_model=args.peer_model,
+        peer_key=args.peer_key,
+        peer_pids=args.peer_pid,
+        duration_s=args.duration,
+        requests=args.requests,
+        timeout_s=args.timeout or (10.0 if args.quick else 30.0),
+        run_cap_s=20.0 if args.quick else 300.0,
+        upstream_port=args.upstream_port,
+        pin=args.pin,
+        chart=args.chart,
+        keep_raw=args.keep_raw,
+        out=args.out,
+    )
+    return opts, args.list
+
+
+def list_scenarios() -> str:
+    lines = []
+    for s in SCENARIOS:
+        lines.append(f"{s.name}: {s.about}" + (f" (needs {s.needs})" if s.needs else ""))
+        for label, runs in (("full", s.runs), ("quick", s.quick)):
+            shown = ", ".join(_describe(r) for r in runs)
+            lines.append(f"    {label}: {shown}")
+    return "\n".join(lines)
+
+
+def _describe(run: Run) -> str:
+    bound = " ".join(
+        x
+        for x in (
+            run.duration_s and f"{run.duration_s:g}s",
+            run.requests and f"{run.requests:,}req",
+        )
+        if x
+    )
+    mode = "stream" if run.stream else "json"
+    return f"C={run.concurrency} {run.tokens}tok {run.delay_ms:g}ms {mode} {run.api} {bound}"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the children are stopped on the way out."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts, listing = parse_args(argv)
+    if listing:
+        print(list_scenarios())
+        return 0
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if opts.quick else "")
+    bench = Bench(opts)
+    t0 = time.monotonic()
+    with sigterm_as_interrupt():
+        try:
+            bench.start()
+            bench.run_all()
+        except KeyboardInterrupt:
+            print("interrupted: stopping the children", file=sys.stderr)
+            bench.stop()
+            return 130
+        except StartError as exc:
+            print(f"python -m bench: {exc}", file=sys.stderr)
+            bench.stop()
+            return 1
+        finally:
+            bench.stop()
+    results = bench.results(started)
+    results["meta"]["seconds"] = round(time.monotonic() - t0, 1)
+    json_path = opts.out / f"bench-{stamp}.json"
+    png_path = json_path.with_suffix(".png")
+    if opts.chart:
+        why = report.chart(results, png_path)
+        results["meta"]["chart"] = None if why else str(png_path)
+        if why:
+            results["warnings"].append(why)
+    report.write_json(results, json_path)
+    sys.stdout.write(report.render(results))
+    print(
+        f"results: {json_path}" + (f"\nchart: {png_path}" if results["meta"].get("chart") else ""),
+        file=sys.stderr,
+    )
+    failed = any(not r.get("ok") or r.get("errors") for r in bench.rows)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
