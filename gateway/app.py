@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.app_keys import CONFIG, HTTP, ROUTER
 from gateway.config import Config
 from gateway.errors import error_middleware
-from gateway.routes import chat, models, responses
+from gateway.routes import audio, chat, embeddings, models, responses
 from gateway.routing import Router
 from gateway.upstream import HttpTransport
 
@@ -25,6 +25,8 @@ def create_app(config: Config) -> web.Application:
     chat.add_routes(app)
     models.add_routes(app)
     responses.add_routes(app)
+    embeddings.add_routes(app)
+    audio.add_routes(app)
     app.cleanup_ctx.append(_upstream_client)
     return app
 

@@ -36,6 +36,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # commits the stream and sends SSE comments to keep idle-timeout proxies from cutting it.
     keepalive: float = 15.0
     max_request_bytes: int = 32 * 1024 * 1024
+    max_upload_bytes: int = 25 * 1024 * 1024  # audio uploads (transcription, translation)
 
 
 class _ProviderBase(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
@@ -254,6 +255,8 @@ def _check_values(config: Config) -> None:
         raise ConfigError(f"{source}: server.keepalive: must be 0 (off) or more seconds")
     if server.max_request_bytes <= 0:
         raise ConfigError(f"{source}: server.max_request_bytes: must be positive")
+    if server.max_upload_bytes <= 0:
+        raise ConfigError(f"{source}: server.max_upload_bytes: must be positive")
     for name, provider in config.providers.items():
         where = f"{source}: providers.{name}"
         if provider.timeout <= 0:

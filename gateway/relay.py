@@ -37,9 +37,13 @@ KEEPALIVE_COMMENT = b": keepalive\n\n"
 
 
 async def relay_once(
-    target: Target, upstream_request: UpstreamRequest, translate: Callable[[bytes], bytes]
+    target: Target,
+    upstream_request: UpstreamRequest,
+    translate: Callable[[bytes], bytes],
+    content_type: str | None = "application/json",
 ) -> web.Response:
-    """A non-streamed request: the upstream's answer, translated, in one response."""
+    """A non-streamed request: the upstream's answer, translated, in one response
+    (`content_type` None: the upstream's own, e.g. text/plain for a transcript as text)."""
     provider = target.provider
     upstream: Upstream | None = None
     try:
@@ -52,7 +56,7 @@ async def relay_once(
             upstream.close()
     if upstream.status >= 400:
         raise provider.upstream_error(upstream.status, body)
-    return web.Response(body=translate(body), content_type="application/json")
+    return web.Response(body=translate(body), content_type=content_type or upstream.content_type)
 
 
 async def relay_stream(
@@ -60,10 +64,16 @@ async def relay_stream(
     target: Target,
     upstream_request: UpstreamRequest,
     translator: StreamTranslator,
+    headers: dict[str, str] = SSE_HEADERS,
 ) -> web.StreamResponse:
-    """A streamed request: SSE relayed event by event, through the provider's translator."""
-    response = web.StreamResponse(headers=SSE_HEADERS)
-    keepalive = _Keepalive(request, response, target.keepalive) if target.keepalive else None
+    """A streamed request: relayed chunk by chunk through the provider's translator
+    (SSE unless `headers` say otherwise, as for raw audio)."""
+    response = web.StreamResponse(headers=headers)
+    # Comments keep an SSE stream alive; a raw byte stream (audio) has no such thing.
+    sse = headers["Content-Type"].startswith("text/event-stream")
+    keepalive = (
+        _Keepalive(request, response, target.keepalive) if sse and target.keepalive else None
+    )
     upstream: Upstream | None = None
     try:
         upstream = await target.transport.send(upstream_request, target.timeout)
@@ -77,6 +87,8 @@ async def relay_stream(
                     if keepalive is not None:
                         await keepalive.stop()
                     if not response.prepared:
+                        if not sse and upstream.content_type != "application/octet-stream":
+                            response.content_type = upstream.content_type  # e.g. audio/wav
                         await response.prepare(request)
                     started = True
                 await response.write(out)
@@ -98,8 +110,13 @@ async def relay_stream(
         error = _upstream_failure(exc, target)
         if not response.prepared:
             raise error from None  # still time for a proper status code
+        event = translator.error_event(error)
+        if event is None:  # no way to say it in-band: cut the body short, so it shows
+            if request.transport is not None:
+                request.transport.abort()
+            return response
         with contextlib.suppress(ConnectionError):
-            await response.write(translator.error_event(error))
+            await response.write(event)
     finally:
         if keepalive is not None:
             await keepalive.stop()

@@ -19,6 +19,7 @@ class Upstream(Protocol):
     """An upstream's answer once its headers are in."""
 
     status: int
+    content_type: str
 
     def chunks(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk as it arrives."""
@@ -36,11 +37,12 @@ class Transport(Protocol):
 
 
 class HttpUpstream:
-    __slots__ = ("_response", "status")
+    __slots__ = ("_response", "content_type", "status")
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status = response.status
+        self.content_type = response.content_type
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._response.content.iter_any()

@@ -7,12 +7,16 @@ sends the request and `gateway.relay` pumps the bytes.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from gateway.uploads import Upload
 
 # A request body decoded one level deep: the top-level keys, each value still raw JSON bytes.
 # Fields the gateway does not know are forwarded untouched (tools, response_format, seed, ...).
@@ -33,7 +37,7 @@ class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
     method: str
     url: str
     headers: dict[str, str]
-    body: bytes
+    body: bytes | AsyncIterable[bytes]  # an iterable is streamed (uploads), never held whole
 
 
 class StreamTranslator(Protocol):
@@ -50,8 +54,9 @@ class StreamTranslator(Protocol):
         """The upstream closed its stream: the closing bytes, or an error event if it was cut."""
         ...
 
-    def error_event(self, error: GatewayError) -> bytes:
-        """The final event that tells the client the stream failed; sets `finished`."""
+    def error_event(self, error: GatewayError) -> bytes | None:
+        """The final event that tells the client the stream failed; sets `finished`.
+        None for a stream with no error event (raw audio): the connection is then cut."""
         ...
 
 
@@ -67,6 +72,10 @@ class Provider(Protocol):
         ...
 
     def stream_translator(self, operation: Operation, model: str) -> StreamTranslator: ...
+
+    def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
+        """A multipart upload (transcription) as the upstream's request, streamed."""
+        ...
 
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
         """A non-streamed upstream answer (status < 400) as our JSON answer."""

@@ -16,7 +16,8 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode
 
 import aiohttp
 import msgspec
@@ -24,8 +25,13 @@ import orjson
 
 from gateway.config import MockProviderConfig
 from gateway.errors import GatewayError, upstream_error_from_body
+from gateway.upstream import Upstream
+from providers import mock_media
 from providers.base import Operation, RawBody, UpstreamRequest
 from providers.openai import CHAT_STYLE, ChunkNormaliser, encode_body
+
+if TYPE_CHECKING:
+    from gateway.uploads import Upload
 
 REPLY = "This is a mock reply from the gateway's built-in provider."
 _WORDS = REPLY.split(" ")
@@ -54,7 +60,16 @@ def reply_tokens(count: int) -> list[str]:
 
 
 class MockProvider:
-    operations = frozenset({Operation.CHAT, Operation.COMPLETIONS})
+    operations = frozenset(
+        {
+            Operation.CHAT,
+            Operation.COMPLETIONS,
+            Operation.EMBEDDINGS,
+            Operation.SPEECH,
+            Operation.TRANSCRIPTION,
+            Operation.TRANSLATION,
+        }
+    )
 
     def __init__(self, name: str, config: MockProviderConfig) -> None:
         self.name = name
@@ -71,6 +86,16 @@ class MockProvider:
             encode_body(body, model, stream and operation in CHAT_STYLE),
         )
 
+    def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
+        # The form's fields the answer depends on travel in the URL, as a query.
+        query = urlencode(
+            {
+                "stream": upload.value("stream") or "false",
+                "response_format": upload.value("response_format") or "json",
+            }
+        )
+        return UpstreamRequest("POST", f"mock:{operation.value}?{query}", {}, upload.body(model))
+
     def stream_translator(self, operation: Operation, model: str) -> ChunkNormaliser:
         return ChunkNormaliser(operation, self.name)
 
@@ -80,16 +105,33 @@ class MockProvider:
     def upstream_error(self, status: int, body: bytes) -> GatewayError:
         return upstream_error_from_body(status, body, self.name)
 
-    async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> MockUpstream:
-        return MockUpstream(
-            Operation(request.url.removeprefix("mock:")), _decode_request(request.body), self.config
-        )
+    async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> Upstream:
+        target, _, query = request.url.removeprefix("mock:").partition("?")
+        operation = Operation(target)
+        if operation in CHAT_STYLE:
+            assert isinstance(request.body, bytes)
+            return MockUpstream(operation, _decode_request(request.body), self.config)
+        if operation in (Operation.TRANSCRIPTION, Operation.TRANSLATION):
+            assert not isinstance(request.body, bytes)
+            form = parse_qs(query)
+            return await mock_media.transcript(
+                request.body,
+                form["stream"][0] == "true",
+                form["response_format"][0],
+                self.config.delay,
+            )
+        assert isinstance(request.body, bytes)
+        fields = orjson.loads(request.body)
+        if operation is Operation.EMBEDDINGS:
+            return mock_media.embeddings(fields)
+        return mock_media.speech(fields, self.config.delay)
 
 
 class MockUpstream:
     """What an OpenAI server would answer, chunk for chunk as OpenAI shapes them."""
 
     status = 200
+    content_type = "text/event-stream"
 
     def __init__(
         self, operation: Operation, request: _MockRequest, config: MockProviderConfig

@@ -9,7 +9,7 @@ in the last chunk before `data: [DONE]`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
@@ -24,6 +24,9 @@ from gateway.errors import (
 from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
 from providers.base import Operation, RawBody, StreamTranslator, UpstreamRequest
 from providers.responses_bridge import encode_event
+
+if TYPE_CHECKING:
+    from gateway.uploads import Upload
 
 PATHS = {
     Operation.CHAT: "/chat/completions",
@@ -58,17 +61,19 @@ class OpenAIProvider:
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        if self._missing_env:
-            raise Unauthorized(
-                f"Provider {self.name!r} has no API key: the environment variable "
-                f"{self._missing_env} is not set on the gateway.",
-                code="missing_api_key",
-            )
+        self._check_key()
         return UpstreamRequest(
             "POST",
             self._base_url + PATHS[operation],
             self._headers,
             encode_body(body, model, stream and operation in CHAT_STYLE),
+        )
+
+    def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
+        self._check_key()
+        headers = {**self._headers, "Content-Type": upload.content_type}
+        return UpstreamRequest(
+            "POST", self._base_url + PATHS[operation], headers, upload.body(model)
         )
 
     def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
@@ -78,6 +83,14 @@ class OpenAIProvider:
 
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
         return body
+
+    def _check_key(self) -> None:
+        if self._missing_env:
+            raise Unauthorized(
+                f"Provider {self.name!r} has no API key: the environment variable "
+                f"{self._missing_env} is not set on the gateway.",
+                code="missing_api_key",
+            )
 
     def upstream_error(self, status: int, body: bytes) -> GatewayError:
         return upstream_error_from_body(status, body, self.name)

@@ -1,0 +1,128 @@
+"""Multipart uploads (audio transcription and translation), streamed to the upstream.
+
+The form fields before the file are read (they are small and name the model); from the file
+part on, the body is re-framed for the upstream part by part as the client sends it, so no more
+than one chunk of the file is held at a time. Only if the file comes before `model` (no common
+client does that) is it held until the model is known.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+from aiohttp import BodyPartReader, MultipartReader, web
+
+from gateway.errors import BadRequest, PayloadTooLarge
+
+_FIELD_LIMIT = 64 * 1024  # a form field is a name, a number or a prompt: never megabytes
+_CHUNK = 64 * 1024
+
+
+class UploadTooLarge(PayloadTooLarge):
+    pass
+
+
+class Upload:
+    """A client's multipart form: the fields read so far, and the file still to stream."""
+
+    def __init__(self, reader: MultipartReader, limit: int) -> None:
+        self.fields: list[tuple[str, str]] = []
+        self.file_name = "audio"
+        self.file_type = "application/octet-stream"
+        self._reader = reader
+        self._limit = limit
+        self._file: BodyPartReader | None = None
+        self._held: list[bytes] | None = None  # the file, when it came before the model
+        self._size = 0
+        self._boundary = f"gateway-{os.urandom(12).hex()}"
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self._boundary}"
+
+    def value(self, name: str) -> str | None:
+        return next((value for key, value in self.fields if key == name), None)
+
+    async def read_head(self) -> None:
+        """Read the fields up to the file part (and past it, holding the file, if no model yet)."""
+        while (part := await self._reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("Nested multipart bodies are not supported.", param="file")
+            if part.filename is not None or part.name == "file":
+                self.file_name = part.filename or "audio"
+                self.file_type = part.headers.get("Content-Type", self.file_type)
+                if self.value("model") is not None:
+                    self._file = part
+                    return
+                self._held = [chunk async for chunk in self._file_chunks(part)]
+            else:
+                self.fields.append((part.name or "", await _field(part)))
+        if self._file is None and self._held is None:
+            raise BadRequest(
+                "Missing required parameter: 'file'.",
+                param="file",
+                code="missing_required_parameter",
+            )
+
+    async def body(self, model: str) -> AsyncIterator[bytes]:
+        """The upstream's multipart body, its `model` field set to the upstream's model name."""
+        for name, value in self.fields:
+            yield self._field(name, model if name == "model" else value)
+        yield self._file_head()
+        if self._held is not None:
+            for chunk in self._held:
+                yield chunk
+        elif self._file is not None:
+            async for chunk in self._file_chunks(self._file):
+                yield chunk
+        yield b"\r\n"
+        while (part := await self._reader.next()) is not None:  # fields after the file
+            if isinstance(part, BodyPartReader) and part.filename is None:
+                value = await _field(part)
+                self.fields.append((part.name or "", value))
+                yield self._field(part.name or "", value)
+        yield f"--{self._boundary}--\r\n".encode()
+
+    async def _file_chunks(self, part: BodyPartReader) -> AsyncIterator[bytes]:
+        while chunk := await part.read_chunk(_CHUNK):
+            self._size += len(chunk)
+            if self._size > self._limit:
+                raise UploadTooLarge(f"The uploaded file is larger than {self._limit} bytes.")
+            yield chunk
+
+    def _field(self, name: str, value: str) -> bytes:
+        return (
+            f'--{self._boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"'
+            f"\r\n\r\n{value}\r\n"
+        ).encode()
+
+    def _file_head(self) -> bytes:
+        return (
+            f'--{self._boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{_quote(self.file_name)}"\r\nContent-Type: {self.file_type}\r\n\r\n'
+        ).encode()
+
+
+async def read_upload(request: web.Request, limit: int) -> Upload:
+    """Start reading a multipart upload; a body announced over `limit` bytes is a 413 at once."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest("Expected a multipart/form-data upload with a `file` field.")
+    upload = Upload(await request.multipart(), limit)
+    await upload.read_head()
+    return upload
+
+
+async def _field(part: BodyPartReader) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(_CHUNK):
+        data += chunk
+        if len(data) > _FIELD_LIMIT:
+            raise BadRequest(f"Form field {part.name!r} is too long.", param=part.name)
+    return data.decode(part.get_charset("utf-8"), "replace")
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "")

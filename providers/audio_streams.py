@@ -1,0 +1,152 @@
+"""Stream translators for audio: speech as raw bytes or as SSE, transcripts as SSE.
+
+The gateway frames these itself, for every upstream: speech is always asked for as plain audio
+and, when the client wants `stream_format: "sse"`, each chunk is sent base64-encoded the moment
+it arrives. Transcripts are relayed event by event, with each delta carrying its text as both
+`delta` (OpenAI's clients) and `text` (clients written to Bifrost-style docs); an upstream that
+cannot stream (whisper-1 answers JSON) still yields a valid event stream.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import msgspec
+import orjson
+
+from gateway.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
+from gateway.sse import Event, SSEDecoder, SSEProtocolError, encode_data
+
+DONE = b"data: [DONE]\n\n"
+AUDIO_CONTENT_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+
+
+class AudioBytes:
+    """Speech as it comes: the upstream's bytes unchanged. A byte stream has no error event."""
+
+    def __init__(self) -> None:
+        self.finished = False
+
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def end(self) -> bytes:
+        self.finished = True
+        return b""
+
+    def error_event(self, error: GatewayError) -> None:
+        self.finished = True
+        return None
+
+
+class SpeechEvents:
+    """Speech as SSE: `speech.audio.delta` with base64 `audio` per upstream chunk, then
+    `speech.audio.done` (usage when known), then `[DONE]`. Decoding and joining every `audio`
+    gives exactly the bytes of the non-streamed answer."""
+
+    def __init__(self) -> None:
+        self.finished = False
+
+    def feed(self, data: bytes) -> bytes:
+        audio = base64.b64encode(data).decode()
+        return encode_data(orjson.dumps({"type": "speech.audio.delta", "audio": audio}))
+
+    def end(self) -> bytes:
+        self.finished = True
+        done = {"type": "speech.audio.done", "usage": None}
+        return encode_data(orjson.dumps(done)) + DONE
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        return encode_data(error.to_json())
+
+
+class _TranscriptEvent(msgspec.Struct, gc=False):
+    type: str = ""
+    delta: str | None = None
+    error: Any = None
+
+
+_decode_event = msgspec.json.Decoder(_TranscriptEvent).decode
+
+
+class TranscriptEvents:
+    """A transcript as SSE: `transcript.text.delta` events, one `transcript.text.done` with the
+    whole text and usage, then `[DONE]`, from an upstream that streams or one that answers JSON."""
+
+    def __init__(self, provider: str) -> None:
+        self.finished = False
+        self._provider = provider
+        self._decoder = SSEDecoder()
+        self._json: bytearray | None = None  # the upstream answered JSON, not a stream
+        self._started = False
+
+    def feed(self, data: bytes) -> bytes:
+        if not self._started:
+            self._started = True
+            if data.lstrip()[:1] == b"{":
+                self._json = bytearray()
+        if self._json is not None:
+            self._json += data
+            return b""
+        try:
+            items = self._decoder.feed(data)
+        except SSEProtocolError as exc:
+            return self.error_event(UpstreamProtocolError(str(exc)))
+        out = []
+        for item in items:
+            if type(item) is Event and not self.finished:
+                out.append(self._event(item.data))
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if self.finished:
+            return b""
+        if self._json is not None:
+            return self._from_json(bytes(self._json))
+        return self.error_event(
+            UpstreamProtocolError("The upstream closed the transcript stream before it finished.")
+        )
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        return encode_data(error.to_json())
+
+    def _event(self, data: str) -> bytes:
+        if data == "[DONE]":
+            return b""  # ours follows the done event
+        try:
+            event = _decode_event(data)
+        except msgspec.DecodeError:
+            return self.error_event(
+                UpstreamProtocolError(f"The upstream sent a malformed event: {data[:200]!r}")
+            )
+        if event.error is not None:
+            return self.error_event(upstream_error_from_body(502, data.encode(), self._provider))
+        if event.type == "transcript.text.delta":
+            payload = orjson.loads(data)
+            payload["text"] = payload.get("delta", "")
+            return encode_data(orjson.dumps(payload))
+        if event.type == "transcript.text.done":
+            self.finished = True
+            return encode_data(data.encode()) + DONE
+        return encode_data(data.encode())  # other event types pass as they are
+
+    def _from_json(self, body: bytes) -> bytes:
+        self.finished = True
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return self.error_event(UpstreamProtocolError("The upstream sent malformed JSON."))
+        text = answer.get("text", "") if isinstance(answer, dict) else ""
+        delta = {"type": "transcript.text.delta", "delta": text, "text": text, "logprobs": None}
+        done = {"type": "transcript.text.done", "text": text, "usage": answer.get("usage")}
+        return encode_data(orjson.dumps(delta)) + encode_data(orjson.dumps(done)) + DONE
