@@ -293,7 +293,7 @@ timeout = 30
         text += f"""
 [providers.{ANTHROPIC_PROVIDER}]
 type = "anthropic"
-base_url = "{upstream}"
+base_url = "{upstream}/v1"
 api_key = "bench-key"
 timeout = 30
 """

@@ -126,7 +126,7 @@ class ChunkedDecoder:
                     raise ProtocolError("chunk not followed by CRLF")
                 pos += 2
                 self._state = _SIZE
-            else:
-                self.rest = data[pos:]
+            else:  # fed after the end: it all belongs to what follows
+                self.rest += data[pos:]
                 return out
         return out
