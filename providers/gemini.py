@@ -33,6 +33,7 @@ import binascii
 import mimetypes
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -104,6 +105,17 @@ THINKING_CONFIGS: dict[str, dict[str, Any]] = {
 
 _TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 
+# Asked for, these would need what the translated answer cannot carry (several choices,
+# logprobs, audio): a 400 naming the parameter rather than a silently different answer.
+_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
+    "n": lambda v: v not in (None, 1),
+    "logprobs": lambda v: bool(v),
+    "top_logprobs": lambda v: v not in (None, 0),
+    "logit_bias": lambda v: bool(v),
+    "audio": lambda v: v is not None,
+    "modalities": lambda v: v not in (None, ["text"]),
+}
+
 # The fields of Gemini's Schema object (ai.google.dev/api/caching#Schema), an OpenAPI 3.0
 # subset: any other JSON-schema key (additionalProperties, $schema, strict, ...) is a 400.
 _SCHEMA_KEYS = frozenset(
@@ -151,6 +163,9 @@ class GeminiProvider:
         if key.value:
             self._headers["x-goog-api-key"] = key.value
 
+    def __repr__(self) -> str:
+        return f"<GeminiProvider {self.name!r} url={self._base_url!r}>"
+
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
@@ -160,6 +175,7 @@ class GeminiProvider:
                 f"{self._missing_env} is not set on the gateway.",
                 code="missing_api_key",
             )
+        n = _reject_unsupported(body, self.name)
         request = decode_chat_request(body)
         path = quote(model.removeprefix("models/"), safe="")
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
@@ -167,7 +183,7 @@ class GeminiProvider:
             "POST",
             f"{self._base_url}/models/{path}{method}",
             self._headers,
-            orjson.dumps(gemini_body(request, _choice_count(body))),
+            orjson.dumps(gemini_body(request, n)),
         )
 
     def stream_translator(self, operation: Operation, model: str) -> GeminiStream:
@@ -204,10 +220,17 @@ def gemini_body(request: ChatRequest, n: int | None = None) -> dict[str, Any]:
     return body
 
 
-def _choice_count(body: RawBody) -> int | None:
-    raw = body.get("n")
-    value = msgspec.json.decode(raw) if raw is not None else None
-    return value if isinstance(value, int) else None
+def _reject_unsupported(body: RawBody, provider: str) -> int | None:
+    """A 400 for what the translated answer cannot carry; returns `n` (None or 1)."""
+    for key, asks_for_it in _UNSUPPORTED.items():
+        raw = body.get(key)
+        if raw is not None and asks_for_it(msgspec.json.decode(raw)):
+            raise BadRequest(
+                f"Parameter '{key}' is not supported by provider {provider!r} (Gemini).",
+                param=key,
+                code="unsupported_parameter",
+            )
+    return 1 if "n" in body and msgspec.json.decode(body["n"]) == 1 else None
 
 
 def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -415,13 +438,7 @@ def _generation_config(request: ChatRequest, n: int | None) -> dict[str, Any]:
     if request.frequency_penalty is not None:
         config["frequencyPenalty"] = request.frequency_penalty
     if n is not None:
-        if n != 1:  # the translated stream carries one choice
-            raise BadRequest(
-                "Invalid value for 'n': the gemini provider returns one choice (n = 1).",
-                param="n",
-                code="invalid_value",
-            )
-        config["candidateCount"] = 1
+        config["candidateCount"] = n
     config.update(_response_format(request.response_format))
     if request.reasoning_effort is not None:
         thinking = THINKING_CONFIGS.get(request.reasoning_effort)
