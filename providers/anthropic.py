@@ -46,12 +46,13 @@ from providers.chat_request import (
     text_of,
 )
 
-# reasoning_effort -> thinking.budget_tokens. 1024 is Anthropic's minimum budget; each step up
-# doubles or quadruples the room, and "high" stays under the 21,333-token ceiling Anthropic sets
-# for non-streamed requests with thinking. "none" (and no effort) sends no `thinking`.
-# The budget counts inside max_tokens: with no client limit we send the provider's max_tokens
-# plus the budget, so the answer keeps its usual room; with a client limit the budget shrinks to
-# fit under it (a limit of 1024 or less leaves no room to think: 400).
+# reasoning_effort -> thinking.budget_tokens (docs: build-with-claude/extended-thinking).
+# 1024 is Anthropic's minimum budget; "high" is sized so that the default max_tokens plus the
+# budget (4096 + 16384) stays under 21,333, above which Anthropic wants the request streamed.
+# "none" (or no effort) sends no `thinking`. The budget counts inside max_tokens: with no client
+# limit we send the provider's max_tokens plus the budget, so the answer keeps its usual room;
+# with a client limit the budget shrinks to fit under it (a limit of 1024 or less leaves no room
+# to think: 400).
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
 _MIN_BUDGET = 1024
 
