@@ -1,0 +1,485 @@
+"""Ollama's native chat API (`type = "ollama"`), translated to and from OpenAI chat.
+
+Requests go to `POST {base}/api/chat` (github.com/ollama/ollama, docs/api.md "Generate a chat
+completion"), with `Authorization: Bearer` only when a key is configured (a local server needs
+none). Streamed, the answer is NDJSON (docs/api/streaming.mdx): one JSON object per line, each
+`{"model", "created_at", "message": {"role", "content", "thinking", "tool_calls"}, "done"}`;
+the last has `"done": true`, `done_reason` and the token counts (docs/api/usage.mdx). A line
+`{"error": "..."}` is a failure after the stream started (docs/api/errors.mdx). Not streamed,
+the answer is one such object with `done: true`.
+
+How OpenAI's request maps:
+- messages keep their roles (developer -> system); images (`data:` URLs only: Ollama takes
+  base64, it fetches nothing) go in the message's `images`; an assistant's tool calls carry
+  their arguments as objects; a tool result names its function (`tool_name`), found from the
+  earlier call's id; an assistant's `reasoning` goes back as `thinking`.
+- temperature, top_p, max tokens (`num_predict`), stop, seed and the penalties -> `options`.
+- response_format json_object -> `"format": "json"`; json_schema -> `"format": <the schema>`.
+- reasoning_effort -> `think` (docs/capabilities/thinking.mdx): none -> false; minimal and low
+  -> "low"; medium -> "medium"; high -> "high". Models with only on/off thinking take any
+  level as on.
+- tool_choice: "auto" sends the tools, "none" leaves them out; Ollama cannot force a call, so
+  "required" or a named function is a 400.
+
+Tool calls come whole (arguments as an object): each becomes one tool-call delta with its
+complete JSON arguments and an id (Ollama's own when it gives one, else a generated one).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import orjson
+
+from gateway.config import OllamaProviderConfig, resolve_key
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    Unauthorized,
+    UpstreamProtocolError,
+    upstream_error_from_body,
+)
+from providers.base import Operation, RawBody, UpstreamRequest
+from providers.chat_request import (
+    ChatRequest,
+    ContentPart,
+    Message,
+    Tool,
+    decode_chat_request,
+    text_of,
+)
+from providers.chunks import ChatStreamWriter, chat_completion, usage
+
+THINK_VALUES: dict[str, bool | str] = {
+    "none": False,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+}
+_FINISH_REASONS = {"stop": "stop", "length": "length"}  # others ("load", "unload") just end
+
+# Asked for, these would need what the translated answer cannot carry: a 400 naming them.
+_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
+    "n": lambda v: v not in (None, 1),
+    "logprobs": lambda v: bool(v),
+    "top_logprobs": lambda v: v not in (None, 0),
+    "logit_bias": lambda v: bool(v),
+    "audio": lambda v: v is not None,
+    "modalities": lambda v: v not in (None, ["text"]),
+}
+_DATA_PREFIX = "data:"
+# An NDJSON line longer than this is not a chat chunk: stop buffering it.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+class OllamaProvider:
+    """Builds Ollama /api/chat requests from OpenAI chat requests, translates the answers."""
+
+    operations = frozenset({Operation.CHAT})
+
+    def __init__(self, name: str, config: OllamaProviderConfig) -> None:
+        self.name = name
+        self.config = config
+        self._url = config.base_url.rstrip("/") + "/api/chat"
+        key = resolve_key(config.api_key)
+        self._missing_env = key.missing_env
+        self._headers = {"Content-Type": "application/json", **config.headers}
+        if key.value:
+            self._headers["Authorization"] = f"Bearer {key.value}"
+
+    def __repr__(self) -> str:
+        return f"<OllamaProvider {self.name!r} url={self._url!r}>"
+
+    def build_request(
+        self, operation: Operation, model: str, body: RawBody, stream: bool
+    ) -> UpstreamRequest:
+        if self._missing_env:
+            raise Unauthorized(
+                f"Provider {self.name!r} has no API key: the environment variable "
+                f"{self._missing_env} is not set on the gateway.",
+                code="missing_api_key",
+            )
+        _reject_unsupported(body, self.name)
+        chat = ollama_body(decode_chat_request(body), model, stream)
+        return UpstreamRequest("POST", self._url, self._headers, orjson.dumps(chat))
+
+    def stream_translator(self, operation: Operation, model: str) -> OllamaStream:
+        return OllamaStream(model, self.name)
+
+    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
+        try:
+            chunk = _decode_chunk(body)
+        except msgspec.DecodeError:
+            raise UpstreamProtocolError(f"Ollama sent a malformed answer: {body[:200]!r}") from None
+        if chunk.error is not None:
+            raise upstream_error_from_body(502, body, self.name)
+        message = chunk.message or _Message()
+        calls = [
+            {"id": call_id, "name": name, "arguments": arguments}
+            for call_id, name, arguments in _tool_calls(message)
+        ]
+        return chat_completion(
+            model=chunk.model or model,
+            content=message.content or (None if calls else ""),
+            finish_reason=_finish_reason(chunk, bool(calls)),
+            usage=_usage(chunk),
+            tool_calls=calls,
+            reasoning=message.thinking or None,
+        )
+
+    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+        # `{"error": "model \"x\" not found, try pulling it first"}`: its text, its status.
+        return upstream_error_from_body(status, body, self.name)
+
+
+# --- the request ---------------------------------------------------------------------------
+
+
+def _reject_unsupported(body: RawBody, provider: str) -> None:
+    for key, asks_for_it in _UNSUPPORTED.items():
+        raw = body.get(key)
+        if raw is not None and asks_for_it(msgspec.json.decode(raw)):
+            raise BadRequest(
+                f"Parameter '{key}' is not supported by provider {provider!r} (Ollama).",
+                param=key,
+                code="unsupported_parameter",
+            )
+
+
+def ollama_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
+    """The /api/chat request for an OpenAI chat request."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": _messages(request.messages),
+        "stream": stream,
+    }
+    options = _options(request)
+    if options:
+        body["options"] = options
+    if request.tools and _tools_offered(request.tool_choice):
+        body["tools"] = [_tool(tool, i) for i, tool in enumerate(request.tools)]
+    format_ = _format(request.response_format)
+    if format_ is not None:
+        body["format"] = format_
+    if request.reasoning_effort is not None:
+        if request.reasoning_effort not in THINK_VALUES:
+            raise BadRequest(
+                f"Invalid value for 'reasoning_effort': {request.reasoning_effort!r} (expected "
+                f"one of {', '.join(THINK_VALUES)}).",
+                param="reasoning_effort",
+                code="invalid_value",
+            )
+        body["think"] = THINK_VALUES[request.reasoning_effort]
+    return body
+
+
+def _tool(tool: Tool, i: int) -> dict[str, Any]:
+    if tool.type != "function":
+        raise BadRequest(
+            f"Invalid value for 'tools[{i}].type': Ollama supports only function tools.",
+            param=f"tools[{i}].type",
+            code="invalid_value",
+        )
+    function = msgspec.to_builtins(tool.function)
+    return {"type": "function", "function": {k: v for k, v in function.items() if v is not None}}
+
+
+def _messages(messages: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}  # tool call id -> function name, for the tool results
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        role = message.role
+        if role in ("system", "developer"):
+            out.append({"role": "system", "content": text_of(message.content)})
+        elif role == "user":
+            out.append(_user(message.content, where))
+        elif role == "assistant":
+            out.append(_assistant(message, call_names, where))
+        elif role == "tool":
+            result = {"role": "tool", "content": text_of(message.content)}
+            name = call_names.get(message.tool_call_id or "") or message.name
+            if name:
+                result["tool_name"] = name
+            out.append(result)
+        else:
+            raise BadRequest(
+                f"Invalid value for '{where}.role': {role!r} is not supported by Ollama.",
+                param=f"{where}.role",
+                code="invalid_value",
+            )
+    return out
+
+
+def _user(content: str | list[ContentPart] | None, where: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "user", "content": text_of(content)}
+    if isinstance(content, list):
+        images = [_image(part, f"{where}.content[{j}]") for j, part in enumerate(content)]
+        if any(images):
+            message["images"] = [image for image in images if image]
+    return message
+
+
+def _image(part: ContentPart, where: str) -> str:
+    """The base64 data of an image part ("" for a text part)."""
+    if part.type == "text":
+        return ""
+    if part.type != "image_url" or part.image_url is None:
+        raise BadRequest(
+            f"Invalid value for '{where}.type': content parts of type {part.type!r} are not "
+            "supported by Ollama.",
+            param=f"{where}.type",
+            code="invalid_value",
+        )
+    url = part.image_url.url
+    head, sep, data = url.partition(",")
+    if not (url.startswith(_DATA_PREFIX) and sep and head.endswith(";base64") and data):
+        raise BadRequest(
+            f"Invalid value for '{where}.image_url.url': Ollama takes images as base64 data "
+            "URLs ('data:image/png;base64,...'); it does not fetch URLs.",
+            param=f"{where}.image_url.url",
+            code="invalid_value",
+        )
+    return data
+
+
+def _assistant(message: Message, call_names: dict[str, str], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": "assistant", "content": text_of(message.content)}
+    if message.reasoning:
+        out["thinking"] = message.reasoning
+    calls = []
+    for j, call in enumerate(message.tool_calls or ()):
+        call_names[call.id] = call.function.name
+        args = _arguments(call.function.arguments, f"{where}.tool_calls[{j}].function.arguments")
+        calls.append({"function": {"name": call.function.name, "arguments": args}})
+    if calls:
+        out["tool_calls"] = calls
+    return out
+
+
+def _arguments(arguments: str, where: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}
+    try:
+        args = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict):
+        raise BadRequest(
+            f"Invalid value for '{where}': expected a JSON object.",
+            param=where,
+            code="invalid_value",
+        )
+    return args
+
+
+def _options(request: ChatRequest) -> dict[str, Any]:
+    options = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "num_predict": request.token_limit,
+        "stop": request.stop_list or None,
+        "seed": request.seed,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+    }
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _tools_offered(choice: str | dict[str, Any] | None) -> bool:
+    if choice is None or choice == "auto":
+        return True
+    if choice == "none":
+        return False
+    raise BadRequest(
+        "Invalid value for 'tool_choice': Ollama cannot force a tool call; use 'auto' or 'none'.",
+        param="tool_choice",
+        code="unsupported_value",
+    )
+
+
+def _format(response_format: dict[str, Any] | None) -> str | dict[str, Any] | None:
+    kind = (response_format or {}).get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        assert response_format is not None
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return schema if isinstance(schema, dict) else "json"
+    raise BadRequest(
+        f"Invalid value for 'response_format.type': {kind!r}.",
+        param="response_format.type",
+        code="invalid_value",
+    )
+
+
+# --- the answer ----------------------------------------------------------------------------
+
+
+class _Function(msgspec.Struct, gc=False):
+    name: str = ""
+    arguments: dict[str, Any] | str | None = None
+
+
+class _ToolCall(msgspec.Struct, gc=False):
+    function: _Function
+    id: str | None = None
+
+
+class _Message(msgspec.Struct, gc=False):
+    content: str = ""
+    thinking: str | None = None
+    tool_calls: list[_ToolCall] | None = None
+
+
+class _Chunk(msgspec.Struct, gc=False):
+    """One NDJSON line (or the whole answer): only what the translation reads."""
+
+    model: str | None = None
+    message: _Message | None = None
+    done: bool = False
+    done_reason: str | None = None
+    prompt_eval_count: int = 0
+    eval_count: int = 0
+    error: Any = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+
+
+def _tool_calls(message: _Message) -> list[tuple[str, str, str]]:
+    """(id, name, JSON arguments) of each tool call in a message."""
+    calls = []
+    for call in message.tool_calls or ():
+        arguments = call.function.arguments
+        if not isinstance(arguments, str):
+            arguments = orjson.dumps(arguments or {}).decode()
+        calls.append((call.id or f"call_{secrets.token_hex(12)}", call.function.name, arguments))
+    return calls
+
+
+def _finish_reason(chunk: _Chunk, called: bool) -> str:
+    finish = _FINISH_REASONS.get(chunk.done_reason or "stop", "stop")
+    return "tool_calls" if called and finish == "stop" else finish
+
+
+def _usage(chunk: _Chunk) -> dict[str, Any]:
+    return usage(chunk.prompt_eval_count, chunk.eval_count)
+
+
+class _Lines:
+    """NDJSON framing: bytes in, whole lines out. Lines are split on the LF byte, which never
+    occurs inside a UTF-8 sequence, so a character cut between two reads stays whole; an
+    unfinished line is kept as chunks joined once, when its LF arrives."""
+
+    __slots__ = ("_size", "_tail")
+
+    def __init__(self) -> None:
+        self._tail: list[bytes] = []
+        self._size = 0
+
+    @property
+    def pending(self) -> bytes:
+        """The unfinished last line (b"" when the data ended with a line feed)."""
+        return b"".join(self._tail)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if b"\n" not in data:
+            self._keep(data)
+            return []
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        if self._tail:
+            self._tail.append(lines[0])
+            lines[0] = b"".join(self._tail)
+            self._tail, self._size = [], 0
+        self._keep(rest)
+        return lines
+
+    def _keep(self, data: bytes) -> None:
+        if data:
+            self._tail.append(data)
+            self._size += len(data)
+            if self._size > MAX_LINE_BYTES:
+                raise UpstreamProtocolError(
+                    f"Ollama sent a line longer than {MAX_LINE_BYTES} bytes without a line feed."
+                )
+
+
+class OllamaStream:
+    """One streamed answer: NDJSON lines in, our chat chunks out (a StreamTranslator)."""
+
+    def __init__(self, model: str, provider: str, writer: ChatStreamWriter | None = None) -> None:
+        self.finished = False
+        self._provider = provider
+        self._writer = writer or ChatStreamWriter(model)
+        self._lines = _Lines()
+        self._calls = 0
+
+    def feed(self, data: bytes) -> bytes:
+        try:
+            lines = self._lines.feed(data)
+        except UpstreamProtocolError as error:
+            return self.error_event(error)
+        out = []
+        for line in lines:
+            out.append(self.line(line))
+            if self.finished:
+                break
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if self.finished:
+            return b""
+        rest = self._lines.pending
+        if rest.strip():  # a last line without its LF: whole, or the stream was cut in it
+            try:
+                _decode_chunk(rest)
+            except msgspec.DecodeError:
+                return self.error_event(
+                    UpstreamProtocolError("Ollama closed the stream in the middle of a line.")
+                )
+            out = self.line(rest)
+            if self.finished:
+                return out
+        return self.error_event(
+            UpstreamProtocolError('Ollama closed the stream before its "done" line.')
+        )
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        return self._writer.error(error)
+
+    def line(self, raw: bytes) -> bytes:
+        """The client bytes for one NDJSON line."""
+        if not raw.strip():
+            return b""
+        try:
+            chunk = _decode_chunk(raw)
+        except msgspec.DecodeError:
+            return self.error_event(
+                UpstreamProtocolError(f"Ollama sent a malformed line: {raw[:200]!r}")
+            )
+        if chunk.error is not None:
+            return self.error_event(upstream_error_from_body(502, raw, self._provider))
+        writer = self._writer
+        if chunk.model:
+            writer.model = chunk.model
+        out = []
+        message = chunk.message
+        if message is not None:
+            out.append(writer.reasoning(message.thinking or ""))
+            out.append(writer.content(message.content))
+            for call_id, name, arguments in _tool_calls(message):
+                out.append(writer.tool_call(self._calls, call_id, name, arguments))
+                self._calls += 1
+        if chunk.done:
+            self.finished = True
+            out.append(writer.finish(_finish_reason(chunk, self._calls > 0), _usage(chunk)))
+        return b"".join(out)
