@@ -109,7 +109,7 @@ async def read_upload(request: web.Request, limit: int) -> Upload:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
     if not request.content_type.startswith("multipart/"):
-        raise BadRequest("Expected a multipart/form-data upload with a `file` field.")
+        raise BadRequest("Expected a multipart/form-data upload with a `file` field.", param="file")
     upload = Upload(await request.multipart(), limit)
     await upload.read_head()
     return upload

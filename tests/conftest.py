@@ -48,10 +48,12 @@ class FakeUpstream:
             await self._runner.cleanup()
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
+        # Uploads are left for the handler to read, as a real server reads them: streamed.
+        raw = b"" if request.content_type.startswith("multipart/") else await request.read()
         self.requests.append(
             {
                 "path": request.path,
+                "query": dict(request.query),
                 "headers": dict(request.headers),
                 "body": orjson.loads(raw) if raw else None,
             }
