@@ -26,6 +26,7 @@ import os
 import platform
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -303,9 +304,10 @@ timeout = 30
 class Bench:
     """Starts the processes, runs every (scenario, run, target), and collects the rows."""
 
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: Options, stamp: str) -> None:
         self.opts = opts
-        self.tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-"))  # configs, records; removed at stop
+        self.raw = opts.out / f"raw-{stamp}" if opts.keep_raw else self.tmp
         self.children: list[Child] = []
         self.rows: list[dict[str, Any]] = []
         self.warnings: list[str] = []
@@ -319,6 +321,7 @@ class Bench:
         self.targets: dict[str, Target] = {}
         self.upstream_url = ""
         self.translate_error: str | None = None
+        self.repin: list[tuple[int, set[int]]] = []  # peers' threads and their own affinity
         self.noise: dict[str, list[tuple[str, float]]] = {"loadgen": [], "client": [], "others": []}
 
     # processes
@@ -334,6 +337,11 @@ class Bench:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        for tid, cpus in self.repin:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
+        self.repin.clear()
 
     def start(self) -> None:
         """Start every process at once (interpreter start-up dominates a quick run), then
@@ -422,7 +430,23 @@ class Bench:
         target = Target(name, base, pid=pid, peer_path=path)
         if pid is not None and not psutil.pid_exists(pid):
             target.error = f"--peer-pid {pid}: no such process"
+        elif pid is not None and self.target_cpus:
+            self.pin_peer(pid, self.target_cpus)
         return target
+
+    def pin_peer(self, pid: int, cpus: set[int]) -> None:
+        """Give a peer the gateway's core, as a fair comparison needs; every thread of it and
+        of its children, restored at exit."""
+        try:
+            tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return
+        for proc in tree:
+            for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+                with contextlib.suppress(OSError, ValueError):
+                    tid = int(task.name)
+                    self.repin.append((tid, os.sched_getaffinity(tid)))
+                    os.sched_setaffinity(tid, cpus)
 
     # measuring
 
@@ -503,9 +527,6 @@ class Bench:
         if target.error:
             row.update(ok=False, note=target.error, errors=None)
             return row
-        if run.api != API_OPENAI and target.name not in ("direct", "relay", "gateway"):
-            row.update(ok=False, note="peers are measured on the OpenAI path only", errors=None)
-            return row
         # Warm-up: at least one round, so connections (ours to the target, the target's to
         # the upstream) are open and the measured requests see a steady state.
         self.configure_upstream(min(run.tokens, WARMUP_TOKENS), 0.0, run.chunk_bytes)
@@ -515,7 +536,8 @@ class Bench:
         self.wait_written()
         self.configure_upstream(run.tokens, run.delay_ms, run.chunk_bytes)
         served0 = http_json("GET", f"{self.upstream_url}/_bench/stats")["requests"]
-        out = str(self.tmp / f"{scenario.name}-{run.concurrency}-{target.name}.json")
+        self.raw.mkdir(parents=True, exist_ok=True)
+        out = str(self.raw / f"{scenario.name}-{run.concurrency}-{target.name}.json")
         requests = run.requests
         duration = run.duration_s if run.duration_s is not None else self.opts.run_cap_s
         if target.child is not None:
@@ -598,7 +620,7 @@ class Bench:
         # Conditions that recur on a busy machine are gathered into one line each.
         if (cpu.get("loadgen_pct") or 0) >= 90:
             self.noise["loadgen"].append((where, cpu["loadgen_pct"]))
-        client = cpu.get("core1_busy_pct") or 0
+        client = client_pct(cpu)
         if target.name != "direct" and client >= 85 and (cpu.get("target_pct") or 0) < 85:
             self.noise["client"].append((where, client))
         if (cpu.get("others_pct") or 0) >= 15:
@@ -621,8 +643,8 @@ class Bench:
     def noise_warnings(self) -> list[str]:
         texts = {
             "loadgen": "the load generator used >= 90% of its core (it may be the bottleneck)",
-            "client": "the client core (load generator + upstream) was >= 85% busy while the "
-            "target was not saturated (throughput there is a floor)",
+            "client": "the load generator and the upstream used >= 85% of their core while "
+            "the target was not saturated (throughput there is a floor)",
             "others": "other processes on this machine used >= 15% of a core (figures are "
             "noisy: rerun on a quiet machine)",
         }
@@ -651,6 +673,11 @@ class Bench:
             for run in runs:
                 run = bounded(run, opts.duration_s, opts.requests)
                 for name in names:
+                    if run.api != API_OPENAI and name not in BASE_TARGETS:
+                        note = f"{scenario.name}: {name} not measured (peers: OpenAI path only)"
+                        if note not in self.skipped:
+                            self.skipped.append(note)
+                        continue
                     target = self.targets[name]
                     if scenario.name == "translate" and name == "gateway" and self.translate_error:
                         target = Target("gateway", "", error=self.translate_error)
@@ -775,12 +802,19 @@ def stats(result: Result, run: Run) -> dict[str, Any]:
     return figures
 
 
+def client_pct(cpu: dict[str, Any]) -> float:
+    """CPU % the load generator and the upstream used together (they share one core)."""
+    return (cpu.get("loadgen_pct") or 0) + (cpu.get("upstream_pct") or 0)
+
+
 def bound_by(cpu: dict[str, Any], target: str) -> str:
+    """What limited the run: the answer to "was the load generator the bottleneck?"."""
     if (cpu.get("target_pct") or 0) >= 85:
         return "target CPU"
-    if (cpu.get("core1_busy_pct") or 0) >= 85:
-        return "client core" + (" (expected: nothing in between)" if target == "direct" else "")
-    if (cpu.get("others_pct") or 0) >= 25:
+    if client_pct(cpu) >= 85:
+        return "client side" + (" (expected: nothing in between)" if target == "direct" else "")
+    busiest = max(cpu.get("core0_busy_pct") or 0, cpu.get("core1_busy_pct") or 0)
+    if busiest >= 85 and (cpu.get("others_pct") or 0) >= 25:
         return "other processes"
     return "latency (no core saturated)"
 
@@ -844,7 +878,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         type=int,
         action="append",
         default=[],
-        help="a peer's pid, to measure its CPU and RSS",
+        help="a peer's pid (repeatable, in --peer order): its CPU and RSS are measured and "
+        "it is pinned to the gateway's core during the run",
     )
     parser.add_argument("--duration", type=float, help="seconds per run, overriding the table")
     parser.add_argument("--requests", type=int, help="requests per run, overriding the table")
@@ -939,22 +974,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     stamp = time.strftime("%Y%m%d-%H%M%S") + ("-quick" if opts.quick else "")
-    bench = Bench(opts)
+    bench = Bench(opts, stamp)
     t0 = time.monotonic()
+    status = 0
     with sigterm_as_interrupt():
         try:
             bench.start()
             bench.run_all()
         except KeyboardInterrupt:
-            print("interrupted: stopping the children", file=sys.stderr)
-            bench.stop()
-            return 130
-        except StartError as exc:
+            print("interrupted: stopping the children; partial results follow", file=sys.stderr)
+            status = 130
+            opts.chart = False
+        except (StartError, TimeoutError) as exc:
+            # A part of the bench itself failed: report what was measured before it.
             print(f"python -m bench: {exc}", file=sys.stderr)
-            bench.stop()
-            return 1
+            bench.warnings.append(f"the run stopped early: {str(exc).splitlines()[0]}")
+            status = 1
         finally:
             bench.stop()
+    if not bench.rows and status:
+        return status
     results = bench.results(started)
     results["meta"]["seconds"] = round(time.monotonic() - t0, 1)
     json_path = opts.out / f"bench-{stamp}.json"
@@ -971,7 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     failed = any(not r.get("ok") or r.get("errors") for r in bench.rows)
-    return 1 if failed else 0
+    return status or (1 if failed else 0)
 
 
 if __name__ == "__main__":

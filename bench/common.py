@@ -44,7 +44,8 @@ async def wait_for_stop(ready: str) -> None:
 
 async def serve_app(app: web.Application, host: str, port: int, name: str) -> None:
     """Serve an aiohttp app until SIGTERM or SIGINT; `NAME listening on http://HOST:PORT`."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # A short shutdown: the bench stops its children at exit and must not wait on them.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     await site.start()

@@ -584,8 +584,10 @@ async def serve(host: str, port: int, options: Options) -> None:
         lambda: UpstreamProtocol(state), host, port, backlog=1024, reuse_address=True
     )
     bound = server.sockets[0].getsockname()[1]
-    async with server:
+    try:
         await wait_for_stop(f"mock upstream listening on http://{host}:{bound}")
+    finally:
+        server.close()  # open keep-alive connections are dropped with the loop: no waiting
 
 
 def main(argv: list[str] | None = None) -> None:
