@@ -178,7 +178,7 @@ async def test_non_streamed_answer_agrees_with_the_stream(
     assert from_completion(completion) == streamed
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=40))
 def test_translator_gives_the_same_chunks_for_any_split(cuts: list[int]) -> None:
     raw = fixture("cohere/tool_stream.sse")

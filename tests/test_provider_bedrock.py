@@ -1,0 +1,737 @@
+"""AWS Bedrock (Converse / ConverseStream) behind the gateway: SigV4-signed requests out,
+AWS event-stream frames in, the OpenAI SDK's objects out.
+
+botocore has a parser for the event-stream framing but no encoder, so the binary fixtures in
+tests/fixtures/bedrock/*.bin are built by `encode_frame` below from the events listed in
+`STREAMS` (`python -m tests.test_provider_bedrock` rewrites them); a test checks that the files
+are exactly those frames, and botocore's own parser reads them back.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import struct
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import openai
+import orjson
+import pytest
+from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.config import BedrockProviderConfig, ConfigError
+from providers.base import Operation
+from tests.conftest import FakeUpstream, GatewayFactory, Handler
+from tests.replay import FIXTURES, fixture, replay
+from tests.streams import parse_sse
+from tests.test_provider_cohere import Answer, collect_stream, from_completion
+
+pytest.importorskip("botocore")
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.eventstream import EventStreamBuffer
+
+from providers.bedrock import BedrockProvider, BedrockStream
+
+EVENTSTREAM = "application/vnd.amazon.eventstream"
+MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+SEEDS = [0, 1, 2, 3, 4]
+MESSAGES = [{"role": "user", "content": "Hello"}]
+TEXT = "Hello! How can I help — 今日は? 🙂"
+PAD = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0"  # Bedrock pads payloads with "p"
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+TOOL_CALL = {
+    "id": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
+    "name": "get_weather",
+    "arguments": {"city": "Seattle"},
+}
+
+# --- the event-stream encoder and the fixture streams ----------------------------------------
+
+
+def encode_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message: prelude (total length, headers length, prelude CRC32),
+    string headers (type 7), payload, then the CRC32 of everything before it."""
+    encoded = b"".join(
+        bytes([len(name)])
+        + name.encode()
+        + b"\x07"
+        + struct.pack(">H", len(value.encode()))
+        + value.encode()
+        for name, value in headers.items()
+    )
+    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def event(kind: str, payload: dict[str, Any]) -> bytes:
+    headers = {":event-type": kind, ":content-type": "application/json", ":message-type": "event"}
+    return encode_frame(headers, orjson.dumps(payload))
+
+
+def exception(kind: str, message: str) -> bytes:
+    headers = {
+        ":exception-type": kind,
+        ":content-type": "application/json",
+        ":message-type": "exception",
+    }
+    return encode_frame(headers, orjson.dumps({"message": message}))
+
+
+def _text_deltas(index: int, pieces: list[str]) -> list[bytes]:
+    return [
+        event(
+            "contentBlockDelta",
+            {"contentBlockIndex": index, "delta": {"text": piece}, "p": PAD[: 5 + i]},
+        )
+        for i, piece in enumerate(pieces)
+    ]
+
+
+def _metadata(usage: dict[str, int]) -> bytes:
+    return event("metadata", {"usage": usage, "metrics": {"latencyMs": 812}, "p": PAD[:9]})
+
+
+TEXT_PIECES = ["Hello!", " How can I help", " — 今日は", "? 🙂"]
+STREAMS: dict[str, list[bytes]] = {
+    "text_stream.bin": [
+        event("messageStart", {"role": "assistant", "p": PAD[:20]}),
+        *_text_deltas(0, TEXT_PIECES),
+        event("contentBlockStop", {"contentBlockIndex": 0, "p": PAD[:3]}),
+        event("messageStop", {"stopReason": "end_turn", "p": PAD[:7]}),
+        _metadata(
+            {
+                "inputTokens": 12,
+                "outputTokens": 15,
+                "totalTokens": 147,
+                "cacheReadInputTokens": 100,
+                "cacheWriteInputTokens": 20,
+            }
+        ),
+    ],
+    "tool_stream.bin": [
+        event("messageStart", {"role": "assistant"}),
+        *_text_deltas(0, ["Let me check", " the weather."]),
+        event("contentBlockStop", {"contentBlockIndex": 0}),
+        event(
+            "contentBlockStart",
+            {
+                "contentBlockIndex": 1,
+                "start": {"toolUse": {"toolUseId": TOOL_CALL["id"], "name": "get_weather"}},
+            },
+        ),
+        *[
+            event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": p}}})
+            for p in ['{"ci', 'ty": "Sea', 'ttle"}']
+        ],
+        event("contentBlockStop", {"contentBlockIndex": 1}),
+        event("messageStop", {"stopReason": "tool_use"}),
+        _metadata({"inputTokens": 410, "outputTokens": 56, "totalTokens": 466}),
+    ],
+    "reasoning_stream.bin": [
+        event("messageStart", {"role": "assistant"}),
+        *[
+            event(
+                "contentBlockDelta",
+                {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": piece}}},
+            )
+            for piece in ["The user greets me.", " I should greet back."]
+        ],
+        event(
+            "contentBlockDelta",
+            {
+                "contentBlockIndex": 0,
+                "delta": {"reasoningContent": {"signature": "EqoBCkgIARABGAIiQ"}},
+            },
+        ),
+        event("contentBlockStop", {"contentBlockIndex": 0}),
+        *_text_deltas(1, ["Hi there!"]),
+        event("contentBlockStop", {"contentBlockIndex": 1}),
+        event("messageStop", {"stopReason": "max_tokens"}),
+        _metadata({"inputTokens": 40, "outputTokens": 64, "totalTokens": 104}),
+    ],
+    "exception_stream.bin": [
+        event("messageStart", {"role": "assistant"}),
+        *_text_deltas(0, ["Partial", " answer"]),
+        exception("throttlingException", "Too many tokens, please wait before trying again."),
+    ],
+}
+
+
+def write_fixtures() -> None:
+    for name, frames in STREAMS.items():
+        (FIXTURES / "bedrock" / name).write_bytes(b"".join(frames))
+
+
+# --- gateway set-up ----------------------------------------------------------------------------
+
+
+def _toml(upstream: FakeUpstream, **settings: str) -> str:
+    base = upstream.url.removesuffix("/v1")
+    values = {
+        "access_key_id": "AKIDEXAMPLE",
+        "secret_access_key": "wJalrXUtnFEMI/K7MDENG",
+        **settings,
+    }
+    lines = ["[providers.br]", 'type = "bedrock"', f'base_url = "{base}"', 'region = "us-west-2"']
+    lines += [f'{key} = "{value}"' for key, value in values.items()]
+    return "\n".join(lines) + "\ntimeout = 5\n"
+
+
+@pytest.fixture
+async def sdk(upstream: FakeUpstream, start_gateway: GatewayFactory) -> Any:
+    url = await start_gateway(_toml(upstream))
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    yield client
+    await client.close()
+
+
+def recording_raw(handler: Handler, seen: list[tuple[str, bytes]]) -> Handler:
+    """`handler`, noting each request's path as sent and its body bytes (FakeUpstream records
+    the path decoded and the body parsed)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        seen.append((request.raw_path, await request.read()))
+        return await handler(request)
+
+    return wrapped
+
+
+def expected_signature(raw_path: str, headers: dict[str, str], body: bytes, secret: str) -> str:
+    """The SigV4 signature AWS computes for the request as received (botocore's algorithm,
+    fed with the received path, signed headers, body and X-Amz-Date)."""
+    authorization = headers["Authorization"]
+    credential = re.search(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/", authorization)
+    signed = re.search(r"SignedHeaders=([^,]+)", authorization)
+    assert credential and signed
+    lower = {name.lower(): value for name, value in headers.items()}
+    request = AWSRequest(
+        method="POST",
+        url=f"http://{lower['host']}{raw_path}",
+        data=body,
+        headers={name: lower[name] for name in signed.group(1).split(";")},
+    )
+    request.context["timestamp"] = lower["x-amz-date"]
+    auth = SigV4Auth(Credentials(credential.group(1), secret), "bedrock", credential.group(2))
+    return auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+
+
+def _usage(prompt: int, completion: int, **details: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if details:
+        result["prompt_tokens_details"] = details
+    return result
+
+
+def _stream(name: str, seed: int = 0) -> Handler:
+    return replay(fixture(f"bedrock/{name}"), seed=seed, content_type=EVENTSTREAM)
+
+
+def _json(name: str, status: int = 200) -> Handler:
+    return replay(fixture(f"bedrock/{name}"), status=status, content_type="application/json")
+
+
+# --- the fixtures ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(STREAMS))
+def test_fixture_files_are_the_listed_frames_and_botocore_reads_them(name: str) -> None:
+    raw = fixture(f"bedrock/{name}")
+    assert raw == b"".join(STREAMS[name])
+    buffer = EventStreamBuffer()
+    buffer.add_data(raw)
+    messages = list(buffer)
+    assert len(messages) == len(STREAMS[name])
+    assert messages[0].headers[":event-type"] == "messageStart"
+
+
+# --- streams, replayed in random splits ----------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_text_stream_in_random_splits(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI, seed: int
+) -> None:
+    upstream.handler = _stream("text_stream.bin", seed)
+    answer = await collect_stream(sdk, f"br/{MODEL}", messages=MESSAGES)
+    usage = _usage(132, 15, cached_tokens=100, cache_creation_tokens=20)
+    assert answer == Answer(text=TEXT, finish_reason="stop", usage=usage)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_tool_stream_in_random_splits(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI, seed: int
+) -> None:
+    upstream.handler = _stream("tool_stream.bin", seed)
+    answer = await collect_stream(sdk, f"br/{MODEL}", messages=MESSAGES, tools=[WEATHER_TOOL])
+    assert answer == Answer(
+        text="Let me check the weather.",
+        tool_calls=[TOOL_CALL],
+        finish_reason="tool_calls",
+        usage=_usage(410, 56),
+    )
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_reasoning_stream_in_random_splits(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI, seed: int
+) -> None:
+    upstream.handler = _stream("reasoning_stream.bin", seed)
+    signature = ""
+    stream = await sdk.chat.completions.create(model=f"br/{MODEL}", messages=MESSAGES, stream=True)
+    async for chunk in stream:
+        for choice in chunk.choices:
+            signature += (choice.delta.model_extra or {}).get("reasoning_signature") or ""
+    upstream.handler = _stream("reasoning_stream.bin", seed)
+    answer = await collect_stream(sdk, f"br/{MODEL}", messages=MESSAGES)
+    assert answer == Answer(
+        text="Hi there!",
+        reasoning="The user greets me. I should greet back.",
+        finish_reason="length",
+        usage=_usage(40, 64),
+    )
+    assert signature == "EqoBCkgIARABGAIiQ"
+
+
+@pytest.mark.parametrize(
+    ("stream_file", "answer_file"),
+    [
+        ("text_stream.bin", "converse_response.json"),
+        ("tool_stream.bin", "converse_tool_response.json"),
+    ],
+)
+async def test_non_streamed_answer_agrees_with_the_stream(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI, stream_file: str, answer_file: str
+) -> None:
+    upstream.handler = _stream(stream_file, seed=9)
+    streamed = await collect_stream(sdk, f"br/{MODEL}", messages=MESSAGES, tools=[WEATHER_TOOL])
+    upstream.handler = _json(answer_file)
+    completion = await sdk.chat.completions.create(
+        model=f"br/{MODEL}", messages=MESSAGES, tools=[WEATHER_TOOL]
+    )
+    assert completion.object == "chat.completion" and completion.model == MODEL
+    assert from_completion(completion) == streamed
+
+
+def _provider() -> BedrockProvider:
+    return BedrockProvider(
+        "br", BedrockProviderConfig(base_url="http://x", access_key_id="a", secret_access_key="b")
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=40))
+def test_translator_gives_the_same_chunks_for_any_split(cuts: list[int]) -> None:
+    raw = fixture("bedrock/tool_stream.bin")
+    points = sorted({0, len(raw), *(cut % (len(raw) + 1) for cut in cuts)})
+    provider = _provider()
+
+    def run(pieces: list[bytes]) -> list[Any]:
+        translator = provider.stream_translator(Operation.CHAT, "m")
+        out = b"".join(translator.feed(piece) for piece in pieces) + translator.end()
+        assert translator.finished
+        events = parse_sse(out)
+        assert events[-1].data == "[DONE]"
+        return [
+            (c["choices"], c["usage"]) for c in map(orjson.loads, (e.data for e in events[:-1]))
+        ]
+
+    whole = run([raw])
+    assert run([raw[a:b] for a, b in itertools.pairwise(points)]) == whole
+    assert whole[-1][0][0]["finish_reason"] == "tool_calls"
+
+
+# --- the request Bedrock receives ----------------------------------------------------------
+
+
+async def test_request_is_a_signed_converse_request(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI
+) -> None:
+    seen: list[tuple[str, bytes]] = []
+    upstream.handler = recording_raw(_json("converse_response.json"), seen)
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
+    await sdk.chat.completions.create(
+        model=f"br/{MODEL}",
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Weather here?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": "Checking.",
+                "tool_calls": [
+                    {
+                        "id": "tooluse_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Seattle"}'},
+                    },
+                    {
+                        "id": "tooluse_2",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                    },
+                ],
+            },
+            {"role": "tool", "tool_call_id": "tooluse_1", "content": "12 C, rain"},
+            {"role": "tool", "tool_call_id": "tooluse_2", "content": "18 C, sun"},
+        ],
+        tools=[WEATHER_TOOL],
+        tool_choice="required",
+        stop=["END"],
+        max_tokens=256,
+        temperature=0.3,
+        top_p=0.8,
+    )
+    sent = upstream.requests[-1]
+    [(raw_path, raw_body)] = seen
+    assert raw_path == f"/model/{MODEL}/converse"
+    authorization = sent["headers"]["Authorization"]
+    assert re.fullmatch(
+        r"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/\d{8}/us-west-2/bedrock/aws4_request, "
+        r"SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*, Signature=[0-9a-f]{64}",
+        authorization,
+    ), authorization
+    assert re.fullmatch(r"\d{8}T\d{6}Z", sent["headers"]["X-Amz-Date"])
+    assert "X-Amz-Security-Token" not in sent["headers"]
+    signature = expected_signature(raw_path, sent["headers"], raw_body, "wJalrXUtnFEMI/K7MDENG")
+    assert authorization.endswith(f"Signature={signature}")
+    assert sent["body"] == {
+        "system": [{"text": "You are terse."}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"text": "Weather here?"},
+                    {"image": {"format": "png", "source": {"bytes": png}}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {"text": "Checking."},
+                    {
+                        "toolUse": {
+                            "toolUseId": "tooluse_1",
+                            "name": "get_weather",
+                            "input": {"city": "Seattle"},
+                        }
+                    },
+                    {
+                        "toolUse": {
+                            "toolUseId": "tooluse_2",
+                            "name": "get_weather",
+                            "input": {"city": "Paris"},
+                        }
+                    },
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"toolResult": {"toolUseId": "tooluse_1", "content": [{"text": "12 C, rain"}]}},
+                    {"toolResult": {"toolUseId": "tooluse_2", "content": [{"text": "18 C, sun"}]}},
+                ],
+            },
+        ],
+        "inferenceConfig": {
+            "maxTokens": 256,
+            "temperature": 0.3,
+            "topP": 0.8,
+            "stopSequences": ["END"],
+        },
+        "toolConfig": {
+            "tools": [
+                {
+                    "toolSpec": {
+                        "name": "get_weather",
+                        "description": "Current weather in a city",
+                        "inputSchema": {"json": WEATHER_TOOL["function"]["parameters"]},
+                    }
+                }
+            ],
+            "toolChoice": {"any": {}},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+        "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.meta.llama3-2-1b-instruct-v1:0",
+    ],
+)
+async def test_signature_covers_the_path_as_it_arrives(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI, model: str
+) -> None:
+    seen: list[tuple[str, bytes]] = []
+    upstream.handler = recording_raw(_stream("text_stream.bin"), seen)
+    await collect_stream(sdk, f"br/{model}", messages=MESSAGES)
+    [(raw_path, raw_body)] = seen
+    assert upstream.requests[-1]["path"] == f"/model/{model}/converse-stream"
+    assert "/" not in raw_path.removeprefix("/model/").removesuffix("/converse-stream")
+    headers = upstream.requests[-1]["headers"]
+    signature = expected_signature(raw_path, headers, raw_body, "wJalrXUtnFEMI/K7MDENG")
+    assert headers["Authorization"].endswith(f"Signature={signature}")
+
+
+async def test_streamed_request_goes_to_converse_stream_with_session_token(
+    upstream: FakeUpstream, start_gateway: GatewayFactory
+) -> None:
+    url = await start_gateway(_toml(upstream, session_token="FwoGZXIvYXdzEXAMPLE"))
+    upstream.handler = _stream("text_stream.bin")
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        await collect_stream(
+            client,
+            "br/amazon.nova-pro-v1:0",
+            messages=MESSAGES,
+            tools=[WEATHER_TOOL],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        )
+    sent = upstream.requests[-1]
+    assert sent["path"] == "/model/amazon.nova-pro-v1:0/converse-stream"
+    assert sent["headers"]["X-Amz-Security-Token"] == "FwoGZXIvYXdzEXAMPLE"
+    assert "x-amz-security-token" in sent["headers"]["Authorization"]
+    assert sent["body"]["toolConfig"]["toolChoice"] == {"tool": {"name": "get_weather"}}
+
+
+async def test_credentials_from_the_environment(
+    upstream: FakeUpstream, start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BR_TEST_AK", "AKIDFROMENV")
+    monkeypatch.setenv("BR_TEST_SK", "secret")
+    url = await start_gateway(
+        _toml(upstream, access_key_id="env.BR_TEST_AK", secret_access_key="env.BR_TEST_SK")
+    )
+    upstream.handler = _json("converse_response.json")
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        await client.chat.completions.create(model="br/m", messages=MESSAGES)
+    assert "Credential=AKIDFROMENV/" in upstream.requests[-1]["headers"]["Authorization"]
+
+
+async def test_bedrock_api_key_is_sent_as_bearer_without_signing(
+    upstream: FakeUpstream, start_gateway: GatewayFactory
+) -> None:
+    base = upstream.url.removesuffix("/v1")
+    url = await start_gateway(
+        f'[providers.br]\ntype = "bedrock"\nbase_url = "{base}"\napi_key = "bedrock-key"\n'
+    )
+    upstream.handler = _json("converse_response.json")
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        await client.chat.completions.create(model="br/m", messages=MESSAGES)
+    headers = upstream.requests[-1]["headers"]
+    assert headers["Authorization"] == "Bearer bedrock-key" and "X-Amz-Date" not in headers
+
+
+def test_endpoint_defaults_to_the_region() -> None:
+    provider = BedrockProvider(
+        "br", BedrockProviderConfig(region="eu-central-1", access_key_id="a", secret_access_key="b")
+    )
+    body = {"model": msgspec.Raw(b'"m"'), "messages": msgspec.Raw(b"[]")}
+    request = provider.build_request(Operation.CHAT, "m", body, False)
+    assert request.url == "https://bedrock-runtime.eu-central-1.amazonaws.com/model/m/converse"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "https://x/a.png"}}],
+                    }
+                ]
+            },
+            "messages[0].content[0]",
+        ),
+    ],
+)
+async def test_unsupported_request_is_400_naming_the_param(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI, extra: dict[str, Any], param: str
+) -> None:
+    body = {"messages": MESSAGES, **extra}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(model="br/m", **body)
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == param
+    assert upstream.requests == []
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "sdk_error", "relayed"),
+    [
+        (429, "ThrottlingException", openai.RateLimitError, 429),
+        (400, "ValidationException", openai.BadRequestError, 400),
+        (403, "AccessDeniedException", openai.PermissionDeniedError, 403),
+        (404, "ResourceNotFoundException", openai.NotFoundError, 404),
+        (503, "ServiceUnavailableException", openai.InternalServerError, 503),
+        (408, "ModelTimeoutException", openai.InternalServerError, 504),
+    ],
+)
+async def test_http_error_keeps_status_message_and_names_the_exception(
+    upstream: FakeUpstream,
+    sdk: openai.AsyncOpenAI,
+    status: int,
+    code: str,
+    sdk_error: type[openai.APIStatusError],
+    relayed: int,
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"message": f"{code} happened"},
+            status=status,
+            headers={
+                "x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/"
+            },
+        )
+
+    upstream.handler = handler
+    with pytest.raises(sdk_error) as caught:
+        await sdk.chat.completions.create(model="br/m", messages=MESSAGES, stream=True)
+    assert caught.value.status_code == relayed
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body == {
+        "message": f"{code} happened",
+        "type": "upstream_error",
+        "param": None,
+        "code": code,
+    }
+
+
+async def test_throttling_fixture_body_is_relayed(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI
+) -> None:
+    upstream.handler = _json("error_throttling.json", status=429)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await sdk.chat.completions.create(model="br/m", messages=MESSAGES)
+    body = caught.value.body
+    assert (
+        isinstance(body, dict)
+        and body["message"] == "Too many requests, please wait before trying again."
+    )
+
+
+async def test_exception_frame_mid_stream_raises_in_the_sdk(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI
+) -> None:
+    upstream.handler = _stream("exception_stream.bin", seed=4)
+    text = ""
+    stream = await sdk.chat.completions.create(model="br/m", messages=MESSAGES, stream=True)
+    with pytest.raises(openai.APIError) as caught:
+        async for chunk in stream:
+            text += (chunk.choices and chunk.choices[0].delta.content) or ""
+    assert text == "Partial answer"
+    body = caught.value.body
+    assert isinstance(body, dict) and body["code"] == "ThrottlingException"
+    assert body["message"] == "Too many tokens, please wait before trying again."
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        (STREAMS["text_stream.bin"][:3], "error"),  # cut before messageStop
+        (STREAMS["text_stream.bin"][:-1], "finish"),  # whole answer, only the usage missing
+    ],
+)
+async def test_stream_cut_before_the_terminal_event(
+    upstream: FakeUpstream, start_gateway: GatewayFactory, frames: list[bytes], expected: str
+) -> None:
+    upstream.handler = replay(b"".join(frames), seed=2, content_type=EVENTSTREAM)
+    url = await start_gateway(_toml(upstream))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "br/m", "messages": MESSAGES, "stream": True},
+        ) as response,
+    ):
+        events = parse_sse(await response.read())
+    assert response.status == 200
+    if expected == "error":
+        assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
+        assert all(event.data != "[DONE]" for event in events)
+    else:
+        assert events[-1].data == "[DONE]"
+        last = orjson.loads(events[-2].data)
+        assert last["choices"][0]["finish_reason"] == "stop" and last["usage"] is None
+
+
+def test_corrupt_frame_is_a_protocol_error_event() -> None:
+    translator = _provider().stream_translator(Operation.CHAT, "m")
+    frame = bytearray(STREAMS["text_stream.bin"][1])
+    frame[-6] ^= 0xFF  # breaks the message CRC
+    events = parse_sse(translator.feed(bytes(frame)))
+    assert translator.finished
+    assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
+
+
+async def test_missing_env_credentials_are_401_naming_the_variable(
+    upstream: FakeUpstream, start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BR_TEST_MISSING_SK", raising=False)
+    url = await start_gateway(_toml(upstream, secret_access_key="env.BR_TEST_MISSING_SK"))
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            await client.chat.completions.create(model="br/m", messages=MESSAGES)
+    assert "BR_TEST_MISSING_SK" in caught.value.message
+    assert upstream.requests == []
+
+
+def test_without_botocore_construction_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for module in [
+        name for name in sys.modules if name == "botocore" or name.startswith("botocore.")
+    ]:
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ConfigError, match=r"pip install 'gateway\[bedrock\]'"):
+        _provider()
+
+
+def test_translator_repr_names_its_state() -> None:
+    translator = _provider().stream_translator(Operation.CHAT, "m")
+    assert isinstance(translator, BedrockStream)
+    assert repr(translator) == "<BedrockStream finished=False tool_calls=0 finish_reason=None>"
+
+
+if __name__ == "__main__":
+    write_fixtures()
+    print(f"wrote {', '.join(STREAMS)} to {Path(FIXTURES / 'bedrock')}")
