@@ -127,13 +127,29 @@ class _ChunkProbe(msgspec.Struct, gc=False):
     error: Any = None
 
 
-_probe = msgspec.json.Decoder(_ChunkProbe)
+_decode_probe = msgspec.json.Decoder(_ChunkProbe).decode
 
 
 def _passes(probe: _ChunkProbe) -> bool:
     if probe.usage is not None or probe.error is not None:
         return False
-    return all(choice.finish_reason is None for choice in probe.choices)
+    for choice in probe.choices:  # noqa: SIM110 - a loop: no generator on the per-chunk path
+        if choice.finish_reason is not None:
+            return False
+    return True
+
+
+def _is_plain(item: Event | Comment) -> bool:
+    """Whether an item may go to the client as the upstream sent it (per chunk: keep lean)."""
+    if type(item) is not Event:
+        return True
+    data = item.data
+    if data == "[DONE]":
+        return False
+    try:
+        return _passes(_decode_probe(data))
+    except msgspec.DecodeError:
+        return False
 
 
 class ChunkNormaliser:
@@ -154,10 +170,10 @@ class ChunkNormaliser:
             items = self._decoder.feed(data)
         except SSEProtocolError as exc:
             return self.error_event(UpstreamProtocolError(str(exc)))
+        if self._decoder.aligned and all(map(_is_plain, items)):
+            return data  # the hot path: the upstream's bytes, unchanged
         if not items:
             return b""
-        if self._decoder.aligned and all(self._may_pass(item) for item in items):
-            return data  # the hot path: the upstream's bytes, unchanged
         out = []
         for item in items:
             out.append(self._render(item))
@@ -182,17 +198,6 @@ class ChunkNormaliser:
         self.finished = True
         return encode_data(error.to_json())
 
-    def _may_pass(self, item: Event | Comment) -> bool:
-        if type(item) is Comment:
-            return True
-        data = item.data
-        if data == "[DONE]":
-            return False
-        try:
-            return _passes(_probe.decode(data))
-        except msgspec.DecodeError:
-            return False
-
     def _render(self, item: Event | Comment) -> bytes:
         if type(item) is Comment:
             return encode(item)
@@ -200,7 +205,7 @@ class ChunkNormaliser:
         if data == "[DONE]":
             return self._last_chunk()
         try:
-            probe = _probe.decode(data)
+            probe = _decode_probe(data)
         except msgspec.DecodeError:
             return self.error_event(
                 UpstreamProtocolError(f"The upstream sent a malformed event: {data[:200]!r}")
