@@ -194,7 +194,7 @@ class GeminiProvider:
         reader = GeminiReader(collector)
         reader.response(body)
         if not reader.finished:  # a whole answer always ends, even without a finishReason
-            reader.finish(None, None)
+            reader.finish(None, reader.usage_metadata)
         return collector.answer()
 
     def upstream_error(self, status: int, body: bytes) -> GatewayError:
@@ -667,6 +667,7 @@ class GeminiReader:
         self._sink = sink
         self._calls = 0
         self._signed = False
+        self.usage_metadata: _Usage | None = None  # the latest seen
 
     def response(self, data: str | bytes) -> bytes:
         """The client bytes for one GenerateContentResponse."""
@@ -680,6 +681,7 @@ class GeminiReader:
             return self.error(_as_error(response.error, None))
         if response.model_version:
             self._sink.model = response.model_version
+        self.usage_metadata = response.usage_metadata or self.usage_metadata
         candidate = response.candidates[0] if response.candidates else None
         out = self._parts(candidate.content.parts) if candidate and candidate.content else b""
         if candidate is not None and candidate.finish_reason:

@@ -660,3 +660,15 @@ def test_nothing_after_the_finish_is_sent() -> None:
     assert translator.finished
     assert out.count(b"[DONE]") == 1
     assert translator.end() == b""
+
+
+def test_a_whole_answer_without_finish_reason_still_ends_with_its_usage() -> None:
+    provider = GeminiProvider("gemini", GeminiProviderConfig(base_url="http://x", api_key="k"))
+    body = {
+        "candidates": [{"content": {"parts": [{"text": "Hi"}], "role": "model"}}],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1},
+    }
+    answer = orjson.loads(provider.translate_response(Operation.CHAT, "m", orjson.dumps(body)))
+    assert answer["choices"][0]["message"]["content"] == "Hi"
+    assert answer["choices"][0]["finish_reason"] == "stop"
+    assert answer["usage"] == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
