@@ -48,6 +48,8 @@ class Event(msgspec.Struct, frozen=True, gc=False):
         id: The `id:` field given in this event, or None when this event gave none. The id
             that persists across events is `SSEDecoder.last_event_id`.
         retry: The `retry:` field (reconnection time in milliseconds) given in this event.
+            A block without data is not dispatched, so a `retry:` alone in its block is
+            dropped with it; the spec would still apply it, but a relay never reconnects.
     """
 
     data: str = ""
@@ -88,7 +90,8 @@ class SSEDecoder:
         max_event_size: The most bytes one event block may hold: everything between two
             blank lines, comments included, line terminators excluded. The bound holds
             however the bytes are chunked, so it caps the memory one stream can pin.
-            The default matches h11's idea of "bigger than anything legitimate".
+            The 16 MiB default is far above any real LLM event; h11 bounds incomplete
+            HTTP heads the same way (at 16 KiB).
     """
 
     __slots__ = (
@@ -343,7 +346,8 @@ def encode(item: Event | Comment) -> bytes:
 
     Raises:
         ValueError: `event` or `id` contains CR or LF, `id` contains NUL (the decoder
-            would ignore it), or `retry` is not a non-negative int.
+            would ignore it), or `retry` is not a non-negative int. Text holding lone
+            surrogates raises UnicodeEncodeError, a ValueError too.
     """
     if isinstance(item, Comment):
         return "".join([f": {line}\n" for line in _split_lines(item.text)]).encode() + b"\n"
