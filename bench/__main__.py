@@ -509,8 +509,10 @@ class Bench:
     def send(self, job: Job) -> Summary:
         """Run one job on the load generator; returns once the job is done (records are
         written after the summary line, so CPU snapshots are not stretched by the write)."""
-        self.loadgen.proc.stdin.write(msgspec.json.encode(job).decode() + "\n")  # type: ignore[union-attr]
-        self.loadgen.proc.stdin.flush()  # type: ignore[union-attr]
+        stdin = self.loadgen.proc.stdin
+        assert stdin is not None
+        stdin.write(msgspec.json.encode(job).decode() + "\n")
+        stdin.flush()
         bound = (job.duration_s or self.opts.run_cap_s) + job.timeout_s + 15
         return msgspec.json.decode(self.loadgen.readline(bound), type=Summary)
 
@@ -584,10 +586,12 @@ class Bench:
         up = after.upstream - before.upstream
         lg = after.loadgen - before.loadgen
         me = after.me - before.me
-        busy = [_busy(b, a) for b, a in zip(before.cores, after.cores, strict=True)]
+        # psutil lists every CPU of the machine; only the ones we run on matter here.
+        busy = {
+            i: _busy(b, a) for i, (b, a) in enumerate(zip(before.cores, after.cores, strict=True))
+        }
+        mine = [busy.get(c, 0.0) for c in self.cpu_ids]
         ours = (target_s or 0) + up + lg + me
-        core_ids = self.cpu_ids
-        by_id = dict(zip(range(len(busy)), busy, strict=True))
 
         def pct(x: float | None) -> float | None:
             return None if x is None else 100 * x / wall
@@ -602,11 +606,9 @@ class Bench:
             "loadgen_pct": 100 * summary.cpu_s / summary.wall_s if summary.wall_s else None,
             "upstream_s": up,
             "upstream_pct": pct(up),
-            "core0_busy_pct": pct(by_id.get(core_ids[0], 0.0)) if core_ids else None,
-            "core1_busy_pct": (
-                pct(sum(by_id.get(c, 0.0) for c in core_ids[1:])) if len(core_ids) > 1 else None
-            ),
-            "others_pct": pct(max(0.0, sum(busy) - ours)),
+            "target_core_busy_pct": pct(mine[0]) if self.pinning else None,
+            "client_core_busy_pct": pct(sum(mine[1:])) if self.pinning else None,
+            "others_pct": pct(max(0.0, sum(mine) - ours)),
         }
 
     def check(self, row: dict[str, Any], target: Target, run: Run) -> None:
@@ -813,7 +815,7 @@ def bound_by(cpu: dict[str, Any], target: str) -> str:
         return "target CPU"
     if client_pct(cpu) >= 85:
         return "client side" + (" (expected: nothing in between)" if target == "direct" else "")
-    busiest = max(cpu.get("core0_busy_pct") or 0, cpu.get("core1_busy_pct") or 0)
+    busiest = max(cpu.get("target_core_busy_pct") or 0, cpu.get("client_core_busy_pct") or 0)
     if busiest >= 85 and (cpu.get("others_pct") or 0) >= 25:
         return "other processes"
     return "latency (no core saturated)"

@@ -258,8 +258,8 @@ def load_table(results: dict[str, Any]) -> str:
         "target CPU %",
         "load gen CPU %",
         "upstream CPU %",
-        "core 0 busy %",
-        "core 1 busy %",
+        "target core busy %",
+        "client core busy %",
         "other processes CPU %",
         "bound by",
     ]
@@ -275,8 +275,8 @@ def load_table(results: dict[str, Any]) -> str:
                     fmt(cpu.get("target_pct")),
                     fmt(cpu.get("loadgen_pct")),
                     fmt(cpu.get("upstream_pct")),
-                    fmt(cpu.get("core0_busy_pct")),
-                    fmt(cpu.get("core1_busy_pct")),
+                    fmt(cpu.get("target_core_busy_pct")),
+                    fmt(cpu.get("client_core_busy_pct")),
                     fmt(cpu.get("others_pct")),
                     row.get("bound_by", ""),
                 ]
@@ -370,12 +370,13 @@ def chart(results: dict[str, Any], path: Path) -> str | None:
         ax = axes[-1][0]
         for row in series:
             pts = row["rss_series"]
-            ax.plot(
-                [p[0] for p in pts], [p[1] for p in pts], label=f"{row['scenario']} {row['target']}"
-            )
-        ax.set_title("RSS during the memory runs", fontsize=9)
+            base = pts[0][1]
+            label = f"{row['scenario']} {row['target']} (from {base:.1f} MB)"
+            ax.plot([p[0] for p in pts], [p[1] - base for p in pts], label=label)
+        ax.axhline(FLAT_MB, color="red", linestyle="--", linewidth=0.8, label=f"+{FLAT_MB:g} MB")
+        ax.set_title("RSS growth during the memory runs", fontsize=9)
         ax.set_xlabel("s", fontsize=8)
-        ax.set_ylabel("MB", fontsize=8)
+        ax.set_ylabel("MB above the start", fontsize=8)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
         axes[-1][1].axis("off")
