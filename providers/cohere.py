@@ -443,7 +443,7 @@ class CohereStream:
         self._writer = ChatStreamWriter(model)
         self._decoder = SSEDecoder()
         self._tool_calls = 0  # tool calls started so far: the next one's index
-        self._handlers: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes]]] = {
+        self._handlers: dict[str, tuple[Callable[[str], Any], Callable[[Any], bytes]]] = {
             "content-delta": (msgspec.json.Decoder(_ContentDelta).decode, self._content),
             "tool-plan-delta": (msgspec.json.Decoder(_ToolPlan).decode, self._tool_plan),
             "tool-call-start": (msgspec.json.Decoder(_ToolCallEvent).decode, self._tool_start),
@@ -462,7 +462,7 @@ class CohereStream:
         out = []
         for item in items:
             if type(item) is Event and item.data and item.data != "[DONE]":
-                out.append(self._event(item.data.encode()))
+                out.append(self._event(item.data))
                 if self.finished:
                     break
         return b"".join(out)
@@ -478,10 +478,13 @@ class CohereStream:
         self.finished = True
         return self._writer.error(error)
 
-    def _event(self, data: bytes) -> bytes:
+    def _event(self, data: str) -> bytes:
         try:
             handler = self._handlers.get(_probe(data).type)
-            return handler[1](handler[0](data)) if handler is not None else b""
+            if handler is None:  # message-start, content-start/end, citations, tool-call-end
+                return b""
+            decode, translate = handler
+            return translate(decode(data))
         except msgspec.DecodeError:
             return self.error_event(
                 UpstreamProtocolError(f"Cohere sent a malformed event: {data[:200]!r}")

@@ -732,6 +732,14 @@ def test_translator_repr_names_its_state() -> None:
     assert repr(translator) == "<BedrockStream finished=False tool_calls=0 finish_reason=None>"
 
 
+@settings(max_examples=100, deadline=None)
+@given(data=st.binary(max_size=400))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    translator = _provider().stream_translator(Operation.CHAT, "m")
+    out = translator.feed(data) + translator.end()
+    assert translator.finished and out  # always ends, with [DONE] or an error event
+
+
 if __name__ == "__main__":
     write_fixtures()
     print(f"wrote {', '.join(STREAMS)} to {Path(FIXTURES / 'bedrock')}")

@@ -384,3 +384,18 @@ def test_translator_repr_names_its_state() -> None:
 
 def test_cohere_serves_chat_only() -> None:
     assert CohereProvider.operations == frozenset({Operation.CHAT})
+
+
+def test_malformed_event_is_a_protocol_error_event() -> None:
+    translator = CohereStream("m")
+    events = parse_sse(translator.feed(b"event: content-delta\ndata: {not json\n\n"))
+    assert translator.finished
+    assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.binary(max_size=400))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    translator = CohereStream("m")
+    out = translator.feed(data) + translator.end()
+    assert translator.finished and out  # always ends, with [DONE] or an error event
