@@ -405,32 +405,45 @@ class Runner:
         return True
 
     async def worker(self) -> None:
-        loop = asyncio.get_running_loop()
-        key = (self.host, self.port)
-        idle = POOL.setdefault(key, [])
+        idle = POOL.setdefault((self.host, self.port), [])
         conn: Conn | None = None
         try:
             while self._more():
-                while conn is None or conn.closed:
-                    if not idle:
-                        break
-                    conn = idle.pop()
+                reused = False
+                while (conn is None or conn.closed) and idle:
+                    conn, reused = idle.pop(), True
                 if conn is None or conn.closed:
-                    start = time.perf_counter()
-                    try:
-                        _, proto = await asyncio.wait_for(
-                            loop.create_connection(lambda: Conn(self), self.host, self.port),
-                            self.job.timeout_s,
-                        )
-                    except (OSError, TimeoutError) as exc:
-                        self.records.append(self.failed(start, f"connect: {exc!r}"))
-                        await asyncio.sleep(0.05)  # a refused port must not spin the loop
+                    conn = await self.connect()
+                    if conn is None:
                         continue
-                    conn = cast(Conn, proto)
-                self.records.append(await conn.exchange(self))
+                record = await conn.exchange(self)
+                lost = (record.error or "").startswith("connection closed")
+                if reused and record.status == 0 and lost:
+                    # The server closed this idle connection as we reused it: what any
+                    # keep-alive client retries, once, on a new connection.
+                    conn = await self.connect()
+                    if conn is None:
+                        continue
+                    record = await conn.exchange(self)
+                self.records.append(record)
         finally:
             if conn is not None and not conn.closed:
                 idle.append(conn)  # kept open for the next job to the same target
+
+    async def connect(self) -> Conn | None:
+        """A new connection, or None after recording why there is none."""
+        start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: Conn(self), self.host, self.port),
+                self.job.timeout_s,
+            )
+        except (OSError, TimeoutError) as exc:
+            self.records.append(self.failed(start, f"connect: {exc!r}"))
+            await asyncio.sleep(0.05)  # a refused port must not spin the loop
+            return None
+        return cast(Conn, proto)
 
     def failed(self, start: float, error: str) -> Record:
         total = time.perf_counter() - start

@@ -7,6 +7,7 @@ speed, since this machine's load is not ours to control.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import subprocess
@@ -19,7 +20,14 @@ import pytest
 from bench import report
 from bench.load import Grammar
 from bench.scenarios import SCENARIOS
-from bench.upstream import anthropic_stream, openai_stream, token_texts
+from bench.upstream import (
+    Options,
+    State,
+    UpstreamProtocol,
+    anthropic_stream,
+    openai_stream,
+    token_texts,
+)
 from bench.wire import ChunkedDecoder, chunk
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,3 +114,34 @@ def test_anthropic_tokens_are_text_deltas() -> None:
     block = body.head + b"".join(body.tokens) + body.tail
     assert Grammar("anthropic").tokens(block, None)[0] == 3
     assert Grammar("anthropic").finished(block[-64:])
+
+
+async def test_openai_sdk_reads_the_mock_upstream() -> None:
+    """The mock must look like OpenAI to OpenAI's own client, streamed and not."""
+    openai = pytest.importorskip("openai")
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: UpstreamProtocol(State(Options(tokens=5))), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench-key")
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        stream = await client.chat.completions.create(
+            model="mock-model",
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == "".join(token_texts(5, 4))
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert chunks[-2].choices[0].finish_reason == "stop"
+        assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 5
+        answer = await client.chat.completions.create(model="mock-model", messages=messages)
+        assert answer.choices[0].message.content == text
+        assert answer.usage is not None and answer.usage.completion_tokens == 5
+    finally:
+        await client.close()
+        server.close()
