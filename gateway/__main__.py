@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     runner = uvloop.run if uvloop is not None else asyncio.run
     try:
         runner(serve(config, host, port))
+    except ConfigError as exc:  # found while building providers, e.g. a missing extra
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     except OSError as exc:  # e.g. the port is taken
         print(
             f"gateway: error: cannot listen on {host}:{port}: {exc.strerror or exc}",
