@@ -21,31 +21,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
 import platform
-import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgspec
 import psutil
 
 from bench import report
 from bench.load import Job, Result, Summary
+from bench.measure import Sampler, Snapshot, bound_by, busy_s, client_pct, stats
+from bench.procs import HOST, Child, StartError, free_port, process_cpu_s
 from bench.scenarios import (
     API_ANTHROPIC,
     API_OPENAI,
@@ -58,142 +55,10 @@ from bench.scenarios import (
 )
 
 RESULTS = REPO / "bench" / "results"
-ADDRESS = re.compile(r"http://127\.0\.0\.1:(\d+)")
-HOST = "127.0.0.1"
 BASE_TARGETS = ("direct", "relay", "gateway")
 GATEWAY_PROVIDER = "bench"
 ANTHROPIC_PROVIDER = "bench_anthropic"
 WARMUP_TOKENS = 100
-SAMPLE_S = 0.01  # RSS sampling period of the process under test
-PR_SET_PDEATHSIG = 1
-try:
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:
-    _LIBC = None
-
-
-class StartError(Exception):
-    """A child did not come up; the message holds the end of its output."""
-
-
-def _child_setup(cpus: set[int] | None) -> Callable[[], None]:
-    def setup() -> None:
-        # Die with the orchestrator even if it is SIGKILLed (a test timeout): no orphans.
-        if _LIBC is not None:
-            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    return setup
-
-
-class Child:
-    """A process we started: its output lines, its CPU and memory, and its stop."""
-
-    def __init__(self, name: str, argv: list[str], cpus: set[int] | None, stdin: bool = False):
-        self.name = name
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
-            preexec_fn=_child_setup(cpus),  # a prctl and an affinity call: safe after fork
-        )
-        self.ps = psutil.Process(self.proc.pid)
-        self.tree = [self.ps]
-        self.tail: deque[str] = deque(maxlen=40)  # stdout and stderr, for error messages
-        self.lines: queue.Queue[str] = queue.Queue()  # stdout lines
-        self.errs: queue.Queue[str] = queue.Queue()  # stderr lines (a ready line may be there)
-        for stream, q in ((self.proc.stdout, self.lines), (self.proc.stderr, self.errs)):
-            threading.Thread(target=self._pump, args=(stream, q), daemon=True).start()
-
-    def _pump(self, stream: IO[str] | None, q: queue.Queue[str]) -> None:
-        assert stream is not None
-        for line in stream:
-            self.tail.append(line.rstrip("\n"))
-            q.put(line)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def output(self) -> str:
-        return "\n".join(f"    {line}" for line in self.tail) or "    (no output)"
-
-    def wait_address(self, timeout: float) -> str:
-        """The http://127.0.0.1:PORT the child prints when it is ready."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for q in (self.lines, self.errs):
-                with contextlib.suppress(queue.Empty):
-                    found = ADDRESS.search(q.get(timeout=0.02))
-                    if found:
-                        return f"http://{HOST}:{found.group(1)}"
-            if self.proc.poll() is not None:
-                time.sleep(0.1)  # let the pumps catch the last lines
-                raise StartError(
-                    f"{self.name} exited with status {self.proc.returncode} before it was "
-                    f"ready:\n{self.output()}"
-                )
-        raise StartError(
-            f"{self.name} printed no http://{HOST}:PORT in {timeout:g} s:\n{self.output()}"
-        )
-
-    def readline(self, timeout: float) -> str:
-        try:
-            return self.lines.get(timeout=timeout)
-        except queue.Empty:
-            if self.proc.poll() is not None:
-                raise StartError(f"{self.name} exited:\n{self.output()}") from None
-            raise TimeoutError(f"{self.name} did not answer in {timeout:g} s") from None
-
-    def refresh(self) -> None:
-        """Find the process's children again (scanning /proc is slow: once per run)."""
-        try:
-            self.tree = [self.ps, *self.ps.children(recursive=True)]
-        except psutil.Error:
-            self.tree = [self.ps]
-
-    def cpu_s(self) -> float:
-        """CPU seconds of the process and its children (a gateway may fork workers)."""
-        return sum(process_cpu_s(p) for p in self.tree)
-
-    def rss(self) -> int:
-        total = 0
-        for p in self.tree:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total
-
-    def hwm(self) -> int | None:
-        """The kernel's peak RSS of the main process (VmHWM), in bytes."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.terminate()
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=3)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
 
 
 @dataclass(slots=True)
@@ -236,40 +101,6 @@ class Options:
     chart: bool
     keep_raw: bool
     out: Path
-
-
-@dataclass
-class Snapshot:
-    t: float
-    target: float | None
-    upstream: float
-    loadgen: float
-    me: float
-    cores: list[Any] = field(default_factory=list)
-
-
-def process_cpu_s(proc: psutil.Process) -> float:
-    """On-CPU time of every thread, in ns from /proc/PID/task/*/schedstat: /proc/PID/stat
-    counts in 10 ms ticks, too coarse for a 0.3 s quick run; psutil's figure otherwise."""
-    try:
-        total = 0
-        for task in Path(f"/proc/{proc.pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                total += int((task / "schedstat").read_text().split()[0])
-        if total:
-            return total / 1e9
-    except OSError:
-        pass
-    with contextlib.suppress(psutil.Error):
-        t = proc.cpu_times()
-        return t.user + t.system
-    return 0.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
@@ -588,7 +419,7 @@ class Bench:
         me = after.me - before.me
         # psutil lists every CPU of the machine; only the ones we run on matter here.
         busy = {
-            i: _busy(b, a) for i, (b, a) in enumerate(zip(before.cores, after.cores, strict=True))
+            i: busy_s(b, a) for i, (b, a) in enumerate(zip(before.cores, after.cores, strict=True))
         }
         mine = [busy.get(c, 0.0) for c in self.cpu_ids]
         ours = (target_s or 0) + up + lg + me
@@ -718,107 +549,6 @@ def warmup_run(run: Run) -> Run:
     """Warm-up requests: the run's shape, short and unpaced; they only set up pools and
     caches, so that memory figures start from a process that has served requests."""
     return replace(run, tokens=min(run.tokens, WARMUP_TOKENS), delay_ms=0.0, warmup=0)
-
-
-class Sampler:
-    """Samples a process's RSS every SAMPLE_S on a thread while a run goes on."""
-
-    def __init__(self, probe: Callable[[], int]) -> None:
-        self.probe = probe
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self.t0 = 0.0
-
-    def start(self) -> None:
-        self.t0 = time.perf_counter()
-        self.samples.append((0.0, self.probe()))
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(SAMPLE_S):
-            with contextlib.suppress(psutil.Error):
-                self.samples.append((time.perf_counter() - self.t0, self.probe()))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        with contextlib.suppress(psutil.Error):
-            self.samples.append((time.perf_counter() - self.t0, self.probe()))
-
-    def figures(
-        self, hwm0: int | None, hwm1: int | None
-    ) -> tuple[dict[str, float], list[list[float]]]:
-        mb = 1 / (1024 * 1024)
-        values = [v for _, v in self.samples]
-        peak = max(values)
-        if hwm0 is not None and hwm1 is not None and hwm1 > hwm0:
-            peak = max(peak, hwm1)  # the kernel saw a peak between two samples
-        start, end = values[0], values[-1]
-        step = max(1, len(self.samples) // 300)
-        series = [[round(t, 3), round(v * mb, 2)] for t, v in self.samples[::step]]
-        figures = {
-            "start": start * mb,
-            "peak": peak * mb,
-            "end": end * mb,
-            "growth": (end - start) * mb,
-            "peak_growth": (peak - start) * mb,
-            "samples": len(values),
-        }
-        return figures, series
-
-
-def _busy(before: Any, after: Any) -> float:
-    """Seconds a CPU ran anything; steal (the hypervisor's) and guest (already in user)
-    are not ours to count."""
-    fields = ("user", "nice", "system", "irq", "softirq")
-    return max(0.0, sum(getattr(after, f, 0) - getattr(before, f, 0) for f in fields))
-
-
-def stats(result: Result, run: Run) -> dict[str, Any]:
-    records = result.records
-    ok = [r for r in records if r.error is None]
-    wall = result.summary.wall_s or 1e-9
-    tokens = sum(r.tokens for r in ok)
-    ttfts = [r.ttft for r in ok if r.ttft is not None]
-    gaps = [g for r in ok for g in r.gaps_us]
-    errors = [r.error for r in records if r.error is not None]
-    figures: dict[str, Any] = {
-        "requests": len(records),
-        "errors": len(errors),
-        "error_samples": sorted(set(errors))[:3],
-        "wall_s": wall,
-        "req_s": len(ok) / wall,
-        "tokens": tokens,
-        "chunks_s": tokens / wall if run.stream else None,
-        "total_ms": report.summary((r.total for r in ok), 1000),
-        "usage_missing": sum(1 for r in ok if not r.usage) if run.stream else 0,
-    }
-    if run.stream:
-        figures["ttft_ms"] = report.summary(ttfts, 1000)
-        figures["itl_ms"] = report.summary(gaps, 1 / 1000)
-        figures["dist"] = {
-            "ttft_ms": report.distribution(ttfts, 1000),
-            "itl_ms": report.distribution(gaps, 1 / 1000),
-        }
-    return figures
-
-
-def client_pct(cpu: dict[str, Any]) -> float:
-    """CPU % the load generator and the upstream used together (they share one core)."""
-    return (cpu.get("loadgen_pct") or 0) + (cpu.get("upstream_pct") or 0)
-
-
-def bound_by(cpu: dict[str, Any], target: str) -> str:
-    """What limited the run: the answer to "was the load generator the bottleneck?"."""
-    if (cpu.get("target_pct") or 0) >= 85:
-        return "target CPU"
-    if client_pct(cpu) >= 85:
-        return "client side" + (" (expected: nothing in between)" if target == "direct" else "")
-    busiest = max(cpu.get("target_core_busy_pct") or 0, cpu.get("client_core_busy_pct") or 0)
-    if busiest >= 85 and (cpu.get("others_pct") or 0) >= 25:
-        return "other processes"
-    return "latency (no core saturated)"
 
 
 def progress(row: dict[str, Any], seconds: float) -> None:
