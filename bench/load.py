@@ -451,12 +451,12 @@ class Runner:
 
 
 async def run_job(job: Job) -> Result:
-    cpu0 = time.process_time()
     runner = Runner(job)
     # The collector's pauses would show up as the target's inter-token jitter: keep it off
     # for the job (records hold no cycles; the few others are collected right after).
     gc.collect()
     gc.disable()
+    cpu0 = time.process_time()
     try:
         records = await runner.run()
     finally:

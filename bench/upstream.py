@@ -46,6 +46,7 @@ PROMPT_TOKENS = 12
 # Cycled to make token texts: ASCII only, so no JSON escaping and len(text) == bytes.
 TEXT = " lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor"
 USAGE_MODES = ("auto", "always", "never")  # auto: as OpenAI, only if include_usage
+MIN_SLEEP_S = 0.001  # uvloop's timers count whole milliseconds
 REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
 
 
@@ -558,7 +559,9 @@ class UpstreamProtocol(asyncio.Protocol):
             now = loop.time()
             due = min(int((now - start) / delay), len(tokens))
             if due <= sent:
-                await asyncio.sleep(start + (sent + 1) * delay - now)
+                # Never less than the loop's timer resolution: a shorter sleep returns at
+                # once and would spin this core, which the load generator shares.
+                await asyncio.sleep(max(start + (sent + 1) * delay - now, MIN_SLEEP_S))
                 continue
             transport.write(tokens[sent] if due == sent + 1 else b"".join(tokens[sent:due]))
             sent = due
