@@ -28,15 +28,15 @@ from typing import Any
 import msgspec
 import orjson
 
-from gateway.config import AnthropicProviderConfig, resolve_key
-from gateway.errors import BadRequest, GatewayError, Unauthorized, upstream_error_from_body
+from gateway.config import AnthropicProviderConfig
+from gateway.errors import BadRequest, GatewayError, upstream_error_from_body
 from providers.anthropic_stream import (
     ErrorBody,
     MessagesStream,
     anthropic_error,
     translate_message,
 )
-from providers.base import Operation, RawBody, UpstreamRequest
+from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
 from providers.chat_request import (
     ChatRequest,
     ContentPart,
@@ -79,14 +79,13 @@ class AnthropicProvider:
         self.name = name
         self.config = config
         self._url = config.base_url.rstrip("/") + "/messages"
-        key = resolve_key(config.api_key)
-        self._missing_env = key.missing_env
+        self._key = ApiKey(config.api_key)
         self._headers = {
             "content-type": "application/json",
             "anthropic-version": config.anthropic_version,
         }
-        if key.value:
-            self._headers["x-api-key"] = key.value
+        if self._key.value:
+            self._headers["x-api-key"] = self._key.value
         self._headers.update(config.headers)
 
     def __repr__(self) -> str:
@@ -95,12 +94,7 @@ class AnthropicProvider:
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        if self._missing_env:
-            raise Unauthorized(
-                f"Provider {self.name!r} has no API key: the environment variable "
-                f"{self._missing_env} is not set on the gateway.",
-                code="missing_api_key",
-            )
+        self._key.check(self.name)
         _reject_unsupported(body, self.name)
         messages = messages_body(decode_chat_request(body), model, stream, self.config.max_tokens)
         return UpstreamRequest("POST", self._url, self._headers, orjson.dumps(messages))

@@ -16,8 +16,8 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 
-from gateway.config import AzureProviderConfig, OpenAIProviderConfig, resolve_key
-from providers.base import Operation, RawBody, UpstreamRequest
+from gateway.config import AzureProviderConfig, OpenAIProviderConfig
+from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
 from providers.openai import OpenAIProvider
 
 _PATHS = {Operation.CHAT: "/chat/completions", Operation.COMPLETIONS: "/completions"}
@@ -37,10 +37,9 @@ class AzureProvider(OpenAIProvider):
             ),
         )
         self.azure_config = config
-        key = resolve_key(config.api_key)
-        self._missing_env = key.missing_env  # OpenAIProvider.build_request answers 401 for it
-        if key.value:
-            self._headers["api-key"] = key.value
+        self._key = ApiKey(config.api_key)  # OpenAIProvider.build_request answers 401 for it
+        if self._key.value:
+            self._headers["api-key"] = self._key.value
         base = self._base_url
         # base_url is the resource endpoint; tolerate one that already ends in /openai.
         self._deployments = (base if base.endswith("/openai") else base + "/openai") + (

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from gateway.errors import GatewayError
+from gateway.config import resolve_key
+from gateway.errors import GatewayError, Unauthorized
 
 if TYPE_CHECKING:
     from gateway.uploads import Upload
@@ -31,6 +32,30 @@ class Operation(StrEnum):
     SPEECH = "audio.speech"
     TRANSCRIPTION = "audio.transcriptions"
     TRANSLATION = "audio.translations"
+
+
+class ApiKey:
+    """A configured `api_key` (or other secret) after `env.NAME` resolution.
+
+    An unset variable is only a warning at startup (`gateway.config.warn_missing_keys`): each
+    request to the provider then answers 401 naming the variable (`check`).
+    """
+
+    __slots__ = ("missing_env", "value")
+
+    def __init__(self, raw: str | None) -> None:
+        key = resolve_key(raw)
+        self.value = key.value
+        self.missing_env = key.missing_env
+
+    def check(self, provider: str, what: str = "API key") -> None:
+        """Raise the 401 for a request to `provider` when the key's variable is not set."""
+        if self.missing_env:
+            raise Unauthorized(
+                f"Provider {provider!r} has no {what}: the environment variable "
+                f"{self.missing_env} is not set on the gateway.",
+                code="missing_api_key",
+            )
 
 
 class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):

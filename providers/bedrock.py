@@ -30,7 +30,7 @@ import msgspec
 import orjson
 import yarl
 
-from gateway.config import BedrockProviderConfig, ConfigError, resolve_key
+from gateway.config import BedrockProviderConfig, ConfigError
 from gateway.errors import (
     BadRequest,
     GatewayError,
@@ -38,7 +38,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamProtocolError,
 )
-from providers.base import Operation, RawBody, UpstreamRequest
+from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
 from providers.chat_request import ChatRequest, Message, decode_chat_request, text_of
 from providers.chunks import ChatStreamWriter, chat_completion, usage
 
@@ -130,42 +130,36 @@ class BedrockProvider:
         base = config.base_url or f"https://bedrock-runtime.{config.region}.amazonaws.com"
         self._endpoint = base.rstrip("/")
         self._headers = {"Content-Type": "application/json", **config.headers}
-        self._missing_env: str | None = None
+        self._keys: list[ApiKey] = []  # the configured secrets: each request checks them
         self._credentials: Any = None  # botocore credentials, when signing with SigV4
-        api_key = resolve_key(config.api_key)
         if config.api_key is not None:
-            self._missing_env = api_key.missing_env
+            api_key = ApiKey(config.api_key)
+            self._keys = [api_key]
             if api_key.value:
                 self._headers["Authorization"] = f"Bearer {api_key.value}"
         elif config.access_key_id is not None or config.secret_access_key is not None:
-            self._credentials = self._configured_credentials(config)
+            self._keys = [
+                ApiKey(config.access_key_id),
+                ApiKey(config.secret_access_key),
+                ApiKey(config.session_token),
+            ]
+            self._credentials = self._configured_credentials(*self._keys)
         else:  # the AWS chain: environment, shared files, SSO, container or instance roles
             self._credentials = self._aws.Session().get_credentials()
 
     def __repr__(self) -> str:
         return f"<BedrockProvider {self.name!r} {self._endpoint}>"
 
-    def _configured_credentials(self, config: BedrockProviderConfig) -> Any:
-        keys = [
-            resolve_key(config.access_key_id),
-            resolve_key(config.secret_access_key),
-            resolve_key(config.session_token),
-        ]
-        self._missing_env = next((key.missing_env for key in keys if key.missing_env), None)
-        access_key, secret_key, token = (key.value for key in keys)
-        if self._missing_env or not access_key or not secret_key:
-            return None
-        return self._aws.Credentials(access_key, secret_key, token)
+    def _configured_credentials(self, access_key: ApiKey, secret_key: ApiKey, token: ApiKey) -> Any:
+        if not access_key.value or not secret_key.value or token.missing_env:
+            return None  # a missing variable is answered 401 per request, naming it
+        return self._aws.Credentials(access_key.value, secret_key.value, token.value)
 
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        if self._missing_env:
-            raise Unauthorized(
-                f"Provider {self.name!r} has no AWS credentials: the environment variable "
-                f"{self._missing_env} is not set on the gateway.",
-                code="missing_api_key",
-            )
+        for key in self._keys:
+            key.check(self.name, "AWS credentials")
         _reject_unsupported(body)
         payload = orjson.dumps(converse_body(decode_chat_request(body)))
         action = "converse-stream" if stream else "converse"

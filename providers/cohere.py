@@ -19,16 +19,15 @@ from typing import Any
 import msgspec
 import orjson
 
-from gateway.config import CohereProviderConfig, resolve_key
+from gateway.config import CohereProviderConfig
 from gateway.errors import (
     BadRequest,
     GatewayError,
-    Unauthorized,
     UpstreamError,
     UpstreamProtocolError,
 )
 from gateway.sse import Event, SSEDecoder, SSEProtocolError
-from providers.base import Operation, RawBody, UpstreamRequest
+from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
 from providers.chat_request import ChatRequest, Message, decode_chat_request, text_of
 from providers.chunks import ChatStreamWriter, chat_completion, usage
 
@@ -51,11 +50,10 @@ class CohereProvider:
         self.name = name
         self.config = config
         self._url = config.base_url.rstrip("/") + "/chat"
-        key = resolve_key(config.api_key)
-        self._missing_env = key.missing_env
+        self._key = ApiKey(config.api_key)
         self._headers = {"Content-Type": "application/json", **config.headers}
-        if key.value:
-            self._headers["Authorization"] = f"Bearer {key.value}"
+        if self._key.value:
+            self._headers["Authorization"] = f"Bearer {self._key.value}"
 
     def __repr__(self) -> str:
         return f"<CohereProvider {self.name!r} {self._url}>"
@@ -63,12 +61,7 @@ class CohereProvider:
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        if self._missing_env:
-            raise Unauthorized(
-                f"Provider {self.name!r} has no API key: the environment variable "
-                f"{self._missing_env} is not set on the gateway.",
-                code="missing_api_key",
-            )
+        self._key.check(self.name)
         _reject_unsupported(body)
         payload = chat_body(decode_chat_request(body), model, stream)
         headers = self._headers

@@ -40,16 +40,15 @@ from urllib.parse import quote, urlsplit
 import msgspec
 import orjson
 
-from gateway.config import GeminiProviderConfig, resolve_key
+from gateway.config import GeminiProviderConfig
 from gateway.errors import (
     BadRequest,
     GatewayError,
-    Unauthorized,
     UpstreamError,
     UpstreamProtocolError,
 )
 from gateway.sse import Event, SSEDecoder, SSEProtocolError
-from providers.base import Operation, RawBody, UpstreamRequest
+from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
 from providers.chat_request import (
     ChatRequest,
     ContentPart,
@@ -157,11 +156,10 @@ class GeminiProvider:
         self.name = name
         self.config = config
         self._base_url = config.base_url.rstrip("/")
-        key = resolve_key(config.api_key)
-        self._missing_env = key.missing_env
+        self._key = ApiKey(config.api_key)
         self._headers = {"Content-Type": "application/json", **config.headers}
-        if key.value:
-            self._headers["x-goog-api-key"] = key.value
+        if self._key.value:
+            self._headers["x-goog-api-key"] = self._key.value
 
     def __repr__(self) -> str:
         return f"<GeminiProvider {self.name!r} url={self._base_url!r}>"
@@ -169,12 +167,7 @@ class GeminiProvider:
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        if self._missing_env:
-            raise Unauthorized(
-                f"Provider {self.name!r} has no API key: the environment variable "
-                f"{self._missing_env} is not set on the gateway.",
-                code="missing_api_key",
-            )
+        self._key.check(self.name)
         n = _reject_unsupported(body, self.name)
         request = decode_chat_request(body)
         path = quote(model.removeprefix("models/"), safe="")

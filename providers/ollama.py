@@ -34,15 +34,14 @@ from typing import Any
 import msgspec
 import orjson
 
-from gateway.config import OllamaProviderConfig, resolve_key
+from gateway.config import OllamaProviderConfig
 from gateway.errors import (
     BadRequest,
     GatewayError,
-    Unauthorized,
     UpstreamProtocolError,
     upstream_error_from_body,
 )
-from providers.base import Operation, RawBody, UpstreamRequest
+from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
 from providers.chat_request import (
     ChatRequest,
     ContentPart,
@@ -85,11 +84,10 @@ class OllamaProvider:
         self.name = name
         self.config = config
         self._url = config.base_url.rstrip("/") + "/api/chat"
-        key = resolve_key(config.api_key)
-        self._missing_env = key.missing_env
+        self._key = ApiKey(config.api_key)
         self._headers = {"Content-Type": "application/json", **config.headers}
-        if key.value:
-            self._headers["Authorization"] = f"Bearer {key.value}"
+        if self._key.value:
+            self._headers["Authorization"] = f"Bearer {self._key.value}"
 
     def __repr__(self) -> str:
         return f"<OllamaProvider {self.name!r} url={self._url!r}>"
@@ -97,12 +95,7 @@ class OllamaProvider:
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        if self._missing_env:
-            raise Unauthorized(
-                f"Provider {self.name!r} has no API key: the environment variable "
-                f"{self._missing_env} is not set on the gateway.",
-                code="missing_api_key",
-            )
+        self._key.check(self.name)
         _reject_unsupported(body, self.name)
         chat = ollama_body(decode_chat_request(body), model, stream)
         return UpstreamRequest("POST", self._url, self._headers, orjson.dumps(chat))

@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import orjson
 
-from gateway.config import OpenAIProviderConfig, resolve_key
+from gateway.config import OpenAIProviderConfig
 from gateway.errors import (
     GatewayError,
-    Unauthorized,
     UpstreamProtocolError,
     upstream_error_from_body,
 )
 from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
-from providers.base import Operation, RawBody, StreamTranslator, UpstreamRequest
+from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
 from providers.responses_bridge import encode_event
 
 if TYPE_CHECKING:
@@ -52,16 +51,15 @@ class OpenAIProvider:
         self.name = name
         self.config = config
         self._base_url = config.base_url.rstrip("/")
-        key = resolve_key(config.api_key)
-        self._missing_env = key.missing_env
+        self._key = ApiKey(config.api_key)
         self._headers = {"Content-Type": "application/json", **config.headers}
-        if key.value:
-            self._headers["Authorization"] = f"Bearer {key.value}"
+        if self._key.value:
+            self._headers["Authorization"] = f"Bearer {self._key.value}"
 
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        self._check_key()
+        self._key.check(self.name)
         return UpstreamRequest(
             "POST",
             self._base_url + PATHS[operation],
@@ -70,7 +68,7 @@ class OpenAIProvider:
         )
 
     def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
-        self._check_key()
+        self._key.check(self.name)
         headers = {**self._headers, "Content-Type": upload.content_type}
         return UpstreamRequest(
             "POST", self._base_url + PATHS[operation], headers, upload.body(model)
@@ -83,14 +81,6 @@ class OpenAIProvider:
 
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
         return body
-
-    def _check_key(self) -> None:
-        if self._missing_env:
-            raise Unauthorized(
-                f"Provider {self.name!r} has no API key: the environment variable "
-                f"{self._missing_env} is not set on the gateway.",
-                code="missing_api_key",
-            )
 
     def upstream_error(self, status: int, body: bytes) -> GatewayError:
         return upstream_error_from_body(status, body, self.name)
