@@ -129,6 +129,35 @@ def _passes(probe: _ChunkProbe) -> bool:
     return True
 
 
+_HOLD_LIMIT = 1024 * 1024  # past this, the decoder (and its event-size bound) takes over
+
+
+def _plain_prefix(data: bytes) -> int:
+    """Where the leading run of whole, plain `data: <json>` blocks of LF-only `data` ends.
+
+    A block is plain when it is one `data: ` line whose JSON has no finish_reason, usage or
+    error: the probe decodes it in place (a memoryview, no copy), as `_is_plain` would.
+    """
+    view = memoryview(data)
+    find = data.find
+    start = 0
+    size = len(data)
+    while start < size:
+        end = find(b"\n\n", start)
+        if end == -1 or not data.startswith(b"data: ", start) or find(b"\n", start, end) != -1:
+            return start
+        payload = view[start + 6 : end]
+        if payload == b"[DONE]":
+            return start
+        try:
+            if not _passes(_decode_probe(payload)):
+                return start
+        except msgspec.DecodeError:
+            return start
+        start = end + 2
+    return start
+
+
 def _is_plain(item: Event | Comment) -> bool:
     """Whether an item may go to the client as the upstream sent it (per chunk: keep lean)."""
     if type(item) is not Event:
@@ -151,17 +180,38 @@ class ChunkNormaliser:
         self._provider = provider
         self._chat = operation is Operation.CHAT
         self._decoder = SSEDecoder()
+        # The unfinished last block of an LF-only read, not yet given to the decoder: the
+        # decoder only ever sees whole blocks, so every block boundary is one in the bytes.
+        self._held = b""
         self._template: dict[str, Any] | None = None  # id, model, created, ... for the last chunk
         self._finishes: dict[int, dict[str, Any]] = {}  # choice index -> its final choice
         self._usage: Any = None
 
     def feed(self, data: bytes) -> bytes:
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        if b"\r" in data or self._decoder.pending or len(data) > _HOLD_LIMIT:
+            return self._decode(data)  # the general path: any line ending, any split
+        # LF-only bytes at a block boundary: the leading run of plain `data:` blocks goes out
+        # as the upstream's bytes without building a single event.
+        plain_end = _plain_prefix(data)
+        if plain_end == len(data):
+            return data
+        last = data.rfind(b"\n\n", plain_end) + 2
+        if last < plain_end + 2:  # no whole block after the plain run: wait for the rest
+            self._held = data[plain_end:]
+            return data[:plain_end]
+        self._held = data[last:]
+        return data[:plain_end] + self._decode(data[plain_end:last])
+
+    def _decode(self, data: bytes) -> bytes:
         try:
             items = self._decoder.feed(data)
         except SSEProtocolError as exc:
             return self.error_event(UpstreamProtocolError(str(exc)))
         if self._decoder.aligned and all(map(_is_plain, items)):
-            return data  # the hot path: the upstream's bytes, unchanged
+            return data  # the upstream's bytes, unchanged
         if not items:
             return b""
         out = []
@@ -172,6 +222,11 @@ class ChunkNormaliser:
         return b"".join(out)
 
     def end(self) -> bytes:
+        if self._held and not self.finished:
+            held, self._held = self._held, b""
+            out = self._decode(held)  # an unfinished block: the decoder keeps it pending
+            if self.finished:
+                return out
         if self.finished:
             return b""
         if self._decoder.pending:

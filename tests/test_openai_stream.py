@@ -115,3 +115,40 @@ def test_text_completion_finish_is_split_from_its_text() -> None:
     assert last["choices"][0]["text"] == "" and last["choices"][0]["finish_reason"] == "stop"
     assert last["usage"] == USAGE
     assert done is None
+
+
+def test_content_before_the_finish_in_the_same_read_passes_verbatim() -> None:
+    events = openai_chat_stream(TOKENS)
+    whole = b"".join(events)
+    out = _run([whole])
+    content = b"".join(events[:-3])  # role and content chunks, as the upstream wrote them
+    assert out.startswith(content)
+    assert parse_sse(out)[-1].data == "[DONE]"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    extras=st.lists(
+        st.sampled_from([b": keep-alive\n\n", b"event: ping\ndata: {}\n\n", b"\n", b"id: 7\n\n"]),
+        max_size=4,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=20),
+    crlf_from=st.integers(min_value=0, max_value=12),
+)
+def test_comments_named_events_and_a_switch_to_crlf_survive_any_split(
+    extras, cuts, crlf_from
+) -> None:
+    events = openai_chat_stream(TOKENS)
+    blocks = events[:2] + extras + events[2:]
+    # Some servers' line endings change mid-stream: CRLF from block `crlf_from` on.
+    blocks = [b.replace(b"\n", b"\r\n") if i >= crlf_from else b for i, b in enumerate(blocks)]
+    stream = b"".join(blocks)
+    whole = parse_sse(_run([stream]))
+    assert parse_sse(_run(_split(stream, cuts))) == whole
+    text = "".join(
+        orjson.loads(e.data)["choices"][0]["delta"].get("content") or ""
+        for e in whole
+        if e.data.startswith('{"id"')
+    )
+    assert text == "".join(TOKENS)
+    assert whole[-1].data == "[DONE]"
