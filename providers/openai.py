@@ -144,16 +144,21 @@ def _plain_prefix(data: bytes) -> int:
     size = len(data)
     while start < size:
         end = find(b"\n\n", start)
-        if end == -1 or not data.startswith(b"data: ", start) or find(b"\n", start, end) != -1:
-            return start
-        payload = view[start + 6 : end]
-        if payload == b"[DONE]":
+        if (
+            end == -1
+            or not data.startswith(b"data: {", start)  # a JSON object: not [DONE], no space
+            or find(b"\n", start, end) != -1  # one line only
+        ):
             return start
         try:
-            if not _passes(_decode_probe(payload)):
-                return start
+            probe = _decode_probe(view[start + 6 : end])
         except msgspec.DecodeError:
             return start
+        if probe.usage is not None or probe.error is not None:
+            return start
+        for choice in probe.choices:
+            if choice.finish_reason is not None:
+                return start
         start = end + 2
     return start
 
