@@ -22,7 +22,6 @@ JSON response formats) are a 400 naming the parameter; `seed` is dropped (best e
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -38,11 +37,14 @@ from providers.anthropic_stream import (
 )
 from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
 from providers.chat_request import (
+    CHOICES_AND_LOGPROBS,
+    Asks,
     ChatRequest,
     ContentPart,
     FunctionDef,
     Message,
     decode_chat_request,
+    reject_unsupported,
     text_of,
 )
 
@@ -56,18 +58,15 @@ from providers.chat_request import (
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
 _MIN_BUDGET = 1024
 
-_Check = Callable[[Any], bool]
 # Raw parameters with no Anthropic equivalent, and when a value actually asks for them.
-_UNSUPPORTED: dict[str, _Check] = {
-    "n": lambda v: v not in (None, 1),
-    "logprobs": lambda v: bool(v),
-    "top_logprobs": lambda v: v not in (None, 0),
-    "logit_bias": lambda v: bool(v),
-    "presence_penalty": lambda v: bool(v),
-    "frequency_penalty": lambda v: bool(v),
+_UNSUPPORTED: dict[str, Asks] = {
+    **CHOICES_AND_LOGPROBS,
+    "presence_penalty": bool,
+    "frequency_penalty": bool,
     "audio": lambda v: v is not None,
     "response_format": lambda v: isinstance(v, dict) and v.get("type") != "text",
 }
+_UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provider!r} (Anthropic)."
 
 
 class AnthropicProvider:
@@ -95,7 +94,7 @@ class AnthropicProvider:
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
         self._key.check(self.name)
-        _reject_unsupported(body, self.name)
+        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
         messages = messages_body(decode_chat_request(body), model, stream, self.config.max_tokens)
         return UpstreamRequest("POST", self._url, self._headers, orjson.dumps(messages))
 
@@ -119,17 +118,6 @@ class AnthropicProvider:
 
 
 _error_decoder = msgspec.json.Decoder(ErrorBody)
-
-
-def _reject_unsupported(body: RawBody, provider: str) -> None:
-    for key, asks_for_it in _UNSUPPORTED.items():
-        raw = body.get(key)
-        if raw is not None and asks_for_it(msgspec.json.decode(raw)):
-            raise BadRequest(
-                f"Parameter '{key}' is not supported by provider {provider!r} (Anthropic).",
-                param=key,
-                code="unsupported_parameter",
-            )
 
 
 def messages_body(

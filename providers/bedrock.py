@@ -39,7 +39,15 @@ from gateway.errors import (
     UpstreamProtocolError,
 )
 from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
-from providers.chat_request import ChatRequest, Message, decode_chat_request, text_of
+from providers.chat_request import (
+    Asks,
+    ChatRequest,
+    Message,
+    decode_chat_request,
+    not_off,
+    reject_unsupported,
+    text_only,
+)
 from providers.chunks import ChatStreamWriter, chat_completion, usage
 
 STOP_REASONS = {
@@ -75,19 +83,16 @@ STREAM_EXCEPTIONS = {
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
 # OpenAI fields Converse has no place for: a 400 rather than a silently different answer.
 # Their "off" values (null, false, 0, n=1, response_format text) are accepted.
-_UNSUPPORTED = (
-    "n",
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "response_format",
-    "reasoning_effort",
-    "audio",
-    "modalities",
-)
+_UNSUPPORTED: dict[str, Asks] = {
+    "n": lambda v: not_off(v) and v != 1,
+    **dict.fromkeys(("logprobs", "top_logprobs", "logit_bias", "seed"), not_off),
+    **dict.fromkeys(("presence_penalty", "frequency_penalty"), not_off),
+    "response_format": lambda v: (
+        not_off(v) and not (isinstance(v, dict) and v.get("type") == "text")
+    ),
+    **dict.fromkeys(("reasoning_effort", "audio", "modalities"), not_off),
+}
+_UNSUPPORTED_MESSAGE = "Provider type 'bedrock' does not support '{param}'."
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,7 @@ class BedrockProvider:
     ) -> UpstreamRequest:
         for key in self._keys:
             key.check(self.name, "AWS credentials")
-        _reject_unsupported(body)
+        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
         payload = orjson.dumps(converse_body(decode_chat_request(body)))
         action = "converse-stream" if stream else "converse"
         # Signed as it goes on the wire: aiohttp sends `yarl.URL(url)`, which turns `%3A` (in
@@ -225,23 +230,6 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
     return payload
 
 
-def _reject_unsupported(body: RawBody) -> None:
-    for name in _UNSUPPORTED:
-        raw = body.get(name)
-        if raw is None:
-            continue
-        value = msgspec.json.decode(raw)
-        if value in (None, False, 0) or (name == "n" and value == 1):
-            continue
-        if name == "response_format" and isinstance(value, dict) and value.get("type") == "text":
-            continue
-        raise BadRequest(
-            f"Provider type 'bedrock' does not support '{name}'.",
-            param=name,
-            code="unsupported_parameter",
-        )
-
-
 def _messages(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """System blocks, and the conversation with same-role neighbours merged (Converse wants
     user and assistant turns to alternate, and tool results are user content)."""
@@ -249,7 +237,7 @@ def _messages(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[
     turns: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         if message.role in ("system", "developer"):
-            system.append({"text": _text_only(message, i)})
+            system.append({"text": text_only(message, i)})
             continue
         role, blocks = _turn(message, i)
         if turns and turns[-1]["role"] == role:
@@ -270,23 +258,11 @@ def _turn(message: Message, i: int) -> tuple[str, list[dict[str, Any]]]:
                 f"messages[{i}].tool_call_id is required for a tool message.",
                 param=f"messages[{i}].tool_call_id",
             )
-        result = {"toolUseId": message.tool_call_id, "content": [{"text": _text_only(message, i)}]}
+        result = {"toolUseId": message.tool_call_id, "content": [{"text": text_only(message, i)}]}
         return "user", [{"toolResult": result}]
     raise BadRequest(
         f"Invalid value for 'messages[{i}].role': {message.role!r}.", param=f"messages[{i}].role"
     )
-
-
-def _text_only(message: Message, i: int) -> str:
-    if isinstance(message.content, list):
-        for j, part in enumerate(message.content):
-            if part.type != "text":
-                raise BadRequest(
-                    f"A {message.role} message takes text only; messages[{i}].content[{j}] "
-                    f"is {part.type!r}.",
-                    param=f"messages[{i}].content[{j}]",
-                )
-    return text_of(message.content)
 
 
 def _user_blocks(message: Message, i: int) -> list[dict[str, Any]]:
@@ -333,7 +309,7 @@ def _assistant_blocks(message: Message, i: int) -> list[dict[str, Any]]:
         # A signed thinking block goes back first and unchanged, as Claude requires.
         text = {"text": message.reasoning, "signature": message.reasoning_signature}
         blocks.append({"reasoningContent": {"reasoningText": text}})
-    text = _text_only(message, i)
+    text = text_only(message, i)
     if text:
         blocks.append({"text": text})
     for j, call in enumerate(message.tool_calls or []):

@@ -3,13 +3,18 @@
 The OpenAI pass-through never builds these (it forwards the raw body); a translating provider
 decodes the body once into `ChatRequest` and maps its fields to the upstream's format.
 A body that does not fit is a 400 naming the field (`messages[2].content`).
+
+The helpers at the end are the checks those providers share: parameters they cannot honour,
+text-only messages, tool-call arguments parsed into the object an upstream wants.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
+import orjson
 
 from gateway.errors import BadRequest
 from providers.base import RawBody
@@ -63,6 +68,10 @@ class Tool(msgspec.Struct, gc=False):
 
 
 class ChatRequest(msgspec.Struct, gc=False):
+    # Not fields: n, logprobs, top_logprobs, logit_bias, audio, modalities. No translating
+    # provider can give several choices, logprobs or audio; `reject_unsupported` judges them on
+    # the raw body, where an "off" value of any JSON type (n: 1.0, logprobs: 0) passes instead
+    # of failing a typed decode.
     model: str
     messages: list[Message]
     stream: bool | None = None
@@ -115,3 +124,77 @@ def text_of(content: str | list[ContentPart] | None) -> str:
     if isinstance(content, str):
         return content
     return "".join(part.text or "" for part in content if part.type == "text")
+
+
+# --- shared by the translating providers -----------------------------------------------------
+
+# Whether a parameter's raw JSON value asks for something (False for its "off" values).
+Asks = Callable[[Any], bool]
+
+
+def not_off(value: Any) -> bool:
+    """Any value but null, false and 0 asks for something."""
+    return value not in (None, False)
+
+
+# Parameters asking for what a translated answer cannot carry (several choices, logprobs, token
+# biases, audio), with the values that ask for it: null, n=1, false, 0 and ["text"] ask nothing.
+CHOICES_AND_LOGPROBS: dict[str, Asks] = {
+    "n": lambda v: v not in (None, 1),
+    "logprobs": bool,
+    "top_logprobs": lambda v: v not in (None, 0),
+    "logit_bias": bool,
+}
+AUDIO_OUTPUT: dict[str, Asks] = {
+    "audio": lambda v: v is not None,
+    "modalities": lambda v: v not in (None, ["text"]),
+}
+
+
+def reject_unsupported(
+    body: RawBody, unsupported: Mapping[str, Asks], message: str, provider: str
+) -> None:
+    """A 400 `unsupported_parameter` for the first parameter of `unsupported` (in its order)
+    whose value asks for something. `message` is a `str.format` template of its text, given
+    `param` and `provider`. Judged on the raw body, before it is decoded, so that any JSON value
+    is read and the "off" ones pass."""
+    for param, asks_for_it in unsupported.items():
+        raw = body.get(param)
+        if raw is not None and asks_for_it(msgspec.json.decode(raw)):
+            raise BadRequest(
+                message.format(param=param, provider=provider),
+                param=param,
+                code="unsupported_parameter",
+            )
+
+
+def text_only(message: Message, i: int) -> str:
+    """The text of `messages[i]`, for a role the upstream takes as text only: any other part is
+    a 400 naming it."""
+    if isinstance(message.content, list):
+        for j, part in enumerate(message.content):
+            if part.type != "text":
+                raise BadRequest(
+                    f"A {message.role} message takes text only; messages[{i}].content[{j}] "
+                    f"is {part.type!r}.",
+                    param=f"messages[{i}].content[{j}]",
+                )
+    return text_of(message.content)
+
+
+def arguments_object(arguments: str, where: str) -> dict[str, Any]:
+    """A tool call's `arguments` (a JSON text) as the object an upstream takes; blank is {}.
+    Anything but a JSON object is a 400 naming `where`."""
+    if not arguments.strip():
+        return {}
+    try:
+        args = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict):
+        raise BadRequest(
+            f"Invalid value for '{where}': expected a JSON object.",
+            param=where,
+            code="invalid_value",
+        )
+    return args

@@ -28,7 +28,15 @@ from gateway.errors import (
 )
 from gateway.sse import Event, SSEDecoder, SSEProtocolError
 from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
-from providers.chat_request import ChatRequest, Message, decode_chat_request, text_of
+from providers.chat_request import (
+    Asks,
+    ChatRequest,
+    Message,
+    decode_chat_request,
+    not_off,
+    reject_unsupported,
+    text_only,
+)
 from providers.chunks import ChatStreamWriter, chat_completion, usage
 
 FINISH_REASONS = {
@@ -38,7 +46,11 @@ FINISH_REASONS = {
     "TOOL_CALL": "tool_calls",
 }
 # OpenAI fields Cohere's chat has no equivalent for: a 400 rather than a silent change.
-_UNSUPPORTED = ("n", "logprobs", "top_logprobs", "logit_bias", "audio", "modalities")
+_UNSUPPORTED: dict[str, Asks] = {
+    "n": lambda v: not_off(v) and v != 1,
+    **dict.fromkeys(("logprobs", "top_logprobs", "logit_bias", "audio", "modalities"), not_off),
+}
+_UNSUPPORTED_MESSAGE = "Provider type 'cohere' does not support '{param}'."
 
 
 class CohereProvider:
@@ -62,7 +74,7 @@ class CohereProvider:
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
         self._key.check(self.name)
-        _reject_unsupported(body)
+        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
         payload = chat_body(decode_chat_request(body), model, stream)
         headers = self._headers
         if stream:
@@ -113,25 +125,10 @@ def chat_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
     return payload
 
 
-def _reject_unsupported(body: RawBody) -> None:
-    for name in _UNSUPPORTED:
-        raw = body.get(name)
-        if raw is None:
-            continue
-        value = msgspec.json.decode(raw)
-        if value in (None, False) or (name == "n" and value == 1):
-            continue
-        raise BadRequest(
-            f"Provider type 'cohere' does not support '{name}'.",
-            param=name,
-            code="unsupported_parameter",
-        )
-
-
 def _message(message: Message, i: int) -> dict[str, Any]:
     role = message.role
     if role in ("system", "developer"):
-        return {"role": "system", "content": _text_only(message, i)}
+        return {"role": "system", "content": text_only(message, i)}
     if role == "user":
         return {"role": "user", "content": _user_content(message, i)}
     if role == "assistant":
@@ -145,23 +142,11 @@ def _message(message: Message, i: int) -> dict[str, Any]:
         return {
             "role": "tool",
             "tool_call_id": message.tool_call_id,
-            "content": _text_only(message, i),
+            "content": text_only(message, i),
         }
     raise BadRequest(
         f"Invalid value for 'messages[{i}].role': {role!r}.", param=f"messages[{i}].role"
     )
-
-
-def _text_only(message: Message, i: int) -> str:
-    if isinstance(message.content, list):
-        for j, part in enumerate(message.content):
-            if part.type != "text":
-                raise BadRequest(
-                    f"A {message.role} message takes text only; messages[{i}].content[{j}] "
-                    f"is {part.type!r}.",
-                    param=f"messages[{i}].content[{j}]",
-                )
-    return text_of(message.content)
 
 
 def _user_content(message: Message, i: int) -> str | list[dict[str, Any]]:
@@ -188,7 +173,7 @@ def _user_content(message: Message, i: int) -> str | list[dict[str, Any]]:
 
 def _assistant(message: Message, i: int) -> dict[str, Any]:
     out: dict[str, Any] = {"role": "assistant"}
-    text = _text_only(message, i)
+    text = text_only(message, i)
     if text:
         out["content"] = text
     if message.tool_calls:

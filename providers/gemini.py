@@ -33,7 +33,6 @@ import binascii
 import mimetypes
 import re
 import secrets
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -50,11 +49,15 @@ from gateway.errors import (
 from gateway.sse import Event, SSEDecoder, SSEProtocolError
 from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
 from providers.chat_request import (
+    AUDIO_OUTPUT,
+    CHOICES_AND_LOGPROBS,
     ChatRequest,
     ContentPart,
     Message,
     Tool,
+    arguments_object,
     decode_chat_request,
+    reject_unsupported,
     text_of,
 )
 from providers.chunks import ChatStreamWriter, chat_completion, usage
@@ -106,14 +109,8 @@ _TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 
 # Asked for, these would need what the translated answer cannot carry (several choices,
 # logprobs, audio): a 400 naming the parameter rather than a silently different answer.
-_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
-    "n": lambda v: v not in (None, 1),
-    "logprobs": lambda v: bool(v),
-    "top_logprobs": lambda v: v not in (None, 0),
-    "logit_bias": lambda v: bool(v),
-    "audio": lambda v: v is not None,
-    "modalities": lambda v: v not in (None, ["text"]),
-}
+_UNSUPPORTED = {**CHOICES_AND_LOGPROBS, **AUDIO_OUTPUT}
+_UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provider!r} (Gemini)."
 
 # The fields of Gemini's Schema object (ai.google.dev/api/caching#Schema), an OpenAPI 3.0
 # subset: any other JSON-schema key (additionalProperties, $schema, strict, ...) is a 400.
@@ -168,7 +165,9 @@ class GeminiProvider:
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
         self._key.check(self.name)
-        n = _reject_unsupported(body, self.name)
+        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
+        # n = 1 (any other n was refused above) goes on as candidateCount, as it was asked.
+        n = 1 if "n" in body and msgspec.json.decode(body["n"]) == 1 else None
         request = decode_chat_request(body)
         path = quote(model.removeprefix("models/"), safe="")
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
@@ -211,19 +210,6 @@ def gemini_body(request: ChatRequest, n: int | None = None) -> dict[str, Any]:
     if config:
         body["generationConfig"] = config
     return body
-
-
-def _reject_unsupported(body: RawBody, provider: str) -> int | None:
-    """A 400 for what the translated answer cannot carry; returns `n` (None or 1)."""
-    for key, asks_for_it in _UNSUPPORTED.items():
-        raw = body.get(key)
-        if raw is not None and asks_for_it(msgspec.json.decode(raw)):
-            raise BadRequest(
-                f"Parameter '{key}' is not supported by provider {provider!r} (Gemini).",
-                param=key,
-                code="unsupported_parameter",
-            )
-    return 1 if "n" in body and msgspec.json.decode(body["n"]) == 1 else None
 
 
 def _contents(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -334,29 +320,15 @@ def _assistant_parts(
     first_call: dict[str, Any] | None = None
     for j, call in enumerate(message.tool_calls or ()):
         call_names[call.id] = call.function.name
-        args = _arguments(call.function.arguments, f"{where}.tool_calls[{j}].function.arguments")
+        args = arguments_object(
+            call.function.arguments, f"{where}.tool_calls[{j}].function.arguments"
+        )
         part = {"functionCall": {"name": call.function.name, "args": args}}
         first_call = first_call or part
         parts.append(part)
     if message.reasoning_signature and parts:
         (first_call or parts[-1])["thoughtSignature"] = message.reasoning_signature
     return parts
-
-
-def _arguments(arguments: str, where: str) -> dict[str, Any]:
-    if not arguments.strip():
-        return {}
-    try:
-        args = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        args = None
-    if not isinstance(args, dict):
-        raise BadRequest(
-            f"Invalid value for '{where}': expected a JSON object.",
-            param=where,
-            code="invalid_value",
-        )
-    return args
 
 
 def _tool_result(message: Message, call_names: dict[str, str], where: str) -> dict[str, Any]:

@@ -28,7 +28,6 @@ complete JSON arguments and an id (Ollama's own when it gives one, else a genera
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -43,11 +42,15 @@ from gateway.errors import (
 )
 from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
 from providers.chat_request import (
+    AUDIO_OUTPUT,
+    CHOICES_AND_LOGPROBS,
     ChatRequest,
     ContentPart,
     Message,
     Tool,
+    arguments_object,
     decode_chat_request,
+    reject_unsupported,
     text_of,
 )
 from providers.chunks import ChatStreamWriter, chat_completion, usage
@@ -62,14 +65,8 @@ THINK_VALUES: dict[str, bool | str] = {
 _FINISH_REASONS = {"stop": "stop", "length": "length"}  # others ("load", "unload") just end
 
 # Asked for, these would need what the translated answer cannot carry: a 400 naming them.
-_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
-    "n": lambda v: v not in (None, 1),
-    "logprobs": lambda v: bool(v),
-    "top_logprobs": lambda v: v not in (None, 0),
-    "logit_bias": lambda v: bool(v),
-    "audio": lambda v: v is not None,
-    "modalities": lambda v: v not in (None, ["text"]),
-}
+_UNSUPPORTED = {**CHOICES_AND_LOGPROBS, **AUDIO_OUTPUT}
+_UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provider!r} (Ollama)."
 _DATA_PREFIX = "data:"
 # An NDJSON line longer than this is not a chat chunk: stop buffering it.
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -96,7 +93,7 @@ class OllamaProvider:
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
         self._key.check(self.name)
-        _reject_unsupported(body, self.name)
+        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
         chat = ollama_body(decode_chat_request(body), model, stream)
         return UpstreamRequest("POST", self._url, self._headers, orjson.dumps(chat))
 
@@ -130,17 +127,6 @@ class OllamaProvider:
 
 
 # --- the request ---------------------------------------------------------------------------
-
-
-def _reject_unsupported(body: RawBody, provider: str) -> None:
-    for key, asks_for_it in _UNSUPPORTED.items():
-        raw = body.get(key)
-        if raw is not None and asks_for_it(msgspec.json.decode(raw)):
-            raise BadRequest(
-                f"Parameter '{key}' is not supported by provider {provider!r} (Ollama).",
-                param=key,
-                code="unsupported_parameter",
-            )
 
 
 def ollama_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
@@ -247,27 +233,13 @@ def _assistant(message: Message, call_names: dict[str, str], where: str) -> dict
     calls = []
     for j, call in enumerate(message.tool_calls or ()):
         call_names[call.id] = call.function.name
-        args = _arguments(call.function.arguments, f"{where}.tool_calls[{j}].function.arguments")
+        args = arguments_object(
+            call.function.arguments, f"{where}.tool_calls[{j}].function.arguments"
+        )
         calls.append({"function": {"name": call.function.name, "arguments": args}})
     if calls:
         out["tool_calls"] = calls
     return out
-
-
-def _arguments(arguments: str, where: str) -> dict[str, Any]:
-    if not arguments.strip():
-        return {}
-    try:
-        args = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        args = None
-    if not isinstance(args, dict):
-        raise BadRequest(
-            f"Invalid value for '{where}': expected a JSON object.",
-            param=where,
-            code="invalid_value",
-        )
-    return args
 
 
 def _options(request: ChatRequest) -> dict[str, Any]:
