@@ -21,7 +21,8 @@ from gateway.config import GeminiProviderConfig
 from gateway.errors import BadRequest, UpstreamError
 from providers.base import Operation
 from providers.chunks import ChatStreamWriter
-from providers.gemini import GeminiProvider, GeminiStream, gemini_error, gemini_schema
+from providers.gemini import GeminiProvider, GeminiStream, gemini_error
+from providers.gemini_schema import gemini_schema
 from tests.conftest import FakeUpstream, GatewayFactory, Handler
 from tests.replay import fixture, replay
 from tests.streams import parse_sse

@@ -1,0 +1,118 @@
+"""JSON schemas cut to what Gemini accepts: its Schema object, an OpenAPI 3.0 subset.
+
+Tool parameters (`functionDeclarations[].parameters`) and structured output
+(`generationConfig.responseSchema`) take Gemini's Schema object
+(ai.google.dev/api/caching#Schema), not JSON schema: `gemini_schema` keeps the keys it knows,
+inlines local `$ref`s and spells nullability and alternatives its way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.errors import BadRequest
+
+# The fields of Gemini's Schema object, an OpenAPI 3.0 subset: Gemini answers any other
+# JSON-schema key (additionalProperties, $schema, strict, ...) with a 400, so it is dropped.
+_SCHEMA_KEYS = frozenset(
+    {
+        "type",
+        "format",
+        "title",
+        "description",
+        "nullable",
+        "enum",
+        "maxItems",
+        "minItems",
+        "properties",
+        "required",
+        "minProperties",
+        "maxProperties",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "example",
+        "anyOf",
+        "propertyOrdering",
+        "default",
+        "items",
+        "minimum",
+        "maximum",
+    }
+)
+_MAX_SCHEMA_DEPTH = 64
+
+
+def gemini_schema(schema: Any, param: str) -> Any:
+    """A JSON schema cut to Gemini's OpenAPI subset: unknown keys dropped, local `$ref`s inlined,
+    `["T", "null"]` types and `{"type": "null"}` alternatives turned into `nullable`, `oneOf`
+    read as `anyOf` and `const` as a one-value `enum`."""
+    if not isinstance(schema, dict):
+        return schema
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    return _schema(schema, defs, param, 0)
+
+
+def _schema(node: Any, defs: dict[str, Any], param: str, depth: int) -> Any:
+    if not isinstance(node, dict):
+        return node
+    if depth > _MAX_SCHEMA_DEPTH:
+        raise BadRequest(
+            f"Invalid value for '{param}': the schema nests deeper than {_MAX_SCHEMA_DEPTH} "
+            "levels (a recursive $ref?); Gemini cannot express it.",
+            param=param,
+            code="invalid_value",
+        )
+    node = _resolve_ref(node, defs)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "oneOf":
+            key = "anyOf"
+        elif key == "const":
+            key, value = "enum", [value]
+        if key not in _SCHEMA_KEYS:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            value = {name: _schema(sub, defs, param, depth + 1) for name, sub in value.items()}
+        elif key == "items":
+            value = _schema(value, defs, param, depth + 1)
+        elif key == "anyOf" and isinstance(value, list):
+            value = [_schema(sub, defs, param, depth + 1) for sub in value]
+        out[key] = value
+    _nullable(out)
+    return out
+
+
+def _resolve_ref(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if not isinstance(ref, str):
+        return node
+    target = defs.get(ref.rpartition("/")[2])
+    if not isinstance(target, dict):
+        return node
+    return {**target, **{key: value for key, value in node.items() if key != "$ref"}}
+
+
+def _nullable(out: dict[str, Any]) -> None:
+    """Gemini has no "null" type: it is the `nullable` flag on the other one."""
+    kind = out.get("type")
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        if len(kinds) < len(kind):
+            out["nullable"] = True
+        if len(kinds) == 1:
+            out["type"] = kinds[0]
+        else:
+            del out["type"]
+            out["anyOf"] = [{"type": k} for k in kinds]
+    alternatives = out.get("anyOf")
+    if isinstance(alternatives, list):
+        rest = [a for a in alternatives if not (isinstance(a, dict) and a.get("type") == "null")]
+        if len(rest) < len(alternatives):
+            out["nullable"] = True
+            if len(rest) == 1 and isinstance(rest[0], dict):
+                del out["anyOf"]
+                for key, value in rest[0].items():
+                    out.setdefault(key, value)
+            else:
+                out["anyOf"] = rest
