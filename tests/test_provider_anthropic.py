@@ -7,7 +7,6 @@ real gateway; the translator is also fed bytes directly (sans-IO) for the split 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from providers.anthropic_stream import MessagesStream
 from providers.chat_request import decode_chat_request
 from tests.conftest import FakeUpstream, GatewayFactory
 from tests.replay import fixture, random_pieces, replay
+from tests.sdk import Reading, read_chunks, read_whole, stream_chunks
 from tests.streams import answering, parse_sse
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -53,77 +53,17 @@ async def sdk(upstream: FakeUpstream, start_gateway: GatewayFactory) -> AsyncIte
     await client.close()
 
 
-class Answer(msgspec.Struct):
-    """What a client gets, from a stream's chunks or from a whole answer."""
-
-    content: str | None = None
-    reasoning: str = ""
-    reasoning_signature: str = ""
-    tool_calls: list[dict[str, Any]] = msgspec.field(default_factory=list)
-    finish_reason: str | None = None
-    usage: dict[str, Any] | None = None
-    ids: set[str] = msgspec.field(default_factory=set)
-    models: set[str] = msgspec.field(default_factory=set)
-
-
-async def stream_answer(client: Any, **request: Any) -> Answer:
+async def stream_answer(client: Any, **request: Any) -> Reading:
     """Concatenate a stream the way a client does, checking the gateway's chunk promises."""
-    request = {"model": MODEL, "messages": HI, **request}
-    answer = Answer(content="")
-    calls: dict[int, dict[str, Any]] = {}
-    chunks = [chunk async for chunk in await client.chat.completions.create(stream=True, **request)]
+    chunks = await stream_chunks(client, **{"model": MODEL, "messages": HI, **request})
     for i, chunk in enumerate(chunks):
-        answer.ids.add(chunk.id)
-        answer.models.add(chunk.model)
         last = i == len(chunks) - 1
         assert (chunk.usage is not None or chunk.choices[0].finish_reason is not None) <= last
-        choice = chunk.choices[0]
-        delta = choice.delta
-        extra = delta.model_extra or {}
-        answer.content += delta.content or ""
-        answer.reasoning += extra.get("reasoning") or ""
-        answer.reasoning_signature += extra.get("reasoning_signature") or ""
-        for call in delta.tool_calls or ():
-            entry = calls.setdefault(call.index, {"id": None, "name": None, "arguments": ""})
-            if call.id:
-                entry["id"] = call.id
-            if call.function and call.function.name:
-                entry["name"] = call.function.name
-            if call.function and call.function.arguments:
-                entry["arguments"] += call.function.arguments
-        if last:
-            answer.finish_reason = choice.finish_reason
-            answer.usage = chunk.usage.model_dump(exclude_none=True) if chunk.usage else None
-    answer.tool_calls = [
-        {**calls[index], "arguments": json.loads(calls[index]["arguments"])}
-        for index in sorted(calls)
-    ]
-    assert sorted(calls) == list(range(len(calls)))  # indexes 0, 1, ... whatever Anthropic's
-    return answer
+    return read_chunks(chunks)
 
 
-async def whole_answer(client: Any, **request: Any) -> Answer:
-    request = {"model": MODEL, "messages": HI, **request}
-    completion = await client.chat.completions.create(**request)
-    message = completion.choices[0].message
-    extra = message.model_extra or {}
-    return Answer(
-        content=message.content,
-        reasoning=extra.get("reasoning") or "",
-        reasoning_signature=extra.get("reasoning_signature") or "",
-        tool_calls=[
-            {
-                "id": call.id,
-                "name": call.function.name,
-                "arguments": json.loads(call.function.arguments),
-            }
-            for call in message.tool_calls or ()
-        ],
-        finish_reason=completion.choices[0].finish_reason,
-        usage=completion.usage.model_dump(exclude_none=True) if completion.usage else None,
-        ids={completion.id},
-        models={completion.model},
-    )
+async def whole_answer(client: Any, **request: Any) -> Reading:
+    return await read_whole(client, **{"model": MODEL, "messages": HI, **request})
 
 
 # --- streams, replayed in random splits and read by the SDK ---

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from tests.conftest import FakeUpstream, GatewayFactory, Handler
 from tests.replay import replay
+from tests.sdk import Answer, collect_stream, from_completion
 from tests.streams import DONE, USAGE, answering, chat_chunk, chat_completion, data, parse_sse
-from tests.test_provider_cohere import Answer, collect_stream, from_completion
 
 MESSAGES = [{"role": "user", "content": "Say this is a test!"}]
 SAFE = {"filtered": False, "severity": "safe"}

@@ -31,8 +31,8 @@ from gateway.config import BedrockProviderConfig, ConfigError
 from providers.base import Operation
 from tests.conftest import FakeUpstream, GatewayFactory, Handler
 from tests.replay import FIXTURES, fixture, replay
+from tests.sdk import Answer, collect_stream, from_completion
 from tests.streams import parse_sse
-from tests.test_provider_cohere import Answer, collect_stream, from_completion
 
 pytest.importorskip("botocore")
 

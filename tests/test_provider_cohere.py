@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -17,6 +16,7 @@ from providers.base import Operation
 from providers.cohere import CohereProvider, CohereStream
 from tests.conftest import FakeUpstream, GatewayFactory
 from tests.replay import fixture, replay
+from tests.sdk import Answer, collect_stream, from_completion
 from tests.streams import parse_sse
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -39,62 +39,6 @@ WEATHER_TOOL = {
         },
     },
 }
-
-
-@dataclass
-class Answer:
-    """What a client reads from one answer, streamed or not, in comparable form."""
-
-    text: str = ""
-    reasoning: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    finish_reason: str | None = None
-    usage: dict[str, Any] | None = None
-
-
-async def collect_stream(sdk: openai.AsyncOpenAI, model: str, **kwargs: Any) -> Answer:
-    """Read a whole stream through the SDK, joining deltas as a client would."""
-    answer = Answer()
-    calls: dict[int, dict[str, Any]] = {}
-    stream = await sdk.chat.completions.create(model=model, stream=True, **kwargs)
-    async for chunk in stream:
-        if chunk.usage is not None:
-            answer.usage = chunk.usage.model_dump(exclude_none=True)
-        for choice in chunk.choices:
-            delta = choice.delta
-            answer.text += delta.content or ""
-            answer.reasoning += (delta.model_extra or {}).get("reasoning") or ""
-            for call in delta.tool_calls or []:
-                slot = calls.setdefault(call.index, {"id": None, "name": "", "arguments": ""})
-                slot["id"] = call.id or slot["id"]
-                if call.function is not None:
-                    slot["name"] += call.function.name or ""
-                    slot["arguments"] += call.function.arguments or ""
-            if choice.finish_reason is not None:
-                answer.finish_reason = choice.finish_reason
-    answer.tool_calls = [
-        {**calls[i], "arguments": orjson.loads(calls[i]["arguments"])} for i in sorted(calls)
-    ]
-    return answer
-
-
-def from_completion(completion: Any) -> Answer:
-    """The same view of a non-streamed `ChatCompletion`."""
-    message = completion.choices[0].message
-    return Answer(
-        text=message.content or "",
-        reasoning=(message.model_extra or {}).get("reasoning") or "",
-        tool_calls=[
-            {
-                "id": call.id,
-                "name": call.function.name,
-                "arguments": orjson.loads(call.function.arguments),
-            }
-            for call in message.tool_calls or []
-        ],
-        finish_reason=completion.choices[0].finish_reason,
-        usage=completion.usage.model_dump(exclude_none=True) if completion.usage else None,
-    )
 
 
 def _toml(upstream: FakeUpstream, **settings: str) -> str:

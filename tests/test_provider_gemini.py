@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -25,6 +24,7 @@ from providers.gemini import GeminiProvider, GeminiStream, gemini_error
 from providers.gemini_schema import gemini_schema
 from tests.conftest import FakeUpstream, GatewayFactory, Handler
 from tests.replay import fixture, replay
+from tests.sdk import Reply, read_chunks, read_completion, stream_chunks
 from tests.streams import parse_sse
 
 MODEL = "gemini/gemini-2.5-flash"
@@ -69,68 +69,14 @@ async def client(
     await sdk.close()
 
 
-@dataclass
-class Answer:
-    """What a client reads from one answer, streamed or not, in the same shape."""
-
-    text: str = ""
-    reasoning: str = ""
-    signature: str = ""
-    calls: list[tuple[str, Any]] = field(default_factory=list)  # (name, parsed arguments)
-    ids: list[str] = field(default_factory=list)
-    finish: str | None = None
-    usage: dict[str, Any] | None = None
-    model: str = ""
+async def read_stream(client: openai.AsyncOpenAI, **request: Any) -> Reply:
+    request = {"model": MODEL, "messages": MESSAGES, **request}
+    return Reply.of(read_chunks(await stream_chunks(client, **request)))
 
 
-async def read_stream(client: openai.AsyncOpenAI, **request: Any) -> Answer:
-    stream = await client.chat.completions.create(
-        **{"model": MODEL, "messages": MESSAGES, **request}, stream=True
-    )
-    answer = Answer()
-    calls: dict[int, dict[str, str]] = {}
-    async for chunk in stream:
-        answer.model = chunk.model
-        if chunk.usage is not None:
-            answer.usage = chunk.usage.model_dump(exclude_none=True)
-        for choice in chunk.choices:
-            delta = choice.delta
-            extra = delta.model_extra or {}
-            answer.text += delta.content or ""
-            answer.reasoning += extra.get("reasoning") or ""
-            answer.signature += extra.get("reasoning_signature") or ""
-            for call in delta.tool_calls or ():
-                slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                slot["id"] += call.id or ""
-                assert call.function is not None
-                slot["name"] += call.function.name or ""
-                slot["arguments"] += call.function.arguments or ""
-            if choice.finish_reason is not None:
-                answer.finish = choice.finish_reason
-    for index in sorted(calls):
-        answer.calls.append((calls[index]["name"], orjson.loads(calls[index]["arguments"])))
-        answer.ids.append(calls[index]["id"])
-    return answer
-
-
-async def read_whole(client: openai.AsyncOpenAI, **request: Any) -> Answer:
-    completion = await client.chat.completions.create(
-        **{"model": MODEL, "messages": MESSAGES, **request}
-    )
-    choice = completion.choices[0]
-    message = choice.message
-    extra = message.model_extra or {}
-    calls = [call for call in message.tool_calls or () if call.type == "function"]
-    return Answer(
-        text=message.content or "",
-        reasoning=extra.get("reasoning") or "",
-        signature=extra.get("reasoning_signature") or "",
-        calls=[(call.function.name, orjson.loads(call.function.arguments)) for call in calls],
-        ids=[call.id for call in calls],
-        finish=choice.finish_reason,
-        usage=completion.usage.model_dump(exclude_none=True) if completion.usage else None,
-        model=completion.model,
-    )
+async def read_whole(client: openai.AsyncOpenAI, **request: Any) -> Reply:
+    request = {"model": MODEL, "messages": MESSAGES, **request}
+    return Reply.of(read_completion(await client.chat.completions.create(**request)))
 
 
 def recording(handler: Handler, queries: list[str]) -> Handler:
