@@ -2,9 +2,8 @@
 AWS event-stream frames in, the OpenAI SDK's objects out.
 
 botocore has a parser for the event-stream framing but no encoder, so the binary fixtures in
-tests/fixtures/bedrock/*.bin are built by `encode_frame` below from the events listed in
-`STREAMS` (`python -m tests.test_provider_bedrock` rewrites them); a test checks that the files
-are exactly those frames, and botocore's own parser reads them back.
+tests/fixtures/bedrock/*.bin are built by tests/bedrock_frames.py; a test here checks that the
+files are exactly the frames it lists, and that botocore's own parser reads them back.
 """
 
 from __future__ import annotations
@@ -12,10 +11,7 @@ from __future__ import annotations
 import base64
 import itertools
 import re
-import struct
 import sys
-import zlib
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,8 +25,9 @@ from hypothesis import strategies as st
 
 from gateway.config import BedrockProviderConfig, ConfigError
 from providers.base import Operation
+from tests.bedrock_frames import STREAMS, TOOL_CALL
 from tests.conftest import FakeUpstream, GatewayFactory, Handler
-from tests.replay import FIXTURES, fixture, replay
+from tests.replay import fixture, replay
 from tests.sdk import Answer, collect_stream, from_completion
 from tests.streams import parse_sse
 
@@ -48,7 +45,6 @@ MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 SEEDS = [0, 1, 2, 3, 4]
 MESSAGES = [{"role": "user", "content": "Hello"}]
 TEXT = "Hello! How can I help — 今日は? 🙂"
-PAD = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0"  # Bedrock pads payloads with "p"
 WEATHER_TOOL = {
     "type": "function",
     "function": {
@@ -61,129 +57,6 @@ WEATHER_TOOL = {
         },
     },
 }
-TOOL_CALL = {
-    "id": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q",
-    "name": "get_weather",
-    "arguments": {"city": "Seattle"},
-}
-
-# --- the event-stream encoder and the fixture streams ----------------------------------------
-
-
-def encode_frame(headers: dict[str, str], payload: bytes) -> bytes:
-    """One AWS event-stream message: prelude (total length, headers length, prelude CRC32),
-    string headers (type 7), payload, then the CRC32 of everything before it."""
-    encoded = b"".join(
-        bytes([len(name)])
-        + name.encode()
-        + b"\x07"
-        + struct.pack(">H", len(value.encode()))
-        + value.encode()
-        for name, value in headers.items()
-    )
-    prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
-    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + encoded + payload
-    return message + struct.pack(">I", zlib.crc32(message))
-
-
-def event(kind: str, payload: dict[str, Any]) -> bytes:
-    headers = {":event-type": kind, ":content-type": "application/json", ":message-type": "event"}
-    return encode_frame(headers, orjson.dumps(payload))
-
-
-def exception(kind: str, message: str) -> bytes:
-    headers = {
-        ":exception-type": kind,
-        ":content-type": "application/json",
-        ":message-type": "exception",
-    }
-    return encode_frame(headers, orjson.dumps({"message": message}))
-
-
-def _text_deltas(index: int, pieces: list[str]) -> list[bytes]:
-    return [
-        event(
-            "contentBlockDelta",
-            {"contentBlockIndex": index, "delta": {"text": piece}, "p": PAD[: 5 + i]},
-        )
-        for i, piece in enumerate(pieces)
-    ]
-
-
-def _metadata(usage: dict[str, int]) -> bytes:
-    return event("metadata", {"usage": usage, "metrics": {"latencyMs": 812}, "p": PAD[:9]})
-
-
-TEXT_PIECES = ["Hello!", " How can I help", " — 今日は", "? 🙂"]
-STREAMS: dict[str, list[bytes]] = {
-    "text_stream.bin": [
-        event("messageStart", {"role": "assistant", "p": PAD[:20]}),
-        *_text_deltas(0, TEXT_PIECES),
-        event("contentBlockStop", {"contentBlockIndex": 0, "p": PAD[:3]}),
-        event("messageStop", {"stopReason": "end_turn", "p": PAD[:7]}),
-        _metadata(
-            {
-                "inputTokens": 12,
-                "outputTokens": 15,
-                "totalTokens": 147,
-                "cacheReadInputTokens": 100,
-                "cacheWriteInputTokens": 20,
-            }
-        ),
-    ],
-    "tool_stream.bin": [
-        event("messageStart", {"role": "assistant"}),
-        *_text_deltas(0, ["Let me check", " the weather."]),
-        event("contentBlockStop", {"contentBlockIndex": 0}),
-        event(
-            "contentBlockStart",
-            {
-                "contentBlockIndex": 1,
-                "start": {"toolUse": {"toolUseId": TOOL_CALL["id"], "name": "get_weather"}},
-            },
-        ),
-        *[
-            event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": p}}})
-            for p in ['{"ci', 'ty": "Sea', 'ttle"}']
-        ],
-        event("contentBlockStop", {"contentBlockIndex": 1}),
-        event("messageStop", {"stopReason": "tool_use"}),
-        _metadata({"inputTokens": 410, "outputTokens": 56, "totalTokens": 466}),
-    ],
-    "reasoning_stream.bin": [
-        event("messageStart", {"role": "assistant"}),
-        *[
-            event(
-                "contentBlockDelta",
-                {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": piece}}},
-            )
-            for piece in ["The user greets me.", " I should greet back."]
-        ],
-        event(
-            "contentBlockDelta",
-            {
-                "contentBlockIndex": 0,
-                "delta": {"reasoningContent": {"signature": "EqoBCkgIARABGAIiQ"}},
-            },
-        ),
-        event("contentBlockStop", {"contentBlockIndex": 0}),
-        *_text_deltas(1, ["Hi there!"]),
-        event("contentBlockStop", {"contentBlockIndex": 1}),
-        event("messageStop", {"stopReason": "max_tokens"}),
-        _metadata({"inputTokens": 40, "outputTokens": 64, "totalTokens": 104}),
-    ],
-    "exception_stream.bin": [
-        event("messageStart", {"role": "assistant"}),
-        *_text_deltas(0, ["Partial", " answer"]),
-        exception("throttlingException", "Too many tokens, please wait before trying again."),
-    ],
-}
-
-
-def write_fixtures() -> None:
-    for name, frames in STREAMS.items():
-        (FIXTURES / "bedrock" / name).write_bytes(b"".join(frames))
-
 
 # --- gateway set-up ----------------------------------------------------------------------------
 
@@ -738,8 +611,3 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
     translator = _provider().stream_translator(Operation.CHAT, "m")
     out = translator.feed(data) + translator.end()
     assert translator.finished and out  # always ends, with [DONE] or an error event
-
-
-if __name__ == "__main__":
-    write_fixtures()
-    print(f"wrote {', '.join(STREAMS)} to {Path(FIXTURES / 'bedrock')}")
