@@ -5,13 +5,14 @@ decodes the body once into `ChatRequest` and maps its fields to the upstream's f
 A body that does not fit is a 400 naming the field (`messages[2].content`).
 
 The helpers at the end are the checks those providers share: parameters they cannot honour,
-text-only messages, tool-call arguments parsed into the object an upstream wants.
+text-only messages, tool-call arguments parsed into the object an upstream wants, a choice from
+a table (reasoning_effort), and what a response_format asks for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -198,3 +199,35 @@ def arguments_object(arguments: str, where: str) -> dict[str, Any]:
             code="invalid_value",
         )
     return args
+
+
+T = TypeVar("T")
+
+
+def choose(value: str, choices: Mapping[str, T], param: str) -> T:
+    """`choices[value]`; any other value is a 400 for `param` listing the choices."""
+    if value not in choices:
+        raise BadRequest(
+            f"Invalid value for '{param}': {value!r} (expected one of {', '.join(choices)}).",
+            param=param,
+            code="invalid_value",
+        )
+    return choices[value]
+
+
+def json_output(response_format: dict[str, Any] | None) -> tuple[bool, Any]:
+    """Whether `response_format` asks for JSON, and its json_schema's `schema` (None if none).
+    No response_format, or type "text", asks for none; an unknown type is a 400."""
+    kind = (response_format or {}).get("type", "text")
+    if kind == "text":
+        return False, None
+    if kind == "json_object":
+        return True, None
+    if kind == "json_schema":
+        assert response_format is not None
+        return True, (response_format.get("json_schema") or {}).get("schema")
+    raise BadRequest(
+        f"Invalid value for 'response_format.type': {kind!r}.",
+        param="response_format.type",
+        code="invalid_value",
+    )

@@ -56,7 +56,9 @@ from providers.chat_request import (
     Message,
     Tool,
     arguments_object,
+    choose,
     decode_chat_request,
+    json_output,
     reject_unsupported,
     text_of,
 )
@@ -378,36 +380,19 @@ def _generation_config(request: ChatRequest, n: int | None) -> dict[str, Any]:
         config["candidateCount"] = n
     config.update(_response_format(request.response_format))
     if request.reasoning_effort is not None:
-        thinking = THINKING_CONFIGS.get(request.reasoning_effort)
-        if thinking is None:
-            raise BadRequest(
-                f"Invalid value for 'reasoning_effort': {request.reasoning_effort!r} (expected "
-                f"one of {', '.join(THINKING_CONFIGS)}).",
-                param="reasoning_effort",
-                code="invalid_value",
-            )
+        thinking = choose(request.reasoning_effort, THINKING_CONFIGS, "reasoning_effort")
         config["thinkingConfig"] = dict(thinking)
     return config
 
 
 def _response_format(response_format: dict[str, Any] | None) -> dict[str, Any]:
-    kind = (response_format or {}).get("type", "text")
-    if kind == "text":
+    json, schema = json_output(response_format)
+    if not json:
         return {}
-    if kind == "json_object":
-        return {"responseMimeType": "application/json"}
-    if kind == "json_schema":
-        assert response_format is not None
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        config: dict[str, Any] = {"responseMimeType": "application/json"}
-        if schema:
-            config["responseSchema"] = gemini_schema(schema, "response_format.json_schema.schema")
-        return config
-    raise BadRequest(
-        f"Invalid value for 'response_format.type': {kind!r}.",
-        param="response_format.type",
-        code="invalid_value",
-    )
+    config: dict[str, Any] = {"responseMimeType": "application/json"}
+    if schema:
+        config["responseSchema"] = gemini_schema(schema, "response_format.json_schema.schema")
+    return config
 
 
 # --- the answer ----------------------------------------------------------------------------

@@ -49,7 +49,9 @@ from providers.chat_request import (
     Message,
     Tool,
     arguments_object,
+    choose,
     decode_chat_request,
+    json_output,
     reject_unsupported,
     text_of,
 )
@@ -145,14 +147,7 @@ def ollama_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any
     if format_ is not None:
         body["format"] = format_
     if request.reasoning_effort is not None:
-        if request.reasoning_effort not in THINK_VALUES:
-            raise BadRequest(
-                f"Invalid value for 'reasoning_effort': {request.reasoning_effort!r} (expected "
-                f"one of {', '.join(THINK_VALUES)}).",
-                param="reasoning_effort",
-                code="invalid_value",
-            )
-        body["think"] = THINK_VALUES[request.reasoning_effort]
+        body["think"] = choose(request.reasoning_effort, THINK_VALUES, "reasoning_effort")
     return body
 
 
@@ -268,20 +263,10 @@ def _tools_offered(choice: str | dict[str, Any] | None) -> bool:
 
 
 def _format(response_format: dict[str, Any] | None) -> str | dict[str, Any] | None:
-    kind = (response_format or {}).get("type", "text")
-    if kind == "text":
+    json, schema = json_output(response_format)
+    if not json:
         return None
-    if kind == "json_object":
-        return "json"
-    if kind == "json_schema":
-        assert response_format is not None
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        return schema if isinstance(schema, dict) else "json"
-    raise BadRequest(
-        f"Invalid value for 'response_format.type': {kind!r}.",
-        param="response_format.type",
-        code="invalid_value",
-    )
+    return schema if isinstance(schema, dict) else "json"
 
 
 # --- the answer ----------------------------------------------------------------------------
