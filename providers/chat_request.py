@@ -107,7 +107,7 @@ _decoder = msgspec.json.Decoder(ChatRequest)
 
 def decode_chat_request(body: RawBody) -> ChatRequest:
     try:
-        return _decoder.decode(msgspec.json.encode(body))
+        request = _decoder.decode(msgspec.json.encode(body))
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).rpartition(" - at `$")
         param = where.rstrip("`").lstrip(".") or None
@@ -116,6 +116,24 @@ def decode_chat_request(body: RawBody) -> ChatRequest:
             param=param,
             code="invalid_value",
         ) from None
+    _check_response_format(request.response_format)
+    return request
+
+
+def _check_response_format(response_format: dict[str, Any] | None) -> None:
+    """The parts of response_format the adapters read must be objects where OpenAI has them."""
+    if response_format is None:
+        return
+    json_schema = response_format.get("json_schema")
+    if json_schema is not None and not isinstance(json_schema, dict):
+        param = "response_format.json_schema"
+    elif isinstance(json_schema, dict) and not isinstance(json_schema.get("schema", {}), dict):
+        param = "response_format.json_schema.schema"
+    else:
+        return
+    raise BadRequest(
+        f"Invalid value for '{param}': expected an object.", param=param, code="invalid_value"
+    )
 
 
 def text_of(content: str | list[ContentPart] | None) -> str:
