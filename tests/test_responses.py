@@ -251,3 +251,40 @@ def test_previous_response_id_is_refused_for_a_bridged_provider() -> None:
     ).body
     with pytest.raises(Exception, match="previous_response_id"):
         responses_to_chat(body, "p")
+
+
+@pytest.mark.parametrize(
+    ("kind", "fixture_path", "path"),
+    [
+        ("anthropic", "anthropic/text_stream.sse", "/messages"),
+        ("gemini", "gemini/text_stream.sse", None),
+    ],
+)
+async def test_responses_stream_helper_works_against_translated_providers(
+    upstream: FakeUpstream, start_gateway, kind: str, fixture_path: str, path: str | None
+) -> None:
+    url = await start_gateway(
+        f'[providers.p]\ntype = "{kind}"\nbase_url = "{upstream.url}"\napi_key = "k"\n'
+    )
+    raw = fixture(fixture_path)
+    sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    upstream.handler = replay(raw, seed=3)
+    chat = await sdk.chat.completions.create(
+        model="p/m", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    chunks = [chunk async for chunk in chat]
+    chat_text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    upstream.handler = replay(raw, seed=4)
+    async with sdk.responses.stream(model="p/m", input="Hi") as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    await sdk.close()
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert final.output_text == chat_text != ""
+    assert final.usage is not None and chunks[-1].usage is not None
+    assert final.usage.input_tokens == chunks[-1].usage.prompt_tokens
+    assert final.usage.output_tokens == chunks[-1].usage.completion_tokens
+    if path:
+        assert upstream.requests[-1]["path"].endswith(path)
