@@ -79,28 +79,38 @@ async def relay_stream(
         upstream = await target.transport.send(upstream_request, target.timeout)
         if upstream.status >= 400:
             raise target.provider.upstream_error(upstream.status, await upstream.read())
+
+        async def start() -> None:  # the first bytes out: stop the keepalive, send headers
+            if keepalive is not None:
+                await keepalive.stop()
+            if not response.prepared:
+                if not sse and upstream.content_type != "application/octet-stream":
+                    response.content_type = upstream.content_type  # e.g. audio/wav
+                await response.prepare(request)
+
         started = False
         async for chunk in upstream.chunks():
-            out = translator.feed(chunk)
-            if out:
-                if not started:  # the first event: stop the keepalive, send the headers
-                    if keepalive is not None:
-                        await keepalive.stop()
-                    if not response.prepared:
-                        if not sse and upstream.content_type != "application/octet-stream":
-                            response.content_type = upstream.content_type  # e.g. audio/wav
-                        await response.prepare(request)
-                    started = True
-                await response.write(out)
+            if not started:
+                # The first token must not wait while the rest of a large first read (a fast
+                # upstream's whole answer) is looked at: it goes out on its own.
+                for piece in _first_event_apart(chunk):
+                    out = translator.feed(piece)
+                    if out:
+                        if not started:
+                            await start()
+                            started = True
+                        await response.write(out)
+            else:
+                out = translator.feed(chunk)
+                if out:
+                    await response.write(out)
             if translator.finished:
                 break
         else:
             out = translator.end()
             if out:
-                if keepalive is not None:
-                    await keepalive.stop()
-                if not response.prepared:
-                    await response.prepare(request)
+                if not started:
+                    await start()
                 await response.write(out)
     except Exception as exc:
         if keepalive is not None:
@@ -123,6 +133,12 @@ async def relay_stream(
         if upstream is not None:
             upstream.close()
     return response
+
+
+def _first_event_apart(chunk: bytes) -> tuple[bytes, ...]:
+    """`chunk` cut after its first SSE block, when more follows (any cut is a valid split)."""
+    end = chunk.find(b"\n\n") + 2
+    return (chunk[:end], chunk[end:]) if 1 < end < len(chunk) else (chunk,)
 
 
 def _upstream_failure(exc: Exception, target: Target) -> GatewayError:
