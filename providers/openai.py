@@ -135,30 +135,29 @@ _HOLD_LIMIT = 1024 * 1024  # past this, the decoder (and its event-size bound) t
 def _plain_prefix(data: bytes) -> int:
     """Where the leading run of whole, plain `data: <json>` blocks of LF-only `data` ends.
 
-    A block is plain when it is one `data: ` line whose JSON has no finish_reason, usage or
-    error: the probe decodes it in place (a memoryview, no copy), as `_is_plain` would.
+    A block is plain when it is one `data: ` line whose JSON object has no finish_reason,
+    usage or error: the probe decodes it in place (a memoryview, no copy). One `find` per
+    block: its first LF must be followed by the blank line's.
     """
     view = memoryview(data)
     find = data.find
     start = 0
     size = len(data)
     while start < size:
-        end = find(b"\n\n", start)
+        end = find(b"\n", start)
         if (
             end == -1
+            or end + 1 == size
+            or data[end + 1] != 10  # LF: one line, then the blank line
             or not data.startswith(b"data: {", start)  # a JSON object: not [DONE], no space
-            or find(b"\n", start, end) != -1  # one line only
         ):
             return start
         try:
             probe = _decode_probe(view[start + 6 : end])
         except msgspec.DecodeError:
             return start
-        if probe.usage is not None or probe.error is not None:
+        if not _passes(probe):
             return start
-        for choice in probe.choices:
-            if choice.finish_reason is not None:
-                return start
         start = end + 2
     return start
 
