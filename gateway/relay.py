@@ -20,8 +20,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from gateway.deadline import IdleDeadline
 from gateway.errors import GatewayError
 from gateway.routing import Target
+from gateway.uploads import Upload
 from gateway.upstream import Upstream, as_gateway_error
 from providers.base import StreamTranslator, UpstreamRequest
 
@@ -65,6 +67,7 @@ async def relay_stream(
     upstream_request: UpstreamRequest,
     translator: StreamTranslator,
     headers: dict[str, str] = SSE_HEADERS,
+    upload: Upload | None = None,
 ) -> web.StreamResponse:
     """A streamed request: relayed chunk by chunk through the provider's translator
     (SSE unless `headers` say otherwise, as for raw audio)."""
@@ -75,8 +78,13 @@ async def relay_stream(
         _Keepalive(request, response, target.keepalive) if sse and target.keepalive else None
     )
     upstream: Upstream | None = None
+    deadline = IdleDeadline(target.timeout_seconds)
+    touch = deadline.touch
+    if upload is not None:
+        upload.on_progress = touch
     try:
-        upstream = await target.transport.send(upstream_request, target.timeout)
+        upstream = await target.transport.send(upstream_request, target.stream_timeout)
+        touch()
         if upstream.status >= 400:
             raise target.provider.upstream_error(upstream.status, await upstream.read())
 
@@ -106,18 +114,22 @@ async def relay_stream(
                     await response.write(out)
             if translator.finished:
                 break
+            touch()  # after the write: a client slow to take the bytes is not upstream silence
         else:
             out = translator.end()
             if out:
                 if not started:
                     await start()
                 await response.write(out)
-    except Exception as exc:
+    except (Exception, asyncio.CancelledError) as exc:
+        timed_out = deadline.absorb(exc)
+        if not timed_out and not isinstance(exc, Exception):
+            raise  # the client went away: `finally` closes the upstream at once
         if keepalive is not None:
             await keepalive.stop()
         if _client_gone(request):
             return response  # nobody to tell; `finally` still closes the upstream
-        error = _upstream_failure(exc, target)
+        error = _timeout(target) if timed_out else _upstream_failure(exc, target)
         if not response.prepared:
             raise error from None  # still time for a proper status code
         event = translator.error_event(error)
@@ -128,6 +140,7 @@ async def relay_stream(
         with contextlib.suppress(ConnectionError):
             await response.write(event)
     finally:
+        deadline.close()
         if keepalive is not None:
             await keepalive.stop()
         if upstream is not None:
@@ -141,7 +154,13 @@ def _first_event_apart(chunk: bytes) -> tuple[bytes, ...]:
     return (chunk[:end], chunk[end:]) if 1 < end < len(chunk) else (chunk,)
 
 
-def _upstream_failure(exc: Exception, target: Target) -> GatewayError:
+def _timeout(target: Target) -> GatewayError:
+    error = as_gateway_error(TimeoutError(), target.provider.name, target.timeout_seconds)
+    assert error is not None
+    return error
+
+
+def _upstream_failure(exc: BaseException, target: Target) -> GatewayError:
     error = as_gateway_error(exc, target.provider.name, target.timeout_seconds)
     if error is None:
         log.exception("unexpected error relaying to provider %r", target.provider.name)

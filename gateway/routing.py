@@ -17,7 +17,8 @@ class Target(msgspec.Struct, frozen=True, gc=False):
 
     provider: Provider
     transport: Transport
-    timeout: aiohttp.ClientTimeout
+    timeout: aiohttp.ClientTimeout  # non-streamed: aiohttp bounds connect and every read
+    stream_timeout: aiohttp.ClientTimeout  # streamed: connect only; gateway.deadline the rest
     timeout_seconds: float
     keepalive: float  # 0: off
 
@@ -41,6 +42,7 @@ class Router:
                 # A provider that answers in-process (the mock) is its own transport.
                 transport=getattr(provider, "transport", http),
                 timeout=client_timeout(provider_config.timeout),
+                stream_timeout=client_timeout(provider_config.timeout, reads=False),
                 timeout_seconds=provider_config.timeout,
                 keepalive=config.server.keepalive if keepalive is None else keepalive,
             )

@@ -9,7 +9,7 @@ client does that) is it held until the model is known.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import BodyPartReader, MultipartReader, web
 
@@ -36,6 +36,8 @@ class Upload:
         self._held: list[bytes] | None = None  # the file, when it came before the model
         self._size = 0
         self._boundary = f"gateway-{os.urandom(12).hex()}"
+        # Called for each chunk sent on: an upload in progress is not upstream silence.
+        self.on_progress: Callable[[], None] = _nothing
 
     @property
     def content_type(self) -> str:
@@ -89,6 +91,7 @@ class Upload:
             self._size += len(chunk)
             if self._size > self._limit:
                 raise UploadTooLarge(f"The uploaded file is larger than {self._limit} bytes.")
+            self.on_progress()
             yield chunk
 
     def _field(self, name: str, value: str) -> bytes:
@@ -122,6 +125,10 @@ async def _field(part: BodyPartReader) -> str:
         if len(data) > _FIELD_LIMIT:
             raise BadRequest(f"Form field {part.name!r} is too long.", param=part.name)
     return data.decode(part.get_charset("utf-8"), "replace")
+
+
+def _nothing() -> None:
+    pass
 
 
 def _quote(value: str) -> str:

@@ -90,9 +90,12 @@ class HttpTransport:
         return HttpUpstream(response)
 
 
-def client_timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """The provider `timeout`: connecting, waiting for headers, and any silence mid-stream."""
-    return aiohttp.ClientTimeout(total=None, sock_connect=seconds, sock_read=seconds)
+def client_timeout(seconds: float, *, reads: bool = True) -> aiohttp.ClientTimeout:
+    """The provider `timeout`: connecting, and (`reads`) waiting for headers and any silence
+    between reads. Streams leave reads to `gateway.deadline`, which costs nothing per chunk."""
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=seconds, sock_read=seconds if reads else None
+    )
 
 
 def as_gateway_error(exc: BaseException, provider: str, timeout: float) -> GatewayError | None:

@@ -301,3 +301,29 @@ async def test_mock_provider_answers_speech_and_transcription(client: openai.Asy
     )
     streamed = [event async for event in stream]
     assert "".join(e.delta for e in streamed[:-1]) == streamed[-1].text == text.text
+
+
+async def test_slow_upload_of_a_streamed_transcription_is_not_cut_by_the_timeout(
+    upstream: FakeUpstream, start_gateway: GatewayFactory
+) -> None:
+    # 8 pieces 0.1 s apart (about 0.8 s) under a 0.3 s timeout: the upload is activity.
+    url = await start_gateway(provider_toml(upstream.url, timeout=0.3))
+    upstream.handler = transcription_upstream({})
+    wav = make_wav(seconds=1)
+
+    async def slowly():
+        for i in range(8):
+            await asyncio.sleep(0.1)
+            yield wav[i * len(wav) // 8 : (i + 1) * len(wav) // 8]
+
+    form = aiohttp.FormData()
+    form.add_field("model", "fake/gpt-4o-transcribe")
+    form.add_field("stream", "true")
+    form.add_field("file", slowly(), filename="a.wav", content_type="audio/wav")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/v1/audio/transcriptions", data=form) as response,
+    ):
+        events = [e for e in SSEDecoder().feed(await response.read()) if isinstance(e, Event)]
+    assert events[-1].data == "[DONE]"
+    assert orjson.loads(events[-2].data)["type"] == "transcript.text.done"

@@ -56,7 +56,7 @@ async def _transcribe(request: web.Request, operation: Operation) -> web.StreamR
     upstream_request = target.provider.build_upload(operation, model, upload)
     if upload.value("stream") == "true":
         translator = TranscriptEvents(target.provider.name)
-        return await relay_stream(request, target, upstream_request, translator)
+        return await relay_stream(request, target, upstream_request, translator, upload=upload)
     # json and verbose_json answer JSON; text, srt and vtt answer text: keep the upstream's type.
     return await relay_once(target, upstream_request, lambda body: body, content_type=None)
 

@@ -1,0 +1,47 @@
+"""The stream deadline: silence of `seconds` cancels the task; activity keeps it alive."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.deadline import IdleDeadline
+
+
+async def test_silence_cancels_the_task_and_absorb_takes_the_cancellation_back() -> None:
+    deadline = IdleDeadline(0.05)
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await asyncio.sleep(1)
+    assert deadline.absorb(caught.value)
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+    deadline.close()
+
+
+async def test_steady_activity_is_never_cut() -> None:
+    deadline = IdleDeadline(0.05)
+    for _ in range(10):  # 0.2 s in all, never 0.05 s of silence
+        await asyncio.sleep(0.02)
+        deadline.touch()
+    assert not deadline.expired
+    deadline.close()
+
+
+async def test_closed_deadline_never_fires() -> None:
+    deadline = IdleDeadline(0.02)
+    deadline.close()
+    await asyncio.sleep(0.05)
+    assert not deadline.expired
+
+
+async def test_a_cancellation_from_elsewhere_is_not_absorbed() -> None:
+    deadline = IdleDeadline(10)
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().call_soon(task.cancel)
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await asyncio.sleep(1)
+    assert not deadline.absorb(caught.value)
+    task.uncancel()
+    deadline.close()
