@@ -36,6 +36,9 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 KEEPALIVE_COMMENT = b": keepalive\n\n"
+# After the terminal event, how long the upstream's end of body is waited for (it usually
+# follows within microseconds); past it the connection is closed rather than pooled.
+_END_OF_BODY_WAIT = 0.05
 
 
 async def relay_once(
@@ -121,6 +124,7 @@ async def relay_stream(
                 if not started:
                     await start()
                 await response.write(out)
+        await upstream.finish(_END_OF_BODY_WAIT)
     except (Exception, asyncio.CancelledError) as exc:
         timed_out = deadline.absorb(exc)
         if not timed_out and not isinstance(exc, Exception):

@@ -6,6 +6,7 @@ boundary (as httpcore's `map_exceptions` does), so nothing else needs to know th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -26,6 +27,11 @@ class Upstream(Protocol):
         ...
 
     async def read(self) -> bytes: ...
+
+    async def finish(self, wait: float) -> None:
+        """The last event is out: give the body up to `wait` seconds to end, so that `close`
+        can pool the connection rather than drop it."""
+        ...
 
     def close(self) -> None:
         """Give the connection back if the body was read to the end, else close it at once."""
@@ -49,6 +55,19 @@ class HttpUpstream:
 
     async def read(self) -> bytes:
         return await self._response.read()
+
+    async def finish(self, wait: float) -> None:
+        # A server writes its last event and then the end of the chunked body, often in a
+        # packet of its own: without this, every paced stream cost a fresh TCP connection.
+        content = self._response.content
+        if content.at_eof():
+            return
+        try:
+            async with asyncio.timeout(wait):
+                while await content.readany():
+                    pass  # anything after the terminal event is not for the client
+        except (TimeoutError, aiohttp.ClientError):
+            pass  # close() drops the connection then
 
     def close(self) -> None:
         # A connection closed mid-body is what tells the upstream to stop generating.

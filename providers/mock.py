@@ -187,6 +187,9 @@ class MockUpstream:
             }
         )
 
+    async def finish(self, wait: float) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -38,6 +38,9 @@ class MockReply:
     async def read(self) -> bytes:
         return b"".join(self._body)
 
+    async def finish(self, wait: float) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -53,6 +53,7 @@ class FakeUpstream:
         self.requests.append(
             {
                 "path": request.path,
+                "peer": request.transport.get_extra_info("peername") if request.transport else None,
                 "query": dict(request.query),
                 "headers": dict(request.headers),
                 "body": orjson.loads(raw) if raw else None,

@@ -94,9 +94,15 @@ def chat_completion(text: str, finish: str = "stop") -> dict[str, Any]:
 
 
 def streaming(
-    pieces: list[bytes], *, delay: float = 0.0, first_delay: float = 0.0, then: str = "end"
+    pieces: list[bytes],
+    *,
+    delay: float = 0.0,
+    first_delay: float = 0.0,
+    end_delay: float = 0.0,
+    then: str = "end",
 ) -> Handler:
-    """Send `pieces` as separate writes, `delay` apart; then end, `hang`, or `reset`."""
+    """Send `pieces` as separate writes, `delay` apart; then (after `end_delay`) end, `hang`,
+    or `reset`."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -107,6 +113,8 @@ def streaming(
             if delay and i:
                 await asyncio.sleep(delay)
             await response.write(piece)
+        if end_delay:
+            await asyncio.sleep(end_delay)
         if then == "hang":
             await asyncio.sleep(3600)
         elif then == "reset":

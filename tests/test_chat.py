@@ -288,3 +288,17 @@ async def test_models_lists_configured_providers_and_health_answers(gateway_url:
     async with aiohttp.ClientSession() as session, session.get(f"{gateway_url}/health") as r:
         assert r.status == 200
         assert (await r.json())["status"] == "ok"
+
+
+async def test_upstream_connection_is_reused_after_paced_streams(
+    upstream: FakeUpstream, client: openai.AsyncOpenAI
+) -> None:
+    # The end of each body arrives in a packet after [DONE]: the gateway waits for it, so the
+    # connection goes back to the pool instead of costing a new TCP handshake per stream.
+    upstream.handler = streaming(openai_chat_stream(["a", "b", "c"]), delay=0.005, end_delay=0.01)
+    for _ in range(5):
+        stream = await client.chat.completions.create(
+            model="fake/m", messages=MESSAGES, stream=True
+        )
+        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert len({request["peer"] for request in upstream.requests}) == 1
