@@ -16,7 +16,7 @@ class IdleDeadline:
     path, so a client's own disconnect (a cancellation too) is never mistaken for it.
     """
 
-    __slots__ = ("_handle", "_loop", "_task", "expired", "last", "seconds")
+    __slots__ = ("_handle", "_loop", "_task", "expired", "last", "paused", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self._loop = asyncio.get_running_loop()
@@ -25,6 +25,7 @@ class IdleDeadline:
         self._task = task
         self.seconds = seconds
         self.expired = False
+        self.paused = False  # set while waiting on something that is not the upstream
         self.last = self._loop.time()
         self._handle: asyncio.TimerHandle | None = self._loop.call_at(
             self.last + seconds, self._check
@@ -35,8 +36,11 @@ class IdleDeadline:
         self.last = self._loop.time()
 
     def _check(self) -> None:
+        now = self._loop.time()
+        if self.paused:  # e.g. a write to a client that reads slowly: the clock restarts
+            self.last = now
         due = self.last + self.seconds
-        if self._loop.time() < due:
+        if now < due:
             self._handle = self._loop.call_at(due, self._check)
             return
         self._handle = None

@@ -101,32 +101,33 @@ async def relay_stream(
 
         started = False
         async for chunk in upstream.chunks():
-            if not started:
-                # The first token must not wait while the rest of a large first read (a fast
-                # upstream's whole answer) is looked at: it goes out on its own.
-                for piece in _first_event_apart(chunk):
-                    out = translator.feed(piece)
-                    if out:
-                        if not started:
-                            await start()
-                            started = True
-                        await response.write(out)
-            else:
-                out = translator.feed(chunk)
+            # The first token must not wait while the rest of a large first read (a fast
+            # upstream's whole answer) is looked at: it goes out on its own.
+            for piece in (chunk,) if started or not sse else _first_event_apart(chunk):
+                out = translator.feed(piece)
                 if out:
+                    if not started:
+                        await start()
+                        started = True
+                    deadline.paused = True  # a client slow to take bytes is not upstream silence
                     await response.write(out)
+                    deadline.paused = False
+                if translator.finished:
+                    break
             if translator.finished:
                 break
-            touch()  # after the write: a client slow to take the bytes is not upstream silence
+            touch()
         else:
             out = translator.end()
             if out:
                 if not started:
                     await start()
                 await response.write(out)
+        deadline.close()  # the stream is done: nothing may follow its last event
         await upstream.finish(_END_OF_BODY_WAIT)
     except (Exception, asyncio.CancelledError) as exc:
         timed_out = deadline.absorb(exc)
+        deadline.close()
         if not timed_out and not isinstance(exc, Exception):
             raise  # the client went away: `finally` closes the upstream at once
         if keepalive is not None:

@@ -119,8 +119,13 @@ def client_timeout(seconds: float, *, reads: bool = True) -> aiohttp.ClientTimeo
 
 def as_gateway_error(exc: BaseException, provider: str, timeout: float) -> GatewayError | None:
     """The gateway error for an exception raised while talking to an upstream, or None."""
-    if isinstance(exc, GatewayError):
-        return exc
+    # A gateway error raised inside aiohttp (an upload found too large while it is streamed)
+    # comes back wrapped in a client error: the cause is the answer.
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, GatewayError):
+            return cause
+        cause = cause.__cause__
     if isinstance(exc, TimeoutError):  # aiohttp's timeouts subclass it
         return UpstreamTimeout(
             f"Provider {provider!r} sent nothing for {timeout:g} seconds (its timeout)."

@@ -112,7 +112,7 @@ class _ChoiceProbe(msgspec.Struct, gc=False):
 class _ChunkProbe(msgspec.Struct, gc=False):
     """Only what decides whether a chunk may pass untouched; msgspec skips the rest."""
 
-    choices: list[_ChoiceProbe] = []
+    choices: list[_ChoiceProbe] | None = None  # some servers send null in a usage chunk
     usage: Any = None
     error: Any = None
 
@@ -123,7 +123,7 @@ _decode_probe = msgspec.json.Decoder(_ChunkProbe).decode
 def _passes(probe: _ChunkProbe) -> bool:
     if probe.usage is not None or probe.error is not None:
         return False
-    for choice in probe.choices:  # noqa: SIM110 - a loop: no generator on the per-chunk path
+    for choice in probe.choices or ():  # noqa: SIM110 - no generator on the per-chunk path
         if choice.finish_reason is not None:
             return False
     return True
@@ -186,15 +186,24 @@ class ChunkNormaliser:
         self._decoder = SSEDecoder()
         # The unfinished last block of an LF-only read, not yet given to the decoder: the
         # decoder only ever sees whole blocks, so every block boundary is one in the bytes.
-        self._held = b""
+        self._held: list[bytes] = []
+        self._held_size = 0
         self._template: dict[str, Any] | None = None  # id, model, created, ... for the last chunk
         self._finishes: dict[int, dict[str, Any]] = {}  # choice index -> its final choice
         self._usage: Any = None
 
     def feed(self, data: bytes) -> bytes:
         if self._held:
-            data = self._held + data
-            self._held = b""
+            if b"\n\n" not in data and not (data[:1] == b"\n" and self._held[-1][-1:] == b"\n"):
+                # Still inside the held block: keep the pieces, join them once it ends.
+                self._held.append(data)
+                self._held_size += len(data)
+                if self._held_size <= _HOLD_LIMIT:
+                    return b""
+                data = b""
+            data = b"".join((*self._held, data))
+            self._held = []
+            self._held_size = 0
         if b"\r" in data or self._decoder.pending or len(data) > _HOLD_LIMIT:
             return self._decode(data)  # the general path: any line ending, any split
         # LF-only bytes at a block boundary: the leading run of plain `data:` blocks goes out
@@ -204,10 +213,15 @@ class ChunkNormaliser:
             return data
         last = data.rfind(b"\n\n", plain_end) + 2
         if last < plain_end + 2:  # no whole block after the plain run: wait for the rest
-            self._held = data[plain_end:]
+            self._hold(data[plain_end:])
             return data[:plain_end]
-        self._held = data[last:]
+        self._hold(data[last:])
         return data[:plain_end] + self._decode(data[plain_end:last])
+
+    def _hold(self, rest: bytes) -> None:
+        if rest:
+            self._held.append(rest)
+            self._held_size = len(rest)
 
     def _decode(self, data: bytes) -> bytes:
         try:
@@ -227,7 +241,8 @@ class ChunkNormaliser:
 
     def end(self) -> bytes:
         if self._held and not self.finished:
-            held, self._held = self._held, b""
+            held = b"".join(self._held)
+            self._held = []
             out = self._decode(held)  # an unfinished block: the decoder keeps it pending
             if self.finished:
                 return out
@@ -255,15 +270,22 @@ class ChunkNormaliser:
             return self._last_chunk()
         try:
             probe = _decode_probe(data)
+        except msgspec.ValidationError:
+            if data.lstrip().startswith("{"):  # valid JSON of an unusual shape: not ours to fix
+                return encode(item)
+            return self._malformed(data)
         except msgspec.DecodeError:
-            return self.error_event(
-                UpstreamProtocolError(f"The upstream sent a malformed event: {data[:200]!r}")
-            )
+            return self._malformed(data)
         if probe.error is not None:
             return self.error_event(upstream_error_from_body(502, data.encode(), self._provider))
         if _passes(probe):
             return encode(item)
         return self._hold_back(orjson.loads(data))
+
+    def _malformed(self, data: str) -> bytes:
+        return self.error_event(
+            UpstreamProtocolError(f"The upstream sent a malformed event: {data[:200]!r}")
+        )
 
     def _hold_back(self, chunk: dict[str, Any]) -> bytes:
         """Keep this chunk's finish_reason and usage for the last chunk; send its content now."""

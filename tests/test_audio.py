@@ -329,3 +329,27 @@ async def test_slow_upload_of_a_streamed_transcription_is_not_cut_by_the_timeout
         events = [e for e in SSEDecoder().feed(await response.read()) if isinstance(e, Event)]
     assert events[-1].data == "[DONE]"
     assert orjson.loads(events[-2].data)["type"] == "transcript.text.done"
+
+
+async def test_chunked_upload_found_too_large_while_streamed_is_413(
+    upstream: FakeUpstream, start_gateway: GatewayFactory
+) -> None:
+    # No Content-Length to check in advance: the limit is found while the file streams.
+    url = await start_gateway("[server]\nmax_upload_bytes = 20000\n" + provider_toml(upstream.url))
+    upstream.handler = transcription_upstream({})
+
+    async def chunks():
+        for _ in range(10):
+            yield b"\x00" * 4096
+
+    for stream in ("false", "true"):
+        form = aiohttp.FormData()
+        form.add_field("model", "fake/whisper-1")
+        form.add_field("stream", stream)
+        form.add_field("file", chunks(), filename="a.wav", content_type="audio/wav")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{url}/v1/audio/transcriptions", data=form) as response,
+        ):
+            assert response.status == 413, await response.text()
+            assert (await response.json())["error"]["code"] == "request_too_large"

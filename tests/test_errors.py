@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -297,3 +298,40 @@ async def test_upstream_closing_before_done_ends_with_an_error_event(
     assert orjson.loads(events[0].data)["choices"][0]["delta"]["content"] == "a"
     assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
     assert all(event.data != "[DONE]" for event in events)
+
+
+async def test_nothing_follows_an_error_event_even_in_the_same_first_read(
+    upstream: FakeUpstream, gateway_url: str
+) -> None:
+    upstream_error = {"error": {"message": "boom", "type": "server_error", "code": "x"}}
+    late = data(chat_chunk({"content": "late"}))
+    upstream.handler = streaming([data(upstream_error) + late + DONE])
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{gateway_url}/v1/chat/completions",
+            json={"model": "fake/m", "messages": MESSAGES, "stream": True},
+        ) as response,
+    ):
+        events = parse_sse(await response.read())
+    assert [orjson.loads(e.data)["error"]["message"] for e in events] == ["boom"]
+
+
+async def test_a_client_slow_to_read_is_not_an_upstream_timeout(
+    upstream: FakeUpstream, start_gateway: GatewayFactory
+) -> None:
+    url = await start_gateway(provider_toml(upstream.url, timeout=0.3))
+    token = "y" * 262144
+    upstream.handler = streaming(openai_chat_stream([token] * 128))  # 32 MiB: fills the buffers
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "fake/m", "messages": MESSAGES, "stream": True},
+        ) as response,
+    ):
+        await response.content.readany()
+        await asyncio.sleep(1.0)  # the client stops reading: the gateway's writes wait
+        events = parse_sse(await response.read())
+    assert events[-1].data == "[DONE]"
+    assert all("error" not in e.data[:10] for e in events)

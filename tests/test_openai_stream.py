@@ -152,3 +152,25 @@ def test_comments_named_events_and_a_switch_to_crlf_survive_any_split(
     )
     assert text == "".join(TOKENS)
     assert whole[-1].data == "[DONE]"
+
+
+def test_usage_chunk_with_null_choices_is_merged_not_an_error() -> None:
+    stream = openai_chat_stream(TOKENS)
+    usage_only = data({**chat_chunk(choices=[], usage=USAGE), "choices": None})
+    events = parse_sse(_run([*stream[:-2], usage_only, DONE]))
+    assert events[-1].data == "[DONE]"
+    last = orjson.loads(events[-2].data)
+    assert last["usage"] == USAGE and last["choices"][0]["finish_reason"] == "stop"
+
+
+def test_valid_json_of_an_unusual_shape_passes_as_it_is() -> None:
+    odd = b'data: {"choices": "not a list"}\n\n'
+    out = _run([odd, *openai_chat_stream(["a"])])
+    assert out.startswith(odd)
+    assert parse_sse(out)[-1].data == "[DONE]"
+
+
+def test_one_large_event_in_small_reads_is_held_in_pieces() -> None:
+    big = data(chat_chunk({"content": "x" * 300_000}))
+    pieces = [big[i : i + 1024] for i in range(0, len(big), 1024)]
+    assert _run([*pieces, *openai_chat_stream(["a"])]).startswith(big)
