@@ -17,8 +17,8 @@ import orjson
 
 from gateway.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
 from gateway.sse import Event, SSEDecoder, SSEProtocolError, encode_data
+from providers.chunks import DONE
 
-DONE = b"data: [DONE]\n\n"
 AUDIO_CONTENT_TYPES = {
     "mp3": "audio/mpeg",
     "opus": "audio/ogg",

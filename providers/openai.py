@@ -22,6 +22,7 @@ from gateway.errors import (
 )
 from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
 from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
+from providers.chunks import DONE
 from providers.responses_bridge import encode_event
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ PATHS = {
 # Chat-style streams end in [DONE] and can be asked for a trailing usage chunk.
 CHAT_STYLE = frozenset({Operation.CHAT, Operation.COMPLETIONS})
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
-DONE = b"data: [DONE]\n\n"
 
 
 class OpenAIProvider:
