@@ -28,7 +28,10 @@ _ids = itertools.count(1)
 
 
 def new_id(prefix: str = "chatcmpl") -> str:
-    return f"{prefix}-{os.getpid():x}{next(_ids):08x}{int(time.time()):x}"
+    """A unique id shaped as OpenAI's: `chatcmpl-...`, and `resp_...`, `msg_...`, `fc_...`
+    for the Responses API's objects."""
+    separator = "-" if prefix == "chatcmpl" else "_"
+    return f"{prefix}{separator}{os.getpid():x}{next(_ids):08x}{int(time.time()):x}"
 
 
 def usage(
