@@ -48,6 +48,15 @@ class ApiKey:
         self.value = key.value
         self.missing_env = key.missing_env
 
+    def headers(
+        self, extra: dict[str, str], name: str = "Authorization", prefix: str = "Bearer "
+    ) -> dict[str, str]:
+        """JSON request headers: the configured extras, and the key (when set) as `name`."""
+        headers = {"Content-Type": "application/json", **extra}
+        if self.value:
+            headers[name] = prefix + self.value
+        return headers
+
     def check(self, provider: str, what: str = "API key") -> None:
         """Raise the 401 for a request to `provider` when the key's variable is not set."""
         if self.missing_env:

@@ -63,9 +63,7 @@ class CohereProvider:
         self.config = config
         self._url = config.base_url.rstrip("/") + "/chat"
         self._key = ApiKey(config.api_key)
-        self._headers = {"Content-Type": "application/json", **config.headers}
-        if self._key.value:
-            self._headers["Authorization"] = f"Bearer {self._key.value}"
+        self._headers = self._key.headers(config.headers)
 
     def __repr__(self) -> str:
         return f"<CohereProvider {self.name!r} {self._url}>"

@@ -128,9 +128,7 @@ class GeminiProvider:
         self.config = config
         self._base_url = config.base_url.rstrip("/")
         self._key = ApiKey(config.api_key)
-        self._headers = {"Content-Type": "application/json", **config.headers}
-        if self._key.value:
-            self._headers["x-goog-api-key"] = self._key.value
+        self._headers = self._key.headers(config.headers, "x-goog-api-key", "")
 
     def __repr__(self) -> str:
         return f"<GeminiProvider {self.name!r} url={self._base_url!r}>"

@@ -84,9 +84,7 @@ class OllamaProvider:
         self.config = config
         self._url = config.base_url.rstrip("/") + "/api/chat"
         self._key = ApiKey(config.api_key)
-        self._headers = {"Content-Type": "application/json", **config.headers}
-        if self._key.value:
-            self._headers["Authorization"] = f"Bearer {self._key.value}"
+        self._headers = self._key.headers(config.headers)
 
     def __repr__(self) -> str:
         return f"<OllamaProvider {self.name!r} url={self._url!r}>"

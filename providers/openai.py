@@ -52,9 +52,7 @@ class OpenAIProvider:
         self.config = config
         self._base_url = config.base_url.rstrip("/")
         self._key = ApiKey(config.api_key)
-        self._headers = {"Content-Type": "application/json", **config.headers}
-        if self._key.value:
-            self._headers["Authorization"] = f"Bearer {self._key.value}"
+        self._headers = self._key.headers(config.headers)
 
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
