@@ -43,6 +43,7 @@ from providers.chat_request import (
     ContentPart,
     FunctionDef,
     Message,
+    arguments_object,
     decode_chat_request,
     reject_unsupported,
     text_of,
@@ -261,24 +262,10 @@ def _assistant_blocks(message: Message, i: int) -> list[dict[str, Any]]:
                 "type": "tool_use",
                 "id": call.id,
                 "name": call.function.name,
-                "input": _arguments(call.function.arguments, where),
+                "input": arguments_object(call.function.arguments, where),
             }
         )
     return blocks
-
-
-def _arguments(arguments: str, where: str) -> dict[str, Any]:
-    if not arguments.strip():
-        return {}
-    try:
-        value = orjson.loads(arguments)
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise BadRequest(
-            "Tool call arguments must be a JSON object.", param=where, code="invalid_value"
-        )
-    return value
 
 
 def _tool_result(message: Message, i: int) -> dict[str, Any]:
