@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-import msgspec
-
-from gateway.config import AzureProviderConfig, OpenAIProviderConfig
-from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
+from gateway.config import AzureProviderConfig
+from providers.base import Operation
 from providers.openai import OpenAIProvider
 
 _PATHS = {Operation.CHAT: "/chat/completions", Operation.COMPLETIONS: "/completions"}
@@ -29,17 +27,8 @@ class AzureProvider(OpenAIProvider):
     operations = frozenset({Operation.CHAT, Operation.COMPLETIONS})
 
     def __init__(self, name: str, config: AzureProviderConfig) -> None:
-        # The OpenAI half gets no key, so it sets no `Authorization`; Azure's goes in `api-key`.
-        super().__init__(
-            name,
-            OpenAIProviderConfig(
-                base_url=config.base_url, headers=config.headers, timeout=config.timeout
-            ),
-        )
-        self.azure_config = config
-        self._key = ApiKey(config.api_key)  # OpenAIProvider.build_request answers 401 for it
-        if self._key.value:
-            self._headers["api-key"] = self._key.value
+        super().__init__(name, config)
+        self._headers = self._key.headers(config.headers, "api-key", "")
         base = self._base_url
         # base_url is the resource endpoint; tolerate one that already ends in /openai.
         self._deployments = (base if base.endswith("/openai") else base + "/openai") + (
@@ -47,9 +36,5 @@ class AzureProvider(OpenAIProvider):
         )
         self._query = "?" + urlencode({"api-version": config.api_version})
 
-    def build_request(
-        self, operation: Operation, model: str, body: RawBody, stream: bool
-    ) -> UpstreamRequest:
-        request = super().build_request(operation, model, body, stream)
-        url = self._deployments + quote(model, safe="") + _PATHS[operation] + self._query
-        return msgspec.structs.replace(request, url=url)
+    def url(self, operation: Operation, model: str) -> str:
+        return self._deployments + quote(model, safe="") + _PATHS[operation] + self._query

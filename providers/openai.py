@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import orjson
 
-from gateway.config import OpenAIProviderConfig
+from gateway.config import AzureProviderConfig, OpenAIProviderConfig
 from gateway.errors import (
     GatewayError,
     UpstreamProtocolError,
@@ -47,12 +47,16 @@ class OpenAIProvider:
 
     operations = frozenset(PATHS)
 
-    def __init__(self, name: str, config: OpenAIProviderConfig) -> None:
+    def __init__(self, name: str, config: OpenAIProviderConfig | AzureProviderConfig) -> None:
         self.name = name
         self.config = config
         self._base_url = config.base_url.rstrip("/")
         self._key = ApiKey(config.api_key)
         self._headers = self._key.headers(config.headers)
+
+    def url(self, operation: Operation, model: str) -> str:
+        """Where `operation` goes upstream (a hook: Azure puts the model in the path)."""
+        return self._base_url + PATHS[operation]
 
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
@@ -60,7 +64,7 @@ class OpenAIProvider:
         self._key.check(self.name)
         return UpstreamRequest(
             "POST",
-            self._base_url + PATHS[operation],
+            self.url(operation, model),
             self._headers,
             encode_body(body, model, stream and operation in CHAT_STYLE),
         )
@@ -68,9 +72,7 @@ class OpenAIProvider:
     def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
         self._key.check(self.name)
         headers = {**self._headers, "Content-Type": upload.content_type}
-        return UpstreamRequest(
-            "POST", self._base_url + PATHS[operation], headers, upload.body(model)
-        )
+        return UpstreamRequest("POST", self.url(operation, model), headers, upload.body(model))
 
     def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
         if operation is Operation.RESPONSES:
