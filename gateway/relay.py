@@ -36,6 +36,9 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 KEEPALIVE_COMMENT = b": keepalive\n\n"
+# The upstream's own id for the request, for its support desk (the OpenAI SDK shows it as
+# `response._request_id`).
+REQUEST_ID = "x-request-id"
 # After the terminal event, how long the upstream's end of body is waited for (it usually
 # follows within microseconds); past it the connection is closed rather than pooled.
 _END_OF_BODY_WAIT = 0.05
@@ -61,7 +64,12 @@ async def relay_once(
             upstream.close()
     if upstream.status >= 400:
         raise provider.upstream_error(upstream.status, body)
-    return web.Response(body=translate(body), content_type=content_type or upstream.content_type)
+    response = web.Response(
+        body=translate(body), content_type=content_type or upstream.content_type
+    )
+    if upstream.request_id:
+        response.headers[REQUEST_ID] = upstream.request_id
+    return response
 
 
 async def relay_stream(
@@ -97,6 +105,8 @@ async def relay_stream(
             if not response.prepared:
                 if not sse and upstream.content_type != "application/octet-stream":
                     response.content_type = upstream.content_type  # e.g. audio/wav
+                if upstream.request_id:
+                    response.headers[REQUEST_ID] = upstream.request_id
                 await response.prepare(request)
 
         started = False

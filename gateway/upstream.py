@@ -21,6 +21,7 @@ class Upstream(Protocol):
 
     status: int
     content_type: str
+    request_id: str | None  # the upstream's id for this request, relayed as x-request-id
 
     def chunks(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk as it arrives."""
@@ -43,12 +44,15 @@ class Transport(Protocol):
 
 
 class HttpUpstream:
-    __slots__ = ("_response", "content_type", "status")
+    __slots__ = ("_response", "content_type", "request_id", "status")
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status = response.status
         self.content_type = response.content_type
+        headers = response.headers
+        # OpenAI and most compatible servers say x-request-id; Anthropic says request-id.
+        self.request_id = headers.get("x-request-id") or headers.get("request-id")
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._response.content.iter_any()

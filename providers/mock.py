@@ -132,6 +132,7 @@ class MockUpstream:
 
     status = 200
     content_type = "text/event-stream"
+    request_id = None
 
     def __init__(
         self, operation: Operation, request: _MockRequest, config: MockProviderConfig

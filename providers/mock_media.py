@@ -26,6 +26,7 @@ class MockReply:
     ) -> None:
         self.status = status
         self.content_type = content_type
+        self.request_id: str | None = None
         self._body = body
         self._delay = delay
 

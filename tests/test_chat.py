@@ -302,3 +302,28 @@ async def test_upstream_connection_is_reused_after_paced_streams(
         )
         assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert len({request["peer"] for request in upstream.requests}) == 1
+
+
+async def test_the_upstreams_request_id_is_relayed_streamed_and_not(
+    upstream: FakeUpstream, client: openai.AsyncOpenAI
+) -> None:
+    async def stream_with_id(request):
+        response = aiohttp.web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "x-request-id": "req_stream"}
+        )
+        await response.prepare(request)
+        for piece in openai_chat_stream(["a"]):
+            await response.write(piece)
+        return response
+
+    async def answer_with_id(request):
+        return aiohttp.web.json_response(chat_completion("a"), headers={"request-id": "req_1"})
+
+    upstream.handler = stream_with_id
+    stream = await client.chat.completions.create(model="fake/m", messages=MESSAGES, stream=True)
+    assert stream.response.headers["x-request-id"] == "req_stream"
+    async for _ in stream:
+        pass
+    upstream.handler = answer_with_id
+    whole = await client.chat.completions.create(model="fake/m", messages=MESSAGES)
+    assert whole._request_id == "req_1"  # Anthropic's spelling, relayed as x-request-id
