@@ -33,6 +33,7 @@ from providers.anthropic_stream import (
     ErrorBody,
     MessagesStream,
     anthropic_error,
+    overloaded_as_503,
     translate_message,
 )
 from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
@@ -106,15 +107,13 @@ class AnthropicProvider:
         return translate_message(body, self.name, model)
 
     def upstream_error(self, status: int, body: bytes) -> GatewayError:
+        status = overloaded_as_503(status)
         try:
             error = _error_decoder.decode(body).error
         except msgspec.DecodeError:
             error = None
         if error is None:  # not Anthropic's shape (a proxy in between): keep what we can
-            relayed = upstream_error_from_body(status, body, self.name)
-            if status == 529:
-                relayed.status = 503
-            return relayed
+            return upstream_error_from_body(status, body, self.name)
         return anthropic_error(status, error.type, error.message)
 
 

@@ -58,14 +58,19 @@ def finish_reason(stop_reason: str | None) -> str:
     return _FINISH_REASONS.get(stop_reason or "", "stop")
 
 
+def overloaded_as_503(status: int) -> int:
+    """Anthropic's non-standard 529 "overloaded" as the standard 503; any other as it is."""
+    return 503 if status == _OVERLOADED else status
+
+
 def anthropic_error(status: int | None, error_type: str, message: str) -> UpstreamError:
     """Our error for Anthropic's `{"type": error_type, "message": message}`.
 
     Args:
-        status: The HTTP status it came with, kept (except 529, which becomes 503); None for
+        status: The HTTP status it came with (see `overloaded_as_503`), kept; None for
             an `error` event inside a stream, whose status then follows from its type.
     """
-    if error_type == "overloaded_error" or status == _OVERLOADED:
+    if error_type == "overloaded_error":
         status = 503
     elif status is None:
         status = _STATUS_BY_TYPE.get(error_type, 502)
