@@ -45,6 +45,7 @@ from providers.chat_request import (
     FunctionDef,
     Message,
     arguments_object,
+    base64_data_url,
     decode_chat_request,
     reject_unsupported,
     text_of,
@@ -228,13 +229,14 @@ def _content_blocks(content: str | list[ContentPart] | None, where: str) -> list
 
 
 def _image(url: str, where: str) -> dict[str, Any]:
-    if url.startswith("data:"):
-        header, comma, data = url[5:].partition(",")
-        media_type = header.split(";", 1)[0]
-        if comma and media_type and header.endswith(";base64"):
-            source = {"type": "base64", "media_type": media_type, "data": data}
-            return {"type": "image", "source": source}
-    elif url.startswith(("https://", "http://")):
+    inline = base64_data_url(url)
+    if inline is not None:
+        media_type, data = inline
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    if url.startswith(("https://", "http://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
     raise BadRequest(
         "An image must be an http(s) URL or a base64 data: URL (data:image/png;base64,...).",

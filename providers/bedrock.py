@@ -43,6 +43,7 @@ from providers.chat_request import (
     Asks,
     ChatRequest,
     Message,
+    base64_data_url,
     decode_chat_request,
     not_off,
     reject_unsupported,
@@ -286,14 +287,14 @@ def _user_blocks(message: Message, i: int) -> list[dict[str, Any]]:
 
 def _image(url: str, param: str) -> dict[str, Any]:
     """A `data:image/...;base64,` URL as a Converse image block (its bytes, base64 in JSON)."""
-    head, sep, data = url.partition(",")
-    media = head.removeprefix("data:").removesuffix(";base64")
-    kind = media.removeprefix("image/")
-    if not (sep and head.startswith("data:image/") and head.endswith(";base64")):
+    inline = base64_data_url(url)
+    if inline is None or not inline[0].startswith("image/"):
         raise BadRequest(
             f"Provider type 'bedrock' takes images as base64 data URLs only ({param}).",
             param=param,
         )
+    media, data = inline
+    kind = media.removeprefix("image/")
     if kind not in IMAGE_FORMATS:
         raise BadRequest(f"Unsupported image type {media!r} ({param}).", param=param)
     try:

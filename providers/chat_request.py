@@ -249,3 +249,15 @@ def json_output(response_format: dict[str, Any] | None) -> tuple[bool, Any]:
         param="response_format.type",
         code="invalid_value",
     )
+
+
+def base64_data_url(url: str) -> tuple[str, str] | None:
+    """(media type, base64 data) of a `data:<type>[;params];base64,<data>` URL; None for any
+    other URL, so each provider can say in its own words what it takes instead."""
+    if not url.startswith("data:"):
+        return None
+    header, comma, data = url[5:].partition(",")
+    media_type = header.split(";", 1)[0]
+    if not (comma and media_type and data and header.endswith(";base64")):
+        return None
+    return media_type, data

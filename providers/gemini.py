@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import binascii
 import mimetypes
-import re
 import secrets
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -56,6 +55,7 @@ from providers.chat_request import (
     Message,
     Tool,
     arguments_object,
+    base64_data_url,
     choose,
     decode_chat_request,
     json_output,
@@ -114,8 +114,6 @@ _TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 # logprobs, audio): a 400 naming the parameter rather than a silently different answer.
 _UNSUPPORTED = {**CHOICES_AND_LOGPROBS, **AUDIO_OUTPUT}
 _UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provider!r} (Gemini)."
-
-_DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(?P<data>.*)", re.S)
 
 
 class GeminiProvider:
@@ -262,15 +260,15 @@ def _image_part(url: str, where: str) -> dict[str, Any]:
 
 def _data_url(url: str, where: str) -> tuple[str, str]:
     """(mime type, base64 data) of a base64 `data:` URL."""
-    match = _DATA_URL.fullmatch(url)
-    if match is None or not match["mime"]:
+    inline = base64_data_url(url)
+    if inline is None:
         raise BadRequest(
             f"Invalid value for '{where}': expected a base64 data URL "
             "('data:<mime type>;base64,<data>').",
             param=where,
             code="invalid_value",
         )
-    data = match["data"]
+    mime, data = inline
     try:
         base64.b64decode(data, validate=True)
     except binascii.Error:
@@ -279,7 +277,7 @@ def _data_url(url: str, where: str) -> tuple[str, str]:
             param=where,
             code="invalid_value",
         ) from None
-    return match["mime"], data
+    return mime, data
 
 
 def _assistant_parts(

@@ -49,6 +49,7 @@ from providers.chat_request import (
     Message,
     Tool,
     arguments_object,
+    base64_data_url,
     choose,
     decode_chat_request,
     json_output,
@@ -69,7 +70,6 @@ _FINISH_REASONS = {"stop": "stop", "length": "length"}  # others ("load", "unloa
 # Asked for, these would need what the translated answer cannot carry: a 400 naming them.
 _UNSUPPORTED = {**CHOICES_AND_LOGPROBS, **AUDIO_OUTPUT}
 _UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provider!r} (Ollama)."
-_DATA_PREFIX = "data:"
 # An NDJSON line longer than this is not a chat chunk: stop buffering it.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -207,16 +207,15 @@ def _image(part: ContentPart, where: str) -> str:
             param=f"{where}.type",
             code="invalid_value",
         )
-    url = part.image_url.url
-    head, sep, data = url.partition(",")
-    if not (url.startswith(_DATA_PREFIX) and sep and head.endswith(";base64") and data):
+    inline = base64_data_url(part.image_url.url)
+    if inline is None:
         raise BadRequest(
             f"Invalid value for '{where}.image_url.url': Ollama takes images as base64 data "
             "URLs ('data:image/png;base64,...'); it does not fetch URLs.",
             param=f"{where}.image_url.url",
             code="invalid_value",
         )
-    return data
+    return inline[1]
 
 
 def _assistant(message: Message, call_names: dict[str, str], where: str) -> dict[str, Any]:
