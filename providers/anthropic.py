@@ -44,6 +44,8 @@ from providers.chat_request import (
     ContentPart,
     FunctionDef,
     Message,
+    NamedToolChoice,
+    ToolMode,
     arguments_object,
     base64_data_url,
     decode_chat_request,
@@ -306,30 +308,15 @@ _CHOICES = {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"ty
 
 
 def _tool_choice(
-    choice: str | dict[str, Any] | None, parallel: bool | None
+    choice: ToolMode | NamedToolChoice | None, parallel: bool | None
 ) -> dict[str, Any] | None:
     result: dict[str, Any] | None
     if choice is None:
         result = None
     elif isinstance(choice, str):
-        if choice not in _CHOICES:
-            raise BadRequest(
-                f"Invalid value for 'tool_choice': {choice!r}.",
-                param="tool_choice",
-                code="invalid_value",
-            )
         result = dict(_CHOICES[choice])
     else:
-        function = choice.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        if choice.get("type") != "function" or not isinstance(name, str):
-            raise BadRequest(
-                "tool_choice must be auto, none, required or "
-                '{"type": "function", "function": {"name": ...}}.',
-                param="tool_choice",
-                code="invalid_value",
-            )
-        result = {"type": "tool", "name": name}
+        result = {"type": "tool", "name": choice.function.name}
     if parallel is False and (result is None or result["type"] != "none"):
         result = result or {"type": "auto"}
         result["disable_parallel_tool_use"] = True

@@ -342,10 +342,8 @@ def _tool_config(request: ChatRequest) -> dict[str, Any] | None:
         config["toolChoice"] = {"auto": {}}
     elif choice == "required":
         config["toolChoice"] = {"any": {}}
-    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        config["toolChoice"] = {"tool": {"name": choice["function"].get("name")}}
     elif choice is not None:
-        raise BadRequest(f"Invalid value for 'tool_choice': {choice!r}.", param="tool_choice")
+        config["toolChoice"] = {"tool": {"name": choice.function.name}}
     return config
 
 

@@ -12,7 +12,7 @@ a table (reasoning_effort), and what a response_format asks for.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import orjson
@@ -68,6 +68,20 @@ class Tool(msgspec.Struct, gc=False):
     type: str = "function"
 
 
+ToolMode = Literal["auto", "none", "required"]
+
+
+class FunctionName(msgspec.Struct, gc=False):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct, gc=False):
+    """`{"type": "function", "function": {"name": ...}}`: the model must call this tool."""
+
+    function: FunctionName
+    type: Literal["function"] = "function"
+
+
 class ChatRequest(msgspec.Struct, gc=False):
     # Not fields: n, logprobs, top_logprobs, logit_bias, audio, modalities. No translating
     # provider can give several choices, logprobs or audio; `reject_unsupported` judges them on
@@ -82,7 +96,7 @@ class ChatRequest(msgspec.Struct, gc=False):
     top_p: float | None = None
     stop: str | list[str] | None = None
     tools: list[Tool] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: ToolMode | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     seed: int | None = None

@@ -211,15 +211,14 @@ def _tools(request: ChatRequest) -> tuple[list[dict[str, Any]], str | None]:
         return tools, "REQUIRED"
     if choice == "none":
         return tools, "NONE"
-    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        # Cohere cannot name the tool: offer only that one, and require a call.
-        name = choice["function"].get("name")
-        named = [tool for tool in tools if tool["function"]["name"] == name]
-        if named:
-            return named, "REQUIRED"
-    raise BadRequest(
-        f"Invalid value for 'tool_choice': {choice!r} (no such tool).", param="tool_choice"
-    )
+    # Cohere cannot name the tool: offer only that one, and require a call.
+    name = choice.function.name
+    named = [tool for tool in tools if tool["function"]["name"] == name]
+    if not named:
+        raise BadRequest(
+            f"Invalid value for 'tool_choice': no tool is named {name!r}.", param="tool_choice"
+        )
+    return named, "REQUIRED"
 
 
 def _response_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:

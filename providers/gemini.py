@@ -53,7 +53,9 @@ from providers.chat_request import (
     ChatRequest,
     ContentPart,
     Message,
+    NamedToolChoice,
     Tool,
+    ToolMode,
     arguments_object,
     base64_data_url,
     choose,
@@ -341,19 +343,10 @@ def _declarations(tools: list[Tool]) -> list[dict[str, Any]]:
     return declarations
 
 
-def _calling_config(choice: str | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(choice, str) and choice in _TOOL_MODES:
+def _calling_config(choice: ToolMode | NamedToolChoice) -> dict[str, Any]:
+    if isinstance(choice, str):
         return {"mode": _TOOL_MODES[choice]}
-    if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
-        if choice.get("type") == "function" and isinstance(name, str):
-            return {"mode": "ANY", "allowedFunctionNames": [name]}
-    raise BadRequest(
-        "Invalid value for 'tool_choice': expected 'auto', 'none', 'required' or "
-        '{"type": "function", "function": {"name": ...}}.',
-        param="tool_choice",
-        code="invalid_value",
-    )
+    return {"mode": "ANY", "allowedFunctionNames": [choice.function.name]}
 
 
 def _generation_config(request: ChatRequest, n: int | None) -> dict[str, Any]:

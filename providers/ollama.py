@@ -47,7 +47,9 @@ from providers.chat_request import (
     ChatRequest,
     ContentPart,
     Message,
+    NamedToolChoice,
     Tool,
+    ToolMode,
     arguments_object,
     base64_data_url,
     choose,
@@ -247,7 +249,7 @@ def _options(request: ChatRequest) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _tools_offered(choice: str | dict[str, Any] | None) -> bool:
+def _tools_offered(choice: ToolMode | NamedToolChoice | None) -> bool:
     if choice is None or choice == "auto":
         return True
     if choice == "none":
