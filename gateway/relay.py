@@ -42,6 +42,7 @@ REQUEST_ID = "x-request-id"
 # After the terminal event, how long the upstream's end of body is waited for (it usually
 # follows within microseconds); past it the connection is closed rather than pooled.
 _END_OF_BODY_WAIT = 0.05
+_HEAD_BYTES = 1024  # see _head_apart
 
 
 async def relay_once(
@@ -112,8 +113,8 @@ async def relay_stream(
         started = False
         async for chunk in upstream.chunks():
             # The first token must not wait while the rest of a large first read (a fast
-            # upstream's whole answer) is looked at: it goes out on its own.
-            for piece in (chunk,) if started or not sse else _first_event_apart(chunk):
+            # upstream's whole answer) is looked at: the read's head goes out first.
+            for piece in (chunk,) if started or not sse else _head_apart(chunk):
                 out = translator.feed(piece)
                 if out:
                     if not started:
@@ -163,9 +164,14 @@ async def relay_stream(
     return response
 
 
-def _first_event_apart(chunk: bytes) -> tuple[bytes, ...]:
-    """`chunk` cut after its first SSE block, when more follows (any cut is a valid split)."""
-    end = chunk.find(b"\n\n") + 2
+def _head_apart(chunk: bytes) -> tuple[bytes, ...]:
+    """`chunk` cut at the first SSE block boundary past its first KiB, when more follows.
+
+    The first content token usually sits in the first few events (after a role chunk, or
+    Anthropic's message_start): they go out before the rest of a large first read is looked
+    at. Any cut is a valid split for a translator.
+    """
+    end = chunk.find(b"\n\n", _HEAD_BYTES) + 2
     return (chunk[:end], chunk[end:]) if 1 < end < len(chunk) else (chunk,)
 
 
