@@ -64,7 +64,7 @@ async def relay_once(
         if upstream is not None:
             upstream.close()
     if upstream.status >= 400:
-        raise provider.upstream_error(upstream.status, body)
+        raise provider.upstream_error(upstream.status, body, upstream.headers)
     response = web.Response(
         body=translate(body), content_type=content_type or upstream.content_type
     )
@@ -98,7 +98,8 @@ async def relay_stream(
         upstream = await target.transport.send(upstream_request, target.stream_timeout)
         touch()
         if upstream.status >= 400:
-            raise target.provider.upstream_error(upstream.status, await upstream.read())
+            body = await upstream.read()
+            raise target.provider.upstream_error(upstream.status, body, upstream.headers)
 
         async def start() -> None:  # the first bytes out: stop the keepalive, send headers
             if keepalive is not None:

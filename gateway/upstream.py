@@ -7,7 +7,7 @@ boundary (as httpcore's `map_exceptions` does), so nothing else needs to know th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -22,6 +22,7 @@ class Upstream(Protocol):
     status: int
     content_type: str
     request_id: str | None  # the upstream's id for this request, relayed as x-request-id
+    headers: Mapping[str, str]
 
     def chunks(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk as it arrives."""
@@ -44,13 +45,13 @@ class Transport(Protocol):
 
 
 class HttpUpstream:
-    __slots__ = ("_response", "content_type", "request_id", "status")
+    __slots__ = ("_response", "content_type", "headers", "request_id", "status")
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status = response.status
         self.content_type = response.content_type
-        headers = response.headers
+        self.headers = headers = response.headers
         # OpenAI and most compatible servers say x-request-id; Anthropic says request-id.
         self.request_id = headers.get("x-request-id") or headers.get("request-id")
 

@@ -22,6 +22,7 @@ JSON response formats) are a 400 naming the parameter; `seed` is dropped (best e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -109,7 +110,7 @@ class AnthropicProvider:
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
         return translate_message(body, self.name, model)
 
-    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         status = overloaded_as_503(status)
         try:
             error = _error_decoder.decode(body).error

@@ -7,7 +7,7 @@ sends the request and `gateway.relay` pumps the bytes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
@@ -115,6 +115,7 @@ class Provider(Protocol):
         """A non-streamed upstream answer (status < 400) as our JSON answer."""
         ...
 
-    def upstream_error(self, status: int, body: bytes) -> GatewayError:
-        """An upstream error answer as our error, keeping its status and message."""
+    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+        """An upstream error answer as our error, keeping its status and message (`headers`:
+        the answer's, for providers that name the error there)."""
         ...

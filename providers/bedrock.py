@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -60,9 +61,8 @@ STOP_REASONS = {
     "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter",
 }
-# HTTP status -> the Bedrock exception that answers with it (botocore's bedrock-runtime model).
-# The relay hands `upstream_error` no headers, so x-amzn-ErrorType is not seen; 400 may also be
-# a ConflictException or ServiceQuotaExceededException, which the message tells apart.
+# HTTP status -> the Bedrock exception that answers with it (botocore's bedrock-runtime model),
+# for an answer without x-amzn-ErrorType (which names the exception exactly).
 HTTP_ERRORS = {
     400: "ValidationException",
     403: "AccessDeniedException",
@@ -203,8 +203,8 @@ class BedrockProvider:
             raise UpstreamProtocolError(f"Bedrock sent an unreadable answer: {exc}") from None
         return answer_to_completion(answer, model)
 
-    def upstream_error(self, status: int, body: bytes) -> GatewayError:
-        return error_from_body(status, body, self.name)
+    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+        return error_from_body(status, body, self.name, headers.get("x-amzn-ErrorType"))
 
 
 # --- request -------------------------------------------------------------------------------
@@ -386,13 +386,17 @@ def _error_message(body: bytes) -> str | None:
     return parsed.message or parsed.Message
 
 
-def error_from_body(status: int, body: bytes, provider: str) -> UpstreamError:
+def error_from_body(
+    status: int, body: bytes, provider: str, error_type: str | None = None
+) -> UpstreamError:
     """Bedrock's `{"message": ...}` error answer as ours, with its status (a model timeout,
-    408 from Bedrock, becomes 504: the gateway's client did nothing late)."""
+    408 from Bedrock, becomes 504: the gateway's client did nothing late) and the exception
+    named by `x-amzn-ErrorType` ("ThrottlingException:http://...") or else by the status."""
+    name = (error_type or "").partition(":")[0] or HTTP_ERRORS.get(status)
     return UpstreamError(
         _error_message(body) or f"{provider} returned HTTP {status}",
         status=504 if status == 408 else status,
-        code=HTTP_ERRORS.get(status),
+        code=name,
     )
 
 

@@ -13,7 +13,7 @@ model's words before its tool calls) both travel as `delta.reasoning`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -89,7 +89,7 @@ class CohereProvider:
             raise UpstreamProtocolError(f"Cohere sent an unreadable answer: {exc}") from None
         return response_to_completion(answer, model)
 
-    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         return error_from_body(status, body, self.name)
 
 

@@ -32,6 +32,7 @@ import base64
 import binascii
 import mimetypes
 import secrets
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -161,7 +162,7 @@ class GeminiProvider:
             reader.finish(None, reader.usage_metadata)
         return collector.answer()
 
-    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         return gemini_error(status, body, self.name)
 
 

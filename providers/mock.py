@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
@@ -102,7 +102,7 @@ class MockProvider:
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
         return body
 
-    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         return upstream_error_from_body(status, body, self.name)
 
     async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> Upstream:
@@ -133,6 +133,7 @@ class MockUpstream:
     status = 200
     content_type = "text/event-stream"
     request_id = None
+    headers: Mapping[str, str] = {}
 
     def __init__(
         self, operation: Operation, request: _MockRequest, config: MockProviderConfig

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import math
 import struct
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ class MockReply:
         self.status = status
         self.content_type = content_type
         self.request_id: str | None = None
+        self.headers: Mapping[str, str] = {}
         self._body = body
         self._delay = delay
 

@@ -28,6 +28,7 @@ complete JSON arguments and an id (Ollama's own when it gives one, else a genera
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -123,7 +124,7 @@ class OllamaProvider:
             reasoning=message.thinking or None,
         )
 
-    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         # `{"error": "model \"x\" not found, try pulling it first"}`: its text, its status.
         return upstream_error_from_body(status, body, self.name)
 

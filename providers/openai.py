@@ -9,6 +9,7 @@ in the last chunk before `data: [DONE]`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -82,7 +83,7 @@ class OpenAIProvider:
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
         return body
 
-    def upstream_error(self, status: int, body: bytes) -> GatewayError:
+    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         return upstream_error_from_body(status, body, self.name)
 
 

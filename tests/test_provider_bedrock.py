@@ -472,6 +472,8 @@ async def test_unsupported_request_is_400_naming_the_param(
     [
         (429, "ThrottlingException", openai.RateLimitError, 429),
         (400, "ValidationException", openai.BadRequestError, 400),
+        # Also a 400: only x-amzn-ErrorType tells it from a ValidationException.
+        (400, "ServiceQuotaExceededException", openai.BadRequestError, 400),
         (403, "AccessDeniedException", openai.PermissionDeniedError, 403),
         (404, "ResourceNotFoundException", openai.NotFoundError, 404),
         (503, "ServiceUnavailableException", openai.InternalServerError, 503),
