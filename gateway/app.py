@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway.app_keys import CONFIG, HTTP, ROUTER
+from gateway.app_keys import CONFIG, DISPATCHER, HTTP, ROUTER
 from gateway.config import Config
+from gateway.cooldowns import LocalCooldowns
+from gateway.dispatch import Dispatcher
 from gateway.errors import error_middleware
 from gateway.routes import audio, chat, embeddings, models, responses
 from gateway.routing import Router
@@ -21,7 +23,9 @@ def create_app(config: Config) -> web.Application:
     http = HttpTransport()
     app[CONFIG] = config
     app[HTTP] = http
-    app[ROUTER] = Router(config, http)
+    router = Router(config, http)
+    app[ROUTER] = router
+    app[DISPATCHER] = Dispatcher(router, LocalCooldowns(), config.routing)
     chat.add_routes(app)
     models.add_routes(app)
     responses.add_routes(app)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import Config
+from gateway.dispatch import Dispatcher
 from gateway.routing import Router
 from gateway.upstream import HttpTransport
 
 CONFIG = web.AppKey("config", Config)
 ROUTER = web.AppKey("router", Router)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 HTTP = web.AppKey("http", HttpTransport)

@@ -45,11 +45,21 @@ class _ProviderBase(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
     timeout: float = 30.0
     keepalive: float | None = None  # None: the [server] value
     models: list[str] = []
+    # Further attempts at this provider after a retryable failure (see [routing]).
+    retries: int = 0
+
+
+class KeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One of a provider's `keys`: chosen by weight, rested when the upstream refuses it."""
+
+    value: str  # "env.NAME" or a literal, like api_key
+    weight: float = 1.0
 
 
 class _HttpProviderBase(_ProviderBase, frozen=True):
     base_url: str = ""  # each type's default is in DEFAULT_BASE_URLS
     api_key: str | None = None  # "env.NAME" reads the environment; a plain string is used as is
+    keys: list[KeyConfig] = []  # several weighted keys instead of one api_key
     headers: dict[str, str] = {}  # extra headers sent upstream
 
 
@@ -146,9 +156,41 @@ PRESETS: dict[str, tuple[str, str | None]] = {
 }
 
 
+class AliasTarget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One target of a `[models.NAME]` alias: a `provider/model`, its weight and its tier."""
+
+    model: str
+    weight: float = 1.0  # same priority: a weighted random order
+    priority: int = 0  # lower first; a tier is tried only after every earlier one failed
+
+
+class ModelAlias(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[models.NAME]`: clients ask for NAME, the gateway tries `targets`."""
+
+    targets: list[AliasTarget]
+    retries: int | None = None  # None: each target's provider's `retries`
+
+
+class RoutingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Every attempt of one request, retries and fallbacks together: nothing can loop.
+    max_attempts: int = 5
+    # Seconds a refused key (401/403, or 429 without Retry-After) or a failing target rests.
+    cooldown: float = 60.0
+    # Consecutive failures after which a target (provider/model) rests for `cooldown`.
+    failures_to_rest: int = 3
+    # Retry backoff: backoff_start * 2^n seconds, at most backoff_max, with +-20 % jitter.
+    backoff_start: float = 0.5
+    backoff_max: float = 5.0
+    # An upstream's Retry-After is waited for up to this many seconds; a longer one moves
+    # the request to the next candidate instead of waiting.
+    max_retry_after: float = 10.0
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
+    models: dict[str, ModelAlias] = {}
+    routing: RoutingConfig = RoutingConfig()
     source: str = "<built-in default>"  # where it was read from, for messages
 
 
@@ -195,6 +237,10 @@ def parse(text: str, source: str) -> Config:
     for name, table in providers.items():
         _check_provider_table(source, name, table)
         converted[name] = _convert(table, ProviderConfig, source, f"providers.{name}")
+    models = raw.get("models", {})
+    if not isinstance(models, dict):
+        raise ConfigError(f"{source}: models: expected a table of [models.NAME] tables")
+    raw["models"] = {name: _alias_table(source, name, table) for name, table in models.items()}
     rest = {key: value for key, value in raw.items() if key != "providers"}
     config = _convert({**rest, "source": source}, Config, source, "")
     config = msgspec.structs.replace(config, providers=converted)
@@ -233,8 +279,24 @@ def _check_provider_table(source: str, name: str, table: Any) -> None:
             raise ConfigError(f"{where}.base_url: required for a provider of type {kind!r}")
         if base_url is not None:
             table.setdefault("base_url", base_url)
-        if api_key is not None:
+        if api_key is not None and "keys" not in table:
             table.setdefault("api_key", api_key)
+        if "keys" in table and "api_key" in table:
+            raise ConfigError(f"{where}: set either api_key or keys, not both")
+
+
+def _alias_table(source: str, name: str, table: Any) -> Any:
+    """`targets` may be a plain list of "provider/model": tried in that order (one per tier)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: models.{name}: expected a table with `targets`")
+    targets = table.get("targets")
+    if isinstance(targets, list):
+        table = dict(table)
+        table["targets"] = [
+            {"model": target, "priority": i} if isinstance(target, str) else target
+            for i, target in enumerate(targets)
+        ]
+    return table
 
 
 def _describe(exc: msgspec.ValidationError, prefix: str) -> str:
@@ -263,6 +325,11 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"{where}.timeout: must be a positive number of seconds")
         if provider.keepalive is not None and provider.keepalive < 0:
             raise ConfigError(f"{where}.keepalive: must be 0 (off) or more seconds")
+        if provider.retries < 0:
+            raise ConfigError(f"{where}.retries: must not be negative")
+        for i, key in enumerate(getattr(provider, "keys", ())):
+            if key.weight <= 0:
+                raise ConfigError(f"{where}.keys[{i}].weight: must be positive")
         if isinstance(provider, _HttpProviderBase) and provider.base_url:
             if not provider.base_url.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}.base_url: must start with http:// or https://")
@@ -270,18 +337,54 @@ def _check_values(config: Config) -> None:
             provider.tokens < 0 or provider.delay < 0
         ):
             raise ConfigError(f"{where}: tokens and delay must not be negative")
+    _check_routing(config)
+
+
+def _check_routing(config: Config) -> None:
+    source = config.source
+    routing = config.routing
+    if routing.max_attempts < 1:
+        raise ConfigError(f"{source}: routing.max_attempts: must be at least 1")
+    for key in ("cooldown", "backoff_start", "backoff_max", "max_retry_after"):
+        if getattr(routing, key) < 0:
+            raise ConfigError(f"{source}: routing.{key}: must not be negative")
+    if routing.failures_to_rest < 1:
+        raise ConfigError(f"{source}: routing.failures_to_rest: must be at least 1")
+    for name, alias in config.models.items():
+        where = f"{source}: models.{name}"
+        if not name:
+            raise ConfigError(f"{where}: an alias name must not be empty")
+        if not alias.targets:
+            raise ConfigError(f"{where}.targets: list at least one provider/model")
+        if alias.retries is not None and alias.retries < 0:
+            raise ConfigError(f"{where}.retries: must not be negative")
+        for i, target in enumerate(alias.targets):
+            provider, sep, model = target.model.partition("/")
+            if not sep or not model:
+                raise ConfigError(f"{where}.targets[{i}]: {target.model!r} is not 'provider/model'")
+            if provider not in config.providers:
+                raise ConfigError(
+                    f"{where}.targets[{i}]: no provider {provider!r} is configured "
+                    f"(configured: {', '.join(sorted(config.providers)) or 'none'})"
+                )
+            if target.weight <= 0:
+                raise ConfigError(f"{where}.targets[{i}].weight: must be positive")
 
 
 def warn_missing_keys(config: Config) -> list[str]:
     """Log (and return) a warning for each provider whose `env.NAME` key is unset."""
     warnings = []
     for name, provider in config.providers.items():
-        key = resolve_key(getattr(provider, "api_key", None))
-        if key.missing_env:
-            warnings.append(
-                f"provider {name!r}: environment variable {key.missing_env} is not set; "
-                "its requests will be answered with 401"
-            )
+        raw_keys = [key.value for key in getattr(provider, "keys", ())] or [
+            getattr(provider, "api_key", None)
+        ]
+        for raw in raw_keys:
+            key = resolve_key(raw)
+            if key.missing_env:
+                warnings.append(
+                    f"provider {name!r}: environment variable {key.missing_env} is not set; "
+                    "its requests will be answered with 401"
+                )
     for warning in warnings:
         log.warning(warning)
     return warnings

@@ -16,13 +16,15 @@ class IdleDeadline:
     path, so a client's own disconnect (a cancellation too) is never mistaken for it.
     """
 
-    __slots__ = ("_handle", "_loop", "_task", "expired", "last", "paused", "seconds")
+    __slots__ = ("_cancelling", "_handle", "_loop", "_task", "expired", "last", "paused", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self._loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None, "IdleDeadline runs inside a task"
         self._task = task
+        # Cancellations already pending when the deadline began (asyncio.timeout's baseline).
+        self._cancelling = task.cancelling()
         self.seconds = seconds
         self.expired = False
         self.paused = False  # set while waiting on something that is not the upstream
@@ -48,11 +50,15 @@ class IdleDeadline:
         self._task.cancel()
 
     def absorb(self, exc: BaseException) -> bool:
-        """True when `exc` is this deadline's own cancellation (then withdrawn from the task)."""
+        """True when `exc` is this deadline's own cancellation (then withdrawn from the task).
+
+        As in `asyncio.timeout`, the deadline's cancel is withdrawn, and it was the only one
+        only if no other cancellation is left above the baseline: a client that went away in
+        the same loop turn as the expiry is a cancellation, not a timeout.
+        """
         if self.expired and isinstance(exc, asyncio.CancelledError):
             self.expired = False
-            self._task.uncancel()
-            return True
+            return self._task.uncancel() <= self._cancelling
         return False
 
     def close(self) -> None:

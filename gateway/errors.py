@@ -37,6 +37,7 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.headers: dict[str, str] = {}  # sent with the error answer (Retry-After, ...)
         if code is not None:
             self.code = code
         if status is not None:
@@ -59,7 +60,10 @@ class GatewayError(Exception):
 
     def to_response(self) -> web.Response:
         return web.Response(
-            body=self.to_json(), status=self.status, content_type="application/json"
+            body=self.to_json(),
+            status=self.status,
+            content_type="application/json",
+            headers=self.headers or None,
         )
 
 

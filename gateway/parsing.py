@@ -82,6 +82,8 @@ class ParsedRequest(msgspec.Struct, frozen=True, gc=False):
     model: str
     stream: bool
     values: dict[str, Any]  # the typed fields that were present
+    # The request's own fallbacks (Bifrost's field): the gateway's, never sent upstream.
+    fallbacks: list[str] = []
 
 
 def parse_request(data: bytes, operation: Operation) -> ParsedRequest:
@@ -99,7 +101,17 @@ def parse_request(data: bytes, operation: Operation) -> ParsedRequest:
         raw = body.get(name)
         if raw is not None:
             values[name] = decode_field(name, raw, decoder)
-    return ParsedRequest(body, values["model"], bool(values.get("stream")), values)
+    fallbacks = body.pop("fallbacks", None)
+    return ParsedRequest(
+        body,
+        values["model"],
+        bool(values.get("stream")),
+        values,
+        decode_field("fallbacks", fallbacks, _fallbacks_decoder) or [] if fallbacks else [],
+    )
+
+
+_fallbacks_decoder = msgspec.json.Decoder(list[str] | None)
 
 
 def decode_object(data: bytes) -> RawBody:

@@ -1,27 +1,36 @@
-"""The hot path: upstream bytes to the client as they arrive.
+"""The hot path: upstream bytes to the client as they arrive, in two phases.
+
+`open_stream` sends one attempt's request and reads its answer up to the first content (text,
+a tool call, audio, reasoning), holding whatever comes before it (a role chunk,
+`response.created`, ...). An error answer, an error event, a cut, a timeout or an end before
+any content is an `AttemptFailed`: nothing reached the client, so the dispatcher may try
+elsewhere. `pump` then sends the held bytes and relays the rest chunk by chunk; from there a
+failure can only be the stream's final error event (starlette's `response_started` rule): the
+gateway never switches upstreams mid-answer, so no token is ever sent twice.
 
 One pump loop per stream (as httpcore's `_receive_event`): read whatever the upstream has,
 let the provider's sans-IO translator turn it into client bytes (for an OpenAI-compatible
 upstream, usually the very same bytes), and `await write()` them, so the client's pace is the
-backpressure. No per-chunk logging, no per-chunk task or timer.
-
-After the response has started, a failure can no longer change the status, so it is sent as
-a final SSE error event (starlette's `response_started` rule). A client that goes away cancels
-the handler (aiohttp's handler_cancellation), and `finally` closes the upstream connection at
-once, so the upstream stops generating for nobody.
+backpressure. No per-chunk logging, no per-chunk task or timer. A client that goes away
+cancels the handler (aiohttp's handler_cancellation), and `finally` closes the upstream
+connection at once, so the upstream stops generating for nobody.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 
+import msgspec
 from aiohttp import web
 
 from gateway.deadline import IdleDeadline
 from gateway.errors import GatewayError
+from gateway.first_content import ContentProbe
 from gateway.routing import Target
 from gateway.uploads import Upload
 from gateway.upstream import Upstream, as_gateway_error
@@ -43,126 +52,247 @@ REQUEST_ID = "x-request-id"
 # follows within microseconds); past it the connection is closed rather than pooled.
 _END_OF_BODY_WAIT = 0.05
 _HEAD_BYTES = 1024  # see _head_apart
+# Client bytes held before the first content; past this the stream is committed anyway.
+HOLD_LIMIT = 64 * 1024
 
 
-async def relay_once(
-    target: Target,
-    upstream_request: UpstreamRequest,
-    translate: Callable[[bytes], bytes],
-    content_type: str | None = "application/json",
-) -> web.Response:
-    """A non-streamed request: the upstream's answer, translated, in one response
-    (`content_type` None: the upstream's own, e.g. text/plain for a transcript as text)."""
+class Prepared(msgspec.Struct, gc=False):
+    """One attempt's upstream request, and how its answer becomes the client's."""
+
+    request: UpstreamRequest
+    translator: StreamTranslator | None = None  # a streamed answer, through this
+    translate: Callable[[bytes], bytes] | None = None  # a whole answer, through this
+    # Content type of a whole answer; None keeps the upstream's (a transcript as text/plain).
+    content_type: str | None = "application/json"
+
+
+class AttemptFailed(Exception):
+    """An attempt failed before anything of it reached the client."""
+
+    def __init__(
+        self, error: GatewayError, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(error.message)
+        self.error = error
+        # The upstream's own HTTP status when it answered one (Anthropic's 529 stays 529),
+        # else the error's: what decides whether to retry or fail over.
+        self.status = error.status if status is None else status
+        self.retry_after = retry_after
+
+
+class OpenedStream:
+    """An attempt's stream, read up to its first content (or its end), not yet sent."""
+
+    __slots__ = (
+        "chunks",
+        "deadline",
+        "ended",
+        "held",
+        "request_id",
+        "rest",
+        "translator",
+        "upstream",
+    )
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        chunks: AsyncIterator[bytes],
+        translator: StreamTranslator,
+        deadline: IdleDeadline,
+    ) -> None:
+        self.upstream = upstream
+        self.chunks = chunks
+        self.translator = translator
+        self.deadline = deadline
+        self.held: list[bytes] = []  # client bytes, in order
+        self.rest = b""  # the part of the last upstream read not yet translated
+        self.ended = False  # the upstream's body ended (the translator's `end` was called)
+        self.request_id = upstream.request_id
+
+    def close(self) -> None:
+        self.deadline.close()
+        self.upstream.close()
+
+
+async def fetch_whole(target: Target, prepared: Prepared) -> web.Response:
+    """A non-streamed attempt: the upstream's whole answer, translated, in one response."""
+    assert prepared.translate is not None
     provider = target.provider
     upstream: Upstream | None = None
     try:
-        upstream = await target.transport.send(upstream_request, target.timeout)
+        upstream = await target.transport.send(prepared.request, target.timeout)
         body = await upstream.read()
     except Exception as exc:
-        raise _upstream_failure(exc, target) from None
+        raise AttemptFailed(_upstream_failure(exc, target)) from None
     finally:
         if upstream is not None:
             upstream.close()
     if upstream.status >= 400:
-        raise provider.upstream_error(upstream.status, body, upstream.headers)
+        error = provider.upstream_error(upstream.status, body, upstream.headers)
+        raise AttemptFailed(error, upstream.status, retry_after(upstream.headers))
+    try:
+        answer = prepared.translate(body)
+    except GatewayError as error:  # an answer the gateway cannot read
+        raise AttemptFailed(error) from None
     response = web.Response(
-        body=translate(body), content_type=content_type or upstream.content_type
+        body=answer, content_type=prepared.content_type or upstream.content_type
     )
     if upstream.request_id:
         response.headers[REQUEST_ID] = upstream.request_id
     return response
 
 
-async def relay_stream(
-    request: web.Request,
+async def open_stream(
     target: Target,
-    upstream_request: UpstreamRequest,
-    translator: StreamTranslator,
-    headers: dict[str, str] = SSE_HEADERS,
+    prepared: Prepared,
+    has_content: ContentProbe,
+    sse: bool,
     upload: Upload | None = None,
-) -> web.StreamResponse:
-    """A streamed request: relayed chunk by chunk through the provider's translator
-    (SSE unless `headers` say otherwise, as for raw audio)."""
-    response = web.StreamResponse(headers=headers)
-    # Comments keep an SSE stream alive; a raw byte stream (audio) has no such thing.
-    sse = headers["Content-Type"].startswith("text/event-stream")
-    keepalive = (
-        _Keepalive(request, response, target.keepalive) if sse and target.keepalive else None
-    )
-    upstream: Upstream | None = None
+) -> OpenedStream:
+    """Send a streamed attempt and read it up to its first content; raises AttemptFailed."""
+    translator = prepared.translator
+    assert translator is not None
     deadline = IdleDeadline(target.timeout_seconds)
-    touch = deadline.touch
     if upload is not None:
-        upload.on_progress = touch
+        upload.on_progress = deadline.touch  # an upload in progress is not upstream silence
+    upstream: Upstream | None = None
     try:
-        upstream = await target.transport.send(upstream_request, target.stream_timeout)
-        touch()
+        upstream = await target.transport.send(prepared.request, target.stream_timeout)
+        deadline.touch()
         if upstream.status >= 400:
             body = await upstream.read()
-            raise target.provider.upstream_error(upstream.status, body, upstream.headers)
-
-        async def start() -> None:  # the first bytes out: stop the keepalive, send headers
-            if keepalive is not None:
-                await keepalive.stop()
-            if not response.prepared:
-                if not sse and upstream.content_type != "application/octet-stream":
-                    response.content_type = upstream.content_type  # e.g. audio/wav
-                if upstream.request_id:
-                    response.headers[REQUEST_ID] = upstream.request_id
-                await response.prepare(request)
-
-        started = False
-        async for chunk in upstream.chunks():
-            # The first token must not wait while the rest of a large first read (a fast
-            # upstream's whole answer) is looked at: the read's head goes out first.
-            for piece in (chunk,) if started or not sse else _head_apart(chunk):
+            error = target.provider.upstream_error(upstream.status, body, upstream.headers)
+            raise AttemptFailed(error, upstream.status, retry_after(upstream.headers))
+        opened = OpenedStream(upstream, aiter(upstream.chunks()), translator, deadline)
+        held = opened.held
+        size = 0
+        while True:
+            try:
+                chunk = await anext(opened.chunks)
+            except StopAsyncIteration:
+                opened.ended = True
+                out = translator.end()
+                # An error event after content in the same bytes still commits the stream.
+                if translator.failure is not None and not (out and has_content(out)):
+                    raise AttemptFailed(translator.failure) from None
+                held.append(out)
+                return opened
+            deadline.touch()
+            # The first token must not wait while the rest of a large read (a fast
+            # upstream's whole answer) is looked at: the read's head is translated first.
+            pieces = _head_apart(chunk) if sse else (chunk,)
+            for i, piece in enumerate(pieces):
                 out = translator.feed(piece)
+                content = bool(out) and has_content(out)
+                if translator.failure is not None and not content:
+                    raise AttemptFailed(translator.failure)
                 if out:
-                    if not started:
-                        await start()
-                        started = True
-                    deadline.paused = True  # a client slow to take bytes is not upstream silence
+                    held.append(out)
+                    size += len(out)
+                if content or translator.finished or size > HOLD_LIMIT:
+                    opened.rest = b"".join(pieces[i + 1 :])
+                    return opened
+    except AttemptFailed:
+        deadline.close()
+        if upstream is not None:
+            upstream.close()
+        raise
+    except (Exception, asyncio.CancelledError) as exc:
+        timed_out = deadline.absorb(exc)
+        deadline.close()
+        if upstream is not None:
+            upstream.close()
+        if not timed_out and not isinstance(exc, Exception):
+            raise  # the client went away
+        error = _timeout(target) if timed_out else _upstream_failure(exc, target)
+        raise AttemptFailed(error) from None
+
+
+async def pump(
+    request: web.Request, response: web.StreamResponse, opened: OpenedStream, target: Target
+) -> GatewayError | None:
+    """Send a committed stream: the held bytes, then the rest as it arrives. Returns the error
+    the stream ended with, if it failed (the client got it as the final event)."""
+    translator = opened.translator
+    deadline = opened.deadline
+    try:
+        out = b"".join(opened.held)
+        if opened.rest and not translator.finished:
+            out += translator.feed(opened.rest)
+        if out:
+            deadline.paused = True  # a client slow to take bytes is not upstream silence
+            await response.write(out)
+            deadline.paused = False
+        if not (translator.finished or opened.ended):
+            async for chunk in opened.chunks:
+                out = translator.feed(chunk)
+                if out:
+                    deadline.paused = True
                     await response.write(out)
                     deadline.paused = False
                 if translator.finished:
                     break
-            if translator.finished:
-                break
-            touch()
-        else:
-            out = translator.end()
-            if out:
-                if not started:
-                    await start()
-                await response.write(out)
+                deadline.touch()
+            else:
+                out = translator.end()
+                if out:
+                    await response.write(out)
         deadline.close()  # the stream is done: nothing may follow its last event
-        await upstream.finish(_END_OF_BODY_WAIT)
+        # The client's end of body first; then the upstream's, so its connection is pooled.
+        await response.write_eof()
+        await opened.upstream.finish(_END_OF_BODY_WAIT)
+        return translator.failure
     except (Exception, asyncio.CancelledError) as exc:
         timed_out = deadline.absorb(exc)
         deadline.close()
         if not timed_out and not isinstance(exc, Exception):
             raise  # the client went away: `finally` closes the upstream at once
-        if keepalive is not None:
-            await keepalive.stop()
-        if _client_gone(request):
-            return response  # nobody to tell; `finally` still closes the upstream
+        if client_gone(request):
+            return None  # nobody to tell; `finally` still closes the upstream
         error = _timeout(target) if timed_out else _upstream_failure(exc, target)
-        if not response.prepared:
-            raise error from None  # still time for a proper status code
-        event = translator.error_event(error)
-        if event is None:  # no way to say it in-band: cut the body short, so it shows
-            if request.transport is not None:
-                request.transport.abort()
-            return response
-        with contextlib.suppress(ConnectionError):
-            await response.write(event)
+        await send_error_event(request, response, translator, error)
+        return error
     finally:
-        deadline.close()
-        if keepalive is not None:
-            await keepalive.stop()
-        if upstream is not None:
-            upstream.close()
-    return response
+        opened.close()
+
+
+async def send_error_event(
+    request: web.Request,
+    response: web.StreamResponse,
+    translator: StreamTranslator,
+    error: GatewayError,
+) -> None:
+    """End a started stream with its error event (a byte stream without one is cut short,
+    so the failure shows)."""
+    event = translator.error_event(error)
+    if event is None:
+        if request.transport is not None:
+            request.transport.abort()
+        return
+    with contextlib.suppress(ConnectionError):
+        await response.write(event)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the upstream asked to wait: `retry-after-ms` (OpenAI), else `Retry-After` as
+    seconds or an HTTP date."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(value) / 1000)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _head_apart(chunk: bytes) -> tuple[bytes, ...]:
@@ -190,18 +320,20 @@ def _upstream_failure(exc: BaseException, target: Target) -> GatewayError:
     return error
 
 
-def _client_gone(request: web.Request) -> bool:
+def client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
 
 
-class _Keepalive:
-    """While a stream waits for its first event, SSE comments every `interval` seconds.
+class Keepalive:
+    """While a stream waits for its first content, SSE comments every `interval` seconds.
 
     Reasoning models can think for minutes before their first token, and an idle timeout in
     front of the gateway (a load balancer at 60 s) would cut that healthy stream. The first
-    comment commits the response (200, SSE headers); a later failure becomes the error event.
-    A timer, not a task, until it first fires: the common fast stream pays one call_later.
+    comment commits the response (200, SSE headers); comments carry no content, so the
+    dispatcher may still fail over afterwards, and a failure of every attempt then becomes
+    the error event. A timer, not a task, until it first fires: the common fast stream pays
+    one call_later.
     """
 
     __slots__ = ("_handle", "_interval", "_request", "_response", "_task")

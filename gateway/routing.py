@@ -1,19 +1,32 @@
-"""`provider/model` -> the provider that serves it, with its transport and limits."""
+"""Which upstreams may answer a model name, in which order: the routing plan.
+
+A client names a model as `provider/model`, or by an alias from `[models.NAME]`. An alias has
+targets in priority tiers: a tier is tried in a weighted random order, and the next tier only
+after every target of the one before failed. A request's own `fallbacks` come after that.
+Each target is a provider table, whose `keys` (or its one `api_key`) give one `Target` each.
+`gateway.dispatch` runs the attempts; this module only plans them.
+"""
 
 from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import aiohttp
 import msgspec
 
-from gateway.config import Config
+from gateway.config import Config, ProviderConfig
 from gateway.errors import BadRequest
 from gateway.upstream import HttpTransport, Transport, client_timeout
 from providers import build_provider
 from providers.base import Operation, Provider
 
+T = TypeVar("T")
+
 
 class Target(msgspec.Struct, frozen=True, gc=False):
-    """Everything one request needs to reach its upstream."""
+    """One provider with one of its keys: everything one attempt needs to reach its upstream."""
 
     provider: Provider
     transport: Transport
@@ -21,6 +34,34 @@ class Target(msgspec.Struct, frozen=True, gc=False):
     stream_timeout: aiohttp.ClientTimeout  # streamed: connect only; gateway.deadline the rest
     timeout_seconds: float
     keepalive: float  # 0: off
+    key_id: str  # "<provider>#<n>": what rests when the upstream refuses the key
+    weight: float = 1.0
+
+
+class ProviderGroup(msgspec.Struct, frozen=True, gc=False):
+    """A provider table: its targets, one per key."""
+
+    name: str
+    targets: tuple[Target, ...]
+    retries: int
+
+    @property
+    def provider(self) -> Provider:
+        return self.targets[0].provider
+
+
+class Candidate(msgspec.Struct, frozen=True, gc=False):
+    """One `provider/model` a request may be served by."""
+
+    label: str  # "provider/model", as the config or the request names it
+    group: ProviderGroup
+    model: str  # the name sent upstream (after the first slash, unchanged)
+    retries: int  # further attempts at this candidate after a retryable failure
+
+
+class _AliasTarget(msgspec.Struct, frozen=True, gc=False):
+    label: str
+    weight: float
 
 
 def supports(provider: Provider, operation: Operation) -> bool:
@@ -33,11 +74,129 @@ def supports(provider: Provider, operation: Operation) -> bool:
 
 class Router:
     def __init__(self, config: Config, http: HttpTransport) -> None:
-        self.targets: dict[str, Target] = {}
-        for name, provider_config in config.providers.items():
-            provider = build_provider(name, provider_config)
-            keepalive = provider_config.keepalive
-            self.targets[name] = Target(
+        self.groups: dict[str, ProviderGroup] = {
+            name: _group(name, provider_config, config, http)
+            for name, provider_config in config.providers.items()
+        }
+        # alias -> its tiers, lowest priority first; and the alias's own retries, if set
+        self.aliases: dict[str, list[list[_AliasTarget]]] = {}
+        self._alias_retries: dict[str, int | None] = {}
+        for name, alias in config.models.items():
+            tiers: dict[int, list[_AliasTarget]] = {}
+            for target in alias.targets:
+                tiers.setdefault(target.priority, []).append(
+                    _AliasTarget(target.model, target.weight)
+                )
+            self.aliases[name] = [tiers[priority] for priority in sorted(tiers)]
+            self._alias_retries[name] = alias.retries
+
+    def plan(
+        self, model: str, operation: Operation, fallbacks: Sequence[str] = ()
+    ) -> list[Candidate]:
+        """The candidates for `model`, then for each of `fallbacks`, in the order to try them.
+
+        Raises BadRequest when a name is neither an alias nor a configured `provider/model`,
+        or when no candidate serves `operation`.
+        """
+        named = [(model, "model"), *((fallback, "fallbacks") for fallback in fallbacks)]
+        planned: list[Candidate] = []
+        seen: set[str] = set()
+        for name, param in named:
+            for candidate in self._candidates(name, param):
+                if candidate.label not in seen:
+                    seen.add(candidate.label)
+                    planned.append(candidate)
+        serving = [c for c in planned if supports(c.group.provider, operation)]
+        if not serving:
+            raise _unsupported(planned, operation)
+        return serving
+
+    def _candidates(self, name: str, param: str) -> list[Candidate]:
+        tiers = self.aliases.get(name)
+        if tiers is None:
+            return [self._direct(name, param, None)]
+        retries = self._alias_retries[name]
+        return [
+            self._direct(target.label, param, retries)
+            for tier in tiers
+            for target in weighted_order(tier, lambda target: target.weight)
+        ]
+
+    def _direct(self, label: str, param: str, retries: int | None) -> Candidate:
+        name, sep, upstream_model = label.partition("/")
+        group = self.groups.get(name)
+        if group is None or not upstream_model:
+            raise self._unknown(label, name, sep, upstream_model, param)
+        return Candidate(
+            label, group, upstream_model, group.retries if retries is None else retries
+        )
+
+    def _unknown(
+        self, label: str, name: str, sep: str, upstream_model: str, param: str
+    ) -> BadRequest:
+        configured = ", ".join(sorted(self.groups)) or "none"
+        aliases = ", ".join(sorted(self.aliases))
+        if sep and not upstream_model:
+            problem = f"Model {label!r} names provider {name!r} but no model after the slash."
+        elif sep and name not in self.groups:
+            problem = f"Unknown provider {name!r} in model {label!r}."
+        else:
+            problem = f"Model {label!r} names no provider and is no configured alias."
+        example = next(iter(sorted(self.groups)), "openai")
+        return BadRequest(
+            f"{problem} Name the model as 'provider/model' (for example '{example}/<model>')"
+            + (f" or as an alias ({aliases})" if aliases else "")
+            + f"; configured providers: {configured}.",
+            param=param,
+            code="unknown_provider",
+        )
+
+    def model_names(self) -> list[str]:
+        """The aliases, for GET /v1/models."""
+        return list(self.aliases)
+
+
+def _unsupported(planned: list[Candidate], operation: Operation) -> BadRequest:
+    if len({c.group.name for c in planned}) == 1:
+        group = planned[0].group
+        supported = ", ".join(sorted(op.value for op in group.provider.operations))
+        message = (
+            f"Provider {group.name!r} does not support {operation.value} "
+            f"(it supports: {supported})."
+        )
+    else:
+        names = ", ".join(c.label for c in planned)
+        message = f"None of {names} supports {operation.value}."
+    return BadRequest(message, param="model", code="unsupported_operation")
+
+
+def weighted_order(items: Sequence[T], weight: Callable[[T], float]) -> list[T]:
+    """`items` in a random order where each comes first with a chance proportional to its
+    weight (Efraimidis-Spirakis: sort by u ** (1 / w))."""
+    if len(items) < 2:
+        return list(items)
+    return sorted(items, key=lambda item: random.random() ** (1.0 / weight(item)), reverse=True)
+
+
+def _group(
+    name: str, provider_config: ProviderConfig, config: Config, http: HttpTransport
+) -> ProviderGroup:
+    keepalive = provider_config.keepalive
+    keys = getattr(provider_config, "keys", ())
+    # One provider instance per key: a provider bakes its key into its request headers.
+    variants = (
+        [
+            (msgspec.structs.replace(provider_config, api_key=key.value, keys=[]), key.weight)
+            for key in keys
+        ]
+        if keys
+        else [(provider_config, 1.0)]
+    )
+    targets = []
+    for index, (variant, weight) in enumerate(variants):
+        provider = build_provider(name, variant)
+        targets.append(
+            Target(
                 provider=provider,
                 # A provider that answers in-process (the mock) is its own transport.
                 transport=getattr(provider, "transport", http),
@@ -45,32 +204,8 @@ class Router:
                 stream_timeout=client_timeout(provider_config.timeout, reads=False),
                 timeout_seconds=provider_config.timeout,
                 keepalive=config.server.keepalive if keepalive is None else keepalive,
+                key_id=f"{name}#{index}",
+                weight=weight,
             )
-
-    def resolve(self, model: str, operation: Operation) -> tuple[Target, str]:
-        """The target for `provider/model` and the model name to send upstream (after the
-        first slash, unchanged: it may hold more slashes)."""
-        name, sep, upstream_model = model.partition("/")
-        target = self.targets.get(name) if sep and upstream_model else None
-        if target is None:
-            configured = ", ".join(sorted(self.targets)) or "none"
-            problem = (
-                f"Unknown provider {name!r} in model {model!r}."
-                if sep and upstream_model
-                else f"Model {model!r} names no provider."
-            )
-            raise BadRequest(
-                f"{problem} Name the model as 'provider/model' (for example "
-                f"'{next(iter(sorted(self.targets)), 'openai')}/<model>'); "
-                f"configured providers: {configured}.",
-                param="model",
-                code="unknown_provider",
-            )
-        if not supports(target.provider, operation):
-            supported = ", ".join(sorted(op.value for op in target.provider.operations))
-            raise BadRequest(
-                f"Provider {name!r} does not support {operation.value} (it supports: {supported}).",
-                param="model",
-                code="unsupported_operation",
-            )
-        return target, upstream_model
+        )
+    return ProviderGroup(name, tuple(targets), provider_config.retries)

@@ -9,7 +9,9 @@ client does that) is it held until the model is known.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from typing import IO
 
 from aiohttp import BodyPartReader, MultipartReader, web
 
@@ -17,6 +19,7 @@ from gateway.errors import BadRequest, PayloadTooLarge
 
 _FIELD_LIMIT = 64 * 1024  # a form field is a name, a number or a prompt: never megabytes
 _CHUNK = 64 * 1024
+_SPOOL_IN_MEMORY = 1024 * 1024  # a spooled upload past this goes to a temporary file
 
 
 class UploadTooLarge(PayloadTooLarge):
@@ -34,6 +37,7 @@ class Upload:
         self._limit = limit
         self._file: BodyPartReader | None = None
         self._held: list[bytes] | None = None  # the file, when it came before the model
+        self._spool: IO[bytes] | None = None  # the whole file, when it may be sent twice
         self._size = 0
         self._boundary = f"gateway-{os.urandom(12).hex()}"
         # Called for each chunk sent on: an upload in progress is not upstream silence.
@@ -67,11 +71,42 @@ class Upload:
                 code="missing_required_parameter",
             )
 
+    async def spool(self) -> None:
+        """Read the rest of the upload now, so that `body` can be sent more than once (a
+        request with several candidates): the file in memory up to 1 MiB, then on disk."""
+        if self._spool is not None:
+            return
+        # Closed by `close()` when the request ends.
+        self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+        if self._held is not None:
+            for chunk in self._held:
+                self._spool.write(chunk)
+            self._held = None
+        elif self._file is not None:
+            async for chunk in self._file_chunks(self._file):
+                self._spool.write(chunk)
+            self._file = None
+        while (part := await self._reader.next()) is not None:  # fields after the file
+            if isinstance(part, BodyPartReader) and part.filename is None:
+                self.fields.append((part.name or "", await _field(part)))
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
     async def body(self, model: str) -> AsyncIterator[bytes]:
         """The upstream's multipart body, its `model` field set to the upstream's model name."""
         for name, value in self.fields:
             yield self._field(name, model if name == "model" else value)
         yield self._file_head()
+        if self._spool is not None:
+            self._spool.seek(0)
+            while chunk := self._spool.read(_CHUNK):
+                self.on_progress()
+                yield chunk
+            yield b"\r\n"
+            yield f"--{self._boundary}--\r\n".encode()
+            return
         if self._held is not None:
             for chunk in self._held:
                 yield chunk

@@ -207,6 +207,7 @@ class MessagesStream:
 
     def __init__(self, provider: str, model: str) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
         self._provider = provider
         self._model = model
         self._decoder = SSEDecoder()
@@ -247,6 +248,7 @@ class MessagesStream:
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
+        self.failure = error
         return self._out.error(error)
 
     @property

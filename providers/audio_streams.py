@@ -34,6 +34,7 @@ class AudioBytes:
 
     def __init__(self) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
 
     def feed(self, data: bytes) -> bytes:
         return data
@@ -44,6 +45,7 @@ class AudioBytes:
 
     def error_event(self, error: GatewayError) -> None:
         self.finished = True
+        self.failure = error
         return None
 
 
@@ -54,6 +56,7 @@ class SpeechEvents:
 
     def __init__(self) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
 
     def feed(self, data: bytes) -> bytes:
         audio = base64.b64encode(data).decode()
@@ -66,6 +69,7 @@ class SpeechEvents:
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
+        self.failure = error
         return encode_data(error.to_json())
 
 
@@ -84,6 +88,7 @@ class TranscriptEvents:
 
     def __init__(self, provider: str) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
         self._provider = provider
         self._decoder = SSEDecoder()
         self._json: bytearray | None = None  # the upstream answered JSON, not a stream
@@ -118,6 +123,7 @@ class TranscriptEvents:
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
+        self.failure = error
         return encode_data(error.to_json())
 
     def _event(self, data: str) -> bytes:

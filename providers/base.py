@@ -79,6 +79,9 @@ class StreamTranslator(Protocol):
 
     # True once the terminal event went out ([DONE] or an error event): stop reading upstream.
     finished: bool
+    # The error the stream ended with, once its error event went out (None otherwise): before
+    # any content reached the client, the dispatcher takes it as a failed attempt instead.
+    failure: GatewayError | None
 
     def feed(self, data: bytes) -> bytes:
         """Bytes to send the client for this upstream chunk (possibly b"")."""

@@ -529,6 +529,7 @@ class BedrockStream:
 
     def __init__(self, model: str, aws: _Botocore) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
         self._writer = ChatStreamWriter(model)
         self._buffer = aws.EventStreamBuffer()
         self._parser_error = aws.ParserError
@@ -571,6 +572,7 @@ class BedrockStream:
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
+        self.failure = error
         return self._writer.error(error)
 
     def _frame(self, headers: dict[str, Any], payload: bytes) -> bytes:

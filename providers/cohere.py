@@ -415,6 +415,7 @@ class CohereStream:
 
     def __init__(self, model: str) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
         self._writer = ChatStreamWriter(model)
         self._decoder = SSEDecoder()
         self._tool_calls = 0  # tool calls started so far: the next one's index
@@ -451,6 +452,7 @@ class CohereStream:
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
+        self.failure = error
         return self._writer.error(error)
 
     def _event(self, data: str) -> bytes:

@@ -501,6 +501,7 @@ class GeminiReader:
 
     def __init__(self, sink: ChatStreamWriter | _Collector) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
         self._sink = sink
         self._calls = 0
         self._signed = False
@@ -537,6 +538,7 @@ class GeminiReader:
 
     def error(self, error: GatewayError) -> bytes:
         self.finished = True
+        self.failure = error
         return self._sink.error(error)
 
     def _parts(self, parts: list[_Part]) -> bytes:

@@ -367,6 +367,7 @@ class OllamaStream:
 
     def __init__(self, model: str, provider: str, writer: ChatStreamWriter | None = None) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
         self._provider = provider
         self._writer = writer or ChatStreamWriter(model)
         self._lines = _Lines()
@@ -404,6 +405,7 @@ class OllamaStream:
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
+        self.failure = error
         return self._writer.error(error)
 
     def line(self, raw: bytes) -> bytes:

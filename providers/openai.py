@@ -18,6 +18,7 @@ import orjson
 from gateway.config import AzureProviderConfig, OpenAIProviderConfig
 from gateway.errors import (
     GatewayError,
+    UpstreamError,
     UpstreamProtocolError,
     upstream_error_from_body,
 )
@@ -182,6 +183,7 @@ class ChunkNormaliser:
 
     def __init__(self, operation: Operation, provider: str) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
         self._provider = provider
         self._chat = operation is Operation.CHAT
         self._decoder = SSEDecoder()
@@ -261,6 +263,7 @@ class ChunkNormaliser:
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
+        self.failure = error
         return encode_data(error.to_json())
 
     def _render(self, item: Event | Comment) -> bytes:
@@ -338,6 +341,40 @@ class _TypeProbe(msgspec.Struct, gc=False):
 
 _type_probe = msgspec.json.Decoder(_TypeProbe)
 _TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
+_FAILED = frozenset({"response.failed", "error"})
+
+
+class _FailedResponse(msgspec.Struct, gc=False):
+    error: Any = None
+
+
+class _FailureEvent(msgspec.Struct, gc=False):
+    """`error` events carry code/message at the top; `response.failed` in response.error."""
+
+    message: str | None = None
+    code: str | None = None
+    response: _FailedResponse | None = None
+
+
+_failure_event = msgspec.json.Decoder(_FailureEvent)
+
+
+def _failure(data: str, provider: str) -> GatewayError:
+    """The error a Responses stream ended with (`error` or `response.failed`)."""
+    try:
+        event = _failure_event.decode(data)
+    except msgspec.DecodeError:
+        return UpstreamProtocolError(f"Provider {provider!r} failed the response.")
+    detail = event.response.error if event.response is not None else None
+    if isinstance(detail, dict):
+        message, code = detail.get("message"), detail.get("code")
+    else:
+        message, code = event.message, event.code
+    return UpstreamError(
+        str(message or f"Provider {provider!r} failed the response."),
+        status=502,
+        code=str(code) if code is not None else None,
+    )
 
 
 class ResponsesRelay:
@@ -346,6 +383,7 @@ class ResponsesRelay:
 
     def __init__(self, provider: str) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
         self._provider = provider
         self._decoder = SSEDecoder()
         self._events = 0  # for our own error event's sequence_number
@@ -359,8 +397,11 @@ class ResponsesRelay:
             if type(item) is not Event:
                 continue
             self._events += 1
-            if self._kind(item) in _TERMINAL:
+            kind = self._kind(item)
+            if kind in _TERMINAL:
                 self.finished = True
+                if kind in _FAILED:
+                    self.failure = _failure(item.data, self._provider)
                 return b"".join(encode(i) for i in items[: position + 1])
         if self._decoder.aligned:
             return data
@@ -375,6 +416,7 @@ class ResponsesRelay:
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
+        self.failure = error
         return encode_event(
             {
                 "type": "error",

@@ -261,6 +261,7 @@ class ResponsesFromChat:
 
     def __init__(self, chat: StreamTranslator, model: str) -> None:
         self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
         self._chat = chat
         self._decoder = SSEDecoder()
         self._id = new_id("resp")
@@ -280,6 +281,7 @@ class ResponsesFromChat:
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
+        self.failure = error
         return self._event("error", code=error.code, message=error.message, param=error.param)
 
     def _translate(self, chat_bytes: bytes) -> bytes:
@@ -293,6 +295,9 @@ class ResponsesFromChat:
             if "error" in chunk:
                 error = chunk["error"] or {}
                 self.finished = True
+                self.failure = self._chat.failure or UpstreamProtocolError(
+                    str(error.get("message") or "The upstream failed.")
+                )
                 out.append(
                     self._event(
                         "error",

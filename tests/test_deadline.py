@@ -45,3 +45,20 @@ async def test_a_cancellation_from_elsewhere_is_not_absorbed() -> None:
     assert not deadline.absorb(caught.value)
     task.uncancel()
     deadline.close()
+
+
+async def test_an_expiry_and_a_client_cancel_in_the_same_turn_is_a_cancellation() -> None:
+    deadline = IdleDeadline(10)
+    deadline.close()  # its timer is driven by hand below, so both land in one loop turn
+    deadline.last -= 20  # ten seconds of silence are over
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.call_soon(deadline._check)  # the deadline fires ...
+    loop.call_soon(task.cancel)  # ... and the client goes away in the same turn
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await asyncio.sleep(1)
+    assert deadline.expired
+    assert not deadline.absorb(caught.value)  # not a timeout: the cancellation stands
+    assert task.cancelling() == 1
+    task.uncancel()

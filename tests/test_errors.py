@@ -313,8 +313,30 @@ async def test_nothing_follows_an_error_event_even_in_the_same_first_read(
             json={"model": "fake/m", "messages": MESSAGES, "stream": True},
         ) as response,
     ):
+        # Before any content the error is still the answer's status, not an event.
+        assert response.status == 502
+        body = await response.json()
+    assert body["error"]["message"] == "boom"
+    assert b"late" not in orjson.dumps(body)
+
+
+async def test_an_error_event_after_content_in_the_same_read_ends_the_stream(
+    upstream: FakeUpstream, gateway_url: str
+) -> None:
+    upstream_error = {"error": {"message": "boom", "type": "server_error", "code": "x"}}
+    first = data(chat_chunk({"content": "first"}))
+    late = data(chat_chunk({"content": "late"}))
+    upstream.handler = streaming([first + data(upstream_error) + late + DONE])
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{gateway_url}/v1/chat/completions",
+            json={"model": "fake/m", "messages": MESSAGES, "stream": True},
+        ) as response,
+    ):
+        assert response.status == 200
         events = parse_sse(await response.read())
-    assert [orjson.loads(e.data)["error"]["message"] for e in events] == ["boom"]
+    assert [orjson.loads(e.data).get("error", {}).get("message") for e in events] == [None, "boom"]
 
 
 async def test_a_client_slow_to_read_is_not_an_upstream_timeout(

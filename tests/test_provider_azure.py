@@ -187,12 +187,13 @@ async def test_content_filter_error_keeps_status_message_and_code(
     assert body["message"].startswith("The response was filtered")
 
 
-async def test_stream_cut_before_done_ends_with_an_error_event(
+async def test_stream_cut_before_any_content_fails_with_upstream_protocol_error(
     upstream: FakeUpstream, sdk: openai.AsyncOpenAI
 ) -> None:
     upstream.handler = replay(azure_stream()[:400], seed=2)
-    stream = await sdk.chat.completions.create(model="az/d", messages=MESSAGES, stream=True)
+    # Cut before the first content: the cut is the answer's status (502), not an event.
     with pytest.raises(openai.APIError) as caught:
+        stream = await sdk.chat.completions.create(model="az/d", messages=MESSAGES, stream=True)
         async for _ in stream:
             pass
     assert isinstance(caught.value.body, dict)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app_keys import CONFIG, ROUTER
+from gateway.app_keys import CONFIG, DISPATCHER
+from gateway.dispatch import Call
 from gateway.errors import BadRequest
+from gateway.first_content import event_content, every_byte
 from gateway.parsing import parse_request
-from gateway.relay import relay_once, relay_stream
+from gateway.relay import SSE_HEADERS, Prepared
 from gateway.uploads import read_upload
 from providers.audio_streams import (
     AUDIO_CONTENT_TYPES,
@@ -15,24 +17,32 @@ from providers.audio_streams import (
     SpeechEvents,
     TranscriptEvents,
 )
-from providers.base import Operation
+from providers.base import Operation, Provider
 
 
 async def speech(request: web.Request) -> web.StreamResponse:
     parsed = parse_request(await request.read(), Operation.SPEECH)
-    target, model = request.app[ROUTER].resolve(parsed.model, Operation.SPEECH)
     # The upstream is always asked for plain audio; the gateway frames SSE itself, the same
     # way for every upstream, and relays each chunk the moment it arrives.
     sse = parsed.body.pop("stream_format", None) is not None and (
         parsed.values.get("stream_format") == "sse"
     )
-    upstream_request = target.provider.build_request(Operation.SPEECH, model, parsed.body, False)
-    if sse:
-        return await relay_stream(request, target, upstream_request, SpeechEvents())
+
+    def prepare(provider: Provider, model: str) -> Prepared:
+        upstream_request = provider.build_request(Operation.SPEECH, model, parsed.body, False)
+        return Prepared(upstream_request, SpeechEvents() if sse else AudioBytes())
+
     audio_type = AUDIO_CONTENT_TYPES[parsed.values.get("response_format") or "mp3"]
-    return await relay_stream(
-        request, target, upstream_request, AudioBytes(), headers={"Content-Type": audio_type}
+    call = Call(
+        Operation.SPEECH,
+        parsed.model,
+        True,
+        prepare,
+        parsed.fallbacks,
+        content_probe=event_content if sse else every_byte,
+        stream_headers=SSE_HEADERS if sse else {"Content-Type": audio_type},
     )
+    return await request.app[DISPATCHER].dispatch(request, call)
 
 
 async def transcriptions(request: web.Request) -> web.StreamResponse:
@@ -52,13 +62,17 @@ async def _transcribe(request: web.Request, operation: Operation) -> web.StreamR
             param="model",
             code="missing_required_parameter",
         )
-    target, model = request.app[ROUTER].resolve(model_name, operation)
-    upstream_request = target.provider.build_upload(operation, model, upload)
-    if upload.value("stream") == "true":
-        translator = TranscriptEvents(target.provider.name)
-        return await relay_stream(request, target, upstream_request, translator, upload=upload)
-    # json and verbose_json answer JSON; text, srt and vtt answer text: keep the upstream's type.
-    return await relay_once(target, upstream_request, lambda body: body, content_type=None)
+    stream = upload.value("stream") == "true"
+
+    def prepare(provider: Provider, model: str) -> Prepared:
+        upstream_request = provider.build_upload(operation, model, upload)
+        if stream:
+            return Prepared(upstream_request, TranscriptEvents(provider.name))
+        # json and verbose_json answer JSON; text, srt and vtt answer text: the upstream's type.
+        return Prepared(upstream_request, translate=lambda body: body, content_type=None)
+
+    call = Call(operation, model_name, stream, prepare, content_probe=every_byte, upload=upload)
+    return await request.app[DISPATCHER].dispatch(request, call)
 
 
 def add_routes(app: web.Application) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app_keys import ROUTER
+from gateway.app_keys import DISPATCHER
+from gateway.dispatch import Call
 from gateway.parsing import parse_request
-from gateway.relay import relay_once, relay_stream
-from providers.base import Operation
+from gateway.relay import Prepared
+from providers.base import Operation, Provider
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -20,15 +21,18 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def _complete(request: web.Request, operation: Operation) -> web.StreamResponse:
     parsed = parse_request(await request.read(), operation)
-    target, model = request.app[ROUTER].resolve(parsed.model, operation)
-    upstream_request = target.provider.build_request(operation, model, parsed.body, parsed.stream)
-    provider = target.provider
-    if parsed.stream:
-        translator = provider.stream_translator(operation, model)
-        return await relay_stream(request, target, upstream_request, translator)
-    return await relay_once(
-        target, upstream_request, lambda body: provider.translate_response(operation, model, body)
-    )
+
+    def prepare(provider: Provider, model: str) -> Prepared:
+        upstream_request = provider.build_request(operation, model, parsed.body, parsed.stream)
+        if parsed.stream:
+            return Prepared(upstream_request, provider.stream_translator(operation, model))
+        return Prepared(
+            upstream_request,
+            translate=lambda body: provider.translate_response(operation, model, body),
+        )
+
+    call = Call(operation, parsed.model, parsed.stream, prepare, parsed.fallbacks)
+    return await request.app[DISPATCHER].dispatch(request, call)
 
 
 def add_routes(app: web.Application) -> None:

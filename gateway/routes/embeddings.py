@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app_keys import ROUTER
+from gateway.app_keys import DISPATCHER
+from gateway.dispatch import Call
 from gateway.parsing import parse_request
-from gateway.relay import relay_once
-from providers.base import Operation
+from gateway.relay import Prepared
+from providers.base import Operation, Provider
+
+OPERATION = Operation.EMBEDDINGS
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), Operation.EMBEDDINGS)
-    target, model = request.app[ROUTER].resolve(parsed.model, Operation.EMBEDDINGS)
-    provider = target.provider
-    upstream_request = provider.build_request(Operation.EMBEDDINGS, model, parsed.body, False)
-    return await relay_once(
-        target,
-        upstream_request,
-        lambda body: provider.translate_response(Operation.EMBEDDINGS, model, body),
-    )
+    parsed = parse_request(await request.read(), OPERATION)
+
+    def prepare(provider: Provider, model: str) -> Prepared:
+        return Prepared(
+            provider.build_request(OPERATION, model, parsed.body, False),
+            translate=lambda body: provider.translate_response(OPERATION, model, body),
+        )
+
+    call = Call(OPERATION, parsed.model, False, prepare, parsed.fallbacks)
+    return await request.app[DISPATCHER].dispatch(request, call)
 
 
 def add_routes(app: web.Application) -> None:

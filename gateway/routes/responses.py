@@ -9,39 +9,51 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app_keys import ROUTER
+from gateway.app_keys import DISPATCHER
+from gateway.dispatch import Call
+from gateway.first_content import responses_content
 from gateway.parsing import parse_request
-from gateway.relay import relay_once, relay_stream
-from providers.base import Operation
+from gateway.relay import Prepared
+from providers.base import Operation, Provider
 from providers.responses_bridge import ResponsesFromChat, response_from_chat, responses_to_chat
+
+OPERATION = Operation.RESPONSES
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), Operation.RESPONSES)
-    target, model = request.app[ROUTER].resolve(parsed.model, Operation.RESPONSES)
-    provider = target.provider
-    if Operation.RESPONSES in provider.operations:
-        upstream_request = provider.build_request(
-            Operation.RESPONSES, model, parsed.body, parsed.stream
-        )
-        if parsed.stream:
-            translator = provider.stream_translator(Operation.RESPONSES, model)
-            return await relay_stream(request, target, upstream_request, translator)
-        return await relay_once(
-            target,
+    parsed = parse_request(await request.read(), OPERATION)
+    stream = parsed.stream
+
+    def prepare(provider: Provider, model: str) -> Prepared:
+        if OPERATION in provider.operations:
+            upstream_request = provider.build_request(OPERATION, model, parsed.body, stream)
+            if stream:
+                return Prepared(upstream_request, provider.stream_translator(OPERATION, model))
+            return Prepared(
+                upstream_request,
+                translate=lambda body: provider.translate_response(OPERATION, model, body),
+            )
+        chat_body = responses_to_chat(dict(parsed.body), provider.name)
+        upstream_request = provider.build_request(Operation.CHAT, model, chat_body, stream)
+        if stream:
+            bridge = ResponsesFromChat(provider.stream_translator(Operation.CHAT, model), model)
+            return Prepared(upstream_request, bridge)
+        return Prepared(
             upstream_request,
-            lambda body: provider.translate_response(Operation.RESPONSES, model, body),
+            translate=lambda body: response_from_chat(
+                provider.translate_response(Operation.CHAT, model, body)
+            ),
         )
-    chat_body = responses_to_chat(parsed.body, provider.name)
-    upstream_request = provider.build_request(Operation.CHAT, model, chat_body, parsed.stream)
-    if parsed.stream:
-        bridge = ResponsesFromChat(provider.stream_translator(Operation.CHAT, model), model)
-        return await relay_stream(request, target, upstream_request, bridge)
-    return await relay_once(
-        target,
-        upstream_request,
-        lambda body: response_from_chat(provider.translate_response(Operation.CHAT, model, body)),
+
+    call = Call(
+        OPERATION,
+        parsed.model,
+        stream,
+        prepare,
+        parsed.fallbacks,
+        content_probe=responses_content,
     )
+    return await request.app[DISPATCHER].dispatch(request, call)
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,0 +1,146 @@
+"""Has the client's stream reached its first content yet?
+
+Until it has, the dispatcher holds the translated bytes back and may still fail over: a
+role-only chunk, `response.created` or Anthropic's `message_start` carry nothing the client
+would miss if another upstream answered instead. A probe looks at the client's bytes (what a
+translator emitted) in the client's format, so one probe per format serves every provider.
+
+A probe runs only before the first content: after that the relay never calls it, so it costs
+nothing per chunk. When in doubt a probe says "content": that only commits the stream early,
+while a missed content event would hold the stream back until the hold limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+import orjson
+
+from gateway.sse import Event, SSEDecoder, SSEProtocolError
+
+# Client bytes -> True once they carry content. A fresh probe per attempt (it keeps state).
+ContentProbe = Callable[[bytes], bool]
+
+
+class ChatContent:
+    """Chat and text completions: a delta with any non-empty field but its `role`, text,
+    a finish_reason, or `[DONE]`."""
+
+    __slots__ = ("_decoder",)
+
+    def __init__(self) -> None:
+        self._decoder = SSEDecoder()
+
+    def __call__(self, out: bytes) -> bool:
+        try:
+            items = self._decoder.feed(out)
+        except SSEProtocolError:
+            return True
+        for item in items:
+            if type(item) is Event and (item.data == "[DONE]" or _chat_content(item.data)):
+                return True
+        return False
+
+
+def _chat_content(data: str) -> bool:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return True
+    if not isinstance(chunk, dict):
+        return True
+    if "error" in chunk:  # an error event is the attempt's failure, never content
+        return False
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return chunk.get("usage") is None  # an unknown shape: let it through
+    for choice in choices:
+        if not isinstance(choice, dict):
+            return True
+        if choice.get("finish_reason") is not None or choice.get("text"):
+            return True
+        delta: Any = choice.get("delta")
+        if isinstance(delta, dict) and any(v for k, v in delta.items() if k != "role"):
+            return True
+    return False
+
+
+class TypedEvents:
+    """Event-typed streams (Responses, Anthropic Messages, speech and transcript events):
+    content is any event whose type (the `event:` line, else the data's `type`) is not in
+    `preamble`, and is no error event."""
+
+    __slots__ = ("_decoder", "_preamble")
+
+    def __init__(self, preamble: Collection[str]) -> None:
+        self._decoder = SSEDecoder()
+        self._preamble = preamble
+
+    def __call__(self, out: bytes) -> bool:
+        try:
+            items = self._decoder.feed(out)
+        except SSEProtocolError:
+            return True
+        for item in items:
+            if type(item) is Event:
+                kind = _event_type(item)
+                if kind not in self._preamble and kind not in _FAILURES:
+                    return True
+        return False
+
+
+def _event_type(event: Event) -> str:
+    """The event's type; "error" for an error event of any shape."""
+    if event.event:
+        return event.event
+    try:
+        data = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    kind = data.get("type")
+    if kind is None and "error" in data:  # `data: {"error": {...}}`
+        return "error"
+    return kind if isinstance(kind, str) else ""
+
+
+# The events that end a stream as failed: the attempt's failure, never content.
+_FAILURES = frozenset({"error", "response.failed"})
+
+
+def any_bytes(out: bytes) -> bool:
+    """Raw audio: every byte is content (a byte stream has no error event)."""
+    return True
+
+
+# What a Responses stream sends before its first delta (platform.openai.com/docs/api-reference/
+# responses-streaming): an item or part announced is not yet content.
+RESPONSES_PREAMBLE = frozenset(
+    {
+        "response.created",
+        "response.in_progress",
+        "response.queued",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_summary_part.added",
+    }
+)
+
+
+def chat_content() -> ContentProbe:
+    return ChatContent()
+
+
+def responses_content() -> ContentProbe:
+    return TypedEvents(RESPONSES_PREAMBLE)
+
+
+def every_byte() -> ContentProbe:
+    return any_bytes
+
+
+def event_content() -> ContentProbe:
+    """Speech and transcript events: every event but an error is content."""
+    return TypedEvents(())

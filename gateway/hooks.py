@@ -1,0 +1,73 @@
+"""What the dispatcher reports about each request and attempt, for metrics and access logs.
+
+The dispatcher fills one `RequestRecord` per request and calls every registered `Hooks` at
+four points: an attempt started, the first content went to the client, an attempt ended (its
+`outcome` says how), the request ended. Nothing is reported per chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal, Protocol
+
+from gateway.errors import GatewayError
+
+# ok: it answered; retried: it failed and the same target is tried again (or with another
+# key); failed_over: it failed and the next target is tried; error: it failed, and so did the
+# request.
+Outcome = Literal["ok", "retried", "failed_over", "error"]
+
+
+class Attempt:
+    __slots__ = ("error", "key_id", "label", "number", "outcome", "provider", "started", "status")
+
+    def __init__(self, number: int, label: str, provider: str, key_id: str) -> None:
+        self.number = number  # 1, 2, ... within its request
+        self.label = label  # "provider/model"
+        self.provider = provider  # the provider table's name
+        self.key_id = key_id
+        self.started = time.perf_counter()
+        self.status: int | None = None  # the upstream's status when it failed with one
+        self.error: GatewayError | None = None
+        self.outcome: Outcome | None = None  # None while it runs
+
+
+class RequestRecord:
+    """One request, as it went: filled by the dispatcher, read by hooks."""
+
+    __slots__ = (
+        "attempts",
+        "ended",
+        "error",
+        "first_content",
+        "model",
+        "operation",
+        "served",
+        "started",
+        "status",
+        "stream",
+        "usage",
+    )
+
+    def __init__(self, operation: str, model: str, stream: bool) -> None:
+        self.operation = operation
+        self.model = model  # as the client named it (an alias, or provider/model)
+        self.stream = stream
+        self.started = time.perf_counter()
+        self.attempts: list[Attempt] = []
+        self.served: str | None = None  # the provider/model that answered
+        self.first_content: float | None = None  # perf_counter when content went out
+        self.ended: float | None = None
+        self.usage: dict[str, Any] | None = None  # OpenAI's usage shape, when known
+        self.error: GatewayError | None = None  # what the client was told, if it failed
+        self.status = 200
+
+
+class Hooks(Protocol):
+    def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None: ...
+
+    def first_content(self, record: RequestRecord, attempt: Attempt) -> None: ...
+
+    def attempt_ended(self, record: RequestRecord, attempt: Attempt) -> None: ...
+
+    def request_ended(self, record: RequestRecord) -> None: ...
