@@ -33,7 +33,7 @@ class FakeUpstream:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # uploads read by handlers
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         # handler_cancellation: a handler is cancelled when the gateway drops the connection.
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
