@@ -47,6 +47,7 @@ from bench.scenarios import (
     API_ANTHROPIC,
     API_OPENAI,
     BY_NAME,
+    FAILOVER_ALIAS,
     REPO,
     SCENARIOS,
     Run,
@@ -58,6 +59,7 @@ RESULTS = REPO / "bench" / "results"
 BASE_TARGETS = ("direct", "relay", "gateway")
 GATEWAY_PROVIDER = "bench"
 ANTHROPIC_PROVIDER = "bench_anthropic"
+DOWN_PROVIDER = "bench_down"
 WARMUP_TOKENS = 100
 
 
@@ -72,14 +74,16 @@ class Target:
     error: str | None = None  # why it is not available
     peer_path: str = "/v1/chat/completions"
 
-    def endpoint(self, api: str) -> tuple[str, str, str]:
+    def endpoint(self, run: Run) -> tuple[str, str, str]:
         """(url, wire format the client sees, model) for a run whose upstream speaks `api`."""
+        api = run.api
         if self.name in ("direct", "relay"):
             path = "/v1/messages" if api == API_ANTHROPIC else "/v1/chat/completions"
             return self.base + path, api, "mock-model"
         if self.name == "gateway":
             provider = ANTHROPIC_PROVIDER if api == API_ANTHROPIC else GATEWAY_PROVIDER
-            return self.base + "/v1/chat/completions", API_OPENAI, f"{provider}/mock-model"
+            model = run.gateway_model or f"{provider}/mock-model"
+            return self.base + "/v1/chat/completions", API_OPENAI, model
         return self.base + self.peer_path, API_OPENAI, ""
 
 
@@ -120,6 +124,19 @@ type = "openai"
 base_url = "{upstream}/v1"
 api_key = "bench-key"
 timeout = 30
+
+# The failover scenario: a first target that answers 503 at once (the mock upstream's
+# /fail503 prefix), then the real one; never rested, so every request pays the failover.
+[providers.{DOWN_PROVIDER}]
+type = "openai"
+base_url = "{upstream}/fail503/v1"
+api_key = "bench-key"
+
+[models.{FAILOVER_ALIAS}]
+targets = ["{DOWN_PROVIDER}/mock-model", "{GATEWAY_PROVIDER}/mock-model"]
+
+[routing]
+failures_to_rest = 1000000000
 """
     if anthropic:
         text += f"""
@@ -315,7 +332,7 @@ class Bench:
     def job(
         self, target: Target, run: Run, requests: int | None, duration: float | None, out: str
     ) -> Job:
-        url, api, model = target.endpoint(run.api)
+        url, api, model = target.endpoint(run)
         if target.name not in BASE_TARGETS:
             model = self.opts.peer_model
         headers = {}

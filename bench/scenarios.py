@@ -19,6 +19,8 @@ API_ANTHROPIC = "anthropic"
 API_GEMINI = "gemini"
 API_OLLAMA = "ollama"
 APIS = (API_OPENAI, API_ANTHROPIC, API_GEMINI, API_OLLAMA)
+# The gateway's alias whose first target answers 503 at once, the second serves.
+FAILOVER_ALIAS = "bench-failover"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ class Run:
     requests: int | None = None  # ... or after this many; whichever comes first
     warmup: int = 0  # unmeasured requests first, so memory figures exclude pool set-up
     api: str = API_OPENAI  # what the upstream speaks; clients of the gateway always see OpenAI
+    # The model the gateway is asked for, when not its plain provider/model (an alias).
+    gateway_model: str | None = None
 
     @property
     def label(self) -> str:
@@ -123,6 +127,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         runs=tuple(Run(c, api=API_ANTHROPIC, duration_s=5.0) for c in (1, 10)),
         quick=(Run(10, api=API_ANTHROPIC, duration_s=0.3),),
         needs="providers/anthropic.py",
+    ),
+    Scenario(
+        "failover",
+        "the model's first target answers 503 at once, the second serves: added TTFT",
+        runs=tuple(Run(c, duration_s=5.0, gateway_model=FAILOVER_ALIAS) for c in (1, 10)),
+        quick=(Run(1, duration_s=0.3, gateway_model=FAILOVER_ALIAS),),
+        needs="gateway/dispatch.py",
     ),
 )
 

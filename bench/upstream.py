@@ -404,6 +404,9 @@ def _reply(state: State, opts: Options, fmt: str, streamed: bool, usage: bool) -
     )
 
 
+# A path under this prefix answers 503 at once (the failover scenario's first target).
+FAIL_503 = b"/fail503/"
+
 # The shapes the bench's scenarios ask for: (format, streamed, usage chunk).
 PREBUILT = (
     ("openai", True, True),
@@ -525,6 +528,9 @@ class UpstreamProtocol(asyncio.Protocol):
             transport.write(error_response(404, f"mock upstream: no wire format for {where}"))
             return
         fmt, streamed = found
+        if path.startswith(FAIL_503):
+            transport.write(error_response(503, "mock upstream: 503 on demand"))
+            return
         state.served[fmt] = state.served.get(fmt, 0) + 1
         usage = streamed and fmt == "openai" and _wants_usage(opts, body)
         reply = _reply(state, opts, fmt, streamed, usage)
