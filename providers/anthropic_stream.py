@@ -222,6 +222,11 @@ class MessagesStream:
             f"tools={len(self._tools)} stop_reason={self._stop_reason!r}>"
         )
 
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """OpenAI's usage object, once the stream finished with one."""
+        return self._writer.usage if self._writer is not None else None
+
     def feed(self, data: bytes) -> bytes:
         if self.finished:
             return b""

@@ -35,6 +35,7 @@ class AudioBytes:
     def __init__(self) -> None:
         self.finished = False
         self.failure: GatewayError | None = None  # the error this stream ended with
+        self.usage: dict[str, Any] | None = None  # audio streams report no token usage
 
     def feed(self, data: bytes) -> bytes:
         return data
@@ -57,6 +58,7 @@ class SpeechEvents:
     def __init__(self) -> None:
         self.finished = False
         self.failure: GatewayError | None = None  # the error this stream ended with
+        self.usage: dict[str, Any] | None = None  # audio streams report no token usage
 
     def feed(self, data: bytes) -> bytes:
         audio = base64.b64encode(data).decode()
@@ -89,6 +91,7 @@ class TranscriptEvents:
     def __init__(self, provider: str) -> None:
         self.finished = False
         self.failure: GatewayError | None = None  # the error this stream ended with
+        self.usage: dict[str, Any] | None = None  # audio streams report no token usage
         self._provider = provider
         self._decoder = SSEDecoder()
         self._json: bytearray | None = None  # the upstream answered JSON, not a stream

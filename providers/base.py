@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -82,6 +82,12 @@ class StreamTranslator(Protocol):
     # The error the stream ended with, once its error event went out (None otherwise): before
     # any content reached the client, the dispatcher takes it as a failed attempt instead.
     failure: GatewayError | None
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """OpenAI's usage object (prompt_tokens, completion_tokens, total_tokens) once the
+        stream has it, for limits and metrics; None when the upstream gives none."""
+        ...
 
     def feed(self, data: bytes) -> bytes:
         """Bytes to send the client for this upstream chunk (possibly b"")."""

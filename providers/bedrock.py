@@ -548,6 +548,11 @@ class BedrockStream:
             f"finish_reason={self._finish_reason!r}>"
         )
 
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """OpenAI's usage object, once the stream finished with one."""
+        return self._writer.usage
+
     def feed(self, data: bytes) -> bytes:
         self._buffer.add_data(data)
         out = []

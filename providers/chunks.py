@@ -67,6 +67,7 @@ class ChatStreamWriter:
         self.model = model
         self.created = created or int(time.time())
         self.finished = False
+        self.usage: dict[str, Any] | None = None  # the last chunk's, once finished
         self._role_sent = False
 
     def content(self, text: str) -> bytes:
@@ -96,6 +97,7 @@ class ChatStreamWriter:
     def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
         """The last chunk (finish_reason and usage, empty delta) and `[DONE]`."""
         self.finished = True
+        self.usage = usage
         head = self._chunk({"role": "assistant", "content": ""}) if not self._role_sent else b""
         last = self._envelope(
             [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}], usage

@@ -430,6 +430,11 @@ class CohereStream:
     def __repr__(self) -> str:
         return f"<CohereStream finished={self.finished} tool_calls={self._tool_calls}>"
 
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """OpenAI's usage object, once the stream finished with one."""
+        return self._writer.usage
+
     def feed(self, data: bytes) -> bytes:
         try:
             items = self._decoder.feed(data)

@@ -576,8 +576,14 @@ class GeminiStream(GeminiReader):
     """One streamed answer: SSE events in, our chat chunks out (a StreamTranslator)."""
 
     def __init__(self, model: str, writer: ChatStreamWriter | None = None) -> None:
-        super().__init__(writer or ChatStreamWriter(model))
+        self._writer = writer or ChatStreamWriter(model)
+        super().__init__(self._writer)
         self._decoder = SSEDecoder()
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """OpenAI's usage object, once the stream finished with one."""
+        return self._writer.usage
 
     def feed(self, data: bytes) -> bytes:
         try:

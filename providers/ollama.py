@@ -373,6 +373,11 @@ class OllamaStream:
         self._lines = _Lines()
         self._calls = 0
 
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """OpenAI's usage object, once the stream finished with one."""
+        return self._writer.usage
+
     def feed(self, data: bytes) -> bytes:
         try:
             lines = self._lines.feed(data)

@@ -325,6 +325,11 @@ class ChunkNormaliser:
             final["text"] = ""
         return final
 
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The upstream's usage object, once the stream finished with one."""
+        return self._usage if self.finished else None
+
     def _last_chunk(self) -> bytes:
         self.finished = True
         if self._template is None:
@@ -342,6 +347,38 @@ class _TypeProbe(msgspec.Struct, gc=False):
 _type_probe = msgspec.json.Decoder(_TypeProbe)
 _TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
 _FAILED = frozenset({"response.failed", "error"})
+
+
+class _ResponsesUsage(msgspec.Struct, gc=False):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class _FinalResponse(msgspec.Struct, gc=False):
+    usage: _ResponsesUsage | None = None
+
+
+class _FinalEvent(msgspec.Struct, gc=False):
+    response: _FinalResponse | None = None
+
+
+_final_event = msgspec.json.Decoder(_FinalEvent)
+
+
+def responses_usage(data: str) -> dict[str, Any] | None:
+    """A Responses stream's final usage (input/output tokens) as chat usage."""
+    try:
+        response = _final_event.decode(data).response
+    except msgspec.DecodeError:
+        return None
+    if response is None or response.usage is None:
+        return None
+    usage = response.usage
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }
 
 
 class _FailedResponse(msgspec.Struct, gc=False):
@@ -387,6 +424,7 @@ class ResponsesRelay:
         self._provider = provider
         self._decoder = SSEDecoder()
         self._events = 0  # for our own error event's sequence_number
+        self.usage: dict[str, Any] | None = None  # the final response's, as OpenAI's chat usage
 
     def feed(self, data: bytes) -> bytes:
         try:
@@ -402,6 +440,8 @@ class ResponsesRelay:
                 self.finished = True
                 if kind in _FAILED:
                     self.failure = _failure(item.data, self._provider)
+                else:
+                    self.usage = responses_usage(item.data)
                 return b"".join(encode(i) for i in items[: position + 1])
         if self._decoder.aligned:
             return data

@@ -273,6 +273,11 @@ class ResponsesFromChat:
         self._open: dict[str, Any] | None = None  # the item being streamed
         self._calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> its item
 
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The chat stream's usage, once it finished with one."""
+        return getattr(self._chat, "usage", None)
+
     def feed(self, data: bytes) -> bytes:
         return self._translate(self._chat.feed(data))
 
