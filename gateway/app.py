@@ -6,39 +6,47 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway.app_keys import CONFIG, DISPATCHER, HTTP, ROUTER
+from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
+from gateway.auth import KeyRing, auth_middleware
 from gateway.config import Config
-from gateway.cooldowns import LocalCooldowns
 from gateway.dispatch import Dispatcher
 from gateway.errors import error_middleware
-from gateway.routes import audio, chat, embeddings, models, responses
+from gateway.routes import audio, chat, embeddings, models, responses, usage
 from gateway.routing import Router
+from gateway.state import SharedState
 from gateway.upstream import HttpTransport
 
 
 def create_app(config: Config) -> web.Application:
+    keys = KeyRing(config)
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.server.max_request_bytes
+        middlewares=[error_middleware, auth_middleware(keys)],
+        client_max_size=config.server.max_request_bytes,
     )
     http = HttpTransport()
+    state = SharedState(config.state)
     app[CONFIG] = config
     app[HTTP] = http
+    app[KEYS] = keys
+    app[STATE] = state
     router = Router(config, http)
     app[ROUTER] = router
-    app[DISPATCHER] = Dispatcher(router, LocalCooldowns(), config.routing)
+    app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter)
     chat.add_routes(app)
     models.add_routes(app)
     responses.add_routes(app)
     embeddings.add_routes(app)
     audio.add_routes(app)
-    app.cleanup_ctx.append(_upstream_client)
+    usage.add_routes(app)
+    app.cleanup_ctx.append(_clients)
     return app
 
 
-async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
+async def _clients(app: web.Application) -> AsyncIterator[None]:
     await app[HTTP].start()
     yield
     await app[HTTP].close()
+    await app[STATE].close()
 
 
 async def start(config: Config, host: str, port: int) -> tuple[web.AppRunner, str]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.auth import KeyRing
 from gateway.config import Config
 from gateway.dispatch import Dispatcher
 from gateway.routing import Router
+from gateway.state import SharedState
 from gateway.upstream import HttpTransport
 
 CONFIG = web.AppKey("config", Config)
 ROUTER = web.AppKey("router", Router)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 HTTP = web.AppKey("http", HttpTransport)
+KEYS = web.AppKey("keys", KeyRing)
+STATE = web.AppKey("state", SharedState)

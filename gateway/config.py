@@ -61,6 +61,8 @@ class _HttpProviderBase(_ProviderBase, frozen=True):
     api_key: str | None = None  # "env.NAME" reads the environment; a plain string is used as is
     keys: list[KeyConfig] = []  # several weighted keys instead of one api_key
     headers: dict[str, str] = {}  # extra headers sent upstream
+    # Bring your own key: the provider key the client sent goes upstream instead.
+    forward_client_key: bool = False
 
 
 class OpenAIProviderConfig(_HttpProviderBase, frozen=True, tag="openai"):
@@ -186,11 +188,57 @@ class RoutingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_retry_after: float = 10.0
 
 
+# Budget periods: "1h", "1d", "30d" (a number and h or d).
+_PERIOD_UNITS = {"h": 3600, "d": 86400}
+
+
+class GatewayKeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[keys.NAME]`: a key a client sends to use the gateway, with what it may do."""
+
+    value: str  # "env.NAME" (or a literal): what the client sends
+    models: list[str] = msgspec.field(
+        default_factory=lambda: ["*"]
+    )  # glob patterns over provider/model or alias names
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens per minute (input + output, from the answers' usage)
+    budget: int | None = None  # tokens per budget_period
+    budget_period: str = "1d"
+    max_parallel: int | None = None  # requests in flight at once
+
+    @property
+    def budget_seconds(self) -> int:
+        return period_seconds(self.budget_period) or 86400
+
+
+def period_seconds(period: str) -> int | None:
+    """ "30d" -> 2592000; None when it is not a number of hours or days."""
+    number, unit = period[:-1], period[-1:]
+    if unit not in _PERIOD_UNITS or not number.isdigit() or int(number) <= 0:
+        return None
+    return int(number) * _PERIOD_UNITS[unit]
+
+
+class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where limits, in-flight counts and cooldowns live: this process, or a shared Redis."""
+
+    redis_url: str | None = None  # e.g. "redis://127.0.0.1:6379/0"; None: in process
+    on_redis_error: str = "open"  # "open": serve without limits, warn; "closed": answer 503
+    timeout: float = 0.25  # seconds for one Redis call before on_redis_error applies
+    prefix: str = "gateway:"  # of every Redis key the gateway writes
+
+
+class AdminConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    key: str | None = None  # "env.NAME": what GET /v1/keys/usage wants as its Bearer key
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelAlias] = {}
     routing: RoutingConfig = RoutingConfig()
+    keys: dict[str, GatewayKeyConfig] = {}
+    state: StateConfig = StateConfig()
+    admin: AdminConfig = AdminConfig()
     source: str = "<built-in default>"  # where it was read from, for messages
 
 
@@ -338,6 +386,7 @@ def _check_values(config: Config) -> None:
         ):
             raise ConfigError(f"{where}: tokens and delay must not be negative")
     _check_routing(config)
+    _check_keys(config)
 
 
 def _check_routing(config: Config) -> None:
@@ -371,6 +420,34 @@ def _check_routing(config: Config) -> None:
                 raise ConfigError(f"{where}.targets[{i}].weight: must be positive")
 
 
+def _check_keys(config: Config) -> None:
+    source = config.source
+    for name, key in config.keys.items():
+        where = f"{source}: keys.{name}"
+        for limit in ("rpm", "tpm", "budget", "max_parallel"):
+            value = getattr(key, limit)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{where}.{limit}: must be a positive number")
+        if period_seconds(key.budget_period) is None:
+            raise ConfigError(
+                f"{where}.budget_period: {key.budget_period!r} is not a number of hours or "
+                'days ("1h", "1d", "30d")'
+            )
+        if not key.value:
+            raise ConfigError(f"{where}.value: required")
+    state = config.state
+    if state.on_redis_error not in ("open", "closed"):
+        raise ConfigError(f'{source}: state.on_redis_error: "open" or "closed"')
+    if state.timeout <= 0:
+        raise ConfigError(f"{source}: state.timeout: must be a positive number of seconds")
+    if state.redis_url is not None and not state.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        raise ConfigError(
+            f"{source}: state.redis_url: must start with redis://, rediss:// or unix://"
+        )
+
+
 def warn_missing_keys(config: Config) -> list[str]:
     """Log (and return) a warning for each provider whose `env.NAME` key is unset."""
     warnings = []
@@ -383,8 +460,15 @@ def warn_missing_keys(config: Config) -> list[str]:
             if key.missing_env:
                 warnings.append(
                     f"provider {name!r}: environment variable {key.missing_env} is not set; "
-                    "its requests will be answered with 401"
+                    "its requests will fail (502) until it is"
                 )
+    for name, gateway_key in config.keys.items():
+        resolved = resolve_key(gateway_key.value)
+        if resolved.missing_env:
+            warnings.append(
+                f"gateway key {name!r}: environment variable {resolved.missing_env} is not set; "
+                "no client can use this key until it is"
+            )
     for warning in warnings:
         log.warning(warning)
     return warnings

@@ -18,6 +18,7 @@ When every candidate failed, the client gets one error naming each attempt.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,11 +26,13 @@ from collections.abc import Callable, Mapping, Sequence
 import msgspec
 from aiohttp import web
 
+from gateway.auth import CLIENT_KEY, GATEWAY_KEY
 from gateway.config import RoutingConfig
 from gateway.cooldowns import Cooldowns
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ProviderAuthError
 from gateway.first_content import ContentProbe, chat_content
 from gateway.hooks import Attempt, Hooks, RequestRecord
+from gateway.limits import Limiter, LocalLimiter
 from gateway.relay import (
     REQUEST_ID,
     SSE_HEADERS,
@@ -44,6 +47,7 @@ from gateway.relay import (
 )
 from gateway.routing import Candidate, ProviderGroup, Router, Target, weighted_order
 from gateway.uploads import Upload
+from gateway.usage import token_counts, usage_of
 from providers.base import Operation, Provider, StreamTranslator
 
 # Which provider/model answered, and after how many attempts.
@@ -80,18 +84,33 @@ class Dispatcher:
         router: Router,
         cooldowns: Cooldowns,
         routing: RoutingConfig,
+        limiter: Limiter | None = None,
         hooks: Sequence[Hooks] = (),
     ) -> None:
         self.router = router
         self.cooldowns = cooldowns
         self.routing = routing
+        self.limiter = limiter or LocalLimiter()
         self.hooks: list[Hooks] = list(hooks)
 
     async def dispatch(self, request: web.Request, call: Call) -> web.StreamResponse:
+        key = request.get(GATEWAY_KEY)
+        if key is not None:
+            key.check_models([call.model, *call.fallbacks])
         plan = self.router.plan(call.model, call.operation, call.fallbacks)
         if call.upload is not None and _may_resend(plan):
             await call.upload.spool()
-        return await _Run(self, request, call).run(plan)
+        run = _Run(self, request, call)
+        if key is None:
+            return await run.run(plan)
+        # Limits are checked before any upstream is called, and charged after the last byte.
+        admission = await self.limiter.admit(key, os.urandom(8).hex())
+        run.headers = admission.headers
+        try:
+            return await run.run(plan)
+        finally:
+            inputs, outputs = token_counts(run.record.usage)
+            self.limiter.settle(admission, inputs + outputs)
 
 
 def _may_resend(plan: list[Candidate]) -> bool:
@@ -113,6 +132,10 @@ class _Run:
         self.response: web.StreamResponse | None = None
         self.keepalive: Keepalive | None = None
         self.translator: StreamTranslator | None = None  # the last attempt's, for an error event
+        self.headers: dict[str, str] = {}  # for every answer: the key's x-ratelimit-*
+        self.client_key = request.get(CLIENT_KEY)
+        # Usage is read from whole answers only when something counts tokens.
+        self.wants_usage = bool(dispatcher.hooks) or request.get(GATEWAY_KEY) is not None
 
     async def run(self, plan: list[Candidate]) -> web.StreamResponse:
         call = self.call
@@ -160,6 +183,9 @@ class _Run:
     async def _key(self, group: ProviderGroup, tried: set[str]) -> Target | None:
         """A key of `group` not yet refused in this request, by weight, skipping resting ones
         (if all rest, the one that rested longest)."""
+        if group.forward_client_key and self.client_key:
+            target = group.client_target(self.client_key)
+            return None if target.key_id in tried else target
         targets = [t for t in group.targets if t.key_id not in tried]
         if len(targets) <= 1:
             return targets[0] if targets else None
@@ -238,10 +264,14 @@ class _Run:
         call = self.call
         try:
             prepared = call.prepare(target.provider, candidate.model)
-        except GatewayError as error:  # the provider cannot take this request, or has no key
+        except ProviderAuthError as error:  # no key: as if the upstream had refused it
+            raise AttemptFailed(error, 401) from None
+        except GatewayError as error:  # the provider cannot take this request
             raise AttemptFailed(error) from None
         if not call.stream:
             answer = await fetch_whole(target, prepared)
+            if self.wants_usage and isinstance(answer.body, bytes):
+                self.record.usage = usage_of(answer.body)
             self._served(answer, attempt)
             self._ended(attempt, "ok")
             return answer
@@ -277,8 +307,11 @@ class _Run:
 
     def _served(self, response: web.StreamResponse, attempt: Attempt) -> None:
         self.record.served = attempt.label
-        response.headers[SERVED_BY] = attempt.label
-        response.headers[ATTEMPTS] = str(attempt.number)
+        headers = response.headers
+        headers[SERVED_BY] = attempt.label
+        headers[ATTEMPTS] = str(attempt.number)
+        if self.headers:
+            headers.update(self.headers)
 
     def _ended(self, attempt: Attempt, outcome: str) -> None:
         attempt.outcome = outcome  # type: ignore[assignment]
@@ -301,6 +334,8 @@ class _Run:
         record = self.record
         record.error, record.status = error, error.status
         error.headers[ATTEMPTS] = str(len(record.attempts))
+        for name, value in self.headers.items():
+            error.headers.setdefault(name, value)
         response = self.response
         if response is None or not response.prepared:
             raise error

@@ -101,6 +101,15 @@ class UpstreamError(GatewayError):
     type = "upstream_error"
 
 
+class ProviderAuthError(GatewayError):
+    """The gateway's own key for a provider is missing or was refused upstream: a fault of
+    the gateway's configuration, not of the client (whose 401 means its gateway key)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "provider_auth_failed"
+
+
 class UpstreamUnreachable(GatewayError):
     status = 502
     type = "upstream_error"

@@ -29,7 +29,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.deadline import IdleDeadline
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ProviderAuthError
 from gateway.first_content import ContentProbe
 from gateway.routing import Target
 from gateway.uploads import Upload
@@ -118,7 +118,6 @@ class OpenedStream:
 async def fetch_whole(target: Target, prepared: Prepared) -> web.Response:
     """A non-streamed attempt: the upstream's whole answer, translated, in one response."""
     assert prepared.translate is not None
-    provider = target.provider
     upstream: Upstream | None = None
     try:
         upstream = await target.transport.send(prepared.request, target.timeout)
@@ -129,8 +128,7 @@ async def fetch_whole(target: Target, prepared: Prepared) -> web.Response:
         if upstream is not None:
             upstream.close()
     if upstream.status >= 400:
-        error = provider.upstream_error(upstream.status, body, upstream.headers)
-        raise AttemptFailed(error, upstream.status, retry_after(upstream.headers))
+        raise _refused(target, upstream, body)
     try:
         answer = prepared.translate(body)
     except GatewayError as error:  # an answer the gateway cannot read
@@ -161,9 +159,7 @@ async def open_stream(
         upstream = await target.transport.send(prepared.request, target.stream_timeout)
         deadline.touch()
         if upstream.status >= 400:
-            body = await upstream.read()
-            error = target.provider.upstream_error(upstream.status, body, upstream.headers)
-            raise AttemptFailed(error, upstream.status, retry_after(upstream.headers))
+            raise _refused(target, upstream, await upstream.read())
         opened = OpenedStream(upstream, aiter(upstream.chunks()), translator, deadline)
         held = opened.held
         size = 0
@@ -272,6 +268,23 @@ async def send_error_event(
         return
     with contextlib.suppress(ConnectionError):
         await response.write(event)
+
+
+def _refused(target: Target, upstream: Upstream, body: bytes) -> AttemptFailed:
+    """The failed attempt for an upstream's error answer.
+
+    The upstream refusing the gateway's own key (401, 403) is the gateway's configuration at
+    fault, not the client's: a 502 naming the provider, so that a client's 401 always means
+    its gateway key. A key the client brought itself is the client's: its status stays.
+    """
+    status = upstream.status
+    error = target.provider.upstream_error(status, body, upstream.headers)
+    if status in (401, 403) and not target.client_key:
+        error = ProviderAuthError(
+            f"Provider {target.provider.name!r} refused the gateway's key ({status}): "
+            f"{error.message}"
+        )
+    return AttemptFailed(error, status, retry_after(upstream.headers))
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

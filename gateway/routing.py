@@ -36,18 +36,49 @@ class Target(msgspec.Struct, frozen=True, gc=False):
     keepalive: float  # 0: off
     key_id: str  # "<provider>#<n>": what rests when the upstream refuses the key
     weight: float = 1.0
+    client_key: bool = False  # the key is the client's own (forward_client_key)
 
 
-class ProviderGroup(msgspec.Struct, frozen=True, gc=False):
-    """A provider table: its targets, one per key."""
+class ProviderGroup:
+    """A provider table: its targets, one per key (and per client key, with
+    `forward_client_key`)."""
 
-    name: str
-    targets: tuple[Target, ...]
-    retries: int
+    __slots__ = ("_client_targets", "_config", "forward_client_key", "name", "retries", "targets")
+
+    def __init__(
+        self, name: str, targets: tuple[Target, ...], retries: int, config: ProviderConfig
+    ) -> None:
+        self.name = name
+        self.targets = targets
+        self.retries = retries
+        self._config = config
+        self.forward_client_key = bool(getattr(config, "forward_client_key", False))
+        self._client_targets: dict[str, Target] = {}  # the latest clients' keys, bounded
 
     @property
     def provider(self) -> Provider:
         return self.targets[0].provider
+
+    def client_target(self, key: str) -> Target:
+        """The target that sends the client's own `key` upstream (bring your own key)."""
+        target = self._client_targets.get(key)
+        if target is None:
+            variant = msgspec.structs.replace(self._config, api_key=key, keys=[])
+            base = self.targets[0]
+            target = msgspec.structs.replace(
+                base,
+                provider=build_provider(self.name, variant),
+                key_id=f"{self.name}#client",
+                client_key=True,
+            )
+            if len(self._client_targets) >= _CLIENT_TARGETS:
+                self._client_targets.pop(next(iter(self._client_targets)))
+            self._client_targets[key] = target
+        return target
+
+
+# Client keys whose provider is kept built (a provider bakes its key into its headers).
+_CLIENT_TARGETS = 256
 
 
 class Candidate(msgspec.Struct, frozen=True, gc=False):
@@ -208,4 +239,4 @@ def _group(
                 weight=weight,
             )
         )
-    return ProviderGroup(name, tuple(targets), provider_config.retries)
+    return ProviderGroup(name, tuple(targets), provider_config.retries, provider_config)

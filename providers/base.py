@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from gateway.config import resolve_key
-from gateway.errors import GatewayError, Unauthorized
+from gateway.errors import GatewayError, ProviderAuthError
 
 if TYPE_CHECKING:
     from gateway.uploads import Upload
@@ -38,7 +38,7 @@ class ApiKey:
     """A configured `api_key` (or other secret) after `env.NAME` resolution.
 
     An unset variable is only a warning at startup (`gateway.config.warn_missing_keys`): each
-    request to the provider then answers 401 naming the variable (`check`).
+    request to the provider then fails (502) naming the variable (`check`).
     """
 
     __slots__ = ("missing_env", "value")
@@ -58,12 +58,13 @@ class ApiKey:
         return headers
 
     def check(self, provider: str, what: str = "API key") -> None:
-        """Raise the 401 for a request to `provider` when the key's variable is not set."""
+        """Raise the 502 for a request to `provider` when the key's variable is not set: the
+        gateway's configuration is at fault, not the client."""
         if self.missing_env:
-            raise Unauthorized(
+            raise ProviderAuthError(
                 f"Provider {provider!r} has no {what}: the environment variable "
                 f"{self.missing_env} is not set on the gateway.",
-                code="missing_api_key",
+                code="provider_key_missing",
             )
 
 

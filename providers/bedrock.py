@@ -35,7 +35,7 @@ from gateway.config import BedrockProviderConfig, ConfigError
 from gateway.errors import (
     BadRequest,
     GatewayError,
-    Unauthorized,
+    ProviderAuthError,
     UpstreamError,
     UpstreamProtocolError,
 )
@@ -182,10 +182,10 @@ class BedrockProvider:
     def _sign(self, url: str, headers: dict[str, str], payload: bytes) -> dict[str, str]:
         """SigV4 headers (Authorization, X-Amz-Date, X-Amz-Security-Token) for this request."""
         if self._credentials is None:
-            raise Unauthorized(
+            raise ProviderAuthError(
                 f"Provider {self.name!r} has no AWS credentials: set access_key_id and "
                 "secret_access_key, or configure the AWS credential chain on the gateway.",
-                code="missing_api_key",
+                code="provider_key_missing",
             )
         # Frozen per request: refreshable credentials (roles, SSO) renew themselves here.
         credentials = self._credentials.get_frozen_credentials()

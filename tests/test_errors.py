@@ -185,7 +185,7 @@ def chat_completion_body() -> dict[str, Any]:
     return {"choices": []}
 
 
-async def test_unset_env_key_answers_401_naming_the_variable(
+async def test_unset_env_key_answers_502_naming_the_variable(
     start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GATEWAY_TEST_MISSING_KEY", raising=False)
@@ -193,7 +193,7 @@ async def test_unset_env_key_answers_401_naming_the_variable(
         provider_toml("http://127.0.0.1:9/v1", api_key="env.GATEWAY_TEST_MISSING_KEY")
     )
     status, raw = await _post(url, {"model": "fake/m", "messages": MESSAGES})
-    assert status == 401
+    assert status == 502
     assert "GATEWAY_TEST_MISSING_KEY" in _error(raw)["message"]
 
 

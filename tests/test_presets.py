@@ -77,13 +77,13 @@ async def test_groq_preset_end_to_end_sends_the_env_key(
     assert sent["body"]["model"] == "llama-3.3-70b-versatile"
 
 
-async def test_groq_preset_without_its_env_key_is_401(
+async def test_groq_preset_without_its_env_key_is_a_502(
     upstream: FakeUpstream, start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GROQ_API_KEY", raising=False)
     url = await start_gateway(f'[providers.groq]\nbase_url = "{upstream.url}"\n')
     async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
-        with pytest.raises(openai.AuthenticationError) as caught:
+        with pytest.raises(openai.InternalServerError) as caught:
             await client.chat.completions.create(model="groq/m", messages=MESSAGES)
     assert "GROQ_API_KEY" in caught.value.message
     assert upstream.requests == []

@@ -542,8 +542,6 @@ async def test_error_body_keeps_status_message_and_type(upstream: FakeUpstream, 
     ("status", "error_type", "expected_status"),
     [
         (400, "invalid_request_error", 400),
-        (401, "authentication_error", 401),
-        (403, "permission_error", 403),
         (413, "request_too_large", 413),
         (429, "rate_limit_error", 429),
         (500, "api_error", 500),
@@ -569,6 +567,23 @@ async def test_error_statuses(
     assert caught.value.body["code"] == error_type
 
 
+@pytest.mark.parametrize(
+    ("status", "error_type"), [(401, "authentication_error"), (403, "permission_error")]
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_anthropic_refusing_the_gateways_key_is_a_502_naming_the_provider(
+    upstream: FakeUpstream, sdk: Any, status: int, error_type: str, stream: bool
+):
+    body = {"type": "error", "error": {"type": error_type, "message": f"it was {error_type}"}}
+    upstream.handler = answering(body, status=status)
+    with pytest.raises(openai.InternalServerError) as caught:
+        await sdk.chat.completions.create(model=MODEL, messages=HI, stream=stream)
+    # The client's 401 means its gateway key; the gateway's own key is not the client's fault.
+    assert caught.value.status_code == 502
+    assert caught.value.body["code"] == "provider_auth_failed"
+    assert f"({status}): it was {error_type}" in caught.value.body["message"]
+
+
 async def test_529_without_anthropic_body_is_still_503(upstream: FakeUpstream, sdk: Any):
     upstream.handler = answering(b"upstream overloaded", status=529)
     with pytest.raises(openai.InternalServerError) as caught:
@@ -577,17 +592,17 @@ async def test_529_without_anthropic_body_is_still_503(upstream: FakeUpstream, s
     assert "upstream overloaded" in caught.value.message
 
 
-async def test_missing_env_key_is_401_naming_the_variable(
+async def test_missing_env_key_is_a_502_naming_the_variable(
     upstream: FakeUpstream, start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.delenv("ANTHROPIC_KEY_FOR_TESTS", raising=False)
     url = await start_gateway(claude_toml(upstream.url, api_key="env.ANTHROPIC_KEY_FOR_TESTS"))
     async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
-        with pytest.raises(openai.AuthenticationError) as caught:
+        with pytest.raises(openai.InternalServerError) as caught:
             await client.chat.completions.create(model=MODEL, messages=HI)
-    assert caught.value.status_code == 401
+    assert caught.value.status_code == 502
     assert "ANTHROPIC_KEY_FOR_TESTS" in caught.value.message
-    assert caught.value.body["code"] == "missing_api_key"
+    assert caught.value.body["code"] == "provider_key_missing"
     assert upstream.requests == []
 
 

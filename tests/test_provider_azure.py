@@ -200,14 +200,14 @@ async def test_stream_cut_before_any_content_fails_with_upstream_protocol_error(
     assert caught.value.body["code"] == "upstream_protocol_error"
 
 
-async def test_missing_env_key_is_401_naming_the_variable(
+async def test_missing_env_key_is_a_502_naming_the_variable(
     upstream: FakeUpstream, start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
     toml = f'[providers.azure]\nbase_url = "{upstream.url}"\n'  # type and key: the defaults
     url = await start_gateway(toml)
     async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
-        with pytest.raises(openai.AuthenticationError) as caught:
+        with pytest.raises(openai.InternalServerError) as caught:
             await client.chat.completions.create(model="azure/d", messages=MESSAGES)
     assert "AZURE_OPENAI_API_KEY" in caught.value.message
     assert upstream.requests == []

@@ -474,7 +474,6 @@ async def test_unsupported_request_is_400_naming_the_param(
         (400, "ValidationException", openai.BadRequestError, 400),
         # Also a 400: only x-amzn-ErrorType tells it from a ValidationException.
         (400, "ServiceQuotaExceededException", openai.BadRequestError, 400),
-        (403, "AccessDeniedException", openai.PermissionDeniedError, 403),
         (404, "ResourceNotFoundException", openai.NotFoundError, 404),
         (503, "ServiceUnavailableException", openai.InternalServerError, 503),
         (408, "ModelTimeoutException", openai.InternalServerError, 504),
@@ -578,13 +577,13 @@ def test_corrupt_frame_is_a_protocol_error_event() -> None:
     assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
 
 
-async def test_missing_env_credentials_are_401_naming_the_variable(
+async def test_missing_env_credentials_are_a_502_naming_the_variable(
     upstream: FakeUpstream, start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("BR_TEST_MISSING_SK", raising=False)
     url = await start_gateway(_toml(upstream, secret_access_key="env.BR_TEST_MISSING_SK"))
     async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
-        with pytest.raises(openai.AuthenticationError) as caught:
+        with pytest.raises(openai.InternalServerError) as caught:
             await client.chat.completions.create(model="br/m", messages=MESSAGES)
     assert "BR_TEST_MISSING_SK" in caught.value.message
     assert upstream.requests == []

@@ -310,13 +310,13 @@ async def test_stream_cut_before_message_end_ends_with_an_error_event(
     assert all(event.data != "[DONE]" for event in events)
 
 
-async def test_missing_env_key_is_401_naming_the_variable(
+async def test_missing_env_key_is_a_502_naming_the_variable(
     upstream: FakeUpstream, start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("COHERE_TEST_MISSING_KEY", raising=False)
     url = await start_gateway(_toml(upstream, api_key="env.COHERE_TEST_MISSING_KEY"))
     async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
-        with pytest.raises(openai.AuthenticationError) as caught:
+        with pytest.raises(openai.InternalServerError) as caught:
             await client.chat.completions.create(model="co/m", messages=MESSAGES)
     assert "COHERE_TEST_MISSING_KEY" in caught.value.message
     assert upstream.requests == []

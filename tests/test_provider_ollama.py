@@ -296,14 +296,16 @@ async def test_what_ollama_cannot_take_is_a_400_naming_the_param(
     assert upstream.requests == []
 
 
-async def test_missing_env_key_is_a_401_naming_the_variable(
+async def test_missing_env_key_is_a_502_naming_the_variable(
     upstream: FakeUpstream, client: openai.AsyncOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("GATEWAY_TEST_UNSET_OLLAMA_KEY", raising=False)
-    with pytest.raises(openai.AuthenticationError) as caught:
+    with pytest.raises(openai.InternalServerError) as caught:
         await client.chat.completions.create(model="nokey/llama3.2", messages=MESSAGES)
     assert "GATEWAY_TEST_UNSET_OLLAMA_KEY" in caught.value.message
-    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "missing_api_key"
+    assert (
+        isinstance(caught.value.body, dict) and caught.value.body["code"] == "provider_key_missing"
+    )
     assert upstream.requests == []
 
 

@@ -1,0 +1,297 @@
+"""Limits and cooldowns in Redis, shared by every gateway process and machine.
+
+Each check is one round trip: a Lua script reads a key's counters, decides and counts the
+request atomically, so two instances can never both take the last request of a limit. Each
+settlement is one pipelined round trip after the request. Every key the gateway writes
+expires, so nothing grows without bound; keys of one gateway key share a hash tag
+(`{name}`), so the scripts also run on Redis Cluster.
+
+A Redis that is down or slow never hangs a request: every call is bounded by
+`[state] timeout`, then `on_redis_error` decides: "open" serves without limits (with a
+warning at most every 10 s), "closed" answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, TypeVar
+
+from gateway.auth import GatewayKey
+from gateway.config import StateConfig
+from gateway.cooldowns import Rest
+from gateway.limits import (
+    MINUTE,
+    Admission,
+    LimitsUnavailable,
+    Windows,
+    check,
+    headers,
+    minute_index,
+    period_index,
+    usage_report,
+)
+
+log = logging.getLogger("gateway")
+T = TypeVar("T")
+
+_WARN_EVERY = 10.0  # seconds between two "Redis is down" warnings
+# A request in flight longer than this is taken for one whose gateway died (its slot frees).
+_STALE_IN_FLIGHT = 3600
+
+# Check and count in one step, so that two instances never both take a limit's last request.
+# KEYS: requests this minute, the minute before, tokens this minute, the minute before, the
+# budget period's spent tokens, the in-flight set. ARGV: now, request id, rpm, tpm, budget,
+# max_parallel (0: none), the minute's progress (0..1), the stale age of an in-flight entry.
+# Returns {admitted (1/0), the counters before this request}: the gateway then names the
+# limit and computes the headers from the same numbers (gateway.limits.check).
+_ADMIT = """
+local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
+local budget, par = tonumber(ARGV[5]), tonumber(ARGV[6])
+local into = tonumber(ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[8]))
+local function count(key) return tonumber(redis.call('GET', key) or '0') end
+local r, rb, t, tb = count(KEYS[1]), count(KEYS[2]), count(KEYS[3]), count(KEYS[4])
+local spent = count(KEYS[5])
+local flying = redis.call('ZCARD', KEYS[6])
+local counts = {r, rb, t, tb, spent, flying}
+if budget > 0 and spent >= budget then return {0, counts} end
+if par > 0 and flying >= par then return {0, counts} end
+if rpm > 0 and rb * (1 - into) + r + 1 > rpm then return {0, counts} end
+if tpm > 0 and tb * (1 - into) + t >= tpm then return {0, counts} end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], 120)
+redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[6], tonumber(ARGV[8]))
+return {1, counts}
+"""
+
+# Cooldowns. rest: KEYS[1] the rest; ARGV: now, seconds. A longer rest already set is kept.
+_REST = """
+local now, seconds = tonumber(ARGV[1]), tonumber(ARGV[2])
+local current = redis.call('GET', KEYS[1])
+local since = now
+if current then
+  local sep = string.find(current, ':')
+  local until_ = tonumber(string.sub(current, sep + 1))
+  if until_ >= now + seconds then return 0 end
+  since = tonumber(string.sub(current, 1, sep - 1))
+end
+local value = string.format('%.3f:%.3f', since, now + seconds)
+redis.call('SET', KEYS[1], value, 'PX', math.ceil(seconds * 1000))
+return 1
+"""
+
+# failed: KEYS[1] the failure count, KEYS[2] the rest; ARGV: now, threshold, seconds.
+_FAILED = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], math.max(1, math.ceil(tonumber(ARGV[3]))))
+if count < tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+local now, seconds = tonumber(ARGV[1]), tonumber(ARGV[3])
+local value = string.format('%.3f:%.3f', now, now + seconds)
+redis.call('SET', KEYS[2], value, 'PX', math.ceil(seconds * 1000))
+return 1
+"""
+
+
+class RedisLink:
+    """One Redis client, every call bounded by the timeout, with the outage policy."""
+
+    def __init__(self, config: StateConfig) -> None:
+        import redis.asyncio as redis  # an import only for those who configure Redis
+
+        assert config.redis_url is not None
+        self.client = redis.Redis.from_url(
+            config.redis_url,
+            socket_timeout=config.timeout,
+            socket_connect_timeout=config.timeout,
+            health_check_interval=0,
+        )
+        self.prefix = config.prefix
+        self.timeout = config.timeout
+        self.fail_open = config.on_redis_error == "open"
+        self._warned = 0.0
+
+    async def call(
+        self, operation: Callable[[], Awaitable[T]], what: str, *, limits: bool = True
+    ) -> T | None:
+        """The operation's result; None when Redis failed and the policy is "open" (always,
+        for what is no limit: without cooldowns every candidate is simply tried)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await operation()
+        except Exception as exc:  # a timeout, a refused connection, a Redis error
+            now = time.monotonic()
+            fail_open = self.fail_open or not limits
+            if now - self._warned >= _WARN_EVERY:
+                self._warned = now
+                policy = "serving without limits" if fail_open else "answering 503"
+                log.warning("redis unavailable (%s: %s); %s", what, type(exc).__name__, policy)
+            if fail_open:
+                return None
+            raise LimitsUnavailable(
+                "The gateway's shared state is unavailable; try again shortly."
+            ) from None
+
+    def script(self, source: str) -> Any:
+        return self.client.register_script(source)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class RedisLimiter:
+    def __init__(self, link: RedisLink) -> None:
+        self._link = link
+        self._admit = link.script(_ADMIT)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _keys(self, key: GatewayKey, now: float) -> list[str]:
+        base = f"{self._link.prefix}{{{key.name}}}:"
+        minute, _ = minute_index(now)
+        period, _ = period_index(now, key.config.budget_seconds)
+        return [
+            f"{base}requests:{minute}",
+            f"{base}requests:{minute - 1}",
+            f"{base}tokens:{minute}",
+            f"{base}tokens:{minute - 1}",
+            f"{base}spent:{key.config.budget_period}:{period}",
+            f"{base}in_flight",
+        ]
+
+    async def admit(self, key: GatewayKey, request_id: str) -> Admission:
+        now = time.time()
+        config = key.config
+        _, into = minute_index(now)
+        args = [
+            f"{now:.6f}",
+            request_id,
+            config.rpm or 0,
+            config.tpm or 0,
+            config.budget or 0,
+            config.max_parallel or 0,
+            f"{into:.6f}",
+            _STALE_IN_FLIGHT,
+        ]
+        keys = self._keys(key, now)
+        result = await self._link.call(lambda: self._admit(keys=keys, args=args), "limit check")
+        if result is None:
+            return Admission(key, request_id, {}, counted=False)
+        admitted, counts = result
+        windows = Windows(now, *(int(c) for c in counts))
+        if not admitted:
+            check(key, windows)  # raises the error that names the limit
+        windows.requests += 1
+        windows.in_flight += 1
+        return Admission(key, request_id, headers(key, windows))
+
+    def settle(self, admission: Admission, tokens: int) -> None:
+        if not admission.counted:
+            return
+        task = asyncio.get_running_loop().create_task(self._settle(admission, tokens))
+        self._tasks.add(task)  # held until done: a task nobody references may vanish
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, admission: Admission, tokens: int) -> None:
+        keys = self._keys(admission.key, time.time())
+        budget_ttl = admission.key.config.budget_seconds + 86400
+
+        async def charge() -> None:
+            pipe = self._link.client.pipeline(transaction=False)
+            if tokens:
+                pipe.incrby(keys[2], tokens).expire(keys[2], 2 * MINUTE)
+                pipe.incrby(keys[4], tokens).expire(keys[4], budget_ttl)
+            pipe.zrem(keys[5], admission.id)
+            await pipe.execute()
+
+        with contextlib.suppress(LimitsUnavailable):  # nobody to tell: the answer went out
+            await self._link.call(charge, "charging tokens")
+
+    async def usage(self, key: GatewayKey) -> dict[str, Any]:
+        now = time.time()
+        keys = self._keys(key, now)
+
+        async def read() -> list[Any]:
+            pipe = self._link.client.pipeline(transaction=False)
+            for name in keys[:5]:
+                pipe.get(name)
+            pipe.zcard(keys[5])
+            return list(await pipe.execute())
+
+        counts = await self._link.call(read, "usage")
+        values = [int(c or 0) for c in counts] if counts else [0] * 6
+        return usage_report(key, Windows(now, *values))
+
+
+class RedisCooldowns:
+    """`gateway.cooldowns.Cooldowns` in Redis: a key rested by one instance is skipped by all."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self._link = link
+        self._rest = link.script(_REST)
+        self._failed = link.script(_FAILED)
+        # Targets this process saw fail lately: only those need their count reset on success.
+        self._failing: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _rest_key(self, id: str) -> str:
+        return f"{self._link.prefix}rest:{id}"
+
+    def _fail_key(self, id: str) -> str:
+        return f"{self._link.prefix}failures:{id}"
+
+    async def resting(self, ids: Collection[str]) -> dict[str, Rest]:
+        names = list(ids)
+        values = await self._link.call(
+            lambda: self._link.client.mget([self._rest_key(id) for id in names]),
+            "cooldowns",
+            limits=False,
+        )
+        now = time.time()
+        found = {}
+        for id, value in zip(names, values or (), strict=False):
+            if value:
+                since, _, until = value.decode().partition(":")
+                if float(until) > now:
+                    found[id] = Rest(float(since), float(until))
+        return found
+
+    async def rest(self, id: str, seconds: float) -> None:
+        now = time.time()
+        await self._link.call(
+            lambda: self._rest(keys=[self._rest_key(id)], args=[f"{now:.3f}", seconds]),
+            "cooldowns",
+            limits=False,
+        )
+
+    async def failed(self, id: str, threshold: int, seconds: float) -> bool:
+        now = time.time()
+        self._failing[id] = now + seconds
+        rested = await self._link.call(
+            lambda: self._failed(
+                keys=[self._fail_key(id), self._rest_key(id)],
+                args=[f"{now:.3f}", threshold, seconds],
+            ),
+            "cooldowns",
+            limits=False,
+        )
+        return bool(rested)
+
+    async def succeeded(self, id: str) -> None:
+        # Free on the common path: only a target this process saw fail lately is reset, in
+        # the background, so a success costs no round trip before the answer.
+        until = self._failing.pop(id, None)
+        if until is None or until < time.time():
+            return
+        task = asyncio.get_running_loop().create_task(self._reset(id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reset(self, id: str) -> None:
+        await self._link.call(
+            lambda: self._link.client.delete(self._fail_key(id)), "cooldowns", limits=False
+        )

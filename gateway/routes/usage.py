@@ -1,0 +1,34 @@
+"""GET /v1/keys/usage: each gateway key's requests and tokens now, and its budget left.
+
+Guarded by the `[admin] key` (sent as `Authorization: Bearer ...`), not by a gateway key:
+it shows every key's figures. Without an admin key configured the route answers 404.
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from gateway.app_keys import DISPATCHER, KEYS
+from gateway.auth import InvalidApiKey, presented_keys
+from gateway.errors import NotFound
+
+
+async def keys_usage(request: web.Request) -> web.Response:
+    ring = request.app[KEYS]
+    if not ring.admin:
+        raise NotFound(
+            "The usage route is off: set [admin] key in gateway.toml to turn it on.",
+            code="unknown_url",
+        )
+    if not any(ring.is_admin(value) for value in presented_keys(request)):
+        raise InvalidApiKey("The usage route wants the admin key ([admin] key).")
+    limiter = request.app[DISPATCHER].limiter
+    data = [await limiter.usage(key) for key in ring.keys.values()]
+    return web.Response(
+        body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/keys/usage", keys_usage)
