@@ -7,7 +7,8 @@ and normalised), only the transport is in-process, so it also shows what the gat
 
 Knobs: `tokens` (reply length, default 10) and `delay` (seconds between tokens, default 0.02)
 in `[providers.mock]`; a request's `max_tokens` / `max_completion_tokens` asks for fewer tokens
-(the reply then ends with finish_reason "length").
+(the reply then ends with finish_reason "length"). Failures on demand by model name
+(`status-503`, `error-first`, `cut-after-3`): `providers/mock_failures.py`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ import orjson
 from gateway.config import MockProviderConfig
 from gateway.errors import GatewayError, upstream_error_from_body
 from gateway.upstream import Upstream
-from providers import mock_media
+from providers import mock_failures, mock_media
 from providers.base import Operation, RawBody, UpstreamRequest
+from providers.mock_failures import CutAfter, ErrorFirst, Failure, Status
+from providers.mock_media import MockReply
 from providers.openai import CHAT_STYLE, ChunkNormaliser, encode_body
 
 if TYPE_CHECKING:
@@ -90,6 +93,7 @@ class MockProvider:
         # The form's fields the answer depends on travel in the URL, as a query.
         query = urlencode(
             {
+                "model": model,
                 "stream": upload.value("stream") or "false",
                 "response_format": upload.value("response_format") or "json",
             }
@@ -108,27 +112,61 @@ class MockProvider:
     async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> Upstream:
         target, _, query = request.url.removeprefix("mock:").partition("?")
         operation = Operation(target)
-        if operation in CHAT_STYLE:
-            assert isinstance(request.body, bytes)
-            return MockUpstream(operation, _decode_request(request.body), self.config)
         if operation in (Operation.TRANSCRIPTION, Operation.TRANSLATION):
             assert not isinstance(request.body, bytes)
             form = parse_qs(query)
+            model, stream = form["model"][0], form["stream"][0] == "true"
+            failure = mock_failures.parse_failure(model)
+            answer = _failure_answer(failure, model, stream)
+            if answer is not None:
+                await mock_media.read_upload(request.body)
+                return answer
             return await mock_media.transcript(
-                request.body,
-                form["stream"][0] == "true",
-                form["response_format"][0],
-                self.config.delay,
+                request.body, stream, form["response_format"][0], self.config.delay, _cut(failure)
             )
         assert isinstance(request.body, bytes)
+        if operation in CHAT_STYLE:
+            chat_request = _decode_request(request.body)
+            failure = mock_failures.parse_failure(chat_request.model)
+            answer = _failure_answer(failure, chat_request.model, bool(chat_request.stream))
+            if answer is not None:
+                return answer
+            return MockUpstream(operation, chat_request, self.config, _cut(failure))
         fields = orjson.loads(request.body)
+        failure = mock_failures.parse_failure(fields["model"])
+        answer = _failure_answer(failure, fields["model"], stream=False)  # no event stream
+        if answer is not None:
+            return answer
         if operation is Operation.EMBEDDINGS:
-            return mock_media.embeddings(fields)
-        return mock_media.speech(fields, self.config.delay)
+            return mock_media.embeddings(fields, _cut(failure))
+        return mock_media.speech(fields, self.config.delay, _cut(failure))
+
+
+def _failure_answer(failure: Failure | None, model: str, stream: bool) -> MockReply | None:
+    """The answer of a `status-<code>` or `error-first` model, instead of its reply."""
+    if isinstance(failure, Status):
+        status = failure.code
+    elif isinstance(failure, ErrorFirst):
+        if stream:
+            return MockReply([mock_failures.error_event(model)], "text/event-stream")
+        status = mock_failures.ERROR_FIRST_STATUS
+    else:
+        return None
+    return MockReply(
+        [mock_failures.error_body(status, model)],
+        "application/json",
+        status=status,
+        headers=mock_failures.error_headers(status),
+    )
+
+
+def _cut(failure: Failure | None) -> int | None:
+    return failure.chunks if isinstance(failure, CutAfter) else None
 
 
 class MockUpstream:
-    """What an OpenAI server would answer, chunk for chunk as OpenAI shapes them."""
+    """What an OpenAI server would answer, chunk for chunk as OpenAI shapes them
+    (`cut`: the connection breaks after that many tokens, before the finish)."""
 
     status = 200
     content_type = "text/event-stream"
@@ -136,15 +174,21 @@ class MockUpstream:
     headers: Mapping[str, str] = {}
 
     def __init__(
-        self, operation: Operation, request: _MockRequest, config: MockProviderConfig
+        self,
+        operation: Operation,
+        request: _MockRequest,
+        config: MockProviderConfig,
+        cut: int | None = None,
     ) -> None:
         self._chat = operation is Operation.CHAT
         self._request = request
         self._delay = config.delay
+        self._cut = cut
+        tokens = config.tokens if cut is None else cut
         limit = request.max_completion_tokens or request.max_tokens
-        count = config.tokens if limit is None else min(limit, config.tokens)
+        count = tokens if limit is None else min(limit, tokens)
         self._tokens = reply_tokens(count)
-        self._finish = "length" if limit is not None and limit < config.tokens else "stop"
+        self._finish = "length" if limit is not None and limit < tokens else "stop"
         self._id = f"{'chatcmpl' if self._chat else 'cmpl'}-mock{next(_ids)}"
         self._created = int(time.time())
         prompt = request.messages if self._chat else request.prompt
@@ -165,12 +209,16 @@ class MockUpstream:
                 await asyncio.sleep(self._delay)
             content = {"content": token} if self._chat else token
             yield self._event(self._choice(content, None), usage_field)
+        if self._cut is not None:
+            raise mock_failures.cut()  # after `cut` tokens, before the finish
         yield self._event(self._choice({} if self._chat else "", self._finish), usage_field)
         if include_usage:
             yield self._event_with([], {"usage": self._usage})
         yield b"data: [DONE]\n\n"
 
     async def read(self) -> bytes:
+        if self._cut is not None:
+            raise mock_failures.cut()
         text = "".join(self._tokens)
         if self._chat:
             choice = {
