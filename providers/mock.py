@@ -9,7 +9,8 @@ It is a fair stand-in for an OpenAI server:
 
 - text: `tokens` words (default 10) of a fixed sentence, `delay` seconds apart (default 0.02),
   both from `[providers.mock]`; a non-streamed answer arrives after tokens x delay seconds;
-- `max_tokens` / `max_completion_tokens` ask for fewer (finish_reason "length");
+- `max_tokens` / `max_completion_tokens` ask for fewer (finish_reason "length"), and are checked
+  as OpenAI checks them (below 1, or below 0 for legacy completions: a 400);
 - `tools`: it calls the first offered function (or the one `tool_choice` names) with arguments
   valid for its JSON schema (`providers/mock_schema.py`), finish_reason "tool_calls", unless
   `tool_choice` is "none" or the last message is a tool result (then it answers text);
@@ -205,6 +206,19 @@ def _invalid(param: str | None, message: str, code: str | None) -> MockReply:
 
 def _check(request: _MockRequest, operation: Operation) -> MockReply | None:
     """OpenAI's 400 for a request it would refuse, or None."""
+    # Chat must leave room for a token; legacy completions allow 0 (to echo the prompt).
+    floor = 1 if operation is Operation.CHAT else 0
+    for name, limit in (
+        ("max_tokens", request.max_tokens),
+        ("max_completion_tokens", request.max_completion_tokens),
+    ):
+        if limit is not None and limit < floor:
+            return _invalid(
+                name,
+                f"Invalid '{name}': integer below minimum value. Expected a value >= {floor}, "
+                f"but got {limit} instead.",
+                "integer_below_min_value",
+            )
     if request.n is not None and not 1 <= request.n <= _MAX_CHOICES:
         above = request.n > _MAX_CHOICES
         return _invalid(

@@ -289,3 +289,39 @@ async def test_n_out_of_openais_bounds_is_a_400(
         await client.chat.completions.create(model="mock/m", messages=MESSAGES, n=n)
     assert caught.value.param == "n"
     assert words in caught.value.message
+
+
+# --- token limits, checked as OpenAI checks them ----------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("field", "value"), [("max_tokens", -5), ("max_tokens", 0), ("max_completion_tokens", 0)]
+)
+async def test_a_chat_token_limit_below_one_is_openais_400(
+    client: openai.AsyncOpenAI, field: str, value: int, stream: bool
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(
+            model="mock/m", messages=MESSAGES, stream=stream, **{field: value}
+        )
+    assert caught.value.body == {
+        "message": f"Invalid '{field}': integer below minimum value. "
+        f"Expected a value >= 1, but got {value} instead.",
+        "type": "invalid_request_error",
+        "param": field,
+        "code": "integer_below_min_value",
+    }
+
+
+async def test_legacy_completions_allow_zero_tokens_but_not_fewer(
+    client: openai.AsyncOpenAI,
+) -> None:
+    empty = await client.completions.create(model="mock/m", prompt="Hi", max_tokens=0)
+    assert (empty.choices[0].text, empty.choices[0].finish_reason) == ("", "length")
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.completions.create(model="mock/m", prompt="Hi", max_tokens=-1)
+    assert caught.value.param == "max_tokens"
+    assert "Expected a value >= 0, but got -1 instead." in caught.value.message
+    one = await client.chat.completions.create(model="mock/m", messages=MESSAGES, max_tokens=1)
+    assert one.choices[0].message.content == "This"
