@@ -13,7 +13,12 @@ from gateway.app_keys import ROUTER
 from gateway.parsing import parse_request
 from gateway.relay import relay_once, relay_stream
 from providers.base import Operation
-from providers.responses_bridge import ResponsesFromChat, response_from_chat, responses_to_chat
+from providers.responses_bridge import (
+    ResponsesFromChat,
+    response_echo,
+    response_from_chat,
+    responses_to_chat,
+)
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
@@ -33,14 +38,17 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             lambda body: provider.translate_response(Operation.RESPONSES, model, body),
         )
     chat_body = responses_to_chat(parsed.body, provider.name)
+    echo = response_echo(parsed.body)
     upstream_request = provider.build_request(Operation.CHAT, model, chat_body, parsed.stream)
     if parsed.stream:
-        bridge = ResponsesFromChat(provider.stream_translator(Operation.CHAT, model), model)
+        bridge = ResponsesFromChat(provider.stream_translator(Operation.CHAT, model), model, echo)
         return await relay_stream(request, target, upstream_request, bridge)
     return await relay_once(
         target,
         upstream_request,
-        lambda body: response_from_chat(provider.translate_response(Operation.CHAT, model, body)),
+        lambda body: response_from_chat(
+            provider.translate_response(Operation.CHAT, model, body), echo
+        ),
     )
 
 
