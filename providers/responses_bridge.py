@@ -214,7 +214,8 @@ def _response(
     echo: ResponseEcho,
     incomplete: str | None = None,
 ) -> dict[str, Any]:
-    """The Response object; `incomplete`: why it is incomplete (its status is then that)."""
+    """The Response object; `incomplete`: why the answer stopped short (the status is then
+    "incomplete", whatever `status` says)."""
     return {
         "id": id,
         "object": "response",

@@ -162,6 +162,17 @@ async def test_a_tool_choice_openai_would_refuse_is_a_400(
     assert words in caught.value.message
 
 
+async def test_a_tool_choice_of_the_wrong_shape_is_a_400_not_a_crash(
+    client: openai.AsyncOpenAI,
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(
+            model="mock/m", messages=MESSAGES, tools=[WEATHER_TOOL], extra_body={"tool_choice": 5}
+        )
+    assert caught.value.type == "invalid_request_error"
+    assert "tool_choice" in caught.value.message
+
+
 class Unit(StrEnum):
     celsius = "celsius"
     fahrenheit = "fahrenheit"
