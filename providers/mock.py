@@ -5,15 +5,26 @@ and no key, so a fresh checkout works with the first README command and a copy-p
 Its request goes through the same path as a real provider's (built as an OpenAI request, relayed
 and normalised), only the transport is in-process, so it also shows what the gateway does.
 
-Knobs: `tokens` (reply length, default 10) and `delay` (seconds between tokens, default 0.02)
-in `[providers.mock]`; a request's `max_tokens` / `max_completion_tokens` asks for fewer tokens
-(the reply then ends with finish_reason "length").
+It is a fair stand-in for an OpenAI server:
+
+- text: `tokens` words (default 10) of a fixed sentence, `delay` seconds apart (default 0.02),
+  both from `[providers.mock]`; a non-streamed answer arrives after tokens x delay seconds;
+- `max_tokens` / `max_completion_tokens` ask for fewer (finish_reason "length"), and are checked
+  as OpenAI checks them (below 1, or below 0 for legacy completions: a 400);
+- `tools`: it calls the first offered function (or the one `tool_choice` names) with arguments
+  valid for its JSON schema (`providers/mock_schema.py`), finish_reason "tool_calls", unless
+  `tool_choice` is "none" or the last message is a tool result (then it answers text);
+- `response_format`: `json_object` gives a JSON object, `json_schema` a valid instance;
+- `n`: that many choices, streamed interleaved by index as OpenAI does; usage counts them all;
+- failures on demand by model name (`status-503`, `error-first`, `cut-after-3`):
+  `providers/mock_failures.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,8 +37,12 @@ import orjson
 from gateway.config import MockProviderConfig
 from gateway.errors import GatewayError, upstream_error_from_body
 from gateway.upstream import Upstream
-from providers import mock_media
+from providers import mock_failures, mock_media
 from providers.base import Operation, RawBody, UpstreamRequest
+from providers.chat_request import FunctionDef, NamedToolChoice, ToolMode
+from providers.mock_failures import CutAfter, ErrorFirst, Failure, Status
+from providers.mock_media import MockReply
+from providers.mock_schema import instance
 from providers.openai import CHAT_STYLE, ChunkNormaliser, encode_body
 
 if TYPE_CHECKING:
@@ -36,19 +51,36 @@ if TYPE_CHECKING:
 REPLY = "This is a mock reply from the gateway's built-in provider."
 _WORDS = REPLY.split(" ")
 _ids = itertools.count(1)
+_MAX_CHOICES = 128  # OpenAI's bound on `n`
+# A token-like cut of a JSON text: words and runs of punctuation, each with its leading space.
+_FRAGMENT = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+")
+
+
+class _Tool(msgspec.Struct, gc=False):
+    type: str = "function"
+    function: FunctionDef | None = None
+
+
+class _Message(msgspec.Struct, gc=False):
+    role: str = ""
 
 
 class _MockRequest(msgspec.Struct, gc=False):
     model: str
-    stream: bool = False
+    stream: bool | None = None
     stream_options: dict[str, Any] | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
+    n: int | None = None
     messages: msgspec.Raw = msgspec.Raw()
     prompt: msgspec.Raw = msgspec.Raw()
+    tools: list[_Tool] | None = None
+    tool_choice: ToolMode | NamedToolChoice | None = None
+    response_format: dict[str, Any] | None = None
 
 
 _decode_request = msgspec.json.Decoder(_MockRequest).decode
+_decode_messages = msgspec.json.Decoder(list[_Message]).decode
 
 
 def reply_tokens(count: int) -> list[str]:
@@ -90,6 +122,7 @@ class MockProvider:
         # The form's fields the answer depends on travel in the URL, as a query.
         query = urlencode(
             {
+                "model": model,
                 "stream": upload.value("stream") or "false",
                 "response_format": upload.value("response_format") or "json",
             }
@@ -108,27 +141,184 @@ class MockProvider:
     async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> Upstream:
         target, _, query = request.url.removeprefix("mock:").partition("?")
         operation = Operation(target)
-        if operation in CHAT_STYLE:
-            assert isinstance(request.body, bytes)
-            return MockUpstream(operation, _decode_request(request.body), self.config)
         if operation in (Operation.TRANSCRIPTION, Operation.TRANSLATION):
             assert not isinstance(request.body, bytes)
             form = parse_qs(query)
+            model, stream = form["model"][0], form["stream"][0] == "true"
+            failure = mock_failures.parse_failure(model)
+            answer = _failure_answer(failure, model, stream)
+            if answer is not None:
+                await mock_media.read_upload(request.body)
+                return answer
             return await mock_media.transcript(
-                request.body,
-                form["stream"][0] == "true",
-                form["response_format"][0],
-                self.config.delay,
+                request.body, stream, form["response_format"][0], self.config.delay, _cut(failure)
             )
         assert isinstance(request.body, bytes)
+        if operation in CHAT_STYLE:
+            try:
+                chat_request = _decode_request(request.body)
+            except msgspec.ValidationError as exc:
+                return _invalid(None, f"Invalid request: {exc}.", "invalid_type")
+            rejected = _check(chat_request, operation)
+            if rejected is not None:
+                return rejected
+            failure = mock_failures.parse_failure(chat_request.model)
+            answer = _failure_answer(failure, chat_request.model, bool(chat_request.stream))
+            if answer is not None:
+                return answer
+            return MockUpstream(operation, chat_request, self.config, _cut(failure))
         fields = orjson.loads(request.body)
+        failure = mock_failures.parse_failure(fields["model"])
+        answer = _failure_answer(failure, fields["model"], stream=False)  # no event stream
+        if answer is not None:
+            return answer
         if operation is Operation.EMBEDDINGS:
-            return mock_media.embeddings(fields)
-        return mock_media.speech(fields, self.config.delay)
+            return mock_media.embeddings(fields, _cut(failure))
+        return mock_media.speech(fields, self.config.delay, _cut(failure))
+
+
+def _failure_answer(failure: Failure | None, model: str, stream: bool) -> MockReply | None:
+    """The answer of a `status-<code>` or `error-first` model, instead of its reply."""
+    if isinstance(failure, Status):
+        status = failure.code
+    elif isinstance(failure, ErrorFirst):
+        if stream:
+            return MockReply([mock_failures.error_event(model)], "text/event-stream")
+        status = mock_failures.ERROR_FIRST_STATUS
+    else:
+        return None
+    return MockReply(
+        [mock_failures.error_body(status, model)],
+        "application/json",
+        status=status,
+        headers=mock_failures.error_headers(status),
+    )
+
+
+def _cut(failure: Failure | None) -> int | None:
+    return failure.chunks if isinstance(failure, CutAfter) else None
+
+
+def _invalid(param: str | None, message: str, code: str | None) -> MockReply:
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return MockReply([orjson.dumps({"error": error})], "application/json", status=400)
+
+
+def _check(request: _MockRequest, operation: Operation) -> MockReply | None:
+    """OpenAI's 400 for a request it would refuse, or None."""
+    # Chat must leave room for a token; legacy completions allow 0 (to echo the prompt).
+    floor = 1 if operation is Operation.CHAT else 0
+    for name, limit in (
+        ("max_tokens", request.max_tokens),
+        ("max_completion_tokens", request.max_completion_tokens),
+    ):
+        if limit is not None and limit < floor:
+            return _invalid(
+                name,
+                f"Invalid '{name}': integer below minimum value. Expected a value >= {floor}, "
+                f"but got {limit} instead.",
+                "integer_below_min_value",
+            )
+    if request.n is not None and not 1 <= request.n <= _MAX_CHOICES:
+        above = request.n > _MAX_CHOICES
+        return _invalid(
+            "n",
+            f"Invalid 'n': integer {'above maximum' if above else 'below minimum'} value. "
+            f"Expected a value {f'<= {_MAX_CHOICES}' if above else '>= 1'}, "
+            f"but got {request.n} instead.",
+            "integer_above_max_value" if above else "integer_below_min_value",
+        )
+    choice = request.tool_choice
+    names = [tool.function.name for tool in request.tools or () if tool.function is not None]
+    if choice == "required" or isinstance(choice, NamedToolChoice):
+        if not names:
+            return _invalid(
+                "tool_choice",
+                "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+                "are specified.",
+                None,
+            )
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            return _invalid(
+                "tool_choice",
+                f"Invalid value for 'tool_choice': no function named {choice.function.name!r} "
+                "in 'tools'.",
+                None,
+            )
+    return None
+
+
+class _Choice(msgspec.Struct, gc=False):
+    """One choice's answer, before it is cut into chunks."""
+
+    fragments: list[str]  # content tokens, or the tool call's argument fragments
+    finish: str
+    call_id: str | None = None  # set when the choice calls `call_name`
+    call_name: str = ""
+
+
+def _plan(request: _MockRequest, chat: bool, tokens: int) -> list[_Choice]:
+    """What each of the request's choices answers: a tool call, JSON, or the reply's text."""
+    function = _function_to_call(request) if chat else None
+    json_text = _json_content(request.response_format) if chat else None
+    if function is not None:
+        parameters = function.parameters or {"type": "object", "properties": {}}
+        fragments = _fragments(orjson.dumps(instance(parameters)).decode())
+        natural = "tool_calls"
+    elif json_text is not None:
+        fragments, natural = _fragments(json_text), "stop"
+    else:
+        fragments, natural = reply_tokens(tokens), "stop"
+    limit = request.max_completion_tokens
+    if limit is None:
+        limit = request.max_tokens
+    finish = natural
+    if limit is not None and limit < len(fragments):
+        fragments, finish = fragments[:limit], "length"
+    return [
+        _Choice(
+            fragments,
+            finish,
+            f"call_mock{next(_ids)}" if function is not None else None,
+            function.name if function is not None else "",
+        )
+        for _ in range(request.n or 1)
+    ]
+
+
+def _function_to_call(request: _MockRequest) -> FunctionDef | None:
+    functions = [tool.function for tool in request.tools or () if tool.function is not None]
+    choice = request.tool_choice
+    if not functions or choice == "none":
+        return None
+    try:
+        messages = _decode_messages(request.messages) if request.messages else []
+    except msgspec.ValidationError:
+        messages = []  # a malformed conversation: no tool result to be seen
+    if messages and messages[-1].role == "tool":
+        return None  # the tool answered: the turn ends in text, so an agent loop ends
+    if isinstance(choice, NamedToolChoice):
+        return next(f for f in functions if f.name == choice.function.name)
+    return functions[0]
+
+
+def _json_content(response_format: dict[str, Any] | None) -> str | None:
+    kind = (response_format or {}).get("type")
+    if kind == "json_schema":
+        schema = ((response_format or {}).get("json_schema") or {}).get("schema")
+        return orjson.dumps(instance(schema or {"type": "object"})).decode()
+    if kind == "json_object":
+        return orjson.dumps({"reply": REPLY}).decode()
+    return None
+
+
+def _fragments(text: str) -> list[str]:
+    return _FRAGMENT.findall(text)
 
 
 class MockUpstream:
-    """What an OpenAI server would answer, chunk for chunk as OpenAI shapes them."""
+    """What an OpenAI server would answer, chunk for chunk as OpenAI shapes them
+    (`cut`: the connection breaks after that many content steps, before the finish)."""
 
     status = 200
     content_type = "text/event-stream"
@@ -136,55 +326,73 @@ class MockUpstream:
     headers: Mapping[str, str] = {}
 
     def __init__(
-        self, operation: Operation, request: _MockRequest, config: MockProviderConfig
+        self,
+        operation: Operation,
+        request: _MockRequest,
+        config: MockProviderConfig,
+        cut: int | None = None,
     ) -> None:
         self._chat = operation is Operation.CHAT
         self._request = request
         self._delay = config.delay
-        limit = request.max_completion_tokens or request.max_tokens
-        count = config.tokens if limit is None else min(limit, config.tokens)
-        self._tokens = reply_tokens(count)
-        self._finish = "length" if limit is not None and limit < config.tokens else "stop"
+        self._cut = cut
+        self._choices = _plan(request, self._chat, config.tokens if cut is None else cut)
+        self._steps = max(len(choice.fragments) for choice in self._choices)
         self._id = f"{'chatcmpl' if self._chat else 'cmpl'}-mock{next(_ids)}"
         self._created = int(time.time())
         prompt = request.messages if self._chat else request.prompt
         prompt_tokens = max(1, len(prompt) // 4)
+        completion_tokens = sum(len(choice.fragments) for choice in self._choices)
         self._usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": count,
-            "total_tokens": prompt_tokens + count,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         }
 
     async def chunks(self) -> AsyncIterator[bytes]:
         include_usage = bool((self._request.stream_options or {}).get("include_usage"))
         usage_field = {"usage": None} if include_usage else {}
         if self._chat:
-            yield self._event(self._choice({"role": "assistant", "content": ""}, None), usage_field)
-        for i, token in enumerate(self._tokens):
-            if self._delay and i:
+            for index, choice in enumerate(self._choices):
+                yield self._event(self._choice(index, self._opening(choice), None), usage_field)
+        for step in range(self._steps):
+            if step == self._cut:
+                raise mock_failures.cut()
+            if self._delay and step:
                 await asyncio.sleep(self._delay)
-            content = {"content": token} if self._chat else token
-            yield self._event(self._choice(content, None), usage_field)
-        yield self._event(self._choice({} if self._chat else "", self._finish), usage_field)
+            for index, choice in enumerate(self._choices):  # n choices: one chunk each, in turn
+                if step < len(choice.fragments):
+                    content = self._fragment(choice, choice.fragments[step])
+                    yield self._event(self._choice(index, content, None), usage_field)
+        if self._cut is not None:
+            raise mock_failures.cut()
+        for index, choice in enumerate(self._choices):
+            closing = {} if self._chat else ""
+            yield self._event(self._choice(index, closing, choice.finish), usage_field)
         if include_usage:
             yield self._event_with([], {"usage": self._usage})
         yield b"data: [DONE]\n\n"
 
     async def read(self) -> bytes:
-        text = "".join(self._tokens)
-        if self._chat:
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+        # A real server answers once it has generated every token.
+        steps = self._steps if self._cut is None else min(self._cut, self._steps)
+        if self._delay and steps:
+            await asyncio.sleep(self._delay * steps)
+        if self._cut is not None:
+            raise mock_failures.cut()
+        choices = [
+            {
+                "index": index,
+                **self._whole(choice),
                 "logprobs": None,
-                "finish_reason": self._finish,
+                "finish_reason": choice.finish,
             }
-        else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": self._finish}
+            for index, choice in enumerate(self._choices)
+        ]
         return orjson.dumps(
             {
                 **self._head("chat.completion" if self._chat else "text_completion"),
-                "choices": [choice],
+                "choices": choices,
                 "usage": self._usage,
             }
         )
@@ -195,6 +403,42 @@ class MockUpstream:
     def close(self) -> None:
         pass
 
+    def _opening(self, choice: _Choice) -> dict[str, Any]:
+        """A choice's first delta: the role, and the call's id and name (arguments follow)."""
+        if choice.call_id is None:
+            return {"role": "assistant", "content": ""}
+        call = {
+            "index": 0,
+            "id": choice.call_id,
+            "type": "function",
+            "function": {"name": choice.call_name, "arguments": ""},
+        }
+        return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+    def _fragment(self, choice: _Choice, fragment: str) -> Any:
+        if not self._chat:
+            return fragment
+        if choice.call_id is None:
+            return {"content": fragment}
+        return {"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}
+
+    def _whole(self, choice: _Choice) -> dict[str, Any]:
+        """A choice of the non-streamed answer: its message (or text)."""
+        text = "".join(choice.fragments)
+        if not self._chat:
+            return {"text": text}
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if choice.call_id is not None:
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": choice.call_id,
+                    "type": "function",
+                    "function": {"name": choice.call_name, "arguments": text},
+                }
+            ]
+        return {"message": message}
+
     def _head(self, kind: str) -> dict[str, Any]:
         return {
             "id": self._id,
@@ -204,9 +448,9 @@ class MockUpstream:
             "system_fingerprint": "fp_mock",
         }
 
-    def _choice(self, content: Any, finish_reason: str | None) -> dict[str, Any]:
+    def _choice(self, index: int, content: Any, finish_reason: str | None) -> dict[str, Any]:
         key = "delta" if self._chat else "text"
-        return {"index": 0, key: content, "logprobs": None, "finish_reason": finish_reason}
+        return {"index": index, key: content, "logprobs": None, "finish_reason": finish_reason}
 
     def _event(self, choice: dict[str, Any], extra: dict[str, Any]) -> bytes:
         return self._event_with([choice], extra)

@@ -13,31 +13,48 @@ from typing import Any
 
 import orjson
 
+from providers import mock_failures
+
 TRANSCRIPT = "The quick brown fox jumps over the lazy dog."
 _SAMPLE_RATE = 24_000
 SPEECH_CHUNK = 4096  # bytes of audio per streamed chunk
 
 
 class MockReply:
-    """An upstream answer made in-process: status, content type, and its body in chunks."""
+    """An upstream answer made in-process: status, content type, and its body in chunks
+    (`cut_after`: the connection breaks after that many chunks, and a whole read breaks)."""
 
     def __init__(
-        self, body: list[bytes], content_type: str, *, status: int = 200, delay: float = 0.0
+        self,
+        body: list[bytes],
+        content_type: str,
+        *,
+        status: int = 200,
+        delay: float = 0.0,
+        headers: Mapping[str, str] | None = None,
+        cut_after: int | None = None,
     ) -> None:
         self.status = status
         self.content_type = content_type
         self.request_id: str | None = None
-        self.headers: Mapping[str, str] = {}
+        self.headers: Mapping[str, str] = headers or {}
         self._body = body
         self._delay = delay
+        self._cut_after = cut_after
 
     async def chunks(self) -> AsyncIterator[bytes]:
         for i, chunk in enumerate(self._body):
+            if i == self._cut_after:
+                raise mock_failures.cut()
             if self._delay and i:
                 await asyncio.sleep(self._delay)
             yield chunk
+        if self._cut_after is not None:
+            raise mock_failures.cut()
 
     async def read(self) -> bytes:
+        if self._cut_after is not None:
+            raise mock_failures.cut()
         return b"".join(self._body)
 
     async def finish(self, wait: float) -> None:
@@ -47,7 +64,7 @@ class MockReply:
         pass
 
 
-def embeddings(request: dict[str, Any]) -> MockReply:
+def embeddings(request: dict[str, Any], cut_after: int | None = None) -> MockReply:
     inputs = request["input"]
     if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
         inputs = [inputs]
@@ -69,7 +86,7 @@ def embeddings(request: dict[str, Any]) -> MockReply:
         "model": request["model"],
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
-    return MockReply([orjson.dumps(answer)], "application/json")
+    return MockReply([orjson.dumps(answer)], "application/json", cut_after=cut_after)
 
 
 def _vector(seed: bytes, dimensions: int) -> list[float]:
@@ -113,18 +130,28 @@ def speech_wav(text: str, seconds_per_char: float = 0.01) -> bytes:
     return header + samples
 
 
-def speech(request: dict[str, Any], delay: float) -> MockReply:
+def speech(request: dict[str, Any], delay: float, cut_after: int | None = None) -> MockReply:
     audio = speech_wav(request.get("input", ""))
     chunks = [audio[i : i + SPEECH_CHUNK] for i in range(0, len(audio), SPEECH_CHUNK)]
-    return MockReply(chunks, "audio/wav", delay=delay)
+    return MockReply(chunks, "audio/wav", delay=delay, cut_after=cut_after)
+
+
+async def read_upload(body: AsyncIterable[bytes]) -> int:
+    """Read a whole upload, as a real server does before it answers; its size."""
+    size = 0
+    async for chunk in body:
+        size += len(chunk)
+    return size
 
 
 async def transcript(
-    body: AsyncIterable[bytes], stream: bool, response_format: str, delay: float
+    body: AsyncIterable[bytes],
+    stream: bool,
+    response_format: str,
+    delay: float,
+    cut_after: int | None = None,
 ) -> MockReply:
-    size = 0
-    async for chunk in body:  # read the whole upload, as a real server would
-        size += len(chunk)
+    size = await read_upload(body)
     words = TRANSCRIPT.split(" ")
     usage = {
         "type": "tokens",
@@ -147,9 +174,11 @@ async def transcript(
         ]
         done = {"type": "transcript.text.done", "text": TRANSCRIPT, "usage": usage}
         events.append(b"data: " + orjson.dumps(done) + b"\n\n")
-        return MockReply(events, "text/event-stream", delay=delay)
+        if cut_after is not None:
+            cut_after = min(cut_after, len(words))  # never past the deltas: done ends the stream
+        return MockReply(events, "text/event-stream", delay=delay, cut_after=cut_after)
     if response_format in ("text", "srt", "vtt"):
-        return MockReply([_as_text(response_format).encode()], "text/plain")
+        return MockReply([_as_text(response_format).encode()], "text/plain", cut_after=cut_after)
     answer: dict[str, Any] = {"text": TRANSCRIPT, "usage": usage}
     if response_format == "verbose_json":
         answer = {
@@ -159,7 +188,7 @@ async def transcript(
             **answer,
             "segments": [{"id": 0, "start": 0.0, "end": 2.0, "text": TRANSCRIPT}],
         }
-    return MockReply([orjson.dumps(answer)], "application/json")
+    return MockReply([orjson.dumps(answer)], "application/json", cut_after=cut_after)
 
 
 def _as_text(response_format: str) -> str:

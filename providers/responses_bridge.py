@@ -5,7 +5,8 @@ turns our normalised chat stream (what every provider's chat translator emits) i
 Responses event stream, event for event as OpenAI sends it (`response.created`,
 `response.output_item.added`, `response.output_text.delta`, ..., `response.completed` with
 usage), so the OpenAI SDK's `responses.stream()` helper works against any provider;
-`response_from_chat` does the same for a non-streamed answer.
+`response_from_chat` does the same for a non-streamed answer. Both echo the request's settings
+(`ResponseEcho`, from `response_echo`) as OpenAI's Response object does.
 Sans-IO, like every translation: bytes in, bytes out.
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 import msgspec
 import orjson
 
-from gateway.errors import BadRequest, GatewayError, UpstreamProtocolError
+from gateway.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
+from gateway.parsing import decode_field
 from gateway.sse import Event, SSEDecoder
 from providers.base import RawBody, StreamTranslator
 from providers.chunks import new_id
@@ -162,25 +164,68 @@ def response_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+# finish_reason -> the Response's incomplete_details.reason; any other finish completes it.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
+def _default_text() -> dict[str, Any]:
+    return {"format": {"type": "text"}}
+
+
+class ResponseEcho(msgspec.Struct, frozen=True, gc=False):
+    """The request's settings a Response object repeats, with OpenAI's defaults for those the
+    request left out (or sent as null)."""
+
+    tools: list[Any] = msgspec.field(default_factory=list)
+    tool_choice: Any = "auto"
+    instructions: Any = None  # a string (OpenAI also echoes a prompt's items here)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_output_tokens: int | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    parallel_tool_calls: bool = True
+    text: dict[str, Any] = msgspec.field(default_factory=_default_text)
+
+
+_ECHO_DECODERS = {
+    field.name: msgspec.json.Decoder(field.type | None)
+    for field in msgspec.structs.fields(ResponseEcho)
+}
+
+
+def response_echo(body: RawBody) -> ResponseEcho:
+    """What a Responses request's Response will echo; a wrongly typed field is a 400."""
+    given = {}
+    for name, decoder in _ECHO_DECODERS.items():
+        raw = body.get(name)
+        value = None if raw is None else decode_field(name, raw, decoder)
+        if value is not None:
+            given[name] = value
+    return ResponseEcho(**given)
+
+
 def _response(
-    id: str, created: int, model: str, status: str, output: list[Any], usage: Any
+    id: str,
+    created: int,
+    model: str,
+    status: str,
+    output: list[Any],
+    usage: Any,
+    echo: ResponseEcho,
+    incomplete: str | None = None,
 ) -> dict[str, Any]:
-    reason = status if status in _INCOMPLETE.values() else None
+    """The Response object; `incomplete`: why the answer stopped short (the status is then
+    "incomplete", whatever `status` says)."""
     return {
         "id": id,
         "object": "response",
         "created_at": created,
-        "status": "incomplete" if reason else status,
-        "incomplete_details": {"reason": reason} if reason else None,
+        "status": "incomplete" if incomplete else status,
+        "incomplete_details": {"reason": incomplete} if incomplete else None,
         "error": None,
         "model": model,
         "output": output,
-        "parallel_tool_calls": True,
-        "tool_choice": "auto",
-        "tools": [],
+        **msgspec.structs.asdict(echo),
         "usage": usage,
     }
 
@@ -215,7 +260,7 @@ def _reasoning_item(id: str, text: str, signature: str | None) -> dict[str, Any]
     }
 
 
-def response_from_chat(body: bytes) -> bytes:
+def response_from_chat(body: bytes, echo: ResponseEcho) -> bytes:
     """A non-streamed chat completion as a Responses API response."""
     completion = orjson.loads(body)
     choice = (completion.get("choices") or [{}])[0]
@@ -238,16 +283,33 @@ def response_from_chat(body: bytes) -> bytes:
                 "completed",
             )
         )
-    status = _INCOMPLETE.get(choice.get("finish_reason") or "", "completed")
+    incomplete = _INCOMPLETE.get(choice.get("finish_reason") or "")
+    if incomplete and output and "status" in output[-1]:
+        output[-1]["status"] = "incomplete"  # the item the answer stopped in
     return orjson.dumps(
         _response(
             new_id("resp"),
             completion.get("created") or int(time.time()),
             completion.get("model", ""),
-            status,
+            "completed",
             output,
             response_usage(completion.get("usage")),
+            echo,
+            incomplete,
         )
+    )
+
+
+def _reported(error: Any) -> GatewayError:
+    """An error event inside the chat stream as the error it reports: a failed upstream."""
+    fields = error if isinstance(error, dict) else {"message": error}
+    message = fields.get("message")
+    return UpstreamError(
+        message if isinstance(message, str) and message else "The upstream failed.",
+        status=502,
+        type=fields.get("type") or UpstreamError.type,
+        param=fields.get("param"),
+        code=fields.get("code"),
     )
 
 
@@ -259,10 +321,11 @@ def encode_event(payload: dict[str, Any]) -> bytes:
 class ResponsesFromChat:
     """A StreamTranslator: the provider's chat translator inside, Responses events outside."""
 
-    def __init__(self, chat: StreamTranslator, model: str) -> None:
+    def __init__(self, chat: StreamTranslator, model: str, echo: ResponseEcho) -> None:
         self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
+        self.failure: GatewayError | None = None  # the error our error event reported
         self._chat = chat
+        self._echo = echo
         self._decoder = SSEDecoder()
         self._id = new_id("resp")
         self._created = int(time.time())
@@ -298,19 +361,8 @@ class ResponsesFromChat:
                 continue
             chunk = orjson.loads(item.data)
             if "error" in chunk:
-                error = chunk["error"] or {}
-                self.finished = True
-                self.failure = self._chat.failure or UpstreamProtocolError(
-                    str(error.get("message") or "The upstream failed.")
-                )
-                out.append(
-                    self._event(
-                        "error",
-                        code=error.get("code"),
-                        message=error.get("message") or "The upstream failed.",
-                        param=error.get("param"),
-                    )
-                )
+                # The inner translator's own failure keeps its status (e.g. 503 overloaded).
+                out.append(self.error_event(self._chat.failure or _reported(chunk["error"])))
                 continue
             out.append(self._chunk(chunk))
         if self._chat.finished and not self.finished:
@@ -320,7 +372,9 @@ class ResponsesFromChat:
 
     def _start(self) -> bytes:
         self._started = True
-        response = _response(self._id, self._created, self._model, "in_progress", [], None)
+        response = _response(
+            self._id, self._created, self._model, "in_progress", [], None, self._echo
+        )
         return self._event("response.created", response=response) + self._event(
             "response.in_progress", response=response
         )
@@ -343,8 +397,9 @@ class ResponsesFromChat:
             for call in delta.get("tool_calls") or []:
                 out.append(self._tool_call(call))
             if choice.get("finish_reason") is not None:
-                out.append(self._close())
-                out.append(self._finish(choice["finish_reason"], chunk.get("usage")))
+                incomplete = _INCOMPLETE.get(choice["finish_reason"])
+                out.append(self._close("incomplete" if incomplete else "completed"))
+                out.append(self._finish(incomplete, chunk.get("usage")))
         return b"".join(out)
 
     def _reasoning(self, text: str) -> bytes:
@@ -437,8 +492,9 @@ class ResponsesFromChat:
     def _position(self, state: dict[str, Any]) -> int:
         return self._index if state is self._open else self._output.index(state["final"])
 
-    def _close(self) -> bytes:
-        """Finish the open item: its `.done` events, then `response.output_item.done`."""
+    def _close(self, status: str = "completed") -> bytes:
+        """Finish the open item: its `.done` events, then `response.output_item.done` (with
+        `status`: "incomplete" when the answer stopped inside it)."""
         state, self._open = self._open, None
         if state is None:
             return b""
@@ -461,7 +517,7 @@ class ResponsesFromChat:
                 content_index=0,
                 part=part,
             )
-            final = _message_item(item["id"], text)
+            final = _message_item(item["id"], text, status)
         elif state["kind"] == "reasoning":
             part = {"type": "summary_text", "text": text}
             out += self._event(
@@ -486,18 +542,24 @@ class ResponsesFromChat:
                 output_index=index,
                 arguments=text,
             )
-            final = _call_item(item["id"], item["call_id"], item["name"], text, "completed")
+            final = _call_item(item["id"], item["call_id"], item["name"], text, status)
         state["final"] = final
         self._output.append(final)
         return out + self._event("response.output_item.done", output_index=index, item=final)
 
-    def _finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+    def _finish(self, incomplete: str | None, usage: dict[str, Any] | None) -> bytes:
         self.finished = True
-        status = _INCOMPLETE.get(finish_reason, "completed")
         response = _response(
-            self._id, self._created, self._model, status, self._output, response_usage(usage)
+            self._id,
+            self._created,
+            self._model,
+            "completed",
+            self._output,
+            response_usage(usage),
+            self._echo,
+            incomplete,
         )
-        kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
+        kind = "response.incomplete" if incomplete else "response.completed"
         return self._event(kind, response=response)
 
     def _event(self, kind: str, **fields: Any) -> bytes:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import msgspec
 import openai
 import orjson
 import pytest
 
+from gateway.errors import UpstreamTimeout
 from gateway.parsing import parse_request
 from gateway.sse import Event, SSEDecoder
 from providers.base import Operation
 from providers.openai import ChunkNormaliser
-from providers.responses_bridge import ResponsesFromChat, responses_to_chat
+from providers.responses_bridge import ResponseEcho, ResponsesFromChat, responses_to_chat
 from tests.conftest import FakeUpstream
 from tests.replay import fixture, replay
 from tests.streams import USAGE, answering, chat_chunk, data, streaming
@@ -203,7 +206,7 @@ def test_responses_request_becomes_the_equivalent_chat_request() -> None:
 
 
 def test_chat_stream_with_reasoning_and_tool_calls_becomes_responses_events() -> None:
-    bridge = ResponsesFromChat(ChunkNormaliser(Operation.CHAT, "p"), "m")
+    bridge = ResponsesFromChat(ChunkNormaliser(Operation.CHAT, "p"), "m", ResponseEcho())
     stream = [
         data(chat_chunk({"role": "assistant", "reasoning": "think"})),
         data(chat_chunk({"reasoning_signature": "sig"})),
@@ -288,3 +291,182 @@ async def test_responses_stream_helper_works_against_translated_providers(
     assert final.usage.output_tokens == chunks[-1].usage.completion_tokens
     if path:
         assert upstream.requests[-1]["path"].endswith(path)
+
+
+# --- the bridged Response object: the request echoed, a truncated answer incomplete ---
+
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["city", "unit"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+SETTINGS: dict[str, Any] = {
+    "instructions": "Be brief.",
+    "tools": [WEATHER_TOOL],
+    "tool_choice": {"type": "function", "name": "get_weather"},
+    "temperature": 0.2,
+    "top_p": 0.9,
+    "max_output_tokens": 500,
+    "metadata": {"user": "u-1", "trace": "t-9"},
+    "parallel_tool_calls": False,
+    "text": {"format": {"type": "json_object"}},
+}
+DEFAULTS: dict[str, Any] = {
+    "instructions": None,
+    "tools": [],
+    "tool_choice": "auto",
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "max_output_tokens": None,
+    "metadata": {},
+    "parallel_tool_calls": True,
+    "text": {"format": {"type": "text"}},
+}
+
+
+def _echoed(response: Any) -> dict[str, Any]:
+    dumped = response.model_dump(mode="json", exclude_none=False)
+    echoed = {name: dumped[name] for name in DEFAULTS}
+    echoed["text"] = {k: v for k, v in echoed["text"].items() if v is not None}  # SDK-added
+    echoed["tools"] = [
+        {key: value for key, value in tool.items() if key in WEATHER_TOOL}
+        for tool in echoed["tools"]
+    ]
+    return echoed
+
+
+@pytest.mark.parametrize(("request_fields", "echo"), [(SETTINGS, SETTINGS), ({}, DEFAULTS)])
+async def test_bridged_response_echoes_the_request_or_openais_defaults_streamed_and_not(
+    client: openai.AsyncOpenAI, request_fields: dict[str, Any], echo: dict[str, Any]
+) -> None:
+    whole = await client.responses.create(model="mock/m", input="Weather?", **request_fields)
+    async with client.responses.stream(
+        model="mock/m", input="Weather?", **request_fields
+    ) as stream:
+        created = [event async for event in stream if event.type == "response.created"]
+        final = await stream.get_final_response()
+    assert _echoed(whole) == _echoed(final) == _echoed(created[0].response) == echo
+    assert whole.status == final.status == "completed"
+
+
+async def test_bridged_tool_call_through_the_mock_is_a_function_call_item(
+    client: openai.AsyncOpenAI,
+) -> None:
+    whole = await client.responses.create(model="mock/m", input="Weather?", tools=[WEATHER_TOOL])
+    async with client.responses.stream(
+        model="mock/m", input="Weather?", tools=[WEATHER_TOOL]
+    ) as stream:
+        arguments = "".join(
+            [e.delta async for e in stream if e.type == "response.function_call_arguments.delta"]
+        )
+        final = await stream.get_final_response()
+    for response in (whole, final):
+        [call] = response.output
+        assert call.type == "function_call" and call.name == "get_weather"
+        assert call.status == "completed"
+        assert orjson.loads(call.arguments) == {"city": "mock", "unit": "celsius"}
+    assert arguments == final.output[0].arguments
+
+
+def _assert_incomplete(response: Any, text: str) -> None:
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.max_output_tokens == 3
+    [message] = response.output
+    assert (message.type, message.status) == ("message", "incomplete")
+    assert response.output_text == text
+
+
+async def test_truncated_answer_is_incomplete_and_so_is_its_message_item(
+    client: openai.AsyncOpenAI,
+) -> None:
+    whole = await client.responses.create(model="mock/m", input="Hi", max_output_tokens=3)
+    _assert_incomplete(whole, "This is a")
+    async with client.responses.stream(model="mock/m", input="Hi", max_output_tokens=3) as stream:
+        events = [event async for event in stream]
+    assert events[-1].type == "response.incomplete"
+    [done] = [e for e in events if e.type == "response.output_item.done"]
+    assert done.item.status == "incomplete"
+    _assert_incomplete(events[-1].response, "This is a")
+
+
+async def test_truncated_answer_from_a_chat_only_upstream_is_incomplete(
+    upstream: FakeUpstream, start_gateway
+) -> None:
+    """Through a real upstream that has no Responses API (Ollama's chat), streamed and not."""
+    url = await start_gateway(
+        f'[providers.ollama]\nbase_url = "{upstream.url.removesuffix("/v1")}"\n'
+    )
+    sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    lines = [
+        {"model": "llama3.2", "message": {"role": "assistant", "content": "Hi"}, "done": False},
+        {"model": "llama3.2", "message": {"role": "assistant", "content": " th"}, "done": False},
+        {"model": "llama3.2", "done": True, "done_reason": "length", "eval_count": 3},
+    ]
+    upstream.handler = replay(
+        b"".join(orjson.dumps(line) + b"\n" for line in lines),
+        content_type="application/x-ndjson",
+    )
+    async with sdk.responses.stream(model="ollama/llama3.2", input="Hi", max_output_tokens=3) as s:
+        events = [event async for event in s]
+    assert events[-1].type == "response.incomplete"
+    _assert_incomplete(events[-1].response, "Hi th")
+    upstream.handler = answering(
+        {
+            "model": "llama3.2",
+            "message": {"role": "assistant", "content": "Hi th"},
+            "done": True,
+            "done_reason": "length",
+            "eval_count": 3,
+        }
+    )
+    whole = await sdk.responses.create(model="ollama/llama3.2", input="Hi", max_output_tokens=3)
+    await sdk.close()
+    _assert_incomplete(whole, "Hi th")
+    assert upstream.last_body["options"] == {"num_predict": 3}
+
+
+async def test_a_wrongly_typed_echoed_field_is_a_400_naming_it(gateway_url: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{gateway_url}/v1/responses",
+            json={"model": "mock/m", "input": "Hi", "parallel_tool_calls": "yes"},
+        ) as response,
+    ):
+        error = (await response.json())["error"]
+    assert response.status == 400
+    assert (error["param"], error["code"]) == ("parallel_tool_calls", "invalid_type")
+
+
+def test_the_bridge_reports_the_error_it_sent_as_its_failure() -> None:
+    cut = ResponsesFromChat(ChunkNormaliser(Operation.CHAT, "p"), "m", ResponseEcho())
+    assert cut.failure is None
+    cut.feed(data(chat_chunk({"role": "assistant", "content": "Hi"})))
+    assert cut.failure is None
+    events = _events(cut.end())
+    assert cut.failure is not None and cut.failure.code == "upstream_protocol_error"
+    assert orjson.loads(events[-1].data)["message"] == cut.failure.message
+
+    reported = ResponsesFromChat(ChunkNormaliser(Operation.CHAT, "p"), "m", ResponseEcho())
+    error = {"message": "Overloaded", "type": "server_error", "param": None, "code": "busy"}
+    events = _events(reported.feed(data({"error": error})))
+    assert reported.finished and reported.failure is not None
+    assert (reported.failure.message, reported.failure.code) == ("Overloaded", "busy")
+    assert orjson.loads(events[-1].data)["code"] == "busy"
+
+    timed_out = ResponsesFromChat(ChunkNormaliser(Operation.CHAT, "p"), "m", ResponseEcho())
+    failure = UpstreamTimeout("Provider 'p' sent nothing for 2 seconds.")
+    timed_out.error_event(failure)
+    assert timed_out.failure is failure

@@ -15,7 +15,12 @@ from gateway.first_content import responses_content
 from gateway.parsing import parse_request
 from gateway.relay import Prepared
 from providers.base import Operation, Provider
-from providers.responses_bridge import ResponsesFromChat, response_from_chat, responses_to_chat
+from providers.responses_bridge import (
+    ResponsesFromChat,
+    response_echo,
+    response_from_chat,
+    responses_to_chat,
+)
 
 OPERATION = Operation.RESPONSES
 
@@ -23,6 +28,7 @@ OPERATION = Operation.RESPONSES
 async def create_response(request: web.Request) -> web.StreamResponse:
     parsed = parse_request(await request.read(), OPERATION)
     stream = parsed.stream
+    echo = response_echo(parsed.body)  # what a bridged Response object repeats of the request
 
     def prepare(provider: Provider, model: str) -> Prepared:
         if OPERATION in provider.operations:
@@ -33,15 +39,15 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                 upstream_request,
                 translate=lambda body: provider.translate_response(OPERATION, model, body),
             )
-        chat_body = responses_to_chat(dict(parsed.body), provider.name)
+        chat_body = responses_to_chat(parsed.body, provider.name)
         upstream_request = provider.build_request(Operation.CHAT, model, chat_body, stream)
         if stream:
-            bridge = ResponsesFromChat(provider.stream_translator(Operation.CHAT, model), model)
-            return Prepared(upstream_request, bridge)
+            chat = provider.stream_translator(Operation.CHAT, model)
+            return Prepared(upstream_request, ResponsesFromChat(chat, model, echo))
         return Prepared(
             upstream_request,
             translate=lambda body: response_from_chat(
-                provider.translate_response(Operation.CHAT, model, body)
+                provider.translate_response(Operation.CHAT, model, body), echo
             ),
         )
 
