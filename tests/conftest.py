@@ -4,7 +4,7 @@ and the official OpenAI SDK pointed at the gateway."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import openai
@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway import app as gateway_app
 from gateway.config import parse
+from tests.redis_server import RedisServer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -120,3 +121,19 @@ async def client(gateway_url: str) -> AsyncIterator[openai.AsyncOpenAI]:
     sdk = openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="sk-client", max_retries=0)
     yield sdk
     await sdk.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session (started on first use)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url

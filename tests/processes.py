@@ -1,0 +1,44 @@
+"""Gateways as real processes (`python -m gateway`), as a deployment runs them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+class GatewayProcess:
+    """`python -m gateway --config FILE --port 0`, its URL read from the ready line."""
+
+    def __init__(self, toml: str, directory: Path, *args: str, env: dict[str, str] | None = None):
+        directory.mkdir(parents=True, exist_ok=True)
+        config = directory / f"gateway-{id(self)}.toml"
+        config.write_text(toml)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--config", str(config), "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        found = re.search(r"listening on (http://\S+)", line)
+        if found is None:
+            self.process.kill()
+            _, err = self.process.communicate(timeout=10)
+            raise RuntimeError(f"the gateway did not start: {line!r} {err[-2000:]}")
+        self.url = found.group(1)
+
+    def stop(self) -> str:
+        """Stop it (SIGTERM, then SIGKILL); returns what it wrote on stderr."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        _, err = self.process.communicate(timeout=10)
+        return err

@@ -1,0 +1,166 @@
+"""Limits and cooldowns shared through a real Redis by several gateway processes.
+
+Each gateway here is its own `python -m gateway` process, as instances behind a load
+balancer are; the Redis is a real `redis-server` (tests/redis_server.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+from aiohttp import web
+
+from tests.conftest import FakeUpstream, GatewayFactory
+from tests.processes import GatewayProcess
+from tests.redis_server import RedisServer
+from tests.streams import chat_completion
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+MOCK = '[providers.mock]\ntype = "mock"\ndelay = 0\ntokens = 3\n'
+
+
+def keyed(redis_url: str, limits: str, **state: str) -> str:
+    extra = "".join(f'{name} = "{value}"\n' for name, value in state.items())
+    return (
+        MOCK
+        + f'[keys.app]\nvalue = "sk-app"\n{limits}\n'
+        + f'[state]\nredis_url = "{redis_url}"\ntimeout = 0.3\n{extra}'
+    )
+
+
+@pytest.fixture
+def instances(tmp_path: Path) -> Iterator[list[GatewayProcess]]:
+    started: list[GatewayProcess] = []
+    yield started
+    for process in started:
+        err = process.stop()
+        assert "Traceback" not in err, err
+
+
+async def _post(session: aiohttp.ClientSession, url: str, **body: object) -> int:
+    async with session.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "mock/x", "messages": MESSAGES, **body},
+        headers={"Authorization": "Bearer sk-app"},
+    ) as response:
+        await response.read()
+        return response.status
+
+
+async def test_two_instances_share_one_rpm_limit_exactly(
+    redis_url: str, tmp_path: Path, instances: list[GatewayProcess]
+) -> None:
+    toml = keyed(redis_url, "rpm = 10")
+    instances += [GatewayProcess(toml, tmp_path / "a"), GatewayProcess(toml, tmp_path / "b")]
+    async with aiohttp.ClientSession() as session:
+        statuses = [await _post(session, instances[i % 2].url) for i in range(15)]
+    assert statuses.count(200) == 10 and statuses.count(429) == 5, statuses
+
+
+async def test_concurrent_requests_on_two_instances_never_pass_the_limit(
+    redis_url: str, tmp_path: Path, instances: list[GatewayProcess]
+) -> None:
+    toml = keyed(redis_url, "rpm = 10")
+    instances += [GatewayProcess(toml, tmp_path / "a"), GatewayProcess(toml, tmp_path / "b")]
+    async with aiohttp.ClientSession() as session:
+        statuses = await asyncio.gather(*(_post(session, instances[i % 2].url) for i in range(30)))
+    assert statuses.count(200) == 10, statuses
+
+
+async def test_tokens_charged_by_one_instance_count_on_the_other(
+    redis_url: str, tmp_path: Path, instances: list[GatewayProcess]
+) -> None:
+    toml = keyed(redis_url, "budget = 10")
+    instances += [GatewayProcess(toml, tmp_path / "a"), GatewayProcess(toml, tmp_path / "b")]
+    async with openai.AsyncOpenAI(
+        base_url=f"{instances[0].url}/v1", api_key="sk-app", max_retries=0
+    ) as client:
+        answer = await client.chat.completions.create(model="mock/x", messages=MESSAGES)
+    assert answer.usage is not None and answer.usage.total_tokens >= 10
+    await asyncio.sleep(0.1)  # the charge is sent after the answer
+    async with openai.AsyncOpenAI(
+        base_url=f"{instances[1].url}/v1", api_key="sk-app", max_retries=0
+    ) as client:
+        with pytest.raises(openai.RateLimitError) as caught:
+            await client.chat.completions.create(model="mock/x", messages=MESSAGES)
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["code"] == "insufficient_quota"
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("open", 200), ("closed", 503)])
+async def test_redis_stopped_mid_run_serves_or_refuses_but_never_hangs(
+    start_gateway: GatewayFactory, policy: str, expected: int
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        url = await start_gateway(keyed(server.url, "rpm = 1000", on_redis_error=policy))
+        async with aiohttp.ClientSession() as session:
+            assert await _post(session, url) == 200
+            server.stop()  # Redis goes away mid-run
+            for stream in (False, True):
+                started = time.monotonic()
+                status = await asyncio.wait_for(_post(session, url, stream=stream), 10)
+                assert status == expected
+                assert time.monotonic() - started < 3  # bounded by [state] timeout, not hung
+    finally:
+        server.close()
+
+
+async def test_the_usage_route_reads_the_shared_counters(
+    redis_url: str, start_gateway: GatewayFactory
+) -> None:
+    toml = keyed(redis_url, "rpm = 100\nbudget = 1000") + '[admin]\nkey = "sk-admin"\n'
+    first, second = await start_gateway(toml), await start_gateway(toml)
+    async with aiohttp.ClientSession() as session:
+        for url in (first, second, second):
+            assert await _post(session, url) == 200
+        await asyncio.sleep(0.1)
+        async with session.get(
+            f"{first}/v1/keys/usage", headers={"Authorization": "Bearer sk-admin"}
+        ) as response:
+            usage = (await response.json())["data"][0]
+    assert usage["requests_last_minute"] == 3
+    assert usage["budget_spent"] > 0 and usage["in_flight"] == 0
+
+
+async def test_a_key_rested_by_one_instance_is_skipped_by_the_other(
+    redis_url: str, upstream: FakeUpstream, tmp_path: Path, instances: list[GatewayProcess]
+) -> None:
+    toml = (
+        f'[providers.p]\ntype = "openai"\nbase_url = "{upstream.url}"\n'
+        'keys = [{ value = "sk-bad", weight = 1000 }, { value = "sk-good", weight = 1 }]\n'
+        f'[state]\nredis_url = "{redis_url}"\n'
+    )
+
+    async def by_key(request: web.Request) -> web.Response:
+        if request.headers["Authorization"] == "Bearer sk-bad":
+            return web.json_response({"error": {"message": "revoked"}}, status=401)
+        return web.json_response(chat_completion("ok"))
+
+    upstream.handler = by_key
+    instances += [GatewayProcess(toml, tmp_path / "a"), GatewayProcess(toml, tmp_path / "b")]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{instances[0].url}/v1/chat/completions",
+            json={"model": "p/m", "messages": MESSAGES},
+        ) as response:
+            assert response.status == 200
+        assert [r["headers"]["Authorization"] for r in upstream.requests] == [
+            "Bearer sk-bad",
+            "Bearer sk-good",
+        ]
+        upstream.requests.clear()
+        for _ in range(3):  # the other instance never tries the key the first one rested
+            async with session.post(
+                f"{instances[1].url}/v1/chat/completions",
+                json={"model": "p/m", "messages": MESSAGES},
+            ) as response:
+                assert response.status == 200
+    assert {r["headers"]["Authorization"] for r in upstream.requests} == {"Bearer sk-good"}
