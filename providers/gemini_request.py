@@ -39,6 +39,7 @@ import orjson
 from gateway.errors import BadRequest
 from providers.base import RawBody
 from providers.chat_bridge import validation_error
+from providers.gemini_schema import json_schema
 
 # --- the request ---------------------------------------------------------------------------
 
@@ -374,67 +375,6 @@ def _tool_choice(
         tools = chat.get("tools", [])
         chat["tools"] = [tool for tool in tools if tool["function"]["name"] in allowed]
     return {"tool_choice": "required"}
-
-
-# Gemini's Schema (an OpenAPI 3.0 subset, ai.google.dev/api/caching#Schema) -> JSON schema:
-# types in capitals become lowercase, `nullable` joins "null" to the type; the keys JSON schema
-# shares keep their meaning; `propertyOrdering` and `example` say nothing JSON schema can.
-_TYPES = {
-    "STRING": "string",
-    "NUMBER": "number",
-    "INTEGER": "integer",
-    "BOOLEAN": "boolean",
-    "ARRAY": "array",
-    "OBJECT": "object",
-    "NULL": "null",
-}
-_SHARED = frozenset(
-    {
-        "format",
-        "title",
-        "description",
-        "enum",
-        "required",
-        "pattern",
-        "default",
-        "minimum",
-        "maximum",
-    }
-)
-_COUNTS = frozenset(
-    {"minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"}
-)
-_MAX_DEPTH = 64
-
-
-def json_schema(schema: Any, param: str, depth: int = 0) -> Any:
-    """The JSON schema a Gemini Schema object stands for."""
-    if not isinstance(schema, dict):
-        return schema
-    if depth > _MAX_DEPTH:
-        raise _bad(param, f"the schema nests deeper than {_MAX_DEPTH} levels.")
-    result: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key == "type":
-            kind = _TYPES.get(str(value).upper())
-            if kind is not None:
-                result["type"] = kind
-        elif key in _SHARED:
-            result[key] = value
-        elif key in _COUNTS:  # int64 fields: proto JSON may spell them as strings
-            result[key] = int(value) if isinstance(value, str) and value.isdigit() else value
-        elif key == "properties" and isinstance(value, dict):
-            result[key] = {
-                name: json_schema(sub, f"{param}.properties.{name}", depth + 1)
-                for name, sub in value.items()
-            }
-        elif key == "items":
-            result[key] = json_schema(value, f"{param}.items", depth + 1)
-        elif key == "anyOf" and isinstance(value, list):
-            result[key] = [json_schema(sub, f"{param}.anyOf", depth + 1) for sub in value]
-    if schema.get("nullable") is True and "type" in result:
-        result["type"] = [result["type"], "null"]
-    return result
 
 
 # --- generationConfig ----------------------------------------------------------------------

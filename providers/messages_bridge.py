@@ -28,6 +28,7 @@ from providers.chunks import new_id
 from providers.messages_request import MessagesRequest, decode_messages_request, messages_to_chat
 
 __all__ = [
+    "PING",
     "MessagesFromChat",
     "MessagesRequest",
     "anthropic_error_body",
@@ -66,6 +67,10 @@ _ERROR_TYPES = {
     529: "overloaded_error",
 }
 _OVERLOADED = 529
+
+# Anthropic's keepalive, as its streams carry it ("Event streams may also include any number
+# of ping events"): what a Messages stream can send while it waits for its first event.
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 
 
 def anthropic_error_type(error: GatewayError) -> str:

@@ -15,6 +15,7 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.config import AnthropicProviderConfig, CohereProviderConfig, GeminiProviderConfig
 from gateway.errors import (
     BadRequest,
     GatewayError,
@@ -24,9 +25,13 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from providers.anthropic import AnthropicProvider
 from providers.anthropic_stream import MessagesStream
+from providers.base import Operation
 from providers.chat_request import decode_chat_request
 from providers.chunks import ChatStreamWriter
+from providers.cohere import CohereProvider
+from providers.gemini import GeminiProvider
 from providers.gemini_bridge import (
     GeminiFromChat,
     gemini_error_body,
@@ -62,8 +67,10 @@ def _user(text: str = "Hi") -> dict[str, Any]:
 # --- the request ---------------------------------------------------------------------------
 
 
-def test_request_becomes_the_equivalent_chat_request() -> None:
-    body = {
+def _sdk_request() -> dict[str, Any]:
+    """A request as google-genai sends it: system instruction, media, thoughts with their
+    signature, a function call and its response, tools, and every generation setting."""
+    return {
         "systemInstruction": {"parts": [{"text": "Be brief."}, {"text": "Be kind."}]},
         "contents": [
             {
@@ -125,6 +132,10 @@ def test_request_becomes_the_equivalent_chat_request() -> None:
             "thinkingConfig": {"thinkingBudget": 8192, "includeThoughts": True},
         },
     }
+
+
+def test_request_becomes_the_equivalent_chat_request() -> None:
+    body = _sdk_request()
     assert _chat(body, stream=True) == {
         "model": "openai/gpt-4o",
         "messages": [
@@ -186,6 +197,27 @@ def test_request_becomes_the_equivalent_chat_request() -> None:
         "stop": ["END"],
         "reasoning_effort": "medium",
     }
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        GeminiProvider("gemini", GeminiProviderConfig(base_url="http://x", api_key="k")),
+        AnthropicProvider("claude", AnthropicProviderConfig(base_url="http://x", api_key="k")),
+        CohereProvider("cohere", CohereProviderConfig(base_url="http://x", api_key="k")),
+    ],
+    ids=lambda provider: provider.name,
+)
+def test_translated_request_is_taken_by_translating_providers(provider: Any) -> None:
+    """(Audio, PDF and penalties go to Gemini only: the others refuse them with a 400.)"""
+    body = _sdk_request()
+    if provider.name != "gemini":
+        body["contents"][0]["parts"] = body["contents"][0]["parts"][:2]
+        for penalty in ("presencePenalty", "frequencyPenalty"):
+            del body["generationConfig"][penalty]
+    body["generationConfig"]["maxOutputTokens"] = 16000
+    chat = gemini_to_chat(_raw(body), "model", True)
+    assert provider.build_request(Operation.CHAT, "model", chat, True).body
 
 
 def test_function_responses_answer_their_calls_in_order() -> None:

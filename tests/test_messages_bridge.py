@@ -20,6 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from gateway.config import (
+    AnthropicProviderConfig,
+    CohereProviderConfig,
+    GeminiProviderConfig,
+)
 from gateway.errors import (
     BadRequest,
     GatewayError,
@@ -30,11 +35,15 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from providers.anthropic import AnthropicProvider
 from providers.anthropic_stream import MessagesStream
+from providers.base import Operation
 from providers.chat_request import decode_chat_request
 from providers.chunks import ChatStreamWriter, usage
-from providers.gemini import GeminiStream
+from providers.cohere import CohereProvider
+from providers.gemini import GeminiProvider, GeminiStream
 from providers.messages_bridge import (
+    PING,
     MessagesFromChat,
     anthropic_error_body,
     anthropic_error_status,
@@ -77,8 +86,10 @@ def _request(**fields: Any) -> dict[str, Any]:
 # --- the request ---------------------------------------------------------------------------
 
 
-def test_claude_code_style_request_becomes_the_equivalent_chat_request() -> None:
-    body = _request(
+def _claude_code_request() -> dict[str, Any]:
+    """What Claude Code sends: system blocks with cache_control, tools, thinking, images,
+    tool results, earlier thinking with its signature."""
+    return _request(
         system=[
             {
                 "type": "text",
@@ -154,6 +165,10 @@ def test_claude_code_style_request_becomes_the_equivalent_chat_request() -> None
         service_tier="auto",
         context_management={"edits": []},
     )
+
+
+def test_claude_code_style_request_becomes_the_equivalent_chat_request() -> None:
+    body = _claude_code_request()
     assert _chat(body) == {
         "model": "openai/gpt-4o",
         "messages": [
@@ -218,6 +233,22 @@ def test_claude_code_style_request_becomes_the_equivalent_chat_request() -> None
         "parallel_tool_calls": False,
         "reasoning_effort": "medium",
     }
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        GeminiProvider("gemini", GeminiProviderConfig(base_url="http://x", api_key="k")),
+        AnthropicProvider("claude", AnthropicProviderConfig(base_url="http://x", api_key="k")),
+        CohereProvider("cohere", CohereProviderConfig(base_url="http://x", api_key="k")),
+    ],
+    ids=lambda provider: provider.name,
+)
+def test_translated_request_is_taken_by_translating_providers(provider: Any) -> None:
+    """(Ollama is left out: it fetches no image URLs, a 400 of its own.)"""
+    chat = messages_to_chat(_raw({**_claude_code_request(), "max_tokens": 32000}))
+    request = provider.build_request(Operation.CHAT, "model", chat, True)
+    assert request.body
 
 
 def test_a_plain_request_stays_plain() -> None:
@@ -603,3 +634,8 @@ def test_usage_of_the_chunk_is_exposed() -> None:
     writer = ChatStreamWriter(MODEL)
     run(bridge, [writer.content("x") + writer.finish("stop", usage(7, 1))])
     assert bridge.usage == usage(7, 1)
+
+
+def test_ping_is_an_event_the_sdk_skips() -> None:
+    (event,) = sse_events(PING)
+    assert event.event == "ping" and orjson.loads(event.data) == {"type": "ping"}
