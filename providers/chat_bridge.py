@@ -10,6 +10,7 @@ Gemini). Sans-IO like every translation: bytes in, bytes out.
 Besides the StreamTranslator contract (`feed`, `end`, `error_event`, `finished`), a bridge
 exposes `failure` (the GatewayError its final error event reported, None until then) and
 `usage` (OpenAI's usage object, from the last chunk) for limits and metrics.
+`validation_error` is the 400 both bridges answer a request that does not fit their structs.
 """
 
 from __future__ import annotations
