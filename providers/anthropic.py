@@ -18,6 +18,10 @@ Requests follow platform.claude.com/docs/en/api/messages; answers are translated
 
 Parameters Anthropic has no equivalent for (n > 1, logprobs, penalties, logit_bias, audio,
 JSON response formats) are a 400 naming the parameter; `seed` is dropped (best effort).
+
+A client that speaks the Messages API itself (`Operation.MESSAGES`, `COUNT_TOKENS`) is passed
+through: its body goes out unchanged but for `model`, and the stream is relayed as it comes
+(`providers.anthropic_relay`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import orjson
 
 from gateway.config import AnthropicProviderConfig
 from gateway.errors import BadRequest, GatewayError, upstream_error_from_body
+from providers.anthropic_relay import MessagesRelay
 from providers.anthropic_stream import (
     ErrorBody,
     MessagesStream,
@@ -37,7 +42,7 @@ from providers.anthropic_stream import (
     overloaded_as_503,
     translate_message,
 )
-from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
+from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
 from providers.chat_request import (
     CHOICES_AND_LOGPROBS,
     Asks,
@@ -78,12 +83,13 @@ _UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provid
 class AnthropicProvider:
     """Builds Messages API requests; `MessagesStream` translates the answers."""
 
-    operations = frozenset({Operation.CHAT})
+    operations = frozenset({Operation.CHAT, Operation.MESSAGES, Operation.COUNT_TOKENS})
 
     def __init__(self, name: str, config: AnthropicProviderConfig) -> None:
         self.name = name
         self.config = config
         self._url = config.base_url.rstrip("/") + "/messages"
+        self._count_url = self._url + "/count_tokens"
         self._key = ApiKey(config.api_key)
         self._headers = {
             "content-type": "application/json",
@@ -100,14 +106,24 @@ class AnthropicProvider:
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
         self._key.check(self.name)
+        if operation is Operation.MESSAGES or operation is Operation.COUNT_TOKENS:
+            # The client's own Messages body: only the model is ours to set (on a copy: the
+            # body may go to another provider next).
+            body = {**body, "model": msgspec.Raw(msgspec.json.encode(model))}
+            url = self._url if operation is Operation.MESSAGES else self._count_url
+            return UpstreamRequest("POST", url, self._headers, msgspec.json.encode(body))
         reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
         messages = messages_body(decode_chat_request(body), model, stream, self.config.max_tokens)
         return UpstreamRequest("POST", self._url, self._headers, orjson.dumps(messages))
 
-    def stream_translator(self, operation: Operation, model: str) -> MessagesStream:
+    def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
+        if operation is Operation.MESSAGES:
+            return MessagesRelay(self.name)
         return MessagesStream(self.name, model)
 
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
+        if operation is Operation.MESSAGES or operation is Operation.COUNT_TOKENS:
+            return body
         return translate_message(body, self.name, model)
 
     def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:

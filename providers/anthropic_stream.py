@@ -38,7 +38,7 @@ _FINISH_REASONS = {
 # `error` event that arrives mid-stream with no status of its own. `overloaded_error` is
 # Anthropic's non-standard 529; we answer 503, the standard "overloaded, try again later" that
 # HTTP clients, SDKs and proxies know to retry, where an unknown 5xx may be treated as fatal.
-_STATUS_BY_TYPE = {
+STATUS_BY_TYPE = {
     "invalid_request_error": 400,
     "authentication_error": 401,
     "billing_error": 402,
@@ -73,7 +73,7 @@ def anthropic_error(status: int | None, error_type: str, message: str) -> Upstre
     if error_type == "overloaded_error":
         status = 503
     elif status is None:
-        status = _STATUS_BY_TYPE.get(error_type, 502)
+        status = STATUS_BY_TYPE.get(error_type, 502)
     return UpstreamError(
         message or f"Anthropic returned {error_type}",
         status=status,

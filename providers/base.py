@@ -32,6 +32,10 @@ class Operation(StrEnum):
     SPEECH = "audio.speech"
     TRANSCRIPTION = "audio.transcriptions"
     TRANSLATION = "audio.translations"
+    # The client's own format, passed through to a provider that speaks it (Anthropic, Gemini).
+    MESSAGES = "messages"
+    COUNT_TOKENS = "messages.count_tokens"
+    GENERATE_CONTENT = "generateContent"
 
 
 class ApiKey:

@@ -24,6 +24,10 @@ How OpenAI's request maps:
 
 Gemini sends whole function calls, not argument deltas: each becomes one tool-call delta with
 its complete JSON arguments and an id (Gemini's own when it gives one, else a generated one).
+
+A client that speaks generateContent itself (`Operation.GENERATE_CONTENT`) is passed through:
+its body goes out unchanged, to `:streamGenerateContent?alt=sse` for any stream, and the stream
+is relayed (`providers.gemini_relay`).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from gateway.errors import (
     UpstreamProtocolError,
 )
 from gateway.sse import Event, SSEDecoder, SSEProtocolError
-from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
+from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
 from providers.chat_request import (
     AUDIO_OUTPUT,
     CHOICES_AND_LOGPROBS,
@@ -122,7 +126,7 @@ _UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provid
 class GeminiProvider:
     """Builds Gemini requests from OpenAI chat requests and translates the answers back."""
 
-    operations = frozenset({Operation.CHAT})
+    operations = frozenset({Operation.CHAT, Operation.GENERATE_CONTENT})
 
     def __init__(self, name: str, config: GeminiProviderConfig) -> None:
         self.name = name
@@ -138,23 +142,31 @@ class GeminiProvider:
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
         self._key.check(self.name)
+        path = quote(model.removeprefix("models/"), safe="")
+        method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+        url = f"{self._base_url}/models/{path}{method}"
+        if operation is Operation.GENERATE_CONTENT:
+            # The client's own body; the URL names the model, so a `model` in the body (the
+            # name the client routed by) stays here.
+            passed = {key: value for key, value in body.items() if key != "model"}
+            return UpstreamRequest("POST", url, self._headers, msgspec.json.encode(passed))
         reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
         # n = 1 (any other n was refused above) goes on as candidateCount, as it was asked.
         n = 1 if "n" in body and msgspec.json.decode(body["n"]) == 1 else None
         request = decode_chat_request(body)
-        path = quote(model.removeprefix("models/"), safe="")
-        method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
-        return UpstreamRequest(
-            "POST",
-            f"{self._base_url}/models/{path}{method}",
-            self._headers,
-            orjson.dumps(gemini_body(request, n)),
-        )
+        return UpstreamRequest("POST", url, self._headers, orjson.dumps(gemini_body(request, n)))
 
-    def stream_translator(self, operation: Operation, model: str) -> GeminiStream:
+    def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
+        if operation is Operation.GENERATE_CONTENT:
+            # Imported here: the relay reads this module's structs.
+            from providers.gemini_relay import GeminiRelay
+
+            return GeminiRelay(self.name)  # SSE to SSE; GeminiRelay(name, sse=False) re-frames
         return GeminiStream(model)
 
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
+        if operation is Operation.GENERATE_CONTENT:
+            return body
         collector = _Collector(model)
         reader = GeminiReader(collector)
         reader.response(body)
@@ -410,7 +422,9 @@ class _Candidate(msgspec.Struct, rename="camel", gc=False):
     finish_reason: str | None = None
 
 
-class _Usage(msgspec.Struct, rename="camel", gc=False):
+class UsageMetadata(msgspec.Struct, rename="camel", gc=False):
+    """A response's `usageMetadata`: the counts OpenAI's usage is made of."""
+
     prompt_token_count: int = 0
     candidates_token_count: int = 0
     thoughts_token_count: int | None = None
@@ -422,7 +436,9 @@ class _PromptFeedback(msgspec.Struct, rename="camel", gc=False):
     block_reason: str | None = None
 
 
-class _Error(msgspec.Struct, gc=False):
+class ErrorObject(msgspec.Struct, gc=False):
+    """Gemini's error object, `{"code", "message", "status"}` (google.rpc.Status)."""
+
     code: int | None = None
     message: str = ""
     status: str | None = None
@@ -432,14 +448,14 @@ class _Response(msgspec.Struct, rename="camel", gc=False):
     """A GenerateContentResponse: only what the translation reads; msgspec skips the rest."""
 
     candidates: list[_Candidate] = []
-    usage_metadata: _Usage | None = None
+    usage_metadata: UsageMetadata | None = None
     model_version: str | None = None
     prompt_feedback: _PromptFeedback | None = None
-    error: _Error | None = None
+    error: ErrorObject | None = None
 
 
 class _ErrorBody(msgspec.Struct, gc=False):
-    error: _Error | str | None = None
+    error: ErrorObject | str | None = None
 
 
 _decode_response = msgspec.json.Decoder(_Response).decode
@@ -505,7 +521,7 @@ class GeminiReader:
         self._sink = sink
         self._calls = 0
         self._signed = False
-        self.usage_metadata: _Usage | None = None  # the latest seen
+        self.usage_metadata: UsageMetadata | None = None  # the latest seen
 
     def response(self, data: str | bytes) -> bytes:
         """The client bytes for one GenerateContentResponse."""
@@ -516,7 +532,7 @@ class GeminiReader:
                 UpstreamProtocolError(f"Gemini sent a malformed response: {data[:200]!r}")
             )
         if response.error is not None:
-            return self.error(_as_error(response.error, None))
+            return self.error(error_from_object(response.error, None))
         if response.model_version:
             self._sink.model = response.model_version
         self.usage_metadata = response.usage_metadata or self.usage_metadata
@@ -529,12 +545,12 @@ class GeminiReader:
             return out + self.finish("SAFETY", response.usage_metadata)  # the prompt was blocked
         return out
 
-    def finish(self, reason: str | None, meta: _Usage | None) -> bytes:
+    def finish(self, reason: str | None, meta: UsageMetadata | None) -> bytes:
         self.finished = True
         finish = _FINISH_REASONS.get(reason or "STOP", "stop")
         if finish == "stop" and self._calls:
             finish = "tool_calls"
-        return self._sink.finish(finish, _usage(meta))
+        return self._sink.finish(finish, chat_usage(meta))
 
     def error(self, error: GatewayError) -> bytes:
         self.finished = True
@@ -560,7 +576,8 @@ class GeminiReader:
         return b"".join(out)
 
 
-def _usage(meta: _Usage | None) -> dict[str, Any] | None:
+def chat_usage(meta: UsageMetadata | None) -> dict[str, Any] | None:
+    """OpenAI's usage for a usageMetadata: thoughts count as completion tokens."""
     if meta is None:
         return None
     thoughts = meta.thoughts_token_count
@@ -623,13 +640,13 @@ def gemini_error(status: int, body: bytes, provider: str) -> UpstreamError:
         error = _decode_error(body).error
     except msgspec.DecodeError:
         error = None
-    if isinstance(error, _Error):
-        return _as_error(error, status)
+    if isinstance(error, ErrorObject):
+        return error_from_object(error, status)
     text = error if isinstance(error, str) else body.decode("utf-8", "replace").strip()[:2000]
     return UpstreamError(text or f"{provider} returned HTTP {status}", status=status)
 
 
-def _as_error(error: _Error, status: int | None) -> UpstreamError:
+def error_from_object(error: ErrorObject, status: int | None) -> UpstreamError:
     """`status` is the HTTP one when there is one; mid-stream, it comes from the error."""
     kind = error.status or None
     if status is None or status < 400:

@@ -3,7 +3,8 @@
 Tool parameters (`functionDeclarations[].parameters`) and structured output
 (`generationConfig.responseSchema`) take Gemini's Schema object
 (ai.google.dev/api/caching#Schema), not JSON schema: `gemini_schema` keeps the keys it knows,
-inlines local `$ref`s and spells nullability and alternatives its way.
+inlines local `$ref`s and spells nullability and alternatives its way. `json_schema` goes the
+other way, for a Gemini client's tools and response schema sent to another provider.
 """
 
 from __future__ import annotations
@@ -116,3 +117,70 @@ def _nullable(out: dict[str, Any]) -> None:
                     out.setdefault(key, value)
             else:
                 out["anyOf"] = rest
+
+
+# --- the other way: Gemini's Schema as JSON schema (for Gemini clients of other providers) ---
+
+# Gemini's Schema (an OpenAPI 3.0 subset, ai.google.dev/api/caching#Schema) -> JSON schema:
+# types in capitals become lowercase, `nullable` joins "null" to the type; the keys JSON schema
+# shares keep their meaning; `propertyOrdering` and `example` say nothing JSON schema can.
+_TYPES = {
+    "STRING": "string",
+    "NUMBER": "number",
+    "INTEGER": "integer",
+    "BOOLEAN": "boolean",
+    "ARRAY": "array",
+    "OBJECT": "object",
+    "NULL": "null",
+}
+_SHARED = frozenset(
+    {
+        "format",
+        "title",
+        "description",
+        "enum",
+        "required",
+        "pattern",
+        "default",
+        "minimum",
+        "maximum",
+    }
+)
+_COUNTS = frozenset(
+    {"minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"}
+)
+
+
+def json_schema(schema: Any, param: str, depth: int = 0) -> Any:
+    """The JSON schema a Gemini Schema object stands for."""
+    if not isinstance(schema, dict):
+        return schema
+    if depth > _MAX_SCHEMA_DEPTH:
+        raise BadRequest(
+            f"Invalid value for '{param}': the schema nests deeper than {_MAX_SCHEMA_DEPTH} "
+            "levels.",
+            param=param,
+            code="invalid_value",
+        )
+    result: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "type":
+            kind = _TYPES.get(str(value).upper())
+            if kind is not None:
+                result["type"] = kind
+        elif key in _SHARED:
+            result[key] = value
+        elif key in _COUNTS:  # int64 fields: proto JSON may spell them as strings
+            result[key] = int(value) if isinstance(value, str) and value.isdigit() else value
+        elif key == "properties" and isinstance(value, dict):
+            result[key] = {
+                name: json_schema(sub, f"{param}.properties.{name}", depth + 1)
+                for name, sub in value.items()
+            }
+        elif key == "items":
+            result[key] = json_schema(value, f"{param}.items", depth + 1)
+        elif key == "anyOf" and isinstance(value, list):
+            result[key] = [json_schema(sub, f"{param}.anyOf", depth + 1) for sub in value]
+    if schema.get("nullable") is True and "type" in result:
+        result["type"] = [result["type"], "null"]
+    return result

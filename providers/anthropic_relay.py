@@ -1,0 +1,176 @@
+"""Anthropic's Messages API passed through to an Anthropic provider (`Operation.MESSAGES`).
+
+The client already speaks the upstream's format, so its request goes out unchanged but for the
+model name (`providers.anthropic`), with the `anthropic-beta` and `anthropic-version` headers
+it sent (`with_client_headers`), and the event stream comes back as the upstream sent it:
+`MessagesRelay` only watches it, for the terminal `message_stop` or an `error` event
+(platform.claude.com/docs/en/build-with-claude/streaming) and for the usage that
+`message_start` and `message_delta` report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from gateway.errors import GatewayError, UpstreamProtocolError
+from gateway.sse import Event, SSEDecoder, SSEProtocolError, encode
+from providers.anthropic_stream import ErrorBody, Usage, anthropic_error, openai_usage
+from providers.base import UpstreamRequest
+from providers.messages_bridge import anthropic_error_body
+
+# The client's headers that say what it asks of the API: betas (Claude Code sends several,
+# e.g. interleaved thinking, context management) and the version it was written against.
+_BETA = "anthropic-beta"
+_VERSION = "anthropic-version"
+
+
+def with_client_headers(request: UpstreamRequest, headers: Mapping[str, str]) -> UpstreamRequest:
+    """`request` with the client's `anthropic-beta` (joined to any the provider configures)
+    and `anthropic-version` (in place of the provider's) headers.
+
+    Args:
+        request: What the provider built for `Operation.MESSAGES` or `COUNT_TOKENS`.
+        headers: The client's request headers (any mapping; names are matched ignoring case,
+            and a header sent several times, as a multidict holds it, is joined by commas).
+    """
+    betas: list[str] = []
+    version: str | None = None
+    for name, value in headers.items():
+        key = name.lower()
+        if key == _BETA:
+            betas += [beta.strip() for beta in value.split(",") if beta.strip()]
+        elif key == _VERSION:
+            version = value
+    if not betas and version is None:
+        return request
+    merged: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        if key == _BETA:
+            betas = [beta.strip() for beta in value.split(",") if beta.strip()] + betas
+        elif key != _VERSION or version is None:
+            merged[name] = value
+    if betas:
+        merged[_BETA] = ",".join(dict.fromkeys(betas))  # each beta once, in order
+    if version is not None:
+        merged[_VERSION] = version
+    return msgspec.structs.replace(request, headers=merged)
+
+
+class _Message(msgspec.Struct, gc=False):
+    usage: Usage | None = None
+
+
+class _MessageStart(msgspec.Struct, gc=False):
+    message: _Message | None = None
+
+
+class _MessageDelta(msgspec.Struct, gc=False):
+    usage: Usage | None = None
+
+
+class _TypeProbe(msgspec.Struct, gc=False):
+    type: str = ""
+
+
+_decode_start = msgspec.json.Decoder(_MessageStart).decode
+_decode_delta = msgspec.json.Decoder(_MessageDelta).decode
+_decode_error = msgspec.json.Decoder(ErrorBody).decode
+_decode_type = msgspec.json.Decoder(_TypeProbe).decode
+
+
+def _event(kind: str, data: bytes) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+
+class MessagesRelay:
+    """A StreamTranslator that relays Anthropic's stream as it comes: a read that ends on an
+    event boundary goes out as the very bytes read. After `message_stop` (finished) or an
+    `error` event (finished, `failure` set) nothing more is sent.
+
+    `usage` is OpenAI's usage object for what message_start and message_delta reported.
+    """
+
+    def __init__(self, provider: str) -> None:
+        self.finished = False
+        self.failure: GatewayError | None = None
+        self.usage: dict[str, Any] | None = None
+        self._provider = provider
+        self._decoder = SSEDecoder()
+        self._usage: Usage | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<MessagesRelay provider={self._provider!r} finished={self.finished} "
+            f"failure={self.failure!r}>"
+        )
+
+    def feed(self, data: bytes) -> bytes:
+        if self.finished:
+            return b""
+        try:
+            items = self._decoder.feed(data)
+        except SSEProtocolError as exc:
+            return self.error_event(UpstreamProtocolError(str(exc)))
+        aligned = self._decoder.aligned
+        for position, item in enumerate(items):
+            if type(item) is Event and self._watch(item):
+                if aligned and position == len(items) - 1:
+                    return data  # the read ends with the terminal event: as it came
+                return b"".join(encode(i) for i in items[: position + 1])
+        if aligned:
+            return data
+        return b"".join(encode(item) for item in items)
+
+    def end(self) -> bytes:
+        if self.finished:
+            return b""
+        return self.error_event(
+            UpstreamProtocolError(
+                f"Provider {self._provider!r} closed the stream before it finished "
+                "(no message_stop event)."
+            )
+        )
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        self.failure = error
+        return _event("error", anthropic_error_body(error))
+
+    def _watch(self, event: Event) -> bool:
+        """Read what matters in `event`; True when it ends the stream."""
+        kind = event.event
+        if kind is None:  # a server that omits `event:` lines still names the type in the data
+            try:
+                kind = _decode_type(event.data).type
+            except msgspec.DecodeError:
+                return False
+        try:
+            if kind == "message_delta":
+                self._count(_decode_delta(event.data).usage)
+            elif kind == "message_start":
+                start = _decode_start(event.data)
+                self._count(start.message.usage if start.message else None)
+            elif kind == "message_stop":
+                self.finished = True
+            elif kind == "error":
+                detail = _decode_error(event.data).error
+                self.finished = True
+                self.failure = anthropic_error(
+                    None, detail.type if detail else "api_error", detail.message if detail else ""
+                )
+        except msgspec.DecodeError:
+            # Not ours to judge: the client reads the upstream's event as it is. An error
+            # event still ends the stream.
+            if kind == "error":
+                self.finished = True
+                self.failure = anthropic_error(None, "api_error", event.data[:2000])
+        return self.finished
+
+    def _count(self, usage: Usage | None) -> None:
+        if usage is not None:
+            self._usage = usage if self._usage is None else self._usage.updated(usage)
+            self.usage = openai_usage(self._usage)

@@ -1,0 +1,340 @@
+"""Gemini's generateContent for providers that are not Gemini: translated through chat.
+
+`gemini_to_chat` (from `providers.gemini_request`) turns a generateContent request into a chat
+request; `GeminiFromChat` turns our normalised chat stream into what streamGenerateContent
+answers (ai.google.dev/api/generate-content): a GenerateContentResponse per delta, text in
+`candidates[0].content.parts`, thoughts as `thought: true` parts, each function call whole
+(`functionCall` with its `args` object: chat streams the arguments in fragments, Gemini never
+does, so a call waits until it is complete), and a last response with the `finishReason` and
+`usageMetadata`. `gemini_response_from_chat` does the same for generateContent, and
+`gemini_error_body` answers any gateway error as Gemini's error object.
+
+The responses go out framed one of two ways (`GeminiFraming`): with `?alt=sse`, data-only SSE
+events, CRLF-terminated as Gemini sends them (`data: {...}\\r\\n\\r\\n`); without, one JSON
+array written as it grows (`[{...}`, `,\\r\\n{...}`, ..., `]`), as Google's REST streaming
+does; JSON whitespace is free and Google's own reader (google-api-core `rest_streaming`)
+finds each object by its braces.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+
+from gateway.errors import GatewayError, UpstreamProtocolError
+from gateway.sse import Comment, encode
+from providers.base import StreamTranslator
+from providers.chat_bridge import ChatBridge
+from providers.gemini import STATUS_CODES
+from providers.gemini_request import GenerateContentRequest, decode_gemini_request, gemini_to_chat
+
+__all__ = [
+    "GeminiFraming",
+    "GeminiFromChat",
+    "GenerateContentRequest",
+    "decode_gemini_request",
+    "gemini_error_body",
+    "gemini_response_from_chat",
+    "gemini_status",
+    "gemini_to_chat",
+    "usage_metadata",
+]
+
+# finish_reason -> finishReason (ai.google.dev/api/generate-content#FinishReason). Gemini ends a
+# turn of function calls with STOP.
+_FINISH_REASONS = {
+    "stop": "STOP",
+    "tool_calls": "STOP",
+    "function_call": "STOP",
+    "length": "MAX_TOKENS",
+    "content_filter": "SAFETY",
+}
+
+# google.rpc status names for HTTP statuses (ai.google.dev/gemini-api/docs/troubleshooting#
+# error-codes). 502 has no code of its own: the upstream could not be reached or read, which
+# Google says with UNAVAILABLE.
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def gemini_status(error: GatewayError) -> str:
+    """The google.rpc status name for a gateway error: a Gemini upstream's own (kept as the
+    error's type), else the one for its HTTP status."""
+    if error.type in STATUS_CODES:
+        return error.type
+    name = _STATUS_NAMES.get(error.status)
+    if name is not None:
+        return name
+    return "INVALID_ARGUMENT" if 400 <= error.status < 500 else "INTERNAL"
+
+
+def gemini_error_body(error: GatewayError) -> bytes:
+    """`{"error": {"code", "message", "status"}}`: the body of an error answer (with the
+    error's own HTTP status), and the object that ends a stream that failed."""
+    detail = {"code": error.status, "message": error.message, "status": gemini_status(error)}
+    return orjson.dumps({"error": detail})
+
+
+def usage_metadata(usage: dict[str, Any] | None) -> dict[str, int] | None:
+    """Gemini's usageMetadata for OpenAI's usage: thoughts are counted apart from the
+    candidates (OpenAI counts reasoning inside completion_tokens)."""
+    if usage is None:
+        return None
+    prompt = usage.get("prompt_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    thoughts = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    meta = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": max(completion - thoughts, 0),
+        "totalTokenCount": usage.get("total_tokens") or prompt + completion,
+    }
+    if thoughts:
+        meta["thoughtsTokenCount"] = thoughts
+    if cached:
+        meta["cachedContentTokenCount"] = cached
+    return meta
+
+
+def finish_reason(chat_finish: str | None) -> str:
+    return _FINISH_REASONS.get(chat_finish or "", "OTHER")
+
+
+def response_id() -> str:
+    """An id shaped as Gemini's `responseId` (22 URL-safe characters)."""
+    return secrets.token_urlsafe(16)
+
+
+def function_call(id: str, name: str, arguments: str) -> dict[str, Any] | None:
+    """A `functionCall` part for a chat call; None when its arguments are not a JSON object."""
+    try:
+        args = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(args, dict):
+        return None
+    call = {"id": id, "name": name, "args": args} if id else {"name": name, "args": args}
+    return {"functionCall": call}
+
+
+def _response(
+    parts: list[dict[str, Any]],
+    model: str,
+    id: str,
+    finish: str | None = None,
+    usage: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    response: dict[str, Any] = {"candidates": [candidate]}
+    if usage is not None:
+        response["usageMetadata"] = usage
+    response["modelVersion"] = model
+    response["responseId"] = id
+    return response
+
+
+def _final(
+    parts: list[dict[str, Any]], signature: str | None, finish: str, malformed: bool
+) -> tuple[list[dict[str, Any]], str]:
+    """The last response's parts and finishReason. The signature goes on the first function
+    call, else on the last part, where Gemini puts it (ai.google.dev/gemini-api/docs/
+    thought-signatures); a call whose arguments were not an object was left out, and a
+    turn that would have ended normally says MALFORMED_FUNCTION_CALL, as Gemini does."""
+    if not parts:
+        parts = [{"text": ""}]
+    if signature:
+        calls = [part for part in parts if "functionCall" in part]
+        (calls[0] if calls else parts[-1])["thoughtSignature"] = signature
+    if malformed and finish == "STOP":
+        finish = "MALFORMED_FUNCTION_CALL"
+    return parts, finish
+
+
+class GeminiFraming:
+    """GenerateContentResponses framed as SSE events or as one JSON array, object by object."""
+
+    __slots__ = ("_count", "_open", "sse")
+
+    def __init__(self, sse: bool) -> None:
+        self.sse = sse
+        self._count = 0  # responses framed
+        self._open = False  # the array's `[` went out
+
+    def element(self, payload: bytes) -> bytes:
+        """One response (its JSON) framed."""
+        if self.sse:
+            return b"data: " + payload + b"\r\n\r\n"
+        prefix = b",\r\n" if self._count else b"" if self._open else b"["
+        self._count += 1
+        self._open = True
+        return prefix + payload
+
+    def keepalive(self) -> bytes:
+        """Bytes that keep a quiet stream alive and change nothing in it: an SSE comment, or
+        for the array its `[` and then whitespace (Google's reader wants `[` first)."""
+        if self.sse:
+            return b": keepalive\r\n\r\n"
+        if self._open:
+            return b"\r\n"
+        self._open = True
+        return b"["
+
+    def close(self) -> bytes:
+        """The end of the stream: the array's `]` (nothing for SSE, which just ends)."""
+        if self.sse:
+            return b""
+        return b"]" if self._open else b"[]"
+
+
+class _Call:
+    __slots__ = ("arguments", "id", "name")
+
+    def __init__(self, id: str, name: str) -> None:
+        self.id = id
+        self.name = name
+        self.arguments: list[str] = []
+
+
+class GeminiFromChat(ChatBridge):
+    """A StreamTranslator: the provider's chat translator inside, Gemini's stream outside.
+
+    Args:
+        chat: The provider's chat translator.
+        model: The model asked for (the answer names the upstream's, once a chunk does).
+        sse: True for `?alt=sse`, False for the JSON array stream.
+    """
+
+    def __init__(self, chat: StreamTranslator, model: str, sse: bool) -> None:
+        super().__init__(chat, model)
+        self._framing = GeminiFraming(sse)
+        self._id = response_id()
+        self._buffered: dict[int, _Call] = {}  # calls whose arguments are still streaming
+        self._signature: str | None = None  # for the next part out
+        self._malformed = False
+
+    def keepalive(self) -> bytes:
+        """What to send while the stream waits for its first event (see GeminiFraming)."""
+        return self._framing.keepalive()
+
+    def _emit(self, parts: list[dict[str, Any]], **final: Any) -> bytes:
+        response = _response(parts, self.model, self._id, **final)
+        return self._framing.element(orjson.dumps(response))
+
+    def _signed(self, part: dict[str, Any]) -> dict[str, Any]:
+        if self._signature:
+            part["thoughtSignature"] = self._signature
+            self._signature = None
+        return part
+
+    def _calls_out(self) -> list[dict[str, Any]]:
+        """The buffered calls as functionCall parts (complete: something else came next)."""
+        parts = []
+        for call in self._buffered.values():
+            part = function_call(call.id, call.name, "".join(call.arguments))
+            if part is None:
+                self._malformed = True
+            else:
+                parts.append(part)
+        self._buffered.clear()
+        if parts:
+            self._signed(parts[0])
+        return parts
+
+    def _flush(self) -> bytes:
+        parts = self._calls_out()
+        return self._emit(parts) if parts else b""
+
+    def _on_text(self, text: str) -> bytes:
+        return self._flush() + self._emit([self._signed({"text": text})])
+
+    def _on_reasoning(self, text: str) -> bytes:
+        return self._flush() + self._emit([{"text": text, "thought": True}])
+
+    def _on_signature(self, signature: str) -> bytes:
+        self._signature = signature
+        return b""
+
+    def _on_tool_call(self, index: int, id: str, name: str) -> bytes:
+        self._buffered[index] = _Call(id, name)
+        return b""
+
+    def _on_tool_arguments(self, index: int, fragment: str) -> bytes:
+        call = self._buffered.get(index)
+        if call is None:  # its call went out already (calls interleaved with text): lost
+            self._malformed = True
+            return b""
+        call.arguments.append(fragment)
+        return b""
+
+    def _on_finish(self, chat_finish: str, usage: dict[str, Any] | None) -> bytes:
+        parts, finish = _final(
+            self._calls_out(), self._signature, finish_reason(chat_finish), self._malformed
+        )
+        self._signature = None
+        last = self._emit(parts, finish=finish, usage=usage_metadata(usage))
+        return last + self._framing.close()
+
+    def _on_error(self, error: GatewayError) -> bytes:
+        return self._framing.element(gemini_error_body(error)) + self._framing.close()
+
+    def _on_comment(self, comment: Comment) -> bytes:
+        # An upstream's keepalive: SSE can carry it, the JSON array cannot.
+        return encode(comment) if self._framing.sse else b""
+
+
+def gemini_response_from_chat(body: bytes) -> bytes:
+    """A non-streamed chat completion as a GenerateContentResponse, agreeing with the stream:
+    the thought, the text, then the function calls."""
+    try:
+        completion = orjson.loads(body)
+        choice = (completion.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        raise UpstreamProtocolError(
+            f"The upstream sent an answer we cannot read: {body[:200]!r}"
+        ) from None
+    parts: list[dict[str, Any]] = []
+    if message.get("reasoning"):
+        parts.append({"text": message["reasoning"], "thought": True})
+    if message.get("content"):
+        parts.append({"text": message["content"]})
+    malformed = False
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        part = function_call(
+            call.get("id") or "", function.get("name") or "", function.get("arguments") or ""
+        )
+        if part is None:
+            malformed = True
+        else:
+            parts.append(part)
+    parts, finish = _final(
+        parts,
+        message.get("reasoning_signature"),
+        finish_reason(choice.get("finish_reason")),
+        malformed,
+    )
+    response = _response(
+        parts,
+        completion.get("model") or "",
+        response_id(),
+        finish=finish,
+        usage=usage_metadata(completion.get("usage")),
+    )
+    return orjson.dumps(response)

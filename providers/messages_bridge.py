@@ -1,0 +1,283 @@
+"""Anthropic's Messages API for providers that are not Anthropic: translated through chat.
+
+`messages_to_chat` (from `providers.messages_request`) turns a `/v1/messages` request into a
+chat request; `MessagesFromChat` turns our normalised chat stream into Anthropic's event
+stream, event for event as Anthropic sends it
+(platform.claude.com/docs/en/build-with-claude/streaming): `message_start`, then per content
+block `content_block_start`, its `content_block_delta`s (`text_delta`, `thinking_delta`,
+`signature_delta`, `input_json_delta`) and `content_block_stop`, then `message_delta` (the
+stop_reason and the usage) and `message_stop`; a failure ends the stream with an `error`
+event. Every event has its `event:` line: the anthropic SDK skips an event without one.
+`message_from_chat` does the same for a non-streamed answer (platform.claude.com/docs/en/api/
+messages, the Message object), and `anthropic_error_body` / `anthropic_error_status` answer
+any gateway error in Anthropic's shape (platform.claude.com/docs/en/api/errors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.errors import GatewayError, UpstreamProtocolError
+from gateway.sse import Comment, encode
+from providers.anthropic_stream import STATUS_BY_TYPE
+from providers.base import StreamTranslator
+from providers.chat_bridge import ChatBridge
+from providers.chunks import new_id
+from providers.messages_request import MessagesRequest, decode_messages_request, messages_to_chat
+
+__all__ = [
+    "PING",
+    "MessagesFromChat",
+    "MessagesRequest",
+    "anthropic_error_body",
+    "anthropic_error_status",
+    "anthropic_error_type",
+    "anthropic_usage",
+    "decode_messages_request",
+    "message_from_chat",
+    "messages_to_chat",
+]
+
+# finish_reason -> stop_reason (the inverse of providers.anthropic_stream's table). Chat cannot
+# say which stop sequence matched, so `stop` is always end_turn and `stop_sequence` null.
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+
+# Anthropic's error type for each HTTP status (platform.claude.com/docs/en/api/errors; 402
+# billing_error and 504 timeout_error as the anthropic SDK types them). A 503 is overloaded:
+# Anthropic says that with 529, which its SDK and Claude Code know to retry.
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+_OVERLOADED = 529
+
+# Anthropic's keepalive, as its streams carry it ("Event streams may also include any number
+# of ping events"): what a Messages stream can send while it waits for its first event.
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+
+
+def anthropic_error_type(error: GatewayError) -> str:
+    """Anthropic's error type for a gateway error: by its status, else the upstream's own
+    Anthropic type, else invalid_request_error for a 4xx ("we may also use this error type
+    for other 4XX status codes") and api_error for the rest."""
+    kind = _ERROR_TYPES.get(error.status)
+    if kind is not None:
+        return kind
+    if error.type in STATUS_BY_TYPE:
+        return error.type
+    return "invalid_request_error" if 400 <= error.status < 500 else "api_error"
+
+
+def anthropic_error_status(error: GatewayError) -> int:
+    """The HTTP status to answer a gateway error with: its own, but 529 when overloaded."""
+    return _OVERLOADED if anthropic_error_type(error) == "overloaded_error" else error.status
+
+
+def _error_payload(error: GatewayError) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "error": {"type": anthropic_error_type(error), "message": error.message},
+    }
+
+
+def anthropic_error_body(error: GatewayError) -> bytes:
+    """`{"type": "error", "error": {"type", "message"}}`: the body of an error answer, and
+    the data of a stream's `error` event."""
+    return orjson.dumps(_error_payload(error))
+
+
+def anthropic_usage(usage: dict[str, Any] | None) -> dict[str, int]:
+    """Anthropic's usage for OpenAI's: `input_tokens` counts the uncached input only, the
+    cache reads and writes are counted apart (OpenAI's prompt_tokens include them)."""
+    if not usage:
+        return {"input_tokens": 0, "output_tokens": 0}
+    details = usage.get("prompt_tokens_details") or {}
+    cache_read = details.get("cached_tokens") or 0
+    cache_creation = details.get("cache_creation_tokens") or 0
+    return {
+        "input_tokens": max((usage.get("prompt_tokens") or 0) - cache_read - cache_creation, 0),
+        "cache_creation_input_tokens": cache_creation,
+        "cache_read_input_tokens": cache_read,
+        "output_tokens": usage.get("completion_tokens") or 0,
+    }
+
+
+def stop_reason(finish_reason: str | None) -> str:
+    """Anthropic's stop_reason for a chat finish_reason (unknown ones end the turn)."""
+    return _STOP_REASONS.get(finish_reason or "", "end_turn")
+
+
+def _event(kind: str, **fields: Any) -> bytes:
+    """One SSE event as Anthropic frames it: the type on the `event:` line and in the data."""
+    payload = {"type": kind, **fields}
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _message(id: str, model: str, content: list[Any], stop: str | None, usage: Any) -> Any:
+    return {
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+class MessagesFromChat(ChatBridge):
+    """A StreamTranslator: the provider's chat translator inside, Anthropic's events outside.
+
+    Content blocks are numbered in the order they start. A block closes when the next one
+    starts: thinking, text and each tool call are blocks of their own, as Anthropic sends them.
+    """
+
+    def __init__(self, chat: StreamTranslator, model: str) -> None:
+        super().__init__(chat, model)
+        self._id = new_id("msg")
+        self._started = False
+        self._open: tuple[str, int] | None = None  # the open block: its kind and index
+        self._blocks = 0  # blocks started so far
+        self._tool_blocks: dict[int, int] = {}  # chat tool-call index -> block index
+
+    def _start(self) -> bytes:
+        """message_start, once, before the first block: the usage is not known yet (chat
+        reports it last), so it comes in message_delta, as cumulative counts do."""
+        if self._started:
+            return b""
+        self._started = True
+        usage = {"input_tokens": 0, "output_tokens": 0}
+        return _event("message_start", message=_message(self._id, self.model, [], None, usage))
+
+    def _begin(self, kind: str, block: dict[str, Any]) -> bytes:
+        out = self._start() + self._close()
+        index = self._blocks
+        self._blocks += 1
+        self._open = (kind, index)
+        return out + _event("content_block_start", index=index, content_block=block)
+
+    def _close(self) -> bytes:
+        if self._open is None:
+            return b""
+        index = self._open[1]
+        self._open = None
+        return _event("content_block_stop", index=index)
+
+    def _delta(self, kind: str, block: dict[str, Any], delta: dict[str, Any]) -> bytes:
+        """A delta for the open block of `kind`, opening one first if another is open."""
+        out = b"" if self._open is not None and self._open[0] == kind else self._begin(kind, block)
+        assert self._open is not None
+        return out + _event("content_block_delta", index=self._open[1], delta=delta)
+
+    def _on_text(self, text: str) -> bytes:
+        block = {"type": "text", "text": ""}
+        return self._delta("text", block, {"type": "text_delta", "text": text})
+
+    def _on_reasoning(self, text: str) -> bytes:
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        return self._delta("thinking", block, {"type": "thinking_delta", "thinking": text})
+
+    def _on_signature(self, signature: str) -> bytes:
+        # It belongs to the open thinking block; one with none open (Gemini signs its function
+        # calls) gets a thinking block of its own, so the client can send it back.
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        delta = {"type": "signature_delta", "signature": signature}
+        return self._delta("thinking", block, delta)
+
+    def _on_tool_call(self, index: int, id: str, name: str) -> bytes:
+        block = {"type": "tool_use", "id": id, "name": name, "input": {}}
+        out = self._begin("tool_use", block)
+        assert self._open is not None
+        self._tool_blocks[index] = self._open[1]
+        return out
+
+    def _on_tool_arguments(self, index: int, fragment: str) -> bytes:
+        # A fragment for a call whose block was closed (calls streamed interleaved, which no
+        # provider of ours does) still names its block: the SDKs accumulate by index.
+        delta = {"type": "input_json_delta", "partial_json": fragment}
+        return _event("content_block_delta", index=self._tool_blocks[index], delta=delta)
+
+    def _on_finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+        delta = {"stop_reason": stop_reason(finish_reason), "stop_sequence": None}
+        return (
+            self._start()
+            + self._close()
+            + _event("message_delta", delta=delta, usage=anthropic_usage(usage))
+            + _event("message_stop")
+        )
+
+    def _on_error(self, error: GatewayError) -> bytes:
+        return _event("error", error=_error_payload(error)["error"])
+
+    def _on_comment(self, comment: Comment) -> bytes:
+        return encode(comment)  # an upstream's keepalive keeps the client's connection alive
+
+
+def message_from_chat(body: bytes) -> bytes:
+    """A non-streamed chat completion as an Anthropic Message, agreeing with the stream:
+    thinking, then text, then one tool_use block per call."""
+    try:
+        completion = orjson.loads(body)
+        choice = (completion.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        raise UpstreamProtocolError(
+            f"The upstream sent an answer we cannot read: {body[:200]!r}"
+        ) from None
+    content: list[dict[str, Any]] = []
+    if message.get("reasoning") or message.get("reasoning_signature"):
+        content.append(
+            {
+                "type": "thinking",
+                "thinking": message.get("reasoning") or "",
+                "signature": message.get("reasoning_signature") or "",
+            }
+        )
+    if message.get("content"):
+        content.append({"type": "text", "text": message["content"]})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or new_id("call"),
+                "name": function.get("name") or "",
+                "input": _arguments(function.get("arguments")),
+            }
+        )
+    answer = _message(
+        new_id("msg"),
+        completion.get("model") or "",
+        content,
+        stop_reason(choice.get("finish_reason")),
+        anthropic_usage(completion.get("usage")),
+    )
+    return orjson.dumps(answer)
+
+
+def _arguments(arguments: Any) -> Any:
+    """A call's arguments as the object `input` must be. Arguments that are not a JSON object
+    (cut short at max_tokens) become {}, the `input` a streamed tool_use block starts with."""
+    try:
+        value = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,122 @@
+"""Chat answers as our translating providers emit them, streamed and whole, for the bridges.
+
+Each answer is built with `providers.chunks.ChatStreamWriter` (the stream) and
+`providers.chunks.chat_completion` (the same answer, not streamed), so the bytes are exactly
+what every translating provider's chat translator emits. The bridges read them through
+`ChunkNormaliser`, the OpenAI-compatible provider's translator, which passes a normalised
+stream through as it is.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.sse import Event, SSEDecoder
+from providers.base import Operation, StreamTranslator
+from providers.chunks import ChatStreamWriter, chat_completion, usage
+from providers.openai import ChunkNormaliser
+
+MODEL = "upstream-model-2025"
+SIGNATURE = "RXFRQkNnSVlBaElNMWdiY0RhOUdKd1pBMmIz"  # base64, as Anthropic's and Gemini's are
+
+
+@dataclass
+class ChatAnswer:
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    signature: str | None = None
+    calls: list[tuple[str, str, list[str]]] = field(default_factory=list)  # id, name, fragments
+    finish: str = "stop"
+    usage: dict[str, Any] | None = None
+
+    def stream(self) -> bytes:
+        writer = ChatStreamWriter(MODEL, id="chatcmpl-test", created=1700000000)
+        out = [writer.reasoning(piece) for piece in self.reasoning]
+        out.append(writer.reasoning_signature(self.signature or ""))
+        out += [writer.content(piece) for piece in self.text]
+        for index, (call_id, name, fragments) in enumerate(self.calls):
+            out.append(writer.tool_call(index, call_id, name))
+            out += [writer.tool_arguments(index, fragment) for fragment in fragments]
+        out.append(writer.finish(self.finish, self.usage))
+        return b"".join(out)
+
+    def completion(self) -> bytes:
+        calls = [
+            {"id": call_id, "name": name, "arguments": "".join(fragments)}
+            for call_id, name, fragments in self.calls
+        ]
+        return chat_completion(
+            model=MODEL,
+            content="".join(self.text) or None,
+            finish_reason=self.finish,
+            usage=self.usage,
+            tool_calls=calls or None,
+            reasoning="".join(self.reasoning) or None,
+            reasoning_signature=self.signature,
+            id="chatcmpl-test",
+            created=1700000000,
+        )
+
+    @property
+    def arguments(self) -> list[dict[str, Any]]:
+        return [orjson.loads("".join(fragments) or "{}") for _, _, fragments in self.calls]
+
+
+ANSWERS: dict[str, ChatAnswer] = {
+    "text": ChatAnswer(text=["Hello", ",", " world", "!"], usage=usage(12, 4)),
+    "thinking": ChatAnswer(
+        reasoning=["Let me ", "think it through."],
+        signature=SIGNATURE,
+        text=["It is ", "42."],
+        usage=usage(30, 20, cached_tokens=10, reasoning_tokens=12),
+    ),
+    "tools": ChatAnswer(
+        text=["Let me check."],
+        calls=[
+            ("call_a", "get_weather", ['{"city"', ': "Paris", ', '"unit": "c"}']),
+            ("call_b", "get_time", ['{"tz": "CET"}']),
+            ("call_c", "ping", []),
+        ],
+        finish="tool_calls",
+        usage=usage(50, 25),
+    ),
+    "length": ChatAnswer(text=["cut sh"], finish="length", usage=usage(5, 2)),
+    "filtered": ChatAnswer(finish="content_filter"),
+    "unicode": ChatAnswer(text=["héllo ", "🌍", " — ", "日本語"], usage=usage(3, 6)),
+}
+
+
+def chat_translator() -> StreamTranslator:
+    """A provider's chat translator whose output is its input: our normalised chat stream."""
+    return ChunkNormaliser(Operation.CHAT, "test")
+
+
+def split(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    """`data` cut at the given positions (taken modulo its length + 1)."""
+    points = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
+    return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+def run(translator: StreamTranslator, pieces: Iterable[bytes], *, end: bool = True) -> bytes:
+    """What the relay would send: each piece fed (until finished), then `end()` if the
+    upstream closed its stream without the translator having finished."""
+    out = []
+    for piece in pieces:
+        out.append(translator.feed(piece))
+        if translator.finished:
+            return b"".join(out)
+    if end:
+        out.append(translator.end())
+    return b"".join(out)
+
+
+def sse_events(data: bytes) -> list[Event]:
+    decoder = SSEDecoder()
+    events = [item for item in decoder.feed(data) if type(item) is Event]
+    assert not decoder.pending, "the stream ends in the middle of an event"
+    return events
