@@ -31,7 +31,7 @@ from gateway.config import RoutingConfig
 from gateway.cooldowns import Cooldowns
 from gateway.errors import GatewayError, ProviderAuthError
 from gateway.first_content import ContentProbe, chat_content
-from gateway.hooks import Attempt, Hooks, RequestRecord
+from gateway.hooks import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.limits import Limiter, LocalLimiter
 from gateway.relay import (
     REQUEST_ID,
@@ -126,7 +126,15 @@ class _Run:
         self.call = call
         self.routing = dispatcher.routing
         self.hooks = dispatcher.hooks
-        self.record = RequestRecord(call.operation.value, call.model, call.stream)
+        key = request.get(GATEWAY_KEY)
+        self.record = RequestRecord(
+            call.operation.value,
+            call.model,
+            call.stream,
+            key.name if key is not None else None,
+            request.get(ARRIVED),
+        )
+        request[REQUEST_RECORD] = self.record
         self.failures: list[tuple[Attempt, AttemptFailed]] = []
         # Streams: one response and one keepalive for every attempt of the request.
         self.response: web.StreamResponse | None = None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any, Literal, Protocol
 
+from aiohttp import web
+
 from gateway.errors import GatewayError
 
 # ok: it answered; retried: it failed and the same target is tried again (or with another
@@ -40,6 +42,7 @@ class RequestRecord:
         "ended",
         "error",
         "first_content",
+        "key",
         "model",
         "operation",
         "served",
@@ -49,11 +52,20 @@ class RequestRecord:
         "usage",
     )
 
-    def __init__(self, operation: str, model: str, stream: bool) -> None:
+    def __init__(
+        self,
+        operation: str,
+        model: str,
+        stream: bool,
+        key: str | None = None,
+        started: float | None = None,
+    ) -> None:
         self.operation = operation
         self.model = model  # as the client named it (an alias, or provider/model)
         self.stream = stream
-        self.started = time.perf_counter()
+        self.key = key  # the gateway key's name, when keys are configured
+        # perf_counter when the request arrived (TTFT and durations count from there)
+        self.started = time.perf_counter() if started is None else started
         self.attempts: list[Attempt] = []
         self.served: str | None = None  # the provider/model that answered
         self.first_content: float | None = None  # perf_counter when content went out
@@ -71,3 +83,9 @@ class Hooks(Protocol):
     def attempt_ended(self, record: RequestRecord, attempt: Attempt) -> None: ...
 
     def request_ended(self, record: RequestRecord) -> None: ...
+
+
+# Where the dispatcher leaves a request's record, for whatever reads it once the answer is out
+# (the access log), and where a middleware may note when the request arrived.
+REQUEST_RECORD = web.RequestKey("request_record", RequestRecord)
+ARRIVED = web.RequestKey("arrived", float)
