@@ -10,8 +10,8 @@ from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.auth import KeyRing, auth_middleware
 from gateway.config import Config
 from gateway.dispatch import Dispatcher
-from gateway.errors import error_middleware
-from gateway.routes import audio, chat, embeddings, models, responses, usage
+from gateway.errors import ERROR_SHAPES, error_middleware
+from gateway.routes import audio, chat, embeddings, gemini, messages, models, responses, usage
 from gateway.routing import Router
 from gateway.state import SharedState
 from gateway.upstream import HttpTransport
@@ -38,6 +38,12 @@ def create_app(config: Config) -> web.Application:
     embeddings.add_routes(app)
     audio.add_routes(app)
     usage.add_routes(app)
+    messages.add_routes(app)
+    gemini.add_routes(app)
+    app[ERROR_SHAPES] = (
+        (messages.PATH_PREFIX, messages.error_response),
+        *((prefix, gemini.error_response) for prefix in gemini.PATH_PREFIXES),
+    )
     app.cleanup_ctx.append(_clients)
     return app
 

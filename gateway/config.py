@@ -37,6 +37,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     keepalive: float = 15.0
     max_request_bytes: int = 32 * 1024 * 1024
     max_upload_bytes: int = 25 * 1024 * 1024  # audio uploads (transcription, translation)
+    # The provider for a model named without one (Claude Code sends "claude-sonnet-4-5").
+    default_provider: str | None = None
 
 
 class _ProviderBase(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
@@ -387,6 +389,12 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"{where}: tokens and delay must not be negative")
     _check_routing(config)
     _check_keys(config)
+    default = server.default_provider
+    if default is not None and default not in config.providers:
+        raise ConfigError(
+            f"{source}: server.default_provider: no provider {default!r} is configured "
+            f"(configured: {', '.join(sorted(config.providers)) or 'none'})"
+        )
 
 
 def _check_routing(config: Config) -> None:

@@ -34,6 +34,7 @@ from gateway.first_content import ContentProbe, chat_content
 from gateway.hooks import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.limits import Limiter, LocalLimiter
 from gateway.relay import (
+    KEEPALIVE_COMMENT,
     REQUEST_ID,
     SSE_HEADERS,
     AttemptFailed,
@@ -73,6 +74,11 @@ class Call(msgspec.Struct, gc=False):
     fallbacks: Sequence[str] = ()  # the request's own `fallbacks`, tried after the model's
     content_probe: Callable[[], ContentProbe] = chat_content  # streams: the client's format
     stream_headers: Mapping[str, str] = msgspec.field(default_factory=lambda: SSE_HEADERS)
+    # What a stream waiting for its first content sends every `keepalive` seconds (an SSE
+    # comment; Anthropic's ping); None: nothing (a raw byte stream has no such thing).
+    keepalive: bytes | None = KEEPALIVE_COMMENT
+    # Streams: the answer's Content-Type is the upstream's (raw audio: audio/wav, ...).
+    upstream_content_type: bool = False
     upload: Upload | None = None  # a multipart upload, spooled when it may be sent twice
 
 
@@ -150,8 +156,8 @@ class _Run:
         if call.stream:
             self.response = web.StreamResponse(headers=call.stream_headers)
             interval = plan[0].group.targets[0].keepalive
-            if interval and self._sse:
-                self.keepalive = Keepalive(self.request, self.response, interval)
+            if interval and call.keepalive:
+                self.keepalive = Keepalive(self.request, self.response, interval, call.keepalive)
         try:
             try:
                 awake = await self._awake(plan)
@@ -298,8 +304,9 @@ class _Run:
             self._served(response, attempt)
             if opened.request_id:
                 response.headers[REQUEST_ID] = opened.request_id
-            if not self._sse and opened.upstream.content_type != "application/octet-stream":
-                response.content_type = opened.upstream.content_type  # e.g. audio/wav
+            upstream_type = opened.upstream.content_type
+            if call.upstream_content_type and upstream_type != "application/octet-stream":
+                response.content_type = upstream_type  # e.g. audio/wav
             await response.prepare(self.request)
         else:  # a keepalive comment went first: the headers are gone
             self.record.served = attempt.label

@@ -173,6 +173,19 @@ _HTTP_EXCEPTIONS: dict[int, Callable[[web.Request], GatewayError]] = {
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# Routes that speak another API's format answer errors in its shape: (path prefix, the
+# function that renders a GatewayError as that API's error answer), set up by the app.
+ErrorShapes = tuple[tuple[str, Callable[[GatewayError], web.Response]], ...]
+ERROR_SHAPES = web.AppKey("error_shapes", ErrorShapes)
+
+
+def error_answer(request: web.Request, error: GatewayError) -> web.Response:
+    """`error` in the shape of the API the request's route speaks (OpenAI's by default)."""
+    for prefix, render in request.app.get(ERROR_SHAPES, ()):
+        if request.path.startswith(prefix):
+            return render(error)
+    return error.to_response()
+
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -180,16 +193,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except GatewayError as error:
-        return error.to_response()
+        return error_answer(request, error)
     except web.HTTPException as http_error:
         make = _HTTP_EXCEPTIONS.get(http_error.status)
         if make is not None:
-            return make(request).to_response()
+            return error_answer(request, make(request))
         if http_error.status < 400:
             raise
-        return GatewayError(
+        error = GatewayError(
             http_error.reason, status=http_error.status, type="invalid_request_error"
-        ).to_response()
+        )
+        return error_answer(request, error)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return GatewayError("The gateway failed to handle the request.").to_response()
+        return error_answer(request, GatewayError("The gateway failed to handle the request."))

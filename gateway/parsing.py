@@ -64,7 +64,19 @@ _FIELDS: dict[Operation, dict[str, Any]] = {
         "stream_format": Literal["audio", "sse"] | None,
     },
 }
+# Anthropic's Messages API (inbound): only what the gateway routes by; the rest is
+# translated or passed through by providers/messages_bridge.py.
+_FIELDS[Operation.MESSAGES] = {
+    "model": str,
+    "stream": bool | None,
+    "max_tokens": int,
+    "messages": list[msgspec.Raw],
+}
+_FIELDS[Operation.COUNT_TOKENS] = {"model": str, "messages": list[msgspec.Raw]}
+
 _REQUIRED: dict[Operation, tuple[str, ...]] = {
+    Operation.MESSAGES: ("model", "messages", "max_tokens"),
+    Operation.COUNT_TOKENS: ("model", "messages"),
     Operation.CHAT: ("model", "messages"),
     Operation.COMPLETIONS: ("model", "prompt"),
     Operation.RESPONSES: ("model",),

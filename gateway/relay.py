@@ -349,12 +349,19 @@ class Keepalive:
     one call_later.
     """
 
-    __slots__ = ("_handle", "_interval", "_request", "_response", "_task")
+    __slots__ = ("_comment", "_handle", "_interval", "_request", "_response", "_task")
 
-    def __init__(self, request: web.Request, response: web.StreamResponse, interval: float):
+    def __init__(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        interval: float,
+        comment: bytes = KEEPALIVE_COMMENT,
+    ):
         self._request = request
         self._response = response
         self._interval = interval
+        self._comment = comment  # an SSE comment, or the client format's own (Anthropic's ping)
         self._task: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         self._handle: asyncio.TimerHandle | None = loop.call_later(interval, self._start)
@@ -367,7 +374,7 @@ class Keepalive:
         while True:
             if not self._response.prepared:
                 await self._response.prepare(self._request)
-            await self._response.write(KEEPALIVE_COMMENT)
+            await self._response.write(self._comment)
             await asyncio.sleep(self._interval)
 
     async def stop(self) -> None:

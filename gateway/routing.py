@@ -95,12 +95,14 @@ class _AliasTarget(msgspec.Struct, frozen=True, gc=False):
     weight: float
 
 
+# Client formats any chat provider serves through the gateway's translation (a bridge).
+BRIDGED = frozenset({Operation.RESPONSES, Operation.MESSAGES, Operation.GENERATE_CONTENT})
+
+
 def supports(provider: Provider, operation: Operation) -> bool:
-    """Served natively, or (Responses) through the provider's chat API."""
+    """Served natively, or (Responses, Messages, generateContent) through its chat API."""
     operations = provider.operations
-    return operation in operations or (
-        operation is Operation.RESPONSES and Operation.CHAT in operations
-    )
+    return operation in operations or (operation in BRIDGED and Operation.CHAT in operations)
 
 
 class Router:
@@ -120,6 +122,7 @@ class Router:
                 )
             self.aliases[name] = [tiers[priority] for priority in sorted(tiers)]
             self._alias_retries[name] = alias.retries
+        self.default_provider = config.server.default_provider
 
     def plan(
         self, model: str, operation: Operation, fallbacks: Sequence[str] = ()
@@ -156,6 +159,11 @@ class Router:
     def _direct(self, label: str, param: str, retries: int | None) -> Candidate:
         name, sep, upstream_model = label.partition("/")
         group = self.groups.get(name)
+        if group is None and self.default_provider is not None and label:
+            # A model named without a configured provider goes to the default one, whole.
+            name, upstream_model = self.default_provider, label
+            label = f"{name}/{upstream_model}"
+            group = self.groups[name]
         if group is None or not upstream_model:
             raise self._unknown(label, name, sep, upstream_model, param)
         return Candidate(

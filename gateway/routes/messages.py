@@ -1,0 +1,112 @@
+"""POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API, inbound.
+
+The Anthropic SDK and Claude Code (`ANTHROPIC_BASE_URL`) talk to the gateway in their own
+format. To an Anthropic provider the request passes through unchanged but for the model (with
+the client's `anthropic-beta` and `anthropic-version` headers) and the stream comes back as
+the upstream sent it; to any other provider it is translated to chat and the answer back into
+Anthropic's events (`providers/messages_bridge.py`). Routing, fallbacks, keys, limits and
+metrics apply as on the OpenAI routes; errors come in Anthropic's shape.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.app_keys import DISPATCHER
+from gateway.dispatch import Call
+from gateway.errors import GatewayError
+from gateway.first_content import ContentProbe, TypedEvents
+from gateway.parsing import parse_request
+from gateway.relay import SSE_HEADERS, Prepared
+from providers.anthropic_relay import with_client_headers
+from providers.base import Operation, Provider
+from providers.messages_bridge import (
+    PING,
+    MessagesFromChat,
+    anthropic_error_body,
+    anthropic_error_status,
+    message_from_chat,
+    messages_to_chat,
+)
+
+PATH_PREFIX = "/v1/messages"
+# Before the first content an Anthropic stream sends message_start, pings and the start of
+# its first block (a tool_use block's input follows in deltas).
+MESSAGES_PREAMBLE = frozenset({"message_start", "ping", "content_block_start"})
+
+
+def messages_content() -> ContentProbe:
+    return TypedEvents(MESSAGES_PREAMBLE)
+
+
+async def create_message(request: web.Request) -> web.StreamResponse:
+    parsed = parse_request(await request.read(), Operation.MESSAGES)
+    stream = parsed.stream
+    chat_body = None  # translated once, for the first provider that needs chat
+
+    def prepare(provider: Provider, model: str) -> Prepared:
+        nonlocal chat_body
+        if Operation.MESSAGES in provider.operations:  # Anthropic: passed through
+            upstream = provider.build_request(Operation.MESSAGES, model, parsed.body, stream)
+            upstream = with_client_headers(upstream, request.headers)
+            if stream:
+                translator = provider.stream_translator(Operation.MESSAGES, model)
+                return Prepared(upstream, translator)
+            return Prepared(upstream, translate=_unchanged)
+        if chat_body is None:
+            chat_body = messages_to_chat(parsed.body)
+        upstream = provider.build_request(Operation.CHAT, model, dict(chat_body), stream)
+        if stream:
+            chat = provider.stream_translator(Operation.CHAT, model)
+            return Prepared(upstream, MessagesFromChat(chat, model))
+        return Prepared(
+            upstream,
+            translate=lambda body: message_from_chat(
+                provider.translate_response(Operation.CHAT, model, body)
+            ),
+        )
+
+    call = Call(
+        Operation.MESSAGES,
+        parsed.model,
+        stream,
+        prepare,
+        parsed.fallbacks,
+        content_probe=messages_content,
+        keepalive=PING,
+    )
+    return await request.app[DISPATCHER].dispatch(request, call)
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    """Passed through to an Anthropic provider; any other cannot count Anthropic's tokens."""
+    parsed = parse_request(await request.read(), Operation.COUNT_TOKENS)
+
+    def prepare(provider: Provider, model: str) -> Prepared:
+        upstream = provider.build_request(Operation.COUNT_TOKENS, model, parsed.body, False)
+        return Prepared(with_client_headers(upstream, request.headers), translate=_unchanged)
+
+    call = Call(Operation.COUNT_TOKENS, parsed.model, False, prepare, parsed.fallbacks)
+    return await request.app[DISPATCHER].dispatch(request, call)
+
+
+def _unchanged(body: bytes) -> bytes:
+    return body
+
+
+def error_response(error: GatewayError) -> web.Response:
+    """Anthropic's error shape: `{"type": "error", "error": {"type", "message"}}`."""
+    return web.Response(
+        body=anthropic_error_body(error),
+        status=anthropic_error_status(error),
+        content_type="application/json",
+        headers=error.headers or None,
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", create_message)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+
+
+__all__ = ["PATH_PREFIX", "SSE_HEADERS", "add_routes", "error_response"]
