@@ -70,6 +70,10 @@ class _HttpProviderBase(_ProviderBase, frozen=True):
 class OpenAIProviderConfig(_HttpProviderBase, frozen=True, tag="openai"):
     """Any OpenAI-compatible server: OpenAI itself, vLLM, llama.cpp, Groq, ..."""
 
+    # /v1/responses: "native", "bridge" (through chat) or "auto"; the default is the preset's,
+    # else "auto" (see PRESET_RESPONSES).
+    responses: str = "auto"
+
 
 class AnthropicProviderConfig(_HttpProviderBase, frozen=True, tag="anthropic"):
     anthropic_version: str = "2023-06-01"
@@ -156,7 +160,30 @@ PRESETS: dict[str, tuple[str, str | None]] = {
     # Local servers: no key unless one is configured.
     "vllm": ("http://127.0.0.1:8000/v1", None),
     "lmstudio": ("http://127.0.0.1:1234/v1", None),
-    "llamacpp": ("http://127.0.0.1:8080/v1", None),
+    # llama-server's own default port is 8080, the gateway's too: run it with --port 8081.
+    "llamacpp": ("http://127.0.0.1:8081/v1", None),
+}
+
+# How each OpenAI-compatible host serves /v1/responses (its public docs, 2026): "native" has
+# a Responses API of its own; "bridge" has none (the gateway answers through its chat API);
+# "auto" may or may not (a local server's version decides): tried natively, and on a 404/405
+# answered through chat, which is then remembered. Together's and Perplexity's Responses APIs
+# serve only some of their models (Perplexity's is its Agent API), so chat is the safe way.
+RESPONSES_MODES = ("native", "bridge", "auto")
+PRESET_RESPONSES: dict[str, str] = {
+    "openai": "native",
+    "groq": "native",
+    "openrouter": "native",
+    "fireworks": "native",
+    "xai": "native",
+    "mistral": "bridge",
+    "deepseek": "bridge",
+    "together": "bridge",
+    "perplexity": "bridge",
+    "cerebras": "bridge",
+    "vllm": "auto",
+    "lmstudio": "auto",
+    "llamacpp": "auto",
 }
 
 
@@ -320,6 +347,8 @@ def _check_provider_table(source: str, name: str, table: Any) -> None:
         raise ConfigError(
             f"{where}.type: unknown provider type {kind!r} (one of: {', '.join(KNOWN_TYPES)})"
         )
+    if kind == "openai":
+        table.setdefault("responses", PRESET_RESPONSES.get(name, "auto"))
     if kind == "openai" and name in PRESETS:
         base_url, api_key = PRESETS[name]
     else:
@@ -380,6 +409,11 @@ def _check_values(config: Config) -> None:
         for i, key in enumerate(getattr(provider, "keys", ())):
             if key.weight <= 0:
                 raise ConfigError(f"{where}.keys[{i}].weight: must be positive")
+        if isinstance(provider, OpenAIProviderConfig) and provider.responses not in RESPONSES_MODES:
+            raise ConfigError(
+                f"{where}.responses: one of {', '.join(RESPONSES_MODES)} "
+                f"(got {provider.responses!r})"
+            )
         if isinstance(provider, _HttpProviderBase) and provider.base_url:
             if not provider.base_url.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}.base_url: must start with http:// or https://")

@@ -61,6 +61,8 @@ _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
 _KEY_REFUSED = frozenset({401, 403, 429})
 # Not retried, but another target may serve (404: this provider lacks the model).
 _FAIL_OVER_ONLY = frozenset({401, 403, 404})
+# An upstream without the endpoint asked for answers one of these.
+_NO_ENDPOINT = frozenset({404, 405})
 
 
 class Call(msgspec.Struct, gc=False):
@@ -282,6 +284,29 @@ class _Run:
             raise AttemptFailed(error, 401) from None
         except GatewayError as error:  # the provider cannot take this request
             raise AttemptFailed(error) from None
+        try:
+            answer = await self._send(target, prepared, attempt)
+        except AttemptFailed as failed:
+            if failed.status not in _NO_ENDPOINT:
+                raise
+            if prepared.instead is None:
+                if prepared.not_found_hint:
+                    failed.error.message = f"{failed.error.message} {prepared.not_found_hint}"
+                raise
+            # The upstream lacks this endpoint: the same target, another way (same attempt).
+            try:
+                prepared = prepared.instead()
+            except GatewayError:  # nor can it be asked that way: its own answer stands
+                raise failed from None
+            answer = await self._send(target, prepared, attempt)
+        if prepared.on_success is not None:
+            prepared.on_success()
+        return answer
+
+    async def _send(
+        self, target: Target, prepared: Prepared, attempt: Attempt
+    ) -> web.StreamResponse:
+        call = self.call
         if not call.stream:
             answer = await fetch_whole(target, prepared)
             if self.wants_usage and isinstance(answer.body, bytes):

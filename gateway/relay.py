@@ -64,6 +64,13 @@ class Prepared(msgspec.Struct, gc=False):
     translate: Callable[[bytes], bytes] | None = None  # a whole answer, through this
     # Content type of a whole answer; None keeps the upstream's (a transcript as text/plain).
     content_type: str | None = "application/json"
+    # When the upstream answers 404/405 (it lacks the endpoint): the attempt to make instead
+    # (e.g. a Responses request through the chat API), at the same target.
+    instead: Callable[[], Prepared] | None = None
+    # Called once this attempt answered (e.g. to remember that the chat bridge works).
+    on_success: Callable[[], None] | None = None
+    # Said after the upstream's own message when it answers 404/405 and no `instead` exists.
+    not_found_hint: str | None = None
 
 
 class AttemptFailed(Exception):

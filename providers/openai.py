@@ -52,6 +52,11 @@ class OpenAIProvider:
     def __init__(self, name: str, config: OpenAIProviderConfig | AzureProviderConfig) -> None:
         self.name = name
         self.config = config
+        # How /v1/responses is served: "native", "bridge" (its chat API) or "auto" (native,
+        # until a 404/405 shows it has no Responses API: gateway/routes/responses.py).
+        self.responses_mode = getattr(config, "responses", "native")
+        if self.responses_mode == "bridge":
+            self.operations = self.operations - {Operation.RESPONSES}
         self._base_url = config.base_url.rstrip("/")
         self._key = ApiKey(config.api_key)
         self._headers = self._key.headers(config.headers)

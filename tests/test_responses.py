@@ -9,16 +9,18 @@ import msgspec
 import openai
 import orjson
 import pytest
+from aiohttp import web
 
+from gateway.config import parse
 from gateway.errors import UpstreamTimeout
 from gateway.parsing import parse_request
 from gateway.sse import Event, SSEDecoder
 from providers.base import Operation
 from providers.openai import ChunkNormaliser
 from providers.responses_bridge import ResponseEcho, ResponsesFromChat, responses_to_chat
-from tests.conftest import FakeUpstream
+from tests.conftest import FakeUpstream, provider_toml
 from tests.replay import fixture, replay
-from tests.streams import USAGE, answering, chat_chunk, data, streaming
+from tests.streams import USAGE, answering, chat_chunk, chat_completion, data, streaming
 
 TEXT_STREAM = fixture("openai/responses_text.sse")
 CALL_STREAM = fixture("openai/responses_function_call.sse")
@@ -470,3 +472,63 @@ def test_the_bridge_reports_the_error_it_sent_as_its_failure() -> None:
     failure = UpstreamTimeout("Provider 'p' sent nothing for 2 seconds.")
     timed_out.error_event(failure)
     assert timed_out.failure is failure
+
+
+# --- responses = "native" | "bridge" | "auto" ---
+
+
+def _no_responses_api(chat_text: str):
+    """An OpenAI-compatible server with chat but no /responses (llama.cpp, older vLLM)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/responses"):
+            return web.Response(status=404, text="Not Found")
+        return await answering(chat_completion(chat_text))(request)
+
+    return handler
+
+
+async def test_auto_falls_back_to_chat_on_404_and_remembers_it(
+    upstream: FakeUpstream, start_gateway
+) -> None:
+    url = await start_gateway(provider_toml(upstream.url, name="local"))  # type openai: "auto"
+    upstream.handler = _no_responses_api("through chat")
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        first = await client.responses.create(model="local/m", input="Hi")
+        second = await client.responses.create(model="local/m", input="Hi")
+    assert first.output_text == second.output_text == "through chat"
+    paths = [r["path"] for r in upstream.requests]
+    # Native once, then chat; the second request goes straight to chat.
+    assert paths == ["/v1/responses", "/v1/chat/completions", "/v1/chat/completions"]
+
+
+async def test_bridge_mode_never_asks_for_responses(upstream: FakeUpstream, start_gateway) -> None:
+    url = await start_gateway(
+        f'[providers.mistral]\nbase_url = "{upstream.url}"\napi_key = "k"\n'  # preset: bridge
+    )
+    upstream.handler = answering(chat_completion("bridged"))
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        answer = await client.responses.create(model="mistral/m", input="Hi")
+    assert answer.output_text == "bridged"
+    assert [r["path"] for r in upstream.requests] == ["/v1/chat/completions"]
+
+
+async def test_native_mode_names_the_provider_when_the_upstream_has_no_responses(
+    upstream: FakeUpstream, start_gateway
+) -> None:
+    url = await start_gateway(provider_toml(upstream.url, name="local", responses="native"))
+    upstream.handler = _no_responses_api("never")
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        with pytest.raises(openai.NotFoundError) as caught:
+            await client.responses.create(model="local/m", input="Hi")
+    assert "'local'" in caught.value.message and 'responses = "bridge"' in caught.value.message
+    assert [r["path"] for r in upstream.requests] == ["/v1/responses"]
+
+
+def test_each_preset_has_its_documented_responses_mode() -> None:
+    config = parse(
+        "".join(f"[providers.{name}]\n" for name in ("openai", "groq", "mistral", "vllm")),
+        "t.toml",
+    )
+    modes = {name: p.responses for name, p in config.providers.items()}
+    assert modes == {"openai": "native", "groq": "native", "mistral": "bridge", "vllm": "auto"}

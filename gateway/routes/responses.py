@@ -7,6 +7,8 @@ answer is turned into the Responses events (`providers/responses_bridge.py`).
 
 from __future__ import annotations
 
+import weakref
+
 from aiohttp import web
 
 from gateway.app_keys import DISPATCHER
@@ -23,6 +25,9 @@ from providers.responses_bridge import (
 )
 
 OPERATION = Operation.RESPONSES
+# Providers in `responses = "auto"` mode found to have no Responses API: answered through
+# their chat API from then on (per provider object, so per gateway process and config).
+_BRIDGED: weakref.WeakSet[Provider] = weakref.WeakSet()
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
@@ -30,15 +35,16 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     stream = parsed.stream
     echo = response_echo(parsed.body)  # what a bridged Response object repeats of the request
 
-    def prepare(provider: Provider, model: str) -> Prepared:
-        if OPERATION in provider.operations:
-            upstream_request = provider.build_request(OPERATION, model, parsed.body, stream)
-            if stream:
-                return Prepared(upstream_request, provider.stream_translator(OPERATION, model))
-            return Prepared(
-                upstream_request,
-                translate=lambda body: provider.translate_response(OPERATION, model, body),
-            )
+    def native(provider: Provider, model: str) -> Prepared:
+        upstream_request = provider.build_request(OPERATION, model, parsed.body, stream)
+        if stream:
+            return Prepared(upstream_request, provider.stream_translator(OPERATION, model))
+        return Prepared(
+            upstream_request,
+            translate=lambda body: provider.translate_response(OPERATION, model, body),
+        )
+
+    def bridged(provider: Provider, model: str) -> Prepared:
         chat_body = responses_to_chat(parsed.body, provider.name)
         upstream_request = provider.build_request(Operation.CHAT, model, chat_body, stream)
         if stream:
@@ -50,6 +56,26 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                 provider.translate_response(Operation.CHAT, model, body), echo
             ),
         )
+
+    def prepare(provider: Provider, model: str) -> Prepared:
+        if OPERATION not in provider.operations or provider in _BRIDGED:
+            return bridged(provider, model)
+        prepared = native(provider, model)
+        if getattr(provider, "responses_mode", "native") == "auto":
+            # Tried natively; an upstream that has no /responses (404/405) is asked through
+            # its chat API instead, and once that answers, always so.
+            def through_chat() -> Prepared:
+                instead = bridged(provider, model)
+                instead.on_success = lambda: _BRIDGED.add(provider)
+                return instead
+
+            prepared.instead = through_chat
+        else:
+            prepared.not_found_hint = (
+                f"(Provider {provider.name!r} answered {OPERATION.value} with 404/405: if it has "
+                'no Responses API, set responses = "bridge" or "auto" in its table.)'
+            )
+        return prepared
 
     call = Call(
         OPERATION,
