@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway import redact
 from gateway.app_keys import CONFIG, HTTP, ROUTER
 from gateway.config import Config
 from gateway.errors import error_middleware
@@ -18,7 +19,8 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware], client_max_size=config.server.max_request_bytes
     )
-    http = HttpTransport()
+    redact.add_config_secrets(config)
+    http = HttpTransport(max_body_bytes=config.server.max_upstream_bytes)
     app[CONFIG] = config
     app[HTTP] = http
     app[ROUTER] = Router(config, http)
