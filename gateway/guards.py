@@ -15,6 +15,7 @@ bookkeeping that lets a connection time its client (`gateway.connection`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Awaitable, Callable
 
@@ -98,18 +99,23 @@ def _host_guard(patterns: tuple[str, ...] | None) -> Middleware:
     loopback = patterns is _LOOPBACK_NAMES
     shown = ", ".join(patterns)
 
+    # A client sends the same Host on every request: each value is judged once.
+    @functools.lru_cache(maxsize=256)
+    def refused(header: str) -> str | None:
+        name = _normal(_hostname(header))
+        allowed = name in names or name.endswith(suffixes) or (loopback and _is_loopback_ip(name))
+        return None if allowed else name
+
     @web.middleware
     async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         header = request.headers.get("Host")
-        if header is not None:  # HTTP/1.0 may omit it; a browser never does
-            name = _normal(_hostname(header))
-            if not (
-                name in names or name.endswith(suffixes) or (loopback and _is_loopback_ip(name))
-            ):
-                raise MisdirectedRequest(
-                    f"This gateway does not answer for the host {name!r} (it answers for: "
-                    f"{shown}); list it in [server] allowed_hosts to allow it."
-                )
+        # HTTP/1.0 may omit the header; a browser never does.
+        name = None if header is None else refused(header)
+        if name is not None:
+            raise MisdirectedRequest(
+                f"This gateway does not answer for the host {name!r} (it answers for: "
+                f"{shown}); list it in [server] allowed_hosts to allow it."
+            )
         return await handler(request)
 
     return host_guard

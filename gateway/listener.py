@@ -41,6 +41,7 @@ _MAX_DELAY = 1.0
 _REFUSAL_LINGER = 1.0
 
 _cap_reached = Throttled(log)
+_accept_failed = Throttled(log)
 
 
 class ConnectionCap:
@@ -130,14 +131,15 @@ class Listener:
             try:
                 conn, _ = await loop.sock_accept(sock)
             except OSError as exc:
-                if exc.errno in fdlimit.EXHAUSTED or exc.errno in (errno.ENOBUFS, errno.ENOMEM):
-                    fdlimit.report_exhaustion("accepting a connection")
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _MAX_DELAY)
-                    continue
                 if exc.errno in _TRANSIENT:
                     continue
-                raise
+                if exc.errno in fdlimit.EXHAUSTED:
+                    fdlimit.report_exhaustion("accepting a connection")
+                else:  # ENOBUFS, ENOMEM, or worse: never a silent end of accepting
+                    _accept_failed.warning(f"accepting a connection failed: {exc.strerror}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_DELAY)
+                continue
             delay = _FIRST_DELAY
             try:
                 await loop.connect_accepted_socket(self._factory, conn)
