@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import app
+from gateway import app, fdlimit
 from gateway.config import Config, ConfigError, load, warn_missing_keys
 
 DEFAULT_CONFIG = "gateway.toml"
@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"gateway: error: {exc}", file=sys.stderr)
         sys.exit(2)
     warn_missing_keys(config)
+    # A process-wide setting, so made here rather than by the app: streams need two files each.
+    capacity = fdlimit.capacity_warning(
+        fdlimit.raise_open_file_limit(), config.server.max_connections
+    )
+    if capacity:
+        logging.getLogger("gateway").warning(capacity)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     try:

@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway import guards, redact
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.auth import KeyRing, auth_middleware
 from gateway.config import Config
+from gateway.connection import ClientLimits
 from gateway.dispatch import Dispatcher
 from gateway.errors import ERROR_SHAPES, error_middleware
+from gateway.listener import ConnectionCap, GatewaySite
 from gateway.routes import audio, chat, embeddings, gemini, messages, models, responses, usage
 from gateway.routing import Router
 from gateway.state import SharedState
 from gateway.upstream import HttpTransport
 
+log = logging.getLogger("gateway")
 
-def create_app(config: Config) -> web.Application:
+
+def create_app(config: Config, host: str | None = None) -> web.Application:
+    """The application for `config`, listening on `host` (default: the config's), which
+    decides which Host names it answers."""
+    server = config.server
     keys = KeyRing(config)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(keys)],
-        client_max_size=config.server.max_request_bytes,
+        middlewares=[
+            guards.track_request,
+            error_middleware,
+            *guards.request_guards(server, server.host if host is None else host),
+            auth_middleware(keys),
+        ],
+        client_max_size=server.max_request_bytes,
     )
-    http = HttpTransport()
+    app.on_response_prepare.append(guards.on_response_prepare)
+    redact.add_config_secrets(config)
+    http = HttpTransport(max_body_bytes=server.max_upstream_bytes)
     state = SharedState(config.state)
     app[CONFIG] = config
     app[HTTP] = http
@@ -57,15 +73,33 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
 async def start(config: Config, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Serve `config` on host:port (0: any free port); returns the runner and the base URL."""
+    warning = None if config.keys else guards.exposure_warning(host)
+    if warning:
+        log.warning(warning)
+    return await serve_app(create_app(config, host), config, host, port)
+
+
+async def serve_app(
+    app: web.Application, config: Config, host: str, port: int
+) -> tuple[web.AppRunner, str]:
+    """Serve a built app on host:port; returns the runner and the base URL."""
+    server = config.server
     runner = web.AppRunner(
-        create_app(config),
+        app,
         # A client that disconnects cancels its handler, and so its upstream request.
         handler_cancellation=True,
         access_log=None,
     )
     await runner.setup()
+    limits = ClientLimits(
+        header_timeout=server.header_timeout,
+        body_timeout=server.body_timeout,
+        min_body_rate=server.min_body_rate,
+        idle_timeout=server.idle_timeout,
+    )
     try:
-        await web.TCPSite(runner, host, port).start()
+        cap = ConnectionCap(runner, server.max_connections, limits)
+        await GatewaySite(runner, host, port, cap).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,26 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_upload_bytes: int = 25 * 1024 * 1024  # audio uploads (transcription, translation)
     # The provider for a model named without one (Claude Code sends "claude-sonnet-4-5").
     default_provider: str | None = None
+    # The most an upstream answer the gateway holds whole may weigh (a non-streamed answer,
+    # an error body, once inflated); streamed answers are never held.
+    max_upstream_bytes: int = 64 * 1024 * 1024
+    # Seconds for a request's line and headers, from the connection's first byte (or its
+    # opening): nginx's client_header_timeout is 60, Go's ReadHeaderTimeout unset; a client
+    # with a working network sends a head in milliseconds.
+    header_timeout: float = 10.0
+    # A request body must arrive at min_body_rate bytes/s, measured over each body_timeout
+    # seconds the gateway waits for it (Kestrel's MinRequestBodyDataRate: 240 bytes/s).
+    body_timeout: float = 10.0
+    min_body_rate: int = 240
+    # Seconds an idle keep-alive connection is kept: above the 60 s of common load balancers
+    # (AWS ALB, GCP), so that they, not the gateway, close it first (nginx's default is 75).
+    idle_timeout: float = 75.0
+    # Client connections served at once; past it a connection is answered 503.
+    max_connections: int = 4096
+    # Host names accepted in the Host header (DNS rebinding): None picks loopback names only
+    # when listening on a loopback address, any name otherwise. "*.example.com" matches
+    # subdomains, "*" any host.
+    allowed_hosts: list[str] | None = None
 
 
 class _ProviderBase(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
@@ -382,9 +403,16 @@ def _describe(exc: msgspec.ValidationError, prefix: str) -> str:
     """Turn msgspec's "... - at `$.timeout`" into "providers.x.timeout: ..."."""
     what, sep, where = str(exc).rpartition(" - at `$")
     if not sep:
-        return f"{prefix}: {exc}" if prefix else str(exc)
-    key = f"{prefix}{where.rstrip('`')}".lstrip(".")
-    return f"{key}: {what}"
+        what, where = str(exc), ""
+    where = where.rstrip("`")
+    unknown = _UNKNOWN_FIELD.fullmatch(what)
+    if unknown:  # a typo: name the key itself, as every other error does
+        where, what = f"{where}.{unknown[1]}", "unknown key"
+    key = f"{prefix}{where}".lstrip(".")
+    return f"{key}: {what}" if key else what
+
+
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(.*)`")
 
 
 def _check_values(config: Config) -> None:
@@ -396,8 +424,18 @@ def _check_values(config: Config) -> None:
         raise ConfigError(f"{source}: server.keepalive: must be 0 (off) or more seconds")
     if server.max_request_bytes <= 0:
         raise ConfigError(f"{source}: server.max_request_bytes: must be positive")
-    if server.max_upload_bytes <= 0:
-        raise ConfigError(f"{source}: server.max_upload_bytes: must be positive")
+    for key in ("max_upload_bytes", "max_upstream_bytes", "max_connections", "min_body_rate"):
+        if getattr(server, key) <= 0:
+            raise ConfigError(f"{source}: server.{key}: must be positive")
+    for key in ("header_timeout", "body_timeout", "idle_timeout"):
+        if getattr(server, key) <= 0:
+            raise ConfigError(f"{source}: server.{key}: must be a positive number of seconds")
+    for host in server.allowed_hosts or ():
+        if not _is_host_pattern(host):
+            raise ConfigError(
+                f"{source}: server.allowed_hosts: {host!r} is not a host name "
+                "('name', '*.domain' or '*', without a port)"
+            )
     for name, provider in config.providers.items():
         where = f"{source}: providers.{name}"
         if provider.timeout <= 0:
@@ -490,9 +528,24 @@ def _check_keys(config: Config) -> None:
         )
 
 
+def _is_host_pattern(host: str) -> bool:
+    if host == "*":
+        return True
+    name = host.removeprefix("*.")
+    if name.startswith("[") and name.endswith("]"):  # an IPv6 address
+        name = name[1:-1].replace(":", "")
+    return bool(name) and not any(char in name for char in "*/: \t")
+
+
 def warn_missing_keys(config: Config) -> list[str]:
-    """Log (and return) a warning for each provider whose `env.NAME` key is unset."""
+    """Log (and return) a warning for each provider whose `env.NAME` key is unset, and one
+    when no provider is configured at all."""
     warnings = []
+    if not config.providers:
+        warnings.append(
+            f"{config.source}: no provider is configured; every request will be answered 400 "
+            "(add a [providers.NAME] table, see README.md)"
+        )
     for name, provider in config.providers.items():
         raw_keys = [key.value for key in getattr(provider, "keys", ())] or [
             getattr(provider, "api_key", None)

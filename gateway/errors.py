@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.redact import redact
+
 log = logging.getLogger("gateway")
 
 
@@ -34,6 +36,7 @@ class GatewayError(Exception):
         status: int | None = None,
         type: str | None = None,
     ) -> None:
+        message = redact(message)  # an upstream may echo the key it was sent
         super().__init__(message)
         self.message = message
         self.param = param
@@ -89,10 +92,36 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(GatewayError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class MisdirectedRequest(GatewayError):
+    """A Host the gateway does not answer for (DNS rebinding)."""
+
+    status = 421
+    type = "invalid_request_error"
+    code = "host_not_allowed"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "too_many_connections"
 
 
 class UpstreamError(GatewayError):

@@ -8,14 +8,17 @@ fields the gateway acts on, or whose type would otherwise fail upstream, are dec
 
 from __future__ import annotations
 
+import codecs
 from typing import Any, Literal
 
 import msgspec
 
 from gateway.errors import BadRequest
+from gateway.jsondepth import MAX_DEPTH, too_deep
 from providers.base import Operation, RawBody
 
 _body_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_UTF8_SLICE = 1024 * 1024  # checked a slice at a time: no copy of a large body as text
 
 _SAMPLING: dict[str, Any] = {
     "model": str,
@@ -129,6 +132,15 @@ _fallbacks_decoder = msgspec.json.Decoder(list[str] | None)
 def decode_object(data: bytes) -> RawBody:
     if not data.strip():
         raise BadRequest("The request body is empty; expected a JSON object.")
+    # Checked for the whole body here, so that no decoder down the line (a provider reading
+    # `messages`, say) meets what it cannot read: raw values are not checked by msgspec.
+    if too_deep(data):
+        raise BadRequest(
+            f"The JSON body of your request nests deeper than {MAX_DEPTH} levels.",
+            code="json_too_deep",
+        )
+    if not _is_utf8(data):
+        raise BadRequest("The request body is not valid UTF-8 (JSON must be UTF-8).")
     try:
         return _body_decoder.decode(data)
     except msgspec.ValidationError:
@@ -147,3 +159,17 @@ def decode_field(name: str, raw: msgspec.Raw, decoder: msgspec.json.Decoder[Any]
         raise BadRequest(
             f"Invalid type for '{name}': {detail}.", param=name, code="invalid_type"
         ) from None
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():  # most bodies: JSON escapes non-ASCII text by default
+        return True
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(view), _UTF8_SLICE):
+            decoder.decode(view[start : start + _UTF8_SLICE])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True

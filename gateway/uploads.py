@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
-from typing import IO
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import IO, TypeVar
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.errors import BadRequest, PayloadTooLarge
 
 _FIELD_LIMIT = 64 * 1024  # a form field is a name, a number or a prompt: never megabytes
+# A transcription form has about ten fields; Starlette and Werkzeug allow 1,000 for any form.
+_MAX_FIELDS = 100
 _CHUNK = 64 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024  # a spooled upload past this goes to a temporary file
+
+T = TypeVar("T")
 
 
 class UploadTooLarge(PayloadTooLarge):
@@ -29,8 +35,10 @@ class UploadTooLarge(PayloadTooLarge):
 class Upload:
     """A client's multipart form: the fields read so far, and the file still to stream."""
 
-    def __init__(self, reader: MultipartReader, limit: int) -> None:
+    def __init__(self, reader: MultipartReader, limit: int, fields_limit: int) -> None:
         self.fields: list[tuple[str, str]] = []
+        self._fields_limit = fields_limit  # the fields' total size: max_request_bytes
+        self._fields_size = 0
         self.file_name = "audio"
         self.file_type = "application/octet-stream"
         self._reader = reader
@@ -52,7 +60,7 @@ class Upload:
 
     async def read_head(self) -> None:
         """Read the fields up to the file part (and past it, holding the file, if no model yet)."""
-        while (part := await self._reader.next()) is not None:
+        while (part := await _checked(self._reader.next())) is not None:
             if not isinstance(part, BodyPartReader):
                 raise BadRequest("Nested multipart bodies are not supported.", param="file")
             if part.filename is not None or part.name == "file":
@@ -63,7 +71,7 @@ class Upload:
                     return
                 self._held = [chunk async for chunk in self._file_chunks(part)]
             else:
-                self.fields.append((part.name or "", await _field(part)))
+                self.fields.append((part.name or "", await self._read_field(part)))
         if self._file is None and self._held is None:
             raise BadRequest(
                 "Missing required parameter: 'file'.",
@@ -86,9 +94,9 @@ class Upload:
             async for chunk in self._file_chunks(self._file):
                 self._spool.write(chunk)
             self._file = None
-        while (part := await self._reader.next()) is not None:  # fields after the file
+        while (part := await _checked(self._reader.next())) is not None:  # after the file
             if isinstance(part, BodyPartReader) and part.filename is None:
-                self.fields.append((part.name or "", await _field(part)))
+                self.fields.append((part.name or "", await self._read_field(part)))
 
     def close(self) -> None:
         if self._spool is not None:
@@ -114,15 +122,30 @@ class Upload:
             async for chunk in self._file_chunks(self._file):
                 yield chunk
         yield b"\r\n"
-        while (part := await self._reader.next()) is not None:  # fields after the file
+        while (part := await _checked(self._reader.next())) is not None:  # after the file
             if isinstance(part, BodyPartReader) and part.filename is None:
-                value = await _field(part)
+                value = await self._read_field(part)
                 self.fields.append((part.name or "", value))
                 yield self._field(part.name or "", value)
         yield f"--{self._boundary}--\r\n".encode()
 
+    async def _read_field(self, part: BodyPartReader) -> str:
+        if len(self.fields) >= _MAX_FIELDS:
+            raise BadRequest(f"The form has more than {_MAX_FIELDS} fields.", param=part.name)
+        data = bytearray()
+        while chunk := await _checked(part.read_chunk(_CHUNK)):
+            data += chunk
+            if len(data) > _FIELD_LIMIT:
+                raise BadRequest(f"Form field {part.name!r} is too long.", param=part.name)
+        self._fields_size += len(data)
+        if self._fields_size > self._fields_limit:
+            raise PayloadTooLarge(
+                f"The form's fields are larger than the limit of {self._fields_limit} bytes."
+            )
+        return data.decode(part.get_charset("utf-8"), "replace")
+
     async def _file_chunks(self, part: BodyPartReader) -> AsyncIterator[bytes]:
-        while chunk := await part.read_chunk(_CHUNK):
+        while chunk := await _checked(part.read_chunk(_CHUNK)):
             self._size += len(chunk)
             if self._size > self._limit:
                 raise UploadTooLarge(f"The uploaded file is larger than {self._limit} bytes.")
@@ -142,24 +165,42 @@ class Upload:
         ).encode()
 
 
-async def read_upload(request: web.Request, limit: int) -> Upload:
-    """Start reading a multipart upload; a body announced over `limit` bytes is a 413 at once."""
+async def read_upload(request: web.Request, limit: int, fields_limit: int | None = None) -> Upload:
+    """Start reading a multipart upload; a body announced over `limit` bytes is a 413 at once.
+    The form fields together may weigh `fields_limit` bytes (default: the request limit,
+    max_request_bytes)."""
+    if fields_limit is None:
+        fields_limit = request.client_max_size
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("Expected a multipart/form-data upload with a `file` field.", param="file")
-    upload = Upload(await request.multipart(), limit)
+    upload = Upload(await _checked(request.multipart()), limit, fields_limit)
     await upload.read_head()
     return upload
 
 
-async def _field(part: BodyPartReader) -> str:
-    data = bytearray()
-    while chunk := await part.read_chunk(_CHUNK):
-        data += chunk
-        if len(data) > _FIELD_LIMIT:
-            raise BadRequest(f"Form field {part.name!r} is too long.", param=part.name)
-    return data.decode(part.get_charset("utf-8"), "replace")
+async def _checked(step: Awaitable[T]) -> T:
+    """A step of aiohttp's multipart reader, its complaints about the body as a 400: they
+    are the client's (a missing or wrong boundary, a cut body), never the upstream's."""
+    try:
+        return await step
+    except ValueError as exc:
+        raise BadRequest(_malformed(str(exc)), param="file") from None
+    except (HttpProcessingError, RequestPayloadError):
+        raise BadRequest(
+            "The multipart body is malformed: a part's headers cannot be read.", param="file"
+        ) from None
+
+
+def _malformed(reason: str) -> str:
+    if reason.startswith("boundary missed"):
+        return "The multipart Content-Type has no boundary."
+    if "starting boundary" in reason:
+        return "The multipart body does not start with the boundary its Content-Type names."
+    if "Reading after EOF" in reason or "EOF" in reason:
+        return "The multipart body ends before its closing boundary."
+    return "The multipart body is malformed (its boundary or a part's framing)."
 
 
 def _nothing() -> None:

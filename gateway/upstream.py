@@ -7,13 +7,48 @@ boundary (as httpcore's `map_exceptions` does), so nothing else needs to know th
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
 import aiohttp
+import orjson
 
-from gateway.errors import GatewayError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
+from gateway import fdlimit
+from gateway.errors import (
+    GatewayError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from gateway.jsondepth import MAX_DEPTH, too_deep
 from providers.base import UpstreamRequest
+
+# The default for [server] max_upstream_bytes.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class RedirectRefused(Exception):
+    """The upstream answered 3xx. Not followed: a redirect would carry the provider's key
+    headers (api-key, x-api-key, configured headers) and the body to wherever it points."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class BodyTooLarge(Exception):
+    """An upstream answer to be held whole went past the limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"over {limit} bytes")
+        self.limit = limit
+
+
+class BodyTooDeep(Exception):
+    """An upstream JSON answer nests deeper than the gateway's decoders may go."""
 
 
 class Upstream(Protocol):
@@ -45,10 +80,11 @@ class Transport(Protocol):
 
 
 class HttpUpstream:
-    __slots__ = ("_response", "content_type", "headers", "request_id", "status")
+    __slots__ = ("_limit", "_response", "content_type", "headers", "request_id", "status")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES) -> None:
         self._response = response
+        self._limit = limit
         self.status = response.status
         self.content_type = response.content_type
         self.headers = headers = response.headers
@@ -59,7 +95,29 @@ class HttpUpstream:
         return self._response.content.iter_any()
 
     async def read(self) -> bytes:
-        return await self._response.read()
+        """The whole body, at most `limit` bytes of it once inflated, or `BodyTooLarge`.
+
+        aiohttp inflates a compressed body a bounded piece at a time (as the reader drains),
+        so counting what comes out bounds a gzip bomb too.
+        """
+        response = self._response
+        limit = self._limit
+        length = response.content_length
+        if length is not None and length > limit and not response.headers.get("Content-Encoding"):
+            raise BodyTooLarge(limit)
+        chunks = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        # Every provider decodes this answer, and some write parts of it again (orjson stops
+        # at 254 levels): JSON is bounded here once, for all of them.
+        if ("json" in self.content_type or body[:1] in (b"{", b"[")) and too_deep(body):
+            raise BodyTooDeep()
+        return body
 
     async def finish(self, wait: float) -> None:
         # A server writes its last event and then the end of the chunked body, often in a
@@ -85,8 +143,9 @@ class HttpUpstream:
 class HttpTransport:
     """One pooled aiohttp client for every HTTP provider."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._max_body_bytes = max_body_bytes
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
@@ -110,8 +169,12 @@ class HttpTransport:
             data=request.body,
             headers=request.headers,
             timeout=timeout,
+            allow_redirects=False,
         )
-        return HttpUpstream(response)
+        if 300 <= response.status < 400:
+            response.close()
+            raise RedirectRefused(response.status)
+        return HttpUpstream(response, self._max_body_bytes)
 
 
 def client_timeout(seconds: float, *, reads: bool = True) -> aiohttp.ClientTimeout:
@@ -123,7 +186,11 @@ def client_timeout(seconds: float, *, reads: bool = True) -> aiohttp.ClientTimeo
 
 
 def as_gateway_error(exc: BaseException, provider: str, timeout: float) -> GatewayError | None:
-    """The gateway error for an exception raised while talking to an upstream, or None."""
+    """The gateway error for an exception raised while talking to an upstream, or None.
+
+    Messages name the provider and say what happened in plain words: never the upstream's
+    address (a 502 is shown to clients) nor aiohttp's internals.
+    """
     # A gateway error raised inside aiohttp (an upload found too large while it is streamed)
     # comes back wrapped in a client error: the cause is the answer.
     cause: BaseException | None = exc
@@ -131,18 +198,79 @@ def as_gateway_error(exc: BaseException, provider: str, timeout: float) -> Gatew
         if isinstance(cause, GatewayError):
             return cause
         cause = cause.__cause__
+    name = repr(provider)
+    if isinstance(exc, RedirectRefused):
+        return UpstreamProtocolError(
+            f"Provider {name} answered with a redirect (HTTP {exc.status}). The gateway does "
+            "not follow redirects, so that the provider's key goes nowhere else: check its "
+            "base_url.",
+            code="upstream_redirect",
+        )
+    if isinstance(exc, BodyTooLarge):
+        return UpstreamProtocolError(
+            f"Provider {name} sent an answer larger than the gateway's limit of {exc.limit} "
+            "bytes ([server] max_upstream_bytes).",
+            code="upstream_too_large",
+        )
+    if (
+        isinstance(exc, (RecursionError, BodyTooDeep))  # a decoder met JSON too deep to read
+        or (isinstance(exc, orjson.JSONEncodeError) and "ecursion" in str(exc))  # or to write
+    ):
+        return UpstreamProtocolError(
+            f"Provider {name} sent JSON nested deeper than the gateway reads ({MAX_DEPTH} levels)."
+        )
     if isinstance(exc, TimeoutError):  # aiohttp's timeouts subclass it
         return UpstreamTimeout(
-            f"Provider {provider!r} sent nothing for {timeout:g} seconds (its timeout)."
+            f"Provider {name} sent nothing for {timeout:g} seconds (its timeout)."
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamUnreachable(f"Cannot connect to provider {provider!r}: {exc}")
+        return _cannot_connect(exc, name)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return UpstreamUnreachable(f"Provider {name} closed the connection before answering.")
     if isinstance(exc, aiohttp.ClientPayloadError):
+        if "content-encoding" in str(exc).lower():
+            return UpstreamProtocolError(
+                f"Provider {name} sent a compressed answer that could not be inflated."
+            )
         return UpstreamUnreachable(
-            f"The connection to provider {provider!r} broke mid-answer: {exc}"
+            f"Provider {name} closed the connection before the answer was complete."
         )
     if isinstance(exc, aiohttp.ClientResponseError):
-        return UpstreamProtocolError(f"Provider {provider!r} sent an invalid response: {exc}")
+        return UpstreamProtocolError(f"Provider {name} sent a response that is not valid HTTP.")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return UpstreamUnreachable(f"Provider {name} has an invalid base_url.")
+    if isinstance(exc, aiohttp.ClientOSError):
+        return UpstreamUnreachable(
+            f"The connection to provider {name} was lost ({_reason(exc, 'a network error')})."
+        )
     if isinstance(exc, aiohttp.ClientError):
-        return UpstreamUnreachable(f"The connection to provider {provider!r} failed: {exc!r}")
+        return UpstreamUnreachable(f"The connection to provider {name} was lost.")
     return None
+
+
+def _cannot_connect(exc: aiohttp.ClientConnectorError, name: str) -> GatewayError:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = "its TLS certificate could not be verified"
+    elif isinstance(exc, aiohttp.ClientSSLError) or isinstance(exc.os_error, ssl.SSLError):
+        reason = "the TLS handshake failed"
+    elif isinstance(exc, aiohttp.ClientConnectorDNSError):
+        reason = "its host name could not be resolved"
+    elif exc.os_error.errno in fdlimit.EXHAUSTED:
+        fdlimit.report_exhaustion(f"connecting to provider {name}")
+        return GatewayError(
+            f"The gateway cannot open a connection to provider {name} now: it has run out of "
+            "file descriptors. Try again shortly.",
+            status=503,
+            code="out_of_file_descriptors",
+        )
+    else:
+        reason = _reason(exc.os_error, "the connection failed")
+    return UpstreamUnreachable(f"Cannot connect to provider {name}: {reason}.")
+
+
+def _reason(error: OSError, default: str) -> str:
+    """An OSError in words ("connection refused"), without the address it carries."""
+    code = error.errno
+    if code is None or code == errno.EIO:
+        return default
+    return os.strerror(code).lower()

@@ -22,6 +22,7 @@ from gateway.errors import (
     UpstreamProtocolError,
     upstream_error_from_body,
 )
+from gateway.jsondepth import MAX_DEPTH, too_deep
 from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
 from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
 from providers.chunks import DONE
@@ -125,6 +126,8 @@ class _ChunkProbe(msgspec.Struct, gc=False):
 
 
 _decode_probe = msgspec.json.Decoder(_ChunkProbe).decode
+# msgspec recurses into what it skips: an event nested ~1,000 deep is a RecursionError.
+_UNREADABLE = (msgspec.DecodeError, RecursionError)
 
 
 def _passes(probe: _ChunkProbe) -> bool:
@@ -161,7 +164,7 @@ def _plain_prefix(data: bytes) -> int:
             return start
         try:
             probe = _decode_probe(view[start + 6 : end])
-        except msgspec.DecodeError:
+        except _UNREADABLE:
             return start
         if not _passes(probe):
             return start
@@ -178,7 +181,7 @@ def _is_plain(item: Event | Comment) -> bool:
         return False
     try:
         return _passes(_decode_probe(data))
-    except msgspec.DecodeError:
+    except _UNREADABLE:
         return False
 
 
@@ -281,15 +284,26 @@ class ChunkNormaliser:
             probe = _decode_probe(data)
         except msgspec.ValidationError:
             if data.lstrip().startswith("{"):  # valid JSON of an unusual shape: not ours to fix
-                return encode(item)
+                return self._too_deep() if too_deep(data.encode()) else encode(item)
             return self._malformed(data)
         except msgspec.DecodeError:
             return self._malformed(data)
+        except RecursionError:
+            return self._too_deep()
         if probe.error is not None:
             return self.error_event(upstream_error_from_body(502, data.encode(), self._provider))
         if _passes(probe):
             return encode(item)
+        if too_deep(data.encode()):  # parsed and written again below: bounded first
+            return self._too_deep()
         return self._hold_back(orjson.loads(data))
+
+    def _too_deep(self) -> bytes:
+        return self.error_event(
+            UpstreamProtocolError(
+                f"Provider {self._provider!r} sent an event nested deeper than {MAX_DEPTH} levels."
+            )
+        )
 
     def _malformed(self, data: str) -> bytes:
         return self.error_event(
@@ -478,5 +492,5 @@ class ResponsesRelay:
             return event.event
         try:  # a server that omits `event:` lines still names the type in the data
             return _type_probe.decode(event.data).type
-        except msgspec.DecodeError:
+        except _UNREADABLE:
             return ""
