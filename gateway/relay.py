@@ -29,7 +29,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.deadline import IdleDeadline
-from gateway.errors import GatewayError, ProviderAuthError
+from gateway.errors import GatewayError, ProviderAuthError, UpstreamProtocolError
 from gateway.first_content import ContentProbe
 from gateway.routing import Target
 from gateway.uploads import Upload
@@ -136,10 +136,21 @@ async def fetch_whole(target: Target, prepared: Prepared) -> web.Response:
             upstream.close()
     if upstream.status >= 400:
         raise _refused(target, upstream, body)
+    if prepared.content_type == "application/json" and body.lstrip()[:1] not in (b"{", b"["):
+        # A proxy's HTML page or a text/plain message in a 200: not an answer (a client's
+        # JSON parser would fail on it with nothing said of where it came from).
+        raise AttemptFailed(
+            UpstreamProtocolError(
+                f"Provider {target.provider.name!r} answered {upstream.content_type or 'a body'}"
+                " where JSON was expected."
+            )
+        )
     try:
         answer = prepared.translate(body)
     except GatewayError as error:  # an answer the gateway cannot read
         raise AttemptFailed(error) from None
+    except Exception as exc:  # a translator tripped on it: say so, never a traceback
+        raise AttemptFailed(_upstream_failure(exc, target)) from None
     response = web.Response(
         body=answer, content_type=prepared.content_type or upstream.content_type
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from gateway.config import AzureProviderConfig
+from gateway.errors import BadRequest
 from providers.base import Operation
 from providers.openai import OpenAIProvider
 
@@ -37,4 +38,10 @@ class AzureProvider(OpenAIProvider):
         self._query = "?" + urlencode({"api-version": config.api_version})
 
     def url(self, operation: Operation, model: str) -> str:
+        if model in (".", ".."):  # a URL would normalise them into another path on the host
+            raise BadRequest(
+                f"Deployment name {model!r} is not valid for provider {self.name!r}.",
+                param="model",
+                code="invalid_value",
+            )
         return self._deployments + quote(model, safe="") + _PATHS[operation] + self._query

@@ -358,3 +358,30 @@ async def test_a_client_slow_to_read_is_not_an_upstream_timeout(
         events = parse_sse(await response.read())
     assert events[-1].data == "[DONE]"
     assert all("error" not in e.data[:10] for e in events)
+
+
+async def test_a_200_that_is_not_json_is_a_502_naming_the_provider(
+    upstream: FakeUpstream, client: openai.AsyncOpenAI
+) -> None:
+    upstream.handler = answering(b"<html>Bad gateway page</html>")  # text/plain, status 200
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client.chat.completions.create(model="fake/m", messages=MESSAGES)
+    assert caught.value.status_code == 502
+    assert "'fake'" in caught.value.message and "JSON" in caught.value.message
+
+
+async def test_an_empty_model_after_the_provider_says_so(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="mock/", messages=MESSAGES)
+    assert "no model after the slash" in caught.value.message
+
+
+async def test_azure_deployment_dot_segments_are_refused(start_gateway: GatewayFactory) -> None:
+    url = await start_gateway(
+        '[providers.az]\ntype = "azure"\nbase_url = "http://127.0.0.1:9"\napi_key = "k"\n'
+    )
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        for model in ("az/..", "az/."):
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.chat.completions.create(model=model, messages=MESSAGES)
+            assert caught.value.body["param"] == "model"  # type: ignore[index]
