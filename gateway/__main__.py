@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import asyncio
 import contextlib
 import logging
@@ -16,6 +17,13 @@ from gateway.config import Config, ConfigError, load, warn_missing_keys
 DEFAULT_CONFIG = "gateway.toml"
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("gateway")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="gateway", description="A streaming, OpenAI-compatible LLM gateway."
@@ -24,6 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--config",
         help=f"TOML file (default: ./{DEFAULT_CONFIG}; without it, the built-in mock provider)",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--host", help="address to listen on (overrides [server] host)")
     parser.add_argument("--port", type=int, help="port to listen on (overrides [server] port)")
     return parser.parse_args(argv)

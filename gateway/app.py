@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import guards, redact
+from gateway import cors, guards, redact
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.auth import KeyRing, auth_middleware
 from gateway.config import Config
 from gateway.connection import ClientLimits
+from gateway.cors import cors_middleware
 from gateway.dispatch import Dispatcher
 from gateway.errors import ERROR_SHAPES, error_middleware
 from gateway.listener import ConnectionCap, GatewaySite
@@ -32,12 +33,15 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
         middlewares=[
             guards.track_request,
             error_middleware,
+            *cors_middleware(server.cors_origins),
             *guards.request_guards(server, server.host if host is None else host),
             auth_middleware(keys),
         ],
         client_max_size=server.max_request_bytes,
     )
     app.on_response_prepare.append(guards.on_response_prepare)
+    if server.cors_origins:
+        app.on_response_prepare.append(cors.on_response_prepare)
     redact.add_config_secrets(config)
     http = HttpTransport(max_body_bytes=server.max_upstream_bytes)
     state = SharedState(config.state)

@@ -40,6 +40,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_upload_bytes: int = 25 * 1024 * 1024  # audio uploads (transcription, translation)
     # The provider for a model named without one (Claude Code sends "claude-sonnet-4-5").
     default_provider: str | None = None
+    # Browser origins that may call the gateway ("https://app.example"; "*": any). None: off.
+    cors_origins: list[str] = []
     # The most an upstream answer the gateway holds whole may weigh (a non-streamed answer,
     # an error body, once inflated); streamed answers are never held.
     max_upstream_bytes: int = 64 * 1024 * 1024

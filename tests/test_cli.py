@@ -122,3 +122,9 @@ def test_unset_env_key_is_a_warning_at_start_not_a_crash(tmp_path: Path) -> None
         assert "GATEWAY_CLI_UNSET_KEY is not set" in process.stderr.read()
     finally:
         process.kill()
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    process = _run("--version", cwd=tmp_path)
+    out, _ = process.communicate(timeout=30)
+    assert out.startswith("gateway ") and out.strip() != "gateway unknown"
