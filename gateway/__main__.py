@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import signal
 import sys
