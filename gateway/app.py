@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -14,9 +15,20 @@ from gateway.config import Config
 from gateway.connection import ClientLimits
 from gateway.cors import cors_middleware
 from gateway.dispatch import Dispatcher
+from gateway.drain import DRAIN, Drain, drain_middleware
 from gateway.errors import ERROR_SHAPES, error_middleware
 from gateway.listener import ConnectionCap, GatewaySite
-from gateway.routes import audio, chat, embeddings, gemini, messages, models, responses, usage
+from gateway.routes import (
+    audio,
+    chat,
+    embeddings,
+    gemini,
+    messages,
+    models,
+    probes,
+    responses,
+    usage,
+)
 from gateway.routing import Router
 from gateway.state import SharedState
 from gateway.upstream import HttpTransport
@@ -29,9 +41,11 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     decides which Host names it answers."""
     server = config.server
     keys = KeyRing(config)
+    drain = Drain()
     app = web.Application(
         middlewares=[
             guards.track_request,
+            drain_middleware(drain),
             error_middleware,
             *cors_middleware(server.cors_origins),
             *guards.request_guards(server, server.host if host is None else host),
@@ -46,6 +60,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     http = HttpTransport(max_body_bytes=server.max_upstream_bytes)
     state = SharedState(config.state)
     app[CONFIG] = config
+    app[DRAIN] = drain
     app[HTTP] = http
     app[KEYS] = keys
     app[STATE] = state
@@ -54,6 +69,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter)
     chat.add_routes(app)
     models.add_routes(app)
+    probes.add_routes(app)
     responses.add_routes(app)
     embeddings.add_routes(app)
     audio.add_routes(app)
@@ -75,16 +91,23 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     await app[STATE].close()
 
 
-async def start(config: Config, host: str, port: int) -> tuple[web.AppRunner, str]:
-    """Serve `config` on host:port (0: any free port); returns the runner and the base URL."""
+async def start(
+    config: Config, host: str, port: int, sockets: list[socket.socket] | None = None
+) -> tuple[web.AppRunner, str]:
+    """Serve `config` on host:port (0: any free port), or on listening `sockets` a supervisor
+    bound (every worker accepts from the same ones); returns the runner and the base URL."""
     warning = None if config.keys else guards.exposure_warning(host)
     if warning:
         log.warning(warning)
-    return await serve_app(create_app(config, host), config, host, port)
+    return await serve_app(create_app(config, host), config, host, port, sockets)
 
 
 async def serve_app(
-    app: web.Application, config: Config, host: str, port: int
+    app: web.Application,
+    config: Config,
+    host: str,
+    port: int,
+    sockets: list[socket.socket] | None = None,
 ) -> tuple[web.AppRunner, str]:
     """Serve a built app on host:port; returns the runner and the base URL."""
     server = config.server
@@ -103,10 +126,11 @@ async def serve_app(
     )
     try:
         cap = ConnectionCap(runner, server.max_connections, limits)
-        await GatewaySite(runner, host, port, cap).start()
+        await GatewaySite(runner, host, port, cap, sockets).start()
     except BaseException:
         await runner.cleanup()
         raise
+    app[DRAIN].ready = True
     bound_host, bound_port = runner.addresses[0][:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     return runner, f"http://{shown}:{bound_port}"

@@ -29,6 +29,7 @@ from aiohttp import web
 from gateway.auth import CLIENT_KEY, GATEWAY_KEY
 from gateway.config import RoutingConfig
 from gateway.cooldowns import Cooldowns
+from gateway.drain import DRAIN
 from gateway.errors import GatewayError, ProviderAuthError
 from gateway.first_content import ContentProbe, chat_content
 from gateway.hooks import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
@@ -172,6 +173,15 @@ class _Run:
                 error = self._final_error()
             except GatewayError as fatal:  # the request's own fault (a 400): answered as is
                 error = fatal
+            except asyncio.CancelledError:
+                drain = self.request.app.get(DRAIN)
+                if drain is None or not drain.cutting:
+                    raise  # the client went away
+                # The gateway's drain ran out of time: the client hears it, then retries.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                error = drain.ended_error()
             return await self._fail(error)
         finally:
             if self.keepalive is not None:

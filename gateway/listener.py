@@ -178,13 +178,21 @@ def bind(host: str | None, port: int, backlog: int = BACKLOG) -> list[socket.soc
 class GatewaySite(web.BaseSite):
     """aiohttp's TCPSite, with the gateway's `Listener` and `ConnectionCap`."""
 
-    __slots__ = ("_cap", "_host", "_port")
+    __slots__ = ("_cap", "_host", "_port", "_sockets")
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, cap: ConnectionCap) -> None:
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        cap: ConnectionCap,
+        sockets: list[socket.socket] | None = None,
+    ) -> None:
         super().__init__(runner, backlog=BACKLOG)
         self._host = host
         self._port = port
         self._cap = cap
+        self._sockets = sockets  # bound already (a worker's, shared with its siblings)
 
     @property
     def name(self) -> str:
@@ -192,7 +200,8 @@ class GatewaySite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        self._server = Listener(bind(self._host, self._port, self._backlog), self._cap)  # type: ignore[assignment]
+        sockets = self._sockets or bind(self._host, self._port, self._backlog)
+        self._server = Listener(sockets, self._cap)  # type: ignore[assignment]
 
     async def stop(self) -> None:
         await super().stop()

@@ -1,4 +1,4 @@
-"""GET /v1/models (aliases and the models the providers list), /v1/models/{id}, /health."""
+"""GET /v1/models (aliases and the models the providers list) and /v1/models/{id}."""
 
 from __future__ import annotations
 
@@ -65,14 +65,6 @@ async def retrieve_model(request: web.Request) -> web.Response:
     )
 
 
-async def health(request: web.Request) -> web.Response:
-    return web.Response(
-        body=orjson.dumps({"status": "ok", "providers": sorted(request.app[CONFIG].providers)}),
-        content_type="application/json",
-    )
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{id:.+}", retrieve_model)
-    app.router.add_get("/health", health)

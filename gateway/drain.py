@@ -1,0 +1,100 @@
+"""Graceful drain: on SIGTERM, stop taking connections and let requests in flight finish.
+
+A rolling restart must not cut a two-minute reasoning stream. So the first SIGTERM (or
+SIGINT) starts a drain: the listening sockets close (a new connection is refused, and a load
+balancer moves on), `GET /ready` answers 503, every answer from then on closes its connection,
+and the requests in flight run on for up to `[server] drain_timeout` seconds (aiohttp's own
+shutdown would cancel them instead). Whatever still
+runs then is ended: a stream with its final error event (the client knows to retry), any
+other request with a 503. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.errors import GatewayError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ShuttingDown(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "gateway_shutting_down"
+
+
+class Drain:
+    """One gateway process's drain: its state, and the requests in flight."""
+
+    def __init__(self) -> None:
+        self.ready = False  # set once the app serves (providers built, sockets bound)
+        self.draining = False
+        self.cutting = False  # the drain's time is up: requests still running are ended
+        self._in_flight: set[asyncio.Task[object]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def ended_error(self) -> ShuttingDown:
+        return ShuttingDown(
+            "The gateway is shutting down and ended this request: send it again (another "
+            "instance will answer)."
+        )
+
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        self._idle.clear()
+        try:
+            response = await handler(request)
+        finally:
+            self._in_flight.discard(task)
+            if not self._in_flight:
+                self._idle.set()
+        if self.draining and not response.prepared:
+            response.force_close()  # this connection ends with this answer
+        return response
+
+    async def run(self, runner: web.AppRunner, timeout: float) -> None:
+        """Drain `runner`: stop accepting, wait up to `timeout` seconds for the requests in
+        flight, end the rest, close."""
+        self.draining = True
+        for site in list(runner.sites):
+            await site.stop()  # the listening sockets close: new connections are refused
+        # Connections already open stay until the end: a request on one is still answered
+        # (a load balancer's in-flight retry, a readiness probe) and closes it.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        await self.cut()
+        await runner.cleanup()
+
+    async def cut(self) -> None:
+        """End every request still running (streams get their error event)."""
+        self.cutting = True
+        tasks = list(self._in_flight)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+
+DRAIN = web.AppKey("drain", Drain)
+
+
+def drain_middleware(
+    drain: Drain,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def track_in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await drain.middleware(request, handler)
+
+    return track_in_flight

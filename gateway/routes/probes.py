@@ -1,0 +1,40 @@
+"""GET /health (liveness) and GET /ready (readiness), for load balancers and Kubernetes.
+
+/health says the process is alive and names it (its pid: which worker answered). /ready says
+whether it takes requests: 503 before it serves and while it drains (see gateway.drain).
+"""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+from aiohttp import web
+
+from gateway.app_keys import CONFIG
+from gateway.drain import DRAIN
+
+
+async def health(request: web.Request) -> web.Response:
+    body = {
+        "status": "ok",
+        "providers": sorted(request.app[CONFIG].providers),
+        "pid": os.getpid(),
+    }
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def ready(request: web.Request) -> web.Response:
+    drain = request.app[DRAIN]
+    serving = drain.ready and not drain.draining
+    status = "ready" if serving else "draining" if drain.draining else "starting"
+    return web.Response(
+        body=orjson.dumps({"status": status, "pid": os.getpid()}),
+        status=200 if serving else 503,
+        content_type="application/json",
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
