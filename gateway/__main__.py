@@ -8,11 +8,21 @@ import contextlib
 import importlib.metadata
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 
 from gateway import app, fdlimit
-from gateway.config import Config, ConfigError, load, warn_missing_keys
+from gateway.config import (
+    Config,
+    ConfigError,
+    load,
+    shared_state_problem,
+    warn_missing_keys,
+    worker_count,
+)
+from gateway.drain import DRAIN
+from gateway.supervisor import Supervisor, die_with_parent
 
 DEFAULT_CONFIG = "gateway.toml"
 
@@ -35,6 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--host", help="address to listen on (overrides [server] host)")
     parser.add_argument("--port", type=int, help="port to listen on (overrides [server] port)")
+    parser.add_argument(
+        "--workers",
+        help='worker processes sharing the port: a number or "auto" (one per core); '
+        "overrides [server] workers",
+    )
+    # A worker started by the supervisor: the listening sockets it inherited.
+    parser.add_argument("--worker-fds", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -44,18 +61,33 @@ def load_config(path: str | None) -> Config:
     return load(path)
 
 
-async def serve(config: Config, host: str, port: int) -> None:
-    stop = asyncio.Event()
+async def serve(
+    config: Config, host: str, port: int, sockets: list[socket.socket] | None = None
+) -> int:
+    """Serve until a signal: the first drains (exit status 0), a second stops at once (1)."""
+    signals: asyncio.Queue[int] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    runner, url = await app.start(config, host, port)
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
+    runner, url = await app.start(config, host, port, sockets)
     # Printed once the socket is bound and signals are handled: a caller may use both at once.
     print(f"gateway listening on {url} (config: {config.source})", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    await signals.get()
+    drain = runner.app[DRAIN]
+    draining = asyncio.ensure_future(drain.run(runner, config.server.drain_timeout))
+    second = asyncio.ensure_future(signals.get())
+    done, _ = await asyncio.wait({draining, second}, return_when=asyncio.FIRST_COMPLETED)
+    if draining in done:
+        second.cancel()
+        draining.result()
+        return 0
+    await drain.cut()  # a second signal: whatever still runs ends now
+    await draining
+    return 1
+
+
+def _worker_sockets(fds: str) -> list[socket.socket]:
+    return [socket.socket(fileno=int(fd)) for fd in fds.split(",")]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,24 +107,46 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("gateway").warning(capacity)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
+    workers = worker_count(_int_or(args.workers) if args.workers else config.server.workers)
+    if workers is None:
+        _exit_with(f'--workers: a positive number or "auto" (got {args.workers!r})', 2)
+    assert workers is not None
+    problem = shared_state_problem(config, workers)
+    if problem:
+        _exit_with(problem, 2)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
         uvloop = None
     runner = uvloop.run if uvloop is not None else asyncio.run
     try:
-        runner(serve(config, host, port))
+        if args.worker_fds:
+            die_with_parent()
+            status = runner(serve(config, host, port, _worker_sockets(args.worker_fds)))
+        elif workers > 1:
+            passed = ["--host", host, "--port", str(port), "--workers", "1"]
+            if args.config is not None:
+                passed += ["--config", args.config]
+            supervisor = Supervisor(passed, host, port, workers, config.source)
+            status = runner(supervisor.run())
+        else:
+            status = runner(serve(config, host, port))
     except ConfigError as exc:  # found while building providers, e.g. a missing extra
-        print(f"gateway: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _exit_with(str(exc), 2)
     except OSError as exc:  # e.g. the port is taken
-        print(
-            f"gateway: error: cannot listen on {host}:{port}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+        _exit_with(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
     with contextlib.suppress(Exception):
         sys.stdout.flush()
+    sys.exit(status)
+
+
+def _int_or(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def _exit_with(message: str, status: int) -> None:
+    print(f"gateway: error: {message}", file=sys.stderr)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

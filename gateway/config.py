@@ -42,6 +42,10 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     default_provider: str | None = None
     # Browser origins that may call the gateway ("https://app.example"; "*": any). None: off.
     cors_origins: list[str] = []
+    # Worker processes sharing the port: a number, or "auto" (one per core).
+    workers: int | str = 1
+    # Seconds requests in flight may run on after SIGTERM before they are ended.
+    drain_timeout: float = 30.0
     # The most an upstream answer the gateway holds whole may weigh (a non-streamed answer,
     # an error body, once inflated); streamed answers are never held.
     max_upstream_bytes: int = 64 * 1024 * 1024
@@ -463,6 +467,10 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"{where}: tokens and delay must not be negative")
     _check_routing(config)
     _check_keys(config)
+    if worker_count(server.workers) is None:
+        raise ConfigError(f'{source}: server.workers: a positive number or "auto"')
+    if server.drain_timeout < 0:
+        raise ConfigError(f"{source}: server.drain_timeout: must not be negative")
     default = server.default_provider
     if default is not None and default not in config.providers:
         raise ConfigError(
@@ -537,6 +545,37 @@ def _is_host_pattern(host: str) -> bool:
     if name.startswith("[") and name.endswith("]"):  # an IPv6 address
         name = name[1:-1].replace(":", "")
     return bool(name) and not any(char in name for char in "*/: \t")
+
+
+def worker_count(workers: int | str) -> int | None:
+    """How many worker processes `workers` asks for ("auto": one per core); None if invalid."""
+    if workers == "auto":
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
+    if isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1:
+        return workers
+    return None
+
+
+def shared_state_problem(config: Config, workers: int) -> str | None:
+    """Why `workers` processes cannot run this config: limits that each process would allow
+    in full, with no shared state to hold them."""
+    if workers <= 1 or config.state.redis_url is not None:
+        return None
+    limited = [
+        name
+        for name, key in config.keys.items()
+        if any(v is not None for v in (key.rpm, key.tpm, key.budget, key.max_parallel))
+    ]
+    if not limited:
+        return None
+    return (
+        f"{config.source}: {workers} workers would each allow the whole limit of "
+        f"keys.{limited[0]}: set [state] redis_url so that they share the limits"
+    )
 
 
 def warn_missing_keys(config: Config) -> list[str]:

@@ -1,0 +1,207 @@
+"""Worker processes, restarts, graceful drain and readiness, as a deployment runs the gateway:
+real `python -m gateway` processes on 127.0.0.1, stopped with real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from gateway.sse import Event, SSEDecoder
+from tests.processes import GatewayProcess
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+# 30 tokens 0.1 s apart: a 3-second stream.
+SLOW_MOCK = '[providers.mock]\ntype = "mock"\ndelay = 0.1\ntokens = 30\n'
+
+
+@pytest.fixture
+def gateways(tmp_path: Path) -> Iterator[list[GatewayProcess]]:
+    started: list[GatewayProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+async def _health(url: str) -> dict[str, object]:
+    # A new connection each time: the kernel hands it to any worker.
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        session.get(f"{url}/health") as response,
+    ):
+        return dict(await response.json())
+
+
+async def _pids(url: str, want: int, tries: int = 200) -> set[int]:
+    pids: set[int] = set()
+    for _ in range(tries):
+        pid = (await _health(url))["pid"]
+        assert isinstance(pid, int)
+        pids.add(pid)
+        if len(pids) >= want:
+            break
+    return pids
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+async def test_two_workers_serve_from_two_processes(
+    tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    gateways.append(GatewayProcess(SLOW_MOCK, tmp_path, "--workers", "2"))
+    pids = await _pids(gateways[0].url, 2)
+    assert len(pids) == 2 and gateways[0].process.pid not in pids  # workers, not the supervisor
+
+
+async def test_a_worker_that_dies_is_restarted_and_requests_keep_succeeding(
+    tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    gateway = GatewayProcess(SLOW_MOCK, tmp_path, "--workers", "2")
+    gateways.append(gateway)
+    url = gateway.url
+    before = await _pids(url, 2)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    statuses = []
+    deadline = time.monotonic() + 15
+    after: set[int] = set()
+    while time.monotonic() < deadline and len(after - before) == 0:
+        health = await _health(url)
+        statuses.append(health["status"])
+        after.add(int(health["pid"]))  # type: ignore[call-overload]
+        await asyncio.sleep(0.05)
+    assert set(statuses) == {"ok"}  # the other worker served meanwhile
+    new = after - before
+    assert len(new) == 1 and victim not in after  # a new worker took the dead one's place
+    assert "restarting it" in gateway.stop()
+
+
+async def _open_stream(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = "127.0.0.1", _port_of(url)
+    reader, writer = await asyncio.open_connection(host, port)
+    body = orjson.dumps({"model": "mock/x", "messages": MESSAGES, "stream": True})
+    writer.write(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def _stream_started(reader: asyncio.StreamReader) -> bytes:
+    """Wait for the stream's first event; returns what was read of the answer so far."""
+    return await asyncio.wait_for(reader.readuntil(b"data: "), 10)
+
+
+async def _read_to_end(reader: asyncio.StreamReader, started: bytes) -> list[Event]:
+    raw = started + await asyncio.wait_for(reader.read(), 30)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    # De-chunk: the events are what a client reads.
+    data, rest = b"", body
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        data, rest = data + rest[:size], rest[size + 2 :]
+    return [e for e in SSEDecoder().feed(data) if isinstance(e, Event)]
+
+
+async def _ready_on(connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> int:
+    reader, writer = connection
+    writer.write(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    return int(status_line.split()[1])
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_sigterm_lets_a_running_stream_finish_and_refuses_new_connections(
+    tmp_path: Path, gateways: list[GatewayProcess], workers: str
+) -> None:
+    gateway = GatewayProcess(SLOW_MOCK, tmp_path, "--workers", workers)
+    gateways.append(gateway)
+    port = _port_of(gateway.url)
+    # A connection opened before the drain: a readiness probe asks on it during the drain.
+    probe = await asyncio.open_connection("127.0.0.1", port)
+    assert await _ready_on(probe) == 200
+    await probe[0].readuntil(b"}")  # the rest of that answer
+    reader, writer = await _open_stream(gateway.url)
+    started = await _stream_started(reader)
+    gateway.process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    if workers == "1":
+        # Draining. (With several workers the probe's may have drained and closed already.)
+        assert await _ready_on(probe) == 503
+    with pytest.raises(OSError):  # a new connection is refused
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    events = await _read_to_end(reader, started)
+    writer.close()
+    assert events[-1].data == "[DONE]"  # the stream finished whole
+    text = "".join(
+        (orjson.loads(e.data)["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+        for e in events[:-1]
+    )
+    assert len(text.split()) == 30
+    assert gateway.process.wait(20) == 0
+
+
+async def test_a_stream_longer_than_drain_timeout_ends_with_the_error_event(
+    tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    gateway = GatewayProcess("[server]\ndrain_timeout = 0.5\n" + SLOW_MOCK, tmp_path)
+    gateways.append(gateway)
+    reader, writer = await _open_stream(gateway.url)
+    started = await _stream_started(reader)
+    gateway.process.send_signal(signal.SIGTERM)
+    events = await _read_to_end(reader, started)
+    writer.close()
+    last = orjson.loads(events[-1].data)
+    assert last["error"]["code"] == "gateway_shutting_down"
+    assert all(e.data != "[DONE]" for e in events)
+    assert gateway.process.wait(20) == 0
+
+
+async def test_a_second_signal_stops_at_once(
+    tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    gateway = GatewayProcess("[server]\ndrain_timeout = 60\n" + SLOW_MOCK, tmp_path)
+    gateways.append(gateway)
+    reader, writer = await _open_stream(gateway.url)
+    started = await _stream_started(reader)
+    gateway.process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    signalled = time.monotonic()
+    gateway.process.send_signal(signal.SIGINT)
+    events = await _read_to_end(reader, started)
+    writer.close()
+    assert orjson.loads(events[-1].data)["error"]["code"] == "gateway_shutting_down"
+    assert gateway.process.wait(20) == 1
+    assert time.monotonic() - signalled < 10  # not the 60 s drain
+
+
+def test_several_workers_with_local_limits_refuse_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "g.toml"
+    config.write_text(SLOW_MOCK + '[keys.app]\nvalue = "sk-app"\nrpm = 10\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "--config", str(config), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert "redis_url" in lines[-1] and "keys.app" in lines[-1]
