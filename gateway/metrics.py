@@ -1,0 +1,164 @@
+"""The gateway's Prometheus metrics, with OpenTelemetry's GenAI names and buckets, fed by the
+dispatcher's hooks (`gateway.hooks`): at an attempt's start and end, at the first content
+and at the request's end. Nothing is observed per chunk.
+
+Metric (labels)                                 observed
+gen_ai_server_time_to_first_token_seconds (A)   streams: arrival -> first content sent
+gen_ai_server_time_per_output_token_seconds (A) streams that succeeded with 2+ output
+                                                tokens: (duration - TTFT) / (output - 1)
+gen_ai_server_request_duration_seconds (A, E)   every request the dispatcher took
+gen_ai_client_token_usage (A, token type)       answers that reported usage
+gateway_attempts_total (provider, outcome, E)   every upstream attempt
+gateway_requests_in_flight                      from a request's first attempt to its end
+gateway_responses_total (route, status)         every response, dispatched or not
+
+A: gen_ai_operation_name, gen_ai_provider_name, gen_ai_request_model, gateway_key.
+E: error_type. gateway_cooldowns is collected at scrape time (`gateway.cooldown_watch`).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway.config import Config
+from gateway.hooks import Attempt, RequestRecord
+from gateway.metric_labels import ModelNames, error_type, operation_name
+from gateway.usage import token_counts
+
+# OpenTelemetry GenAI semantic conventions' explicit bucket boundaries.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0)
+TTFT_BUCKETS += (2.5, 5.0, 7.5, 10.0)
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))  # 0.01 ... 81.92
+TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 ... 67108864
+
+LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gateway_key")
+
+# The children of one label set (operation, provider, model, key), looked up once.
+_Series = tuple[Histogram, Histogram, Histogram, Histogram]  # ttft, tpot, input, output
+
+
+class GatewayMetrics:
+    """A `gateway.hooks.Hooks`: one per application, its metrics in `registry`."""
+
+    def __init__(self, config: Config, registry: CollectorRegistry) -> None:
+        self.model_name = ModelNames(config)
+        self.ttft = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time from a streamed request's arrival to the first content sent to the client.",
+            LABELS,
+            buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
+        self.tpot = Histogram(
+            "gen_ai_server_time_per_output_token_seconds",
+            "Time per output token after the first, once per successful streamed request.",
+            LABELS,
+            buckets=TPOT_BUCKETS,
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "gen_ai_server_request_duration_seconds",
+            "Time from a request's arrival to its last byte.",
+            (*LABELS, "error_type"),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.tokens = Histogram(
+            "gen_ai_client_token_usage",
+            "Input and output tokens of each answer, from the usage it reported.",
+            (*LABELS, "gen_ai_token_type"),
+            buckets=TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "gateway_attempts",
+            "Upstream attempts by provider and outcome (ok, retried, failed_over, error).",
+            ("gen_ai_provider_name", "outcome", "error_type"),
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "gateway_requests_in_flight",
+            "Requests between their first upstream attempt and their end.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.responses = Counter(
+            "gateway_responses",
+            "Responses by route (or 'unmatched') and HTTP status, dispatched or not.",
+            ("route", "status"),
+            registry=registry,
+        )
+        self._series: dict[tuple[str, str, str, str], _Series] = {}
+        self._durations: dict[tuple[str, str, str, str, str], Histogram] = {}
+        self._attempts: dict[tuple[str, str, str], Counter] = {}
+        self._responses: dict[tuple[str, int], Counter] = {}
+
+    # Hooks
+
+    def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
+        if attempt.number == 1:
+            self.in_flight.inc()
+
+    def first_content(self, record: RequestRecord, attempt: Attempt) -> None:
+        if record.first_content is not None:
+            ttft = self._of(record, attempt.provider)[0]
+            ttft.observe(record.first_content - record.started)
+
+    def attempt_ended(self, record: RequestRecord, attempt: Attempt) -> None:
+        failed = "" if attempt.outcome == "ok" or attempt.status is None else str(attempt.status)
+        key = (attempt.provider, attempt.outcome or "", failed)
+        counter = self._attempts.get(key)
+        if counter is None:
+            counter = self._attempts[key] = self.attempts.labels(*key)
+        counter.inc()
+
+    def request_ended(self, record: RequestRecord) -> None:
+        if record.attempts:
+            self.in_flight.dec()
+        provider = record.attempts[-1].provider if record.attempts else ""
+        ended = record.ended or record.started
+        failed = error_type(record)
+        labels = self._labels(record, provider)
+        key = (*labels, failed)
+        duration = self._durations.get(key)
+        if duration is None:
+            duration = self._durations[key] = self.duration.labels(*key)
+        duration.observe(ended - record.started)
+        if not record.usage:
+            return
+        _, tpot, inputs, outputs = self._of(record, provider)
+        input_tokens, output_tokens = token_counts(record.usage)
+        inputs.observe(input_tokens)
+        if output_tokens:
+            outputs.observe(output_tokens)
+        if record.stream and not failed and output_tokens > 1 and record.first_content:
+            tpot.observe((ended - record.first_content) / (output_tokens - 1))
+
+    # Beyond the dispatcher
+
+    def responded(self, route: str, status: int) -> None:
+        counter = self._responses.get((route, status))
+        if counter is None:
+            counter = self._responses[(route, status)] = self.responses.labels(route, status)
+        counter.inc()
+
+    def _labels(self, record: RequestRecord, provider: str) -> tuple[str, str, str, str]:
+        return (
+            operation_name(record.operation),
+            provider,
+            self.model_name(record.model),
+            record.key or "",
+        )
+
+    def _of(self, record: RequestRecord, provider: str) -> _Series:
+        labels = self._labels(record, provider)
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = (
+                self.ttft.labels(*labels),
+                self.tpot.labels(*labels),
+                self.tokens.labels(*labels, "input"),
+                self.tokens.labels(*labels, "output"),
+            )
+        return series
