@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import app
+from gateway import access_log, app
 from gateway.config import Config, ConfigError, load, warn_missing_keys
 
 DEFAULT_CONFIG = "gateway.toml"
@@ -26,6 +26,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--host", help="address to listen on (overrides [server] host)")
     parser.add_argument("--port", type=int, help="port to listen on (overrides [server] port)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="level of the gateway's messages (the access log has its own switch)",
+    )
     return parser.parse_args(argv)
 
 
@@ -51,7 +57,10 @@ async def serve(config: Config, host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    access_log.configure()
     try:
         config = load_config(args.config)
     except ConfigError as exc:

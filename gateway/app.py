@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway import observe
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.auth import KeyRing, auth_middleware
 from gateway.config import Config
@@ -32,6 +33,7 @@ def create_app(config: Config) -> web.Application:
     router = Router(config, http)
     app[ROUTER] = router
     app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter)
+    observe.install(app, config, app[DISPATCHER])  # request ids, access log, metrics
     chat.add_routes(app)
     models.add_routes(app)
     responses.add_routes(app)

@@ -1,0 +1,145 @@
+"""Observability wired into the application: request ids, the access log, the metrics.
+
+One middleware, outermost, sees every request: it notes the arrival (the dispatcher's
+record and so TTFT start there), gives the request its id, and once the handler returned
+(for a stream, after its last byte) writes the access line and counts the response. The
+dispatcher's own observations come through its hooks (`gateway.metrics`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway import access_log, request_ids
+from gateway.auth import GATEWAY_KEY
+from gateway.config import Config
+from gateway.cooldown_watch import CooldownCollector, WatchedCooldowns
+from gateway.dispatch import Dispatcher
+from gateway.hooks import ARRIVED, REQUEST_RECORD, RequestRecord
+from gateway.metric_labels import error_type
+from gateway.metrics import GatewayMetrics
+from gateway.metrics_export import metrics_handler
+from gateway.usage import token_counts
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+CLIENT_CLOSED = 499  # nginx's status for a request whose client left before any answer
+UNMATCHED = "unmatched"
+
+
+def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> None:
+    """Request ids always; metrics and /metrics unless `[metrics] enabled = false`; the
+    access log unless `[server] access_log = false`."""
+    metrics = None
+    if config.metrics.enabled:
+        registry = CollectorRegistry()
+        metrics = GatewayMetrics(config, registry)
+        dispatcher.hooks.append(metrics)
+        watched = WatchedCooldowns(dispatcher.cooldowns)
+        dispatcher.cooldowns = watched
+        cooldowns = CooldownCollector(watched, config.providers)
+        registry.register(cooldowns)
+        app.router.add_get("/metrics", metrics_handler(registry, [cooldowns]))
+    app.middlewares.insert(0, middleware(metrics, config.server.access_log))
+    app.on_response_prepare.append(request_ids.on_response_prepare)
+
+
+def middleware(metrics: GatewayMetrics | None, log_access: bool) -> Middleware:
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        arrived = time.perf_counter()
+        request[ARRIVED] = arrived
+        request_ids.assign(request)
+        if metrics is None and not log_access:
+            return await handler(request)
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:  # the client left; a stream's 200 may have gone out
+            _finished(request, request.get(request_ids.SENT_STATUS, CLIENT_CLOSED), arrived)
+            raise
+        except web.HTTPException as http:  # not an error (a redirect): the error middleware
+            _finished(request, http.status, arrived)  # answers every error itself
+            raise
+        _finished(request, response.status, arrived)
+        return response
+
+    def _finished(request: web.Request, status: int, arrived: float) -> None:
+        record = request.get(REQUEST_RECORD)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else None
+        if metrics is not None:
+            if record is not None and record.ended is None:  # refused before any attempt
+                record.ended, record.status = time.perf_counter(), status
+                metrics.request_ended(record)
+            metrics.responded(route or UNMATCHED, status)
+        if log_access:
+            access_log.write(_line(request, status, arrived, route, record))
+
+    return observe
+
+
+def _line(
+    request: web.Request,
+    status: int,
+    arrived: float,
+    route: str | None,
+    record: RequestRecord | None,
+) -> access_log.AccessLine:
+    ended = time.perf_counter()
+    key = request.get(GATEWAY_KEY)
+    if record is None:
+        return access_log.AccessLine(
+            time=access_log.now_iso(),
+            request_id=request[request_ids.REQUEST_ID],
+            method=request.method,
+            route=route or request.path[:256],
+            status=status,
+            model=None,
+            served=None,
+            attempts=0,
+            stream=None,
+            ttft_ms=None,
+            duration_ms=_ms(ended - arrived),
+            input_tokens=None,
+            output_tokens=None,
+            key=key.name if key is not None else None,
+            error_type=_status_error(status),
+            error_code=None,
+        )
+    inputs, outputs = token_counts(record.usage) if record.usage else (None, None)
+    error = record.error
+    ttft = record.first_content
+    return access_log.AccessLine(
+        time=access_log.now_iso(),
+        request_id=request[request_ids.REQUEST_ID],
+        method=request.method,
+        route=route or request.path[:256],
+        status=status,
+        model=record.model,
+        served=record.served,
+        attempts=len(record.attempts),
+        stream=record.stream,
+        ttft_ms=_ms(ttft - record.started) if ttft is not None else None,
+        duration_ms=_ms(ended - record.started),
+        input_tokens=inputs,
+        output_tokens=outputs,
+        key=record.key,
+        error_type=error_type(record) or _status_error(status),
+        error_code=(error.code or error.type) if error is not None else None,
+    )
+
+
+def _status_error(status: int) -> str:
+    if status == CLIENT_CLOSED:
+        return "cancelled"
+    return str(status) if status >= 400 else ""
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
