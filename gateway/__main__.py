@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import access_log, app
+from gateway import app
 from gateway.config import Config, ConfigError, load, warn_missing_keys
 
 DEFAULT_CONFIG = "gateway.toml"
@@ -60,7 +60,6 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
     )
-    access_log.configure()
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -102,7 +102,7 @@ class GatewayMetrics:
 
     def first_content(self, record: RequestRecord, attempt: Attempt) -> None:
         if record.first_content is not None:
-            ttft = self._of(record, attempt.provider)[0]
+            ttft = self._series_of(self._labels(record, attempt.provider))[0]
             ttft.observe(record.first_content - record.started)
 
     def attempt_ended(self, record: RequestRecord, attempt: Attempt) -> None:
@@ -127,7 +127,7 @@ class GatewayMetrics:
         duration.observe(ended - record.started)
         if not record.usage:
             return
-        _, tpot, inputs, outputs = self._of(record, provider)
+        _, tpot, inputs, outputs = self._series_of(labels)
         input_tokens, output_tokens = token_counts(record.usage)
         inputs.observe(input_tokens)
         if output_tokens:
@@ -151,8 +151,7 @@ class GatewayMetrics:
             record.key or "",
         )
 
-    def _of(self, record: RequestRecord, provider: str) -> _Series:
-        labels = self._labels(record, provider)
+    def _series_of(self, labels: tuple[str, str, str, str]) -> _Series:
         series = self._series.get(labels)
         if series is None:
             series = self._series[labels] = (

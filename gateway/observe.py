@@ -46,17 +46,28 @@ def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> Non
         cooldowns = CooldownCollector(watched, config.providers)
         registry.register(cooldowns)
         app.router.add_get("/metrics", metrics_handler(registry, [cooldowns]))
-    app.middlewares.insert(0, middleware(metrics, config.server.access_log))
+    lines = None
+    if config.server.access_log:
+        lines = access_log.AccessLog()
+        app.on_cleanup.append(_flush(lines))
+    app.middlewares.insert(0, middleware(metrics, lines))
     app.on_response_prepare.append(request_ids.on_response_prepare)
 
 
-def middleware(metrics: GatewayMetrics | None, log_access: bool) -> Middleware:
+def _flush(lines: access_log.AccessLog) -> Callable[[web.Application], Awaitable[None]]:
+    async def flush(app: web.Application) -> None:
+        lines.flush()
+
+    return flush
+
+
+def middleware(metrics: GatewayMetrics | None, lines: access_log.AccessLog | None) -> Middleware:
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         arrived = time.perf_counter()
         request[ARRIVED] = arrived
         request_ids.assign(request)
-        if metrics is None and not log_access:
+        if metrics is None and lines is None:
             return await handler(request)
         try:
             response = await handler(request)
@@ -78,8 +89,8 @@ def middleware(metrics: GatewayMetrics | None, log_access: bool) -> Middleware:
                 record.ended, record.status = time.perf_counter(), status
                 metrics.request_ended(record)
             metrics.responded(route or UNMATCHED, status)
-        if log_access:
-            access_log.write(_line(request, status, arrived, route, record))
+        if lines is not None:
+            lines.write(_line(request, status, arrived, route, record))
 
     return observe
 
