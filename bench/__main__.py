@@ -56,7 +56,10 @@ from bench.scenarios import (
 )
 
 RESULTS = REPO / "bench" / "results"
-BASE_TARGETS = ("direct", "relay", "gateway")
+BASE_TARGETS = ("direct", "relay", "gateway", "gateway-plain")
+# The gateway as configured by default (metrics and access log on), and with both off: the
+# two side by side price the observability.
+GATEWAYS = ("gateway", "gateway-plain")
 GATEWAY_PROVIDER = "bench"
 ANTHROPIC_PROVIDER = "bench_anthropic"
 DOWN_PROVIDER = "bench_down"
@@ -80,7 +83,7 @@ class Target:
         if self.name in ("direct", "relay"):
             path = "/v1/messages" if api == API_ANTHROPIC else "/v1/chat/completions"
             return self.base + path, api, "mock-model"
-        if self.name == "gateway":
+        if self.name in GATEWAYS:
             provider = ANTHROPIC_PROVIDER if api == API_ANTHROPIC else GATEWAY_PROVIDER
             model = run.gateway_model or f"{provider}/mock-model"
             return self.base + "/v1/chat/completions", API_OPENAI, model
@@ -114,10 +117,15 @@ def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
         return msgspec.json.decode(resp.read())
 
 
-def gateway_config(gateway_port: int, upstream: str, anthropic: bool) -> str:
+def gateway_config(gateway_port: int, upstream: str, anthropic: bool, plain: bool = False) -> str:
+    observed = "false" if plain else "true"
     text = f"""[server]
 host = "{HOST}"
 port = {gateway_port}
+access_log = {observed}
+
+[metrics]
+enabled = {observed}
 
 [providers.{GATEWAY_PROVIDER}]
 type = "openai"
@@ -212,7 +220,7 @@ class Bench:
                 ["-m", "bench.relay", "--port", "0", "--upstream", self.upstream_url],
                 self.target_cpus,
             )
-        gateways = self.spawn_gateways() if "gateway" in opts.targets else []
+        gateways = {name: self.spawn_gateways(name) for name in GATEWAYS if name in opts.targets}
         if opts.chart:
             report.load_pyplot()  # while the children start: it takes about a second
         self.upstream.wait_address(15)
@@ -222,29 +230,31 @@ class Bench:
         self.targets["direct"] = Target("direct", self.upstream_url)
         if relay is not None:
             self.targets["relay"] = Target("relay", relay.wait_address(15), relay)
-        if "gateway" in opts.targets:
-            self.targets["gateway"] = self.wait_gateway(gateways)
+        for name, attempts in gateways.items():
+            self.targets[name] = self.wait_gateway(name, attempts)
         for i, (name, url) in enumerate(opts.peers):
             pid = opts.peer_pids[i] if i < len(opts.peer_pids) else None
             self.targets[name] = self.peer_target(name, url, pid)
 
-    def spawn_gateways(self) -> list[tuple[bool, Child | str]]:
+    def spawn_gateways(self, name: str) -> list[tuple[bool, Child | str]]:
         """The gateway with the generated config; when `translate` will run, first with an
-        Anthropic provider too, and a plain one as the fallback should that be refused."""
+        Anthropic provider too, and a plain one as the fallback should that be refused.
+        `gateway-plain`: the same with metrics and the access log off."""
         if not (REPO / "gateway" / "__main__.py").exists():
             return [(False, "gateway/__main__.py does not exist yet")]
         wants = any(s.name == "translate" and s.available() for s in self.opts.scenarios)
         kinds = (True, False) if wants else (False,)
-        return [(anthropic, self.spawn_gateway(anthropic)) for anthropic in kinds]
+        return [(anthropic, self.spawn_gateway(name, anthropic)) for anthropic in kinds]
 
-    def spawn_gateway(self, anthropic: bool) -> Child:
+    def spawn_gateway(self, name: str, anthropic: bool) -> Child:
         port = free_port()
-        config = self.tmp / f"gateway{'-anthropic' if anthropic else ''}.toml"
-        config.write_text(gateway_config(port, self.upstream_url, anthropic))
+        config = self.tmp / f"{name}{'-anthropic' if anthropic else ''}.toml"
+        plain = name == "gateway-plain"
+        config.write_text(gateway_config(port, self.upstream_url, anthropic, plain))
         argv = ["-m", "gateway", "--config", str(config), "--host", HOST, "--port", str(port)]
-        return self.spawn("gateway", argv, self.target_cpus)
+        return self.spawn(name, argv, self.target_cpus)
 
-    def wait_gateway(self, attempts: list[tuple[bool, Child | str]]) -> Target:
+    def wait_gateway(self, name: str, attempts: list[tuple[bool, Child | str]]) -> Target:
         chosen: Target | None = None
         error = ""
         for anthropic, child in attempts:
@@ -255,13 +265,13 @@ class Bench:
                 self.discard(child)  # the fallback is not needed
                 continue
             try:
-                chosen = Target("gateway", child.wait_address(20), child)
+                chosen = Target(name, child.wait_address(20), child)
             except StartError as exc:
                 self.discard(child)
                 error = str(exc)
                 if anthropic:
                     self.translate_error = f"the gateway refused an anthropic provider: {exc}"
-        return chosen or Target("gateway", "", error=error)
+        return chosen or Target(name, "", error=error)
 
     def discard(self, child: Child) -> None:
         child.stop()
@@ -529,8 +539,8 @@ class Bench:
                             self.skipped.append(note)
                         continue
                     target = self.targets[name]
-                    if scenario.name == "translate" and name == "gateway" and self.translate_error:
-                        target = Target("gateway", "", error=self.translate_error)
+                    if scenario.name == "translate" and name in GATEWAYS and self.translate_error:
+                        target = Target(name, "", error=self.translate_error)
                     started = time.monotonic()
                     row = self.measure(scenario, run, target)
                     self.rows.append(row)
@@ -611,7 +621,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     parser.add_argument(
         "--targets",
         default=",".join(BASE_TARGETS),
-        help="comma-separated subset of direct,relay,gateway (default: all three)",
+        help="comma-separated subset of direct,relay,gateway,gateway-plain (default: all; "
+        "gateway-plain is the gateway with metrics and the access log off)",
     )
     parser.add_argument(
         "--peer",
