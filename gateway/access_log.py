@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from datetime import UTC, datetime
 
 import msgspec
+
+from gateway.hooks import RequestRecord
+from gateway.usage import token_counts
 
 
 class AccessLine(msgspec.Struct, gc=False):
@@ -42,41 +44,99 @@ class AccessLine(msgspec.Struct, gc=False):
     error_code: str | None  # the error's OpenAI-style code (or type), e.g. upstream_timeout
 
 
+class Finished(msgspec.Struct, gc=False):
+    """What the middleware notes as a request finishes; the line is made from it later."""
+
+    at: float  # time.time()
+    request_id: str
+    method: str
+    route: str
+    status: int
+    record: RequestRecord | None  # the dispatcher's, when the request reached it
+    key: str | None
+    duration: float  # seconds from the arrival
+    error_type: str
+
+
 _encoder = msgspec.json.Encoder()
 
 FLUSH_EVERY = 0.05  # seconds a line may wait for its batch
 PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is atomic
-_FLUSH_AT = 16 * PIPE_BUF  # bytes pending that are written at once
-
+_FLUSH_AT = 256  # lines pending that are written at once
 
 _second: list[tuple[int, str]] = [(0, "")]  # the last second formatted, for the next line
 
 
-def now_iso() -> str:
+def iso(at: float) -> str:
     """UTC, ISO 8601, with milliseconds: "2025-05-01T12:00:00.123Z"."""
-    now = time.time()
-    second = int(now)
+    second = int(at)
     cached, text = _second[0]
     if second != cached:
         text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _second[0] = (second, text)
-    return f"{text}.{int((now - second) * 1000):03d}Z"
+    return f"{text}.{int((at - second) * 1000):03d}Z"
+
+
+def line_of(done: Finished) -> AccessLine:
+    record = done.record
+    if record is None:
+        return AccessLine(
+            iso(done.at),
+            done.request_id,
+            done.method,
+            done.route,
+            done.status,
+            None,
+            None,
+            0,
+            None,
+            None,
+            _ms(done.duration),
+            None,
+            None,
+            done.key,
+            done.error_type,
+            None,
+        )
+    inputs, outputs = token_counts(record.usage) if record.usage else (None, None)
+    error = record.error
+    first = record.first_content
+    return AccessLine(
+        iso(done.at),
+        done.request_id,
+        done.method,
+        done.route,
+        done.status,
+        record.model,
+        record.served,
+        len(record.attempts),
+        record.stream,
+        _ms(first - record.started) if first is not None else None,
+        _ms(done.duration),
+        inputs,
+        outputs,
+        done.key,
+        done.error_type,
+        (error.code or error.type) if error is not None else None,
+    )
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
 
 
 class AccessLog:
-    """Lines pending for stderr (its file descriptor, as found at each write: a test may
-    redirect it), written in batches."""
+    """Finished requests waiting for their lines, written to stderr in batches (its file
+    descriptor as found at each write: a test may redirect it). Making the lines many at a
+    time costs less than one by one between requests."""
 
     def __init__(self) -> None:
-        self._pending: list[bytes] = []
-        self._size = 0
+        self._pending: list[Finished] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    def write(self, line: AccessLine) -> None:
-        data = _encoder.encode(line) + b"\n"
-        self._pending.append(data)
-        self._size += len(data)
-        if self._size >= _FLUSH_AT:
+    def write(self, done: Finished) -> None:
+        self._pending.append(done)
+        if len(self._pending) >= _FLUSH_AT:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_EVERY, self.flush)
@@ -85,23 +145,24 @@ class AccessLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        pending, self._pending, self._size = self._pending, [], 0
+        pending, self._pending = self._pending, []
         if not pending:
             return
         try:
             fd = sys.stderr.fileno()
-            batch = b""
-            for data in pending:
-                if batch and len(batch) + len(data) > PIPE_BUF:
-                    _write_all(fd, batch)
-                    batch = b""
+            batch = bytearray()
+            for done in pending:
+                data = _encoder.encode(line_of(done))
+                if batch and len(batch) + len(data) >= PIPE_BUF:
+                    _write_all(fd, bytes(batch))
+                    batch.clear()
                 batch += data
-            _write_all(fd, batch)
+                batch += b"\n"
+            _write_all(fd, bytes(batch))
         except (OSError, ValueError):  # stderr closed: nobody reads the log any more
             pass
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    while data:  # stderr blocks: one write takes it all, but a signal may cut it short
+        data = data[os.write(fd, data) :]

@@ -1,6 +1,7 @@
 """The gateway's Prometheus metrics, with OpenTelemetry's GenAI names and buckets, fed by the
 dispatcher's hooks (`gateway.hooks`): at an attempt's start and end, at the first content
-and at the request's end. Nothing is observed per chunk.
+and at the request's end. Nothing is observed per chunk, and what is noted per request is
+observed in batches (`GatewayMetrics.fold`).
 
 Metric (labels)                                 observed
 gen_ai_server_time_to_first_token_seconds (A)   streams: arrival -> first content sent
@@ -18,6 +19,8 @@ E: error_type. gateway_cooldowns is collected at scrape time (`gateway.cooldown_
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.config import Config
@@ -31,6 +34,9 @@ TTFT_BUCKETS += (2.5, 5.0, 7.5, 10.0)
 TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))  # 0.01 ... 81.92
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 ... 67108864
+
+FOLD_EVERY = 0.05  # seconds an observation may wait (a scrape never sees it wait)
+_FOLD_AT = 1024  # requests ended that are folded at once
 
 LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gateway_key")
 
@@ -93,32 +99,89 @@ class GatewayMetrics:
         self._durations: dict[tuple[str, str, str, str, str], Histogram] = {}
         self._attempts: dict[tuple[str, str, str], Counter] = {}
         self._responses: dict[tuple[str, int], Counter] = {}
+        # Noted, not yet observed (see `fold`).
+        self._in_flight = 0
+        self._firsts: list[tuple[RequestRecord, str]] = []
+        self._ended: list[tuple[RequestRecord, str]] = []
+        self._attempts_ended: list[Attempt] = []
+        self._response_counts: dict[tuple[str, int], int] = {}
+        self._timer: asyncio.TimerHandle | None = None
 
-    # Hooks
+    # Hooks and the middleware: each notes what happened, in a few attribute operations;
+    # `fold` makes the observations, many at a time, at most FOLD_EVERY seconds later and
+    # before every scrape. One fold of many is cheaper than as many observations spread over
+    # the requests (prometheus-client's code and data stay in the CPU's caches).
 
     def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
         if attempt.number == 1:
-            self.in_flight.inc()
+            self._in_flight += 1
+            self._arm()
 
     def first_content(self, record: RequestRecord, attempt: Attempt) -> None:
-        if record.first_content is not None:
-            ttft = self._series_of(self._labels(record, attempt.provider))[0]
-            ttft.observe(record.first_content - record.started)
+        self._firsts.append((record, attempt.provider))
+        self._arm()
 
     def attempt_ended(self, record: RequestRecord, attempt: Attempt) -> None:
-        failed = "" if attempt.outcome == "ok" or attempt.status is None else str(attempt.status)
-        key = (attempt.provider, attempt.outcome or "", failed)
-        counter = self._attempts.get(key)
-        if counter is None:
-            counter = self._attempts[key] = self.attempts.labels(*key)
-        counter.inc()
+        self._attempts_ended.append(attempt)
+        self._arm()
 
     def request_ended(self, record: RequestRecord) -> None:
         if record.attempts:
-            self.in_flight.dec()
+            self._in_flight -= 1
+        # Now, while a client's leaving still shows as the task's cancellation.
+        self._ended.append((record, error_type(record)))
+        if len(self._ended) >= _FOLD_AT:
+            self.fold()
+        else:
+            self._arm()
+
+    def responded(self, route: str, status: int) -> None:
+        key = (route, status)
+        self._response_counts[key] = self._response_counts.get(key, 0) + 1
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FOLD_EVERY, self.fold)
+
+    def fold(self) -> None:
+        """Make every observation noted since the last fold."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._in_flight:
+            self.in_flight.inc(self._in_flight)
+            self._in_flight = 0
+        firsts, self._firsts = self._firsts, []
+        for record, provider in firsts:
+            if record.first_content is not None:
+                ttft = self._series_of(self._labels(record, provider))[0]
+                ttft.observe(record.first_content - record.started)
+        ended, self._ended = self._ended, []
+        for record, failed in ended:
+            self._observe_end(record, failed)
+        attempts: dict[tuple[str, str, str], int] = {}
+        for attempt in self._attempts_ended:
+            status = attempt.status
+            failed = "" if attempt.outcome == "ok" or status is None else str(status)
+            key = (attempt.provider, attempt.outcome or "", failed)
+            attempts[key] = attempts.get(key, 0) + 1
+        self._attempts_ended = []
+        for key, count in attempts.items():
+            counter = self._attempts.get(key)
+            if counter is None:
+                counter = self._attempts[key] = self.attempts.labels(*key)
+            counter.inc(count)
+        responses, self._response_counts = self._response_counts, {}
+        for (route, status), count in responses.items():
+            counter = self._responses.get((route, status))
+            if counter is None:
+                counter = self._responses[(route, status)] = self.responses.labels(route, status)
+            counter.inc(count)
+
+    def _observe_end(self, record: RequestRecord, failed: str) -> None:
         provider = record.attempts[-1].provider if record.attempts else ""
         ended = record.ended or record.started
-        failed = error_type(record)
         labels = self._labels(record, provider)
         key = (*labels, failed)
         duration = self._durations.get(key)
@@ -134,14 +197,6 @@ class GatewayMetrics:
             outputs.observe(output_tokens)
         if record.stream and not failed and output_tokens > 1 and record.first_content:
             tpot.observe((ended - record.first_content) / (output_tokens - 1))
-
-    # Beyond the dispatcher
-
-    def responded(self, route: str, status: int) -> None:
-        counter = self._responses.get((route, status))
-        if counter is None:
-            counter = self._responses[(route, status)] = self.responses.labels(route, status)
-        counter.inc()
 
     def _labels(self, record: RequestRecord, provider: str) -> tuple[str, str, str, str]:
         return (

@@ -44,10 +44,13 @@ def worker_exited(pid: int) -> None:
 
 
 def metrics_handler(
-    registry: CollectorRegistry, local: Sequence[Collector] = ()
+    registry: CollectorRegistry,
+    local: Sequence[Collector] = (),
+    before: Callable[[], None] | None = None,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The /metrics handler: `registry`, or in multiprocess mode the sum over every
-    process's files plus this process's `local` collectors."""
+    process's files plus this process's `local` collectors; `before` runs first (it makes
+    the observations still pending)."""
     shown = registry
     directory = multiprocess_dir()
     if directory is not None:
@@ -57,6 +60,8 @@ def metrics_handler(
             shown.register(collector)
 
     async def metrics(request: web.Request) -> web.Response:
+        if before is not None:
+            before()
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         return web.Response(body=encode(shown), headers={"Content-Type": content_type})
 

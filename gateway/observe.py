@@ -20,11 +20,10 @@ from gateway.auth import GATEWAY_KEY
 from gateway.config import Config
 from gateway.cooldown_watch import CooldownCollector, WatchedCooldowns
 from gateway.dispatch import Dispatcher
-from gateway.hooks import ARRIVED, REQUEST_RECORD, RequestRecord
+from gateway.hooks import ARRIVED, REQUEST_RECORD
 from gateway.metric_labels import error_type
 from gateway.metrics import GatewayMetrics
 from gateway.metrics_export import metrics_handler
-from gateway.usage import token_counts
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -45,7 +44,7 @@ def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> Non
         dispatcher.cooldowns = watched
         cooldowns = CooldownCollector(watched, config.providers)
         registry.register(cooldowns)
-        app.router.add_get("/metrics", metrics_handler(registry, [cooldowns]))
+        app.router.add_get("/metrics", metrics_handler(registry, [cooldowns], metrics.fold))
     lines = None
     if config.server.access_log:
         lines = access_log.AccessLog()
@@ -90,67 +89,25 @@ def middleware(metrics: GatewayMetrics | None, lines: access_log.AccessLog | Non
                 metrics.request_ended(record)
             metrics.responded(route or UNMATCHED, status)
         if lines is not None:
-            lines.write(_line(request, status, arrived, route, record))
+            key = request.get(GATEWAY_KEY)
+            lines.write(
+                access_log.Finished(
+                    time.time(),
+                    request[request_ids.REQUEST_ID],
+                    request.method,
+                    route or request.path[:256],
+                    status,
+                    record,
+                    key.name if key is not None else None,
+                    time.perf_counter() - (record.started if record is not None else arrived),
+                    (record is not None and error_type(record)) or _status_error(status),
+                )
+            )
 
     return observe
-
-
-def _line(
-    request: web.Request,
-    status: int,
-    arrived: float,
-    route: str | None,
-    record: RequestRecord | None,
-) -> access_log.AccessLine:
-    ended = time.perf_counter()
-    key = request.get(GATEWAY_KEY)
-    if record is None:
-        return access_log.AccessLine(
-            time=access_log.now_iso(),
-            request_id=request[request_ids.REQUEST_ID],
-            method=request.method,
-            route=route or request.path[:256],
-            status=status,
-            model=None,
-            served=None,
-            attempts=0,
-            stream=None,
-            ttft_ms=None,
-            duration_ms=_ms(ended - arrived),
-            input_tokens=None,
-            output_tokens=None,
-            key=key.name if key is not None else None,
-            error_type=_status_error(status),
-            error_code=None,
-        )
-    inputs, outputs = token_counts(record.usage) if record.usage else (None, None)
-    error = record.error
-    ttft = record.first_content
-    return access_log.AccessLine(
-        time=access_log.now_iso(),
-        request_id=request[request_ids.REQUEST_ID],
-        method=request.method,
-        route=route or request.path[:256],
-        status=status,
-        model=record.model,
-        served=record.served,
-        attempts=len(record.attempts),
-        stream=record.stream,
-        ttft_ms=_ms(ttft - record.started) if ttft is not None else None,
-        duration_ms=_ms(ended - record.started),
-        input_tokens=inputs,
-        output_tokens=outputs,
-        key=record.key,
-        error_type=error_type(record) or _status_error(status),
-        error_code=(error.code or error.type) if error is not None else None,
-    )
 
 
 def _status_error(status: int) -> str:
     if status == CLIENT_CLOSED:
         return "cancelled"
     return str(status) if status >= 400 else ""
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)

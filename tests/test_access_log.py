@@ -4,8 +4,11 @@ on its stderr, with what is known about it and nothing secret."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import aiohttp
 import openai
 import pytest
 
+from gateway import access_log
 from tests.conftest import FakeUpstream, provider_toml
 from tests.processes import GatewayProcess
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
@@ -215,3 +219,45 @@ async def test_lines_appear_while_the_gateway_runs(
         assert json.loads(line)["request_id"] == "live-1"
     finally:
         await stop(gateway)
+
+
+def test_lines_are_written_whole_in_writes_a_pipe_takes_atomically(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each write holds whole lines and at most PIPE_BUF bytes, so the lines of several
+    processes sharing one stderr never interleave (a packet socket keeps each write apart)."""
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    monkeypatch.setattr(sys, "stderr", writer.makefile("w"))
+
+    async def log_many() -> None:
+        lines = access_log.AccessLog()
+        for i in range(100):
+            lines.write(
+                access_log.Finished(
+                    1_700_000_000.5,
+                    f"id-{i}",
+                    "POST",
+                    "/v1/chat/completions",
+                    200,
+                    None,
+                    "team",
+                    0.25,
+                    "",
+                )
+            )
+        lines.flush()
+
+    asyncio.run(log_many())
+    reader.setblocking(False)
+    writes = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            writes.append(reader.recv(65536))
+    reader.close()
+    writer.close()
+    assert len(writes) > 1
+    assert all(len(write) <= access_log.PIPE_BUF and write.endswith(b"\n") for write in writes)
+    lines = [json.loads(line) for write in writes for line in write.splitlines()]
+    assert [line["request_id"] for line in lines] == [f"id-{i}" for i in range(100)]
+    assert lines[0]["time"] == "2023-11-14T22:13:20.500Z"
+    assert (lines[0]["duration_ms"], lines[0]["key"], lines[0]["model"]) == (250.0, "team", None)

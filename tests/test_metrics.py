@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -347,7 +348,14 @@ def test_two_processes_sharing_a_multiprocess_dir_report_the_sum(tmp_path: Path)
                 base_url=f"{gateway.url}/v1", api_key="x", max_retries=0
             ).chat.completions.create(model="mock/x", messages=MESSAGES)
             assert answer.choices[0].message.content
-        scraped = Scrape(_get(f"{first.url}/metrics"))
+        # The scraped process folds its own observations first; the other's come within
+        # its fold interval.
+        deadline = time.monotonic() + 5
+        while True:
+            scraped = Scrape(_get(f"{first.url}/metrics"))
+            if histogram_count(scraped, DURATION) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
         first.stop()
         second.stop()
@@ -361,6 +369,7 @@ def test_use_multiprocess_switches_a_fresh_process_to_shared_files(tmp_path: Pat
     """What a gateway that starts its own workers calls before building its app."""
     script = textwrap.dedent(
         f"""
+        import asyncio
         import os
         from prometheus_client import CollectorRegistry
         from gateway.metrics_export import use_multiprocess
@@ -368,7 +377,12 @@ def test_use_multiprocess_switches_a_fresh_process_to_shared_files(tmp_path: Pat
         from gateway.config import parse
         from gateway.metrics import GatewayMetrics
         metrics = GatewayMetrics(parse("[providers.mock]", "t"), CollectorRegistry())
-        metrics.responded("/v1/chat/completions", 200)
+
+        async def respond():
+            metrics.responded("/v1/chat/completions", 200)
+            metrics.fold()
+
+        asyncio.run(respond())
         print(sorted(os.listdir({str(tmp_path / "metrics")!r})))
         """
     )
