@@ -20,6 +20,7 @@ E: error_type. gateway_cooldowns is collected at scrape time (`gateway.cooldown_
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -36,7 +37,7 @@ DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))  # 0.01 ... 81.92
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 ... 67108864
 
 FOLD_EVERY = 0.05  # seconds an observation may wait (a scrape never sees it wait)
-_FOLD_AT = 1024  # requests ended that are folded at once
+_FOLD_AT = 1024  # values of one series that are observed at once
 
 LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gateway_key")
 
@@ -101,48 +102,76 @@ class GatewayMetrics:
         self._responses: dict[tuple[str, int], Counter] = {}
         # Noted, not yet observed (see `fold`).
         self._in_flight = 0
-        self._firsts: list[tuple[RequestRecord, str]] = []
-        self._ended: list[tuple[RequestRecord, str]] = []
-        self._attempts_ended: list[Attempt] = []
+        self._values: dict[Histogram, list[float]] = {}
+        self._attempt_counts: dict[tuple[str, str, str], int] = {}
         self._response_counts: dict[tuple[str, int], int] = {}
         self._timer: asyncio.TimerHandle | None = None
 
-    # Hooks and the middleware: each notes what happened, in a few attribute operations;
-    # `fold` makes the observations, many at a time, at most FOLD_EVERY seconds later and
-    # before every scrape. One fold of many is cheaper than as many observations spread over
-    # the requests (prometheus-client's code and data stay in the CPU's caches).
+    # Hooks and the middleware note each value in its series' list (a few dict and list
+    # operations, and no reference kept to the request); `fold` observes the lists at most
+    # FOLD_EVERY seconds later and before every scrape, each series' values at once (see
+    # `observe_all`): prometheus-client's per-observation locking and bucket search is most
+    # of what metrics cost.
 
     def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
         if attempt.number == 1:
             self._in_flight += 1
-            self._arm()
+            if self._timer is None:
+                self._arm()
 
     def first_content(self, record: RequestRecord, attempt: Attempt) -> None:
-        self._firsts.append((record, attempt.provider))
-        self._arm()
+        if record.first_content is not None:
+            ttft = self._series_of(self._labels(record, attempt.provider))[0]
+            self._note(ttft, record.first_content - record.started)
 
     def attempt_ended(self, record: RequestRecord, attempt: Attempt) -> None:
-        self._attempts_ended.append(attempt)
-        self._arm()
+        status = attempt.status
+        failed = "" if attempt.outcome == "ok" or status is None else str(status)
+        key = (attempt.provider, attempt.outcome or "", failed)
+        self._attempt_counts[key] = self._attempt_counts.get(key, 0) + 1
 
     def request_ended(self, record: RequestRecord) -> None:
         if record.attempts:
             self._in_flight -= 1
-        # Now, while a client's leaving still shows as the task's cancellation.
-        self._ended.append((record, error_type(record)))
-        if len(self._ended) >= _FOLD_AT:
-            self.fold()
-        else:
-            self._arm()
+        provider = record.attempts[-1].provider if record.attempts else ""
+        ended = record.ended or record.started
+        failed = error_type(record)  # now, while a client's leaving shows as cancellation
+        labels = self._labels(record, provider)
+        key = (*labels, failed)
+        duration = self._durations.get(key)
+        if duration is None:
+            duration = self._durations[key] = self.duration.labels(*key)
+        self._note(duration, ended - record.started)
+        if not record.usage:
+            return
+        _, tpot, inputs, outputs = self._series_of(labels)
+        input_tokens, output_tokens = token_counts(record.usage)
+        self._note(inputs, input_tokens)
+        if output_tokens:
+            self._note(outputs, output_tokens)
+        if record.stream and not failed and output_tokens > 1 and record.first_content:
+            self._note(tpot, (ended - record.first_content) / (output_tokens - 1))
 
     def responded(self, route: str, status: int) -> None:
         key = (route, status)
         self._response_counts[key] = self._response_counts.get(key, 0) + 1
-        self._arm()
+        if self._timer is None:
+            self._arm()
+
+    def _note(self, series: Histogram, value: float) -> None:
+        values = self._values.get(series)
+        if values is None:
+            self._values[series] = [value]
+        else:
+            values.append(value)
+            if len(values) >= _FOLD_AT:
+                self.fold()
+                return
+        if self._timer is None:
+            self._arm()
 
     def _arm(self) -> None:
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(FOLD_EVERY, self.fold)
+        self._timer = asyncio.get_running_loop().call_later(FOLD_EVERY, self.fold)
 
     def fold(self) -> None:
         """Make every observation noted since the last fold."""
@@ -152,21 +181,10 @@ class GatewayMetrics:
         if self._in_flight:
             self.in_flight.inc(self._in_flight)
             self._in_flight = 0
-        firsts, self._firsts = self._firsts, []
-        for record, provider in firsts:
-            if record.first_content is not None:
-                ttft = self._series_of(self._labels(record, provider))[0]
-                ttft.observe(record.first_content - record.started)
-        ended, self._ended = self._ended, []
-        for record, failed in ended:
-            self._observe_end(record, failed)
-        attempts: dict[tuple[str, str, str], int] = {}
-        for attempt in self._attempts_ended:
-            status = attempt.status
-            failed = "" if attempt.outcome == "ok" or status is None else str(status)
-            key = (attempt.provider, attempt.outcome or "", failed)
-            attempts[key] = attempts.get(key, 0) + 1
-        self._attempts_ended = []
+        values, self._values = self._values, {}
+        for series, observed in values.items():
+            observe_all(series, observed)
+        attempts, self._attempt_counts = self._attempt_counts, {}
         for key, count in attempts.items():
             counter = self._attempts.get(key)
             if counter is None:
@@ -178,25 +196,6 @@ class GatewayMetrics:
             if counter is None:
                 counter = self._responses[(route, status)] = self.responses.labels(route, status)
             counter.inc(count)
-
-    def _observe_end(self, record: RequestRecord, failed: str) -> None:
-        provider = record.attempts[-1].provider if record.attempts else ""
-        ended = record.ended or record.started
-        labels = self._labels(record, provider)
-        key = (*labels, failed)
-        duration = self._durations.get(key)
-        if duration is None:
-            duration = self._durations[key] = self.duration.labels(*key)
-        duration.observe(ended - record.started)
-        if not record.usage:
-            return
-        _, tpot, inputs, outputs = self._series_of(labels)
-        input_tokens, output_tokens = token_counts(record.usage)
-        inputs.observe(input_tokens)
-        if output_tokens:
-            outputs.observe(output_tokens)
-        if record.stream and not failed and output_tokens > 1 and record.first_content:
-            tpot.observe((ended - record.first_content) / (output_tokens - 1))
 
     def _labels(self, record: RequestRecord, provider: str) -> tuple[str, str, str, str]:
         return (
@@ -216,3 +215,25 @@ class GatewayMetrics:
                 self.tokens.labels(*labels, "output"),
             )
         return series
+
+
+def observe_all(series: Histogram, values: list[float]) -> None:
+    """`series.observe(v)` for each of `values`, adding to each bucket and to the sum once:
+    prometheus-client adds to them per observation, under a lock, which is most of the cost
+    of the metrics. Its histogram's buckets and sum (in process or in the multiprocess
+    files) are reached as prometheus-client itself reaches them; should that change, each
+    value is observed as usual (tests compare both ways)."""
+    bounds = getattr(series, "_upper_bounds", None)
+    buckets = getattr(series, "_buckets", None)
+    total = getattr(series, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            series.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # the first bucket whose bound >= value
+    total.inc(sum(values))
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)

@@ -91,7 +91,7 @@ def middleware(metrics: GatewayMetrics | None, lines: access_log.AccessLog | Non
         if lines is not None:
             key = request.get(GATEWAY_KEY)
             lines.write(
-                access_log.Finished(
+                access_log.line_of(
                     time.time(),
                     request[request_ids.REQUEST_ID],
                     request.method,

@@ -233,7 +233,7 @@ def test_lines_are_written_whole_in_writes_a_pipe_takes_atomically(
         lines = access_log.AccessLog()
         for i in range(100):
             lines.write(
-                access_log.Finished(
+                access_log.line_of(
                     1_700_000_000.5,
                     f"id-{i}",
                     "POST",

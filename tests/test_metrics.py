@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -19,10 +20,17 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from gateway.config import parse
 from gateway.metric_labels import OTHER, ModelNames
-from gateway.metrics import DURATION_BUCKETS, TOKEN_BUCKETS, TPOT_BUCKETS, TTFT_BUCKETS
+from gateway.metrics import (
+    DURATION_BUCKETS,
+    TOKEN_BUCKETS,
+    TPOT_BUCKETS,
+    TTFT_BUCKETS,
+    observe_all,
+)
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess
 from tests.scrape import Scrape, scrape
@@ -402,3 +410,22 @@ def _get(url: str) -> str:
 
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()
+
+
+@pytest.mark.parametrize("buckets", [TTFT_BUCKETS, TPOT_BUCKETS, DURATION_BUCKETS, TOKEN_BUCKETS])
+def test_observing_many_at_once_equals_observing_each(buckets: tuple[float, ...]) -> None:
+    chance = random.Random(13)
+    values = [0.0, *buckets, *(b * 1.0001 for b in buckets), 1e12]  # on and past each bound
+    values += [chance.uniform(0, buckets[-1] * 1.5) for _ in range(500)]
+    exposed = []
+    for many in (False, True):
+        registry = CollectorRegistry()
+        series = Histogram("h", "h", ["x"], buckets=buckets, registry=registry).labels("x")
+        if many:
+            observe_all(series, values)
+        else:
+            for value in values:
+                series.observe(value)
+        text = generate_latest(registry).decode()
+        exposed.append([line for line in text.splitlines() if "_created" not in line])
+    assert exposed[0] == exposed[1]
