@@ -64,6 +64,7 @@ GATEWAY_PROVIDER = "bench"
 ANTHROPIC_PROVIDER = "bench_anthropic"
 DOWN_PROVIDER = "bench_down"
 WARMUP_TOKENS = 100
+PAIRED_ROUNDS = 3
 
 
 @dataclass(slots=True)
@@ -175,6 +176,7 @@ class Bench:
         self.client_cpus = set(cpus[1:]) if self.pinning else None
         self.cpu_ids = cpus
         self.targets: dict[str, Target] = {}
+        self.paired: dict[str, Any] | None = None  # see measure_paired
         self.upstream_url = ""
         self.translate_error: str | None = None
         self.repin: list[tuple[int, set[int]]] = []  # peers' threads and their own affinity
@@ -213,6 +215,12 @@ class Bench:
         self.loadgen = self.spawn(
             "load generator", ["-m", "bench.load", "--serve"], self.client_cpus, stdin=True
         )
+        # The paired observability run loads both gateways at once: one generator each.
+        self.loadgen2 = None
+        if all(name in opts.targets for name in GATEWAYS):
+            self.loadgen2 = self.spawn(
+                "load generator 2", ["-m", "bench.load", "--serve"], self.client_cpus, stdin=True
+            )
         relay = None
         if "relay" in opts.targets:
             relay = self.spawn(
@@ -376,6 +384,62 @@ class Bench:
 
     def wait_written(self) -> None:
         self.loadgen.readline(60)
+
+    def measure_paired(self) -> dict[str, Any] | None:
+        """What metrics and the access log cost, measured with both gateways loaded at once.
+
+        `gateway` and `gateway-plain` share the target CPU and are driven together (C=50
+        each, 100-token streams, no delay), one load generator each: both see the same
+        machine at the same moments, so the ratio of their CPU per request holds to about
+        1 % where runs taken a minute apart differ by more than the effect. The median of
+        PAIRED_ROUNDS rounds is reported."""
+        on, off = self.targets.get(GATEWAYS[0]), self.targets.get(GATEWAYS[1])
+        if self.loadgen2 is None or on is None or off is None or on.error or off.error:
+            return None
+        seconds = 0.5 if self.opts.quick else 4.0
+        run = Run(concurrency=50, tokens=100, duration_s=seconds)
+        self.configure_upstream(run.tokens, run.delay_ms, run.chunk_bytes)
+        rounds = []
+        for i in range(PAIRED_ROUNDS + 1):  # the first round warms up
+            jobs = [(self.loadgen, on), (self.loadgen2, off)]
+            before = [target.child.cpu_s() for _, target in jobs if target.child]
+            for loadgen, target in jobs:
+                job = self.job(target, run, None, seconds, "")
+                stdin = loadgen.proc.stdin
+                assert stdin is not None
+                stdin.write(msgspec.json.encode(job).decode() + "\n")
+                stdin.flush()
+            bound = seconds + self.opts.timeout_s + 15
+            done = [msgspec.json.decode(lg.readline(bound), type=Summary) for lg, _ in jobs]
+            after = [target.child.cpu_s() for _, target in jobs if target.child]
+            for loadgen, _ in jobs:
+                loadgen.readline(60)  # "written"
+            if i == 0 or len(before) < 2:
+                continue
+            per_request = [
+                (a - b) / max(1, summary.requests)
+                for a, b, summary in zip(after, before, done, strict=True)
+            ]
+            rounds.append(
+                {
+                    "on_ms": 1000 * per_request[0],
+                    "off_ms": 1000 * per_request[1],
+                    "ratio": per_request[0] / per_request[1] if per_request[1] else None,
+                    "requests": [summary.requests for summary in done],
+                    "errors": [summary.errors for summary in done],
+                }
+            )
+        ratios = sorted(r["ratio"] for r in rounds if r["ratio"] is not None)
+        print(
+            f"[paired observability] {len(rounds)} rounds of {seconds:g} s: on/off "
+            + ", ".join(f"{r:.3f}" for r in ratios),
+            file=sys.stderr,
+        )
+        return {
+            "run": asdict(run),
+            "rounds": rounds,
+            "ratio_median": ratios[len(ratios) // 2] if ratios else None,
+        }
 
     def measure(self, scenario: Scenario, run: Run, target: Target) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -567,6 +631,7 @@ class Bench:
                 "argv": sys.argv[1:],
             },
             "rows": self.rows,
+            "paired": self.paired,
             "warnings": [w for w in self.warnings if w] + self.noise_warnings(),
             "skipped": self.skipped,
         }
@@ -741,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             bench.start()
             bench.run_all()
+            bench.paired = bench.measure_paired()
         except KeyboardInterrupt:
             print("interrupted: stopping the children; partial results follow", file=sys.stderr)
             status = 130

@@ -242,6 +242,24 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
                     verdict,
                 )
     out += observability_cost(rows)
+    paired = results.get("paired")
+    if paired and paired.get("ratio_median") is not None:
+        ratios = sorted(r["ratio"] for r in paired["rounds"] if r["ratio"] is not None)
+        median = paired["ratio_median"]
+        on = sorted(r["on_ms"] for r in paired["rounds"])[len(ratios) // 2]
+        off = sorted(r["off_ms"] for r in paired["rounds"])[len(ratios) // 2]
+        out.append(
+            {
+                "target": OBSERVED,
+                "check": "metrics + access log on vs off: CPU per request, both gateways "
+                f"loaded at once (C={paired['run']['concurrency']} each, "
+                f"{paired['run']['tokens']} tokens), median of {len(ratios)} rounds",
+                "value": f"{fmt(on)} ms vs {fmt(off)} ms = {fmt_ratio(median)} (rounds: "
+                + ", ".join(f"{r:.3f}" for r in ratios)
+                + ")",
+                "verdict": "within 5 %" if median <= OBSERVABILITY_BUDGET else "OVER 5 %",
+            }
+        )
     return out
 
 

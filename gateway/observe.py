@@ -45,19 +45,20 @@ def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> Non
         cooldowns = CooldownCollector(watched, config.providers)
         registry.register(cooldowns)
         app.router.add_get("/metrics", metrics_handler(registry, [cooldowns], metrics.fold))
+        app.on_cleanup.append(_at_cleanup(metrics.fold))  # into the multiprocess files
     lines = None
     if config.server.access_log:
         lines = access_log.AccessLog()
-        app.on_cleanup.append(_flush(lines))
+        app.on_cleanup.append(_at_cleanup(lines.flush))  # no line is lost at a clean stop
     app.middlewares.insert(0, middleware(metrics, lines))
     app.on_response_prepare.append(request_ids.on_response_prepare)
 
 
-def _flush(lines: access_log.AccessLog) -> Callable[[web.Application], Awaitable[None]]:
-    async def flush(app: web.Application) -> None:
-        lines.flush()
+def _at_cleanup(run: Callable[[], None]) -> Callable[[web.Application], Awaitable[None]]:
+    async def cleanup(app: web.Application) -> None:
+        run()
 
-    return flush
+    return cleanup
 
 
 def middleware(metrics: GatewayMetrics | None, lines: access_log.AccessLog | None) -> Middleware:
