@@ -54,16 +54,6 @@ _second: list[tuple[int, str]] = [(0, "")]  # the last second formatted, for the
 _MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
-def iso(at: float) -> str:
-    """UTC, ISO 8601, with milliseconds: "2025-05-01T12:00:00.123Z"."""
-    second = int(at)
-    cached, text = _second[0]
-    if second != cached:
-        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second[0] = (second, text)
-    return text + _MILLISECONDS[int((at - second) * 1000)]
-
-
 def line_of(
     at: float,
     request_id: str,
@@ -77,9 +67,16 @@ def line_of(
 ) -> AccessLine:
     """The line of a request that finished at `at` (time.time()) after `duration` seconds;
     `record` is the dispatcher's, when the request reached it."""
+    second = int(at)
+    cached, text = _second[0]
+    if second != cached:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second[0] = (second, text)
+    finished = text + _MILLISECONDS[int((at - second) * 1000)]  # UTC, ISO 8601, with ms
+    milliseconds = int(duration * 1_000_000 + 0.5) / 1000
     if record is None:
         return AccessLine(
-            iso(at),
+            finished,
             request_id,
             method,
             route,
@@ -89,7 +86,7 @@ def line_of(
             0,
             None,
             None,
-            _ms(duration),
+            milliseconds,
             None,
             None,
             key,
@@ -100,7 +97,7 @@ def line_of(
     error = record.error
     first = record.first_content
     return AccessLine(
-        iso(at),
+        finished,
         request_id,
         method,
         route,
@@ -110,7 +107,7 @@ def line_of(
         len(record.attempts),
         record.stream,
         _ms(first - record.started) if first is not None else None,
-        _ms(duration),
+        milliseconds,
         inputs,
         outputs,
         key,

@@ -37,12 +37,32 @@ DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))  # 0.01 ... 81.92
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 ... 67108864
 
 FOLD_EVERY = 0.05  # seconds an observation may wait (a scrape never sees it wait)
-_FOLD_AT = 1024  # values of one series that are observed at once
+_FOLD_AT = 4096  # values noted that are observed at once
 
 LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gateway_key")
 
-# The children of one label set (operation, provider, model, key), looked up once.
-_Series = tuple[Histogram, Histogram, Histogram, Histogram]  # ttft, tpot, input, output
+_MAX_NAMES = 4096  # request names (operation, provider, model, key) remembered; then cleared
+
+
+class _Series:
+    """One label set (operation, provider, model, key): its children, and the values noted
+    for them since the last fold."""
+
+    __slots__ = ("duration", "durations", "input", "inputs", "labels", "output", "outputs")
+    __slots__ += ("tpot", "tpots", "ttft", "ttfts")
+
+    def __init__(self, metrics: GatewayMetrics, labels: tuple[str, str, str, str]) -> None:
+        self.labels = labels
+        self.duration: dict[str, Histogram] = {}  # by error_type, made when first needed
+        self.ttft = metrics.ttft.labels(*labels)
+        self.tpot = metrics.tpot.labels(*labels)
+        self.input = metrics.tokens.labels(*labels, "input")
+        self.output = metrics.tokens.labels(*labels, "output")
+        self.ttfts: list[float] = []
+        self.tpots: list[float] = []
+        self.inputs: list[float] = []
+        self.outputs: list[float] = []
+        self.durations: dict[str, list[float]] = {}  # by error_type
 
 
 class GatewayMetrics:
@@ -96,19 +116,22 @@ class GatewayMetrics:
             ("route", "status"),
             registry=registry,
         )
-        self._series: dict[tuple[str, str, str, str], _Series] = {}
-        self._durations: dict[tuple[str, str, str, str, str], Histogram] = {}
+        self._series: dict[tuple[str, str, str, str], _Series] = {}  # by label values
+        # By the names as the request gave them: most requests find their series here,
+        # without working out the bounded label values again.
+        self._names: dict[tuple[str, str, str, str | None], _Series] = {}
         self._attempts: dict[tuple[str, str, str], Counter] = {}
         self._responses: dict[tuple[str, int], Counter] = {}
         # Noted, not yet observed (see `fold`).
         self._in_flight = 0
-        self._values: dict[Histogram, list[float]] = {}
+        self._dirty: set[_Series] = set()
+        self._noted = 0
         self._attempt_counts: dict[tuple[str, str, str], int] = {}
         self._response_counts: dict[tuple[str, int], int] = {}
         self._timer: asyncio.TimerHandle | None = None
 
-    # Hooks and the middleware note each value in its series' list (a few dict and list
-    # operations, and no reference kept to the request); `fold` observes the lists at most
+    # Hooks and the middleware note each value in its series' lists (a few attribute and
+    # list operations, and no reference kept to the request); `fold` observes them at most
     # FOLD_EVERY seconds later and before every scrape, each series' values at once (see
     # `observe_all`): prometheus-client's per-observation locking and bucket search is most
     # of what metrics cost.
@@ -116,13 +139,17 @@ class GatewayMetrics:
     def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
         if attempt.number == 1:
             self._in_flight += 1
-            if self._timer is None:
-                self._arm()
 
     def first_content(self, record: RequestRecord, attempt: Attempt) -> None:
-        if record.first_content is not None:
-            ttft = self._series_of(self._labels(record, attempt.provider))[0]
-            self._note(ttft, record.first_content - record.started)
+        first = record.first_content
+        if first is not None:
+            names = (record.operation, attempt.provider, record.model, record.key)
+            series = self._names.get(names) or self._series_for(names)
+            series.ttfts.append(first - record.started)
+            self._dirty.add(series)
+            self._noted += 1
+            if self._timer is None:
+                self._arm()
 
     def attempt_ended(self, record: RequestRecord, attempt: Attempt) -> None:
         status = attempt.status
@@ -131,26 +158,29 @@ class GatewayMetrics:
         self._attempt_counts[key] = self._attempt_counts.get(key, 0) + 1
 
     def request_ended(self, record: RequestRecord) -> None:
-        if record.attempts:
+        attempts = record.attempts
+        if attempts:
             self._in_flight -= 1
-        provider = record.attempts[-1].provider if record.attempts else ""
-        ended = record.ended or record.started
+        provider = attempts[-1].provider if attempts else ""
+        names = (record.operation, provider, record.model, record.key)
+        series = self._names.get(names) or self._series_for(names)
         failed = error_type(record)  # now, while a client's leaving shows as cancellation
-        labels = self._labels(record, provider)
-        key = (*labels, failed)
-        duration = self._durations.get(key)
-        if duration is None:
-            duration = self._durations[key] = self.duration.labels(*key)
-        self._note(duration, ended - record.started)
-        if not record.usage:
-            return
-        _, tpot, inputs, outputs = self._series_of(labels)
-        input_tokens, output_tokens = token_counts(record.usage)
-        self._note(inputs, input_tokens)
-        if output_tokens:
-            self._note(outputs, output_tokens)
-        if record.stream and not failed and output_tokens > 1 and record.first_content:
-            self._note(tpot, (ended - record.first_content) / (output_tokens - 1))
+        ended = record.ended or record.started
+        durations = series.durations.get(failed)
+        if durations is None:
+            series.durations[failed] = [ended - record.started]
+        else:
+            durations.append(ended - record.started)
+        usage = record.usage
+        if usage:
+            input_tokens, output_tokens = token_counts(usage)
+            series.inputs.append(input_tokens)
+            if output_tokens:
+                series.outputs.append(output_tokens)
+            first = record.first_content
+            if record.stream and not failed and output_tokens > 1 and first:
+                series.tpots.append((ended - first) / (output_tokens - 1))
+        self._noted_in(series)
 
     def responded(self, route: str, status: int) -> None:
         key = (route, status)
@@ -158,16 +188,25 @@ class GatewayMetrics:
         if self._timer is None:
             self._arm()
 
-    def _note(self, series: Histogram, value: float) -> None:
-        values = self._values.get(series)
-        if values is None:
-            self._values[series] = [value]
-        else:
-            values.append(value)
-            if len(values) >= _FOLD_AT:
-                self.fold()
-                return
-        if self._timer is None:
+    def _series_for(self, names: tuple[str, str, str, str | None]) -> _Series:
+        """The series of (operation, provider, model, key) as the request named them (the
+        hooks look in `_names` first)."""
+        operation, provider, model, key = names
+        labels = (operation_name(operation), provider, self.model_name(model), key or "")
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = _Series(self, labels)
+        if len(self._names) >= _MAX_NAMES:  # model names are the clients': bounded
+            self._names.clear()
+        self._names[names] = series
+        return series
+
+    def _noted_in(self, series: _Series) -> None:
+        self._dirty.add(series)
+        self._noted += 1
+        if self._noted >= _FOLD_AT:
+            self.fold()
+        elif self._timer is None:
             self._arm()
 
     def _arm(self) -> None:
@@ -181,9 +220,25 @@ class GatewayMetrics:
         if self._in_flight:
             self.in_flight.inc(self._in_flight)
             self._in_flight = 0
-        values, self._values = self._values, {}
-        for series, observed in values.items():
-            observe_all(series, observed)
+        dirty, self._dirty, self._noted = self._dirty, set(), 0
+        for series in dirty:
+            for child, values in (
+                (series.ttft, series.ttfts),
+                (series.tpot, series.tpots),
+                (series.input, series.inputs),
+                (series.output, series.outputs),
+            ):
+                if values:
+                    observe_all(child, values)
+                    values.clear()
+            for failed, values in series.durations.items():
+                if values:
+                    child = series.duration.get(failed)
+                    if child is None:
+                        child = self.duration.labels(*series.labels, failed)
+                        series.duration[failed] = child
+                    observe_all(child, values)
+                    values.clear()
         attempts, self._attempt_counts = self._attempt_counts, {}
         for key, count in attempts.items():
             counter = self._attempts.get(key)
@@ -196,25 +251,6 @@ class GatewayMetrics:
             if counter is None:
                 counter = self._responses[(route, status)] = self.responses.labels(route, status)
             counter.inc(count)
-
-    def _labels(self, record: RequestRecord, provider: str) -> tuple[str, str, str, str]:
-        return (
-            operation_name(record.operation),
-            provider,
-            self.model_name(record.model),
-            record.key or "",
-        )
-
-    def _series_of(self, labels: tuple[str, str, str, str]) -> _Series:
-        series = self._series.get(labels)
-        if series is None:
-            series = self._series[labels] = (
-                self.ttft.labels(*labels),
-                self.tpot.labels(*labels),
-                self.tokens.labels(*labels, "input"),
-                self.tokens.labels(*labels, "output"),
-            )
-        return series
 
 
 def observe_all(series: Histogram, values: list[float]) -> None:

@@ -89,21 +89,28 @@ def middleware(metrics: GatewayMetrics | None, lines: access_log.AccessLog | Non
                 record.ended, record.status = time.perf_counter(), status
                 metrics.request_ended(record)
             metrics.responded(route or UNMATCHED, status)
-        if lines is not None:
-            key = request.get(GATEWAY_KEY)
-            lines.write(
-                access_log.line_of(
-                    time.time(),
-                    request[request_ids.REQUEST_ID],
-                    request.method,
-                    route or request.path[:256],
-                    status,
-                    record,
-                    key.name if key is not None else None,
-                    time.perf_counter() - (record.started if record is not None else arrived),
-                    (record is not None and error_type(record)) or _status_error(status),
-                )
+        if lines is None:
+            return
+        if record is not None:
+            key, started = record.key, record.started
+            failed = error_type(record) or (_status_error(status) if status >= 400 else "")
+        else:  # `get` of a missing key raises inside: only asked when needed
+            gateway_key = request.get(GATEWAY_KEY)
+            key = gateway_key.name if gateway_key is not None else None
+            started, failed = arrived, _status_error(status)
+        lines.write(
+            access_log.line_of(
+                time.time(),
+                request[request_ids.REQUEST_ID],
+                request.method,
+                route or request.path[:256],
+                status,
+                record,
+                key,
+                time.perf_counter() - started,
+                failed,
             )
+        )
 
     return observe
 
