@@ -139,6 +139,8 @@ class GatewayMetrics:
     def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
         if attempt.number == 1:
             self._in_flight += 1
+            if self._timer is None:  # other workers' scrapes see it at the next fold
+                self._arm()
 
     def first_content(self, record: RequestRecord, attempt: Attempt) -> None:
         first = record.first_content
