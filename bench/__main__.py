@@ -56,11 +56,15 @@ from bench.scenarios import (
 )
 
 RESULTS = REPO / "bench" / "results"
-BASE_TARGETS = ("direct", "relay", "gateway")
+BASE_TARGETS = ("direct", "relay", "gateway", "gateway-plain")
+# The gateway as configured by default (metrics and access log on), and with both off: the
+# two side by side price the observability.
+GATEWAYS = ("gateway", "gateway-plain")
 GATEWAY_PROVIDER = "bench"
 ANTHROPIC_PROVIDER = "bench_anthropic"
 DOWN_PROVIDER = "bench_down"
 WARMUP_TOKENS = 100
+PAIRED_ROUNDS = 3
 
 
 @dataclass(slots=True)
@@ -80,7 +84,7 @@ class Target:
         if self.name in ("direct", "relay"):
             path = "/v1/messages" if api == API_ANTHROPIC else "/v1/chat/completions"
             return self.base + path, api, "mock-model"
-        if self.name == "gateway":
+        if self.name in GATEWAYS:
             provider = ANTHROPIC_PROVIDER if api == API_ANTHROPIC else GATEWAY_PROVIDER
             model = run.gateway_model or f"{provider}/mock-model"
             return self.base + "/v1/chat/completions", API_OPENAI, model
@@ -114,10 +118,15 @@ def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
         return msgspec.json.decode(resp.read())
 
 
-def gateway_config(gateway_port: int, upstream: str, anthropic: bool) -> str:
+def gateway_config(gateway_port: int, upstream: str, anthropic: bool, plain: bool = False) -> str:
+    observed = "false" if plain else "true"
     text = f"""[server]
 host = "{HOST}"
 port = {gateway_port}
+access_log = {observed}
+
+[metrics]
+enabled = {observed}
 
 [providers.{GATEWAY_PROVIDER}]
 type = "openai"
@@ -167,6 +176,7 @@ class Bench:
         self.client_cpus = set(cpus[1:]) if self.pinning else None
         self.cpu_ids = cpus
         self.targets: dict[str, Target] = {}
+        self.paired: dict[str, Any] | None = None  # see measure_paired
         self.upstream_url = ""
         self.translate_error: str | None = None
         self.repin: list[tuple[int, set[int]]] = []  # peers' threads and their own affinity
@@ -205,6 +215,12 @@ class Bench:
         self.loadgen = self.spawn(
             "load generator", ["-m", "bench.load", "--serve"], self.client_cpus, stdin=True
         )
+        # The paired observability run loads both gateways at once: one generator each.
+        self.loadgen2 = None
+        if all(name in opts.targets for name in GATEWAYS):
+            self.loadgen2 = self.spawn(
+                "load generator 2", ["-m", "bench.load", "--serve"], self.client_cpus, stdin=True
+            )
         relay = None
         if "relay" in opts.targets:
             relay = self.spawn(
@@ -212,7 +228,7 @@ class Bench:
                 ["-m", "bench.relay", "--port", "0", "--upstream", self.upstream_url],
                 self.target_cpus,
             )
-        gateways = self.spawn_gateways() if "gateway" in opts.targets else []
+        gateways = {name: self.spawn_gateways(name) for name in GATEWAYS if name in opts.targets}
         if opts.chart:
             report.load_pyplot()  # while the children start: it takes about a second
         self.upstream.wait_address(15)
@@ -222,29 +238,31 @@ class Bench:
         self.targets["direct"] = Target("direct", self.upstream_url)
         if relay is not None:
             self.targets["relay"] = Target("relay", relay.wait_address(15), relay)
-        if "gateway" in opts.targets:
-            self.targets["gateway"] = self.wait_gateway(gateways)
+        for name, attempts in gateways.items():
+            self.targets[name] = self.wait_gateway(name, attempts)
         for i, (name, url) in enumerate(opts.peers):
             pid = opts.peer_pids[i] if i < len(opts.peer_pids) else None
             self.targets[name] = self.peer_target(name, url, pid)
 
-    def spawn_gateways(self) -> list[tuple[bool, Child | str]]:
+    def spawn_gateways(self, name: str) -> list[tuple[bool, Child | str]]:
         """The gateway with the generated config; when `translate` will run, first with an
-        Anthropic provider too, and a plain one as the fallback should that be refused."""
+        Anthropic provider too, and a plain one as the fallback should that be refused.
+        `gateway-plain`: the same with metrics and the access log off."""
         if not (REPO / "gateway" / "__main__.py").exists():
             return [(False, "gateway/__main__.py does not exist yet")]
         wants = any(s.name == "translate" and s.available() for s in self.opts.scenarios)
         kinds = (True, False) if wants else (False,)
-        return [(anthropic, self.spawn_gateway(anthropic)) for anthropic in kinds]
+        return [(anthropic, self.spawn_gateway(name, anthropic)) for anthropic in kinds]
 
-    def spawn_gateway(self, anthropic: bool) -> Child:
+    def spawn_gateway(self, name: str, anthropic: bool) -> Child:
         port = free_port()
-        config = self.tmp / f"gateway{'-anthropic' if anthropic else ''}.toml"
-        config.write_text(gateway_config(port, self.upstream_url, anthropic))
+        config = self.tmp / f"{name}{'-anthropic' if anthropic else ''}.toml"
+        plain = name == "gateway-plain"
+        config.write_text(gateway_config(port, self.upstream_url, anthropic, plain))
         argv = ["-m", "gateway", "--config", str(config), "--host", HOST, "--port", str(port)]
-        return self.spawn("gateway", argv, self.target_cpus)
+        return self.spawn(name, argv, self.target_cpus)
 
-    def wait_gateway(self, attempts: list[tuple[bool, Child | str]]) -> Target:
+    def wait_gateway(self, name: str, attempts: list[tuple[bool, Child | str]]) -> Target:
         chosen: Target | None = None
         error = ""
         for anthropic, child in attempts:
@@ -255,13 +273,13 @@ class Bench:
                 self.discard(child)  # the fallback is not needed
                 continue
             try:
-                chosen = Target("gateway", child.wait_address(20), child)
+                chosen = Target(name, child.wait_address(20), child)
             except StartError as exc:
                 self.discard(child)
                 error = str(exc)
                 if anthropic:
                     self.translate_error = f"the gateway refused an anthropic provider: {exc}"
-        return chosen or Target("gateway", "", error=error)
+        return chosen or Target(name, "", error=error)
 
     def discard(self, child: Child) -> None:
         child.stop()
@@ -366,6 +384,62 @@ class Bench:
 
     def wait_written(self) -> None:
         self.loadgen.readline(60)
+
+    def measure_paired(self) -> dict[str, Any] | None:
+        """What metrics and the access log cost, measured with both gateways loaded at once.
+
+        `gateway` and `gateway-plain` share the target CPU and are driven together (C=50
+        each, 100-token streams, no delay), one load generator each: both see the same
+        machine at the same moments, so the ratio of their CPU per request holds to about
+        1 % where runs taken a minute apart differ by more than the effect. The median of
+        PAIRED_ROUNDS rounds is reported."""
+        on, off = self.targets.get(GATEWAYS[0]), self.targets.get(GATEWAYS[1])
+        if self.loadgen2 is None or on is None or off is None or on.error or off.error:
+            return None
+        seconds = 0.5 if self.opts.quick else 4.0
+        run = Run(concurrency=50, tokens=100, duration_s=seconds)
+        self.configure_upstream(run.tokens, run.delay_ms, run.chunk_bytes)
+        rounds = []
+        for i in range(PAIRED_ROUNDS + 1):  # the first round warms up
+            jobs = [(self.loadgen, on), (self.loadgen2, off)]
+            before = [target.child.cpu_s() for _, target in jobs if target.child]
+            for loadgen, target in jobs:
+                job = self.job(target, run, None, seconds, "")
+                stdin = loadgen.proc.stdin
+                assert stdin is not None
+                stdin.write(msgspec.json.encode(job).decode() + "\n")
+                stdin.flush()
+            bound = seconds + self.opts.timeout_s + 15
+            done = [msgspec.json.decode(lg.readline(bound), type=Summary) for lg, _ in jobs]
+            after = [target.child.cpu_s() for _, target in jobs if target.child]
+            for loadgen, _ in jobs:
+                loadgen.readline(60)  # "written"
+            if i == 0 or len(before) < 2:
+                continue
+            per_request = [
+                (a - b) / max(1, summary.requests)
+                for a, b, summary in zip(after, before, done, strict=True)
+            ]
+            rounds.append(
+                {
+                    "on_ms": 1000 * per_request[0],
+                    "off_ms": 1000 * per_request[1],
+                    "ratio": per_request[0] / per_request[1] if per_request[1] else None,
+                    "requests": [summary.requests for summary in done],
+                    "errors": [summary.errors for summary in done],
+                }
+            )
+        ratios = sorted(r["ratio"] for r in rounds if r["ratio"] is not None)
+        print(
+            f"[paired observability] {len(rounds)} rounds of {seconds:g} s: on/off "
+            + ", ".join(f"{r:.3f}" for r in ratios),
+            file=sys.stderr,
+        )
+        return {
+            "run": asdict(run),
+            "rounds": rounds,
+            "ratio_median": ratios[len(ratios) // 2] if ratios else None,
+        }
 
     def measure(self, scenario: Scenario, run: Run, target: Target) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -529,8 +603,8 @@ class Bench:
                             self.skipped.append(note)
                         continue
                     target = self.targets[name]
-                    if scenario.name == "translate" and name == "gateway" and self.translate_error:
-                        target = Target("gateway", "", error=self.translate_error)
+                    if scenario.name == "translate" and name in GATEWAYS and self.translate_error:
+                        target = Target(name, "", error=self.translate_error)
                     started = time.monotonic()
                     row = self.measure(scenario, run, target)
                     self.rows.append(row)
@@ -557,6 +631,7 @@ class Bench:
                 "argv": sys.argv[1:],
             },
             "rows": self.rows,
+            "paired": self.paired,
             "warnings": [w for w in self.warnings if w] + self.noise_warnings(),
             "skipped": self.skipped,
         }
@@ -611,7 +686,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     parser.add_argument(
         "--targets",
         default=",".join(BASE_TARGETS),
-        help="comma-separated subset of direct,relay,gateway (default: all three)",
+        help="comma-separated subset of direct,relay,gateway,gateway-plain (default: all; "
+        "gateway-plain is the gateway with metrics and the access log off)",
     )
     parser.add_argument(
         "--peer",
@@ -730,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             bench.start()
             bench.run_all()
+            bench.paired = bench.measure_paired()
         except KeyboardInterrupt:
             print("interrupted: stopping the children; partial results follow", file=sys.stderr)
             status = 130

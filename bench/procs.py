@@ -72,6 +72,7 @@ class Child:
         self.tail: deque[str] = deque(maxlen=40)  # stdout and stderr, for error messages
         self.lines: queue.Queue[str] = queue.Queue()  # stdout lines
         self.errs: queue.Queue[str] = queue.Queue()  # stderr lines (a ready line may be there)
+        self.ready = False
         for stream, q in ((self.proc.stdout, self.lines), (self.proc.stderr, self.errs)):
             threading.Thread(target=self._pump, args=(stream, q), daemon=True).start()
 
@@ -79,6 +80,8 @@ class Child:
         assert stream is not None
         for line in stream:
             self.tail.append(line.rstrip("\n"))
+            if q is self.errs and self.ready:
+                continue  # past the ready line, stderr is the gateway's access log: not kept
             q.put(line)
 
     @property
@@ -96,6 +99,7 @@ class Child:
                 with contextlib.suppress(queue.Empty):
                     found = ADDRESS.search(q.get(timeout=0.02))
                     if found:
+                        self.ready = True
                         return f"http://{HOST}:{found.group(1)}"
             if self.proc.poll() is not None:
                 time.sleep(0.1)  # let the pumps catch the last lines

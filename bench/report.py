@@ -18,6 +18,8 @@ import orjson
 Row = dict[str, Any]
 BASELINES = ("direct", "relay")
 FLAT_MB = 5.0  # "RSS flat (within 5 MB)"
+OBSERVED, PLAIN = "gateway", "gateway-plain"  # metrics and access log on, and off
+OBSERVABILITY_BUDGET = 1.05  # on may cost at most 5 % more CPU per request than off
 # Quantiles kept per row for the chart (and for anyone re-plotting from the JSON).
 DIST_POINTS = (*range(0, 100), 99.5, 99.9, 100)
 
@@ -227,7 +229,11 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
                 n = me["run"]["tokens"] if scenario == "long" else me["requests"]
                 unit = "tokens" if scenario == "long" else "requests"
                 growth = rss.get("peak_growth")
-                verdict = "" if growth is None else ("flat" if growth <= FLAT_MB else "GROWS")
+                verdict = (
+                    ""
+                    if growth is None
+                    else (f"flat (≤ {FLAT_MB:g} MB)" if growth <= FLAT_MB else "GROWS")
+                )
                 add(
                     t,
                     f"RSS across {what} ({n:,} {unit}): start → peak → end",
@@ -235,7 +241,63 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f" (+{fmt(growth)} MB)",
                     verdict,
                 )
+    out += observability_cost(rows)
+    paired = results.get("paired")
+    if paired and paired.get("ratio_median") is not None:
+        ratios = sorted(r["ratio"] for r in paired["rounds"] if r["ratio"] is not None)
+        median = paired["ratio_median"]
+        on = sorted(r["on_ms"] for r in paired["rounds"])[len(ratios) // 2]
+        off = sorted(r["off_ms"] for r in paired["rounds"])[len(ratios) // 2]
+        out.append(
+            {
+                "target": OBSERVED,
+                "check": "metrics + access log on vs off: CPU per request, both gateways "
+                f"loaded at once (C={paired['run']['concurrency']} each, "
+                f"{paired['run']['tokens']} tokens), median of {len(ratios)} rounds",
+                "value": f"{fmt(on)} ms vs {fmt(off)} ms = {fmt_ratio(median)} (rounds: "
+                + ", ".join(f"{r:.3f}" for r in ratios)
+                + ")",
+                "verdict": "within 5 %" if median <= OBSERVABILITY_BUDGET else "OVER 5 %",
+            }
+        )
     return out
+
+
+def observability_cost(rows: list[Row]) -> list[dict[str, Any]]:
+    """CPU per request of the gateway with metrics and access log on beside off, both
+    also as a ratio to the raw relay, at the top concurrency of each CPU-bound scenario."""
+    out = []
+    for scenario in ("throughput", "latency", "nonstream"):
+        cs = [r["run"]["concurrency"] for r in rows if r["scenario"] == scenario]
+        if not cs:
+            continue
+        top = max(cs)
+        found = {
+            t: _find(rows, scenario, t, _at_concurrency(top)) for t in (OBSERVED, PLAIN, "relay")
+        }
+        cpu = {t: metrics(r)["cpu_per_req_ms"] if r else None for t, r in found.items()}
+        on_off = ratio(cpu[OBSERVED], cpu[PLAIN])
+        if on_off is None:
+            continue
+        value = f"{fmt(cpu[OBSERVED])} ms vs {fmt(cpu[PLAIN])} ms = {fmt_ratio(on_off)}"
+        if cpu["relay"]:
+            value += (
+                f"; ÷ relay {fmt_ratio(ratio(cpu[OBSERVED], cpu['relay']))} vs "
+                f"{fmt_ratio(ratio(cpu[PLAIN], cpu['relay']))}"
+            )
+        out.append(
+            {
+                "target": OBSERVED,
+                "check": f"metrics + access log on vs off: CPU per request ({scenario} C={top})",
+                "value": value,
+                "verdict": "within 5 %" if on_off <= OBSERVABILITY_BUDGET else "OVER 5 %",
+            }
+        )
+    return out
+
+
+def _at_concurrency(c: int) -> Callable[[Row], bool]:
+    return lambda r: r["run"]["concurrency"] == c
 
 
 def _minus(a: float | None, b: float | None) -> float | None:
@@ -243,7 +305,7 @@ def _minus(a: float | None, b: float | None) -> float | None:
 
 
 def checks_table(found: list[dict[str, Any]]) -> str:
-    lines = [_md_row(["target", "figure", "value", f"within {FLAT_MB:g} MB"])]
+    lines = [_md_row(["target", "figure", "value", "verdict"])]
     lines.append(_md_row(["---", "---", "---:", "---"]))
     lines += [_md_row([c["target"], c["check"], c["value"], c["verdict"]]) for c in found]
     return "\n".join(lines)

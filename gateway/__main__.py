@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     # A worker started by the supervisor: the listening sockets it inherited.
     parser.add_argument("--worker-fds", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="level of the gateway's messages (the access log has its own switch)",
+    )
     return parser.parse_args(argv)
 
 
@@ -92,7 +98,9 @@ def _worker_sockets(fds: str) -> list[socket.socket]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
     try:
         config = load_config(args.config)
     except ConfigError as exc:

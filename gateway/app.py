@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import cors, guards, redact
+from gateway import cors, guards, observe, redact
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.auth import KeyRing, auth_middleware
 from gateway.config import Config
@@ -67,6 +67,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     router = Router(config, http)
     app[ROUTER] = router
     app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter)
+    observe.install(app, config, app[DISPATCHER])  # request ids, access log, metrics
     chat.add_routes(app)
     models.add_routes(app)
     probes.add_routes(app)

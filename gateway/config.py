@@ -66,6 +66,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # when listening on a loopback address, any name otherwise. "*.example.com" matches
     # subdomains, "*" any host.
     allowed_hosts: list[str] | None = None
+    access_log: bool = True  # one JSON line per finished request on stderr
 
 
 class _ProviderBase(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
@@ -287,6 +288,10 @@ class AdminConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     key: str | None = None  # "env.NAME": what GET /v1/keys/usage wants as its Bearer key
 
 
+class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True  # GET /metrics; false: nothing is measured and /metrics is a 404
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
@@ -295,6 +300,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     keys: dict[str, GatewayKeyConfig] = {}
     state: StateConfig = StateConfig()
     admin: AdminConfig = AdminConfig()
+    metrics: MetricsConfig = MetricsConfig()
     source: str = "<built-in default>"  # where it was read from, for messages
 
 

@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from gateway import metrics_export
 from gateway.listener import bind
 
 log = logging.getLogger("gateway")
@@ -45,17 +46,6 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux: an orphan worker keeps serving until stopped
         pass
-
-
-# prometheus-client's multiprocess mode: the directory every worker's metrics go to.
-METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def _forget_metrics_of(pid: int) -> None:
-    """A dead worker's gauges (in flight) must not count in the sum any more."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(pid)
 
 
 class _Slot:
@@ -91,7 +81,7 @@ class Supervisor:
             sock.set_inheritable(True)
         # Every worker writes its metrics where /metrics (in any worker) sums them up.
         metrics_dir = tempfile.TemporaryDirectory(prefix="gateway-metrics-")
-        os.environ[METRICS_DIR_VARIABLE] = metrics_dir.name
+        metrics_export.use_multiprocess(metrics_dir.name)
         try:
             urls = await asyncio.gather(*(self._start(slot) for slot in self._slots))
             print(
@@ -146,7 +136,7 @@ class Supervisor:
     async def _restart(self, slot: _Slot) -> None:
         process = slot.process
         assert process is not None
-        _forget_metrics_of(process.pid)
+        metrics_export.worker_exited(process.pid)
         if time.monotonic() - slot.started >= _HEALTHY_AFTER:
             slot.backoff = _FIRST_BACKOFF
         log.warning(

@@ -69,6 +69,18 @@ def test_quick_run_writes_results_for_direct_relay_and_gateway(quick_run: dict[s
         assert row["errors"] == 0, f"{where}: {row['error_samples']}"
 
 
+def test_quick_run_prices_metrics_and_access_log_with_both_gateways_at_once(
+    quick_run: dict[str, Any],
+) -> None:
+    results = json.loads(quick_run["json"][0].read_text())
+    assert "gateway-plain" in {row["target"] for row in results["rows"]}
+    paired = results["paired"]
+    assert len(paired["rounds"]) == 3 and paired["ratio_median"] > 0
+    for round_ in paired["rounds"]:
+        assert round_["errors"] == [0, 0] and min(round_["requests"]) > 0
+    assert "both gateways loaded at once" in quick_run["proc"].stdout
+
+
 def test_quick_run_measures_the_process_under_test(quick_run: dict[str, Any]) -> None:
     results = json.loads(quick_run["json"][0].read_text())
     for row in results["rows"]:

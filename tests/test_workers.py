@@ -205,3 +205,31 @@ def test_several_workers_with_local_limits_refuse_to_start(tmp_path: Path) -> No
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert "redis_url" in lines[-1] and "keys.app" in lines[-1]
+
+
+async def test_metrics_of_every_worker_are_summed(
+    tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    gateway = GatewayProcess(
+        '[providers.mock]\ntype = "mock"\ndelay = 0\n', tmp_path, "--workers", "2"
+    )
+    gateways.append(gateway)
+    body = {"model": "mock/x", "messages": MESSAGES}
+    served: set[int] = set()
+    connector = aiohttp.TCPConnector(force_close=True)  # each request may go to either worker
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(40):
+            async with session.post(f"{gateway.url}/v1/chat/completions", json=body) as r:
+                assert r.status == 200
+            served.add(int((await _health(gateway.url))["pid"]))  # type: ignore[call-overload]
+        await asyncio.sleep(0.2)  # observations are folded within 50 ms
+        async with session.get(f"{gateway.url}/metrics") as r:
+            text = await r.text()
+    assert len(served) == 2
+    counts = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gen_ai_server_request_duration_seconds_count{")
+        and 'gen_ai_operation_name="chat"' in line
+    ]
+    assert sum(counts) == 40  # one scrape of one worker shows the requests both served

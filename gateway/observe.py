@@ -1,0 +1,121 @@
+"""Observability wired into the application: request ids, the access log, the metrics.
+
+One middleware, outermost, sees every request: it notes the arrival (the dispatcher's
+record and so TTFT start there), gives the request its id, and once the handler returned
+(for a stream, after its last byte) writes the access line and counts the response. The
+dispatcher's own observations come through its hooks (`gateway.metrics`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway import access_log, request_ids
+from gateway.auth import GATEWAY_KEY
+from gateway.config import Config
+from gateway.cooldown_watch import CooldownCollector, WatchedCooldowns
+from gateway.dispatch import Dispatcher
+from gateway.hooks import ARRIVED, REQUEST_RECORD
+from gateway.metric_labels import error_type
+from gateway.metrics import GatewayMetrics
+from gateway.metrics_export import metrics_handler
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+CLIENT_CLOSED = 499  # nginx's status for a request whose client left before any answer
+UNMATCHED = "unmatched"
+
+
+def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> None:
+    """Request ids always; metrics and /metrics unless `[metrics] enabled = false`; the
+    access log unless `[server] access_log = false`."""
+    metrics = None
+    if config.metrics.enabled:
+        registry = CollectorRegistry()
+        metrics = GatewayMetrics(config, registry)
+        dispatcher.hooks.append(metrics)
+        watched = WatchedCooldowns(dispatcher.cooldowns)
+        dispatcher.cooldowns = watched
+        cooldowns = CooldownCollector(watched, config.providers)
+        registry.register(cooldowns)
+        app.router.add_get("/metrics", metrics_handler(registry, [cooldowns], metrics.fold))
+        app.on_cleanup.append(_at_cleanup(metrics.fold))  # into the multiprocess files
+    lines = None
+    if config.server.access_log:
+        lines = access_log.AccessLog()
+        app.on_cleanup.append(_at_cleanup(lines.flush))  # no line is lost at a clean stop
+    app.middlewares.insert(0, middleware(metrics, lines))
+    app.on_response_prepare.append(request_ids.on_response_prepare)
+
+
+def _at_cleanup(run: Callable[[], None]) -> Callable[[web.Application], Awaitable[None]]:
+    async def cleanup(app: web.Application) -> None:
+        run()
+
+    return cleanup
+
+
+def middleware(metrics: GatewayMetrics | None, lines: access_log.AccessLog | None) -> Middleware:
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        arrived = time.perf_counter()
+        request[ARRIVED] = arrived
+        request_ids.assign(request)
+        if metrics is None and lines is None:
+            return await handler(request)
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:  # the client left; a stream's 200 may have gone out
+            _finished(request, request.get(request_ids.SENT_STATUS, CLIENT_CLOSED), arrived)
+            raise
+        except web.HTTPException as http:  # not an error (a redirect): the error middleware
+            _finished(request, http.status, arrived)  # answers every error itself
+            raise
+        _finished(request, response.status, arrived)
+        return response
+
+    def _finished(request: web.Request, status: int, arrived: float) -> None:
+        record = request.get(REQUEST_RECORD)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else None
+        if metrics is not None:
+            if record is not None and record.ended is None:  # refused before any attempt
+                record.ended, record.status = time.perf_counter(), status
+                metrics.request_ended(record)
+            metrics.responded(route or UNMATCHED, status)
+        if lines is None:
+            return
+        if record is not None:
+            key, started = record.key, record.started
+            failed = error_type(record) or (_status_error(status) if status >= 400 else "")
+        else:  # `get` of a missing key raises inside: only asked when needed
+            gateway_key = request.get(GATEWAY_KEY)
+            key = gateway_key.name if gateway_key is not None else None
+            started, failed = arrived, _status_error(status)
+        lines.write(
+            access_log.line_of(
+                time.time(),
+                request[request_ids.REQUEST_ID],
+                request.method,
+                route or request.path[:256],
+                status,
+                record,
+                key,
+                time.perf_counter() - started,
+                failed,
+            )
+        )
+
+    return observe
+
+
+def _status_error(status: int) -> str:
+    if status == CLIENT_CLOSED:
+        return "cancelled"
+    return str(status) if status >= 400 else ""
