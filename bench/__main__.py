@@ -26,6 +26,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -54,11 +55,22 @@ from bench.scenarios import (
     Scenario,
     bounded,
 )
+from bench.variants import (
+    ALL_FEATURES,
+    BENCH_ALIAS,
+    BENCH_KEY,
+    VARIANTS,
+    Variant,
+    alias_table,
+    config_text,
+)
 
 RESULTS = REPO / "bench" / "results"
-BASE_TARGETS = ("direct", "relay", "gateway", "gateway-plain")
+DEFAULT_TARGETS = ("direct", "relay", "gateway", "gateway-plain")
+# Ours: measured, compared; anything else is a --peer.
+BASE_TARGETS = ("direct", "relay", *VARIANTS)
 # The gateway as configured by default (metrics and access log on), and with both off: the
-# two side by side price the observability.
+# two side by side price the observability (the paired run).
 GATEWAYS = ("gateway", "gateway-plain")
 GATEWAY_PROVIDER = "bench"
 ANTHROPIC_PROVIDER = "bench_anthropic"
@@ -77,6 +89,7 @@ class Target:
     pid: int | None = None  # a peer's pid given by the user
     error: str | None = None  # why it is not available
     peer_path: str = "/v1/chat/completions"
+    variant: Variant | None = None  # one of ours: how it is configured
 
     def endpoint(self, run: Run) -> tuple[str, str, str]:
         """(url, wire format the client sees, model) for a run whose upstream speaks `api`."""
@@ -84,9 +97,13 @@ class Target:
         if self.name in ("direct", "relay"):
             path = "/v1/messages" if api == API_ANTHROPIC else "/v1/chat/completions"
             return self.base + path, api, "mock-model"
-        if self.name in GATEWAYS:
+        if self.variant is not None:
             provider = ANTHROPIC_PROVIDER if api == API_ANTHROPIC else GATEWAY_PROVIDER
-            model = run.gateway_model or f"{provider}/mock-model"
+            model = run.gateway_model or (
+                BENCH_ALIAS
+                if self.variant.alias and api == API_OPENAI
+                else f"{provider}/mock-model"
+            )
             return self.base + "/v1/chat/completions", API_OPENAI, model
         return self.base + self.peer_path, API_OPENAI, ""
 
@@ -109,6 +126,7 @@ class Options:
     chart: bool
     keep_raw: bool
     out: Path
+    features: bool = False  # `gateway` with every per-request feature on
 
 
 def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
@@ -118,16 +136,13 @@ def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
         return msgspec.json.decode(resp.read())
 
 
-def gateway_config(gateway_port: int, upstream: str, anthropic: bool, plain: bool = False) -> str:
-    observed = "false" if plain else "true"
+def gateway_config(
+    gateway_port: int, upstream: str, anthropic: bool, variant: Variant, redis_url: str | None
+) -> str:
     text = f"""[server]
 host = "{HOST}"
 port = {gateway_port}
-access_log = {observed}
-
-[metrics]
-enabled = {observed}
-
+{config_text(variant, redis_url)}
 [providers.{GATEWAY_PROVIDER}]
 type = "openai"
 base_url = "{upstream}/v1"
@@ -143,7 +158,7 @@ api_key = "bench-key"
 
 [models.{FAILOVER_ALIAS}]
 targets = ["{DOWN_PROVIDER}/mock-model", "{GATEWAY_PROVIDER}/mock-model"]
-
+{alias_table(GATEWAY_PROVIDER)}
 [routing]
 failures_to_rest = 1000000000
 """
@@ -179,6 +194,8 @@ class Bench:
         self.paired: dict[str, Any] | None = None  # see measure_paired
         self.upstream_url = ""
         self.translate_error: str | None = None
+        self.redis: subprocess.Popen[bytes] | None = None  # for the variants that want one
+        self.redis_url: str | None = None
         self.repin: list[tuple[int, set[int]]] = []  # peers' threads and their own affinity
         self.noise: dict[str, list[tuple[str, float]]] = {"loadgen": [], "client": [], "others": []}
 
@@ -195,6 +212,11 @@ class Bench:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        if self.redis is not None:
+            self.redis.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.redis.wait(5)
+            self.redis = None
         shutil.rmtree(self.tmp, ignore_errors=True)
         for tid, cpus in self.repin:
             with contextlib.suppress(OSError):
@@ -228,7 +250,9 @@ class Bench:
                 ["-m", "bench.relay", "--port", "0", "--upstream", self.upstream_url],
                 self.target_cpus,
             )
-        gateways = {name: self.spawn_gateways(name) for name in GATEWAYS if name in opts.targets}
+        if any(self.variant(name).key == "redis" for name in opts.targets if name in VARIANTS):
+            self.redis_url = self.start_redis()
+        gateways = {name: self.spawn_gateways(name) for name in VARIANTS if name in opts.targets}
         if opts.chart:
             report.load_pyplot()  # while the children start: it takes about a second
         self.upstream.wait_address(15)
@@ -244,6 +268,29 @@ class Bench:
             pid = opts.peer_pids[i] if i < len(opts.peer_pids) else None
             self.targets[name] = self.peer_target(name, url, pid)
 
+    def variant(self, name: str) -> Variant:
+        if name == "gateway" and self.opts.features:
+            return ALL_FEATURES
+        return VARIANTS[name]
+
+    def start_redis(self) -> str:
+        """A redis-server for the variants that keep their limits there (loopback only)."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise StartError("redis-server is not installed (apt-get install redis-server)")
+        port = free_port()
+        self.redis = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.2):
+                return f"redis://{HOST}:{port}/0"
+            time.sleep(0.05)
+        raise StartError("redis-server did not start")
+
     def spawn_gateways(self, name: str) -> list[tuple[bool, Child | str]]:
         """The gateway with the generated config; when `translate` will run, first with an
         Anthropic provider too, and a plain one as the fallback should that be refused.
@@ -256,11 +303,15 @@ class Bench:
 
     def spawn_gateway(self, name: str, anthropic: bool) -> Child:
         port = free_port()
+        variant = self.variant(name)
         config = self.tmp / f"{name}{'-anthropic' if anthropic else ''}.toml"
-        plain = name == "gateway-plain"
-        config.write_text(gateway_config(port, self.upstream_url, anthropic, plain))
+        config.write_text(
+            gateway_config(port, self.upstream_url, anthropic, variant, self.redis_url)
+        )
         argv = ["-m", "gateway", "--config", str(config), "--host", HOST, "--port", str(port)]
-        return self.spawn(name, argv, self.target_cpus)
+        if variant.workers > 1:
+            argv += ["--workers", str(variant.workers)]
+        return self.spawn(name, argv, self.target_cpus if variant.pinned else None)
 
     def wait_gateway(self, name: str, attempts: list[tuple[bool, Child | str]]) -> Target:
         chosen: Target | None = None
@@ -273,7 +324,7 @@ class Bench:
                 self.discard(child)  # the fallback is not needed
                 continue
             try:
-                chosen = Target(name, child.wait_address(20), child)
+                chosen = Target(name, child.wait_address(20), child, variant=self.variant(name))
             except StartError as exc:
                 self.discard(child)
                 error = str(exc)
@@ -356,6 +407,8 @@ class Bench:
         headers = {}
         if target.name not in BASE_TARGETS and self.opts.peer_key:
             headers["Authorization"] = f"Bearer {self.opts.peer_key}"
+        if target.variant is not None and target.variant.key is not None:
+            headers["Authorization"] = f"Bearer {BENCH_KEY}"  # every request carries the key
         return Job(
             url=url,
             api=api,
@@ -603,7 +656,7 @@ class Bench:
                             self.skipped.append(note)
                         continue
                     target = self.targets[name]
-                    if scenario.name == "translate" and name in GATEWAYS and self.translate_error:
+                    if scenario.name == "translate" and name in VARIANTS and self.translate_error:
                         target = Target(name, "", error=self.translate_error)
                     started = time.monotonic()
                     row = self.measure(scenario, run, target)
@@ -685,9 +738,15 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     )
     parser.add_argument(
         "--targets",
-        default=",".join(BASE_TARGETS),
-        help="comma-separated subset of direct,relay,gateway,gateway-plain (default: all; "
-        "gateway-plain is the gateway with metrics and the access log off)",
+        default=",".join(DEFAULT_TARGETS),
+        help="comma-separated targets: direct, relay and the gateway variants "
+        f"({', '.join(VARIANTS)}; see bench/variants.py); default: " + ",".join(DEFAULT_TARGETS),
+    )
+    parser.add_argument(
+        "--features",
+        action="store_true",
+        help="run `gateway` with every per-request feature on: a gateway key with limits on "
+        "every request, metrics, the access log, the model named through an alias",
     )
     parser.add_argument(
         "--peer",
@@ -751,6 +810,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         chart=args.chart,
         keep_raw=args.keep_raw,
         out=args.out,
+        features=args.features,
     )
     return opts, args.list
 

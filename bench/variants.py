@@ -1,0 +1,70 @@
+"""The gateway as the bench runs it: one configuration per target name.
+
+`gateway` is the gateway as a user runs it by default (metrics and access log on); with
+`--features`, also a gateway key with limits on every request and the model named through a
+one-target alias (every per-request feature on). The other variants each price one feature
+against `gateway-plain` (everything off) in the same run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+BENCH_KEY = "bench-gateway-key"
+BENCH_ALIAS = "bench-alias"
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    about: str
+    observed: bool = True  # metrics and the access log
+    key: str | None = None  # a gateway key with limits, its state "local" or in "redis"
+    alias: bool = False  # the model named through a one-target alias
+    workers: int = 1
+    pinned: bool = True  # on the target CPU (a variant with workers takes every CPU)
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("gateway", "metrics and access log on (the default)"),
+        Variant("gateway-plain", "metrics and access log off", observed=False),
+        Variant(
+            "gateway-keys", "a gateway key with limits on every request, in process", key="local"
+        ),
+        Variant(
+            "gateway-redis", "a gateway key with limits on every request, in Redis", key="redis"
+        ),
+        Variant("gateway-w1", "--workers 1, on every CPU", pinned=False),
+        Variant("gateway-w2", "--workers 2, on every CPU", workers=2, pinned=False),
+    )
+}
+# --features: `gateway` with every per-request feature on.
+ALL_FEATURES = replace(
+    VARIANTS["gateway"],
+    about="every feature on: key and limits, metrics, access log, an alias",
+    key="local",
+    alias=True,
+)
+
+
+def config_text(variant: Variant, redis_url: str | None) -> str:
+    """The [server]/[metrics]/[keys]/[state]/[models] part of a variant's gateway.toml."""
+    observed = "true" if variant.observed else "false"
+    text = f"access_log = {observed}\n\n[metrics]\nenabled = {observed}\n"
+    if variant.key is not None:
+        # Limits far above what the bench sends: checked and counted on every request,
+        # never reached.
+        text += (
+            f'\n[keys.bench]\nvalue = "{BENCH_KEY}"\nrpm = 1000000000\ntpm = 1000000000000\n'
+            "budget = 1000000000000000\nmax_parallel = 1000000\n"
+        )
+    if variant.key == "redis":
+        assert redis_url is not None
+        text += f'\n[state]\nredis_url = "{redis_url}"\n'
+    return text
+
+
+def alias_table(provider: str) -> str:
+    return f'\n[models.{BENCH_ALIAS}]\ntargets = ["{provider}/mock-model"]\n'
