@@ -99,6 +99,8 @@ class Target:
             return self.base + path, api, "mock-model"
         if self.variant is not None:
             provider = ANTHROPIC_PROVIDER if api == API_ANTHROPIC else GATEWAY_PROVIDER
+            if run.client_api == API_ANTHROPIC:  # inbound Messages, to either upstream
+                return self.base + "/v1/messages", API_ANTHROPIC, f"{provider}/mock-model"
             model = run.gateway_model or (
                 BENCH_ALIAS
                 if self.variant.alias and api == API_OPENAI
@@ -297,7 +299,9 @@ class Bench:
         `gateway-plain`: the same with metrics and the access log off."""
         if not (REPO / "gateway" / "__main__.py").exists():
             return [(False, "gateway/__main__.py does not exist yet")]
-        wants = any(s.name == "translate" and s.available() for s in self.opts.scenarios)
+        wants = any(
+            s.name in ("translate", "messages") and s.available() for s in self.opts.scenarios
+        )
         kinds = (True, False) if wants else (False,)
         return [(anthropic, self.spawn_gateway(name, anthropic)) for anthropic in kinds]
 
@@ -656,7 +660,11 @@ class Bench:
                             self.skipped.append(note)
                         continue
                     target = self.targets[name]
-                    if scenario.name == "translate" and name in VARIANTS and self.translate_error:
+                    if (
+                        scenario.name in ("translate", "messages")
+                        and name in VARIANTS
+                        and self.translate_error
+                    ):
                         target = Target(name, "", error=self.translate_error)
                     started = time.monotonic()
                     row = self.measure(scenario, run, target)

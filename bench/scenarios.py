@@ -38,9 +38,13 @@ class Run:
     api: str = API_OPENAI  # what the upstream speaks; clients of the gateway always see OpenAI
     # The model the gateway is asked for, when not its plain provider/model (an alias).
     gateway_model: str | None = None
+    # What clients of the gateway speak (direct and relay clients speak the upstream's `api`).
+    client_api: str = API_OPENAI
 
     @property
     def label(self) -> str:
+        if self.client_api != API_OPENAI:
+            return f"C={self.concurrency} {self.client_api}-in {self.api}-out"
         return f"C={self.concurrency}"
 
 
@@ -127,6 +131,20 @@ SCENARIOS: tuple[Scenario, ...] = (
         runs=tuple(Run(c, api=API_ANTHROPIC, duration_s=5.0) for c in (1, 10)),
         quick=(Run(10, api=API_ANTHROPIC, duration_s=0.3),),
         needs="providers/anthropic.py",
+    ),
+    Scenario(
+        "messages",
+        "clients speak Anthropic Messages (/v1/messages): passed through to an Anthropic "
+        "upstream, and translated for an OpenAI-compatible one",
+        runs=(
+            *(Run(c, api=API_ANTHROPIC, client_api=API_ANTHROPIC, duration_s=5.0) for c in (1, 10)),
+            Run(10, api=API_OPENAI, client_api=API_ANTHROPIC, duration_s=5.0),
+        ),
+        quick=(
+            Run(10, api=API_ANTHROPIC, client_api=API_ANTHROPIC, duration_s=0.3),
+            Run(10, api=API_OPENAI, client_api=API_ANTHROPIC, duration_s=0.3),
+        ),
+        needs="gateway/routes/messages.py",
     ),
     Scenario(
         "failover",
