@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib.metadata
 import logging
 import signal
@@ -76,6 +77,10 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, signals.put_nowait, signum)
     runner, url = await app.start(config, host, port, sockets)
+    # What start-up built lives as long as the process: out of the collector's way, so that
+    # full collections scan only what requests make (collections measured at ~10 % of the
+    # CPU per request; freezing takes the long-lived part out of every full one).
+    gc.freeze()
     # Printed once the socket is bound and signals are handled: a caller may use both at once.
     print(f"gateway listening on {url} (config: {config.source})", flush=True)
     await signals.get()

@@ -49,7 +49,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
             error_middleware,
             *cors_middleware(server.cors_origins),
             *guards.request_guards(server, server.host if host is None else host),
-            auth_middleware(keys),
+            *auth_middleware(keys, _forwards_client_keys(config)),
         ],
         client_max_size=server.max_request_bytes,
     )
@@ -83,6 +83,10 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     )
     app.cleanup_ctx.append(_clients)
     return app
+
+
+def _forwards_client_keys(config: Config) -> bool:
+    return any(getattr(p, "forward_client_key", False) for p in config.providers.values())
 
 
 async def _clients(app: web.Application) -> AsyncIterator[None]:

@@ -73,6 +73,7 @@ class KeyRing:
         self.required = bool(config.keys)
         self.keys: dict[str, GatewayKey] = {}
         self._by_digest: dict[bytes, GatewayKey] = {}
+        self._known: dict[str, GatewayKey] = {}
         for name, key_config in config.keys.items():
             value = resolve_key(key_config.value).value
             patterns = re.compile("|".join(fnmatch.translate(p) for p in key_config.models))
@@ -83,9 +84,16 @@ class KeyRing:
         self.admin = resolve_key(config.admin.key).value
 
     def find(self, presented: str) -> GatewayKey | None:
+        # A key found once is found again by its value: a str dict lookup compares contents
+        # only on a matching (randomised, 64-bit) hash, so it tells an attacker nothing a
+        # digest would not, and it skips the SHA-256 on every request (2 % of the CPU).
+        key = self._known.get(presented)
+        if key is not None:
+            return key
         key = self._by_digest.get(_digest(presented))
         if key is None or not hmac.compare_digest(key.value, presented):
             return None
+        self._known[presented] = key  # bounded: only the configured keys' own values
         return key
 
     def is_admin(self, presented: str | None) -> bool:
@@ -121,10 +129,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def auth_middleware(
-    ring: KeyRing,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    ring: KeyRing, forwards_client_keys: bool
+) -> list[Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]]:
     """Find the gateway key (401 without one, when keys are configured) and any provider key
-    the client sent besides it."""
+    the client sent besides it; none at all when there are no keys and no provider takes
+    the client's own key."""
+    if not ring.required and not forwards_client_keys:
+        return []
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -150,7 +161,7 @@ def auth_middleware(
             )
         return await handler(request)
 
-    return authenticate
+    return [authenticate]
 
 
 # Admin routes check the [admin] key themselves.

