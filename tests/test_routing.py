@@ -53,6 +53,21 @@ def providers_toml(*urls: str, **extra: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+async def start_alias(
+    start_gateway: GatewayFactory,
+    a: FakeUpstream,
+    b: FakeUpstream,
+    alias: str,
+    targets: list[str],
+    **settings: Any,
+) -> str:
+    """The gateway with providers a and b (each with `settings`) and `alias` over `targets`."""
+    return await start_gateway(
+        providers_toml(a.url, b.url, **settings)
+        + f"[models.{alias}]\ntargets = {orjson.dumps(targets).decode()}\n"
+    )
+
+
 def error_answer(status: int, message: str, headers: dict[str, str] | None = None) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
@@ -78,9 +93,7 @@ async def test_503_then_success_on_the_fallback_target(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url) + '[models.smart]\ntargets = ["a/m1", "b/m2"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "smart", ["a/m1", "b/m2"])
     a.handler = error_answer(503, "a is overloaded")
     b.handler = streaming(openai_chat_stream(["from ", "b"]))
     async with sdk(url) as client:
@@ -98,9 +111,7 @@ async def test_error_event_inside_a_200_stream_before_content_fails_over_cleanly
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url) + '[models.smart]\ntargets = ["a/m", "b/m"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"])
     overloaded = {"error": {"message": "Overloaded", "type": "overloaded_error", "code": None}}
     a.handler = streaming(
         [data(chat_chunk({"role": "assistant", "content": ""})), data(overloaded)]
@@ -122,9 +133,7 @@ async def test_end_of_stream_before_content_fails_over(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url) + '[models.smart]\ntargets = ["a/m", "b/m"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"])
     a.handler = streaming([data(chat_chunk({"role": "assistant", "content": ""}))])  # then ends
     b.handler = streaming(openai_chat_stream(["ok"]))
     async with sdk(url) as client:
@@ -135,9 +144,7 @@ async def test_a_cut_after_content_is_the_error_event_and_no_failover(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url) + '[models.smart]\ntargets = ["a/m", "b/m"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"])
     a.handler = streaming([data(chat_chunk({"content": "partial"}))], then="reset")
     b.handler = streaming(openai_chat_stream(["never"]))
     async with sdk(url) as client:
@@ -155,9 +162,7 @@ async def test_a_timeout_before_content_fails_over(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url, timeout=0.3) + '[models.smart]\ntargets = ["a/m", "b/m"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"], timeout=0.3)
     a.handler = streaming([data(chat_chunk({"role": "assistant", "content": ""}))], then="hang")
     b.handler = streaming(openai_chat_stream(["in time"]))
     async with sdk(url) as client:
@@ -168,9 +173,7 @@ async def test_keepalive_comments_then_failover_give_one_clean_stream(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url, keepalive=0.1) + '[models.smart]\ntargets = ["a/m", "b/m"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"], keepalive=0.1)
     a.handler = error_answer(503, "slow and then down")
     slow_failure = a.handler
 
@@ -197,9 +200,7 @@ async def test_every_candidate_failing_after_keepalive_is_the_final_error_event(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url, keepalive=0.1) + '[models.smart]\ntargets = ["a/m", "b/m"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"], keepalive=0.1)
 
     async def slow_503(request: web.Request) -> web.Response:
         await asyncio.sleep(0.25)
@@ -329,28 +330,11 @@ async def test_retries_back_off_and_honour_retry_after(
     assert times[2] - times[1] >= 0.4 * 2 * 0.8  # backoff_start 0.5 * 2^1, jitter -20 %
 
 
-async def test_a_retry_after_above_the_cap_fails_over_instead_of_waiting(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
-) -> None:
-    a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url, retries=3) + '[models.m]\ntargets = ["a/m", "b/m"]\n'
-    )
-    a.handler = error_answer(503, "come back in an hour", {"Retry-After": "3600"})
-    b.handler = answering(chat_completion("b"))
-    async with sdk(url) as client:
-        answer = await client.chat.completions.create(model="m", messages=MESSAGES)
-    assert answer.choices[0].message.content == "b"
-    assert len(a.requests) == 1
-
-
 async def test_every_candidate_failing_gives_one_error_naming_each_attempt(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url) + '[models.m]\ntargets = ["a/m1", "b/m2"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "m", ["a/m1", "b/m2"])
     a.handler = error_answer(503, "a down")
     b.handler = error_answer(502, "b broken")
     async with sdk(url) as client:
@@ -365,9 +349,7 @@ async def test_all_429_is_a_429_with_the_smallest_retry_after(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url) + '[models.m]\ntargets = ["a/m", "b/m"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"])
     a.handler = error_answer(429, "a limited", {"Retry-After": "20"})
     b.handler = error_answer(429, "b limited", {"Retry-After": "7"})
     async with sdk(url) as client:
@@ -408,9 +390,7 @@ async def test_a_client_error_never_fails_over(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory, status: int
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url, retries=2) + '[models.m]\ntargets = ["a/m", "b/m"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"], retries=2)
     a.handler = error_answer(status, "your request is wrong")
     b.handler = answering(chat_completion("never"))
     async with sdk(url) as client:
@@ -421,14 +401,22 @@ async def test_a_client_error_never_fails_over(
     assert len(a.requests) == 1 and b.requests == []
 
 
-async def test_a_404_fails_over_without_a_retry(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (404, {}),  # this provider lacks the model: no retry, the next one may have it
+        (503, {"Retry-After": "3600"}),  # a wait above max_retry_after: the next one instead
+    ],
+)
+async def test_a_failure_not_worth_retrying_fails_over_at_once(
+    upstreams: list[FakeUpstream],
+    start_gateway: GatewayFactory,
+    status: int,
+    headers: dict[str, str],
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url, retries=3) + '[models.m]\ntargets = ["a/m", "b/m"]\n'
-    )
-    a.handler = error_answer(404, "no such model")
+    url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"], retries=3)
+    a.handler = error_answer(status, "not here, not now", headers)
     b.handler = answering(chat_completion("b has it"))
     async with sdk(url) as client:
         answer = await client.chat.completions.create(model="m", messages=MESSAGES)
@@ -440,9 +428,7 @@ async def test_a_target_that_failed_three_times_in_a_row_rests(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url) + '[models.m]\ntargets = ["a/m", "b/m"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"])
     a.handler = error_answer(503, "down")
     b.handler = answering(chat_completion("b"))
     async with sdk(url) as client:
@@ -564,9 +550,7 @@ async def test_an_upload_with_several_candidates_is_sent_whole_to_each(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(
-        providers_toml(a.url, b.url) + '[models.w]\ntargets = ["a/whisper", "b/whisper"]\n'
-    )
+    url = await start_alias(start_gateway, a, b, "w", ["a/whisper", "b/whisper"])
     audio = bytes(range(256)) * 8192  # 2 MiB: past the in-memory spool, onto disk
     received: dict[str, bytes] = {}
 
