@@ -83,6 +83,20 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await server.stop()
 
 
+Upstreams = tuple[FakeUpstream, FakeUpstream, FakeUpstream]
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[Upstreams]:
+    """Three independent fake upstreams (a, b, c), for routing between providers."""
+    servers = (FakeUpstream(), FakeUpstream(), FakeUpstream())
+    for server in servers:
+        await server.start()
+    yield servers
+    for server in servers:
+        await server.stop()
+
+
 GatewayFactory = Callable[..., Awaitable[str]]
 
 

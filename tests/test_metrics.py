@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -31,7 +30,7 @@ from gateway.metrics import (
     TTFT_BUCKETS,
     observe_all,
 )
-from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
+from tests.conftest import FakeUpstream, GatewayFactory, Upstreams, provider_toml
 from tests.processes import GatewayProcess
 from tests.scrape import Scrape, scrape
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
@@ -45,16 +44,6 @@ ATTEMPTS = "gateway_attempts_total"
 IN_FLIGHT = "gateway_requests_in_flight"
 
 
-@pytest.fixture
-async def upstreams() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
-    a, b = FakeUpstream(), FakeUpstream()
-    await a.start()
-    await b.start()
-    yield a, b
-    await a.stop()
-    await b.stop()
-
-
 def two_providers(a: FakeUpstream, b: FakeUpstream, **a_settings: object) -> str:
     return (
         provider_toml(a.url, "a", **({"api_key": "sk-a", "timeout": 2} | a_settings))
@@ -64,10 +53,8 @@ def two_providers(a: FakeUpstream, b: FakeUpstream, **a_settings: object) -> str
 
 
 @pytest.fixture
-async def gateway(
-    upstreams: tuple[FakeUpstream, FakeUpstream], start_gateway: GatewayFactory
-) -> str:
-    return await start_gateway(two_providers(*upstreams))
+async def gateway(upstreams: Upstreams, start_gateway: GatewayFactory) -> str:
+    return await start_gateway(two_providers(*upstreams[:2]))
 
 
 def sdk(url: str, key: str = "unused") -> openai.AsyncOpenAI:
@@ -86,9 +73,9 @@ def histogram_count(scraped: Scrape, name: str, **labels: str) -> float:
 
 
 async def test_streamed_and_whole_answers_fill_the_genai_histograms(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: Upstreams
 ) -> None:
-    a, _ = upstreams
+    a, _, _ = upstreams
     a.handler = streaming(openai_chat_stream(["one ", "two ", "three"]), delay=0.02)
     async with sdk(gateway) as client:
         assert await stream_text(client, "a/m") == "one two three"
@@ -123,10 +110,8 @@ async def test_streamed_and_whole_answers_fill_the_genai_histograms(
     assert scraped.value("gateway_responses_total", route="/v1/chat/completions", status="200") == 2
 
 
-async def test_histograms_use_the_opentelemetry_buckets(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
-) -> None:
-    a, _ = upstreams
+async def test_histograms_use_the_opentelemetry_buckets(gateway: str, upstreams: Upstreams) -> None:
+    a, _, _ = upstreams
     a.handler = streaming(openai_chat_stream(["x", "y"]))
     async with sdk(gateway) as client:
         await stream_text(client, "a/m")
@@ -165,9 +150,9 @@ async def test_histograms_use_the_opentelemetry_buckets(
 
 
 async def test_a_fallback_through_an_alias_counts_the_failed_attempt_and_the_server(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: Upstreams
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     a.handler = answering({"error": {"message": "busy", "type": "server_error"}}, status=503)
     b.handler = streaming(openai_chat_stream(["from b"]))
     async with sdk(gateway) as client:
@@ -187,9 +172,9 @@ async def test_a_fallback_through_an_alias_counts_the_failed_attempt_and_the_ser
 
 
 async def test_an_upstream_error_is_counted_by_its_status(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: Upstreams
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     a.handler = answering({"error": {"message": "overloaded", "type": "server_error"}}, 503)
     b.handler = answering({"error": {"message": "bad", "type": "invalid_request_error"}}, 400)
     async with sdk(gateway) as client:
@@ -209,10 +194,8 @@ async def test_an_upstream_error_is_counted_by_its_status(
     assert scraped.value("gateway_responses_total", status="400") == 1
 
 
-async def test_requests_in_flight_while_a_stream_runs(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
-) -> None:
-    a, _ = upstreams
+async def test_requests_in_flight_while_a_stream_runs(gateway: str, upstreams: Upstreams) -> None:
+    a, _, _ = upstreams
     a.handler = streaming(openai_chat_stream(["slow"]), delay=0.2)  # about 1 s
     async with sdk(gateway) as client:
         running = asyncio.create_task(stream_text(client, "a/m"))
@@ -224,9 +207,9 @@ async def test_requests_in_flight_while_a_stream_runs(
 
 
 async def test_a_client_that_leaves_mid_stream_is_counted_as_cancelled(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: Upstreams
 ) -> None:
-    a, _ = upstreams
+    a, _, _ = upstreams
     a.handler = streaming(openai_chat_stream(["first", "never"])[:2], then="hang")
     body = {"model": "a/m", "messages": MESSAGES, "stream": True}
     async with aiohttp.ClientSession() as session:
@@ -245,9 +228,9 @@ async def test_a_client_that_leaves_mid_stream_is_counted_as_cancelled(
 
 
 async def test_gateway_key_label_and_a_request_refused_before_any_attempt(
-    upstreams: tuple[FakeUpstream, FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     url = await start_gateway(
         two_providers(a, b) + '[keys.team]\nvalue = "sk-team-secret"\nrpm = 1\n'
     )
@@ -269,9 +252,9 @@ async def test_gateway_key_label_and_a_request_refused_before_any_attempt(
 
 
 async def test_model_labels_are_bounded_to_configured_names(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: Upstreams
 ) -> None:
-    a, _ = upstreams
+    a, _, _ = upstreams
     a.handler = answering(chat_completion("ok"))
     async with sdk(gateway) as client:
         await client.chat.completions.create(model="smart", messages=MESSAGES)
@@ -298,9 +281,9 @@ async def test_model_labels_are_bounded_to_configured_names(
 
 
 async def test_cooldowns_gauge_counts_resting_keys_and_targets(
-    upstreams: tuple[FakeUpstream, FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     url = await start_gateway(two_providers(a, b) + "[routing]\nfailures_to_rest = 1\n")
     before = await scrape(url)
     assert before.value("gateway_cooldowns", gen_ai_provider_name="a", kind="key") == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.conftest import FakeUpstream, GatewayFactory
+from tests.conftest import FakeUpstream, GatewayFactory, Upstreams
 from tests.streams import (
     answering,
     chat_chunk,
@@ -30,17 +30,6 @@ from tests.streams import (
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[list[FakeUpstream]]:
-    """Three independent fake upstreams: a, b, c."""
-    servers = [FakeUpstream() for _ in range(3)]
-    for server in servers:
-        await server.start()
-    yield servers
-    for server in servers:
-        await server.stop()
 
 
 def providers_toml(*urls: str, **extra: Any) -> str:
@@ -90,7 +79,7 @@ async def stream_text(client: openai.AsyncOpenAI, model: str, **extra: Any) -> s
 
 
 async def test_503_then_success_on_the_fallback_target(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "smart", ["a/m1", "b/m2"])
@@ -108,7 +97,7 @@ async def test_503_then_success_on_the_fallback_target(
 
 
 async def test_error_event_inside_a_200_stream_before_content_fails_over_cleanly(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"])
@@ -130,7 +119,7 @@ async def test_error_event_inside_a_200_stream_before_content_fails_over_cleanly
 
 
 async def test_end_of_stream_before_content_fails_over(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"])
@@ -141,7 +130,7 @@ async def test_end_of_stream_before_content_fails_over(
 
 
 async def test_a_cut_after_content_is_the_error_event_and_no_failover(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"])
@@ -159,7 +148,7 @@ async def test_a_cut_after_content_is_the_error_event_and_no_failover(
 
 
 async def test_a_timeout_before_content_fails_over(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"], timeout=0.3)
@@ -170,7 +159,7 @@ async def test_a_timeout_before_content_fails_over(
 
 
 async def test_keepalive_comments_then_failover_give_one_clean_stream(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"], keepalive=0.1)
@@ -197,7 +186,7 @@ async def test_keepalive_comments_then_failover_give_one_clean_stream(
 
 
 async def test_every_candidate_failing_after_keepalive_is_the_final_error_event(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"], keepalive=0.1)
@@ -286,7 +275,7 @@ async def test_weighted_targets_split_within_statistical_bounds(
 
 
 async def test_max_attempts_caps_a_ring_of_failing_targets(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, c = upstreams
     url = await start_gateway(
@@ -331,7 +320,7 @@ async def test_retries_back_off_and_honour_retry_after(
 
 
 async def test_every_candidate_failing_gives_one_error_naming_each_attempt(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "m", ["a/m1", "b/m2"])
@@ -346,7 +335,7 @@ async def test_every_candidate_failing_gives_one_error_naming_each_attempt(
 
 
 async def test_all_429_is_a_429_with_the_smallest_retry_after(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"])
@@ -359,7 +348,7 @@ async def test_all_429_is_a_429_with_the_smallest_retry_after(
 
 
 async def test_request_fallbacks_are_tried_and_never_forwarded(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_gateway(providers_toml(a.url, b.url))
@@ -387,7 +376,7 @@ async def test_an_unknown_fallback_is_a_400_naming_the_field(
 
 @pytest.mark.parametrize("status", [400, 413, 422])
 async def test_a_client_error_never_fails_over(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory, status: int
+    upstreams: Upstreams, start_gateway: GatewayFactory, status: int
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"], retries=2)
@@ -409,7 +398,7 @@ async def test_a_client_error_never_fails_over(
     ],
 )
 async def test_a_failure_not_worth_retrying_fails_over_at_once(
-    upstreams: list[FakeUpstream],
+    upstreams: Upstreams,
     start_gateway: GatewayFactory,
     status: int,
     headers: dict[str, str],
@@ -425,7 +414,7 @@ async def test_a_failure_not_worth_retrying_fails_over_at_once(
 
 
 async def test_a_target_that_failed_three_times_in_a_row_rests(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"])
@@ -439,7 +428,7 @@ async def test_a_target_that_failed_three_times_in_a_row_rests(
 
 
 async def test_when_every_target_rests_the_longest_rested_is_tried(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_gateway(
@@ -457,7 +446,7 @@ async def test_when_every_target_rests_the_longest_rested_is_tried(
 
 
 async def test_retried_and_failed_over_streams_never_duplicate_a_token(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_gateway(
@@ -480,9 +469,7 @@ async def test_retried_and_failed_over_streams_never_duplicate_a_token(
     assert chunks[-1].usage is not None and chunks[-1].choices[0].finish_reason == "stop"
 
 
-async def test_models_lists_aliases(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
-) -> None:
+async def test_models_lists_aliases(upstreams: Upstreams, start_gateway: GatewayFactory) -> None:
     a, b, _ = upstreams
     url = await start_gateway(
         providers_toml(a.url, b.url) + '[models."gpt-4o"]\ntargets = ["a/gpt-4o", "b/x"]\n'
@@ -547,7 +534,7 @@ async def test_aliases_fail_over_for_every_operation(
 
 
 async def test_an_upload_with_several_candidates_is_sent_whole_to_each(
-    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+    upstreams: Upstreams, start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_alias(start_gateway, a, b, "w", ["a/whisper", "b/whisper"])
