@@ -13,16 +13,10 @@ import sys
 from pathlib import Path
 
 from gateway import app, fdlimit
-from gateway.config import (
-    Config,
-    ConfigError,
-    load,
-    shared_state_problem,
-    warn_missing_keys,
-    worker_count,
-)
+from gateway.config import Config, load, shared_state_problem, warn_missing_keys, worker_count
 from gateway.drain import DRAIN
 from gateway.supervisor import Supervisor, die_with_parent
+from wire.config import ConfigError
 
 DEFAULT_CONFIG = "gateway.toml"
 

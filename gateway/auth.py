@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from gateway.config import Config, GatewayKeyConfig, resolve_key
-from gateway.errors import GatewayError
+from gateway.config import Config, GatewayKeyConfig
+from wire.config import resolve_key
+from wire.errors import GatewayError
 
 # Routes anyone may call: probes and scrapes must work without a key.
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})

@@ -15,19 +15,15 @@ from typing import Any
 
 import msgspec
 
-log = logging.getLogger("gateway")
+from wire.config import ConfigError, resolve_key
 
-ENV_PREFIX = "env."
+log = logging.getLogger("gateway")
 
 # Built in, so that a fresh checkout runs with no file and no key.
 DEFAULT_TOML = """
 [providers.mock]
 type = "mock"
 """
-
-
-class ConfigError(Exception):
-    """A bad configuration: the message is one line naming file, key and problem."""
 
 
 class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -302,23 +298,6 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
     source: str = "<built-in default>"  # where it was read from, for messages
-
-
-class ResolvedKey(msgspec.Struct, frozen=True):
-    """An api_key after `env.NAME` resolution: the value, or the variable that is missing."""
-
-    value: str | None
-    missing_env: str | None = None
-
-
-def resolve_key(raw: str | None) -> ResolvedKey:
-    if raw is None:
-        return ResolvedKey(None)
-    if raw.startswith(ENV_PREFIX):
-        name = raw[len(ENV_PREFIX) :]
-        value = os.environ.get(name)
-        return ResolvedKey(value) if value else ResolvedKey(None, missing_env=name)
-    return ResolvedKey(raw)
 
 
 def load(path: str | Path | None) -> Config:

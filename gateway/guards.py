@@ -23,7 +23,7 @@ from aiohttp import web
 
 from gateway.config import ServerConfig
 from gateway.connection import SERVER_NAME, GuardedHandler
-from gateway.errors import MisdirectedRequest, UnsupportedMediaType
+from wire.errors import MisdirectedRequest, UnsupportedMediaType
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]

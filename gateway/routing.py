@@ -17,10 +17,12 @@ import aiohttp
 import msgspec
 
 from gateway.config import Config, ProviderConfig
-from gateway.errors import BadRequest
-from gateway.upstream import HttpTransport, Transport, client_timeout
+from gateway.upstream import HttpTransport, client_timeout
 from providers import build_provider
-from providers.base import Operation, Provider
+from providers.base import Provider
+from wire.errors import BadRequest
+from wire.operations import Operation
+from wire.upstream import Transport
 
 T = TypeVar("T")
 

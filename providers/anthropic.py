@@ -33,7 +33,6 @@ import msgspec
 import orjson
 
 from gateway.config import AnthropicProviderConfig
-from gateway.errors import BadRequest, GatewayError, upstream_error_from_body
 from providers.anthropic_relay import MessagesRelay
 from providers.anthropic_stream import (
     ErrorBody,
@@ -42,7 +41,7 @@ from providers.anthropic_stream import (
     overloaded_as_503,
     translate_message,
 )
-from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
+from providers.base import ApiKey, StreamTranslator
 from providers.chat_request import (
     CHOICES_AND_LOGPROBS,
     Asks,
@@ -58,6 +57,9 @@ from providers.chat_request import (
     reject_unsupported,
     text_of,
 )
+from wire.errors import BadRequest, GatewayError, upstream_error_from_body
+from wire.operations import Operation, RawBody
+from wire.upstream import UpstreamRequest
 
 # reasoning_effort -> thinking.budget_tokens (docs: build-with-claude/extended-thinking).
 # 1024 is Anthropic's minimum budget; "high" is sized so that the default max_tokens plus the

@@ -15,11 +15,11 @@ from typing import Any
 
 import msgspec
 
-from gateway.errors import GatewayError, UpstreamProtocolError
-from gateway.sse import Event, SSEDecoder, SSEProtocolError, encode
 from providers.anthropic_stream import ErrorBody, Usage, anthropic_error, openai_usage
-from providers.base import UpstreamRequest
 from providers.messages_bridge import anthropic_error_body
+from wire.errors import GatewayError, UpstreamProtocolError
+from wire.sse import Event, SSEDecoder, SSEProtocolError, encode
+from wire.upstream import UpstreamRequest
 
 # The client's headers that say what it asks of the API: betas (Claude Code sends several,
 # e.g. interleaved thinking, context management) and the version it was written against.

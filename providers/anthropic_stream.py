@@ -18,9 +18,9 @@ from typing import Any
 
 import msgspec
 
-from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError
-from gateway.sse import Event, SSEDecoder, SSEProtocolError, encode
 from providers.chunks import ChatStreamWriter, chat_completion, usage
+from wire.errors import GatewayError, UpstreamError, UpstreamProtocolError
+from wire.sse import Event, SSEDecoder, SSEProtocolError, encode
 
 # stop_reason -> finish_reason. pause_turn (a server tool paused a long turn) ends this answer
 # normally: the client continues by sending the turn back, as after "stop".

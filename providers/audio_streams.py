@@ -15,9 +15,9 @@ from typing import Any
 import msgspec
 import orjson
 
-from gateway.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
-from gateway.sse import Event, SSEDecoder, SSEProtocolError, encode_data
 from providers.chunks import DONE
+from wire.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
+from wire.sse import Event, SSEDecoder, SSEProtocolError, encode_data
 
 AUDIO_CONTENT_TYPES = {
     "mp3": "audio/mpeg",

@@ -15,9 +15,9 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from gateway.config import AzureProviderConfig
-from gateway.errors import BadRequest
-from providers.base import Operation
 from providers.openai import OpenAIProvider
+from wire.errors import BadRequest
+from wire.operations import Operation
 
 _PATHS = {Operation.CHAT: "/chat/completions", Operation.COMPLETIONS: "/completions"}
 

@@ -7,35 +7,13 @@ sends the request and `gateway.relay` pumps the bytes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Mapping
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-import msgspec
-
-from gateway.config import resolve_key
-from gateway.errors import GatewayError, ProviderAuthError
-
-if TYPE_CHECKING:
-    from gateway.uploads import Upload
-
-# A request body decoded one level deep: the top-level keys, each value still raw JSON bytes.
-# Fields the gateway does not know are forwarded untouched (tools, response_format, seed, ...).
-RawBody = dict[str, msgspec.Raw]
-
-
-class Operation(StrEnum):
-    CHAT = "chat.completions"
-    COMPLETIONS = "completions"
-    RESPONSES = "responses"
-    EMBEDDINGS = "embeddings"
-    SPEECH = "audio.speech"
-    TRANSCRIPTION = "audio.transcriptions"
-    TRANSLATION = "audio.translations"
-    # The client's own format, passed through to a provider that speaks it (Anthropic, Gemini).
-    MESSAGES = "messages"
-    COUNT_TOKENS = "messages.count_tokens"
-    GENERATE_CONTENT = "generateContent"
+from wire.config import resolve_key
+from wire.errors import GatewayError, ProviderAuthError
+from wire.operations import Operation, RawBody
+from wire.upstream import Upload, UpstreamRequest
 
 
 class ApiKey:
@@ -70,13 +48,6 @@ class ApiKey:
                 f"{self.missing_env} is not set on the gateway.",
                 code="provider_key_missing",
             )
-
-
-class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | AsyncIterable[bytes]  # an iterable is streamed (uploads), never held whole
 
 
 class StreamTranslator(Protocol):

@@ -31,15 +31,8 @@ import msgspec
 import orjson
 import yarl
 
-from gateway.config import BedrockProviderConfig, ConfigError
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    ProviderAuthError,
-    UpstreamError,
-    UpstreamProtocolError,
-)
-from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
+from gateway.config import BedrockProviderConfig
+from providers.base import ApiKey
 from providers.chat_request import (
     Asks,
     ChatRequest,
@@ -51,6 +44,16 @@ from providers.chat_request import (
     text_only,
 )
 from providers.chunks import ChatStreamWriter, chat_completion, usage
+from wire.config import ConfigError
+from wire.errors import (
+    BadRequest,
+    GatewayError,
+    ProviderAuthError,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+from wire.operations import Operation, RawBody
+from wire.upstream import UpstreamRequest
 
 STOP_REASONS = {
     "end_turn": "stop",

@@ -19,12 +19,12 @@ from typing import Any
 
 import msgspec
 
-from gateway.errors import BadRequest, GatewayError, UpstreamProtocolError
-from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError
 from providers.anthropic_stream import STATUS_BY_TYPE
 from providers.base import StreamTranslator
 from providers.chunks import new_id
 from providers.gemini import STATUS_CODES
+from wire.errors import BadRequest, GatewayError, UpstreamProtocolError
+from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError
 
 
 def validation_error(exc: msgspec.ValidationError, prefix: str = "") -> BadRequest:

@@ -17,8 +17,8 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import orjson
 
-from gateway.errors import BadRequest
-from providers.base import RawBody
+from wire.errors import BadRequest
+from wire.operations import RawBody
 
 
 class ImageURL(msgspec.Struct, gc=False):

@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError
-from gateway.sse import encode_data
+from wire.errors import GatewayError
+from wire.sse import encode_data
 
 DONE = b"data: [DONE]\n\n"
 _ids = itertools.count(1)

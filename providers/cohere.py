@@ -20,14 +20,7 @@ import msgspec
 import orjson
 
 from gateway.config import CohereProviderConfig
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    UpstreamError,
-    UpstreamProtocolError,
-)
-from gateway.sse import Event, SSEDecoder, SSEProtocolError
-from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
+from providers.base import ApiKey
 from providers.chat_request import (
     Asks,
     ChatRequest,
@@ -38,6 +31,10 @@ from providers.chat_request import (
     text_only,
 )
 from providers.chunks import ChatStreamWriter, chat_completion, usage
+from wire.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
+from wire.operations import Operation, RawBody
+from wire.sse import Event, SSEDecoder, SSEProtocolError
+from wire.upstream import UpstreamRequest
 
 FINISH_REASONS = {
     "COMPLETE": "stop",

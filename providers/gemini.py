@@ -44,14 +44,7 @@ import msgspec
 import orjson
 
 from gateway.config import GeminiProviderConfig
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    UpstreamError,
-    UpstreamProtocolError,
-)
-from gateway.sse import Event, SSEDecoder, SSEProtocolError
-from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
+from providers.base import ApiKey, StreamTranslator
 from providers.chat_request import (
     AUDIO_OUTPUT,
     CHOICES_AND_LOGPROBS,
@@ -71,6 +64,10 @@ from providers.chat_request import (
 )
 from providers.chunks import ChatStreamWriter, chat_completion, usage
 from providers.gemini_schema import gemini_schema
+from wire.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
+from wire.operations import Operation, RawBody
+from wire.sse import Event, SSEDecoder, SSEProtocolError
+from wire.upstream import UpstreamRequest
 
 # ai.google.dev/api/generate-content#FinishReason; the rest (OTHER, MALFORMED_FUNCTION_CALL,
 # LANGUAGE, ...) end the answer too, with nothing more specific to say in OpenAI's terms.

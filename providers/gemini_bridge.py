@@ -23,12 +23,12 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError, UpstreamProtocolError
-from gateway.sse import Comment, encode
 from providers.base import StreamTranslator
 from providers.chat_bridge import ChatBridge
 from providers.gemini import STATUS_CODES
 from providers.gemini_request import GenerateContentRequest, decode_gemini_request, gemini_to_chat
+from wire.errors import GatewayError, UpstreamProtocolError
+from wire.sse import Comment, encode
 
 __all__ = [
     "GeminiFraming",

@@ -14,10 +14,10 @@ from typing import Any
 
 import msgspec
 
-from gateway.errors import GatewayError, UpstreamProtocolError
-from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode
 from providers.gemini import ErrorObject, UsageMetadata, chat_usage, error_from_object
 from providers.gemini_bridge import GeminiFraming, gemini_error_body
+from wire.errors import GatewayError, UpstreamProtocolError
+from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode
 
 
 class _Candidate(msgspec.Struct, rename="camel", gc=False):

@@ -19,13 +19,13 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError, UpstreamProtocolError
-from gateway.sse import Comment, encode
 from providers.anthropic_stream import STATUS_BY_TYPE
 from providers.base import StreamTranslator
 from providers.chat_bridge import ChatBridge
 from providers.chunks import new_id
 from providers.messages_request import MessagesRequest, decode_messages_request, messages_to_chat
+from wire.errors import GatewayError, UpstreamProtocolError
+from wire.sse import Comment, encode
 
 __all__ = [
     "PING",

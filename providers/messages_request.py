@@ -37,9 +37,9 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
-from gateway.errors import BadRequest
-from providers.base import RawBody
 from providers.chat_bridge import validation_error
+from wire.errors import BadRequest
+from wire.operations import RawBody
 
 # --- the request, as the anthropic SDK's MessageCreateParams types it ---------------------
 

@@ -35,18 +35,18 @@ import msgspec
 import orjson
 
 from gateway.config import MockProviderConfig
-from gateway.errors import GatewayError, upstream_error_from_body
-from gateway.upstream import Upstream
 from providers import mock_failures, mock_media
-from providers.base import Operation, RawBody, UpstreamRequest
 from providers.chat_request import FunctionDef, NamedToolChoice, ToolMode
 from providers.mock_failures import CutAfter, ErrorFirst, Failure, Status
 from providers.mock_media import MockReply
 from providers.mock_schema import instance
 from providers.openai import CHAT_STYLE, ChunkNormaliser, encode_body
+from wire.errors import GatewayError, upstream_error_from_body
+from wire.operations import Operation, RawBody
+from wire.upstream import Upstream, UpstreamRequest
 
 if TYPE_CHECKING:
-    from gateway.uploads import Upload
+    from wire.upstream import Upload
 
 REPLY = "This is a mock reply from the gateway's built-in provider."
 _WORDS = REPLY.split(" ")

@@ -35,13 +35,7 @@ import msgspec
 import orjson
 
 from gateway.config import OllamaProviderConfig
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    UpstreamProtocolError,
-    upstream_error_from_body,
-)
-from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
+from providers.base import ApiKey
 from providers.chat_request import (
     AUDIO_OUTPUT,
     CHOICES_AND_LOGPROBS,
@@ -60,6 +54,9 @@ from providers.chat_request import (
     text_of,
 )
 from providers.chunks import ChatStreamWriter, chat_completion, usage
+from wire.errors import BadRequest, GatewayError, UpstreamProtocolError, upstream_error_from_body
+from wire.operations import Operation, RawBody
+from wire.upstream import UpstreamRequest
 
 THINK_VALUES: dict[str, bool | str] = {
     "none": False,

@@ -16,20 +16,17 @@ import msgspec
 import orjson
 
 from gateway.config import AzureProviderConfig, OpenAIProviderConfig
-from gateway.errors import (
-    GatewayError,
-    UpstreamError,
-    UpstreamProtocolError,
-    upstream_error_from_body,
-)
-from gateway.jsondepth import MAX_DEPTH, too_deep
-from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
-from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
+from providers.base import ApiKey, StreamTranslator
 from providers.chunks import DONE
 from providers.responses_bridge import encode_event
+from wire.errors import GatewayError, UpstreamError, UpstreamProtocolError, upstream_error_from_body
+from wire.jsondepth import MAX_DEPTH, too_deep
+from wire.operations import Operation, RawBody
+from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
+from wire.upstream import UpstreamRequest
 
 if TYPE_CHECKING:
-    from gateway.uploads import Upload
+    from wire.upstream import Upload
 
 PATHS = {
     Operation.CHAT: "/chat/completions",

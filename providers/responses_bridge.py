@@ -18,11 +18,11 @@ from typing import Any
 import msgspec
 import orjson
 
-from gateway.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
-from gateway.parsing import decode_field
-from gateway.sse import Event, SSEDecoder
-from providers.base import RawBody, StreamTranslator
+from providers.base import StreamTranslator
 from providers.chunks import new_id
+from wire.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
+from wire.operations import RawBody, decode_field
+from wire.sse import Event, SSEDecoder
 
 
 def _raw(value: Any) -> msgspec.Raw:

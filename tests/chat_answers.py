@@ -16,10 +16,11 @@ from typing import Any
 
 import orjson
 
-from gateway.sse import Event, SSEDecoder
-from providers.base import Operation, StreamTranslator
+from providers.base import StreamTranslator
 from providers.chunks import ChatStreamWriter, chat_completion, usage
 from providers.openai import ChunkNormaliser
+from wire.operations import Operation
+from wire.sse import Event, SSEDecoder
 
 MODEL = "upstream-model-2025"
 SIGNATURE = "RXFRQkNnSVlBaElNMWdiY0RhOUdKd1pBMmIz"  # base64, as Anthropic's and Gemini's are

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.sse import Event, SSEDecoder
+from wire.sse import Event, SSEDecoder
 
 MODEL = "gpt-4o-mini-2024-07-18"
 USAGE = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}

@@ -15,9 +15,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.sse import Event, SSEDecoder
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.streams import answering, streaming
+from wire.sse import Event, SSEDecoder
 
 
 def make_wav(seconds: float = 0.5, rate: int = 16_000) -> bytes:

@@ -16,18 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config import AnthropicProviderConfig, CohereProviderConfig, GeminiProviderConfig
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    NotFound,
-    Unauthorized,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
 from providers.anthropic import AnthropicProvider
 from providers.anthropic_stream import MessagesStream
-from providers.base import Operation
 from providers.chat_request import decode_chat_request
 from providers.chunks import ChatStreamWriter
 from providers.cohere import CohereProvider
@@ -48,6 +38,16 @@ from tests.chat_answers import (
     split,
 )
 from tests.replay import fixture
+from wire.errors import (
+    BadRequest,
+    GatewayError,
+    NotFound,
+    Unauthorized,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from wire.operations import Operation
 
 
 def _raw(body: dict[str, Any]) -> dict[str, msgspec.Raw]:

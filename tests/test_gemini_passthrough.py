@@ -13,12 +13,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.config import GeminiProviderConfig
-from gateway.errors import UpstreamProtocolError, UpstreamTimeout
-from providers.base import Operation
 from providers.gemini import GeminiProvider
 from providers.gemini_relay import GeminiRelay
 from tests.chat_answers import run, split, sse_events
 from tests.replay import fixture
+from wire.errors import UpstreamProtocolError, UpstreamTimeout
+from wire.operations import Operation
 
 STREAMS = ["text_stream", "tool_stream", "thinking_stream", "blocked_stream"]
 

@@ -8,9 +8,9 @@ import aiohttp
 import openai
 import orjson
 
-from gateway.sse import Comment, Event, SSEDecoder
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.streams import answering, openai_chat_stream, streaming
+from wire.sse import Comment, Event, SSEDecoder
 
 BODY = {"model": "fake/m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 

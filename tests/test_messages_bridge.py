@@ -25,19 +25,8 @@ from gateway.config import (
     CohereProviderConfig,
     GeminiProviderConfig,
 )
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    NotFound,
-    PayloadTooLarge,
-    Unauthorized,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
 from providers.anthropic import AnthropicProvider
 from providers.anthropic_stream import MessagesStream
-from providers.base import Operation
 from providers.chat_request import decode_chat_request
 from providers.chunks import ChatStreamWriter, usage
 from providers.cohere import CohereProvider
@@ -60,6 +49,17 @@ from tests.chat_answers import (
     sse_events,
 )
 from tests.replay import fixture
+from wire.errors import (
+    BadRequest,
+    GatewayError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from wire.operations import Operation
 
 _events = TypeAdapter(RawMessageStreamEvent)
 

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from gateway.config import AnthropicProviderConfig
-from gateway.errors import UpstreamProtocolError, UpstreamTimeout
 from providers.anthropic import AnthropicProvider
 from providers.anthropic_relay import MessagesRelay, with_client_headers
-from providers.base import Operation
 from providers.messages_bridge import anthropic_error_status
 from tests.chat_answers import run, split, sse_events
 from tests.replay import fixture
+from wire.errors import UpstreamProtocolError, UpstreamTimeout
+from wire.operations import Operation
 
 STREAMS = ["text_stream", "tool_use_stream", "thinking_stream", "cached_stream"]
 

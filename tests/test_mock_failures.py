@@ -13,12 +13,12 @@ import orjson
 import pytest
 
 from gateway.config import MockProviderConfig, parse
-from gateway.sse import Event, SSEDecoder
 from gateway.upstream import client_timeout
-from providers.base import Operation
 from providers.mock import REPLY, MockProvider, reply_tokens
 from providers.mock_failures import CutAfter, ErrorFirst, Status, parse_failure
 from providers.mock_media import speech_wav
+from wire.operations import Operation
+from wire.sse import Event, SSEDecoder
 
 # The SDK marks translations deprecated; the route still serves clients that call it.
 pytestmark = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import BadRequest
 from providers.anthropic import messages_body
 from providers.anthropic_stream import MessagesStream
 from providers.chat_request import decode_chat_request
@@ -25,6 +24,7 @@ from tests.conftest import FakeUpstream, GatewayFactory
 from tests.replay import fixture, random_pieces, replay
 from tests.sdk import Reading, read_chunks, read_whole, stream_chunks
 from tests.streams import answering, parse_sse
+from wire.errors import BadRequest
 
 SEEDS = [0, 1, 2, 3, 4]
 MODEL = "claude/claude-opus-4-1-20250805"

@@ -23,13 +23,14 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.config import BedrockProviderConfig, ConfigError
-from providers.base import Operation
+from gateway.config import BedrockProviderConfig
 from tests.bedrock_frames import STREAMS, TOOL_CALL
 from tests.conftest import FakeUpstream, GatewayFactory, Handler
 from tests.replay import fixture, replay
 from tests.sdk import Answer, collect_stream, from_completion
 from tests.streams import parse_sse
+from wire.config import ConfigError
+from wire.operations import Operation
 
 pytest.importorskip("botocore")
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.base import Operation
 from providers.cohere import CohereProvider, CohereStream
 from tests.conftest import FakeUpstream, GatewayFactory
 from tests.replay import fixture, replay
 from tests.sdk import Answer, collect_stream, from_completion
 from tests.streams import parse_sse
+from wire.operations import Operation
 
 SEEDS = [0, 1, 2, 3, 4]
 MESSAGES = [{"role": "user", "content": "What is Coca-Cola?"}]

@@ -17,8 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.config import GeminiProviderConfig
-from gateway.errors import BadRequest, UpstreamError
-from providers.base import Operation
 from providers.chunks import ChatStreamWriter
 from providers.gemini import GeminiProvider, GeminiStream, gemini_error
 from providers.gemini_schema import gemini_schema
@@ -26,6 +24,8 @@ from tests.conftest import FakeUpstream, GatewayFactory, Handler
 from tests.replay import fixture, replay
 from tests.sdk import Reply, read_chunks, read_completion, stream_chunks
 from tests.streams import parse_sse
+from wire.errors import BadRequest, UpstreamError
+from wire.operations import Operation
 
 MODEL = "gemini/gemini-2.5-flash"
 PATH = "/v1beta/models/gemini-2.5-flash"

@@ -12,15 +12,15 @@ import pytest
 from aiohttp import web
 
 from gateway.config import parse
-from gateway.errors import UpstreamTimeout
 from gateway.parsing import parse_request
-from gateway.sse import Event, SSEDecoder
-from providers.base import Operation
 from providers.openai import ChunkNormaliser
 from providers.responses_bridge import ResponseEcho, ResponsesFromChat, responses_to_chat
 from tests.conftest import FakeUpstream, provider_toml
 from tests.replay import fixture, replay
 from tests.streams import USAGE, answering, chat_chunk, chat_completion, data, streaming
+from wire.errors import UpstreamTimeout
+from wire.operations import Operation
+from wire.sse import Event, SSEDecoder
 
 TEXT_STREAM = fixture("openai/responses_text.sse")
 CALL_STREAM = fixture("openai/responses_function_call.sse")

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.app_keys import CONFIG
 from gateway.config import Config, MockProviderConfig
-from gateway.errors import NotFound
+from wire.errors import NotFound
 
 # What an alias is "owned by" in the model list: the gateway, not one provider.
 ALIAS_OWNER = "gateway"

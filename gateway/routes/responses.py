@@ -16,13 +16,14 @@ from gateway.dispatch import Call
 from gateway.first_content import responses_content
 from gateway.parsing import parse_request
 from gateway.relay import Prepared
-from providers.base import Operation, Provider
+from providers.base import Provider
 from providers.responses_bridge import (
     ResponsesFromChat,
     response_echo,
     response_from_chat,
     responses_to_chat,
 )
+from wire.operations import Operation
 
 OPERATION = Operation.RESPONSES
 # Providers in `responses = "auto"` mode found to have no Responses API: answered through
