@@ -27,12 +27,11 @@ through: its body goes out unchanged but for `model`, and the stream is relayed 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
-import orjson
 
-from gateway.config import AnthropicProviderConfig
+from providers.adapter import TranslatingProvider
 from providers.anthropic_relay import MessagesRelay
 from providers.anthropic_stream import (
     ErrorBody,
@@ -41,7 +40,7 @@ from providers.anthropic_stream import (
     overloaded_as_503,
     translate_message,
 )
-from providers.base import ApiKey, StreamTranslator
+from providers.base import ChatSink, StreamTranslator
 from providers.chat_request import (
     CHOICES_AND_LOGPROBS,
     Asks,
@@ -53,10 +52,9 @@ from providers.chat_request import (
     ToolMode,
     arguments_object,
     base64_data_url,
-    decode_chat_request,
-    reject_unsupported,
     text_of,
 )
+from providers.declaration import HttpProviderConfig, ProviderType
 from wire.errors import BadRequest, GatewayError, upstream_error_from_body
 from wire.operations import Operation, RawBody
 from wire.upstream import UpstreamRequest
@@ -71,61 +69,59 @@ from wire.upstream import UpstreamRequest
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
 _MIN_BUDGET = 1024
 
-# Raw parameters with no Anthropic equivalent, and when a value actually asks for them.
-_UNSUPPORTED: dict[str, Asks] = {
-    **CHOICES_AND_LOGPROBS,
-    "presence_penalty": bool,
-    "frequency_penalty": bool,
-    "audio": lambda v: v is not None,
-    "response_format": lambda v: isinstance(v, dict) and v.get("type") != "text",
-}
-_UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provider!r} (Anthropic)."
+
+class AnthropicProviderConfig(HttpProviderConfig, frozen=True, tag="anthropic"):
+    anthropic_version: str = "2023-06-01"
+    max_tokens: int = 4096  # Anthropic requires max_tokens; used when the request has none
 
 
-class AnthropicProvider:
+class AnthropicProvider(TranslatingProvider):
     """Builds Messages API requests; `MessagesStream` translates the answers."""
 
     operations = frozenset({Operation.CHAT, Operation.MESSAGES, Operation.COUNT_TOKENS})
+    label = "Anthropic"
+    # Raw parameters with no Anthropic equivalent, and when a value actually asks for them.
+    unsupported: ClassVar[Mapping[str, Asks]] = {
+        **CHOICES_AND_LOGPROBS,
+        "presence_penalty": bool,
+        "frequency_penalty": bool,
+        "audio": lambda v: v is not None,
+        "response_format": lambda v: isinstance(v, dict) and v.get("type") != "text",
+    }
 
     def __init__(self, name: str, config: AnthropicProviderConfig) -> None:
-        self.name = name
+        super().__init__(name, config)
         self.config = config
-        self._url = config.base_url.rstrip("/") + "/messages"
+        self._url = self.base_url + "/messages"
         self._count_url = self._url + "/count_tokens"
-        self._key = ApiKey(config.api_key)
-        self._headers = {
+        # Anthropic's own header names; configured headers may override any of them.
+        self.headers = {
             "content-type": "application/json",
             "anthropic-version": config.anthropic_version,
         }
-        if self._key.value:
-            self._headers["x-api-key"] = self._key.value
-        self._headers.update(config.headers)
+        if self.key.value:
+            self.headers["x-api-key"] = self.key.value
+        self.headers.update(config.headers)
 
-    def __repr__(self) -> str:
-        return f"<AnthropicProvider {self.name!r} url={self._url!r}>"
-
-    def build_request(
+    def pass_through(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        self._key.check(self.name)
-        if operation is Operation.MESSAGES or operation is Operation.COUNT_TOKENS:
-            # The client's own Messages body: only the model is ours to set (on a copy: the
-            # body may go to another provider next).
-            body = {**body, "model": msgspec.Raw(msgspec.json.encode(model))}
-            url = self._url if operation is Operation.MESSAGES else self._count_url
-            return UpstreamRequest("POST", url, self._headers, msgspec.json.encode(body))
-        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
-        messages = messages_body(decode_chat_request(body), model, stream, self.config.max_tokens)
-        return UpstreamRequest("POST", self._url, self._headers, orjson.dumps(messages))
+        # The client's own Messages body: only the model is ours to set (on a copy: the body
+        # may go to another provider next).
+        body = {**body, "model": msgspec.Raw(msgspec.json.encode(model))}
+        url = self._url if operation is Operation.MESSAGES else self._count_url
+        return self.post(url, msgspec.json.encode(body))
 
-    def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
-        if operation is Operation.MESSAGES:
-            return MessagesRelay(self.name)
-        return MessagesStream(self.name, model)
+    def chat_request(self, request: ChatRequest, model: str, stream: bool) -> UpstreamRequest:
+        return self.post(self._url, messages_body(request, model, stream, self.config.max_tokens))
 
-    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
-        if operation is Operation.MESSAGES or operation is Operation.COUNT_TOKENS:
-            return body
+    def relay(self, operation: Operation, model: str) -> StreamTranslator:
+        return MessagesRelay(self.name)
+
+    def chat_translator(self, model: str, sink: ChatSink) -> MessagesStream:
+        return MessagesStream(self.name, model, sink)
+
+    def chat_answer(self, body: bytes, model: str) -> bytes:
         return translate_message(body, self.name, model)
 
     def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
@@ -340,3 +336,13 @@ def _tool_choice(
         result = result or {"type": "auto"}
         result["disable_parallel_tool_use"] = True
     return result
+
+
+PROVIDER = ProviderType(
+    "anthropic",
+    AnthropicProviderConfig,
+    AnthropicProvider,
+    upstream="Messages API",
+    base_url="https://api.anthropic.com/v1",
+    api_key="env.ANTHROPIC_API_KEY",
+)

@@ -83,10 +83,10 @@ class NamedToolChoice(msgspec.Struct, gc=False):
 
 
 class ChatRequest(msgspec.Struct, gc=False):
-    # Not fields: n, logprobs, top_logprobs, logit_bias, audio, modalities. No translating
-    # provider can give several choices, logprobs or audio; `reject_unsupported` judges them on
-    # the raw body, where an "off" value of any JSON type (n: 1.0, logprobs: 0) passes instead
-    # of failing a typed decode.
+    # Not fields: logprobs, top_logprobs, logit_bias, audio, modalities. No translating provider
+    # can give several choices, logprobs or audio; `reject_unsupported` judges them on the raw
+    # body, where an "off" value of any JSON type (n: 1.0, logprobs: 0) passes instead of
+    # failing a typed decode.
     model: str
     messages: list[Message]
     stream: bool | None = None
@@ -104,6 +104,7 @@ class ChatRequest(msgspec.Struct, gc=False):
     reasoning_effort: str | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    n: Any = None  # any value but 1 is refused first (CHOICES_AND_LOGPROBS); 1 may be passed on
 
     @property
     def token_limit(self) -> int | None:
@@ -185,17 +186,17 @@ AUDIO_OUTPUT: dict[str, Asks] = {
 
 
 def reject_unsupported(
-    body: RawBody, unsupported: Mapping[str, Asks], message: str, provider: str
+    body: RawBody, unsupported: Mapping[str, Asks], provider: str, label: str
 ) -> None:
     """A 400 `unsupported_parameter` for the first parameter of `unsupported` (in its order)
-    whose value asks for something. `message` is a `str.format` template of its text, given
-    `param` and `provider`. Judged on the raw body, before it is decoded, so that any JSON value
-    is read and the "off" ones pass."""
+    whose value asks for something, naming it, the provider and its upstream (`label`). Judged
+    on the raw body, before it is decoded, so that any JSON value is read and the "off" ones
+    pass."""
     for param, asks_for_it in unsupported.items():
         raw = body.get(param)
         if raw is not None and asks_for_it(msgspec.json.decode(raw)):
             raise BadRequest(
-                message.format(param=param, provider=provider),
+                f"Parameter '{param}' is not supported by provider {provider!r} ({label}).",
                 param=param,
                 code="unsupported_parameter",
             )
@@ -211,6 +212,7 @@ def text_only(message: Message, i: int) -> str:
                     f"A {message.role} message takes text only; messages[{i}].content[{j}] "
                     f"is {part.type!r}.",
                     param=f"messages[{i}].content[{j}]",
+                    code="invalid_value",
                 )
     return text_of(message.content)
 

@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 
 from providers.anthropic_stream import STATUS_BY_TYPE
-from providers.base import StreamTranslator
 from providers.chat_bridge import ChatBridge
 from providers.chunks import new_id
 from providers.messages_request import MessagesRequest, decode_messages_request, messages_to_chat
@@ -144,14 +143,14 @@ def _message(id: str, model: str, content: list[Any], stop: str | None, usage: A
 
 
 class MessagesFromChat(ChatBridge):
-    """A StreamTranslator: the provider's chat translator inside, Anthropic's events outside.
+    """A ChatSink that writes Anthropic's events.
 
     Content blocks are numbered in the order they start. A block closes when the next one
     starts: thinking, text and each tool call are blocks of their own, as Anthropic sends them.
     """
 
-    def __init__(self, chat: StreamTranslator, model: str) -> None:
-        super().__init__(chat, model)
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
         self._id = new_id("msg")
         self._started = False
         self._open: tuple[str, int] | None = None  # the open block: its kind and index
@@ -227,8 +226,8 @@ class MessagesFromChat(ChatBridge):
     def _on_error(self, error: GatewayError) -> bytes:
         return _event("error", error=_error_payload(error)["error"])
 
-    def _on_comment(self, comment: Comment) -> bytes:
-        return encode(comment)  # an upstream's keepalive keeps the client's connection alive
+    def _on_comment(self, text: str) -> bytes:
+        return encode(Comment(text))  # an upstream's keepalive keeps the client's alive
 
 
 def message_from_chat(body: bytes) -> bytes:

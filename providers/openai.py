@@ -9,24 +9,27 @@ in the last chunk before `data: [DONE]`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import orjson
 
-from gateway.config import AzureProviderConfig, OpenAIProviderConfig
-from providers.base import ApiKey, StreamTranslator
+from providers.adapter import HttpProvider
+from providers.base import ChatSink, StreamTranslator
+from providers.chat_reader import ChatChunkReader
 from providers.chunks import DONE
+from providers.declaration import HttpProviderConfig, ProviderType
 from providers.responses_bridge import encode_event
-from wire.errors import GatewayError, UpstreamError, UpstreamProtocolError, upstream_error_from_body
+from wire.errors import (
+    GatewayError,
+    UpstreamError,
+    UpstreamProtocolError,
+    upstream_error_from_body,
+)
 from wire.jsondepth import MAX_DEPTH, too_deep
 from wire.operations import Operation, RawBody
 from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
-from wire.upstream import UpstreamRequest
-
-if TYPE_CHECKING:
-    from wire.upstream import Upload
+from wire.upstream import Upload, UpstreamRequest
 
 PATHS = {
     Operation.CHAT: "/chat/completions",
@@ -40,55 +43,70 @@ PATHS = {
 # Chat-style streams end in [DONE] and can be asked for a trailing usage chunk.
 CHAT_STYLE = frozenset({Operation.CHAT, Operation.COMPLETIONS})
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+RESPONSES_MODES = ("native", "bridge", "auto")
 
 
-class OpenAIProvider:
+class OpenAIProviderConfig(HttpProviderConfig, frozen=True, tag="openai"):
+    """Any OpenAI-compatible server: OpenAI itself, vLLM, llama.cpp, Groq, ..."""
+
+    # /v1/responses: "native", "bridge" (through chat) or "auto"; the default is the preset's,
+    # else "auto" (see providers/presets.py).
+    responses: str = "auto"
+
+    def problem(self) -> tuple[str, str] | None:
+        if self.responses not in RESPONSES_MODES:
+            return "responses", f"one of {', '.join(RESPONSES_MODES)} (got {self.responses!r})"
+        return super().problem()
+
+
+class OpenAIProvider(HttpProvider):
     """Builds OpenAI-compatible requests; streams are normalised by `ChunkNormaliser`."""
 
     operations = frozenset(PATHS)
 
-    def __init__(self, name: str, config: OpenAIProviderConfig | AzureProviderConfig) -> None:
-        self.name = name
-        self.config = config
+    def __init__(self, name: str, config: HttpProviderConfig) -> None:
+        super().__init__(name, config)
         # How /v1/responses is served: "native", "bridge" (its chat API) or "auto" (native,
         # until a 404/405 shows it has no Responses API: gateway/routes/responses.py).
         self.responses_mode = getattr(config, "responses", "native")
         if self.responses_mode == "bridge":
             self.operations = self.operations - {Operation.RESPONSES}
-        self._base_url = config.base_url.rstrip("/")
-        self._key = ApiKey(config.api_key)
-        self._headers = self._key.headers(config.headers)
 
     def url(self, operation: Operation, model: str) -> str:
         """Where `operation` goes upstream (a hook: Azure puts the model in the path)."""
-        return self._base_url + PATHS[operation]
+        return self.base_url + PATHS[operation]
 
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        self._key.check(self.name)
+        self.check_key()
         return UpstreamRequest(
             "POST",
             self.url(operation, model),
-            self._headers,
+            self.headers,
             encode_body(body, model, stream and operation in CHAT_STYLE),
         )
 
     def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
-        self._key.check(self.name)
-        headers = {**self._headers, "Content-Type": upload.content_type}
+        self.check_key()
+        headers = {**self.headers, "Content-Type": upload.content_type}
         return UpstreamRequest("POST", self.url(operation, model), headers, upload.body(model))
 
     def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
-        if operation is Operation.RESPONSES:
-            return ResponsesRelay(self.name)
-        return ChunkNormaliser(operation, self.name)
+        return stream_translator(self.name, operation)
+
+    def chat_translator(self, model: str, sink: ChatSink) -> ChatChunkReader:
+        return ChatChunkReader(self.name, sink)
 
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
         return body
 
-    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
-        return upstream_error_from_body(status, body, self.name)
+
+def stream_translator(provider: str, operation: Operation) -> StreamTranslator:
+    """An OpenAI-compatible stream for its own clients: relayed, normalised where needed."""
+    if operation is Operation.RESPONSES:
+        return ResponsesRelay(provider)
+    return ChunkNormaliser(operation, provider)
 
 
 def encode_body(body: RawBody, model: str, ask_usage: bool) -> bytes:
@@ -491,3 +509,15 @@ class ResponsesRelay:
             return _type_probe.decode(event.data).type
         except _UNREADABLE:
             return ""
+
+
+PROVIDER = ProviderType(
+    "openai",
+    OpenAIProviderConfig,
+    OpenAIProvider,
+    upstream="OpenAI and any OpenAI-compatible server",
+    base_url_required=True,
+    base_url_example="http://127.0.0.1:8000/v1",
+    notes='`responses = "auto"`; a table named after a preset gets its host (see below)',
+    rank=0,
+)

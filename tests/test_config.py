@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import MockProviderConfig, OpenAIProviderConfig, load, parse, warn_missing_keys
+from gateway.config import load, parse, warn_missing_keys
+from providers.mock import MockProviderConfig
+from providers.openai import OpenAIProviderConfig
 from wire.config import ConfigError, resolve_key
 
 

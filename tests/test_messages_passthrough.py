@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from gateway.config import AnthropicProviderConfig
-from providers.anthropic import AnthropicProvider
+from providers.anthropic import AnthropicProvider, AnthropicProviderConfig
 from providers.anthropic_relay import MessagesRelay, with_client_headers
 from providers.messages_bridge import anthropic_error_status
 from tests.chat_answers import run, split, sse_events

@@ -12,9 +12,9 @@ import openai
 import orjson
 import pytest
 
-from gateway.config import MockProviderConfig, parse
+from gateway.config import parse
 from gateway.upstream import client_timeout
-from providers.mock import REPLY, MockProvider, reply_tokens
+from providers.mock import REPLY, MockProvider, MockProviderConfig, reply_tokens
 from providers.mock_failures import CutAfter, ErrorFirst, Status, parse_failure
 from providers.mock_media import speech_wav
 from wire.operations import Operation

@@ -146,6 +146,16 @@ class UpstreamTimeout(GatewayError):
     code = "upstream_timeout"
 
 
+def error_text(body: bytes) -> str:
+    """An error answer's body as text, for a message (bounded: it may be a whole HTML page)."""
+    return body.decode("utf-8", "replace").strip()[:2000]
+
+
+def relayed_error(status: int, message: str | None, provider: str, **fields: Any) -> UpstreamError:
+    """The upstream's error with its status and message (or one naming the status)."""
+    return UpstreamError(message or f"{provider} returned HTTP {status}", status=status, **fields)
+
+
 def upstream_error_from_body(status: int, body: bytes, provider: str) -> UpstreamError:
     """Build the relayed error from an upstream's error answer, keeping its message and fields.
 
@@ -168,8 +178,7 @@ def upstream_error_from_body(status: int, body: bytes, provider: str) -> Upstrea
         )
     if isinstance(error, str) and error:  # some servers (vLLM, Ollama) send {"error": "text"}
         return UpstreamError(error, status=status)
-    text = body.decode("utf-8", "replace").strip()[:2000]
-    return UpstreamError(text or f"{provider} returned HTTP {status}", status=status)
+    return relayed_error(status, error_text(body), provider)
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -14,12 +14,16 @@ from typing import Protocol
 import aiohttp
 import msgspec
 
+from wire.operations import Operation
+
 
 class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
     method: str
     url: str
     headers: dict[str, str]
     body: bytes | AsyncIterable[bytes]  # an iterable is streamed (uploads), never held whole
+    # What the request asks, for a transport that answers in-process by it (the mock).
+    operation: Operation | None = None
 
 
 class Upstream(Protocol):

@@ -60,8 +60,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
             chat_body = gemini_to_chat(body, model, stream)
         upstream = provider.build_request(Operation.CHAT, upstream_model, dict(chat_body), stream)
         if stream:
-            chat = provider.stream_translator(Operation.CHAT, upstream_model)
-            return Prepared(upstream, GeminiFromChat(chat, upstream_model, sse))
+            bridge = GeminiFromChat(upstream_model, sse)
+            return Prepared(upstream, provider.chat_translator(upstream_model, bridge))
         return Prepared(
             upstream,
             translate=lambda answer: gemini_response_from_chat(

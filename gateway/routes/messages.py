@@ -58,8 +58,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             chat_body = messages_to_chat(parsed.body)
         upstream = provider.build_request(Operation.CHAT, model, dict(chat_body), stream)
         if stream:
-            chat = provider.stream_translator(Operation.CHAT, model)
-            return Prepared(upstream, MessagesFromChat(chat, model))
+            return Prepared(upstream, provider.chat_translator(model, MessagesFromChat(model)))
         return Prepared(
             upstream,
             translate=lambda body: message_from_chat(

@@ -49,8 +49,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         chat_body = responses_to_chat(parsed.body, provider.name)
         upstream_request = provider.build_request(Operation.CHAT, model, chat_body, stream)
         if stream:
-            chat = provider.stream_translator(Operation.CHAT, model)
-            return Prepared(upstream_request, ResponsesFromChat(chat, model, echo))
+            bridge = ResponsesFromChat(model, echo)
+            return Prepared(upstream_request, provider.chat_translator(model, bridge))
         return Prepared(
             upstream_request,
             translate=lambda body: response_from_chat(
