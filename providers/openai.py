@@ -518,6 +518,6 @@ PROVIDER = ProviderType(
     upstream="OpenAI and any OpenAI-compatible server",
     base_url_required=True,
     base_url_example="http://127.0.0.1:8000/v1",
-    notes='`responses = "auto"`; a table named after a preset gets its host (see below)',
+    notes="a table named after a preset gets its host's (below)",
     rank=0,
 )
