@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.config import Config, GatewayKeyConfig
 from wire.config import resolve_key
@@ -123,7 +124,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def auth_middleware(
     ring: KeyRing,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """Find the gateway key (401 without one, when keys are configured) and any provider key
     the client sent besides it."""
 

@@ -15,7 +15,7 @@ from typing import Any, Union
 
 import msgspec
 
-from providers import presets, provider_types
+from providers import known_presets, provider_types
 from providers.declaration import ProviderConfig, ProviderType
 from wire.config import ConfigError, resolve_key
 
@@ -188,7 +188,7 @@ def parse(text: str, source: str) -> Config:
         raise ConfigError(f"{source}: models: expected a table of [models.NAME] tables")
     raw["models"] = {name: _alias_table(source, name, table) for name, table in models.items()}
     rest = {key: value for key, value in raw.items() if key != "providers"}
-    config = _convert({**rest, "source": source}, Config, source, "")
+    config: Config = _convert({**rest, "source": source}, Config, source, "")
     config = msgspec.structs.replace(config, providers=converted)
     _check_values(config)
     return config
@@ -214,7 +214,7 @@ def _check_provider_table(source: str, name: str, table: Any) -> None:
     if not name or "/" in name:
         raise ConfigError(f"{where}: a provider name must be non-empty and contain no '/'")
     types = provider_types()
-    preset = presets().get(name)
+    preset = known_presets().get(name)
     # `type` defaults to the table's name when that names a known adapter or preset.
     default_type = preset.type if preset else name if name in types else None
     kind = table.setdefault("type", default_type)

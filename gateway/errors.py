@@ -65,10 +65,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_answer(request, make(request))
         if http_error.status < 400:
             raise
-        error = GatewayError(
+        other = GatewayError(
             http_error.reason, status=http_error.status, type="invalid_request_error"
         )
-        return error_answer(request, error)
+        return error_answer(request, other)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_answer(request, GatewayError("The gateway failed to handle the request."))

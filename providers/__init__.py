@@ -36,7 +36,7 @@ def provider_types() -> dict[str, ProviderType]:
     return {declared.name: declared for declared in _declarations()[0]}
 
 
-def presets() -> dict[str, Preset]:
+def known_presets() -> dict[str, Preset]:
     """The OpenAI-compatible hosts known by name."""
     return {preset.name: preset for preset in _declarations()[1]}
 

@@ -72,7 +72,7 @@ def unsupported_operation(provider: str, operation: Operation) -> BadRequest:
 class Adapter(abc.ABC):
     """A provider table's adapter: the `Provider` the gateway routes to."""
 
-    operations: ClassVar[frozenset[Operation]]
+    operations: frozenset[Operation]  # each adapter class sets it; an instance may narrow it
     transport: Transport | None = None
 
     def __init__(self, name: str, config: ProviderConfig) -> None:

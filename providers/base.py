@@ -89,10 +89,16 @@ class ChatSink(Protocol):
 
 class Provider(Protocol):
     name: str
-    # What it can serve; any other operation is a 400 naming the provider and the operation.
-    operations: frozenset[Operation]
-    # An adapter that answers in-process (the mock) is its own transport; None: HTTP.
-    transport: Transport | None
+
+    @property
+    def operations(self) -> frozenset[Operation]:
+        """What it serves; any other operation is a 400 naming the provider and it."""
+        ...
+
+    @property
+    def transport(self) -> Transport | None:
+        """An adapter that answers in-process (the mock) is its own transport; None: HTTP."""
+        ...
 
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool

@@ -321,8 +321,8 @@ def _assistant_blocks(message: Message, i: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     if message.reasoning and message.reasoning_signature:
         # A signed thinking block goes back first and unchanged, as Claude requires.
-        text = {"text": message.reasoning, "signature": message.reasoning_signature}
-        blocks.append({"reasoningContent": {"reasoningText": text}})
+        signed = {"text": message.reasoning, "signature": message.reasoning_signature}
+        blocks.append({"reasoningContent": {"reasoningText": signed}})
     text = text_only(message, i)
     if text:
         blocks.append({"text": text})

@@ -176,7 +176,7 @@ def _assistant(message: Message, i: int) -> dict[str, Any]:
 
 
 def _tools(request: ChatRequest) -> tuple[list[dict[str, Any]], str | None]:
-    tools = [
+    tools: list[dict[str, Any]] = [
         {
             "type": "function",
             "function": {
@@ -384,6 +384,11 @@ class _MessageEnd(msgspec.Struct, gc=False):
 _probe = msgspec.json.Decoder(_TypeProbe).decode
 
 
+def _call_of(event: _ToolCallEvent) -> _ToolCall | None:
+    message = event.delta.message if event.delta else None
+    return message.tool_calls if message else None
+
+
 class CohereStream(EventTranslator[Event | Comment]):
     """One Cohere SSE stream as deltas. Events we do not show (message-start,
     content-start/end, citations, tool-call-end) are read and dropped."""
@@ -407,19 +412,18 @@ class CohereStream(EventTranslator[Event | Comment]):
         return self.decode(kind, item.data)
 
     def _content(self, event: _ContentDelta) -> bytes:
-        message = event.delta and event.delta.message
-        content = message and message.content
+        message = event.delta.message if event.delta else None
+        content = message.content if message else None
         if content is None:
             return b""
         return self.sink.reasoning(content.thinking or "") + self.sink.content(content.text or "")
 
     def _tool_plan(self, event: _ToolPlan) -> bytes:
-        message = event.delta and event.delta.message
+        message = event.delta.message if event.delta else None
         return self.sink.reasoning(message.tool_plan) if message else b""
 
     def _tool_start(self, event: _ToolCallEvent) -> bytes:
-        message = event.delta and event.delta.message
-        call = message and message.tool_calls
+        call = _call_of(event)
         if call is None:
             return b""
         index = self._tool_calls
@@ -427,8 +431,7 @@ class CohereStream(EventTranslator[Event | Comment]):
         return self.sink.tool_call(index, call.id, call.function.name, call.function.arguments)
 
     def _tool_delta(self, event: _ToolCallEvent) -> bytes:
-        message = event.delta and event.delta.message
-        call = message and message.tool_calls
+        call = _call_of(event)
         if call is None or not self._tool_calls:
             return b""
         return self.sink.tool_arguments(self._tool_calls - 1, call.function.arguments)

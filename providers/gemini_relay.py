@@ -129,7 +129,7 @@ class GeminiRelay:
         return self._framing.element(gemini_error_body(error)) + self._framing.close()
 
     def _frame(self, item: Event | Comment) -> bytes:
-        if type(item) is Comment:  # a keepalive: SSE can carry it, the JSON array cannot
+        if isinstance(item, Comment):  # a keepalive: SSE can carry it, the JSON array cannot
             return encode(item) if self._framing.sse else b""
         data = item.data
         if self._framing.sse and "\n" in data:  # several data lines: not Gemini's, kept as is

@@ -321,6 +321,7 @@ def _part(block: _TextBlock | _ImageBlock | _DocumentBlock, where: str) -> dict[
             code="invalid_value",
         )
     if isinstance(block, _ImageBlock):
+        assert not isinstance(source, _PlainTextSource)  # an image's source is never text
         url = source.url if isinstance(source, _URLSource) else _data_url(source)
         return {"type": "image_url", "image_url": {"url": url}}
     if isinstance(source, _PlainTextSource):

@@ -290,7 +290,7 @@ class ChunkNormaliser:
         return encode_data(error.to_json())
 
     def _render(self, item: Event | Comment) -> bytes:
-        if type(item) is Comment:
+        if isinstance(item, Comment):
             return encode(item)
         data = item.data
         if data == "[DONE]":

@@ -239,7 +239,9 @@ def _message_item(id: str, text: str, status: str = "completed") -> dict[str, An
     }
 
 
-def _call_item(id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+def _call_item(
+    id: str, call_id: str | None, name: str | None, arguments: str, status: str
+) -> dict[str, Any]:
     return {
         "id": id,
         "type": "function_call",
@@ -301,7 +303,8 @@ def response_from_chat(body: bytes, echo: ResponseEcho) -> bytes:
 
 def encode_event(payload: dict[str, Any]) -> bytes:
     """One Responses SSE event: an `event:` line naming the type, and the JSON data."""
-    return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+    kind: str = payload["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
 class ResponsesFromChat(ChatBridge):

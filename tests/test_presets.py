@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from gateway.config import parse, warn_missing_keys
-from providers import presets
+from providers import known_presets
 from providers.openai import OpenAIProviderConfig
 from tests.conftest import FakeUpstream, GatewayFactory
 from tests.streams import answering, chat_completion
@@ -21,7 +21,7 @@ def _provider(toml: str, name: str) -> OpenAIProviderConfig:
     return config
 
 
-PRESETS = presets()
+PRESETS = known_presets()
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from providers import presets, provider_types
+from providers import known_presets, provider_types
 from providers.declaration import HttpProviderConfig, ProviderType
 from wire.operations import Operation
 
@@ -65,7 +65,7 @@ def provider_table() -> str:
 
 def preset_table() -> str:
     lines = ["| table | base URL | key | `/v1/responses` |", "| --- | --- | --- | --- |"]
-    for preset in presets().values():
+    for preset in known_presets().values():
         key = f"`{preset.api_key}`" if preset.api_key else "none"
         lines.append(f"| `{preset.name}` | `{preset.base_url}` | {key} | {preset.responses} |")
     return "\n".join(lines) + "\n"
