@@ -216,7 +216,8 @@ async def test_requests_in_flight_while_a_stream_runs(
     a.handler = streaming(openai_chat_stream(["slow"]), delay=0.2)  # about 1 s
     async with sdk(gateway) as client:
         running = asyncio.create_task(stream_text(client, "a/m"))
-        await asyncio.sleep(0.3)
+        while not a.requests:  # the stream has begun: the upstream has its request
+            await asyncio.sleep(0.01)
         during = await scrape(gateway)
         assert await running == "slow"
     assert during.value(IN_FLIGHT) == 1

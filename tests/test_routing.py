@@ -175,7 +175,7 @@ async def test_keepalive_comments_then_failover_give_one_clean_stream(
     slow_failure = a.handler
 
     async def slow(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(0.35)  # long enough for keepalive comments to commit the stream
+        await asyncio.sleep(1.5)  # long enough for keepalive comments to commit the stream
         return await slow_failure(request)
 
     a.handler = slow
@@ -202,7 +202,7 @@ async def test_every_candidate_failing_after_keepalive_is_the_final_error_event(
     )
 
     async def slow_503(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(1.5)  # the keepalives (every 0.1 s) commit the stream first
         return await error_answer(503, "down")(request)
 
     a.handler = b.handler = slow_503
