@@ -52,6 +52,7 @@ from providers.chat_request import (
     ToolMode,
     arguments_object,
     base64_data_url,
+    present,
     text_of,
 )
 from providers.declaration import HttpProviderConfig, ProviderType
@@ -151,12 +152,13 @@ def messages_body(
         body["thinking"] = thinking
     if stream:
         body["stream"] = True
-    if request.stop_list:
-        body["stop_sequences"] = request.stop_list
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
+    body.update(
+        present(
+            stop_sequences=request.stop_list or None,
+            temperature=request.temperature,
+            top_p=request.top_p,
+        )
+    )
     if request.user:
         body["metadata"] = {"user_id": request.user}
     if request.tools:

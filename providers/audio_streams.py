@@ -16,6 +16,7 @@ import msgspec
 import orjson
 
 from providers.chunks import DONE
+from providers.translator import StreamEnd
 from wire.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
 from wire.sse import Event, SSEDecoder, SSEProtocolError, encode_data
 
@@ -50,14 +51,13 @@ class AudioBytes:
         return None
 
 
-class SpeechEvents:
+class SpeechEvents(StreamEnd):
     """Speech as SSE: `speech.audio.delta` with base64 `audio` per upstream chunk, then
     `speech.audio.done` (usage when known), then `[DONE]`. Decoding and joining every `audio`
     gives exactly the bytes of the non-streamed answer."""
 
     def __init__(self) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
+        super().__init__()
         self.usage: dict[str, Any] | None = None  # audio streams report no token usage
 
     def feed(self, data: bytes) -> bytes:
@@ -69,11 +69,6 @@ class SpeechEvents:
         done = {"type": "speech.audio.done", "usage": None}
         return encode_data(orjson.dumps(done)) + DONE
 
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return encode_data(error.to_json())
-
 
 class _TranscriptEvent(msgspec.Struct, gc=False):
     type: str = ""
@@ -84,13 +79,12 @@ class _TranscriptEvent(msgspec.Struct, gc=False):
 _decode_event = msgspec.json.Decoder(_TranscriptEvent).decode
 
 
-class TranscriptEvents:
+class TranscriptEvents(StreamEnd):
     """A transcript as SSE: `transcript.text.delta` events, one `transcript.text.done` with the
     whole text and usage, then `[DONE]`, from an upstream that streams or one that answers JSON."""
 
     def __init__(self, provider: str) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
+        super().__init__()
         self.usage: dict[str, Any] | None = None  # audio streams report no token usage
         self._provider = provider
         self._decoder = SSEDecoder()
@@ -123,11 +117,6 @@ class TranscriptEvents:
         return self.error_event(
             UpstreamProtocolError("The upstream closed the transcript stream before it finished.")
         )
-
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return encode_data(error.to_json())
 
     def _event(self, data: str) -> bytes:
         if data == "[DONE]":

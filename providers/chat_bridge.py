@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import orjson
 
 from providers.chunks import new_id
-from wire.errors import BadRequest, GatewayError
+from wire.errors import BadRequest, GatewayError, UpstreamProtocolError
 
 
 def validation_error(exc: msgspec.ValidationError, prefix: str = "") -> BadRequest:
@@ -33,6 +34,20 @@ def validation_error(exc: msgspec.ValidationError, prefix: str = "") -> BadReque
     param = path.lstrip(".") or None
     message = f"Invalid value for '{param}': {problem}." if param else f"{problem}."
     return BadRequest(message, param=param, code=code)
+
+
+def read_completion(body: bytes) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A non-streamed chat completion, for a bridge to answer in its format: the completion,
+    its first choice and that choice's message (an unreadable answer is a 502)."""
+    try:
+        completion = orjson.loads(body)
+        choice = (completion.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        raise UpstreamProtocolError(
+            f"The upstream sent an answer we cannot read: {body[:200]!r}"
+        ) from None
+    return completion, choice, message
 
 
 class ChatBridge:

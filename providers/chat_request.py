@@ -151,6 +151,11 @@ def _check_response_format(response_format: dict[str, Any] | None) -> None:
     )
 
 
+def present(**fields: Any) -> dict[str, Any]:
+    """The fields that have a value (None: not asked), in order: what an upstream body takes."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
 def text_of(content: str | list[ContentPart] | None) -> str:
     """The text of a message's content (its text parts joined), for providers that take text."""
     if content is None:

@@ -20,7 +20,7 @@ import msgspec
 
 from providers.adapter import TranslatingProvider
 from providers.base import ChatSink
-from providers.chat_request import Asks, ChatRequest, Message, not_off, text_only
+from providers.chat_request import Asks, ChatRequest, Message, not_off, present, text_only
 from providers.chunks import chat_completion, usage
 from providers.declaration import HttpProviderConfig, ProviderType
 from providers.mapping import finish_reason, message_error
@@ -91,18 +91,19 @@ def chat_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
         payload["tools"] = tools
     if tool_choice:
         payload["tool_choice"] = tool_choice
-    optional = {
-        "max_tokens": request.token_limit,
-        "temperature": request.temperature,
-        "p": request.top_p,
-        "seed": request.seed,
-        "frequency_penalty": request.frequency_penalty,
-        "presence_penalty": request.presence_penalty,
-        "stop_sequences": request.stop_list or None,
-        "response_format": _response_format(request.response_format),
-        "thinking": _thinking(request.reasoning_effort),
-    }
-    payload.update((key, value) for key, value in optional.items() if value is not None)
+    payload.update(
+        present(
+            max_tokens=request.token_limit,
+            temperature=request.temperature,
+            p=request.top_p,
+            seed=request.seed,
+            frequency_penalty=request.frequency_penalty,
+            presence_penalty=request.presence_penalty,
+            stop_sequences=request.stop_list or None,
+            response_format=_response_format(request.response_format),
+            thinking=_thinking(request.reasoning_effort),
+        )
+    )
     return payload
 
 

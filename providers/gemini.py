@@ -59,6 +59,7 @@ from providers.chat_request import (
     base64_data_url,
     choose,
     json_output,
+    present,
     text_of,
 )
 from providers.chunks import AnswerCollector, usage
@@ -356,23 +357,16 @@ def _calling_config(choice: ToolMode | NamedToolChoice) -> dict[str, Any]:
 
 
 def _generation_config(request: ChatRequest, n: int | None) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
-    if request.top_p is not None:
-        config["topP"] = request.top_p
-    if request.token_limit is not None:
-        config["maxOutputTokens"] = request.token_limit
-    if request.stop_list:
-        config["stopSequences"] = request.stop_list
-    if request.seed is not None:
-        config["seed"] = request.seed
-    if request.presence_penalty is not None:
-        config["presencePenalty"] = request.presence_penalty
-    if request.frequency_penalty is not None:
-        config["frequencyPenalty"] = request.frequency_penalty
-    if n is not None:
-        config["candidateCount"] = n
+    config = present(
+        temperature=request.temperature,
+        topP=request.top_p,
+        maxOutputTokens=request.token_limit,
+        stopSequences=request.stop_list or None,
+        seed=request.seed,
+        presencePenalty=request.presence_penalty,
+        frequencyPenalty=request.frequency_penalty,
+        candidateCount=n,
+    )
     config.update(_response_format(request.response_format))
     if request.reasoning_effort is not None:
         thinking = choose(request.reasoning_effort, THINKING_CONFIGS, "reasoning_effort")

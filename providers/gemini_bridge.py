@@ -23,10 +23,10 @@ from typing import Any
 
 import orjson
 
-from providers.chat_bridge import ChatBridge
+from providers.chat_bridge import ChatBridge, read_completion
 from providers.gemini import STATUS_CODES
 from providers.gemini_request import GenerateContentRequest, decode_gemini_request, gemini_to_chat
-from wire.errors import GatewayError, UpstreamProtocolError
+from wire.errors import GatewayError
 from wire.sse import Comment, encode
 
 __all__ = [
@@ -299,14 +299,7 @@ class GeminiFromChat(ChatBridge):
 def gemini_response_from_chat(body: bytes) -> bytes:
     """A non-streamed chat completion as a GenerateContentResponse, agreeing with the stream:
     the thought, the text, then the function calls."""
-    try:
-        completion = orjson.loads(body)
-        choice = (completion.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        raise UpstreamProtocolError(
-            f"The upstream sent an answer we cannot read: {body[:200]!r}"
-        ) from None
+    completion, choice, message = read_completion(body)
     parts: list[dict[str, Any]] = []
     if message.get("reasoning"):
         parts.append({"text": message["reasoning"], "thought": True})

@@ -10,14 +10,13 @@ object (which ends it) and for the last response's finishReason and usageMetadat
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from providers.gemini import ErrorObject, UsageMetadata, chat_usage, error_from_object
 from providers.gemini_bridge import GeminiFraming, gemini_error_body
+from providers.passthrough import PassThrough
 from wire.errors import GatewayError, UpstreamProtocolError
-from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode
+from wire.sse import Comment, Event, SSEProtocolError, encode
 
 
 class _Candidate(msgspec.Struct, rename="camel", gc=False):
@@ -43,7 +42,7 @@ _decode_probe = msgspec.json.Decoder(_Probe).decode
 _WATCHED = ('"finishReason"', '"blockReason"', '"error"')
 
 
-class GeminiRelay:
+class GeminiRelay(PassThrough):
     """A StreamTranslator that relays Gemini's SSE stream: as the very bytes read when
     `sse` and the read ends on an event boundary, else re-framed event by event.
 
@@ -53,13 +52,11 @@ class GeminiRelay:
     for the latest usageMetadata of a finishing response.
     """
 
+    terminal = "finishReason"
+
     def __init__(self, provider: str, sse: bool = True) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None
-        self.usage: dict[str, Any] | None = None
-        self._provider = provider
+        super().__init__(provider)
         self._framing = GeminiFraming(sse)
-        self._decoder = SSEDecoder()
         self._done = False  # a response with a finishReason went out
         # A read that ends in the CR of a CRLF leaves its LF for the next read, which the
         # decoder then skips. Verbatim, the client has the CR and must get that LF; re-framed,
@@ -69,7 +66,7 @@ class GeminiRelay:
 
     def __repr__(self) -> str:
         return (
-            f"<GeminiRelay provider={self._provider!r} sse={self._framing.sse} "
+            f"<GeminiRelay provider={self.provider!r} sse={self._framing.sse} "
             f"finished={self.finished} failure={self.failure!r}>"
         )
 
@@ -85,7 +82,7 @@ class GeminiRelay:
         out: list[bytes] = []
         for position, item in enumerate(items):
             if type(item) is Event:
-                self._watch(item)
+                self.watch(item)
             if verbatim:
                 if not self.finished:
                     continue
@@ -114,18 +111,11 @@ class GeminiRelay:
         if self.finished:
             return b""
         if self._decoder.pending or not self._done:
-            return self.error_event(
-                UpstreamProtocolError(
-                    f"Provider {self._provider!r} closed the stream before it finished "
-                    "(no finishReason)."
-                )
-            )
+            return super().end()
         self.finished = True
         return self._framing.close()
 
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
+    def error_bytes(self, error: GatewayError) -> bytes:
         return self._framing.element(gemini_error_body(error)) + self._framing.close()
 
     def _frame(self, item: Event | Comment) -> bytes:
@@ -136,22 +126,23 @@ class GeminiRelay:
             return encode(item)
         return self._framing.element(data.encode())
 
-    def _watch(self, event: Event) -> None:
+    def watch(self, event: Event) -> bool:
         data = event.data
         if not any(key in data for key in _WATCHED):
-            return
+            return False
         try:
             probe = _decode_probe(data)
         except msgspec.DecodeError:
-            return  # not ours to judge: the client reads the upstream's response as it is
-        if probe.error is not None:
+            return False  # not ours to judge: the client reads the upstream's response as it is
+        if probe.error is not None:  # an error object ends the stream at once
             self.finished = True
             self.failure = error_from_object(probe.error, None)
-            return
+            return True
         feedback = probe.prompt_feedback
         if any(c.finish_reason for c in probe.candidates or ()) or (
             feedback is not None and feedback.block_reason
         ):
-            self._done = True
+            self._done = True  # it ends when the upstream closes it: each candidate finishes
             if probe.usage_metadata is not None:
                 self.usage = chat_usage(probe.usage_metadata)
+        return False

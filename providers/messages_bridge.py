@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 
 from providers.anthropic_stream import STATUS_BY_TYPE
-from providers.chat_bridge import ChatBridge
+from providers.chat_bridge import ChatBridge, read_completion
 from providers.chunks import new_id
 from providers.messages_request import MessagesRequest, decode_messages_request, messages_to_chat
-from wire.errors import GatewayError, UpstreamProtocolError
+from wire.errors import GatewayError
 from wire.sse import Comment, encode
 
 __all__ = [
@@ -233,14 +233,7 @@ class MessagesFromChat(ChatBridge):
 def message_from_chat(body: bytes) -> bytes:
     """A non-streamed chat completion as an Anthropic Message, agreeing with the stream:
     thinking, then text, then one tool_use block per call."""
-    try:
-        completion = orjson.loads(body)
-        choice = (completion.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        raise UpstreamProtocolError(
-            f"The upstream sent an answer we cannot read: {body[:200]!r}"
-        ) from None
+    completion, choice, message = read_completion(body)
     content: list[dict[str, Any]] = []
     if message.get("reasoning") or message.get("reasoning_signature"):
         content.append(

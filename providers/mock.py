@@ -35,15 +35,12 @@ import orjson
 
 from providers import mock_failures, mock_media
 from providers.adapter import Adapter
-from providers.base import ChatSink, StreamTranslator
-from providers.chat_reader import ChatChunkReader
 from providers.chat_request import FunctionDef, NamedToolChoice, ToolMode
 from providers.declaration import ProviderConfig, ProviderType
 from providers.mock_failures import CutAfter, ErrorFirst, Failure, Status
 from providers.mock_media import MockReply
 from providers.mock_schema import instance
-from providers.openai import CHAT_STYLE, PATHS, encode_body, stream_translator
-from wire.errors import GatewayError, upstream_error_from_body
+from providers.openai import CHAT_STYLE, PATHS, OpenAIShaped, encode_body
 from wire.operations import Operation, RawBody
 from wire.upstream import Upload, Upstream, UpstreamRequest
 
@@ -102,7 +99,7 @@ class MockProviderConfig(ProviderConfig, frozen=True, tag="mock"):
         return super().problem()
 
 
-class MockProvider(Adapter):
+class MockProvider(OpenAIShaped, Adapter):
     operations = frozenset(
         {
             Operation.CHAT,
@@ -135,18 +132,6 @@ class MockProvider(Adapter):
     def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
         headers = {"Content-Type": upload.content_type}
         return self._request(operation, upload.body(model), headers)
-
-    def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
-        return stream_translator(self.name, operation)
-
-    def chat_translator(self, model: str, sink: ChatSink) -> ChatChunkReader:
-        return ChatChunkReader(self.name, sink)
-
-    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
-        return body
-
-    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
-        return upstream_error_from_body(status, body, self.name)
 
     async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> Upstream:
         operation = request.operation

@@ -50,6 +50,7 @@ from providers.chat_request import (
     base64_data_url,
     choose,
     json_output,
+    present,
     text_of,
 )
 from providers.chunks import AnswerCollector, usage
@@ -212,16 +213,15 @@ def _assistant(message: Message, call_names: dict[str, str], where: str) -> dict
 
 
 def _options(request: ChatRequest) -> dict[str, Any]:
-    options = {
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "num_predict": request.token_limit,
-        "stop": request.stop_list or None,
-        "seed": request.seed,
-        "presence_penalty": request.presence_penalty,
-        "frequency_penalty": request.frequency_penalty,
-    }
-    return {key: value for key, value in options.items() if value is not None}
+    return present(
+        temperature=request.temperature,
+        top_p=request.top_p,
+        num_predict=request.token_limit,
+        stop=request.stop_list or None,
+        seed=request.seed,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+    )
 
 
 def _tools_offered(choice: ToolMode | NamedToolChoice | None) -> bool:

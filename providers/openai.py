@@ -9,6 +9,7 @@ in the last chunk before `data: [DONE]`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -19,7 +20,9 @@ from providers.base import ChatSink, StreamTranslator
 from providers.chat_reader import ChatChunkReader
 from providers.chunks import DONE
 from providers.declaration import HttpProviderConfig, ProviderType
+from providers.passthrough import PassThrough
 from providers.responses_bridge import encode_event
+from providers.translator import StreamEnd
 from wire.errors import (
     GatewayError,
     UpstreamError,
@@ -59,7 +62,28 @@ class OpenAIProviderConfig(HttpProviderConfig, frozen=True, tag="openai"):
         return super().problem()
 
 
-class OpenAIProvider(HttpProvider):
+class OpenAIShaped:
+    """What an adapter whose upstream speaks OpenAI's API answers with: streams relayed (and
+    normalised), whole answers as they are, errors read as OpenAI's (the mock's too)."""
+
+    name: str
+
+    def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
+        if operation is Operation.RESPONSES:
+            return ResponsesRelay(self.name)
+        return ChunkNormaliser(operation, self.name)
+
+    def chat_translator(self, model: str, sink: ChatSink) -> ChatChunkReader:
+        return ChatChunkReader(self.name, sink)
+
+    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
+        return body
+
+    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+        return upstream_error_from_body(status, body, self.name)
+
+
+class OpenAIProvider(OpenAIShaped, HttpProvider):
     """Builds OpenAI-compatible requests; streams are normalised by `ChunkNormaliser`."""
 
     operations = frozenset(PATHS)
@@ -91,22 +115,6 @@ class OpenAIProvider(HttpProvider):
         self.check_key()
         headers = {**self.headers, "Content-Type": upload.content_type}
         return UpstreamRequest("POST", self.url(operation, model), headers, upload.body(model))
-
-    def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
-        return stream_translator(self.name, operation)
-
-    def chat_translator(self, model: str, sink: ChatSink) -> ChatChunkReader:
-        return ChatChunkReader(self.name, sink)
-
-    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
-        return body
-
-
-def stream_translator(provider: str, operation: Operation) -> StreamTranslator:
-    """An OpenAI-compatible stream for its own clients: relayed, normalised where needed."""
-    if operation is Operation.RESPONSES:
-        return ResponsesRelay(provider)
-    return ChunkNormaliser(operation, provider)
 
 
 def encode_body(body: RawBody, model: str, ask_usage: bool) -> bytes:
@@ -200,13 +208,12 @@ def _is_plain(item: Event | Comment) -> bool:
         return False
 
 
-class ChunkNormaliser:
+class ChunkNormaliser(StreamEnd):
     """One stream's state: holds back the finish and usage until `[DONE]`, then sends them as
     one last chunk. Everything else passes as the upstream's own bytes."""
 
     def __init__(self, operation: Operation, provider: str) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
+        super().__init__()
         self._provider = provider
         self._chat = operation is Operation.CHAT
         self._decoder = SSEDecoder()
@@ -283,11 +290,6 @@ class ChunkNormaliser:
         return self.error_event(
             UpstreamProtocolError("The upstream closed the stream before it finished.")
         )
-
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return encode_data(error.to_json())
 
     def _render(self, item: Event | Comment) -> bytes:
         if isinstance(item, Comment):
@@ -448,49 +450,29 @@ def _failure(data: str, provider: str) -> GatewayError:
     )
 
 
-class ResponsesRelay:
+class ResponsesRelay(PassThrough):
     """OpenAI's own Responses stream, relayed as it comes; watched only for its terminal event
     (`response.completed`, `.failed`, `.incomplete` or `error`), after which nothing is sent."""
 
+    terminal = "response.completed event"
+
     def __init__(self, provider: str) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
-        self._provider = provider
-        self._decoder = SSEDecoder()
+        super().__init__(provider)
         self._events = 0  # for our own error event's sequence_number
-        self.usage: dict[str, Any] | None = None  # the final response's, as OpenAI's chat usage
 
-    def feed(self, data: bytes) -> bytes:
-        try:
-            items = self._decoder.feed(data)
-        except SSEProtocolError as exc:
-            return self.error_event(UpstreamProtocolError(str(exc)))
-        for position, item in enumerate(items):
-            if type(item) is not Event:
-                continue
-            self._events += 1
-            kind = self._kind(item)
-            if kind in _TERMINAL:
-                self.finished = True
-                if kind in _FAILED:
-                    self.failure = _failure(item.data, self._provider)
-                else:
-                    self.usage = responses_usage(item.data)
-                return b"".join(encode(i) for i in items[: position + 1])
-        if self._decoder.aligned:
-            return data
-        return b"".join(encode(item) for item in items)
-
-    def end(self) -> bytes:
-        if self.finished:
-            return b""
-        return self.error_event(
-            UpstreamProtocolError("The upstream closed the stream before it finished.")
-        )
-
-    def error_event(self, error: GatewayError) -> bytes:
+    def watch(self, event: Event) -> bool:
+        self._events += 1
+        kind = self._kind(event)
+        if kind not in _TERMINAL:
+            return False
         self.finished = True
-        self.failure = error
+        if kind in _FAILED:
+            self.failure = _failure(event.data, self.provider)
+        else:
+            self.usage = responses_usage(event.data)
+        return True
+
+    def error_bytes(self, error: GatewayError) -> bytes:
         return encode_event(
             {
                 "type": "error",

@@ -13,12 +13,13 @@ Sans-IO, like every translation: deltas in, bytes out.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import msgspec
 import orjson
 
-from providers.chat_bridge import ChatBridge
+from providers.chat_bridge import ChatBridge, read_completion
 from providers.chunks import new_id
 from wire.errors import BadRequest, GatewayError
 from wire.operations import RawBody, decode_field
@@ -263,9 +264,7 @@ def _reasoning_item(id: str, text: str, signature: str | None) -> dict[str, Any]
 
 def response_from_chat(body: bytes, echo: ResponseEcho) -> bytes:
     """A non-streamed chat completion as a Responses API response."""
-    completion = orjson.loads(body)
-    choice = (completion.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
+    completion, choice, message = read_completion(body)
     output: list[dict[str, Any]] = []
     if message.get("reasoning"):
         output.append(
@@ -307,6 +306,49 @@ def encode_event(payload: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
+class _Textual(NamedTuple):
+    """An output item made of text, and the events that stream it: a message's output_text
+    (its `content_index`) or a reasoning item's summary_text (its `summary_index`)."""
+
+    name: str
+    id_prefix: str
+    item: Callable[[str], dict[str, Any]]  # the item as it opens, for its id
+    part: Callable[[str], dict[str, Any]]  # its part, with the text so far
+    text_event: str
+    part_event: str
+    index_key: str
+    extra: dict[str, Any]  # what the text events carry besides
+
+
+_MESSAGE = _Textual(
+    "message",
+    "msg",
+    lambda id: {
+        "id": id,
+        "type": "message",
+        "status": "in_progress",
+        "role": "assistant",
+        "content": [],
+    },
+    lambda text: {"type": "output_text", "text": text, "annotations": [], "logprobs": []},
+    "response.output_text",
+    "response.content_part",
+    "content_index",
+    {"logprobs": []},
+)
+_REASONING = _Textual(
+    "reasoning",
+    "rs",
+    lambda id: {"id": id, "type": "reasoning", "summary": []},
+    lambda text: {"type": "summary_text", "text": text},
+    "response.reasoning_summary_text",
+    "response.reasoning_summary_part",
+    "summary_index",
+    {},
+)
+_TEXTUAL = {kind.name: kind for kind in (_MESSAGE, _REASONING)}
+
+
 class ResponsesFromChat(ChatBridge):
     """A ChatSink that writes the Responses API's events, as OpenAI sends them."""
 
@@ -329,10 +371,10 @@ class ResponsesFromChat(ChatBridge):
         )
 
     def _on_text(self, text: str) -> bytes:
-        return self._text(text)
+        return self._textual(_MESSAGE, text)
 
     def _on_reasoning(self, text: str) -> bytes:
-        return self._reasoning(text)
+        return self._textual(_REASONING, text)
 
     def _on_signature(self, signature: str) -> bytes:
         if self._open and self._open["kind"] == "reasoning":
@@ -368,58 +410,19 @@ class ResponsesFromChat(ChatBridge):
     def _on_comment(self, text: str) -> bytes:
         return b""  # the Responses events carry no comments
 
-    def _reasoning(self, text: str) -> bytes:
+    def _textual(self, kind: _Textual, text: str) -> bytes:
+        """A delta of a message's text or a reasoning summary, opening its item first."""
         out = b""
-        if not self._open or self._open["kind"] != "reasoning":
+        if not self._open or self._open["kind"] != kind.name:
             out += self._close()
-            item = {"id": new_id("rs"), "type": "reasoning", "summary": []}
-            self._open = {"kind": "reasoning", "item": item, "text": "", "signature": None}
+            item = kind.item(new_id(kind.id_prefix))
+            self._open = {"kind": kind.name, "item": item, "text": "", "signature": None}
             out += self._event("response.output_item.added", output_index=self._index, item=item)
-            out += self._event(
-                "response.reasoning_summary_part.added",
-                item_id=item["id"],
-                output_index=self._index,
-                summary_index=0,
-                part={"type": "summary_text", "text": ""},
-            )
+            at = {"item_id": item["id"], "output_index": self._index, kind.index_key: 0}
+            out += self._event(f"{kind.part_event}.added", **at, part=kind.part(""))
         self._open["text"] += text
-        return out + self._event(
-            "response.reasoning_summary_text.delta",
-            item_id=self._open["item"]["id"],
-            output_index=self._index,
-            summary_index=0,
-            delta=text,
-        )
-
-    def _text(self, text: str) -> bytes:
-        out = b""
-        if not self._open or self._open["kind"] != "message":
-            out += self._close()
-            item = {
-                "id": new_id("msg"),
-                "type": "message",
-                "status": "in_progress",
-                "role": "assistant",
-                "content": [],
-            }
-            self._open = {"kind": "message", "item": item, "text": ""}
-            out += self._event("response.output_item.added", output_index=self._index, item=item)
-            out += self._event(
-                "response.content_part.added",
-                item_id=item["id"],
-                output_index=self._index,
-                content_index=0,
-                part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
-            )
-        self._open["text"] += text
-        return out + self._event(
-            "response.output_text.delta",
-            item_id=self._open["item"]["id"],
-            output_index=self._index,
-            content_index=0,
-            delta=text,
-            logprobs=[],
-        )
+        at = {"item_id": self._open["item"]["id"], "output_index": self._index, kind.index_key: 0}
+        return out + self._event(f"{kind.text_event}.delta", **at, delta=text, **kind.extra)
 
     @property
     def _index(self) -> int:
@@ -437,41 +440,15 @@ class ResponsesFromChat(ChatBridge):
             return b""
         index, item, text = len(self._output), state["item"], state["text"]
         out = b""
-        if state["kind"] == "message":
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            out += self._event(
-                "response.output_text.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                text=text,
-                logprobs=[],
-            )
-            out += self._event(
-                "response.content_part.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                part=part,
-            )
-            final = _message_item(item["id"], text, status)
-        elif state["kind"] == "reasoning":
-            part = {"type": "summary_text", "text": text}
-            out += self._event(
-                "response.reasoning_summary_text.done",
-                item_id=item["id"],
-                output_index=index,
-                summary_index=0,
-                text=text,
-            )
-            out += self._event(
-                "response.reasoning_summary_part.done",
-                item_id=item["id"],
-                output_index=index,
-                summary_index=0,
-                part=part,
-            )
-            final = _reasoning_item(item["id"], text, state["signature"])
+        kind = _TEXTUAL.get(state["kind"])
+        if kind is not None:
+            at = {"item_id": item["id"], "output_index": index, kind.index_key: 0}
+            out += self._event(f"{kind.text_event}.done", **at, text=text, **kind.extra)
+            out += self._event(f"{kind.part_event}.done", **at, part=kind.part(text))
+            if kind is _MESSAGE:
+                final = _message_item(item["id"], text, status)
+            else:
+                final = _reasoning_item(item["id"], text, state["signature"])
         else:
             out += self._event(
                 "response.function_call_arguments.done",

@@ -16,7 +16,7 @@ import msgspec
 
 from providers.base import ChatSink
 from wire.errors import GatewayError, UpstreamProtocolError
-from wire.sse import SSEProtocolError
+from wire.sse import SSEProtocolError, encode_data
 
 Item = TypeVar("Item")
 Item_co = TypeVar("Item_co", covariant=True)
@@ -38,7 +38,25 @@ class Framing(Protocol[Item_co]):
 Route = tuple[Callable[[Any], Any], Callable[[Any, Any], bytes]]
 
 
-class EventTranslator(Generic[Item]):
+class StreamEnd:
+    """How every stream translator ends: `finished` once its terminal event went out, and
+    `failure`, the error its error event reported (`error_event`, in the client's format:
+    `error_bytes`, OpenAI's error event unless a subclass speaks another)."""
+
+    def __init__(self) -> None:
+        self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        self.failure = error
+        return self.error_bytes(error)
+
+    def error_bytes(self, error: GatewayError) -> bytes:
+        return encode_data(error.to_json())
+
+
+class EventTranslator(StreamEnd, Generic[Item]):
     """One translated stream (a `StreamTranslator`), written to `sink`.
 
     Subclasses set `unit` and `terminal` (for the messages of a cut stream) and implement
@@ -50,8 +68,7 @@ class EventTranslator(Generic[Item]):
     events: ClassVar[Mapping[str, Route]] = {}
 
     def __init__(self, provider: str, sink: ChatSink, framing: Framing[Item]) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
+        super().__init__()
         self.usage: dict[str, Any] | None = None  # OpenAI's usage object, once finished
         self.provider = provider
         self.sink = sink
@@ -84,9 +101,7 @@ class EventTranslator(Generic[Item]):
             return b""
         return self._open() + self.ended()
 
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
+    def error_bytes(self, error: GatewayError) -> bytes:
         return self.sink.error(error)
 
     # --- for the subclasses ---

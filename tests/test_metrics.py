@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from gateway.config import parse
@@ -213,11 +214,17 @@ async def test_requests_in_flight_while_a_stream_runs(
     gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
 ) -> None:
     a, _ = upstreams
-    a.handler = streaming(openai_chat_stream(["slow"]), delay=0.2)  # about 1 s
+    slow = streaming(openai_chat_stream(["slow"]), delay=0.2)  # about 1 s
+    begun = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        begun.set()  # the stream has begun: the upstream has its request
+        return await slow(request)
+
+    a.handler = handler
     async with sdk(gateway) as client:
         running = asyncio.create_task(stream_text(client, "a/m"))
-        while not a.requests:  # the stream has begun: the upstream has its request
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(begun.wait(), 10)
         during = await scrape(gateway)
         assert await running == "slow"
     assert during.value(IN_FLIGHT) == 1
