@@ -52,7 +52,9 @@ from providers.chat_request import (
     ToolMode,
     arguments_object,
     base64_data_url,
+    function_of,
     present,
+    text_and_images,
     text_of,
 )
 from providers.declaration import HttpProviderConfig, ProviderType
@@ -162,7 +164,9 @@ def messages_body(
     if request.user:
         body["metadata"] = {"user_id": request.user}
     if request.tools:
-        body["tools"] = [_tool(tool.type, tool.function, i) for i, tool in enumerate(request.tools)]
+        body["tools"] = [
+            _tool(function_of(tool, i, "Anthropic")) for i, tool in enumerate(request.tools)
+        ]
         choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
         if choice is not None:
             body["tool_choice"] = choice
@@ -231,20 +235,14 @@ def _content_blocks(content: str | list[ContentPart] | None, where: str) -> list
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    blocks = []
-    for j, part in enumerate(content):
-        if part.type == "text":
-            if part.text:  # Anthropic rejects empty text blocks
-                blocks.append({"type": "text", "text": part.text})
-        elif part.type == "image_url" and part.image_url is not None:
-            blocks.append(_image(part.image_url.url, f"{where}[{j}].image_url.url"))
-        else:
-            raise BadRequest(
-                f"Content parts of type {part.type!r} are not supported for Anthropic.",
-                param=f"{where}[{j}].type",
-                code="invalid_value",
-            )
-    return blocks
+    return text_and_images(
+        content,
+        where,
+        "Anthropic",
+        # Anthropic rejects empty text blocks.
+        lambda text: {"type": "text", "text": text} if text else None,
+        lambda image, at: _image(image.url, f"{at}.image_url.url"),
+    )
 
 
 def _image(url: str, where: str) -> dict[str, Any]:
@@ -305,13 +303,7 @@ def _tool_result(message: Message, i: int) -> dict[str, Any]:
     return result
 
 
-def _tool(kind: str, function: FunctionDef, i: int) -> dict[str, Any]:
-    if kind != "function":
-        raise BadRequest(
-            f"Tools of type {kind!r} are not supported for Anthropic.",
-            param=f"tools[{i}].type",
-            code="invalid_value",
-        )
+def _tool(function: FunctionDef) -> dict[str, Any]:
     tool: dict[str, Any] = {
         "name": function.name,
         "input_schema": function.parameters or {"type": "object", "properties": {}},

@@ -84,9 +84,8 @@ class TranscriptEvents(StreamEnd):
     whole text and usage, then `[DONE]`, from an upstream that streams or one that answers JSON."""
 
     def __init__(self, provider: str) -> None:
-        super().__init__()
+        super().__init__(provider)
         self.usage: dict[str, Any] | None = None  # audio streams report no token usage
-        self._provider = provider
         self._decoder = SSEDecoder()
         self._json: bytearray | None = None  # the upstream answered JSON, not a stream
         self._started = False
@@ -128,7 +127,7 @@ class TranscriptEvents(StreamEnd):
                 UpstreamProtocolError(f"The upstream sent a malformed event: {data[:200]!r}")
             )
         if event.error is not None:
-            return self.error_event(upstream_error_from_body(502, data.encode(), self._provider))
+            return self.error_event(upstream_error_from_body(502, data.encode(), self.provider))
         if event.type == "transcript.text.delta":
             payload = orjson.loads(data)
             payload["text"] = payload.get("delta", "")

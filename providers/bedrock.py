@@ -40,6 +40,7 @@ from providers.chat_request import (
     arguments_object,
     base64_data_url,
     not_off,
+    text_and_images,
     text_only,
 )
 from providers.chunks import chat_completion
@@ -277,20 +278,13 @@ def _user_blocks(message: Message, i: int) -> list[dict[str, Any]]:
     content = message.content
     if not isinstance(content, list):
         return [{"text": content or ""}]
-    blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        if part.type == "text":
-            blocks.append({"text": part.text or ""})
-        elif part.type == "image_url" and part.image_url is not None:
-            blocks.append({"image": _image(part.image_url.url, f"messages[{i}].content[{j}]")})
-        else:
-            raise BadRequest(
-                f"Provider type 'bedrock' does not support content parts of type "
-                f"{part.type!r} (messages[{i}].content[{j}]).",
-                param=f"messages[{i}].content[{j}]",
-                code="invalid_value",
-            )
-    return blocks
+    return text_and_images(
+        content,
+        f"messages[{i}].content",
+        "Bedrock",
+        lambda text: {"text": text},
+        lambda image, at: {"image": _image(image.url, at)},
+    )
 
 
 def _image(url: str, param: str) -> dict[str, Any]:

@@ -207,6 +207,43 @@ def reject_unsupported(
             )
 
 
+def text_and_images(
+    parts: list[ContentPart],
+    where: str,
+    label: str,
+    text: Callable[[str], dict[str, Any] | None],
+    image: Callable[[ImageURL, str], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The upstream's blocks for a message's text and image parts: `text` (None leaves the
+    part out) and `image` (given the part's own `where`). Any other part is a 400 naming it."""
+    blocks = []
+    for j, part in enumerate(parts):
+        if part.type == "text":
+            block = text(part.text or "")
+        elif part.type == "image_url" and part.image_url is not None:
+            block = image(part.image_url, f"{where}[{j}]")
+        else:
+            raise BadRequest(
+                f"Content parts of type {part.type!r} are not supported by {label}.",
+                param=f"{where}[{j}].type",
+                code="invalid_value",
+            )
+        if block is not None:
+            blocks.append(block)
+    return blocks
+
+
+def function_of(tool: Tool, i: int, label: str) -> FunctionDef:
+    """The function of `tools[i]`: a tool of any other type is a 400 naming it."""
+    if tool.type != "function":
+        raise BadRequest(
+            f"Invalid value for 'tools[{i}].type': {label} supports only function tools.",
+            param=f"tools[{i}].type",
+            code="invalid_value",
+        )
+    return tool.function
+
+
 def text_only(message: Message, i: int) -> str:
     """The text of `messages[i]`, for a role the upstream takes as text only: any other part is
     a 400 naming it."""

@@ -20,7 +20,16 @@ import msgspec
 
 from providers.adapter import TranslatingProvider
 from providers.base import ChatSink
-from providers.chat_request import Asks, ChatRequest, Message, not_off, present, text_only
+from providers.chat_request import (
+    Asks,
+    ChatRequest,
+    ImageURL,
+    Message,
+    not_off,
+    present,
+    text_and_images,
+    text_only,
+)
 from providers.chunks import chat_completion, usage
 from providers.declaration import HttpProviderConfig, ProviderType
 from providers.mapping import finish_reason, message_error
@@ -138,23 +147,17 @@ def _user_content(message: Message, i: int) -> str | list[dict[str, Any]]:
     content = message.content
     if not isinstance(content, list):
         return content or ""
-    parts: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        if part.type == "text":
-            parts.append({"type": "text", "text": part.text or ""})
-        elif part.type == "image_url" and part.image_url is not None:
-            image: dict[str, Any] = {"url": part.image_url.url}
-            if part.image_url.detail:
-                image["detail"] = part.image_url.detail
-            parts.append({"type": "image_url", "image_url": image})
-        else:
-            raise BadRequest(
-                f"Provider type 'cohere' does not support content parts of type "
-                f"{part.type!r} (messages[{i}].content[{j}]).",
-                param=f"messages[{i}].content[{j}]",
-                code="invalid_value",
-            )
-    return parts
+    return text_and_images(
+        content,
+        f"messages[{i}].content",
+        "Cohere",
+        lambda text: {"type": "text", "text": text},
+        lambda image, _: {"type": "image_url", "image_url": _image_url(image)},
+    )
+
+
+def _image_url(image: ImageURL) -> dict[str, Any]:
+    return {"url": image.url, "detail": image.detail} if image.detail else {"url": image.url}
 
 
 def _assistant(message: Message, i: int) -> dict[str, Any]:

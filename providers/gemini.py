@@ -58,6 +58,7 @@ from providers.chat_request import (
     arguments_object,
     base64_data_url,
     choose,
+    function_of,
     json_output,
     present,
     text_of,
@@ -332,13 +333,7 @@ def _tool_result(message: Message, call_names: dict[str, str], where: str) -> di
 def _declarations(tools: list[Tool]) -> list[dict[str, Any]]:
     declarations = []
     for i, tool in enumerate(tools):
-        if tool.type != "function":
-            raise BadRequest(
-                f"Invalid value for 'tools[{i}].type': Gemini supports only function tools.",
-                param=f"tools[{i}].type",
-                code="invalid_value",
-            )
-        function = tool.function
+        function = function_of(tool, i, "Gemini")
         declaration: dict[str, Any] = {"name": function.name}
         if function.description:
             declaration["description"] = function.description

@@ -15,8 +15,8 @@ import msgspec
 from providers.gemini import ErrorObject, UsageMetadata, chat_usage, error_from_object
 from providers.gemini_bridge import GeminiFraming, gemini_error_body
 from providers.passthrough import PassThrough
-from wire.errors import GatewayError, UpstreamProtocolError
-from wire.sse import Comment, Event, SSEProtocolError, encode
+from wire.errors import GatewayError
+from wire.sse import Comment, Event, encode
 
 
 class _Candidate(msgspec.Struct, rename="camel", gc=False):
@@ -70,13 +70,7 @@ class GeminiRelay(PassThrough):
             f"finished={self.finished} failure={self.failure!r}>"
         )
 
-    def feed(self, data: bytes) -> bytes:
-        if self.finished:
-            return b""
-        try:
-            items = self._decoder.feed(data)
-        except SSEProtocolError as exc:
-            return self.error_event(UpstreamProtocolError(str(exc)))
+    def relay(self, data: bytes, items: list[Event | Comment]) -> bytes:
         # A read that ends on an event boundary goes out as the bytes read (SSE to SSE).
         verbatim = self._framing.sse and self._decoder.aligned
         out: list[bytes] = []

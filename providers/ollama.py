@@ -49,6 +49,7 @@ from providers.chat_request import (
     arguments_object,
     base64_data_url,
     choose,
+    function_of,
     json_output,
     present,
     text_of,
@@ -128,13 +129,7 @@ def ollama_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any
 
 
 def _tool(tool: Tool, i: int) -> dict[str, Any]:
-    if tool.type != "function":
-        raise BadRequest(
-            f"Invalid value for 'tools[{i}].type': Ollama supports only function tools.",
-            param=f"tools[{i}].type",
-            code="invalid_value",
-        )
-    function = msgspec.to_builtins(tool.function)
+    function = msgspec.to_builtins(function_of(tool, i, "Ollama"))
     return {"type": "function", "function": {k: v for k, v in function.items() if v is not None}}
 
 

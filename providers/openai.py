@@ -213,8 +213,7 @@ class ChunkNormaliser(StreamEnd):
     one last chunk. Everything else passes as the upstream's own bytes."""
 
     def __init__(self, operation: Operation, provider: str) -> None:
-        super().__init__()
-        self._provider = provider
+        super().__init__(provider)
         self._chat = operation is Operation.CHAT
         self._decoder = SSEDecoder()
         # The unfinished last block of an LF-only read, not yet given to the decoder: the
@@ -308,7 +307,7 @@ class ChunkNormaliser(StreamEnd):
         except RecursionError:
             return self._too_deep()
         if probe.error is not None:
-            return self.error_event(upstream_error_from_body(502, data.encode(), self._provider))
+            return self.error_event(upstream_error_from_body(502, data.encode(), self.provider))
         if _passes(probe):
             return encode(item)
         if too_deep(data.encode()):  # parsed and written again below: bounded first
@@ -318,7 +317,7 @@ class ChunkNormaliser(StreamEnd):
     def _too_deep(self) -> bytes:
         return self.error_event(
             UpstreamProtocolError(
-                f"Provider {self._provider!r} sent an event nested deeper than {MAX_DEPTH} levels."
+                f"Provider {self.provider!r} sent an event nested deeper than {MAX_DEPTH} levels."
             )
         )
 

@@ -13,23 +13,16 @@ from typing import Any, ClassVar
 
 from providers.translator import StreamEnd
 from wire.errors import UpstreamProtocolError
-from wire.sse import Event, SSEDecoder, SSEProtocolError, encode
+from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode
 
 
 class PassThrough(StreamEnd):
     terminal: ClassVar[str]  # the event that ends the stream ("message_stop event")
 
     def __init__(self, provider: str) -> None:
-        super().__init__()
+        super().__init__(provider)
         self.usage: dict[str, Any] | None = None  # OpenAI's usage object, once reported
-        self.provider = provider
         self._decoder = SSEDecoder()
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} provider={self.provider!r} finished={self.finished} "
-            f"failure={self.failure!r}>"
-        )
 
     def feed(self, data: bytes) -> bytes:
         if self.finished:
@@ -38,6 +31,10 @@ class PassThrough(StreamEnd):
             items = self._decoder.feed(data)
         except SSEProtocolError as exc:
             return self.error_event(UpstreamProtocolError(str(exc)))
+        return self.relay(data, items)
+
+    def relay(self, data: bytes, items: list[Event | Comment]) -> bytes:
+        """The client's bytes for one read (`data`) and the events it completed (`items`)."""
         aligned = self._decoder.aligned
         for position, item in enumerate(items):
             if type(item) is Event and self.watch(item):

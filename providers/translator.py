@@ -43,9 +43,16 @@ class StreamEnd:
     `failure`, the error its error event reported (`error_event`, in the client's format:
     `error_bytes`, OpenAI's error event unless a subclass speaks another)."""
 
-    def __init__(self) -> None:
+    def __init__(self, provider: str = "") -> None:
         self.finished = False
         self.failure: GatewayError | None = None  # the error this stream ended with
+        self.provider = provider
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} provider={self.provider!r} finished={self.finished} "
+            f"failure={self.failure!r}>"
+        )
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
@@ -68,18 +75,11 @@ class EventTranslator(StreamEnd, Generic[Item]):
     events: ClassVar[Mapping[str, Route]] = {}
 
     def __init__(self, provider: str, sink: ChatSink, framing: Framing[Item]) -> None:
-        super().__init__()
+        super().__init__(provider)
         self.usage: dict[str, Any] | None = None  # OpenAI's usage object, once finished
-        self.provider = provider
         self.sink = sink
         self._framing = framing
         self._opened = False
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} provider={self.provider!r} finished={self.finished} "
-            f"failure={self.failure!r}>"
-        )
 
     def feed(self, data: bytes) -> bytes:
         if self.finished:
