@@ -15,9 +15,12 @@ from typing import Any
 
 import orjson
 
+from providers.anthropic import AnthropicProvider, AnthropicProviderConfig
 from providers.base import ChatSink, StreamTranslator
 from providers.chat_reader import ChatChunkReader
 from providers.chunks import ChatStreamWriter, chat_completion, usage
+from providers.cohere import CohereProvider, CohereProviderConfig
+from providers.gemini import GeminiProvider, GeminiProviderConfig
 from wire.sse import Event, SSEDecoder
 
 MODEL = "upstream-model-2025"
@@ -88,6 +91,14 @@ ANSWERS: dict[str, ChatAnswer] = {
     "filtered": ChatAnswer(finish="content_filter"),
     "unicode": ChatAnswer(text=["héllo ", "🌍", " — ", "日本語"], usage=usage(3, 6)),
 }
+
+
+# One provider of each type that translates chat, for checks of what they all take.
+TRANSLATING = [
+    GeminiProvider("gemini", GeminiProviderConfig(base_url="http://x", api_key="k")),
+    AnthropicProvider("claude", AnthropicProviderConfig(base_url="http://x", api_key="k")),
+    CohereProvider("cohere", CohereProviderConfig(base_url="http://x", api_key="k")),
+]
 
 
 def chat_translator(sink: ChatSink) -> ChatChunkReader:

@@ -83,6 +83,17 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await server.stop()
 
 
+@pytest.fixture
+async def upstreams() -> AsyncIterator[list[FakeUpstream]]:
+    """Three independent fake upstreams: a, b, c."""
+    servers = [FakeUpstream() for _ in range(3)]
+    for server in servers:
+        await server.start()
+    yield servers
+    for server in servers:
+        await server.stop()
+
+
 GatewayFactory = Callable[..., Awaitable[str]]
 
 
@@ -114,6 +125,24 @@ async def gateway_url(upstream: FakeUpstream, start_gateway: GatewayFactory) -> 
         provider_toml(upstream.url, api_key="sk-upstream", timeout=2)
         + '[providers.mock]\ntype = "mock"\ndelay = 0\n'
     )
+
+
+@pytest.fixture
+async def connect(start_gateway: GatewayFactory) -> AsyncIterator[Connect]:
+    """Start the gateway from TOML text; the official SDK pointed at it (closed after)."""
+    clients: list[openai.AsyncOpenAI] = []
+
+    async def connect(toml: str) -> openai.AsyncOpenAI:
+        url = await start_gateway(toml)
+        clients.append(openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0))
+        return clients[-1]
+
+    yield connect
+    for client in clients:
+        await client.close()
+
+
+Connect = Callable[[str], Awaitable[openai.AsyncOpenAI]]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import json
 import re
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +48,6 @@ FIELDS = {
 }
 
 
-@pytest.fixture
-async def upstreams() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
-    a, b = FakeUpstream(), FakeUpstream()
-    await a.start()
-    await b.start()
-    yield a, b
-    await a.stop()
-    await b.stop()
-
-
 def config(a: FakeUpstream, b: FakeUpstream, extra: str = "") -> str:
     return (
         provider_toml(a.url, "a", api_key=PROVIDER_KEY, timeout=2)
@@ -78,9 +67,9 @@ async def stop(gateway: GatewayProcess) -> str:
 
 
 async def test_one_line_per_request_with_what_happened_and_nothing_secret(
-    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path: Path
+    upstreams: list[FakeUpstream], tmp_path: Path
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     gateway = GatewayProcess(config(a, b), tmp_path, "--log-level", "warning")
     try:
         # Sent as a client using its own provider key would: x-gateway-key + Authorization.
@@ -188,9 +177,9 @@ async def test_one_line_per_request_with_what_happened_and_nothing_secret(
 
 
 async def test_the_access_log_can_be_turned_off(
-    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path: Path
+    upstreams: list[FakeUpstream], tmp_path: Path
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     gateway = GatewayProcess(config(a, b, "[server]\naccess_log = false\n"), tmp_path)
     try:
         a.handler = answering(chat_completion("quiet"))
@@ -205,10 +194,10 @@ async def test_the_access_log_can_be_turned_off(
 
 
 async def test_lines_appear_while_the_gateway_runs(
-    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path: Path
+    upstreams: list[FakeUpstream], tmp_path: Path
 ) -> None:
     """Batched, but written within a fraction of a second: `tail -f` shows them."""
-    a, b = upstreams
+    a, b, _ = upstreams
     gateway = GatewayProcess(config(a, b), tmp_path)
     try:
         async with (

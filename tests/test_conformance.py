@@ -69,27 +69,24 @@ class Row:
         )
 
 
+def openai_shaped(type: str, settings: str = "") -> Row:
+    """A row for an upstream that speaks OpenAI's API: it takes every parameter (passed
+    through as the client sent it), so it has none to refuse."""
+    return Row(
+        type,
+        settings,
+        f"CONFORMANCE_{type.upper()}_KEY",
+        b"".join(openai_chat_stream(["Hello", ",", " world"])),
+        orjson.dumps(chat_completion("Hello, world")),
+        "text/event-stream",
+        (429, OPENAI_RATE_LIMIT, "Rate limit reached."),
+        None,
+    )
+
+
 ROWS = [
-    Row(
-        "openai",
-        "",
-        "CONFORMANCE_OPENAI_KEY",
-        b"".join(openai_chat_stream(["Hello", ",", " world"])),
-        orjson.dumps(chat_completion("Hello, world")),
-        "text/event-stream",
-        (429, OPENAI_RATE_LIMIT, "Rate limit reached."),
-        None,  # passed through: every parameter goes upstream as the client sent it
-    ),
-    Row(
-        "azure",
-        "",
-        "CONFORMANCE_AZURE_KEY",
-        b"".join(openai_chat_stream(["Hello", ",", " world"])),
-        orjson.dumps(chat_completion("Hello, world")),
-        "text/event-stream",
-        (429, OPENAI_RATE_LIMIT, "Rate limit reached."),
-        None,  # Azure's API is OpenAI's: passed through
-    ),
+    openai_shaped("openai"),
+    openai_shaped("azure"),
     Row(
         "anthropic",
         "",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,20 +58,10 @@ def selectors(expr: str) -> tuple[list[tuple[str, set[str]]], set[str]]:
     return found, grouped
 
 
-@pytest.fixture
-async def upstreams() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
-    a, b = FakeUpstream(), FakeUpstream()
-    await a.start()
-    await b.start()
-    yield a, b
-    await a.stop()
-    await b.stop()
-
-
 async def test_every_metric_and_label_the_dashboard_queries_is_exported(
-    upstreams: tuple[FakeUpstream, FakeUpstream], start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     url = await start_gateway(
         provider_toml(a.url, "a", api_key="sk-a", timeout=2)
         + provider_toml(b.url, "b", api_key="sk-b", timeout=2)

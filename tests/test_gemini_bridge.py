@@ -15,12 +15,9 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.anthropic import AnthropicProvider, AnthropicProviderConfig
 from providers.anthropic_stream import MessagesStream
 from providers.chat_request import decode_chat_request
 from providers.chunks import ChatStreamWriter
-from providers.cohere import CohereProvider, CohereProviderConfig
-from providers.gemini import GeminiProvider, GeminiProviderConfig
 from providers.gemini_bridge import (
     GeminiFromChat,
     gemini_error_body,
@@ -31,6 +28,7 @@ from tests.chat_answers import (
     ANSWERS,
     MODEL,
     SIGNATURE,
+    TRANSLATING,
     ChatAnswer,
     chat_translator,
     run,
@@ -198,15 +196,7 @@ def test_request_becomes_the_equivalent_chat_request() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    "provider",
-    [
-        GeminiProvider("gemini", GeminiProviderConfig(base_url="http://x", api_key="k")),
-        AnthropicProvider("claude", AnthropicProviderConfig(base_url="http://x", api_key="k")),
-        CohereProvider("cohere", CohereProviderConfig(base_url="http://x", api_key="k")),
-    ],
-    ids=lambda provider: provider.name,
-)
+@pytest.mark.parametrize("provider", TRANSLATING, ids=lambda provider: provider.name)
 def test_translated_request_is_taken_by_translating_providers(provider: Any) -> None:
     """(Audio, PDF and penalties go to Gemini only: the others refuse them with a 400.)"""
     body = _sdk_request()

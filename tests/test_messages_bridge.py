@@ -20,12 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from providers.anthropic import AnthropicProvider, AnthropicProviderConfig
 from providers.anthropic_stream import MessagesStream
 from providers.chat_request import decode_chat_request
 from providers.chunks import ChatStreamWriter, usage
-from providers.cohere import CohereProvider, CohereProviderConfig
-from providers.gemini import GeminiProvider, GeminiProviderConfig, GeminiStream
+from providers.gemini import GeminiStream
 from providers.messages_bridge import (
     PING,
     MessagesFromChat,
@@ -38,6 +36,7 @@ from tests.chat_answers import (
     ANSWERS,
     MODEL,
     SIGNATURE,
+    TRANSLATING,
     chat_translator,
     run,
     split,
@@ -230,15 +229,7 @@ def test_claude_code_style_request_becomes_the_equivalent_chat_request() -> None
     }
 
 
-@pytest.mark.parametrize(
-    "provider",
-    [
-        GeminiProvider("gemini", GeminiProviderConfig(base_url="http://x", api_key="k")),
-        AnthropicProvider("claude", AnthropicProviderConfig(base_url="http://x", api_key="k")),
-        CohereProvider("cohere", CohereProviderConfig(base_url="http://x", api_key="k")),
-    ],
-    ids=lambda provider: provider.name,
-)
+@pytest.mark.parametrize("provider", TRANSLATING, ids=lambda provider: provider.name)
 def test_translated_request_is_taken_by_translating_providers(provider: Any) -> None:
     """(Ollama is left out: it fetches no image URLs, a 400 of its own.)"""
     chat = messages_to_chat(_raw({**_claude_code_request(), "max_tokens": 32000}))

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -46,16 +45,6 @@ ATTEMPTS = "gateway_attempts_total"
 IN_FLIGHT = "gateway_requests_in_flight"
 
 
-@pytest.fixture
-async def upstreams() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
-    a, b = FakeUpstream(), FakeUpstream()
-    await a.start()
-    await b.start()
-    yield a, b
-    await a.stop()
-    await b.stop()
-
-
 def two_providers(a: FakeUpstream, b: FakeUpstream, **a_settings: object) -> str:
     return (
         provider_toml(a.url, "a", **({"api_key": "sk-a", "timeout": 2} | a_settings))
@@ -65,10 +54,8 @@ def two_providers(a: FakeUpstream, b: FakeUpstream, **a_settings: object) -> str
 
 
 @pytest.fixture
-async def gateway(
-    upstreams: tuple[FakeUpstream, FakeUpstream], start_gateway: GatewayFactory
-) -> str:
-    return await start_gateway(two_providers(*upstreams))
+async def gateway(upstreams: list[FakeUpstream], start_gateway: GatewayFactory) -> str:
+    return await start_gateway(two_providers(*upstreams[:2]))
 
 
 def sdk(url: str, key: str = "unused") -> openai.AsyncOpenAI:
@@ -87,9 +74,9 @@ def histogram_count(scraped: Scrape, name: str, **labels: str) -> float:
 
 
 async def test_streamed_and_whole_answers_fill_the_genai_histograms(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
-    a, _ = upstreams
+    a, *_ = upstreams
     a.handler = streaming(openai_chat_stream(["one ", "two ", "three"]), delay=0.02)
     async with sdk(gateway) as client:
         assert await stream_text(client, "a/m") == "one two three"
@@ -125,9 +112,9 @@ async def test_streamed_and_whole_answers_fill_the_genai_histograms(
 
 
 async def test_histograms_use_the_opentelemetry_buckets(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
-    a, _ = upstreams
+    a, *_ = upstreams
     a.handler = streaming(openai_chat_stream(["x", "y"]))
     async with sdk(gateway) as client:
         await stream_text(client, "a/m")
@@ -166,9 +153,9 @@ async def test_histograms_use_the_opentelemetry_buckets(
 
 
 async def test_a_fallback_through_an_alias_counts_the_failed_attempt_and_the_server(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     a.handler = answering({"error": {"message": "busy", "type": "server_error"}}, status=503)
     b.handler = streaming(openai_chat_stream(["from b"]))
     async with sdk(gateway) as client:
@@ -188,9 +175,9 @@ async def test_a_fallback_through_an_alias_counts_the_failed_attempt_and_the_ser
 
 
 async def test_an_upstream_error_is_counted_by_its_status(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     a.handler = answering({"error": {"message": "overloaded", "type": "server_error"}}, 503)
     b.handler = answering({"error": {"message": "bad", "type": "invalid_request_error"}}, 400)
     async with sdk(gateway) as client:
@@ -211,9 +198,9 @@ async def test_an_upstream_error_is_counted_by_its_status(
 
 
 async def test_requests_in_flight_while_a_stream_runs(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
-    a, _ = upstreams
+    a, *_ = upstreams
     slow = streaming(openai_chat_stream(["slow"]), delay=0.2)  # about 1 s
     begun = asyncio.Event()
 
@@ -232,9 +219,9 @@ async def test_requests_in_flight_while_a_stream_runs(
 
 
 async def test_a_client_that_leaves_mid_stream_is_counted_as_cancelled(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
-    a, _ = upstreams
+    a, *_ = upstreams
     a.handler = streaming(openai_chat_stream(["first", "never"])[:2], then="hang")
     body = {"model": "a/m", "messages": MESSAGES, "stream": True}
     async with aiohttp.ClientSession() as session:
@@ -253,9 +240,9 @@ async def test_a_client_that_leaves_mid_stream_is_counted_as_cancelled(
 
 
 async def test_gateway_key_label_and_a_request_refused_before_any_attempt(
-    upstreams: tuple[FakeUpstream, FakeUpstream], start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     url = await start_gateway(
         two_providers(a, b) + '[keys.team]\nvalue = "sk-team-secret"\nrpm = 1\n'
     )
@@ -277,9 +264,9 @@ async def test_gateway_key_label_and_a_request_refused_before_any_attempt(
 
 
 async def test_model_labels_are_bounded_to_configured_names(
-    gateway: str, upstreams: tuple[FakeUpstream, FakeUpstream]
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
-    a, _ = upstreams
+    a, *_ = upstreams
     a.handler = answering(chat_completion("ok"))
     async with sdk(gateway) as client:
         await client.chat.completions.create(model="smart", messages=MESSAGES)
@@ -306,9 +293,9 @@ async def test_model_labels_are_bounded_to_configured_names(
 
 
 async def test_cooldowns_gauge_counts_resting_keys_and_targets(
-    upstreams: tuple[FakeUpstream, FakeUpstream], start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b = upstreams
+    a, b, _ = upstreams
     url = await start_gateway(two_providers(a, b) + "[routing]\nfailures_to_rest = 1\n")
     before = await scrape(url)
     assert before.value("gateway_cooldowns", gen_ai_provider_name="a", kind="key") == 0

@@ -7,7 +7,6 @@ real gateway; the translator is also fed bytes directly (sans-IO) for the split 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -19,7 +18,7 @@ from providers.anthropic import messages_body
 from providers.anthropic_stream import MessagesStream
 from providers.chat_request import decode_chat_request
 from providers.chunks import ChatStreamWriter
-from tests.conftest import FakeUpstream, GatewayFactory
+from tests.conftest import Connect, FakeUpstream, GatewayFactory
 from tests.replay import fixture, replay
 from tests.sdk import Reading, read_chunks, read_whole, stream_chunks
 from tests.streams import answering, parse_sse
@@ -45,11 +44,8 @@ def _toml_value(value: Any) -> str:
 
 
 @pytest.fixture
-async def sdk(upstream: FakeUpstream, start_gateway: GatewayFactory) -> AsyncIterator[Any]:
-    url = await start_gateway(claude_toml(upstream.url, headers={"anthropic-beta": "test-beta"}))
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-    yield client
-    await client.close()
+async def sdk(upstream: FakeUpstream, connect: Connect) -> Any:
+    return await connect(claude_toml(upstream.url, headers={"anthropic-beta": "test-beta"}))
 
 
 async def stream_answer(client: Any, **request: Any) -> Reading:

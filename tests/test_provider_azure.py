@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.conftest import FakeUpstream, GatewayFactory, Handler
+from tests.conftest import Connect, FakeUpstream, GatewayFactory, Handler
 from tests.replay import replay
 from tests.sdk import Answer, collect_stream, from_completion
 from tests.streams import DONE, USAGE, answering, chat_chunk, chat_completion, data, parse_sse
@@ -53,15 +53,13 @@ def _toml(upstream: FakeUpstream, **settings: str) -> str:
 
 
 @pytest.fixture
-async def gateway(upstream: FakeUpstream, start_gateway: GatewayFactory) -> str:
-    return await start_gateway(_toml(upstream))
+async def sdk(upstream: FakeUpstream, connect: Connect) -> Any:
+    return await connect(_toml(upstream))
 
 
 @pytest.fixture
-async def sdk(gateway: str) -> Any:
-    client = openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="x", max_retries=0)
-    yield client
-    await client.close()
+async def gateway(upstream: FakeUpstream, start_gateway: GatewayFactory) -> str:
+    return await start_gateway(_toml(upstream))
 
 
 def recording_query(handler: Handler, queries: list[str]) -> Handler:

@@ -26,7 +26,7 @@ from botocore.eventstream import EventStreamBuffer
 
 from providers.bedrock import BedrockProvider, BedrockProviderConfig, BedrockStream
 from tests.bedrock_frames import STREAMS, TOOL_CALL
-from tests.conftest import FakeUpstream, GatewayFactory, Handler
+from tests.conftest import Connect, FakeUpstream, GatewayFactory, Handler
 from tests.replay import fixture, replay
 from tests.sdk import Answer, collect_stream
 from tests.streams import parse_sse
@@ -67,11 +67,8 @@ def _toml(upstream: FakeUpstream, **settings: str) -> str:
 
 
 @pytest.fixture
-async def sdk(upstream: FakeUpstream, start_gateway: GatewayFactory) -> Any:
-    url = await start_gateway(_toml(upstream))
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-    yield client
-    await client.close()
+async def sdk(upstream: FakeUpstream, connect: Connect) -> Any:
+    return await connect(_toml(upstream))
 
 
 def recording_raw(handler: Handler, seen: list[tuple[str, bytes]]) -> Handler:

@@ -9,7 +9,7 @@ import pytest
 
 from providers.chunks import ChatStreamWriter
 from providers.cohere import CohereProvider, CohereStream
-from tests.conftest import FakeUpstream, GatewayFactory
+from tests.conftest import Connect, FakeUpstream
 from tests.replay import fixture, replay
 from tests.sdk import Answer, collect_stream
 from wire.operations import Operation
@@ -43,11 +43,8 @@ def _toml(upstream: FakeUpstream, **settings: str) -> str:
 
 
 @pytest.fixture
-async def sdk(upstream: FakeUpstream, start_gateway: GatewayFactory) -> Any:
-    url = await start_gateway(_toml(upstream))
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-    yield client
-    await client.close()
+async def sdk(upstream: FakeUpstream, connect: Connect) -> Any:
+    return await connect(_toml(upstream))
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:

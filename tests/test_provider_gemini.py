@@ -5,7 +5,6 @@ Fixtures are in tests/fixtures/gemini/ (README.md there names the doc each one f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -16,9 +15,11 @@ from aiohttp import web
 from providers.chunks import ChatStreamWriter
 from providers.gemini import GeminiProvider, GeminiProviderConfig, GeminiStream, gemini_error
 from providers.gemini_schema import gemini_schema
-from tests.conftest import FakeUpstream, GatewayFactory, Handler
+from tests.conftest import Connect, FakeUpstream, Handler
 from tests.replay import fixture, replay
-from tests.sdk import Reply, read_chunks, read_completion, stream_chunks
+from tests.sdk import Reply
+from tests.sdk import read_stream as read_stream_of
+from tests.sdk import read_whole as read_whole_of
 from wire.errors import BadRequest, UpstreamError
 from wire.operations import Operation
 
@@ -52,24 +53,20 @@ def gemini_toml(base: str) -> str:
 
 
 @pytest.fixture
-async def client(
-    upstream: FakeUpstream, start_gateway: GatewayFactory
-) -> AsyncIterator[openai.AsyncOpenAI]:
-    base = upstream.url.removesuffix("/v1") + "/v1beta"
-    url = await start_gateway(gemini_toml(base))
-    sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-    yield sdk
-    await sdk.close()
+async def client(upstream: FakeUpstream, connect: Connect) -> openai.AsyncOpenAI:
+    return await connect(gemini_toml(upstream.url.removesuffix("/v1") + "/v1beta"))
 
 
 async def read_stream(client: openai.AsyncOpenAI, **request: Any) -> Reply:
-    request = {"model": MODEL, "messages": MESSAGES, **request}
-    return Reply.of(read_chunks(await stream_chunks(client, **request)))
+    return Reply.of(
+        await read_stream_of(client, **{"model": MODEL, "messages": MESSAGES, **request})
+    )
 
 
 async def read_whole(client: openai.AsyncOpenAI, **request: Any) -> Reply:
-    request = {"model": MODEL, "messages": MESSAGES, **request}
-    return Reply.of(read_completion(await client.chat.completions.create(**request)))
+    return Reply.of(
+        await read_whole_of(client, **{"model": MODEL, "messages": MESSAGES, **request})
+    )
 
 
 def recording(handler: Handler, queries: list[str]) -> Handler:

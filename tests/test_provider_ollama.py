@@ -5,7 +5,6 @@ Fixtures are in tests/fixtures/ollama/ (README.md there names the doc each one f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -14,9 +13,11 @@ import pytest
 
 from providers.chunks import ChatStreamWriter
 from providers.ollama import MAX_LINE_BYTES, OllamaStream
-from tests.conftest import FakeUpstream, GatewayFactory
+from tests.conftest import Connect, FakeUpstream
 from tests.replay import fixture, replay
-from tests.sdk import Reply, read_chunks, read_completion, stream_chunks
+from tests.sdk import Reply
+from tests.sdk import read_stream as read_stream_of
+from tests.sdk import read_whole as read_whole_of
 from tests.streams import parse_sse
 
 MODEL = "ollama/llama3.2"
@@ -39,23 +40,20 @@ def ollama_toml(base: str) -> str:
 
 
 @pytest.fixture
-async def client(
-    upstream: FakeUpstream, start_gateway: GatewayFactory
-) -> AsyncIterator[openai.AsyncOpenAI]:
-    url = await start_gateway(ollama_toml(upstream.url.removesuffix("/v1")))
-    sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-    yield sdk
-    await sdk.close()
+async def client(upstream: FakeUpstream, connect: Connect) -> openai.AsyncOpenAI:
+    return await connect(ollama_toml(upstream.url.removesuffix("/v1")))
 
 
 async def read_stream(client: openai.AsyncOpenAI, **request: Any) -> Reply:
-    request = {"model": MODEL, "messages": MESSAGES, **request}
-    return Reply.of(read_chunks(await stream_chunks(client, **request)))
+    return Reply.of(
+        await read_stream_of(client, **{"model": MODEL, "messages": MESSAGES, **request})
+    )
 
 
 async def read_whole(client: openai.AsyncOpenAI, **request: Any) -> Reply:
-    request = {"model": MODEL, "messages": MESSAGES, **request}
-    return Reply.of(read_completion(await client.chat.completions.create(**request)))
+    return Reply.of(
+        await read_whole_of(client, **{"model": MODEL, "messages": MESSAGES, **request})
+    )
 
 
 def ndjson(*lines: dict[str, Any]) -> bytes:

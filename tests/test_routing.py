@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -30,17 +30,6 @@ from tests.streams import (
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[list[FakeUpstream]]:
-    """Three independent fake upstreams: a, b, c."""
-    servers = [FakeUpstream() for _ in range(3)]
-    for server in servers:
-        await server.start()
-    yield servers
-    for server in servers:
-        await server.stop()
 
 
 def providers_toml(*urls: str, **extra: Any) -> str:
