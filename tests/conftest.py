@@ -128,6 +128,12 @@ async def gateway_url(upstream: FakeUpstream, start_gateway: GatewayFactory) -> 
 
 
 @pytest.fixture
+async def mock_url(start_gateway: GatewayFactory) -> str:
+    """The gateway with only the built-in mock provider (no pause between tokens)."""
+    return await start_gateway("[providers.mock]\ndelay = 0\n")
+
+
+@pytest.fixture
 async def connect(start_gateway: GatewayFactory) -> AsyncIterator[Connect]:
     """Start the gateway from TOML text; the official SDK pointed at it (closed after)."""
     clients: list[openai.AsyncOpenAI] = []
