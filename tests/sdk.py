@@ -17,6 +17,7 @@ from typing import Any
 
 import openai
 import orjson
+import pytest
 
 
 @dataclass
@@ -162,3 +163,11 @@ class Reply:
             usage=reading.usage,
             model=reading.model,
         )
+
+
+async def refused(client: openai.AsyncOpenAI, upstream: Any, param: str, **request: Any) -> None:
+    """The chat request is a 400 naming `param`, and nothing went to the (fake) upstream."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(**request)
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == param
+    assert upstream.requests == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import openai
 import orjson
 import pytest
@@ -14,7 +13,16 @@ from aiohttp import web
 from tests.conftest import Connect, FakeUpstream, GatewayFactory, Handler
 from tests.replay import replay
 from tests.sdk import Answer, collect_stream, from_completion
-from tests.streams import DONE, USAGE, answering, chat_chunk, chat_completion, data, parse_sse
+from tests.streams import (
+    DONE,
+    USAGE,
+    answering,
+    chat_chunk,
+    chat_completion,
+    data,
+    parse_sse,
+    post_stream,
+)
 
 MESSAGES = [{"role": "user", "content": "Say this is a test!"}]
 SAFE = {"filtered": False, "severity": "safe"}
@@ -85,14 +93,9 @@ async def test_content_filter_annotations_pass_through(
     upstream: FakeUpstream, gateway: str
 ) -> None:
     upstream.handler = replay(azure_stream(), seed=5)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{gateway}/v1/chat/completions",
-            json={"model": "az/gpt-4o-prod", "messages": MESSAGES, "stream": True},
-        ) as response,
-    ):
-        events = parse_sse(await response.read())
+    status, raw = await post_stream(gateway, "az/gpt-4o-prod")
+    events = parse_sse(raw)
+    assert status == 200
     chunks = [orjson.loads(event.data) for event in events[:-1]]
     assert events[-1].data == "[DONE]"
     assert chunks[0] == PROMPT_FILTER_CHUNK

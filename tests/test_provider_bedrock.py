@@ -13,7 +13,6 @@ import re
 import sys
 from typing import Any
 
-import aiohttp
 import msgspec
 import openai
 import orjson
@@ -28,8 +27,8 @@ from providers.bedrock import BedrockProvider, BedrockProviderConfig, BedrockStr
 from tests.bedrock_frames import STREAMS, TOOL_CALL
 from tests.conftest import Connect, FakeUpstream, GatewayFactory, Handler
 from tests.replay import fixture, replay
-from tests.sdk import Answer, collect_stream
-from tests.streams import parse_sse
+from tests.sdk import Answer, collect_stream, refused
+from tests.streams import parse_sse, post_stream, weather_tool
 from wire.config import ConfigError
 from wire.operations import Operation
 
@@ -38,18 +37,7 @@ MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 SEEDS = [0, 1, 2, 3, 4]
 MESSAGES = [{"role": "user", "content": "Hello"}]
 TEXT = "Hello! How can I help — 今日は? 🙂"
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER_TOOL = weather_tool("city")
 
 # --- gateway set-up ----------------------------------------------------------------------------
 
@@ -405,11 +393,7 @@ def test_endpoint_defaults_to_the_region() -> None:
 async def test_unsupported_request_is_400_naming_the_param(
     upstream: FakeUpstream, sdk: openai.AsyncOpenAI, extra: dict[str, Any], param: str
 ) -> None:
-    body = {"messages": MESSAGES, **extra}
-    with pytest.raises(openai.BadRequestError) as caught:
-        await sdk.chat.completions.create(model="br/m", **body)
-    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == param
-    assert upstream.requests == []
+    await refused(sdk, upstream, param, model="br/m", **{"messages": MESSAGES, **extra})
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -485,15 +469,9 @@ async def test_stream_cut_before_the_terminal_event(
 ) -> None:
     upstream.handler = replay(b"".join(frames), seed=2, content_type=EVENTSTREAM)
     url = await start_gateway(_toml(upstream))
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{url}/v1/chat/completions",
-            json={"model": "br/m", "messages": MESSAGES, "stream": True},
-        ) as response,
-    ):
-        events = parse_sse(await response.read())
-    assert response.status == 200
+    status, raw = await post_stream(url, "br/m")
+    events = parse_sse(raw)
+    assert status == 200
     if expected == "error":
         assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
         assert all(event.data != "[DONE]" for event in events)

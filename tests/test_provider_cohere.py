@@ -12,6 +12,7 @@ from providers.cohere import CohereProvider, CohereStream
 from tests.conftest import Connect, FakeUpstream
 from tests.replay import fixture, replay
 from tests.sdk import Answer, collect_stream
+from tests.streams import weather_tool
 from wire.operations import Operation
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -22,18 +23,7 @@ TOOL_CALLS = [
     {"id": "get_weather_1byjy32y4hvq", "name": "get_weather", "arguments": {"location": "Toronto"}},
     {"id": "get_weather_8ut9w3zs4ngr", "name": "get_weather", "arguments": {"location": "Madrid"}},
 ]
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"location": {"type": "string"}},
-            "required": ["location"],
-        },
-    },
-}
+WEATHER_TOOL = weather_tool("location")
 
 
 def _toml(upstream: FakeUpstream, **settings: str) -> str:

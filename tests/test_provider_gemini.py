@@ -17,7 +17,7 @@ from providers.gemini import GeminiProvider, GeminiProviderConfig, GeminiStream,
 from providers.gemini_schema import gemini_schema
 from tests.conftest import Connect, FakeUpstream, Handler
 from tests.replay import fixture, replay
-from tests.sdk import Reply
+from tests.sdk import Reply, refused
 from tests.sdk import read_stream as read_stream_of
 from tests.sdk import read_whole as read_whole_of
 from wire.errors import BadRequest, UpstreamError
@@ -432,12 +432,9 @@ def test_a_recursive_schema_is_a_400_not_a_hang() -> None:
 async def test_what_gemini_cannot_take_is_a_400_naming_the_param(
     upstream: FakeUpstream, client: openai.AsyncOpenAI, request_fields: Any, param: str
 ) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:
-        await client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, extra_body=request_fields
-        )
-    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == param
-    assert upstream.requests == []
+    await refused(
+        client, upstream, param, model=MODEL, messages=MESSAGES, extra_body=request_fields
+    )
 
 
 # --- errors --------------------------------------------------------------------------------

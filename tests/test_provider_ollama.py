@@ -15,7 +15,7 @@ from providers.chunks import ChatStreamWriter
 from providers.ollama import MAX_LINE_BYTES, OllamaStream
 from tests.conftest import Connect, FakeUpstream
 from tests.replay import fixture, replay
-from tests.sdk import Reply
+from tests.sdk import Reply, refused
 from tests.sdk import read_stream as read_stream_of
 from tests.sdk import read_whole as read_whole_of
 from tests.streams import parse_sse
@@ -259,12 +259,9 @@ async def test_tool_choice_none_leaves_the_tools_out(
 async def test_what_ollama_cannot_take_is_a_400_naming_the_param(
     upstream: FakeUpstream, client: openai.AsyncOpenAI, request_fields: Any, param: str
 ) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:
-        await client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, extra_body=request_fields
-        )
-    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == param
-    assert upstream.requests == []
+    await refused(
+        client, upstream, param, model=MODEL, messages=MESSAGES, extra_body=request_fields
+    )
 
 
 # --- errors --------------------------------------------------------------------------------

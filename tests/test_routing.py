@@ -25,6 +25,7 @@ from tests.streams import (
     chat_completion,
     data,
     openai_chat_stream,
+    post_stream,
     streaming,
 )
 
@@ -134,13 +135,8 @@ async def test_error_event_inside_a_200_stream_before_content_fails_over_cleanly
         [data(chat_chunk({"role": "assistant", "content": ""})), data(overloaded)]
     )
     b.handler = streaming(openai_chat_stream(["clean"]))
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{url}/v1/chat/completions",
-            json={"model": "smart", "messages": MESSAGES, "stream": True},
-        )
-        raw = await response.read()
-    assert response.status == 200
+    status, raw = await post_stream(url, "smart")
+    assert status == 200
     assert b"Overloaded" not in raw and raw.count(b'"role"') == 1  # one role chunk: b's
     assert await streamed_text(url, "smart") == "clean"
 
@@ -193,13 +189,8 @@ async def test_keepalive_comments_then_failover_give_one_clean_stream(
 
     a.handler = slow
     b.handler = streaming(openai_chat_stream(["after ", "comments"]))
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{url}/v1/chat/completions",
-            json={"model": "smart", "messages": MESSAGES, "stream": True},
-        )
-        raw = await response.read()
-    assert response.status == 200
+    status, raw = await post_stream(url, "smart")
+    assert status == 200
     assert raw.startswith(b": keepalive\n\n")
     assert b"slow and then down" not in raw
     assert await streamed_text(url, "smart") == "after comments"
