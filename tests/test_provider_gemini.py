@@ -17,9 +17,7 @@ from providers.gemini import GeminiProvider, GeminiProviderConfig, GeminiStream,
 from providers.gemini_schema import gemini_schema
 from tests.conftest import Connect, FakeUpstream, Handler
 from tests.replay import fixture, replay
-from tests.sdk import Reply, refused
-from tests.sdk import read_stream as read_stream_of
-from tests.sdk import read_whole as read_whole_of
+from tests.sdk import refused, reply_readers
 from wire.errors import BadRequest, UpstreamError
 from wire.operations import Operation
 
@@ -57,16 +55,7 @@ async def client(upstream: FakeUpstream, connect: Connect) -> openai.AsyncOpenAI
     return await connect(gemini_toml(upstream.url.removesuffix("/v1") + "/v1beta"))
 
 
-async def read_stream(client: openai.AsyncOpenAI, **request: Any) -> Reply:
-    return Reply.of(
-        await read_stream_of(client, **{"model": MODEL, "messages": MESSAGES, **request})
-    )
-
-
-async def read_whole(client: openai.AsyncOpenAI, **request: Any) -> Reply:
-    return Reply.of(
-        await read_whole_of(client, **{"model": MODEL, "messages": MESSAGES, **request})
-    )
+read_stream, read_whole = reply_readers({"model": MODEL, "messages": MESSAGES})
 
 
 def recording(handler: Handler, queries: list[str]) -> Handler:

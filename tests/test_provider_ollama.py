@@ -15,9 +15,7 @@ from providers.chunks import ChatStreamWriter
 from providers.ollama import MAX_LINE_BYTES, OllamaStream
 from tests.conftest import Connect, FakeUpstream
 from tests.replay import fixture, replay
-from tests.sdk import Reply, refused
-from tests.sdk import read_stream as read_stream_of
-from tests.sdk import read_whole as read_whole_of
+from tests.sdk import refused, reply_readers
 from tests.streams import parse_sse
 
 MODEL = "ollama/llama3.2"
@@ -44,16 +42,7 @@ async def client(upstream: FakeUpstream, connect: Connect) -> openai.AsyncOpenAI
     return await connect(ollama_toml(upstream.url.removesuffix("/v1")))
 
 
-async def read_stream(client: openai.AsyncOpenAI, **request: Any) -> Reply:
-    return Reply.of(
-        await read_stream_of(client, **{"model": MODEL, "messages": MESSAGES, **request})
-    )
-
-
-async def read_whole(client: openai.AsyncOpenAI, **request: Any) -> Reply:
-    return Reply.of(
-        await read_whole_of(client, **{"model": MODEL, "messages": MESSAGES, **request})
-    )
+read_stream, read_whole = reply_readers({"model": MODEL, "messages": MESSAGES})
 
 
 def ndjson(*lines: dict[str, Any]) -> bytes:
