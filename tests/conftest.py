@@ -112,8 +112,11 @@ async def start_gateway() -> AsyncIterator[GatewayFactory]:
         await runner.cleanup()
 
 
-def provider_toml(upstream_url: str, name: str = "fake", **settings: Any) -> str:
-    lines = [f"[providers.{name}]", 'type = "openai"', f'base_url = "{upstream_url}"']
+def provider_toml(
+    upstream_url: str, name: str = "fake", *, type: str = "openai", **settings: Any
+) -> str:
+    """A `[providers.NAME]` table of `type` on the fake upstream, with `settings`."""
+    lines = [f"[providers.{name}]", f'type = "{type}"', f'base_url = "{upstream_url}"']
     lines += [f"{key} = {orjson.dumps(value).decode()}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.conftest import Connect, FakeUpstream, GatewayFactory, Handler
+from tests.conftest import Connect, FakeUpstream, GatewayFactory, Handler, provider_toml
 from tests.replay import replay
 from tests.sdk import Answer, collect_stream, from_completion
 from tests.streams import (
@@ -55,9 +55,7 @@ def azure_stream() -> bytes:
 
 
 def _toml(upstream: FakeUpstream, **settings: str) -> str:
-    lines = ["[providers.az]", 'type = "azure"', f'base_url = "{upstream.url}"']
-    lines += [f'{key} = "{value}"' for key, value in {"api_key": "az-key", **settings}.items()]
-    return "\n".join(lines) + "\ntimeout = 5\n"
+    return provider_toml(upstream.url, "az", type="azure", api_key="az-key", timeout=5, **settings)
 
 
 @pytest.fixture

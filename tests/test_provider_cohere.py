@@ -9,7 +9,7 @@ import pytest
 
 from providers.chunks import ChatStreamWriter
 from providers.cohere import CohereProvider, CohereStream
-from tests.conftest import Connect, FakeUpstream
+from tests.conftest import Connect, FakeUpstream, provider_toml
 from tests.replay import fixture, replay
 from tests.sdk import Answer, collect_stream
 from tests.streams import weather_tool
@@ -27,9 +27,7 @@ WEATHER_TOOL = weather_tool("location")
 
 
 def _toml(upstream: FakeUpstream, **settings: str) -> str:
-    lines = ["[providers.co]", 'type = "cohere"', f'base_url = "{upstream.url}"']
-    lines += [f'{key} = "{value}"' for key, value in {"api_key": "co-key", **settings}.items()]
-    return "\n".join(lines) + "\ntimeout = 5\n"
+    return provider_toml(upstream.url, "co", type="cohere", api_key="co-key", timeout=5, **settings)
 
 
 @pytest.fixture
