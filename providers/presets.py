@@ -23,6 +23,8 @@ PRESETS = (
     Preset("xai", "https://api.x.ai/v1", "env.XAI_API_KEY", "native"),
     Preset("perplexity", "https://api.perplexity.ai", "env.PERPLEXITY_API_KEY", "bridge"),
     Preset("cerebras", "https://api.cerebras.ai/v1", "env.CEREBRAS_API_KEY", "bridge"),
+    # Hugging Face's router to its inference providers; HF_TOKEN is the name its docs use.
+    Preset("huggingface", "https://router.huggingface.co/v1", "env.HF_TOKEN"),
     # Local servers: no key unless one is configured.
     Preset("vllm", "http://127.0.0.1:8000/v1", None),
     Preset("lmstudio", "http://127.0.0.1:1234/v1", None),
