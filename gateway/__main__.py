@@ -11,19 +11,15 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from gateway import app, fdlimit
-from gateway.config import (
-    Config,
-    ConfigError,
-    load,
-    shared_state_problem,
-    warn_missing_keys,
-    worker_count,
-)
+from gateway.config import Config, load, shared_state_problem, warn_missing_keys, worker_count
 from gateway.drain import DRAIN
 from gateway.supervisor import Supervisor, die_with_parent
+from wire.config import ConfigError
 
 DEFAULT_CONFIG = "gateway.toml"
 
@@ -127,11 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     problem = shared_state_problem(config, workers)
     if problem:
         _exit_with(problem, 2)
+    runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop
+
+        runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
-        uvloop = None
-    runner = uvloop.run if uvloop is not None else asyncio.run
+        pass
     try:
         if args.worker_fds:
             die_with_parent()

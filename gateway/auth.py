@@ -20,9 +20,11 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from gateway.config import Config, GatewayKeyConfig, resolve_key
-from gateway.errors import GatewayError
+from gateway.config import Config, GatewayKeyConfig
+from wire.config import resolve_key
+from wire.errors import GatewayError
 
 # Routes anyone may call: probes and scrapes must work without a key.
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -128,9 +130,7 @@ CLIENT_KEY = web.RequestKey("client_key", str)  # a provider key the client sent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(
-    ring: KeyRing, forwards_client_keys: bool
-) -> list[Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]]:
+def auth_middleware(ring: KeyRing, forwards_client_keys: bool) -> list[Middleware]:
     """Find the gateway key (401 without one, when keys are configured) and any provider key
     the client sent besides it; none at all when there are no keys and no provider takes
     the client's own key."""

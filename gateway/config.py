@@ -11,23 +11,21 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import msgspec
 
-log = logging.getLogger("gateway")
+from providers import known_presets, provider_types
+from providers.declaration import ProviderConfig, ProviderType
+from wire.config import ConfigError, resolve_key
 
-ENV_PREFIX = "env."
+log = logging.getLogger("gateway")
 
 # Built in, so that a fresh checkout runs with no file and no key.
 DEFAULT_TOML = """
 [providers.mock]
 type = "mock"
 """
-
-
-class ConfigError(Exception):
-    """A bad configuration: the message is one line naming file, key and problem."""
 
 
 class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -67,152 +65,6 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # subdomains, "*" any host.
     allowed_hosts: list[str] | None = None
     access_log: bool = True  # one JSON line per finished request on stderr
-
-
-class _ProviderBase(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
-    # Seconds allowed for connecting, for the response headers, and for any silence between
-    # two chunks of a stream. A stream that keeps producing is never cut.
-    timeout: float = 30.0
-    keepalive: float | None = None  # None: the [server] value
-    models: list[str] = []
-    # Further attempts at this provider after a retryable failure (see [routing]).
-    retries: int = 0
-
-
-class KeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One of a provider's `keys`: chosen by weight, rested when the upstream refuses it."""
-
-    value: str  # "env.NAME" or a literal, like api_key
-    weight: float = 1.0
-
-
-class _HttpProviderBase(_ProviderBase, frozen=True):
-    base_url: str = ""  # each type's default is in DEFAULT_BASE_URLS
-    api_key: str | None = None  # "env.NAME" reads the environment; a plain string is used as is
-    keys: list[KeyConfig] = []  # several weighted keys instead of one api_key
-    headers: dict[str, str] = {}  # extra headers sent upstream
-    # Bring your own key: the provider key the client sent goes upstream instead.
-    forward_client_key: bool = False
-
-
-class OpenAIProviderConfig(_HttpProviderBase, frozen=True, tag="openai"):
-    """Any OpenAI-compatible server: OpenAI itself, vLLM, llama.cpp, Groq, ..."""
-
-    # /v1/responses: "native", "bridge" (through chat) or "auto"; the default is the preset's,
-    # else "auto" (see PRESET_RESPONSES).
-    responses: str = "auto"
-
-
-class AnthropicProviderConfig(_HttpProviderBase, frozen=True, tag="anthropic"):
-    anthropic_version: str = "2023-06-01"
-    max_tokens: int = 4096  # Anthropic requires max_tokens; used when the request has none
-
-
-class GeminiProviderConfig(_HttpProviderBase, frozen=True, tag="gemini"):
-    pass
-
-
-class OllamaProviderConfig(_HttpProviderBase, frozen=True, tag="ollama"):
-    pass
-
-
-class AzureProviderConfig(_HttpProviderBase, frozen=True, tag="azure"):
-    """Azure OpenAI: base_url is https://<resource>.openai.azure.com; model is the deployment."""
-
-    api_version: str = "2024-10-21"
-
-
-class CohereProviderConfig(_HttpProviderBase, frozen=True, tag="cohere"):
-    pass
-
-
-class BedrockProviderConfig(_HttpProviderBase, frozen=True, tag="bedrock"):
-    """AWS Bedrock (Converse API). Credentials: these keys if set, else the usual AWS chain."""
-
-    region: str = "us-east-1"
-    access_key_id: str | None = None  # "env.NAME" or literal, like api_key
-    secret_access_key: str | None = None
-    session_token: str | None = None
-
-
-class MockProviderConfig(_ProviderBase, frozen=True, tag="mock"):
-    """The built-in provider: no network, no key, a deterministic reply token by token."""
-
-    tokens: int = 10  # tokens per reply unless the request's max_tokens asks for fewer
-    delay: float = 0.02  # seconds between two tokens
-
-
-ProviderConfig = (
-    OpenAIProviderConfig
-    | AnthropicProviderConfig
-    | GeminiProviderConfig
-    | OllamaProviderConfig
-    | AzureProviderConfig
-    | CohereProviderConfig
-    | BedrockProviderConfig
-    | MockProviderConfig
-)
-KNOWN_TYPES: tuple[str, ...] = (
-    "openai",
-    "anthropic",
-    "gemini",
-    "ollama",
-    "azure",
-    "cohere",
-    "bedrock",
-    "mock",
-)
-
-# type -> (default base_url, default api_key). A table that leaves them out gets these.
-TYPE_DEFAULTS: dict[str, tuple[str | None, str | None]] = {
-    "anthropic": ("https://api.anthropic.com/v1", "env.ANTHROPIC_API_KEY"),
-    "gemini": ("https://generativelanguage.googleapis.com/v1beta", "env.GEMINI_API_KEY"),
-    "ollama": ("http://127.0.0.1:11434", None),
-    "azure": (None, "env.AZURE_OPENAI_API_KEY"),
-    "cohere": ("https://api.cohere.com/v2", "env.COHERE_API_KEY"),
-    "bedrock": (None, None),
-}
-
-# OpenAI-compatible hosts known by name: `[providers.groq]` with nothing else works.
-PRESETS: dict[str, tuple[str, str | None]] = {
-    "openai": ("https://api.openai.com/v1", "env.OPENAI_API_KEY"),
-    "groq": ("https://api.groq.com/openai/v1", "env.GROQ_API_KEY"),
-    "mistral": ("https://api.mistral.ai/v1", "env.MISTRAL_API_KEY"),
-    "deepseek": ("https://api.deepseek.com/v1", "env.DEEPSEEK_API_KEY"),
-    "openrouter": ("https://openrouter.ai/api/v1", "env.OPENROUTER_API_KEY"),
-    "together": ("https://api.together.xyz/v1", "env.TOGETHER_API_KEY"),
-    "fireworks": ("https://api.fireworks.ai/inference/v1", "env.FIREWORKS_API_KEY"),
-    "xai": ("https://api.x.ai/v1", "env.XAI_API_KEY"),
-    "perplexity": ("https://api.perplexity.ai", "env.PERPLEXITY_API_KEY"),
-    "cerebras": ("https://api.cerebras.ai/v1", "env.CEREBRAS_API_KEY"),
-    # Local servers: no key unless one is configured.
-    "vllm": ("http://127.0.0.1:8000/v1", None),
-    "lmstudio": ("http://127.0.0.1:1234/v1", None),
-    # llama-server's own default port is 8080, the gateway's too: run it with --port 8081.
-    "llamacpp": ("http://127.0.0.1:8081/v1", None),
-}
-
-# How each OpenAI-compatible host serves /v1/responses (its public docs, 2026): "native" has
-# a Responses API of its own; "bridge" has none (the gateway answers through its chat API);
-# "auto" may or may not (a local server's version decides): tried natively, and on a 404/405
-# answered through chat, which is then remembered. Together's and Perplexity's Responses APIs
-# serve only some of their models (Perplexity's is its Agent API), so chat is the safe way.
-RESPONSES_MODES = ("native", "bridge", "auto")
-PRESET_RESPONSES: dict[str, str] = {
-    "openai": "native",
-    "groq": "native",
-    "openrouter": "native",
-    "fireworks": "native",
-    "xai": "native",
-    "mistral": "bridge",
-    "deepseek": "bridge",
-    "together": "bridge",
-    "perplexity": "bridge",
-    "cerebras": "bridge",
-    "vllm": "auto",
-    "lmstudio": "auto",
-    "llamacpp": "auto",
-}
 
 
 class AliasTarget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -304,23 +156,6 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     source: str = "<built-in default>"  # where it was read from, for messages
 
 
-class ResolvedKey(msgspec.Struct, frozen=True):
-    """An api_key after `env.NAME` resolution: the value, or the variable that is missing."""
-
-    value: str | None
-    missing_env: str | None = None
-
-
-def resolve_key(raw: str | None) -> ResolvedKey:
-    if raw is None:
-        return ResolvedKey(None)
-    if raw.startswith(ENV_PREFIX):
-        name = raw[len(ENV_PREFIX) :]
-        value = os.environ.get(name)
-        return ResolvedKey(value) if value else ResolvedKey(None, missing_env=name)
-    return ResolvedKey(raw)
-
-
 def load(path: str | Path | None) -> Config:
     """Read the config file at `path`; `None` means the built-in default (the mock provider)."""
     if path is None:
@@ -344,15 +179,16 @@ def parse(text: str, source: str) -> Config:
     if not isinstance(providers, dict):
         raise ConfigError(f"{source}: providers: expected a table of [providers.NAME] tables")
     converted: dict[str, ProviderConfig] = {}
+    union = _provider_union()
     for name, table in providers.items():
         _check_provider_table(source, name, table)
-        converted[name] = _convert(table, ProviderConfig, source, f"providers.{name}")
+        converted[name] = _convert(table, union, source, f"providers.{name}")
     models = raw.get("models", {})
     if not isinstance(models, dict):
         raise ConfigError(f"{source}: models: expected a table of [models.NAME] tables")
     raw["models"] = {name: _alias_table(source, name, table) for name, table in models.items()}
     rest = {key: value for key, value in raw.items() if key != "providers"}
-    config = _convert({**rest, "source": source}, Config, source, "")
+    config: Config = _convert({**rest, "source": source}, Config, source, "")
     config = msgspec.structs.replace(config, providers=converted)
     _check_values(config)
     return config
@@ -365,36 +201,41 @@ def _convert(value: Any, kind: Any, source: str, prefix: str) -> Any:
         raise ConfigError(f"{source}: {_describe(exc, prefix)}") from None
 
 
+def _provider_union() -> Any:
+    """Every provider type's config struct, one tagged union: `type` picks the struct."""
+    configs = tuple(declared.config for declared in provider_types().values())
+    return Union[configs]  # noqa: UP007 - built from the declarations at run time
+
+
 def _check_provider_table(source: str, name: str, table: Any) -> None:
     where = f"{source}: providers.{name}"
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table")
     if not name or "/" in name:
         raise ConfigError(f"{where}: a provider name must be non-empty and contain no '/'")
+    types = provider_types()
+    preset = known_presets().get(name)
     # `type` defaults to the table's name when that names a known adapter or preset.
-    default_type = "openai" if name in PRESETS else name if name in KNOWN_TYPES else None
+    default_type = preset.type if preset else name if name in types else None
     kind = table.setdefault("type", default_type)
+    known = ", ".join(types)
     if kind is None:
-        raise ConfigError(f"{where}.type: required (one of: {', '.join(KNOWN_TYPES)})")
-    if kind not in KNOWN_TYPES:
-        raise ConfigError(
-            f"{where}.type: unknown provider type {kind!r} (one of: {', '.join(KNOWN_TYPES)})"
-        )
-    if kind == "openai":
-        table.setdefault("responses", PRESET_RESPONSES.get(name, "auto"))
-    if kind == "openai" and name in PRESETS:
-        base_url, api_key = PRESETS[name]
-    else:
-        base_url, api_key = TYPE_DEFAULTS.get(kind, (None, None))
-    if kind != "mock":
-        if "base_url" not in table and base_url is None and kind != "bedrock":
-            raise ConfigError(f"{where}.base_url: required for a provider of type {kind!r}")
-        if base_url is not None:
-            table.setdefault("base_url", base_url)
-        if api_key is not None and "keys" not in table:
-            table.setdefault("api_key", api_key)
-        if "keys" in table and "api_key" in table:
-            raise ConfigError(f"{where}: set either api_key or keys, not both")
+        raise ConfigError(f"{where}.type: required (one of: {known})")
+    declared: ProviderType | None = types.get(kind) if isinstance(kind, str) else None
+    if declared is None:
+        raise ConfigError(f"{where}.type: unknown provider type {kind!r} (one of: {known})")
+    if not declared.http:
+        return
+    # A preset applies to its own type only: `[providers.groq] type = "anthropic"` is Anthropic.
+    defaults = preset.defaults() if preset and preset.type == kind else declared.defaults()
+    if "base_url" not in table and "base_url" not in defaults and declared.base_url_required:
+        raise ConfigError(f"{where}.base_url: required for a provider of type {kind!r}")
+    if "keys" in table:
+        defaults.pop("api_key", None)
+    for key, value in defaults.items():
+        table.setdefault(key, value)
+    if "keys" in table and "api_key" in table:
+        raise ConfigError(f"{where}: set either api_key or keys, not both")
 
 
 def _alias_table(source: str, name: str, table: Any) -> Any:
@@ -449,28 +290,10 @@ def _check_values(config: Config) -> None:
                 "('name', '*.domain' or '*', without a port)"
             )
     for name, provider in config.providers.items():
-        where = f"{source}: providers.{name}"
-        if provider.timeout <= 0:
-            raise ConfigError(f"{where}.timeout: must be a positive number of seconds")
-        if provider.keepalive is not None and provider.keepalive < 0:
-            raise ConfigError(f"{where}.keepalive: must be 0 (off) or more seconds")
-        if provider.retries < 0:
-            raise ConfigError(f"{where}.retries: must not be negative")
-        for i, key in enumerate(getattr(provider, "keys", ())):
-            if key.weight <= 0:
-                raise ConfigError(f"{where}.keys[{i}].weight: must be positive")
-        if isinstance(provider, OpenAIProviderConfig) and provider.responses not in RESPONSES_MODES:
-            raise ConfigError(
-                f"{where}.responses: one of {', '.join(RESPONSES_MODES)} "
-                f"(got {provider.responses!r})"
-            )
-        if isinstance(provider, _HttpProviderBase) and provider.base_url:
-            if not provider.base_url.startswith(("http://", "https://")):
-                raise ConfigError(f"{where}.base_url: must start with http:// or https://")
-        elif isinstance(provider, MockProviderConfig) and (
-            provider.tokens < 0 or provider.delay < 0
-        ):
-            raise ConfigError(f"{where}: tokens and delay must not be negative")
+        problem = provider.problem()
+        if problem is not None:
+            key, what = problem
+            raise ConfigError(f"{source}: providers.{name}{'.' if key else ''}{key}: {what}")
     _check_routing(config)
     _check_keys(config)
     if worker_count(server.workers) is None:

@@ -32,8 +32,8 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from gateway.errors import BadRequest, GatewayError, RequestTimeout
 from gateway.throttle import Throttled
+from wire.errors import BadRequest, GatewayError, RequestTimeout
 
 log = logging.getLogger("gateway")
 

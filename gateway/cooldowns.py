@@ -12,8 +12,8 @@ Times are wall-clock seconds (`time.time()`): they are compared across processes
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
-from typing import NamedTuple, Protocol
+from collections.abc import Awaitable, Collection
+from typing import NamedTuple, Protocol, TypeVar
 
 # Ids come from the config (keys, alias targets) and from requests (`fallbacks` name any
 # provider/model): past this many entries, the oldest are forgotten.
@@ -26,20 +26,22 @@ class Rest(NamedTuple):
 
 
 class Cooldowns(Protocol):
-    async def resting(self, ids: Collection[str]) -> dict[str, Rest]:
+    # Plain methods returning awaitables: a wrapper may hand on a store's bound coroutine
+    # functions as they are (gateway.cooldown_watch).
+    def resting(self, ids: Collection[str]) -> Awaitable[dict[str, Rest]]:
         """The rests among `ids` that have not ended yet."""
         ...
 
-    async def rest(self, id: str, seconds: float) -> None:
+    def rest(self, id: str, seconds: float) -> Awaitable[None]:
         """`id` rests for `seconds` from now (a longer rest already running is kept)."""
         ...
 
-    async def failed(self, id: str, threshold: int, seconds: float) -> bool:
+    def failed(self, id: str, threshold: int, seconds: float) -> Awaitable[bool]:
         """Count a failure of target `id`; at `threshold` failures in a row it rests for
         `seconds` (and the count starts again). True when it now rests."""
         ...
 
-    async def succeeded(self, id: str) -> None:
+    def succeeded(self, id: str) -> Awaitable[None]:
         """`id` answered: its failures in a row are forgotten."""
         ...
 
@@ -89,7 +91,10 @@ class LocalCooldowns:
             self._failures.pop(id, None)
 
 
-def _bound(entries: dict[str, object]) -> None:
+V = TypeVar("V")
+
+
+def _bound(entries: dict[str, V]) -> None:
     if len(entries) >= _MAX_ENTRIES:
         for id in list(entries)[: _MAX_ENTRIES // 10]:  # dicts keep insertion order: oldest
             del entries[id]

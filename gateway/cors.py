@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from gateway.errors import GatewayError
+from wire.errors import GatewayError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 _METHODS = "GET, POST, OPTIONS"
 # The gateway's own headers a page may read (the SDKs read x-request-id and the rate limits).

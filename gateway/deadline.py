@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """What the deadline reads the time from and sets its timer on: the event loop, or a
+    clock a test moves by hand."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle: ...
 
 
 class IdleDeadline:
@@ -18,8 +29,8 @@ class IdleDeadline:
 
     __slots__ = ("_cancelling", "_handle", "_loop", "_task", "expired", "last", "paused", "seconds")
 
-    def __init__(self, seconds: float) -> None:
-        self._loop = asyncio.get_running_loop()
+    def __init__(self, seconds: float, clock: Clock | None = None) -> None:
+        self._loop: Clock = clock or asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None, "IdleDeadline runs inside a task"
         self._task = task

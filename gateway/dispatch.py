@@ -30,7 +30,6 @@ from gateway.auth import CLIENT_KEY, GATEWAY_KEY
 from gateway.config import RoutingConfig
 from gateway.cooldowns import Cooldowns
 from gateway.drain import DRAIN
-from gateway.errors import GatewayError, ProviderAuthError
 from gateway.first_content import ContentProbe, chat_content
 from gateway.hooks import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.limits import Limiter, LocalLimiter
@@ -50,7 +49,9 @@ from gateway.relay import (
 from gateway.routing import Candidate, ProviderGroup, Router, Target, weighted_order
 from gateway.uploads import Upload
 from gateway.usage import token_counts, usage_of
-from providers.base import Operation, Provider, StreamTranslator
+from providers.base import Provider, StreamTranslator
+from wire.errors import GatewayError, ProviderAuthError
+from wire.operations import Operation
 
 # Which provider/model answered, and after how many attempts.
 SERVED_BY = "x-gateway-model"

@@ -16,8 +16,9 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from gateway.errors import GatewayError
+from wire.errors import GatewayError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -92,7 +93,7 @@ DRAIN = web.AppKey("drain", Drain)
 
 def drain_middleware(
     drain: Drain,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     @web.middleware
     async def track_in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await drain.middleware(request, handler)

@@ -1,194 +1,30 @@
-"""Every client-visible error, and the one middleware that turns them into OpenAI's error JSON.
+"""The one middleware that answers every error, in the shape of the API the route speaks.
 
-An error knows its HTTP status and its body `{"error": {"message", "type", "param", "code"}}`.
-Nothing else in the gateway formats an error body: handlers raise, the middleware answers.
-Once a stream has started the status line is gone, so the relay sends the same body as a final
-SSE event instead (see `gateway.relay`).
+The errors themselves (`GatewayError` and its kinds) live in `wire.errors`, below the providers
+that raise them too. A route that speaks another API's format (Anthropic's, Gemini's) registers
+how to render an error in its shape (`ERROR_SHAPES`); every other answer is OpenAI's.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
 from aiohttp import web
 
-from gateway.redact import redact
+from wire.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
 
 log = logging.getLogger("gateway")
 
 
-class GatewayError(Exception):
-    """Base of every error the client may see; subclasses fix status and type."""
-
-    status: int = 500
-    type: str = "server_error"
-    code: str | None = None
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        status: int | None = None,
-        type: str | None = None,
-    ) -> None:
-        message = redact(message)  # an upstream may echo the key it was sent
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.headers: dict[str, str] = {}  # sent with the error answer (Retry-After, ...)
-        if code is not None:
-            self.code = code
-        if status is not None:
-            self.status = status
-        if type is not None:
-            self.type = type
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
-
-    def to_response(self) -> web.Response:
-        return web.Response(
-            body=self.to_json(),
-            status=self.status,
-            content_type="application/json",
-            headers=self.headers or None,
-        )
-
-
-class BadRequest(GatewayError):
-    status = 400
-    type = "invalid_request_error"
-
-
-class Unauthorized(GatewayError):
-    status = 401
-    type = "authentication_error"
-
-
-class NotFound(GatewayError):
-    status = 404
-    type = "invalid_request_error"
-    code = "unknown_url"
-
-
-class MethodNotAllowed(GatewayError):
-    status = 405
-    type = "invalid_request_error"
-    code = "method_not_allowed"
-
-
-class RequestTimeout(GatewayError):
-    status = 408
-    type = "invalid_request_error"
-    code = "request_timeout"
-
-
-class PayloadTooLarge(GatewayError):
-    status = 413
-    type = "invalid_request_error"
-    code = "request_too_large"
-
-
-class UnsupportedMediaType(GatewayError):
-    status = 415
-    type = "invalid_request_error"
-    code = "unsupported_media_type"
-
-
-class MisdirectedRequest(GatewayError):
-    """A Host the gateway does not answer for (DNS rebinding)."""
-
-    status = 421
-    type = "invalid_request_error"
-    code = "host_not_allowed"
-
-
-class ServiceUnavailable(GatewayError):
-    status = 503
-    type = "server_error"
-    code = "too_many_connections"
-
-
-class UpstreamError(GatewayError):
-    """The upstream answered with an error: its status and message are relayed as they are."""
-
-    type = "upstream_error"
-
-
-class ProviderAuthError(GatewayError):
-    """The gateway's own key for a provider is missing or was refused upstream: a fault of
-    the gateway's configuration, not of the client (whose 401 means its gateway key)."""
-
-    status = 502
-    type = "upstream_error"
-    code = "provider_auth_failed"
-
-
-class UpstreamUnreachable(GatewayError):
-    status = 502
-    type = "upstream_error"
-    code = "upstream_unreachable"
-
-
-class UpstreamProtocolError(GatewayError):
-    """The upstream sent something we cannot read (a malformed event, a cut stream)."""
-
-    status = 502
-    type = "upstream_error"
-    code = "upstream_protocol_error"
-
-
-class UpstreamTimeout(GatewayError):
-    status = 504
-    type = "timeout_error"
-    code = "upstream_timeout"
-
-
-def upstream_error_from_body(status: int, body: bytes, provider: str) -> UpstreamError:
-    """Build the relayed error from an upstream's error answer, keeping its message and fields.
-
-    OpenAI-shaped bodies keep their type/param/code; anything else becomes the message text.
-    """
-    error: Any = None
-    try:
-        parsed = orjson.loads(body)
-        error = parsed.get("error") if isinstance(parsed, dict) else None
-    except orjson.JSONDecodeError:
-        pass
-    if isinstance(error, dict):
-        message = error.get("message")
-        return UpstreamError(
-            message if isinstance(message, str) and message else f"{provider} returned {status}",
-            status=status,
-            type=_str_or_none(error.get("type")) or UpstreamError.type,
-            param=_str_or_none(error.get("param")),
-            code=_str_or_none(error.get("code")),
-        )
-    if isinstance(error, str) and error:  # some servers (vLLM, Ollama) send {"error": "text"}
-        return UpstreamError(error, status=status)
-    text = body.decode("utf-8", "replace").strip()[:2000]
-    return UpstreamError(text or f"{provider} returned HTTP {status}", status=status)
-
-
-def _str_or_none(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else str(value)
+def error_response(error: GatewayError) -> web.Response:
+    """`error` as OpenAI's error answer: its status, its JSON, its headers (Retry-After)."""
+    return web.Response(
+        body=error.to_json(),
+        status=error.status,
+        content_type="application/json",
+        headers=error.headers or None,
+    )
 
 
 # aiohttp raises these for routing and body-size problems before our handlers run.
@@ -213,7 +49,7 @@ def error_answer(request: web.Request, error: GatewayError) -> web.Response:
     for prefix, render in request.app.get(ERROR_SHAPES, ()):
         if request.path.startswith(prefix):
             return render(error)
-    return error.to_response()
+    return error_response(error)
 
 
 @web.middleware
@@ -229,10 +65,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_answer(request, make(request))
         if http_error.status < 400:
             raise
-        error = GatewayError(
+        other = GatewayError(
             http_error.reason, status=http_error.status, type="invalid_request_error"
         )
-        return error_answer(request, error)
+        return error_answer(request, other)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_answer(request, GatewayError("The gateway failed to handle the request."))

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from gateway.sse import Event, SSEDecoder, SSEProtocolError
+from wire.sse import Event, SSEDecoder, SSEProtocolError
 
 # Client bytes -> True once they carry content. A fresh probe per attempt (it keeps state).
 ContentProbe = Callable[[bytes], bool]

@@ -20,13 +20,13 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gateway.config import ServerConfig
 from gateway.connection import SERVER_NAME, GuardedHandler
-from gateway.errors import MisdirectedRequest, UnsupportedMediaType
+from wire.errors import MisdirectedRequest, UnsupportedMediaType
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
 _LOOPBACK_NAMES = ("localhost", "*.localhost", "127.0.0.1", "[::1]")

@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
-from gateway.errors import GatewayError
+from wire.errors import GatewayError
 
 # ok: it answered; retried: it failed and the same target is tried again (or with another
 # key); failed_over: it failed and the next target is tried; error: it failed, and so did the

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import msgspec
 
 from gateway.auth import GatewayKey
-from gateway.errors import GatewayError
+from wire.errors import GatewayError
 
 MINUTE = 60
 

@@ -24,8 +24,8 @@ from aiohttp import web
 
 from gateway import fdlimit
 from gateway.connection import ClientLimits, GuardedHandler, raw_response
-from gateway.errors import ServiceUnavailable
 from gateway.throttle import Throttled
+from wire.errors import ServiceUnavailable
 
 log = logging.getLogger("gateway")
 

@@ -30,8 +30,8 @@ from gateway.metric_labels import ModelNames, error_type, operation_name
 from gateway.usage import token_counts
 
 # OpenTelemetry GenAI semantic conventions' explicit bucket boundaries.
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0)
-TTFT_BUCKETS += (2.5, 5.0, 7.5, 10.0)
+TTFT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5)
+TTFT_BUCKETS += (0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))  # 0.01 ... 81.92
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 ... 67108864
@@ -48,8 +48,19 @@ class _Series:
     """One label set (operation, provider, model, key): its children, and the values noted
     for them since the last fold."""
 
-    __slots__ = ("duration", "durations", "input", "inputs", "labels", "output", "outputs")
-    __slots__ += ("tpot", "tpots", "ttft", "ttfts")
+    __slots__ = (
+        "duration",
+        "durations",
+        "input",
+        "inputs",
+        "labels",
+        "output",
+        "outputs",
+        "tpot",
+        "tpots",
+        "ttft",
+        "ttfts",
+    )
 
     def __init__(self, metrics: GatewayMetrics, labels: tuple[str, str, str, str]) -> None:
         self.labels = labels
@@ -235,11 +246,11 @@ class GatewayMetrics:
                     values.clear()
             for failed, values in series.durations.items():
                 if values:
-                    child = series.duration.get(failed)
-                    if child is None:
-                        child = self.duration.labels(*series.labels, failed)
-                        series.duration[failed] = child
-                    observe_all(child, values)
+                    histogram = series.duration.get(failed)
+                    if histogram is None:
+                        histogram = self.duration.labels(*series.labels, failed)
+                        series.duration[failed] = histogram
+                    observe_all(histogram, values)
                     values.clear()
         attempts, self._attempt_counts = self._attempt_counts, {}
         for key, count in attempts.items():

@@ -28,7 +28,8 @@ def use_multiprocess(directory: str | Path) -> None:
     to files under `directory` (which should be empty when the first worker starts)."""
     os.makedirs(directory, exist_ok=True)
     os.environ[MULTIPROC_DIR] = str(directory)
-    values.ValueClass = values.get_value_class()  # prometheus-client chose at import
+    # prometheus-client chose at import; its helpers here carry no annotations.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 def multiprocess_dir() -> str | None:
@@ -40,7 +41,7 @@ def worker_exited(pid: int) -> None:
     from prometheus_client import multiprocess
 
     if multiprocess_dir():
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # unannotated
 
 
 def metrics_handler(
@@ -55,7 +56,7 @@ def metrics_handler(
     directory = multiprocess_dir()
     if directory is not None:
         shown = CollectorRegistry()
-        MultiProcessCollector(shown, path=directory)
+        MultiProcessCollector(shown, path=directory)  # type: ignore[no-untyped-call]  # unannotated
         for collector in local:
             shown.register(collector)
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from gateway import access_log, request_ids
@@ -26,7 +27,6 @@ from gateway.metrics import GatewayMetrics
 from gateway.metrics_export import metrics_handler
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 CLIENT_CLOSED = 499  # nginx's status for a request whose client left before any answer
 UNMATCHED = "unmatched"

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from gateway.errors import BadRequest
-from gateway.jsondepth import MAX_DEPTH, too_deep
-from providers.base import Operation, RawBody
+from wire.errors import BadRequest
+from wire.jsondepth import MAX_DEPTH, too_deep
+from wire.operations import Operation, RawBody, decode_field
 
 _body_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _UTF8_SLICE = 1024 * 1024  # checked a slice at a time: no copy of a large body as text
@@ -148,16 +148,6 @@ def decode_object(data: bytes) -> RawBody:
     except msgspec.DecodeError as exc:
         raise BadRequest(
             f"We could not parse the JSON body of your request: {exc}. The body must be valid JSON."
-        ) from None
-
-
-def decode_field(name: str, raw: msgspec.Raw, decoder: msgspec.json.Decoder[Any]) -> Any:
-    try:
-        return decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        detail = str(exc).replace(" - at `$`", "").replace("Expected", "expected")
-        raise BadRequest(
-            f"Invalid type for '{name}': {detail}.", param=name, code="invalid_type"
         ) from None
 
 

@@ -203,8 +203,10 @@ class RedisLimiter:
         async def charge() -> None:
             pipe = self._link.client.pipeline(transaction=False)
             if tokens:
-                pipe.incrby(keys[2], tokens).expire(keys[2], 2 * MINUTE)
-                pipe.incrby(keys[4], tokens).expire(keys[4], budget_ttl)
+                pipe.incrby(keys[2], tokens)
+                pipe.expire(keys[2], 2 * MINUTE)
+                pipe.incrby(keys[4], tokens)
+                pipe.expire(keys[4], budget_ttl)
             pipe.zrem(keys[5], admission.id)
             await pipe.execute()
 
@@ -255,7 +257,8 @@ class RedisCooldowns:
         found = {}
         for id, value in zip(names, values or (), strict=False):
             if value:
-                since, _, until = value.decode().partition(":")
+                text = value.decode() if isinstance(value, bytes) else value
+                since, _, until = text.partition(":")
                 if float(until) > now:
                     found[id] = Rest(float(since), float(until))
         return found

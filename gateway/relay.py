@@ -29,12 +29,13 @@ import msgspec
 from aiohttp import web
 
 from gateway.deadline import IdleDeadline
-from gateway.errors import GatewayError, ProviderAuthError, UpstreamProtocolError
 from gateway.first_content import ContentProbe
 from gateway.routing import Target
 from gateway.uploads import Upload
-from gateway.upstream import Upstream, as_gateway_error
-from providers.base import StreamTranslator, UpstreamRequest
+from gateway.upstream import as_gateway_error
+from providers.base import StreamTranslator
+from wire.errors import GatewayError, ProviderAuthError, UpstreamProtocolError
+from wire.upstream import Upstream, UpstreamRequest
 
 log = logging.getLogger("gateway")
 

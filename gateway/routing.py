@@ -16,11 +16,14 @@ from typing import TypeVar
 import aiohttp
 import msgspec
 
-from gateway.config import Config, ProviderConfig
-from gateway.errors import BadRequest
-from gateway.upstream import HttpTransport, Transport, client_timeout
+from gateway.config import Config
+from gateway.upstream import HttpTransport, client_timeout
 from providers import build_provider
-from providers.base import Operation, Provider
+from providers.base import Provider
+from providers.declaration import ProviderConfig
+from wire.errors import BadRequest
+from wire.operations import Operation
+from wire.upstream import Transport
 
 T = TypeVar("T")
 
@@ -238,7 +241,7 @@ def _group(
             Target(
                 provider=provider,
                 # A provider that answers in-process (the mock) is its own transport.
-                transport=getattr(provider, "transport", http),
+                transport=provider.transport or http,
                 timeout=client_timeout(provider_config.timeout),
                 stream_timeout=client_timeout(provider_config.timeout, reads=False),
                 timeout_seconds=provider_config.timeout,

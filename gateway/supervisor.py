@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from gateway import metrics_export
 from gateway.listener import bind
@@ -162,7 +163,8 @@ class Supervisor:
         waits = [slot.process.wait() for slot in self._slots if slot.process is not None]
         drained = asyncio.ensure_future(asyncio.gather(*waits))
         second = asyncio.ensure_future(self._signals.get())
-        done, _ = await asyncio.wait({drained, second}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {drained, second}
+        done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         if second in done:
             self._forward(second.result())  # the workers' second signal: at once
             await drained

@@ -17,7 +17,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway.errors import BadRequest, PayloadTooLarge
+from wire.errors import BadRequest, PayloadTooLarge
 
 _FIELD_LIMIT = 64 * 1024  # a form field is a name, a number or a prompt: never megabytes
 # A transcription form has about ten fields; Starlette and Werkzeug allow 1,000 for any form.

@@ -10,21 +10,20 @@ import asyncio
 import errno
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
+from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
 
 from gateway import fdlimit
-from gateway.errors import (
+from wire.errors import (
     GatewayError,
     UpstreamProtocolError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.jsondepth import MAX_DEPTH, too_deep
-from providers.base import UpstreamRequest
+from wire.jsondepth import MAX_DEPTH, too_deep
+from wire.upstream import Upstream, UpstreamRequest
 
 # The default for [server] max_upstream_bytes.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -49,34 +48,6 @@ class BodyTooLarge(Exception):
 
 class BodyTooDeep(Exception):
     """An upstream JSON answer nests deeper than the gateway's decoders may go."""
-
-
-class Upstream(Protocol):
-    """An upstream's answer once its headers are in."""
-
-    status: int
-    content_type: str
-    request_id: str | None  # the upstream's id for this request, relayed as x-request-id
-    headers: Mapping[str, str]
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        """The body, chunk by chunk as it arrives."""
-        ...
-
-    async def read(self) -> bytes: ...
-
-    async def finish(self, wait: float) -> None:
-        """The last event is out: give the body up to `wait` seconds to end, so that `close`
-        can pool the connection rather than drop it."""
-        ...
-
-    def close(self) -> None:
-        """Give the connection back if the body was read to the end, else close it at once."""
-        ...
-
-
-class Transport(Protocol):
-    async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> Upstream: ...
 
 
 class HttpUpstream:

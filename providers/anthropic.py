@@ -27,13 +27,11 @@ through: its body goes out unchanged but for `model`, and the stream is relayed 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
-import orjson
 
-from gateway.config import AnthropicProviderConfig
-from gateway.errors import BadRequest, GatewayError, upstream_error_from_body
+from providers.adapter import TranslatingProvider
 from providers.anthropic_relay import MessagesRelay
 from providers.anthropic_stream import (
     ErrorBody,
@@ -42,7 +40,7 @@ from providers.anthropic_stream import (
     overloaded_as_503,
     translate_message,
 )
-from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
+from providers.base import ChatSink, StreamTranslator
 from providers.chat_request import (
     CHOICES_AND_LOGPROBS,
     Asks,
@@ -54,10 +52,15 @@ from providers.chat_request import (
     ToolMode,
     arguments_object,
     base64_data_url,
-    decode_chat_request,
-    reject_unsupported,
+    function_of,
+    present,
+    text_and_images,
     text_of,
 )
+from providers.declaration import HttpProviderConfig, ProviderType
+from wire.errors import BadRequest, GatewayError, upstream_error_from_body
+from wire.operations import Operation, RawBody
+from wire.upstream import UpstreamRequest
 
 # reasoning_effort -> thinking.budget_tokens (docs: build-with-claude/extended-thinking).
 # 1024 is Anthropic's minimum budget; "high" is sized so that the default max_tokens plus the
@@ -69,61 +72,59 @@ from providers.chat_request import (
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384}
 _MIN_BUDGET = 1024
 
-# Raw parameters with no Anthropic equivalent, and when a value actually asks for them.
-_UNSUPPORTED: dict[str, Asks] = {
-    **CHOICES_AND_LOGPROBS,
-    "presence_penalty": bool,
-    "frequency_penalty": bool,
-    "audio": lambda v: v is not None,
-    "response_format": lambda v: isinstance(v, dict) and v.get("type") != "text",
-}
-_UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provider!r} (Anthropic)."
+
+class AnthropicProviderConfig(HttpProviderConfig, frozen=True, tag="anthropic"):
+    anthropic_version: str = "2023-06-01"
+    max_tokens: int = 4096  # Anthropic requires max_tokens; used when the request has none
 
 
-class AnthropicProvider:
+class AnthropicProvider(TranslatingProvider):
     """Builds Messages API requests; `MessagesStream` translates the answers."""
 
     operations = frozenset({Operation.CHAT, Operation.MESSAGES, Operation.COUNT_TOKENS})
+    label = "Anthropic"
+    # Raw parameters with no Anthropic equivalent, and when a value actually asks for them.
+    unsupported: ClassVar[Mapping[str, Asks]] = {
+        **CHOICES_AND_LOGPROBS,
+        "presence_penalty": bool,
+        "frequency_penalty": bool,
+        "audio": lambda v: v is not None,
+        "response_format": lambda v: isinstance(v, dict) and v.get("type") != "text",
+    }
 
     def __init__(self, name: str, config: AnthropicProviderConfig) -> None:
-        self.name = name
+        super().__init__(name, config)
         self.config = config
-        self._url = config.base_url.rstrip("/") + "/messages"
+        self._url = self.base_url + "/messages"
         self._count_url = self._url + "/count_tokens"
-        self._key = ApiKey(config.api_key)
-        self._headers = {
+        # Anthropic's own header names; configured headers may override any of them.
+        self.headers = {
             "content-type": "application/json",
             "anthropic-version": config.anthropic_version,
         }
-        if self._key.value:
-            self._headers["x-api-key"] = self._key.value
-        self._headers.update(config.headers)
+        if self.key.value:
+            self.headers["x-api-key"] = self.key.value
+        self.headers.update(config.headers)
 
-    def __repr__(self) -> str:
-        return f"<AnthropicProvider {self.name!r} url={self._url!r}>"
-
-    def build_request(
+    def pass_through(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        self._key.check(self.name)
-        if operation is Operation.MESSAGES or operation is Operation.COUNT_TOKENS:
-            # The client's own Messages body: only the model is ours to set (on a copy: the
-            # body may go to another provider next).
-            body = {**body, "model": msgspec.Raw(msgspec.json.encode(model))}
-            url = self._url if operation is Operation.MESSAGES else self._count_url
-            return UpstreamRequest("POST", url, self._headers, msgspec.json.encode(body))
-        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
-        messages = messages_body(decode_chat_request(body), model, stream, self.config.max_tokens)
-        return UpstreamRequest("POST", self._url, self._headers, orjson.dumps(messages))
+        # The client's own Messages body: only the model is ours to set (on a copy: the body
+        # may go to another provider next).
+        body = {**body, "model": msgspec.Raw(msgspec.json.encode(model))}
+        url = self._url if operation is Operation.MESSAGES else self._count_url
+        return self.post(url, msgspec.json.encode(body))
 
-    def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
-        if operation is Operation.MESSAGES:
-            return MessagesRelay(self.name)
-        return MessagesStream(self.name, model)
+    def chat_request(self, request: ChatRequest, model: str, stream: bool) -> UpstreamRequest:
+        return self.post(self._url, messages_body(request, model, stream, self.config.max_tokens))
 
-    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
-        if operation is Operation.MESSAGES or operation is Operation.COUNT_TOKENS:
-            return body
+    def relay(self, operation: Operation, model: str) -> StreamTranslator:
+        return MessagesRelay(self.name)
+
+    def chat_translator(self, model: str, sink: ChatSink) -> MessagesStream:
+        return MessagesStream(self.name, model, sink)
+
+    def chat_answer(self, body: bytes, model: str) -> bytes:
         return translate_message(body, self.name, model)
 
     def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
@@ -153,16 +154,19 @@ def messages_body(
         body["thinking"] = thinking
     if stream:
         body["stream"] = True
-    if request.stop_list:
-        body["stop_sequences"] = request.stop_list
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.top_p is not None:
-        body["top_p"] = request.top_p
+    body.update(
+        present(
+            stop_sequences=request.stop_list or None,
+            temperature=request.temperature,
+            top_p=request.top_p,
+        )
+    )
     if request.user:
         body["metadata"] = {"user_id": request.user}
     if request.tools:
-        body["tools"] = [_tool(tool.type, tool.function, i) for i, tool in enumerate(request.tools)]
+        body["tools"] = [
+            _tool(function_of(tool, i, "Anthropic")) for i, tool in enumerate(request.tools)
+        ]
         choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
         if choice is not None:
             body["tool_choice"] = choice
@@ -231,20 +235,14 @@ def _content_blocks(content: str | list[ContentPart] | None, where: str) -> list
         return []
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    blocks = []
-    for j, part in enumerate(content):
-        if part.type == "text":
-            if part.text:  # Anthropic rejects empty text blocks
-                blocks.append({"type": "text", "text": part.text})
-        elif part.type == "image_url" and part.image_url is not None:
-            blocks.append(_image(part.image_url.url, f"{where}[{j}].image_url.url"))
-        else:
-            raise BadRequest(
-                f"Content parts of type {part.type!r} are not supported for Anthropic.",
-                param=f"{where}[{j}].type",
-                code="invalid_value",
-            )
-    return blocks
+    return text_and_images(
+        content,
+        where,
+        "Anthropic",
+        # Anthropic rejects empty text blocks.
+        lambda text: {"type": "text", "text": text} if text else None,
+        lambda image, at: _image(image.url, f"{at}.image_url.url"),
+    )
 
 
 def _image(url: str, where: str) -> dict[str, Any]:
@@ -305,13 +303,7 @@ def _tool_result(message: Message, i: int) -> dict[str, Any]:
     return result
 
 
-def _tool(kind: str, function: FunctionDef, i: int) -> dict[str, Any]:
-    if kind != "function":
-        raise BadRequest(
-            f"Tools of type {kind!r} are not supported for Anthropic.",
-            param=f"tools[{i}].type",
-            code="invalid_value",
-        )
+def _tool(function: FunctionDef) -> dict[str, Any]:
     tool: dict[str, Any] = {
         "name": function.name,
         "input_schema": function.parameters or {"type": "object", "properties": {}},
@@ -338,3 +330,13 @@ def _tool_choice(
         result = result or {"type": "auto"}
         result["disable_parallel_tool_use"] = True
     return result
+
+
+PROVIDER = ProviderType(
+    "anthropic",
+    AnthropicProviderConfig,
+    AnthropicProvider,
+    upstream="Messages API",
+    base_url="https://api.anthropic.com/v1",
+    api_key="env.ANTHROPIC_API_KEY",
+)

@@ -11,15 +11,15 @@ it sent (`with_client_headers`), and the event stream comes back as the upstream
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import msgspec
 
-from gateway.errors import GatewayError, UpstreamProtocolError
-from gateway.sse import Event, SSEDecoder, SSEProtocolError, encode
 from providers.anthropic_stream import ErrorBody, Usage, anthropic_error, openai_usage
-from providers.base import UpstreamRequest
 from providers.messages_bridge import anthropic_error_body
+from providers.passthrough import PassThrough
+from wire.errors import GatewayError
+from wire.sse import Event
+from wire.upstream import UpstreamRequest
 
 # The client's headers that say what it asks of the API: betas (Claude Code sends several,
 # e.g. interleaved thinking, context management) and the version it was written against.
@@ -86,61 +86,22 @@ def _event(kind: str, data: bytes) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
 
 
-class MessagesRelay:
-    """A StreamTranslator that relays Anthropic's stream as it comes: a read that ends on an
-    event boundary goes out as the very bytes read. After `message_stop` (finished) or an
-    `error` event (finished, `failure` set) nothing more is sent.
-
-    `usage` is OpenAI's usage object for what message_start and message_delta reported.
+class MessagesRelay(PassThrough):
+    """Anthropic's stream relayed as it comes. After `message_stop` (finished) or an `error`
+    event (finished, `failure` set) nothing more is sent. `usage` is OpenAI's usage object
+    for what message_start and message_delta reported.
     """
 
+    terminal = "message_stop event"
+
     def __init__(self, provider: str) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None
-        self.usage: dict[str, Any] | None = None
-        self._provider = provider
-        self._decoder = SSEDecoder()
+        super().__init__(provider)
         self._usage: Usage | None = None
 
-    def __repr__(self) -> str:
-        return (
-            f"<MessagesRelay provider={self._provider!r} finished={self.finished} "
-            f"failure={self.failure!r}>"
-        )
-
-    def feed(self, data: bytes) -> bytes:
-        if self.finished:
-            return b""
-        try:
-            items = self._decoder.feed(data)
-        except SSEProtocolError as exc:
-            return self.error_event(UpstreamProtocolError(str(exc)))
-        aligned = self._decoder.aligned
-        for position, item in enumerate(items):
-            if type(item) is Event and self._watch(item):
-                if aligned and position == len(items) - 1:
-                    return data  # the read ends with the terminal event: as it came
-                return b"".join(encode(i) for i in items[: position + 1])
-        if aligned:
-            return data
-        return b"".join(encode(item) for item in items)
-
-    def end(self) -> bytes:
-        if self.finished:
-            return b""
-        return self.error_event(
-            UpstreamProtocolError(
-                f"Provider {self._provider!r} closed the stream before it finished "
-                "(no message_stop event)."
-            )
-        )
-
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
+    def error_bytes(self, error: GatewayError) -> bytes:
         return _event("error", anthropic_error_body(error))
 
-    def _watch(self, event: Event) -> bool:
+    def watch(self, event: Event) -> bool:
         """Read what matters in `event`; True when it ends the stream."""
         kind = event.event
         if kind is None:  # a server that omits `event:` lines still names the type in the data

@@ -13,18 +13,20 @@ index (0, 1, ... in the order their `tool_use` blocks start), whatever blocks co
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from gateway.errors import GatewayError, UpstreamError, UpstreamProtocolError
-from gateway.sse import Event, SSEDecoder, SSEProtocolError, encode
-from providers.chunks import ChatStreamWriter, chat_completion, usage
+from providers.base import ChatSink
+from providers.chunks import chat_completion
+from providers.mapping import cached_usage, finish_reason
+from providers.translator import EventTranslator
+from wire.errors import UpstreamError, UpstreamProtocolError
+from wire.sse import Comment, Event, SSEDecoder
 
 # stop_reason -> finish_reason. pause_turn (a server tool paused a long turn) ends this answer
 # normally: the client continues by sending the turn back, as after "stop".
-_FINISH_REASONS = {
+FINISH_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "pause_turn": "stop",
@@ -51,11 +53,6 @@ STATUS_BY_TYPE = {
     "overloaded_error": 503,
 }
 _OVERLOADED = 529
-
-
-def finish_reason(stop_reason: str | None) -> str:
-    """OpenAI's finish_reason for an Anthropic stop_reason (unknown ones end normally)."""
-    return _FINISH_REASONS.get(stop_reason or "", "stop")
 
 
 def overloaded_as_503(status: int) -> int:
@@ -106,14 +103,11 @@ def openai_usage(reported: Usage | None) -> dict[str, Any] | None:
     """OpenAI's usage object; its prompt_tokens count every input token, cached ones too."""
     if reported is None:
         return None
-    cache_read = reported.cache_read_input_tokens
-    cache_creation = reported.cache_creation_input_tokens
-    prompt = (reported.input_tokens or 0) + (cache_read or 0) + (cache_creation or 0)
-    return usage(
-        prompt,
+    return cached_usage(
+        reported.input_tokens or 0,
         reported.output_tokens or 0,
-        cached_tokens=cache_read,
-        cache_creation_tokens=cache_creation,
+        reported.cache_read_input_tokens,
+        reported.cache_creation_input_tokens,
     )
 
 
@@ -202,100 +196,46 @@ class _ToolBlock:
         self.sent_arguments = False
 
 
-class MessagesStream:
-    """One Anthropic stream translated to our chunks (the provider's `StreamTranslator`)."""
+class MessagesStream(EventTranslator[Event | Comment]):
+    """One Anthropic stream translated to deltas (the provider's chat translator)."""
 
-    def __init__(self, provider: str, model: str) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
-        self._provider = provider
+    terminal = "message_stop event"
+
+    def __init__(self, provider: str, model: str, sink: ChatSink) -> None:
+        super().__init__(provider, sink, SSEDecoder())
         self._model = model
-        self._decoder = SSEDecoder()
-        self._writer: ChatStreamWriter | None = None  # made at message_start, with its id/model
         self._tools: dict[int, _ToolBlock] = {}  # Anthropic's block index -> our tool call
         self._stop_reason: str | None = None
         self._usage: Usage | None = None
 
     def __repr__(self) -> str:
         return (
-            f"<MessagesStream provider={self._provider!r} finished={self.finished} "
+            f"<MessagesStream provider={self.provider!r} finished={self.finished} "
             f"tools={len(self._tools)} stop_reason={self._stop_reason!r}>"
         )
 
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        """OpenAI's usage object, once the stream finished with one."""
-        return self._writer.usage if self._writer is not None else None
-
-    def feed(self, data: bytes) -> bytes:
-        if self.finished:
-            return b""
-        try:
-            items = self._decoder.feed(data)
-        except SSEProtocolError as exc:
-            return self.error_event(UpstreamProtocolError(str(exc)))
-        out = []
-        for item in items:
-            out.append(self._event(item) if type(item) is Event else encode(item))
-            if self.finished:
-                break
-        return b"".join(out)
-
-    def end(self) -> bytes:
-        if self.finished:
-            return b""
-        return self.error_event(
-            UpstreamProtocolError(
-                f"Provider {self._provider!r} closed the stream before it finished "
-                "(no message_stop event)."
-            )
-        )
-
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return self._out.error(error)
-
-    @property
-    def _out(self) -> ChatStreamWriter:
-        if self._writer is None:  # no message_start (yet): the model we asked for
-            self._writer = ChatStreamWriter(self._model)
-        return self._writer
-
-    def _event(self, event: Event) -> bytes:
-        kind = event.event or _type_of(event.data)
-        entry = _HANDLERS.get(kind)
-        if entry is None:  # ping, and event types Anthropic may add
-            return b""
-        decoder, handle = entry
-        try:
-            payload = decoder.decode(event.data)
-        except msgspec.DecodeError:
-            return self.error_event(
-                UpstreamProtocolError(
-                    f"Provider {self._provider!r} sent a malformed {kind} event: "
-                    f"{event.data[:200]!r}"
-                )
-            )
-        return handle(self, payload)
+    def handle(self, item: Event | Comment) -> bytes:
+        if type(item) is Comment:
+            return self.sink.comment(item.text)
+        assert type(item) is Event
+        return self.decode(item.event or _type_of(item.data), item.data)
 
     def _on_message_start(self, start: _MessageStart) -> bytes:
         message = start.message
-        self._writer = ChatStreamWriter(message.model or self._model, id=message.id or None)
+        self.sink.named(message.model or self._model, message.id or None)
         self._usage = message.usage
         return b""
 
     def _on_block_start(self, start: _BlockStart) -> bytes:
         block = start.content_block
+        sink = self.sink
         if block.type == "text":
-            return self._out.content(block.text)
+            return sink.content(block.text)
         if block.type == "thinking":
-            return self._out.reasoning(block.thinking) + self._out.reasoning_signature(
-                block.signature
-            )
+            return sink.reasoning(block.thinking) + sink.reasoning_signature(block.signature)
         if block.type == "tool_use":
             tool = self._tools[start.index] = _ToolBlock(len(self._tools))
-            return self._out.tool_call(tool.index, block.id, block.name)
+            return sink.tool_call(tool.index, block.id, block.name)
         # server_tool_use / web_search_tool_result ran at Anthropic; redacted_thinking is
         # opaque: none of them is something an OpenAI client can act on.
         return b""
@@ -304,17 +244,17 @@ class MessagesStream:
         delta = event.delta
         kind = delta.type
         if kind == "text_delta":
-            return self._out.content(delta.text)
+            return self.sink.content(delta.text)
         if kind == "input_json_delta":
             tool = self._tools.get(event.index)
             if tool is None or not delta.partial_json:
                 return b""
             tool.sent_arguments = True
-            return self._out.tool_arguments(tool.index, delta.partial_json)
+            return self.sink.tool_arguments(tool.index, delta.partial_json)
         if kind == "thinking_delta":
-            return self._out.reasoning(delta.thinking)
+            return self.sink.reasoning(delta.thinking)
         if kind == "signature_delta":
-            return self._out.reasoning_signature(delta.signature)
+            return self.sink.reasoning_signature(delta.signature)
         return b""  # citations_delta and later kinds
 
     def _on_block_stop(self, stop: _BlockStop) -> bytes:
@@ -322,7 +262,7 @@ class MessagesStream:
         if tool is not None and not tool.sent_arguments:
             # A call without parameters streams no JSON; clients json.loads the arguments.
             tool.sent_arguments = True
-            return self._out.tool_arguments(tool.index, "{}")
+            return self.sink.tool_arguments(tool.index, "{}")
         return b""
 
     def _on_message_delta(self, event: _MessageDelta) -> bytes:
@@ -333,8 +273,9 @@ class MessagesStream:
         return b""
 
     def _on_message_stop(self, _: _MessageStop) -> bytes:
-        self.finished = True
-        return self._out.finish(finish_reason(self._stop_reason), openai_usage(self._usage))
+        return self.finish(
+            finish_reason(FINISH_REASONS, self._stop_reason), openai_usage(self._usage)
+        )
 
     def _on_error(self, body: ErrorBody) -> bytes:
         detail = body.error or _ErrorDetail()
@@ -349,15 +290,20 @@ def _type_of(data: str) -> str:
         return ""
 
 
-_Handler = Callable[[MessagesStream, Any], bytes]
-_HANDLERS: dict[str, tuple[msgspec.json.Decoder[Any], _Handler]] = {
-    "message_start": (msgspec.json.Decoder(_MessageStart), MessagesStream._on_message_start),
-    "content_block_start": (msgspec.json.Decoder(_BlockStart), MessagesStream._on_block_start),
-    "content_block_delta": (msgspec.json.Decoder(_BlockDelta), MessagesStream._on_block_delta),
-    "content_block_stop": (msgspec.json.Decoder(_BlockStop), MessagesStream._on_block_stop),
-    "message_delta": (msgspec.json.Decoder(_MessageDelta), MessagesStream._on_message_delta),
-    "message_stop": (msgspec.json.Decoder(_MessageStop), MessagesStream._on_message_stop),
-    "error": (msgspec.json.Decoder(ErrorBody), MessagesStream._on_error),
+MessagesStream.events = {
+    "message_start": (msgspec.json.Decoder(_MessageStart).decode, MessagesStream._on_message_start),
+    "content_block_start": (
+        msgspec.json.Decoder(_BlockStart).decode,
+        MessagesStream._on_block_start,
+    ),
+    "content_block_delta": (
+        msgspec.json.Decoder(_BlockDelta).decode,
+        MessagesStream._on_block_delta,
+    ),
+    "content_block_stop": (msgspec.json.Decoder(_BlockStop).decode, MessagesStream._on_block_stop),
+    "message_delta": (msgspec.json.Decoder(_MessageDelta).decode, MessagesStream._on_message_delta),
+    "message_stop": (msgspec.json.Decoder(_MessageStop).decode, MessagesStream._on_message_stop),
+    "error": (msgspec.json.Decoder(ErrorBody).decode, MessagesStream._on_error),
 }
 
 
@@ -410,7 +356,7 @@ def translate_message(body: bytes, provider: str, model: str) -> bytes:
     return chat_completion(
         model=answer.model or model,
         content="".join(texts) if texts else None,
-        finish_reason=finish_reason(answer.stop_reason),
+        finish_reason=finish_reason(FINISH_REASONS, answer.stop_reason),
         usage=openai_usage(answer.usage),
         tool_calls=calls or None,
         reasoning="".join(thoughts) or None,

@@ -15,9 +15,10 @@ from typing import Any
 import msgspec
 import orjson
 
-from gateway.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
-from gateway.sse import Event, SSEDecoder, SSEProtocolError, encode_data
 from providers.chunks import DONE
+from providers.translator import StreamEnd
+from wire.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
+from wire.sse import Event, SSEDecoder, SSEProtocolError, encode_data
 
 AUDIO_CONTENT_TYPES = {
     "mp3": "audio/mpeg",
@@ -50,14 +51,13 @@ class AudioBytes:
         return None
 
 
-class SpeechEvents:
+class SpeechEvents(StreamEnd):
     """Speech as SSE: `speech.audio.delta` with base64 `audio` per upstream chunk, then
     `speech.audio.done` (usage when known), then `[DONE]`. Decoding and joining every `audio`
     gives exactly the bytes of the non-streamed answer."""
 
     def __init__(self) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
+        super().__init__()
         self.usage: dict[str, Any] | None = None  # audio streams report no token usage
 
     def feed(self, data: bytes) -> bytes:
@@ -69,11 +69,6 @@ class SpeechEvents:
         done = {"type": "speech.audio.done", "usage": None}
         return encode_data(orjson.dumps(done)) + DONE
 
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return encode_data(error.to_json())
-
 
 class _TranscriptEvent(msgspec.Struct, gc=False):
     type: str = ""
@@ -84,15 +79,13 @@ class _TranscriptEvent(msgspec.Struct, gc=False):
 _decode_event = msgspec.json.Decoder(_TranscriptEvent).decode
 
 
-class TranscriptEvents:
+class TranscriptEvents(StreamEnd):
     """A transcript as SSE: `transcript.text.delta` events, one `transcript.text.done` with the
     whole text and usage, then `[DONE]`, from an upstream that streams or one that answers JSON."""
 
     def __init__(self, provider: str) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
+        super().__init__(provider)
         self.usage: dict[str, Any] | None = None  # audio streams report no token usage
-        self._provider = provider
         self._decoder = SSEDecoder()
         self._json: bytearray | None = None  # the upstream answered JSON, not a stream
         self._started = False
@@ -124,11 +117,6 @@ class TranscriptEvents:
             UpstreamProtocolError("The upstream closed the transcript stream before it finished.")
         )
 
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return encode_data(error.to_json())
-
     def _event(self, data: str) -> bytes:
         if data == "[DONE]":
             return b""  # ours follows the done event
@@ -139,7 +127,7 @@ class TranscriptEvents:
                 UpstreamProtocolError(f"The upstream sent a malformed event: {data[:200]!r}")
             )
         if event.error is not None:
-            return self.error_event(upstream_error_from_body(502, data.encode(), self._provider))
+            return self.error_event(upstream_error_from_body(502, data.encode(), self.provider))
         if event.type == "transcript.text.delta":
             payload = orjson.loads(data)
             payload["text"] = payload.get("delta", "")

@@ -14,23 +14,30 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from gateway.config import AzureProviderConfig
-from gateway.errors import BadRequest
-from providers.base import Operation
+from providers.declaration import HttpProviderConfig, ProviderType
 from providers.openai import OpenAIProvider
+from wire.errors import BadRequest
+from wire.operations import Operation
 
 _PATHS = {Operation.CHAT: "/chat/completions", Operation.COMPLETIONS: "/completions"}
+
+
+class AzureProviderConfig(HttpProviderConfig, frozen=True, tag="azure"):
+    """Azure OpenAI: base_url is https://<resource>.openai.azure.com; model is the deployment."""
+
+    api_version: str = "2024-10-21"
 
 
 class AzureProvider(OpenAIProvider):
     """`OpenAIProvider` with Azure's deployment URLs and `api-key` header."""
 
     operations = frozenset({Operation.CHAT, Operation.COMPLETIONS})
+    key_header = "api-key"
+    key_prefix = ""
 
     def __init__(self, name: str, config: AzureProviderConfig) -> None:
         super().__init__(name, config)
-        self._headers = self._key.headers(config.headers, "api-key", "")
-        base = self._base_url
+        base = self.base_url
         # base_url is the resource endpoint; tolerate one that already ends in /openai.
         self._deployments = (base if base.endswith("/openai") else base + "/openai") + (
             "/deployments/"
@@ -45,3 +52,14 @@ class AzureProvider(OpenAIProvider):
                 code="invalid_value",
             )
         return self._deployments + quote(model, safe="") + _PATHS[operation] + self._query
+
+
+PROVIDER = ProviderType(
+    "azure",
+    AzureProviderConfig,
+    AzureProvider,
+    upstream="Azure OpenAI (`/openai/deployments/{model}/...?api-version=`, `api-key` header)",
+    base_url_required=True,
+    base_url_example="https://<resource>.openai.azure.com",
+    api_key="env.AZURE_OPENAI_API_KEY",
+)

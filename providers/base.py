@@ -1,82 +1,22 @@
-"""The contract every provider adapter implements.
+"""The contracts between the gateway and the providers.
 
 A provider is a translation, not a server: it turns our request into its upstream HTTP request,
 and its upstream bytes back into ours. It owns no sockets and no retries; `gateway.upstream`
-sends the request and `gateway.relay` pumps the bytes.
+sends the request and `gateway.relay` pumps the bytes through a `StreamTranslator`.
+
+A translated chat stream is written to a `ChatSink`, one typed delta at a time: the chat
+writer (`providers.chunks.ChatStreamWriter`) encodes OpenAI's chunks, and the bridges to the
+Responses, Anthropic and Gemini formats build their own events from the same deltas.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Mapping
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-import msgspec
-
-from gateway.config import resolve_key
-from gateway.errors import GatewayError, ProviderAuthError
-
-if TYPE_CHECKING:
-    from gateway.uploads import Upload
-
-# A request body decoded one level deep: the top-level keys, each value still raw JSON bytes.
-# Fields the gateway does not know are forwarded untouched (tools, response_format, seed, ...).
-RawBody = dict[str, msgspec.Raw]
-
-
-class Operation(StrEnum):
-    CHAT = "chat.completions"
-    COMPLETIONS = "completions"
-    RESPONSES = "responses"
-    EMBEDDINGS = "embeddings"
-    SPEECH = "audio.speech"
-    TRANSCRIPTION = "audio.transcriptions"
-    TRANSLATION = "audio.translations"
-    # The client's own format, passed through to a provider that speaks it (Anthropic, Gemini).
-    MESSAGES = "messages"
-    COUNT_TOKENS = "messages.count_tokens"
-    GENERATE_CONTENT = "generateContent"
-
-
-class ApiKey:
-    """A configured `api_key` (or other secret) after `env.NAME` resolution.
-
-    An unset variable is only a warning at startup (`gateway.config.warn_missing_keys`): each
-    request to the provider then fails (502) naming the variable (`check`).
-    """
-
-    __slots__ = ("missing_env", "value")
-
-    def __init__(self, raw: str | None) -> None:
-        key = resolve_key(raw)
-        self.value = key.value
-        self.missing_env = key.missing_env
-
-    def headers(
-        self, extra: dict[str, str], name: str = "Authorization", prefix: str = "Bearer "
-    ) -> dict[str, str]:
-        """JSON request headers: the configured extras, and the key (when set) as `name`."""
-        headers = {"Content-Type": "application/json", **extra}
-        if self.value:
-            headers[name] = prefix + self.value
-        return headers
-
-    def check(self, provider: str, what: str = "API key") -> None:
-        """Raise the 502 for a request to `provider` when the key's variable is not set: the
-        gateway's configuration is at fault, not the client."""
-        if self.missing_env:
-            raise ProviderAuthError(
-                f"Provider {provider!r} has no {what}: the environment variable "
-                f"{self.missing_env} is not set on the gateway.",
-                code="provider_key_missing",
-            )
-
-
-class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes | AsyncIterable[bytes]  # an iterable is streamed (uploads), never held whole
+from wire.errors import GatewayError
+from wire.operations import Operation, RawBody
+from wire.upstream import Transport, Upload, UpstreamRequest
 
 
 class StreamTranslator(Protocol):
@@ -108,10 +48,57 @@ class StreamTranslator(Protocol):
         ...
 
 
+class ChatSink(Protocol):
+    """Where a translated chat stream goes, delta by delta; each call returns client bytes.
+
+    Empty text, signature and argument fragments are no deltas: a sink returns b"" for them.
+    """
+
+    def opening(self) -> bytes:
+        """What the client's stream opens with, once the upstream's first bytes arrived."""
+        ...
+
+    def named(self, model: str, id: str | None = None) -> None:
+        """The upstream named the answer's model (and its id)."""
+        ...
+
+    def content(self, text: str) -> bytes: ...
+
+    def reasoning(self, text: str) -> bytes: ...
+
+    def reasoning_signature(self, signature: str) -> bytes: ...
+
+    def tool_call(self, index: int, id: str, name: str, arguments: str = "") -> bytes:
+        """The start of tool call `index` (0, 1, ... in the order the calls began)."""
+        ...
+
+    def tool_arguments(self, index: int, fragment: str) -> bytes: ...
+
+    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+        """The answer ended normally: OpenAI's finish_reason and usage object."""
+        ...
+
+    def error(self, error: GatewayError) -> bytes:
+        """The stream failed: its final error event."""
+        ...
+
+    def comment(self, text: str) -> bytes:
+        """An upstream's SSE comment (a keepalive)."""
+        ...
+
+
 class Provider(Protocol):
     name: str
-    # What it can serve; any other operation is a 400 naming the provider and the operation.
-    operations: frozenset[Operation]
+
+    @property
+    def operations(self) -> frozenset[Operation]:
+        """What it serves; any other operation is a 400 naming the provider and it."""
+        ...
+
+    @property
+    def transport(self) -> Transport | None:
+        """An adapter that answers in-process (the mock) is its own transport; None: HTTP."""
+        ...
 
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
@@ -120,6 +107,10 @@ class Provider(Protocol):
         ...
 
     def stream_translator(self, operation: Operation, model: str) -> StreamTranslator: ...
+
+    def chat_translator(self, model: str, sink: ChatSink) -> StreamTranslator:
+        """The chat stream's deltas, written to `sink` (a bridge to another client format)."""
+        ...
 
     def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
         """A multipart upload (transcription) as the upstream's request, streamed."""

@@ -22,35 +22,41 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import msgspec
 import orjson
 import yarl
 
-from gateway.config import BedrockProviderConfig, ConfigError
-from gateway.errors import (
+from providers.adapter import ApiKey, TranslatingProvider
+from providers.base import ChatSink
+from providers.chat_request import (
+    Asks,
+    ChatRequest,
+    Message,
+    arguments_object,
+    base64_data_url,
+    not_off,
+    text_and_images,
+    text_only,
+)
+from providers.chunks import chat_completion
+from providers.declaration import HttpProviderConfig, ProviderType
+from providers.mapping import cached_usage, error_message, finish_reason, message_error
+from providers.translator import EventTranslator
+from wire.config import ConfigError
+from wire.errors import (
     BadRequest,
     GatewayError,
     ProviderAuthError,
     UpstreamError,
     UpstreamProtocolError,
 )
-from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
-from providers.chat_request import (
-    Asks,
-    ChatRequest,
-    Message,
-    base64_data_url,
-    decode_chat_request,
-    not_off,
-    reject_unsupported,
-    text_only,
-)
-from providers.chunks import ChatStreamWriter, chat_completion, usage
+from wire.operations import Operation
+from wire.upstream import UpstreamRequest
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -82,18 +88,6 @@ STREAM_EXCEPTIONS = {
     "serviceUnavailableException": (503, "ServiceUnavailableException"),
 }
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
-# OpenAI fields Converse has no place for: a 400 rather than a silently different answer.
-# Their "off" values (null, false, 0, n=1, response_format text) are accepted.
-_UNSUPPORTED: dict[str, Asks] = {
-    "n": lambda v: not_off(v) and v != 1,
-    **dict.fromkeys(("logprobs", "top_logprobs", "logit_bias", "seed"), not_off),
-    **dict.fromkeys(("presence_penalty", "frequency_penalty"), not_off),
-    "response_format": lambda v: (
-        not_off(v) and not (isinstance(v, dict) and v.get("type") == "text")
-    ),
-    **dict.fromkeys(("reasoning_effort", "audio", "modalities"), not_off),
-}
-_UNSUPPORTED_MESSAGE = "Provider type 'bedrock' does not support '{param}'."
 
 
 @dataclass(frozen=True)
@@ -123,26 +117,41 @@ def _import_botocore(provider: str) -> _Botocore:
     return _Botocore(SigV4Auth, AWSRequest, Credentials, EventStreamBuffer, ParserError, Session)
 
 
-class BedrockProvider:
+class BedrockProviderConfig(HttpProviderConfig, frozen=True, tag="bedrock"):
+    """AWS Bedrock (Converse API). Credentials: these keys if set, else the usual AWS chain."""
+
+    region: str = "us-east-1"
+    access_key_id: str | None = None  # "env.NAME" or literal, like api_key
+    secret_access_key: str | None = None
+    session_token: str | None = None
+
+
+class BedrockProvider(TranslatingProvider):
     """Bedrock's Converse API, streamed and not."""
 
     operations = frozenset({Operation.CHAT})
+    label = "Bedrock"
+    # OpenAI fields Converse has no place for: a 400 rather than a silently different answer.
+    # Their "off" values (null, false, 0, n=1, response_format text) are accepted.
+    unsupported: ClassVar[Mapping[str, Asks]] = {
+        "n": lambda v: not_off(v) and v != 1,
+        **dict.fromkeys(("logprobs", "top_logprobs", "logit_bias", "seed"), not_off),
+        **dict.fromkeys(("presence_penalty", "frequency_penalty"), not_off),
+        "response_format": lambda v: (
+            not_off(v) and not (isinstance(v, dict) and v.get("type") == "text")
+        ),
+        **dict.fromkeys(("reasoning_effort", "audio", "modalities"), not_off),
+    }
 
     def __init__(self, name: str, config: BedrockProviderConfig) -> None:
-        self.name = name
-        self.config = config
+        super().__init__(name, config)  # a configured api_key is sent as a Bearer token
         self._aws = _import_botocore(name)
         self._region = config.region
-        base = config.base_url or f"https://bedrock-runtime.{config.region}.amazonaws.com"
-        self._endpoint = base.rstrip("/")
-        self._headers = {"Content-Type": "application/json", **config.headers}
+        self.base_url = self.base_url or f"https://bedrock-runtime.{config.region}.amazonaws.com"
         self._keys: list[ApiKey] = []  # the configured secrets: each request checks them
         self._credentials: Any = None  # botocore credentials, when signing with SigV4
         if config.api_key is not None:
-            api_key = ApiKey(config.api_key)
-            self._keys = [api_key]
-            if api_key.value:
-                self._headers["Authorization"] = f"Bearer {api_key.value}"
+            self._keys = [self.key]
         elif config.access_key_id is not None or config.secret_access_key is not None:
             self._keys = [
                 ApiKey(config.access_key_id),
@@ -153,31 +162,27 @@ class BedrockProvider:
         else:  # the AWS chain: environment, shared files, SSO, container or instance roles
             self._credentials = self._aws.Session().get_credentials()
 
-    def __repr__(self) -> str:
-        return f"<BedrockProvider {self.name!r} {self._endpoint}>"
-
     def _configured_credentials(self, access_key: ApiKey, secret_key: ApiKey, token: ApiKey) -> Any:
         if not access_key.value or not secret_key.value or token.missing_env:
             return None  # a missing variable is answered 401 per request, naming it
         return self._aws.Credentials(access_key.value, secret_key.value, token.value)
 
-    def build_request(
-        self, operation: Operation, model: str, body: RawBody, stream: bool
-    ) -> UpstreamRequest:
+    def check_key(self) -> None:
         for key in self._keys:
             key.check(self.name, "AWS credentials")
-        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
-        payload = orjson.dumps(converse_body(decode_chat_request(body)))
+
+    def chat_request(self, request: ChatRequest, model: str, stream: bool) -> UpstreamRequest:
+        payload = orjson.dumps(converse_body(request))
         action = "converse-stream" if stream else "converse"
         # Signed as it goes on the wire: aiohttp sends `yarl.URL(url)`, which turns `%3A` (in
         # `...-v1:0`) back into `:`, and the signature must cover the path AWS receives.
-        url = str(yarl.URL(f"{self._endpoint}/model/{quote(model, safe='')}/{action}"))
-        headers = dict(self._headers)
+        url = str(yarl.URL(f"{self.base_url}/model/{quote(model, safe='')}/{action}"))
+        headers = dict(self.headers)
         if stream:
             headers["Accept"] = "application/vnd.amazon.eventstream"
         if "Authorization" not in headers:
             headers = self._sign(url, headers, payload)
-        return UpstreamRequest("POST", url, headers, payload)
+        return self.post(url, payload, headers)
 
     def _sign(self, url: str, headers: dict[str, str], payload: bytes) -> dict[str, str]:
         """SigV4 headers (Authorization, X-Amz-Date, X-Amz-Security-Token) for this request."""
@@ -193,10 +198,10 @@ class BedrockProvider:
         self._aws.SigV4Auth(credentials, "bedrock", self._region).add_auth(request)
         return dict(request.headers.items())
 
-    def stream_translator(self, operation: Operation, model: str) -> BedrockStream:
-        return BedrockStream(model, self._aws)
+    def chat_translator(self, model: str, sink: ChatSink) -> BedrockStream:
+        return BedrockStream(self.name, sink, self._aws)
 
-    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
+    def chat_answer(self, body: bytes, model: str) -> bytes:
         try:
             answer = _decode_answer(body)
         except msgspec.DecodeError as exc:
@@ -258,11 +263,14 @@ def _turn(message: Message, i: int) -> tuple[str, list[dict[str, Any]]]:
             raise BadRequest(
                 f"messages[{i}].tool_call_id is required for a tool message.",
                 param=f"messages[{i}].tool_call_id",
+                code="missing_required_parameter",
             )
         result = {"toolUseId": message.tool_call_id, "content": [{"text": text_only(message, i)}]}
         return "user", [{"toolResult": result}]
     raise BadRequest(
-        f"Invalid value for 'messages[{i}].role': {message.role!r}.", param=f"messages[{i}].role"
+        f"Invalid value for 'messages[{i}].role': {message.role!r}.",
+        param=f"messages[{i}].role",
+        code="invalid_value",
     )
 
 
@@ -270,19 +278,13 @@ def _user_blocks(message: Message, i: int) -> list[dict[str, Any]]:
     content = message.content
     if not isinstance(content, list):
         return [{"text": content or ""}]
-    blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        if part.type == "text":
-            blocks.append({"text": part.text or ""})
-        elif part.type == "image_url" and part.image_url is not None:
-            blocks.append({"image": _image(part.image_url.url, f"messages[{i}].content[{j}]")})
-        else:
-            raise BadRequest(
-                f"Provider type 'bedrock' does not support content parts of type "
-                f"{part.type!r} (messages[{i}].content[{j}]).",
-                param=f"messages[{i}].content[{j}]",
-            )
-    return blocks
+    return text_and_images(
+        content,
+        f"messages[{i}].content",
+        "Bedrock",
+        lambda text: {"text": text},
+        lambda image, at: {"image": _image(image.url, at)},
+    )
 
 
 def _image(url: str, param: str) -> dict[str, Any]:
@@ -292,15 +294,20 @@ def _image(url: str, param: str) -> dict[str, Any]:
         raise BadRequest(
             f"Provider type 'bedrock' takes images as base64 data URLs only ({param}).",
             param=param,
+            code="invalid_value",
         )
     media, data = inline
     kind = media.removeprefix("image/")
     if kind not in IMAGE_FORMATS:
-        raise BadRequest(f"Unsupported image type {media!r} ({param}).", param=param)
+        raise BadRequest(
+            f"Unsupported image type {media!r} ({param}).", param=param, code="invalid_value"
+        )
     try:
         base64.b64decode(data, validate=True)
     except binascii.Error:
-        raise BadRequest(f"The image data is not valid base64 ({param}).", param=param) from None
+        raise BadRequest(
+            f"The image data is not valid base64 ({param}).", param=param, code="invalid_value"
+        ) from None
     return {"format": IMAGE_FORMATS[kind], "source": {"bytes": data}}
 
 
@@ -308,17 +315,14 @@ def _assistant_blocks(message: Message, i: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     if message.reasoning and message.reasoning_signature:
         # A signed thinking block goes back first and unchanged, as Claude requires.
-        text = {"text": message.reasoning, "signature": message.reasoning_signature}
-        blocks.append({"reasoningContent": {"reasoningText": text}})
+        signed = {"text": message.reasoning, "signature": message.reasoning_signature}
+        blocks.append({"reasoningContent": {"reasoningText": signed}})
     text = text_only(message, i)
     if text:
         blocks.append({"text": text})
     for j, call in enumerate(message.tool_calls or []):
-        try:
-            arguments = orjson.loads(call.function.arguments or "{}")
-        except orjson.JSONDecodeError:
-            param = f"messages[{i}].tool_calls[{j}].function.arguments"
-            raise BadRequest(f"{param} is not valid JSON.", param=param) from None
+        where = f"messages[{i}].tool_calls[{j}].function.arguments"
+        arguments = arguments_object(call.function.arguments, where)
         blocks.append(
             {"toolUse": {"toolUseId": call.id, "name": call.function.name, "input": arguments}}
         )
@@ -361,29 +365,9 @@ def _usage(raw: _Usage | None) -> dict[str, Any] | None:
     """Bedrock counts cached input apart from `inputTokens`; OpenAI's prompt_tokens has all."""
     if raw is None:
         return None
-    read, write = raw.cacheReadInputTokens, raw.cacheWriteInputTokens
-    return usage(
-        raw.inputTokens + (read or 0) + (write or 0),
-        raw.outputTokens,
-        cached_tokens=read,
-        cache_creation_tokens=write,
+    return cached_usage(
+        raw.inputTokens, raw.outputTokens, raw.cacheReadInputTokens, raw.cacheWriteInputTokens
     )
-
-
-class _ErrorBody(msgspec.Struct, gc=False):
-    message: str | None = None
-    Message: str | None = None  # some AWS front ends capitalise it
-
-
-_decode_error = msgspec.json.Decoder(_ErrorBody).decode
-
-
-def _error_message(body: bytes) -> str | None:
-    try:
-        parsed = _decode_error(body)
-    except msgspec.DecodeError:
-        return body.decode("utf-8", "replace").strip()[:2000] or None
-    return parsed.message or parsed.Message
 
 
 def error_from_body(
@@ -393,11 +377,7 @@ def error_from_body(
     408 from Bedrock, becomes 504: the gateway's client did nothing late) and the exception
     named by `x-amzn-ErrorType` ("ThrottlingException:http://...") or else by the status."""
     name = (error_type or "").partition(":")[0] or HTTP_ERRORS.get(status)
-    return UpstreamError(
-        _error_message(body) or f"{provider} returned HTTP {status}",
-        status=504 if status == 408 else status,
-        code=name,
-    )
+    return message_error(504 if status == 408 else status, body, provider, code=name)
 
 
 # --- non-streamed answer -------------------------------------------------------------------
@@ -459,7 +439,7 @@ def answer_to_completion(answer: _Answer, model: str) -> bytes:
     return chat_completion(
         model=model,
         content=text or (None if calls else ""),
-        finish_reason=STOP_REASONS.get(answer.stopReason or "", "stop"),
+        finish_reason=finish_reason(STOP_REASONS, answer.stopReason),
         usage=_usage(answer.usage),
         tool_calls=calls or None,
         reasoning="".join(t.text for t in thoughts) or None,
@@ -512,35 +492,43 @@ class _Metadata(msgspec.Struct, gc=False):
     usage: _Usage | None = None
 
 
-_decode_start = msgspec.json.Decoder(_BlockStart).decode
-_decode_delta = msgspec.json.Decoder(_BlockDelta).decode
-_decode_stop = msgspec.json.Decoder(_MessageStop).decode
-_decode_metadata = msgspec.json.Decoder(_Metadata).decode
-
-
 def _stream_exception(kind: str | None, payload: bytes) -> UpstreamError:
     status, code = STREAM_EXCEPTIONS.get(kind or "", (502, kind or "BedrockException"))
-    message = _error_message(payload) or f"Bedrock sent {kind or 'an exception'} mid-stream."
+    message = error_message(payload) or f"Bedrock sent {kind or 'an exception'} mid-stream."
     return UpstreamError(message, status=status, code=code)
 
 
-class BedrockStream:
-    """One ConverseStream's event-stream frames as our chunks."""
+class _Frames:
+    """AWS event-stream framing, by botocore's `EventStreamBuffer`: (headers, payload)."""
 
-    def __init__(self, model: str, aws: _Botocore) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
-        self._writer = ChatStreamWriter(model)
+    __slots__ = ("_buffer", "_parser_error")
+
+    def __init__(self, aws: _Botocore) -> None:
         self._buffer = aws.EventStreamBuffer()
         self._parser_error = aws.ParserError
+
+    @property
+    def pending(self) -> bool:
+        return False  # a cut frame is only a missing terminal event
+
+    def feed(self, data: bytes) -> Iterator[tuple[dict[str, Any], bytes]]:
+        self._buffer.add_data(data)
+        try:
+            for message in self._buffer:
+                yield message.headers, message.payload
+        except self._parser_error as exc:
+            raise UpstreamProtocolError(f"Bedrock sent a bad frame: {exc}") from None
+
+
+class BedrockStream(EventTranslator[tuple[dict[str, Any], bytes]]):
+    """One ConverseStream's event-stream frames as deltas."""
+
+    terminal = "messageStop event"
+
+    def __init__(self, provider: str, sink: ChatSink, aws: _Botocore) -> None:
+        super().__init__(provider, sink, _Frames(aws))
         self._tool_blocks: dict[int, int] = {}  # contentBlockIndex -> our tool call index
         self._finish_reason: str | None = None  # from messageStop, sent with metadata
-        self._handlers = {
-            "contentBlockStart": self._block_start,
-            "contentBlockDelta": self._block_delta,
-            "messageStop": self._message_stop,
-            "metadata": self._metadata,
-        }
 
     def __repr__(self) -> str:
         return (
@@ -548,39 +536,13 @@ class BedrockStream:
             f"finish_reason={self._finish_reason!r}>"
         )
 
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        """OpenAI's usage object, once the stream finished with one."""
-        return self._writer.usage
-
-    def feed(self, data: bytes) -> bytes:
-        self._buffer.add_data(data)
-        out = []
-        try:
-            for message in self._buffer:
-                out.append(self._frame(message.headers, message.payload))
-                if self.finished:
-                    break
-        except self._parser_error as exc:
-            out.append(self.error_event(UpstreamProtocolError(f"Bedrock sent a bad frame: {exc}")))
-        return b"".join(out)
-
-    def end(self) -> bytes:
-        if self.finished:
-            return b""
+    def ended(self) -> bytes:
         if self._finish_reason is not None:  # the answer is whole; only its usage is missing
-            self.finished = True
-            return self._writer.finish(self._finish_reason, None)
-        return self.error_event(
-            UpstreamProtocolError("Bedrock closed the stream before its messageStop event.")
-        )
+            return self.finish(self._finish_reason, None)
+        return super().ended()
 
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return self._writer.error(error)
-
-    def _frame(self, headers: dict[str, Any], payload: bytes) -> bytes:
+    def handle(self, item: tuple[dict[str, Any], bytes]) -> bytes:
+        headers, payload = item
         kind = headers.get(":message-type")
         if kind == "exception":
             return self.error_event(_stream_exception(headers.get(":exception-type"), payload))
@@ -589,45 +551,50 @@ class BedrockStream:
             return self.error_event(
                 UpstreamError(message, status=502, code=headers.get(":error-code"))
             )
-        handler = self._handlers.get(headers.get(":event-type", ""))
-        if handler is None:  # messageStart, contentBlockStop, and events added later
-            return b""
-        try:
-            return handler(payload)
-        except msgspec.DecodeError:
-            return self.error_event(
-                UpstreamProtocolError(f"Bedrock sent a malformed event: {payload[:200]!r}")
-            )
+        # messageStart, contentBlockStop, and events added later are skipped.
+        return self.decode(headers.get(":event-type", ""), payload)
 
-    def _block_start(self, payload: bytes) -> bytes:
-        event = _decode_start(payload)
+    def _block_start(self, event: _BlockStart) -> bytes:
         tool = event.start.toolUse
         if tool is None:
             return b""
         index = self._tool_blocks[event.contentBlockIndex] = len(self._tool_blocks)
-        return self._writer.tool_call(index, tool.toolUseId, tool.name)
+        return self.sink.tool_call(index, tool.toolUseId, tool.name)
 
-    def _block_delta(self, payload: bytes) -> bytes:
-        event = _decode_delta(payload)
+    def _block_delta(self, event: _BlockDelta) -> bytes:
         delta = event.delta
+        sink = self.sink
         if delta.text is not None:
-            return self._writer.content(delta.text)
+            return sink.content(delta.text)
         if delta.toolUse is not None:
             index = self._tool_blocks.get(event.contentBlockIndex)
-            return b"" if index is None else self._writer.tool_arguments(index, delta.toolUse.input)
+            return b"" if index is None else sink.tool_arguments(index, delta.toolUse.input)
         reasoning = delta.reasoningContent
         if reasoning is not None:  # redactedContent has no text to show
-            return self._writer.reasoning(reasoning.text or "") + self._writer.reasoning_signature(
+            return sink.reasoning(reasoning.text or "") + sink.reasoning_signature(
                 reasoning.signature or ""
             )
         return b""
 
-    def _message_stop(self, payload: bytes) -> bytes:
-        self._finish_reason = STOP_REASONS.get(_decode_stop(payload).stopReason or "", "stop")
+    def _message_stop(self, event: _MessageStop) -> bytes:
+        self._finish_reason = finish_reason(STOP_REASONS, event.stopReason)
         return b""
 
-    def _metadata(self, payload: bytes) -> bytes:
-        self.finished = True
-        return self._writer.finish(
-            self._finish_reason or "stop", _usage(_decode_metadata(payload).usage)
-        )
+    def _metadata(self, event: _Metadata) -> bytes:
+        return self.finish(self._finish_reason or "stop", _usage(event.usage))
+
+
+BedrockStream.events = {
+    "contentBlockStart": (msgspec.json.Decoder(_BlockStart).decode, BedrockStream._block_start),
+    "contentBlockDelta": (msgspec.json.Decoder(_BlockDelta).decode, BedrockStream._block_delta),
+    "messageStop": (msgspec.json.Decoder(_MessageStop).decode, BedrockStream._message_stop),
+    "metadata": (msgspec.json.Decoder(_Metadata).decode, BedrockStream._metadata),
+}
+
+PROVIDER = ProviderType(
+    "bedrock",
+    BedrockProviderConfig,
+    BedrockProvider,
+    upstream="Converse / ConverseStream (SigV4; needs `pip install -e '.[bedrock]'`)",
+    notes="keys from `access_key_id` / `secret_access_key` / `session_token` or the AWS chain",
+)

@@ -17,8 +17,8 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import orjson
 
-from gateway.errors import BadRequest
-from providers.base import RawBody
+from wire.errors import BadRequest
+from wire.operations import RawBody
 
 
 class ImageURL(msgspec.Struct, gc=False):
@@ -83,10 +83,10 @@ class NamedToolChoice(msgspec.Struct, gc=False):
 
 
 class ChatRequest(msgspec.Struct, gc=False):
-    # Not fields: n, logprobs, top_logprobs, logit_bias, audio, modalities. No translating
-    # provider can give several choices, logprobs or audio; `reject_unsupported` judges them on
-    # the raw body, where an "off" value of any JSON type (n: 1.0, logprobs: 0) passes instead
-    # of failing a typed decode.
+    # Not fields: logprobs, top_logprobs, logit_bias, audio, modalities. No translating provider
+    # can give several choices, logprobs or audio; `reject_unsupported` judges them on the raw
+    # body, where an "off" value of any JSON type (n: 1.0, logprobs: 0) passes instead of
+    # failing a typed decode.
     model: str
     messages: list[Message]
     stream: bool | None = None
@@ -104,6 +104,7 @@ class ChatRequest(msgspec.Struct, gc=False):
     reasoning_effort: str | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    n: Any = None  # any value but 1 is refused first (CHOICES_AND_LOGPROBS); 1 may be passed on
 
     @property
     def token_limit(self) -> int | None:
@@ -150,6 +151,11 @@ def _check_response_format(response_format: dict[str, Any] | None) -> None:
     )
 
 
+def present(**fields: Any) -> dict[str, Any]:
+    """The fields that have a value (None: not asked), in order: what an upstream body takes."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
 def text_of(content: str | list[ContentPart] | None) -> str:
     """The text of a message's content (its text parts joined), for providers that take text."""
     if content is None:
@@ -185,20 +191,57 @@ AUDIO_OUTPUT: dict[str, Asks] = {
 
 
 def reject_unsupported(
-    body: RawBody, unsupported: Mapping[str, Asks], message: str, provider: str
+    body: RawBody, unsupported: Mapping[str, Asks], provider: str, label: str
 ) -> None:
     """A 400 `unsupported_parameter` for the first parameter of `unsupported` (in its order)
-    whose value asks for something. `message` is a `str.format` template of its text, given
-    `param` and `provider`. Judged on the raw body, before it is decoded, so that any JSON value
-    is read and the "off" ones pass."""
+    whose value asks for something, naming it, the provider and its upstream (`label`). Judged
+    on the raw body, before it is decoded, so that any JSON value is read and the "off" ones
+    pass."""
     for param, asks_for_it in unsupported.items():
         raw = body.get(param)
         if raw is not None and asks_for_it(msgspec.json.decode(raw)):
             raise BadRequest(
-                message.format(param=param, provider=provider),
+                f"Parameter '{param}' is not supported by provider {provider!r} ({label}).",
                 param=param,
                 code="unsupported_parameter",
             )
+
+
+def text_and_images(
+    parts: list[ContentPart],
+    where: str,
+    label: str,
+    text: Callable[[str], dict[str, Any] | None],
+    image: Callable[[ImageURL, str], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The upstream's blocks for a message's text and image parts: `text` (None leaves the
+    part out) and `image` (given the part's own `where`). Any other part is a 400 naming it."""
+    blocks = []
+    for j, part in enumerate(parts):
+        if part.type == "text":
+            block = text(part.text or "")
+        elif part.type == "image_url" and part.image_url is not None:
+            block = image(part.image_url, f"{where}[{j}]")
+        else:
+            raise BadRequest(
+                f"Content parts of type {part.type!r} are not supported by {label}.",
+                param=f"{where}[{j}].type",
+                code="invalid_value",
+            )
+        if block is not None:
+            blocks.append(block)
+    return blocks
+
+
+def function_of(tool: Tool, i: int, label: str) -> FunctionDef:
+    """The function of `tools[i]`: a tool of any other type is a 400 naming it."""
+    if tool.type != "function":
+        raise BadRequest(
+            f"Invalid value for 'tools[{i}].type': {label} supports only function tools.",
+            param=f"tools[{i}].type",
+            code="invalid_value",
+        )
+    return tool.function
 
 
 def text_only(message: Message, i: int) -> str:
@@ -211,6 +254,7 @@ def text_only(message: Message, i: int) -> str:
                     f"A {message.role} message takes text only; messages[{i}].content[{j}] "
                     f"is {part.type!r}.",
                     param=f"messages[{i}].content[{j}]",
+                    code="invalid_value",
                 )
     return text_of(message.content)
 

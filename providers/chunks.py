@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError
-from gateway.sse import encode_data
+from wire.errors import GatewayError
+from wire.sse import Comment, encode, encode_data
 
 DONE = b"data: [DONE]\n\n"
 _ids = itertools.count(1)
@@ -59,16 +59,25 @@ def usage(
 
 
 class ChatStreamWriter:
-    """One translated chat stream's chunks. Call the delta methods as the upstream's events
-    arrive, then `finish()` once; `error()` ends the stream instead."""
+    """The chat sink: one translated stream's OpenAI chunks. The delta methods are called as
+    the upstream's events arrive, then `finish()` once; `error()` ends the stream instead."""
 
     def __init__(self, model: str, *, id: str | None = None, created: int | None = None) -> None:
         self.id = id or new_id()
         self.model = model
         self.created = created or int(time.time())
-        self.finished = False
-        self.usage: dict[str, Any] | None = None  # the last chunk's, once finished
         self._role_sent = False
+
+    def opening(self) -> bytes:
+        return b""  # the first delta carries the role
+
+    def named(self, model: str, id: str | None = None) -> None:
+        self.model = model
+        if id:
+            self.id = id
+
+    def comment(self, text: str) -> bytes:
+        return encode(Comment(text))  # an upstream's keepalive keeps the client's alive
 
     def content(self, text: str) -> bytes:
         return self._chunk({"content": text}) if text else b""
@@ -96,8 +105,6 @@ class ChatStreamWriter:
 
     def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
         """The last chunk (finish_reason and usage, empty delta) and `[DONE]`."""
-        self.finished = True
-        self.usage = usage
         head = self._chunk({"role": "assistant", "content": ""}) if not self._role_sent else b""
         last = self._envelope(
             [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}], usage
@@ -105,7 +112,6 @@ class ChatStreamWriter:
         return head + encode_data(orjson.dumps(last)) + DONE
 
     def error(self, error: GatewayError) -> bytes:
-        self.finished = True
         return encode_data(error.to_json())
 
     def _chunk(self, delta: dict[str, Any]) -> bytes:
@@ -165,3 +171,65 @@ def chat_completion(
             "usage": usage,
         }
     )
+
+
+class AnswerCollector:
+    """A sink that builds the non-streamed answer, so that a whole answer shaped as the
+    stream's events (Gemini's, Ollama's) is read by the very code that reads the stream."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._signature = ""
+        self._calls: list[dict[str, Any]] = []
+        self._finish = "stop"
+        self._usage: dict[str, Any] | None = None
+
+    def opening(self) -> bytes:
+        return b""
+
+    def named(self, model: str, id: str | None = None) -> None:
+        self.model = model
+
+    def content(self, text: str) -> bytes:
+        self._text.append(text)
+        return b""
+
+    def reasoning(self, text: str) -> bytes:
+        self._reasoning.append(text)
+        return b""
+
+    def reasoning_signature(self, signature: str) -> bytes:
+        self._signature += signature
+        return b""
+
+    def tool_call(self, index: int, id: str, name: str, arguments: str = "") -> bytes:
+        self._calls.append({"id": id, "name": name, "arguments": arguments})
+        return b""
+
+    def tool_arguments(self, index: int, fragment: str) -> bytes:
+        self._calls[index]["arguments"] += fragment
+        return b""
+
+    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+        self._finish, self._usage = finish_reason, usage
+        return b""
+
+    def error(self, error: GatewayError) -> bytes:
+        raise error
+
+    def comment(self, text: str) -> bytes:
+        return b""
+
+    def answer(self) -> bytes:
+        text = "".join(self._text)
+        return chat_completion(
+            model=self.model,
+            content=text or (None if self._calls else ""),
+            finish_reason=self._finish,
+            usage=self._usage,
+            tool_calls=self._calls,
+            reasoning="".join(self._reasoning) or None,
+            reasoning_signature=self._signature or None,
+        )

@@ -13,31 +13,31 @@ model's words before its tool calls) both travel as `delta.reasoning`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import msgspec
-import orjson
 
-from gateway.config import CohereProviderConfig
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    UpstreamError,
-    UpstreamProtocolError,
-)
-from gateway.sse import Event, SSEDecoder, SSEProtocolError
-from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
+from providers.adapter import TranslatingProvider
+from providers.base import ChatSink
 from providers.chat_request import (
     Asks,
     ChatRequest,
+    ImageURL,
     Message,
-    decode_chat_request,
     not_off,
-    reject_unsupported,
+    present,
+    text_and_images,
     text_only,
 )
-from providers.chunks import ChatStreamWriter, chat_completion, usage
+from providers.chunks import chat_completion, usage
+from providers.declaration import HttpProviderConfig, ProviderType
+from providers.mapping import finish_reason, message_error
+from providers.translator import EventTranslator
+from wire.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
+from wire.operations import Operation
+from wire.sse import Comment, Event, SSEDecoder
+from wire.upstream import UpstreamRequest
 
 FINISH_REASONS = {
     "COMPLETE": "stop",
@@ -45,44 +45,36 @@ FINISH_REASONS = {
     "MAX_TOKENS": "length",
     "TOOL_CALL": "tool_calls",
 }
-# OpenAI fields Cohere's chat has no equivalent for: a 400 rather than a silent change.
-_UNSUPPORTED: dict[str, Asks] = {
-    "n": lambda v: not_off(v) and v != 1,
-    **dict.fromkeys(("logprobs", "top_logprobs", "logit_bias", "audio", "modalities"), not_off),
-}
-_UNSUPPORTED_MESSAGE = "Provider type 'cohere' does not support '{param}'."
 
 
-class CohereProvider:
+class CohereProviderConfig(HttpProviderConfig, frozen=True, tag="cohere"):
+    pass
+
+
+class CohereProvider(TranslatingProvider):
     """Cohere v2 chat, streamed and not."""
 
     operations = frozenset({Operation.CHAT})
+    label = "Cohere"
+    # OpenAI fields Cohere's chat has no equivalent for: a 400 rather than a silent change.
+    unsupported: ClassVar[Mapping[str, Asks]] = {
+        "n": lambda v: not_off(v) and v != 1,
+        **dict.fromkeys(("logprobs", "top_logprobs", "logit_bias", "audio", "modalities"), not_off),
+    }
 
     def __init__(self, name: str, config: CohereProviderConfig) -> None:
-        self.name = name
-        self.config = config
-        self._url = config.base_url.rstrip("/") + "/chat"
-        self._key = ApiKey(config.api_key)
-        self._headers = self._key.headers(config.headers)
+        super().__init__(name, config)
+        self._url = self.base_url + "/chat"
+        self._stream_headers = {**self.headers, "Accept": "text/event-stream"}
 
-    def __repr__(self) -> str:
-        return f"<CohereProvider {self.name!r} {self._url}>"
+    def chat_request(self, request: ChatRequest, model: str, stream: bool) -> UpstreamRequest:
+        headers = self._stream_headers if stream else self.headers
+        return self.post(self._url, chat_body(request, model, stream), headers)
 
-    def build_request(
-        self, operation: Operation, model: str, body: RawBody, stream: bool
-    ) -> UpstreamRequest:
-        self._key.check(self.name)
-        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
-        payload = chat_body(decode_chat_request(body), model, stream)
-        headers = self._headers
-        if stream:
-            headers = {**headers, "Accept": "text/event-stream"}
-        return UpstreamRequest("POST", self._url, headers, orjson.dumps(payload))
+    def chat_translator(self, model: str, sink: ChatSink) -> CohereStream:
+        return CohereStream(self.name, sink)
 
-    def stream_translator(self, operation: Operation, model: str) -> CohereStream:
-        return CohereStream(model)
-
-    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
+    def chat_answer(self, body: bytes, model: str) -> bytes:
         try:
             answer = _decode_response(body)
         except msgspec.DecodeError as exc:
@@ -90,7 +82,7 @@ class CohereProvider:
         return response_to_completion(answer, model)
 
     def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
-        return error_from_body(status, body, self.name)
+        return message_error(status, body, self.name)
 
 
 # --- request -------------------------------------------------------------------------------
@@ -108,18 +100,19 @@ def chat_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any]:
         payload["tools"] = tools
     if tool_choice:
         payload["tool_choice"] = tool_choice
-    optional = {
-        "max_tokens": request.token_limit,
-        "temperature": request.temperature,
-        "p": request.top_p,
-        "seed": request.seed,
-        "frequency_penalty": request.frequency_penalty,
-        "presence_penalty": request.presence_penalty,
-        "stop_sequences": request.stop_list or None,
-        "response_format": _response_format(request.response_format),
-        "thinking": _thinking(request.reasoning_effort),
-    }
-    payload.update((key, value) for key, value in optional.items() if value is not None)
+    payload.update(
+        present(
+            max_tokens=request.token_limit,
+            temperature=request.temperature,
+            p=request.top_p,
+            seed=request.seed,
+            frequency_penalty=request.frequency_penalty,
+            presence_penalty=request.presence_penalty,
+            stop_sequences=request.stop_list or None,
+            response_format=_response_format(request.response_format),
+            thinking=_thinking(request.reasoning_effort),
+        )
+    )
     return payload
 
 
@@ -136,6 +129,7 @@ def _message(message: Message, i: int) -> dict[str, Any]:
             raise BadRequest(
                 f"messages[{i}].tool_call_id is required for a tool message.",
                 param=f"messages[{i}].tool_call_id",
+                code="missing_required_parameter",
             )
         return {
             "role": "tool",
@@ -143,7 +137,9 @@ def _message(message: Message, i: int) -> dict[str, Any]:
             "content": text_only(message, i),
         }
     raise BadRequest(
-        f"Invalid value for 'messages[{i}].role': {role!r}.", param=f"messages[{i}].role"
+        f"Invalid value for 'messages[{i}].role': {role!r}.",
+        param=f"messages[{i}].role",
+        code="invalid_value",
     )
 
 
@@ -151,22 +147,17 @@ def _user_content(message: Message, i: int) -> str | list[dict[str, Any]]:
     content = message.content
     if not isinstance(content, list):
         return content or ""
-    parts: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        if part.type == "text":
-            parts.append({"type": "text", "text": part.text or ""})
-        elif part.type == "image_url" and part.image_url is not None:
-            image: dict[str, Any] = {"url": part.image_url.url}
-            if part.image_url.detail:
-                image["detail"] = part.image_url.detail
-            parts.append({"type": "image_url", "image_url": image})
-        else:
-            raise BadRequest(
-                f"Provider type 'cohere' does not support content parts of type "
-                f"{part.type!r} (messages[{i}].content[{j}]).",
-                param=f"messages[{i}].content[{j}]",
-            )
-    return parts
+    return text_and_images(
+        content,
+        f"messages[{i}].content",
+        "Cohere",
+        lambda text: {"type": "text", "text": text},
+        lambda image, _: {"type": "image_url", "image_url": _image_url(image)},
+    )
+
+
+def _image_url(image: ImageURL) -> dict[str, Any]:
+    return {"url": image.url, "detail": image.detail} if image.detail else {"url": image.url}
 
 
 def _assistant(message: Message, i: int) -> dict[str, Any]:
@@ -189,7 +180,7 @@ def _assistant(message: Message, i: int) -> dict[str, Any]:
 
 
 def _tools(request: ChatRequest) -> tuple[list[dict[str, Any]], str | None]:
-    tools = [
+    tools: list[dict[str, Any]] = [
         {
             "type": "function",
             "function": {
@@ -216,7 +207,9 @@ def _tools(request: ChatRequest) -> tuple[list[dict[str, Any]], str | None]:
     named = [tool for tool in tools if tool["function"]["name"] == name]
     if not named:
         raise BadRequest(
-            f"Invalid value for 'tool_choice': no tool is named {name!r}.", param="tool_choice"
+            f"Invalid value for 'tool_choice': no tool is named {name!r}.",
+            param="tool_choice",
+            code="invalid_value",
         )
     return named, "REQUIRED"
 
@@ -231,7 +224,9 @@ def _response_format(response_format: dict[str, Any] | None) -> dict[str, Any] |
         schema = (response_format.get("json_schema") or {}).get("schema")
         return {"type": "json_object", "json_schema": schema} if schema else {"type": "json_object"}
     raise BadRequest(
-        f"Invalid value for 'response_format.type': {kind!r}.", param="response_format"
+        f"Invalid value for 'response_format.type': {kind!r}.",
+        param="response_format",
+        code="invalid_value",
     )
 
 
@@ -243,22 +238,6 @@ def _thinking(effort: str | None) -> dict[str, str] | None:
 
 
 # --- errors --------------------------------------------------------------------------------
-
-
-class _ErrorBody(msgspec.Struct, gc=False):
-    message: str | None = None
-
-
-_decode_error = msgspec.json.Decoder(_ErrorBody).decode
-
-
-def error_from_body(status: int, body: bytes, provider: str) -> UpstreamError:
-    """Cohere's `{"message": "..."}` error answer as ours, with the status relayed."""
-    try:
-        message = _decode_error(body).message
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        message = body.decode("utf-8", "replace").strip()[:2000] or None
-    return UpstreamError(message or f"{provider} returned HTTP {status}", status=status)
 
 
 def _finish_error(detail: str | None) -> UpstreamError:
@@ -341,7 +320,7 @@ def response_to_completion(answer: _Answer, model: str) -> bytes:
     return chat_completion(
         model=model,
         content=text or (None if calls else ""),
-        finish_reason=FINISH_REASONS.get(answer.finish_reason or "", "stop"),
+        finish_reason=finish_reason(FINISH_REASONS, answer.finish_reason),
         usage=_usage(answer.usage),
         tool_calls=calls or None,
         reasoning=(thinking + (message.tool_plan or "")) or None,
@@ -409,103 +388,78 @@ class _MessageEnd(msgspec.Struct, gc=False):
 _probe = msgspec.json.Decoder(_TypeProbe).decode
 
 
-class CohereStream:
-    """One Cohere SSE stream as our chunks. Events we do not show (message-start,
+def _call_of(event: _ToolCallEvent) -> _ToolCall | None:
+    message = event.delta.message if event.delta else None
+    return message.tool_calls if message else None
+
+
+class CohereStream(EventTranslator[Event | Comment]):
+    """One Cohere SSE stream as deltas. Events we do not show (message-start,
     content-start/end, citations, tool-call-end) are read and dropped."""
 
-    def __init__(self, model: str) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
-        self._writer = ChatStreamWriter(model)
-        self._decoder = SSEDecoder()
+    terminal = "message-end event"
+
+    def __init__(self, provider: str, sink: ChatSink) -> None:
+        super().__init__(provider, sink, SSEDecoder())
         self._tool_calls = 0  # tool calls started so far: the next one's index
-        self._handlers: dict[str, tuple[Callable[[str], Any], Callable[[Any], bytes]]] = {
-            "content-delta": (msgspec.json.Decoder(_ContentDelta).decode, self._content),
-            "tool-plan-delta": (msgspec.json.Decoder(_ToolPlan).decode, self._tool_plan),
-            "tool-call-start": (msgspec.json.Decoder(_ToolCallEvent).decode, self._tool_start),
-            "tool-call-delta": (msgspec.json.Decoder(_ToolCallEvent).decode, self._tool_delta),
-            "message-end": (msgspec.json.Decoder(_MessageEnd).decode, self._message_end),
-        }
 
     def __repr__(self) -> str:
         return f"<CohereStream finished={self.finished} tool_calls={self._tool_calls}>"
 
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        """OpenAI's usage object, once the stream finished with one."""
-        return self._writer.usage
-
-    def feed(self, data: bytes) -> bytes:
-        try:
-            items = self._decoder.feed(data)
-        except SSEProtocolError as exc:
-            return self.error_event(UpstreamProtocolError(str(exc)))
-        out = []
-        for item in items:
-            if type(item) is Event and item.data and item.data != "[DONE]":
-                out.append(self._event(item.data))
-                if self.finished:
-                    break
-        return b"".join(out)
-
-    def end(self) -> bytes:
-        if self.finished:
+    def handle(self, item: Event | Comment) -> bytes:
+        if type(item) is not Event or not item.data or item.data == "[DONE]":
             return b""
-        return self.error_event(
-            UpstreamProtocolError("Cohere closed the stream before its message-end event.")
-        )
-
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return self._writer.error(error)
-
-    def _event(self, data: str) -> bytes:
         try:
-            handler = self._handlers.get(_probe(data).type)
-            if handler is None:  # message-start, content-start/end, citations, tool-call-end
-                return b""
-            decode, translate = handler
-            return translate(decode(data))
+            kind = _probe(item.data).type
         except msgspec.DecodeError:
-            return self.error_event(
-                UpstreamProtocolError(f"Cohere sent a malformed event: {data[:200]!r}")
-            )
+            return self.malformed("event", item.data)
+        return self.decode(kind, item.data)
 
     def _content(self, event: _ContentDelta) -> bytes:
-        message = event.delta and event.delta.message
-        content = message and message.content
+        message = event.delta.message if event.delta else None
+        content = message.content if message else None
         if content is None:
             return b""
-        return self._writer.reasoning(content.thinking or "") + self._writer.content(
-            content.text or ""
-        )
+        return self.sink.reasoning(content.thinking or "") + self.sink.content(content.text or "")
 
     def _tool_plan(self, event: _ToolPlan) -> bytes:
-        message = event.delta and event.delta.message
-        return self._writer.reasoning(message.tool_plan) if message else b""
+        message = event.delta.message if event.delta else None
+        return self.sink.reasoning(message.tool_plan) if message else b""
 
     def _tool_start(self, event: _ToolCallEvent) -> bytes:
-        message = event.delta and event.delta.message
-        call = message and message.tool_calls
+        call = _call_of(event)
         if call is None:
             return b""
         index = self._tool_calls
         self._tool_calls += 1
-        return self._writer.tool_call(index, call.id, call.function.name, call.function.arguments)
+        return self.sink.tool_call(index, call.id, call.function.name, call.function.arguments)
 
     def _tool_delta(self, event: _ToolCallEvent) -> bytes:
-        message = event.delta and event.delta.message
-        call = message and message.tool_calls
+        call = _call_of(event)
         if call is None or not self._tool_calls:
             return b""
-        return self._writer.tool_arguments(self._tool_calls - 1, call.function.arguments)
+        return self.sink.tool_arguments(self._tool_calls - 1, call.function.arguments)
 
     def _message_end(self, event: _MessageEnd) -> bytes:
         delta = event.delta
         if delta.finish_reason == "ERROR":
             return self.error_event(_finish_error(delta.error))
-        self.finished = True
-        return self._writer.finish(
-            FINISH_REASONS.get(delta.finish_reason or "", "stop"), _usage(delta.usage)
-        )
+        return self.finish(finish_reason(FINISH_REASONS, delta.finish_reason), _usage(delta.usage))
+
+
+CohereStream.events = {
+    "content-delta": (msgspec.json.Decoder(_ContentDelta).decode, CohereStream._content),
+    "tool-plan-delta": (msgspec.json.Decoder(_ToolPlan).decode, CohereStream._tool_plan),
+    "tool-call-start": (msgspec.json.Decoder(_ToolCallEvent).decode, CohereStream._tool_start),
+    "tool-call-delta": (msgspec.json.Decoder(_ToolCallEvent).decode, CohereStream._tool_delta),
+    "message-end": (msgspec.json.Decoder(_MessageEnd).decode, CohereStream._message_end),
+}
+
+PROVIDER = ProviderType(
+    "cohere",
+    CohereProviderConfig,
+    CohereProvider,
+    upstream="v2 chat",
+    base_url="https://api.cohere.com/v2",
+    api_key="env.COHERE_API_KEY",
+)

@@ -37,24 +37,18 @@ import binascii
 import mimetypes
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import msgspec
 import orjson
 
-from gateway.config import GeminiProviderConfig
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    UpstreamError,
-    UpstreamProtocolError,
-)
-from gateway.sse import Event, SSEDecoder, SSEProtocolError
-from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
+from providers.adapter import TranslatingProvider
+from providers.base import ChatSink, StreamTranslator
 from providers.chat_request import (
     AUDIO_OUTPUT,
     CHOICES_AND_LOGPROBS,
+    Asks,
     ChatRequest,
     ContentPart,
     Message,
@@ -64,17 +58,24 @@ from providers.chat_request import (
     arguments_object,
     base64_data_url,
     choose,
-    decode_chat_request,
+    function_of,
     json_output,
-    reject_unsupported,
+    present,
     text_of,
 )
-from providers.chunks import ChatStreamWriter, chat_completion, usage
+from providers.chunks import AnswerCollector, usage
+from providers.declaration import HttpProviderConfig, ProviderType
 from providers.gemini_schema import gemini_schema
+from providers.mapping import finish_reason
+from providers.translator import EventTranslator
+from wire.errors import BadRequest, GatewayError, UpstreamError, error_text, relayed_error
+from wire.operations import Operation, RawBody
+from wire.sse import Comment, Event, SSEDecoder
+from wire.upstream import UpstreamRequest
 
 # ai.google.dev/api/generate-content#FinishReason; the rest (OTHER, MALFORMED_FUNCTION_CALL,
 # LANGUAGE, ...) end the answer too, with nothing more specific to say in OpenAI's terms.
-_FINISH_REASONS = {
+FINISH_REASONS = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
     "SAFETY": "content_filter",
@@ -117,61 +118,55 @@ THINKING_CONFIGS: dict[str, dict[str, Any]] = {
 
 _TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 
-# Asked for, these would need what the translated answer cannot carry (several choices,
-# logprobs, audio): a 400 naming the parameter rather than a silently different answer.
-_UNSUPPORTED = {**CHOICES_AND_LOGPROBS, **AUDIO_OUTPUT}
-_UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provider!r} (Gemini)."
+
+class GeminiProviderConfig(HttpProviderConfig, frozen=True, tag="gemini"):
+    pass
 
 
-class GeminiProvider:
+class GeminiProvider(TranslatingProvider):
     """Builds Gemini requests from OpenAI chat requests and translates the answers back."""
 
     operations = frozenset({Operation.CHAT, Operation.GENERATE_CONTENT})
+    label = "Gemini"
+    key_header = "x-goog-api-key"
+    key_prefix = ""
+    # Asked for, these would need what the translated answer cannot carry (several choices,
+    # logprobs, audio): a 400 naming the parameter rather than a silently different answer.
+    unsupported: ClassVar[Mapping[str, Asks]] = {**CHOICES_AND_LOGPROBS, **AUDIO_OUTPUT}
 
-    def __init__(self, name: str, config: GeminiProviderConfig) -> None:
-        self.name = name
-        self.config = config
-        self._base_url = config.base_url.rstrip("/")
-        self._key = ApiKey(config.api_key)
-        self._headers = self._key.headers(config.headers, "x-goog-api-key", "")
-
-    def __repr__(self) -> str:
-        return f"<GeminiProvider {self.name!r} url={self._base_url!r}>"
-
-    def build_request(
-        self, operation: Operation, model: str, body: RawBody, stream: bool
-    ) -> UpstreamRequest:
-        self._key.check(self.name)
+    def _url(self, model: str, stream: bool) -> str:
         path = quote(model.removeprefix("models/"), safe="")
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
-        url = f"{self._base_url}/models/{path}{method}"
-        if operation is Operation.GENERATE_CONTENT:
-            # The client's own body; the URL names the model, so a `model` in the body (the
-            # name the client routed by) stays here.
-            passed = {key: value for key, value in body.items() if key != "model"}
-            return UpstreamRequest("POST", url, self._headers, msgspec.json.encode(passed))
-        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
-        # n = 1 (any other n was refused above) goes on as candidateCount, as it was asked.
-        n = 1 if "n" in body and msgspec.json.decode(body["n"]) == 1 else None
-        request = decode_chat_request(body)
-        return UpstreamRequest("POST", url, self._headers, orjson.dumps(gemini_body(request, n)))
+        return f"{self.base_url}/models/{path}{method}"
 
-    def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
-        if operation is Operation.GENERATE_CONTENT:
-            # Imported here: the relay reads this module's structs.
-            from providers.gemini_relay import GeminiRelay
+    def pass_through(
+        self, operation: Operation, model: str, body: RawBody, stream: bool
+    ) -> UpstreamRequest:
+        # The client's own body; the URL names the model, so a `model` in the body (the name
+        # the client routed by) stays here.
+        passed = {key: value for key, value in body.items() if key != "model"}
+        return self.post(self._url(model, stream), msgspec.json.encode(passed))
 
-            return GeminiRelay(self.name)  # SSE to SSE; GeminiRelay(name, sse=False) re-frames
-        return GeminiStream(model)
+    def chat_request(self, request: ChatRequest, model: str, stream: bool) -> UpstreamRequest:
+        # n = 1 (any other n was refused) goes on as candidateCount, as it was asked.
+        n = 1 if request.n == 1 else None
+        return self.post(self._url(model, stream), gemini_body(request, n))
 
-    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
-        if operation is Operation.GENERATE_CONTENT:
-            return body
-        collector = _Collector(model)
-        reader = GeminiReader(collector)
+    def relay(self, operation: Operation, model: str) -> StreamTranslator:
+        # Imported here: the relay reads this module's structs.
+        from providers.gemini_relay import GeminiRelay
+
+        return GeminiRelay(self.name)  # SSE to SSE; GeminiRelay(name, sse=False) re-frames
+
+    def chat_translator(self, model: str, sink: ChatSink) -> GeminiStream:
+        return GeminiStream(self.name, sink)
+
+    def chat_answer(self, body: bytes, model: str) -> bytes:
+        collector = AnswerCollector(model)
+        reader = GeminiStream(self.name, collector)
         reader.response(body)
         if not reader.finished:  # a whole answer always ends, even without a finishReason
-            reader.finish(None, reader.usage_metadata)
+            reader.end_response(None, reader.usage_metadata)
         return collector.answer()
 
     def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
@@ -338,13 +333,7 @@ def _tool_result(message: Message, call_names: dict[str, str], where: str) -> di
 def _declarations(tools: list[Tool]) -> list[dict[str, Any]]:
     declarations = []
     for i, tool in enumerate(tools):
-        if tool.type != "function":
-            raise BadRequest(
-                f"Invalid value for 'tools[{i}].type': Gemini supports only function tools.",
-                param=f"tools[{i}].type",
-                code="invalid_value",
-            )
-        function = tool.function
+        function = function_of(tool, i, "Gemini")
         declaration: dict[str, Any] = {"name": function.name}
         if function.description:
             declaration["description"] = function.description
@@ -363,23 +352,16 @@ def _calling_config(choice: ToolMode | NamedToolChoice) -> dict[str, Any]:
 
 
 def _generation_config(request: ChatRequest, n: int | None) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
-    if request.top_p is not None:
-        config["topP"] = request.top_p
-    if request.token_limit is not None:
-        config["maxOutputTokens"] = request.token_limit
-    if request.stop_list:
-        config["stopSequences"] = request.stop_list
-    if request.seed is not None:
-        config["seed"] = request.seed
-    if request.presence_penalty is not None:
-        config["presencePenalty"] = request.presence_penalty
-    if request.frequency_penalty is not None:
-        config["frequencyPenalty"] = request.frequency_penalty
-    if n is not None:
-        config["candidateCount"] = n
+    config = present(
+        temperature=request.temperature,
+        topP=request.top_p,
+        maxOutputTokens=request.token_limit,
+        stopSequences=request.stop_list or None,
+        seed=request.seed,
+        presencePenalty=request.presence_penalty,
+        frequencyPenalty=request.frequency_penalty,
+        candidateCount=n,
+    )
     config.update(_response_format(request.response_format))
     if request.reasoning_effort is not None:
         thinking = choose(request.reasoning_effort, THINKING_CONFIGS, "reasoning_effort")
@@ -462,103 +444,48 @@ _decode_response = msgspec.json.Decoder(_Response).decode
 _decode_error = msgspec.json.Decoder(_ErrorBody).decode
 
 
-class _Collector:
-    """A sink with ChatStreamWriter's delta methods that builds the non-streamed answer, so
-    the whole answer is read by the very code that reads the stream."""
+class GeminiStream(EventTranslator[Event | Comment]):
+    """GenerateContentResponses as deltas: a stream's SSE events, or (`response`) the whole
+    answer, which is the same object once, read by the same code."""
 
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self._text: list[str] = []
-        self._reasoning: list[str] = []
-        self._signature = ""
-        self._calls: list[dict[str, Any]] = []
-        self._finish = "stop"
-        self._usage: dict[str, Any] | None = None
+    terminal = "finishReason"
 
-    def content(self, text: str) -> bytes:
-        self._text.append(text)
-        return b""
-
-    def reasoning(self, text: str) -> bytes:
-        self._reasoning.append(text)
-        return b""
-
-    def reasoning_signature(self, signature: str) -> bytes:
-        self._signature += signature
-        return b""
-
-    def tool_call(self, index: int, id: str, name: str, arguments: str = "") -> bytes:
-        self._calls.append({"id": id, "name": name, "arguments": arguments})
-        return b""
-
-    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
-        self._finish, self._usage = finish_reason, usage
-        return b""
-
-    def error(self, error: GatewayError) -> bytes:
-        raise error
-
-    def answer(self) -> bytes:
-        text = "".join(self._text)
-        return chat_completion(
-            model=self.model,
-            content=text or (None if self._calls else ""),
-            finish_reason=self._finish,
-            usage=self._usage,
-            tool_calls=self._calls,
-            reasoning="".join(self._reasoning) or None,
-            reasoning_signature=self._signature or None,
-        )
-
-
-class GeminiReader:
-    """Reads GenerateContentResponses (stream events or the whole answer) into a sink: a
-    ChatStreamWriter for a stream, a collector for the non-streamed answer."""
-
-    def __init__(self, sink: ChatStreamWriter | _Collector) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
-        self._sink = sink
+    def __init__(self, provider: str, sink: ChatSink) -> None:
+        super().__init__(provider, sink, SSEDecoder())
         self._calls = 0
         self._signed = False
         self.usage_metadata: UsageMetadata | None = None  # the latest seen
+
+    def handle(self, item: Event | Comment) -> bytes:
+        return self.response(item.data) if type(item) is Event else b""
 
     def response(self, data: str | bytes) -> bytes:
         """The client bytes for one GenerateContentResponse."""
         try:
             response = _decode_response(data)
         except msgspec.DecodeError:
-            return self.error(
-                UpstreamProtocolError(f"Gemini sent a malformed response: {data[:200]!r}")
-            )
+            return self.malformed("response", data)
         if response.error is not None:
-            return self.error(error_from_object(response.error, None))
+            return self.error_event(error_from_object(response.error, None))
         if response.model_version:
-            self._sink.model = response.model_version
+            self.sink.named(response.model_version)
         self.usage_metadata = response.usage_metadata or self.usage_metadata
         candidate = response.candidates[0] if response.candidates else None
         out = self._parts(candidate.content.parts) if candidate and candidate.content else b""
         if candidate is not None and candidate.finish_reason:
-            return out + self.finish(candidate.finish_reason, response.usage_metadata)
+            return out + self.end_response(candidate.finish_reason, response.usage_metadata)
         feedback = response.prompt_feedback
         if candidate is None and feedback is not None and feedback.block_reason:
-            return out + self.finish("SAFETY", response.usage_metadata)  # the prompt was blocked
+            # The prompt was blocked.
+            return out + self.end_response("SAFETY", response.usage_metadata)
         return out
 
-    def finish(self, reason: str | None, meta: UsageMetadata | None) -> bytes:
-        self.finished = True
-        finish = _FINISH_REASONS.get(reason or "STOP", "stop")
-        if finish == "stop" and self._calls:
-            finish = "tool_calls"
-        return self._sink.finish(finish, chat_usage(meta))
-
-    def error(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return self._sink.error(error)
+    def end_response(self, reason: str | None, meta: UsageMetadata | None) -> bytes:
+        finish = finish_reason(FINISH_REASONS, reason, called=self._calls > 0)
+        return self.finish(finish, chat_usage(meta))
 
     def _parts(self, parts: list[_Part]) -> bytes:
-        sink = self._sink
+        sink = self.sink
         out = []
         for part in parts:
             call = part.function_call
@@ -589,47 +516,6 @@ def chat_usage(meta: UsageMetadata | None) -> dict[str, Any] | None:
     )
 
 
-class GeminiStream(GeminiReader):
-    """One streamed answer: SSE events in, our chat chunks out (a StreamTranslator)."""
-
-    def __init__(self, model: str, writer: ChatStreamWriter | None = None) -> None:
-        self._writer = writer or ChatStreamWriter(model)
-        super().__init__(self._writer)
-        self._decoder = SSEDecoder()
-
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        """OpenAI's usage object, once the stream finished with one."""
-        return self._writer.usage
-
-    def feed(self, data: bytes) -> bytes:
-        try:
-            items = self._decoder.feed(data)
-        except SSEProtocolError as exc:
-            return self.error_event(UpstreamProtocolError(str(exc)))
-        out = []
-        for item in items:
-            if type(item) is Event:
-                out.append(self.response(item.data))
-                if self.finished:
-                    break
-        return b"".join(out)
-
-    def end(self) -> bytes:
-        if self.finished:
-            return b""
-        if self._decoder.pending:
-            return self.error_event(
-                UpstreamProtocolError("Gemini closed the stream in the middle of an event.")
-            )
-        return self.error_event(
-            UpstreamProtocolError("Gemini closed the stream before it sent a finishReason.")
-        )
-
-    def error_event(self, error: GatewayError) -> bytes:
-        return self.error(error)
-
-
 # --- errors --------------------------------------------------------------------------------
 
 
@@ -642,8 +528,8 @@ def gemini_error(status: int, body: bytes, provider: str) -> UpstreamError:
         error = None
     if isinstance(error, ErrorObject):
         return error_from_object(error, status)
-    text = error if isinstance(error, str) else body.decode("utf-8", "replace").strip()[:2000]
-    return UpstreamError(text or f"{provider} returned HTTP {status}", status=status)
+    text = error if isinstance(error, str) else error_text(body)
+    return relayed_error(status, text, provider)
 
 
 def error_from_object(error: ErrorObject, status: int | None) -> UpstreamError:
@@ -657,3 +543,13 @@ def error_from_object(error: ErrorObject, status: int | None) -> UpstreamError:
         type=kind or UpstreamError.type,
         code=kind,
     )
+
+
+PROVIDER = ProviderType(
+    "gemini",
+    GeminiProviderConfig,
+    GeminiProvider,
+    upstream="Google AI `generateContent` / `streamGenerateContent?alt=sse`",
+    base_url="https://generativelanguage.googleapis.com/v1beta",
+    api_key="env.GEMINI_API_KEY",
+)

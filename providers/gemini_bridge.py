@@ -23,12 +23,11 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError, UpstreamProtocolError
-from gateway.sse import Comment, encode
-from providers.base import StreamTranslator
-from providers.chat_bridge import ChatBridge
+from providers.chat_bridge import ChatBridge, read_completion
 from providers.gemini import STATUS_CODES
 from providers.gemini_request import GenerateContentRequest, decode_gemini_request, gemini_to_chat
+from wire.errors import GatewayError
+from wire.sse import Comment, encode
 
 __all__ = [
     "GeminiFraming",
@@ -212,16 +211,15 @@ class _Call:
 
 
 class GeminiFromChat(ChatBridge):
-    """A StreamTranslator: the provider's chat translator inside, Gemini's stream outside.
+    """A ChatSink that writes Gemini's stream.
 
     Args:
-        chat: The provider's chat translator.
         model: The model asked for (the answer names the upstream's, once a chunk does).
         sse: True for `?alt=sse`, False for the JSON array stream.
     """
 
-    def __init__(self, chat: StreamTranslator, model: str, sse: bool) -> None:
-        super().__init__(chat, model)
+    def __init__(self, model: str, sse: bool) -> None:
+        super().__init__(model)
         self._framing = GeminiFraming(sse)
         self._id = response_id()
         self._buffered: dict[int, _Call] = {}  # calls whose arguments are still streaming
@@ -293,22 +291,15 @@ class GeminiFromChat(ChatBridge):
     def _on_error(self, error: GatewayError) -> bytes:
         return self._framing.element(gemini_error_body(error)) + self._framing.close()
 
-    def _on_comment(self, comment: Comment) -> bytes:
+    def _on_comment(self, text: str) -> bytes:
         # An upstream's keepalive: SSE can carry it, the JSON array cannot.
-        return encode(comment) if self._framing.sse else b""
+        return encode(Comment(text)) if self._framing.sse else b""
 
 
 def gemini_response_from_chat(body: bytes) -> bytes:
     """A non-streamed chat completion as a GenerateContentResponse, agreeing with the stream:
     the thought, the text, then the function calls."""
-    try:
-        completion = orjson.loads(body)
-        choice = (completion.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        raise UpstreamProtocolError(
-            f"The upstream sent an answer we cannot read: {body[:200]!r}"
-        ) from None
+    completion, choice, message = read_completion(body)
     parts: list[dict[str, Any]] = []
     if message.get("reasoning"):
         parts.append({"text": message["reasoning"], "thought": True})

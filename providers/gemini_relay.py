@@ -10,14 +10,13 @@ object (which ends it) and for the last response's finishReason and usageMetadat
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
-from gateway.errors import GatewayError, UpstreamProtocolError
-from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode
 from providers.gemini import ErrorObject, UsageMetadata, chat_usage, error_from_object
 from providers.gemini_bridge import GeminiFraming, gemini_error_body
+from providers.passthrough import PassThrough
+from wire.errors import GatewayError
+from wire.sse import Comment, Event, encode
 
 
 class _Candidate(msgspec.Struct, rename="camel", gc=False):
@@ -43,7 +42,7 @@ _decode_probe = msgspec.json.Decoder(_Probe).decode
 _WATCHED = ('"finishReason"', '"blockReason"', '"error"')
 
 
-class GeminiRelay:
+class GeminiRelay(PassThrough):
     """A StreamTranslator that relays Gemini's SSE stream: as the very bytes read when
     `sse` and the read ends on an event boundary, else re-framed event by event.
 
@@ -53,13 +52,11 @@ class GeminiRelay:
     for the latest usageMetadata of a finishing response.
     """
 
+    terminal = "finishReason"
+
     def __init__(self, provider: str, sse: bool = True) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None
-        self.usage: dict[str, Any] | None = None
-        self._provider = provider
+        super().__init__(provider)
         self._framing = GeminiFraming(sse)
-        self._decoder = SSEDecoder()
         self._done = False  # a response with a finishReason went out
         # A read that ends in the CR of a CRLF leaves its LF for the next read, which the
         # decoder then skips. Verbatim, the client has the CR and must get that LF; re-framed,
@@ -69,23 +66,17 @@ class GeminiRelay:
 
     def __repr__(self) -> str:
         return (
-            f"<GeminiRelay provider={self._provider!r} sse={self._framing.sse} "
+            f"<GeminiRelay provider={self.provider!r} sse={self._framing.sse} "
             f"finished={self.finished} failure={self.failure!r}>"
         )
 
-    def feed(self, data: bytes) -> bytes:
-        if self.finished:
-            return b""
-        try:
-            items = self._decoder.feed(data)
-        except SSEProtocolError as exc:
-            return self.error_event(UpstreamProtocolError(str(exc)))
+    def relay(self, data: bytes, items: list[Event | Comment]) -> bytes:
         # A read that ends on an event boundary goes out as the bytes read (SSE to SSE).
         verbatim = self._framing.sse and self._decoder.aligned
         out: list[bytes] = []
         for position, item in enumerate(items):
             if type(item) is Event:
-                self._watch(item)
+                self.watch(item)
             if verbatim:
                 if not self.finished:
                     continue
@@ -114,44 +105,38 @@ class GeminiRelay:
         if self.finished:
             return b""
         if self._decoder.pending or not self._done:
-            return self.error_event(
-                UpstreamProtocolError(
-                    f"Provider {self._provider!r} closed the stream before it finished "
-                    "(no finishReason)."
-                )
-            )
+            return super().end()
         self.finished = True
         return self._framing.close()
 
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
+    def error_bytes(self, error: GatewayError) -> bytes:
         return self._framing.element(gemini_error_body(error)) + self._framing.close()
 
     def _frame(self, item: Event | Comment) -> bytes:
-        if type(item) is Comment:  # a keepalive: SSE can carry it, the JSON array cannot
+        if isinstance(item, Comment):  # a keepalive: SSE can carry it, the JSON array cannot
             return encode(item) if self._framing.sse else b""
         data = item.data
         if self._framing.sse and "\n" in data:  # several data lines: not Gemini's, kept as is
             return encode(item)
         return self._framing.element(data.encode())
 
-    def _watch(self, event: Event) -> None:
+    def watch(self, event: Event) -> bool:
         data = event.data
         if not any(key in data for key in _WATCHED):
-            return
+            return False
         try:
             probe = _decode_probe(data)
         except msgspec.DecodeError:
-            return  # not ours to judge: the client reads the upstream's response as it is
-        if probe.error is not None:
+            return False  # not ours to judge: the client reads the upstream's response as it is
+        if probe.error is not None:  # an error object ends the stream at once
             self.finished = True
             self.failure = error_from_object(probe.error, None)
-            return
+            return True
         feedback = probe.prompt_feedback
         if any(c.finish_reason for c in probe.candidates or ()) or (
             feedback is not None and feedback.block_reason
         ):
-            self._done = True
+            self._done = True  # it ends when the upstream closes it: each candidate finishes
             if probe.usage_metadata is not None:
                 self.usage = chat_usage(probe.usage_metadata)
+        return False

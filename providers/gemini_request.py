@@ -36,10 +36,10 @@ from typing import Any
 import msgspec
 import orjson
 
-from gateway.errors import BadRequest
-from providers.base import RawBody
 from providers.chat_bridge import validation_error
 from providers.gemini_schema import json_schema
+from wire.errors import BadRequest
+from wire.operations import RawBody
 
 # --- the request ---------------------------------------------------------------------------
 

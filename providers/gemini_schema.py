@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import BadRequest
+from wire.errors import BadRequest
 
 # The fields of Gemini's Schema object, an OpenAPI 3.0 subset: Gemini answers any other
 # JSON-schema key (additionalProperties, $schema, strict, ...) with a 400, so it is dropped.

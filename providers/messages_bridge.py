@@ -19,13 +19,12 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError, UpstreamProtocolError
-from gateway.sse import Comment, encode
 from providers.anthropic_stream import STATUS_BY_TYPE
-from providers.base import StreamTranslator
-from providers.chat_bridge import ChatBridge
+from providers.chat_bridge import ChatBridge, read_completion
 from providers.chunks import new_id
 from providers.messages_request import MessagesRequest, decode_messages_request, messages_to_chat
+from wire.errors import GatewayError
+from wire.sse import Comment, encode
 
 __all__ = [
     "PING",
@@ -144,14 +143,14 @@ def _message(id: str, model: str, content: list[Any], stop: str | None, usage: A
 
 
 class MessagesFromChat(ChatBridge):
-    """A StreamTranslator: the provider's chat translator inside, Anthropic's events outside.
+    """A ChatSink that writes Anthropic's events.
 
     Content blocks are numbered in the order they start. A block closes when the next one
     starts: thinking, text and each tool call are blocks of their own, as Anthropic sends them.
     """
 
-    def __init__(self, chat: StreamTranslator, model: str) -> None:
-        super().__init__(chat, model)
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
         self._id = new_id("msg")
         self._started = False
         self._open: tuple[str, int] | None = None  # the open block: its kind and index
@@ -227,21 +226,14 @@ class MessagesFromChat(ChatBridge):
     def _on_error(self, error: GatewayError) -> bytes:
         return _event("error", error=_error_payload(error)["error"])
 
-    def _on_comment(self, comment: Comment) -> bytes:
-        return encode(comment)  # an upstream's keepalive keeps the client's connection alive
+    def _on_comment(self, text: str) -> bytes:
+        return encode(Comment(text))  # an upstream's keepalive keeps the client's alive
 
 
 def message_from_chat(body: bytes) -> bytes:
     """A non-streamed chat completion as an Anthropic Message, agreeing with the stream:
     thinking, then text, then one tool_use block per call."""
-    try:
-        completion = orjson.loads(body)
-        choice = (completion.get("choices") or [{}])[0]
-        message = choice.get("message") or {}
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        raise UpstreamProtocolError(
-            f"The upstream sent an answer we cannot read: {body[:200]!r}"
-        ) from None
+    completion, choice, message = read_completion(body)
     content: list[dict[str, Any]] = []
     if message.get("reasoning") or message.get("reasoning_signature"):
         content.append(

@@ -37,9 +37,9 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
-from gateway.errors import BadRequest
-from providers.base import RawBody
 from providers.chat_bridge import validation_error
+from wire.errors import BadRequest
+from wire.operations import RawBody
 
 # --- the request, as the anthropic SDK's MessageCreateParams types it ---------------------
 
@@ -321,6 +321,7 @@ def _part(block: _TextBlock | _ImageBlock | _DocumentBlock, where: str) -> dict[
             code="invalid_value",
         )
     if isinstance(block, _ImageBlock):
+        assert not isinstance(source, _PlainTextSource)  # an image's source is never text
         url = source.url if isinstance(source, _URLSource) else _data_url(source)
         return {"type": "image_url", "image_url": {"url": url}}
     if isinstance(source, _PlainTextSource):

@@ -26,27 +26,23 @@ import asyncio
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 import msgspec
 import orjson
 
-from gateway.config import MockProviderConfig
-from gateway.errors import GatewayError, upstream_error_from_body
-from gateway.upstream import Upstream
 from providers import mock_failures, mock_media
-from providers.base import Operation, RawBody, UpstreamRequest
+from providers.adapter import Adapter
 from providers.chat_request import FunctionDef, NamedToolChoice, ToolMode
+from providers.declaration import ProviderConfig, ProviderType
 from providers.mock_failures import CutAfter, ErrorFirst, Failure, Status
 from providers.mock_media import MockReply
 from providers.mock_schema import instance
-from providers.openai import CHAT_STYLE, ChunkNormaliser, encode_body
-
-if TYPE_CHECKING:
-    from gateway.uploads import Upload
+from providers.openai import CHAT_STYLE, PATHS, OpenAIShaped, encode_body
+from wire.operations import Operation, RawBody
+from wire.upstream import Upload, Upstream, UpstreamRequest
 
 REPLY = "This is a mock reply from the gateway's built-in provider."
 _WORDS = REPLY.split(" ")
@@ -91,7 +87,19 @@ def reply_tokens(count: int) -> list[str]:
     ]
 
 
-class MockProvider:
+class MockProviderConfig(ProviderConfig, frozen=True, tag="mock"):
+    """The built-in provider: no network, no key, a deterministic reply token by token."""
+
+    tokens: int = 10  # tokens per reply unless the request's max_tokens asks for fewer
+    delay: float = 0.02  # seconds between two tokens
+
+    def problem(self) -> tuple[str, str] | None:
+        if self.tokens < 0 or self.delay < 0:
+            return "", "tokens and delay must not be negative"
+        return super().problem()
+
+
+class MockProvider(OpenAIShaped, Adapter):
     operations = frozenset(
         {
             Operation.CHAT,
@@ -104,54 +112,40 @@ class MockProvider:
     )
 
     def __init__(self, name: str, config: MockProviderConfig) -> None:
-        self.name = name
+        super().__init__(name, config)
         self.config = config
         self.transport = self  # no sockets: this provider answers its own requests
+
+    def _request(
+        self, operation: Operation, body: bytes | AsyncIterable[bytes], headers: dict[str, str]
+    ) -> UpstreamRequest:
+        # The URL only names what is asked, for messages: the operation says it.
+        url = f"mock://{self.name}{PATHS[operation]}"
+        return UpstreamRequest("POST", url, headers, body, operation)
 
     def build_request(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
-        return UpstreamRequest(
-            "POST",
-            f"mock:{operation.value}",
-            {},
-            encode_body(body, model, stream and operation in CHAT_STYLE),
-        )
+        payload = encode_body(body, model, stream and operation in CHAT_STYLE)
+        return self._request(operation, payload, {"Content-Type": "application/json"})
 
     def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
-        # The form's fields the answer depends on travel in the URL, as a query.
-        query = urlencode(
-            {
-                "model": model,
-                "stream": upload.value("stream") or "false",
-                "response_format": upload.value("response_format") or "json",
-            }
-        )
-        return UpstreamRequest("POST", f"mock:{operation.value}?{query}", {}, upload.body(model))
-
-    def stream_translator(self, operation: Operation, model: str) -> ChunkNormaliser:
-        return ChunkNormaliser(operation, self.name)
-
-    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
-        return body
-
-    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
-        return upstream_error_from_body(status, body, self.name)
+        headers = {"Content-Type": upload.content_type}
+        return self._request(operation, upload.body(model), headers)
 
     async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> Upstream:
-        target, _, query = request.url.removeprefix("mock:").partition("?")
-        operation = Operation(target)
+        operation = request.operation
         if operation in (Operation.TRANSCRIPTION, Operation.TRANSLATION):
             assert not isinstance(request.body, bytes)
-            form = parse_qs(query)
-            model, stream = form["model"][0], form["stream"][0] == "true"
+            form, size = await mock_media.read_form(request.body, request.headers["Content-Type"])
+            model, stream = form.get("model", ""), form.get("stream") == "true"
             failure = mock_failures.parse_failure(model)
             answer = _failure_answer(failure, model, stream)
             if answer is not None:
-                await mock_media.read_upload(request.body)
                 return answer
-            return await mock_media.transcript(
-                request.body, stream, form["response_format"][0], self.config.delay, _cut(failure)
+            response_format = form.get("response_format") or "json"
+            return mock_media.transcript(
+                size, stream, response_format, self.config.delay, _cut(failure)
             )
         assert isinstance(request.body, bytes)
         if operation in CHAT_STYLE:
@@ -459,3 +453,12 @@ class MockUpstream:
         kind = "chat.completion.chunk" if self._chat else "text_completion"
         chunk = {**self._head(kind), "choices": choices, **extra}
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+PROVIDER = ProviderType(
+    "mock",
+    MockProviderConfig,
+    MockProvider,
+    upstream="built in, no network",
+    rank=100,
+)

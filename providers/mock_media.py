@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import math
+import re
 import struct
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
@@ -136,22 +137,45 @@ def speech(request: dict[str, Any], delay: float, cut_after: int | None = None) 
     return MockReply(chunks, "audio/wav", delay=delay, cut_after=cut_after)
 
 
-async def read_upload(body: AsyncIterable[bytes]) -> int:
-    """Read a whole upload, as a real server does before it answers; its size."""
+async def read_form(body: AsyncIterable[bytes], content_type: str) -> tuple[dict[str, str], int]:
+    """Read a whole multipart upload, as a real server does before it answers: the text
+    fields before the file part (a server streams the file past), and the upload's size."""
+    boundary = b"--" + content_type.partition("boundary=")[2].strip('"').encode()
+    head: list[bytes] = []  # the upload up to the file part's headers
+    fields: dict[str, str] | None = None
     size = 0
     async for chunk in body:
         size += len(chunk)
-    return size
+        if fields is None:
+            head.append(chunk)
+            if b"filename=" in chunk or b"filename=" in b"".join(head[-2:]):
+                fields = _fields(b"".join(head), boundary)
+                head = []
+    return (_fields(b"".join(head), boundary) if fields is None else fields), size
 
 
-async def transcript(
-    body: AsyncIterable[bytes],
+def _fields(head: bytes, boundary: bytes) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for part in head.split(boundary)[1:]:
+        headers, blank, value = part.partition(b"\r\n\r\n")
+        name = _NAME.search(headers)
+        if not blank or name is None or b"filename=" in headers:
+            break
+        fields[name[1].decode()] = value.removesuffix(b"\r\n").decode("utf-8", "replace")
+    return fields
+
+
+_NAME = re.compile(rb'name="((?:[^"\\]|\\.)*)"')
+
+
+def transcript(
+    size: int,
     stream: bool,
     response_format: str,
     delay: float,
     cut_after: int | None = None,
 ) -> MockReply:
-    size = await read_upload(body)
+    """The transcript of an upload of `size` bytes."""
     words = TRANSCRIPT.split(" ")
     usage = {
         "type": "tokens",

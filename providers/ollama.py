@@ -29,22 +29,17 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import orjson
 
-from gateway.config import OllamaProviderConfig
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    UpstreamProtocolError,
-    upstream_error_from_body,
-)
-from providers.base import ApiKey, Operation, RawBody, UpstreamRequest
+from providers.adapter import TranslatingProvider
+from providers.base import ChatSink
 from providers.chat_request import (
     AUDIO_OUTPUT,
     CHOICES_AND_LOGPROBS,
+    Asks,
     ChatRequest,
     ContentPart,
     Message,
@@ -54,12 +49,18 @@ from providers.chat_request import (
     arguments_object,
     base64_data_url,
     choose,
-    decode_chat_request,
+    function_of,
     json_output,
-    reject_unsupported,
+    present,
     text_of,
 )
-from providers.chunks import ChatStreamWriter, chat_completion, usage
+from providers.chunks import AnswerCollector, usage
+from providers.declaration import HttpProviderConfig, ProviderType
+from providers.mapping import finish_reason
+from providers.translator import EventTranslator
+from wire.errors import BadRequest, UpstreamProtocolError, upstream_error_from_body
+from wire.operations import Operation
+from wire.upstream import UpstreamRequest
 
 THINK_VALUES: dict[str, bool | str] = {
     "none": False,
@@ -68,65 +69,40 @@ THINK_VALUES: dict[str, bool | str] = {
     "medium": "medium",
     "high": "high",
 }
-_FINISH_REASONS = {"stop": "stop", "length": "length"}  # others ("load", "unload") just end
+FINISH_REASONS = {"stop": "stop", "length": "length"}  # others ("load", "unload") just end
 
-# Asked for, these would need what the translated answer cannot carry: a 400 naming them.
-_UNSUPPORTED = {**CHOICES_AND_LOGPROBS, **AUDIO_OUTPUT}
-_UNSUPPORTED_MESSAGE = "Parameter '{param}' is not supported by provider {provider!r} (Ollama)."
 # An NDJSON line longer than this is not a chat chunk: stop buffering it.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
-class OllamaProvider:
+class OllamaProviderConfig(HttpProviderConfig, frozen=True, tag="ollama"):
+    pass
+
+
+class OllamaProvider(TranslatingProvider):
     """Builds Ollama /api/chat requests from OpenAI chat requests, translates the answers."""
 
     operations = frozenset({Operation.CHAT})
+    label = "Ollama"
+    # Asked for, these would need what the translated answer cannot carry: a 400 naming them.
+    unsupported: ClassVar[Mapping[str, Asks]] = {**CHOICES_AND_LOGPROBS, **AUDIO_OUTPUT}
 
     def __init__(self, name: str, config: OllamaProviderConfig) -> None:
-        self.name = name
-        self.config = config
-        self._url = config.base_url.rstrip("/") + "/api/chat"
-        self._key = ApiKey(config.api_key)
-        self._headers = self._key.headers(config.headers)
+        super().__init__(name, config)
+        self._url = self.base_url + "/api/chat"
 
-    def __repr__(self) -> str:
-        return f"<OllamaProvider {self.name!r} url={self._url!r}>"
+    def chat_request(self, request: ChatRequest, model: str, stream: bool) -> UpstreamRequest:
+        return self.post(self._url, ollama_body(request, model, stream))
 
-    def build_request(
-        self, operation: Operation, model: str, body: RawBody, stream: bool
-    ) -> UpstreamRequest:
-        self._key.check(self.name)
-        reject_unsupported(body, _UNSUPPORTED, _UNSUPPORTED_MESSAGE, self.name)
-        chat = ollama_body(decode_chat_request(body), model, stream)
-        return UpstreamRequest("POST", self._url, self._headers, orjson.dumps(chat))
+    def chat_translator(self, model: str, sink: ChatSink) -> OllamaStream:
+        return OllamaStream(self.name, sink)
 
-    def stream_translator(self, operation: Operation, model: str) -> OllamaStream:
-        return OllamaStream(model, self.name)
-
-    def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
-        try:
-            chunk = _decode_chunk(body)
-        except msgspec.DecodeError:
-            raise UpstreamProtocolError(f"Ollama sent a malformed answer: {body[:200]!r}") from None
-        if chunk.error is not None:
-            raise upstream_error_from_body(502, body, self.name)
-        message = chunk.message or _Message()
-        calls = [
-            {"id": call_id, "name": name, "arguments": arguments}
-            for call_id, name, arguments in _tool_calls(message)
-        ]
-        return chat_completion(
-            model=chunk.model or model,
-            content=message.content or (None if calls else ""),
-            finish_reason=_finish_reason(chunk, bool(calls)),
-            usage=_usage(chunk),
-            tool_calls=calls,
-            reasoning=message.thinking or None,
-        )
-
-    def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
-        # `{"error": "model \"x\" not found, try pulling it first"}`: its text, its status.
-        return upstream_error_from_body(status, body, self.name)
+    def chat_answer(self, body: bytes, model: str) -> bytes:
+        # The whole answer is the stream's last line: read by the same code.
+        collector = AnswerCollector(model)
+        reader = OllamaStream(self.name, collector)
+        reader.line(body, last=True)
+        return collector.answer()
 
 
 # --- the request ---------------------------------------------------------------------------
@@ -153,13 +129,7 @@ def ollama_body(request: ChatRequest, model: str, stream: bool) -> dict[str, Any
 
 
 def _tool(tool: Tool, i: int) -> dict[str, Any]:
-    if tool.type != "function":
-        raise BadRequest(
-            f"Invalid value for 'tools[{i}].type': Ollama supports only function tools.",
-            param=f"tools[{i}].type",
-            code="invalid_value",
-        )
-    function = msgspec.to_builtins(tool.function)
+    function = msgspec.to_builtins(function_of(tool, i, "Ollama"))
     return {"type": "function", "function": {k: v for k, v in function.items() if v is not None}}
 
 
@@ -238,16 +208,15 @@ def _assistant(message: Message, call_names: dict[str, str], where: str) -> dict
 
 
 def _options(request: ChatRequest) -> dict[str, Any]:
-    options = {
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "num_predict": request.token_limit,
-        "stop": request.stop_list or None,
-        "seed": request.seed,
-        "presence_penalty": request.presence_penalty,
-        "frequency_penalty": request.frequency_penalty,
-    }
-    return {key: value for key, value in options.items() if value is not None}
+    return present(
+        temperature=request.temperature,
+        top_p=request.top_p,
+        num_predict=request.token_limit,
+        stop=request.stop_list or None,
+        seed=request.seed,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+    )
 
 
 def _tools_offered(choice: ToolMode | NamedToolChoice | None) -> bool:
@@ -315,8 +284,7 @@ def _tool_calls(message: _Message) -> list[tuple[str, str, str]]:
 
 
 def _finish_reason(chunk: _Chunk, called: bool) -> str:
-    finish = _FINISH_REASONS.get(chunk.done_reason or "stop", "stop")
-    return "tool_calls" if called and finish == "stop" else finish
+    return finish_reason(FINISH_REASONS, chunk.done_reason, called=called)
 
 
 def _usage(chunk: _Chunk) -> dict[str, Any]:
@@ -335,9 +303,13 @@ class _Lines:
         self._size = 0
 
     @property
-    def pending(self) -> bytes:
+    def rest(self) -> bytes:
         """The unfinished last line (b"" when the data ended with a line feed)."""
         return b"".join(self._tail)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._tail)
 
     def feed(self, data: bytes) -> list[bytes]:
         if b"\n" not in data:
@@ -358,85 +330,78 @@ class _Lines:
             self._size += len(data)
             if self._size > MAX_LINE_BYTES:
                 raise UpstreamProtocolError(
-                    f"Ollama sent a line longer than {MAX_LINE_BYTES} bytes without a line feed."
+                    f"The upstream sent a line longer than {MAX_LINE_BYTES} bytes without a "
+                    "line feed."
                 )
 
 
-class OllamaStream:
-    """One streamed answer: NDJSON lines in, our chat chunks out (a StreamTranslator)."""
+class OllamaStream(EventTranslator[bytes]):
+    """One streamed answer: NDJSON lines in, deltas out."""
 
-    def __init__(self, model: str, provider: str, writer: ChatStreamWriter | None = None) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
-        self._provider = provider
-        self._writer = writer or ChatStreamWriter(model)
-        self._lines = _Lines()
+    unit = "a line"
+    terminal = '"done" line'
+
+    def __init__(self, provider: str, sink: ChatSink) -> None:
+        super().__init__(provider, sink, _Lines())
         self._calls = 0
 
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        """OpenAI's usage object, once the stream finished with one."""
-        return self._writer.usage
+    def handle(self, item: bytes) -> bytes:
+        return self.line(item)
 
-    def feed(self, data: bytes) -> bytes:
-        try:
-            lines = self._lines.feed(data)
-        except UpstreamProtocolError as error:
-            return self.error_event(error)
-        out = []
-        for line in lines:
-            out.append(self.line(line))
-            if self.finished:
-                break
-        return b"".join(out)
-
-    def end(self) -> bytes:
-        if self.finished:
-            return b""
-        rest = self._lines.pending
+    def ended(self) -> bytes:
+        rest = self._lines.rest
         if rest.strip():  # a last line without its LF: whole, or the stream was cut in it
             try:
                 _decode_chunk(rest)
             except msgspec.DecodeError:
-                return self.error_event(
-                    UpstreamProtocolError("Ollama closed the stream in the middle of a line.")
-                )
+                return super().ended()
             out = self.line(rest)
             if self.finished:
                 return out
         return self.error_event(
-            UpstreamProtocolError('Ollama closed the stream before its "done" line.')
+            UpstreamProtocolError(
+                f"Provider {self.provider!r} closed the stream before it finished "
+                f"(no {self.terminal})."
+            )
         )
 
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return self._writer.error(error)
+    @property
+    def _lines(self) -> _Lines:
+        framing = self._framing
+        assert isinstance(framing, _Lines)
+        return framing
 
-    def line(self, raw: bytes) -> bytes:
-        """The client bytes for one NDJSON line."""
+    def line(self, raw: bytes, *, last: bool = False) -> bytes:
+        """The client bytes for one NDJSON line (`last`: the whole answer, done or not)."""
         if not raw.strip():
             return b""
         try:
             chunk = _decode_chunk(raw)
         except msgspec.DecodeError:
-            return self.error_event(
-                UpstreamProtocolError(f"Ollama sent a malformed line: {raw[:200]!r}")
-            )
+            return self.malformed("line", raw)
         if chunk.error is not None:
-            return self.error_event(upstream_error_from_body(502, raw, self._provider))
-        writer = self._writer
+            return self.error_event(upstream_error_from_body(502, raw, self.provider))
+        sink = self.sink
         if chunk.model:
-            writer.model = chunk.model
+            sink.named(chunk.model)
         out = []
         message = chunk.message
         if message is not None:
-            out.append(writer.reasoning(message.thinking or ""))
-            out.append(writer.content(message.content))
+            out.append(sink.reasoning(message.thinking or ""))
+            out.append(sink.content(message.content))
             for call_id, name, arguments in _tool_calls(message):
-                out.append(writer.tool_call(self._calls, call_id, name, arguments))
+                out.append(sink.tool_call(self._calls, call_id, name, arguments))
                 self._calls += 1
-        if chunk.done:
-            self.finished = True
-            out.append(writer.finish(_finish_reason(chunk, self._calls > 0), _usage(chunk)))
+        if chunk.done or last:
+            out.append(self.finish(_finish_reason(chunk, self._calls > 0), _usage(chunk)))
         return b"".join(out)
+
+
+PROVIDER = ProviderType(
+    "ollama",
+    OllamaProviderConfig,
+    OllamaProvider,
+    upstream="native `/api/chat` (NDJSON)",
+    base_url="http://127.0.0.1:11434",
+    notes="no key",
+)

@@ -10,26 +10,29 @@ in the last chunk before `data: [DONE]`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import orjson
 
-from gateway.config import AzureProviderConfig, OpenAIProviderConfig
-from gateway.errors import (
+from providers.adapter import HttpProvider
+from providers.base import ChatSink, StreamTranslator
+from providers.chat_reader import ChatChunkReader
+from providers.chunks import DONE
+from providers.declaration import HttpProviderConfig, ProviderType
+from providers.passthrough import PassThrough
+from providers.responses_bridge import encode_event
+from providers.translator import StreamEnd
+from wire.errors import (
     GatewayError,
     UpstreamError,
     UpstreamProtocolError,
     upstream_error_from_body,
 )
-from gateway.jsondepth import MAX_DEPTH, too_deep
-from gateway.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
-from providers.base import ApiKey, Operation, RawBody, StreamTranslator, UpstreamRequest
-from providers.chunks import DONE
-from providers.responses_bridge import encode_event
-
-if TYPE_CHECKING:
-    from gateway.uploads import Upload
+from wire.jsondepth import MAX_DEPTH, too_deep
+from wire.operations import Operation, RawBody
+from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
+from wire.upstream import Upload, UpstreamRequest
 
 PATHS = {
     Operation.CHAT: "/chat/completions",
@@ -43,55 +46,75 @@ PATHS = {
 # Chat-style streams end in [DONE] and can be asked for a trailing usage chunk.
 CHAT_STYLE = frozenset({Operation.CHAT, Operation.COMPLETIONS})
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+RESPONSES_MODES = ("native", "bridge", "auto")
 
 
-class OpenAIProvider:
-    """Builds OpenAI-compatible requests; streams are normalised by `ChunkNormaliser`."""
+class OpenAIProviderConfig(HttpProviderConfig, frozen=True, tag="openai"):
+    """Any OpenAI-compatible server: OpenAI itself, vLLM, llama.cpp, Groq, ..."""
 
-    operations = frozenset(PATHS)
+    # /v1/responses: "native", "bridge" (through chat) or "auto"; the default is the preset's,
+    # else "auto" (see providers/presets.py).
+    responses: str = "auto"
 
-    def __init__(self, name: str, config: OpenAIProviderConfig | AzureProviderConfig) -> None:
-        self.name = name
-        self.config = config
-        # How /v1/responses is served: "native", "bridge" (its chat API) or "auto" (native,
-        # until a 404/405 shows it has no Responses API: gateway/routes/responses.py).
-        self.responses_mode = getattr(config, "responses", "native")
-        if self.responses_mode == "bridge":
-            self.operations = self.operations - {Operation.RESPONSES}
-        self._base_url = config.base_url.rstrip("/")
-        self._key = ApiKey(config.api_key)
-        self._headers = self._key.headers(config.headers)
+    def problem(self) -> tuple[str, str] | None:
+        if self.responses not in RESPONSES_MODES:
+            return "responses", f"one of {', '.join(RESPONSES_MODES)} (got {self.responses!r})"
+        return super().problem()
 
-    def url(self, operation: Operation, model: str) -> str:
-        """Where `operation` goes upstream (a hook: Azure puts the model in the path)."""
-        return self._base_url + PATHS[operation]
 
-    def build_request(
-        self, operation: Operation, model: str, body: RawBody, stream: bool
-    ) -> UpstreamRequest:
-        self._key.check(self.name)
-        return UpstreamRequest(
-            "POST",
-            self.url(operation, model),
-            self._headers,
-            encode_body(body, model, stream and operation in CHAT_STYLE),
-        )
+class OpenAIShaped:
+    """What an adapter whose upstream speaks OpenAI's API answers with: streams relayed (and
+    normalised), whole answers as they are, errors read as OpenAI's (the mock's too)."""
 
-    def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
-        self._key.check(self.name)
-        headers = {**self._headers, "Content-Type": upload.content_type}
-        return UpstreamRequest("POST", self.url(operation, model), headers, upload.body(model))
+    name: str
 
     def stream_translator(self, operation: Operation, model: str) -> StreamTranslator:
         if operation is Operation.RESPONSES:
             return ResponsesRelay(self.name)
         return ChunkNormaliser(operation, self.name)
 
+    def chat_translator(self, model: str, sink: ChatSink) -> ChatChunkReader:
+        return ChatChunkReader(self.name, sink)
+
     def translate_response(self, operation: Operation, model: str, body: bytes) -> bytes:
         return body
 
     def upstream_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         return upstream_error_from_body(status, body, self.name)
+
+
+class OpenAIProvider(OpenAIShaped, HttpProvider):
+    """Builds OpenAI-compatible requests; streams are normalised by `ChunkNormaliser`."""
+
+    operations = frozenset(PATHS)
+
+    def __init__(self, name: str, config: HttpProviderConfig) -> None:
+        super().__init__(name, config)
+        # How /v1/responses is served: "native", "bridge" (its chat API) or "auto" (native,
+        # until a 404/405 shows it has no Responses API: gateway/routes/responses.py).
+        self.responses_mode = getattr(config, "responses", "native")
+        if self.responses_mode == "bridge":
+            self.operations = self.operations - {Operation.RESPONSES}
+
+    def url(self, operation: Operation, model: str) -> str:
+        """Where `operation` goes upstream (a hook: Azure puts the model in the path)."""
+        return self.base_url + PATHS[operation]
+
+    def build_request(
+        self, operation: Operation, model: str, body: RawBody, stream: bool
+    ) -> UpstreamRequest:
+        self.check_key()
+        return UpstreamRequest(
+            "POST",
+            self.url(operation, model),
+            self.headers,
+            encode_body(body, model, stream and operation in CHAT_STYLE),
+        )
+
+    def build_upload(self, operation: Operation, model: str, upload: Upload) -> UpstreamRequest:
+        self.check_key()
+        headers = {**self.headers, "Content-Type": upload.content_type}
+        return UpstreamRequest("POST", self.url(operation, model), headers, upload.body(model))
 
 
 def encode_body(body: RawBody, model: str, ask_usage: bool) -> bytes:
@@ -185,14 +208,12 @@ def _is_plain(item: Event | Comment) -> bool:
         return False
 
 
-class ChunkNormaliser:
+class ChunkNormaliser(StreamEnd):
     """One stream's state: holds back the finish and usage until `[DONE]`, then sends them as
     one last chunk. Everything else passes as the upstream's own bytes."""
 
     def __init__(self, operation: Operation, provider: str) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
-        self._provider = provider
+        super().__init__(provider)
         self._chat = operation is Operation.CHAT
         self._decoder = SSEDecoder()
         # The unfinished last block of an LF-only read, not yet given to the decoder: the
@@ -269,13 +290,8 @@ class ChunkNormaliser:
             UpstreamProtocolError("The upstream closed the stream before it finished.")
         )
 
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return encode_data(error.to_json())
-
     def _render(self, item: Event | Comment) -> bytes:
-        if type(item) is Comment:
+        if isinstance(item, Comment):
             return encode(item)
         data = item.data
         if data == "[DONE]":
@@ -291,7 +307,7 @@ class ChunkNormaliser:
         except RecursionError:
             return self._too_deep()
         if probe.error is not None:
-            return self.error_event(upstream_error_from_body(502, data.encode(), self._provider))
+            return self.error_event(upstream_error_from_body(502, data.encode(), self.provider))
         if _passes(probe):
             return encode(item)
         if too_deep(data.encode()):  # parsed and written again below: bounded first
@@ -301,7 +317,7 @@ class ChunkNormaliser:
     def _too_deep(self) -> bytes:
         return self.error_event(
             UpstreamProtocolError(
-                f"Provider {self._provider!r} sent an event nested deeper than {MAX_DEPTH} levels."
+                f"Provider {self.provider!r} sent an event nested deeper than {MAX_DEPTH} levels."
             )
         )
 
@@ -433,49 +449,29 @@ def _failure(data: str, provider: str) -> GatewayError:
     )
 
 
-class ResponsesRelay:
+class ResponsesRelay(PassThrough):
     """OpenAI's own Responses stream, relayed as it comes; watched only for its terminal event
     (`response.completed`, `.failed`, `.incomplete` or `error`), after which nothing is sent."""
 
+    terminal = "response.completed event"
+
     def __init__(self, provider: str) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error this stream ended with
-        self._provider = provider
-        self._decoder = SSEDecoder()
+        super().__init__(provider)
         self._events = 0  # for our own error event's sequence_number
-        self.usage: dict[str, Any] | None = None  # the final response's, as OpenAI's chat usage
 
-    def feed(self, data: bytes) -> bytes:
-        try:
-            items = self._decoder.feed(data)
-        except SSEProtocolError as exc:
-            return self.error_event(UpstreamProtocolError(str(exc)))
-        for position, item in enumerate(items):
-            if type(item) is not Event:
-                continue
-            self._events += 1
-            kind = self._kind(item)
-            if kind in _TERMINAL:
-                self.finished = True
-                if kind in _FAILED:
-                    self.failure = _failure(item.data, self._provider)
-                else:
-                    self.usage = responses_usage(item.data)
-                return b"".join(encode(i) for i in items[: position + 1])
-        if self._decoder.aligned:
-            return data
-        return b"".join(encode(item) for item in items)
-
-    def end(self) -> bytes:
-        if self.finished:
-            return b""
-        return self.error_event(
-            UpstreamProtocolError("The upstream closed the stream before it finished.")
-        )
-
-    def error_event(self, error: GatewayError) -> bytes:
+    def watch(self, event: Event) -> bool:
+        self._events += 1
+        kind = self._kind(event)
+        if kind not in _TERMINAL:
+            return False
         self.finished = True
-        self.failure = error
+        if kind in _FAILED:
+            self.failure = _failure(event.data, self.provider)
+        else:
+            self.usage = responses_usage(event.data)
+        return True
+
+    def error_bytes(self, error: GatewayError) -> bytes:
         return encode_event(
             {
                 "type": "error",
@@ -494,3 +490,15 @@ class ResponsesRelay:
             return _type_probe.decode(event.data).type
         except _UNREADABLE:
             return ""
+
+
+PROVIDER = ProviderType(
+    "openai",
+    OpenAIProviderConfig,
+    OpenAIProvider,
+    upstream="OpenAI and any OpenAI-compatible server",
+    base_url_required=True,
+    base_url_example="http://127.0.0.1:8000/v1",
+    notes="a table named after a preset gets its host's (below)",
+    rank=0,
+)

@@ -1,28 +1,28 @@
 """The Responses API for providers that only speak chat: translated through their chat API.
 
 `responses_to_chat` turns a `/v1/responses` request into a chat request; `ResponsesFromChat`
-turns our normalised chat stream (what every provider's chat translator emits) into the
-Responses event stream, event for event as OpenAI sends it (`response.created`,
+is the sink a provider's chat translator writes its deltas to, and writes the Responses event
+stream from them, event for event as OpenAI sends it (`response.created`,
 `response.output_item.added`, `response.output_text.delta`, ..., `response.completed` with
 usage), so the OpenAI SDK's `responses.stream()` helper works against any provider;
 `response_from_chat` does the same for a non-streamed answer. Both echo the request's settings
 (`ResponseEcho`, from `response_echo`) as OpenAI's Response object does.
-Sans-IO, like every translation: bytes in, bytes out.
+Sans-IO, like every translation: deltas in, bytes out.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import msgspec
 import orjson
 
-from gateway.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
-from gateway.parsing import decode_field
-from gateway.sse import Event, SSEDecoder
-from providers.base import RawBody, StreamTranslator
+from providers.chat_bridge import ChatBridge, read_completion
 from providers.chunks import new_id
+from wire.errors import BadRequest, GatewayError
+from wire.operations import RawBody, decode_field
 
 
 def _raw(value: Any) -> msgspec.Raw:
@@ -240,7 +240,9 @@ def _message_item(id: str, text: str, status: str = "completed") -> dict[str, An
     }
 
 
-def _call_item(id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+def _call_item(
+    id: str, call_id: str | None, name: str | None, arguments: str, status: str
+) -> dict[str, Any]:
     return {
         "id": id,
         "type": "function_call",
@@ -262,9 +264,7 @@ def _reasoning_item(id: str, text: str, signature: str | None) -> dict[str, Any]
 
 def response_from_chat(body: bytes, echo: ResponseEcho) -> bytes:
     """A non-streamed chat completion as a Responses API response."""
-    completion = orjson.loads(body)
-    choice = (completion.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
+    completion, choice, message = read_completion(body)
     output: list[dict[str, Any]] = []
     if message.get("reasoning"):
         output.append(
@@ -300,189 +300,129 @@ def response_from_chat(body: bytes, echo: ResponseEcho) -> bytes:
     )
 
 
-def _reported(error: Any) -> GatewayError:
-    """An error event inside the chat stream as the error it reports: a failed upstream."""
-    fields = error if isinstance(error, dict) else {"message": error}
-    message = fields.get("message")
-    return UpstreamError(
-        message if isinstance(message, str) and message else "The upstream failed.",
-        status=502,
-        type=fields.get("type") or UpstreamError.type,
-        param=fields.get("param"),
-        code=fields.get("code"),
-    )
-
-
 def encode_event(payload: dict[str, Any]) -> bytes:
     """One Responses SSE event: an `event:` line naming the type, and the JSON data."""
-    return b"event: " + payload["type"].encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+    kind: str = payload["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
-class ResponsesFromChat:
-    """A StreamTranslator: the provider's chat translator inside, Responses events outside."""
+class _Textual(NamedTuple):
+    """An output item made of text, and the events that stream it: a message's output_text
+    (its `content_index`) or a reasoning item's summary_text (its `summary_index`)."""
 
-    def __init__(self, chat: StreamTranslator, model: str, echo: ResponseEcho) -> None:
-        self.finished = False
-        self.failure: GatewayError | None = None  # the error our error event reported
-        self._chat = chat
+    name: str
+    id_prefix: str
+    item: Callable[[str], dict[str, Any]]  # the item as it opens, for its id
+    part: Callable[[str], dict[str, Any]]  # its part, with the text so far
+    text_event: str
+    part_event: str
+    index_key: str
+    extra: dict[str, Any]  # what the text events carry besides
+
+
+_MESSAGE = _Textual(
+    "message",
+    "msg",
+    lambda id: {
+        "id": id,
+        "type": "message",
+        "status": "in_progress",
+        "role": "assistant",
+        "content": [],
+    },
+    lambda text: {"type": "output_text", "text": text, "annotations": [], "logprobs": []},
+    "response.output_text",
+    "response.content_part",
+    "content_index",
+    {"logprobs": []},
+)
+_REASONING = _Textual(
+    "reasoning",
+    "rs",
+    lambda id: {"id": id, "type": "reasoning", "summary": []},
+    lambda text: {"type": "summary_text", "text": text},
+    "response.reasoning_summary_text",
+    "response.reasoning_summary_part",
+    "summary_index",
+    {},
+)
+_TEXTUAL = {kind.name: kind for kind in (_MESSAGE, _REASONING)}
+
+
+class ResponsesFromChat(ChatBridge):
+    """A ChatSink that writes the Responses API's events, as OpenAI sends them."""
+
+    def __init__(self, model: str, echo: ResponseEcho) -> None:
+        super().__init__(model)
         self._echo = echo
-        self._decoder = SSEDecoder()
         self._id = new_id("resp")
         self._created = int(time.time())
-        self._model = model
         self._sequence = 0
-        self._started = False
         self._output: list[dict[str, Any]] = []  # finished items, in output order
         self._open: dict[str, Any] | None = None  # the item being streamed
-        self._calls: dict[int, dict[str, Any]] = {}  # chat tool-call index -> its item
+        self._items: dict[int, dict[str, Any]] = {}  # chat tool-call index -> its item
 
-    @property
-    def usage(self) -> dict[str, Any] | None:
-        """The chat stream's usage, once it finished with one."""
-        return getattr(self._chat, "usage", None)
-
-    def feed(self, data: bytes) -> bytes:
-        return self._translate(self._chat.feed(data))
-
-    def end(self) -> bytes:
-        return self._translate(self._chat.end())
-
-    def error_event(self, error: GatewayError) -> bytes:
-        self.finished = True
-        self.failure = error
-        return self._event("error", code=error.code, message=error.message, param=error.param)
-
-    def _translate(self, chat_bytes: bytes) -> bytes:
-        out = [] if self._started else [self._start()]
-        for item in self._decoder.feed(chat_bytes) if chat_bytes else ():
-            if type(item) is not Event or self.finished:
-                continue
-            if item.data == "[DONE]":
-                continue
-            chunk = orjson.loads(item.data)
-            if "error" in chunk:
-                # The inner translator's own failure keeps its status (e.g. 503 overloaded).
-                out.append(self.error_event(self._chat.failure or _reported(chunk["error"])))
-                continue
-            out.append(self._chunk(chunk))
-        if self._chat.finished and not self.finished:
-            error = UpstreamProtocolError("The upstream stream ended without finishing.")
-            out.append(self.error_event(error))
-        return b"".join(out)
-
-    def _start(self) -> bytes:
-        self._started = True
+    def opening(self) -> bytes:
         response = _response(
-            self._id, self._created, self._model, "in_progress", [], None, self._echo
+            self._id, self._created, self.model, "in_progress", [], None, self._echo
         )
         return self._event("response.created", response=response) + self._event(
             "response.in_progress", response=response
         )
 
-    def _chunk(self, chunk: dict[str, Any]) -> bytes:
-        self._model = chunk.get("model") or self._model
-        out: list[bytes] = []
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if delta.get("reasoning"):
-                out.append(self._reasoning(delta["reasoning"]))
-            if (
-                delta.get("reasoning_signature")
-                and self._open
-                and self._open["kind"] == "reasoning"
-            ):
-                self._open["signature"] = delta["reasoning_signature"]
-            if delta.get("content"):
-                out.append(self._text(delta["content"]))
-            for call in delta.get("tool_calls") or []:
-                out.append(self._tool_call(call))
-            if choice.get("finish_reason") is not None:
-                incomplete = _INCOMPLETE.get(choice["finish_reason"])
-                out.append(self._close("incomplete" if incomplete else "completed"))
-                out.append(self._finish(incomplete, chunk.get("usage")))
-        return b"".join(out)
+    def _on_text(self, text: str) -> bytes:
+        return self._textual(_MESSAGE, text)
 
-    def _reasoning(self, text: str) -> bytes:
-        out = b""
-        if not self._open or self._open["kind"] != "reasoning":
-            out += self._close()
-            item = {"id": new_id("rs"), "type": "reasoning", "summary": []}
-            self._open = {"kind": "reasoning", "item": item, "text": "", "signature": None}
-            out += self._event("response.output_item.added", output_index=self._index, item=item)
-            out += self._event(
-                "response.reasoning_summary_part.added",
-                item_id=item["id"],
-                output_index=self._index,
-                summary_index=0,
-                part={"type": "summary_text", "text": ""},
-            )
-        self._open["text"] += text
-        return out + self._event(
-            "response.reasoning_summary_text.delta",
-            item_id=self._open["item"]["id"],
-            output_index=self._index,
-            summary_index=0,
-            delta=text,
+    def _on_reasoning(self, text: str) -> bytes:
+        return self._textual(_REASONING, text)
+
+    def _on_signature(self, signature: str) -> bytes:
+        if self._open and self._open["kind"] == "reasoning":
+            self._open["signature"] = signature
+        return b""
+
+    def _on_tool_call(self, index: int, id: str, name: str) -> bytes:
+        out = self._close()
+        item = _call_item(new_id("fc"), id, name, "", "in_progress")
+        self._open = {"kind": "function_call", "item": item, "text": ""}
+        self._items[index] = self._open
+        return out + self._event("response.output_item.added", output_index=self._index, item=item)
+
+    def _on_tool_arguments(self, index: int, fragment: str) -> bytes:
+        state = self._items[index]
+        state["text"] += fragment
+        return self._event(
+            "response.function_call_arguments.delta",
+            item_id=state["item"]["id"],
+            output_index=self._position(state),
+            delta=fragment,
         )
 
-    def _text(self, text: str) -> bytes:
-        out = b""
-        if not self._open or self._open["kind"] != "message":
-            out += self._close()
-            item = {
-                "id": new_id("msg"),
-                "type": "message",
-                "status": "in_progress",
-                "role": "assistant",
-                "content": [],
-            }
-            self._open = {"kind": "message", "item": item, "text": ""}
-            out += self._event("response.output_item.added", output_index=self._index, item=item)
-            out += self._event(
-                "response.content_part.added",
-                item_id=item["id"],
-                output_index=self._index,
-                content_index=0,
-                part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
-            )
-        self._open["text"] += text
-        return out + self._event(
-            "response.output_text.delta",
-            item_id=self._open["item"]["id"],
-            output_index=self._index,
-            content_index=0,
-            delta=text,
-            logprobs=[],
+    def _on_finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+        incomplete = _INCOMPLETE.get(finish_reason)
+        return self._close("incomplete" if incomplete else "completed") + self._finish(
+            incomplete, usage
         )
 
-    def _tool_call(self, call: dict[str, Any]) -> bytes:
+    def _on_error(self, error: GatewayError) -> bytes:
+        return self._event("error", code=error.code, message=error.message, param=error.param)
+
+    def _on_comment(self, text: str) -> bytes:
+        return b""  # the Responses events carry no comments
+
+    def _textual(self, kind: _Textual, text: str) -> bytes:
+        """A delta of a message's text or a reasoning summary, opening its item first."""
         out = b""
-        index = call.get("index", 0)
-        function = call.get("function") or {}
-        if index not in self._calls:
+        if not self._open or self._open["kind"] != kind.name:
             out += self._close()
-            item = _call_item(
-                new_id("fc"),
-                call.get("id") or new_id("call"),
-                function.get("name") or "",
-                "",
-                "in_progress",
-            )
-            self._open = {"kind": "function_call", "item": item, "text": ""}
-            self._calls[index] = self._open
+            item = kind.item(new_id(kind.id_prefix))
+            self._open = {"kind": kind.name, "item": item, "text": "", "signature": None}
             out += self._event("response.output_item.added", output_index=self._index, item=item)
-        fragment = function.get("arguments") or ""
-        if fragment:
-            state = self._calls[index]
-            state["text"] += fragment
-            position = self._position(state)
-            out += self._event(
-                "response.function_call_arguments.delta",
-                item_id=state["item"]["id"],
-                output_index=position,
-                delta=fragment,
-            )
-        return out
+            at = {"item_id": item["id"], "output_index": self._index, kind.index_key: 0}
+            out += self._event(f"{kind.part_event}.added", **at, part=kind.part(""))
+        self._open["text"] += text
+        at = {"item_id": self._open["item"]["id"], "output_index": self._index, kind.index_key: 0}
+        return out + self._event(f"{kind.text_event}.delta", **at, delta=text, **kind.extra)
 
     @property
     def _index(self) -> int:
@@ -500,41 +440,15 @@ class ResponsesFromChat:
             return b""
         index, item, text = len(self._output), state["item"], state["text"]
         out = b""
-        if state["kind"] == "message":
-            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            out += self._event(
-                "response.output_text.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                text=text,
-                logprobs=[],
-            )
-            out += self._event(
-                "response.content_part.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                part=part,
-            )
-            final = _message_item(item["id"], text, status)
-        elif state["kind"] == "reasoning":
-            part = {"type": "summary_text", "text": text}
-            out += self._event(
-                "response.reasoning_summary_text.done",
-                item_id=item["id"],
-                output_index=index,
-                summary_index=0,
-                text=text,
-            )
-            out += self._event(
-                "response.reasoning_summary_part.done",
-                item_id=item["id"],
-                output_index=index,
-                summary_index=0,
-                part=part,
-            )
-            final = _reasoning_item(item["id"], text, state["signature"])
+        kind = _TEXTUAL.get(state["kind"])
+        if kind is not None:
+            at = {"item_id": item["id"], "output_index": index, kind.index_key: 0}
+            out += self._event(f"{kind.text_event}.done", **at, text=text, **kind.extra)
+            out += self._event(f"{kind.part_event}.done", **at, part=kind.part(text))
+            if kind is _MESSAGE:
+                final = _message_item(item["id"], text, status)
+            else:
+                final = _reasoning_item(item["id"], text, state["signature"])
         else:
             out += self._event(
                 "response.function_call_arguments.done",
@@ -548,11 +462,10 @@ class ResponsesFromChat:
         return out + self._event("response.output_item.done", output_index=index, item=final)
 
     def _finish(self, incomplete: str | None, usage: dict[str, Any] | None) -> bytes:
-        self.finished = True
         response = _response(
             self._id,
             self._created,
-            self._model,
+            self.model,
             "completed",
             self._output,
             response_usage(usage),

@@ -3,8 +3,7 @@
 Each answer is built with `providers.chunks.ChatStreamWriter` (the stream) and
 `providers.chunks.chat_completion` (the same answer, not streamed), so the bytes are exactly
 what every translating provider's chat translator emits. The bridges read them through
-`ChunkNormaliser`, the OpenAI-compatible provider's translator, which passes a normalised
-stream through as it is.
+`ChatChunkReader`, the OpenAI-compatible provider's chat translator for a bridge.
 """
 
 from __future__ import annotations
@@ -16,10 +15,13 @@ from typing import Any
 
 import orjson
 
-from gateway.sse import Event, SSEDecoder
-from providers.base import Operation, StreamTranslator
+from providers.anthropic import AnthropicProvider, AnthropicProviderConfig
+from providers.base import ChatSink, StreamTranslator
+from providers.chat_reader import ChatChunkReader
 from providers.chunks import ChatStreamWriter, chat_completion, usage
-from providers.openai import ChunkNormaliser
+from providers.cohere import CohereProvider, CohereProviderConfig
+from providers.gemini import GeminiProvider, GeminiProviderConfig
+from wire.sse import Event, SSEDecoder
 
 MODEL = "upstream-model-2025"
 SIGNATURE = "RXFRQkNnSVlBaElNMWdiY0RhOUdKd1pBMmIz"  # base64, as Anthropic's and Gemini's are
@@ -91,9 +93,18 @@ ANSWERS: dict[str, ChatAnswer] = {
 }
 
 
-def chat_translator() -> StreamTranslator:
-    """A provider's chat translator whose output is its input: our normalised chat stream."""
-    return ChunkNormaliser(Operation.CHAT, "test")
+# One provider of each type that translates chat, for checks of what they all take.
+TRANSLATING = [
+    GeminiProvider("gemini", GeminiProviderConfig(base_url="http://x", api_key="k")),
+    AnthropicProvider("claude", AnthropicProviderConfig(base_url="http://x", api_key="k")),
+    CohereProvider("cohere", CohereProviderConfig(base_url="http://x", api_key="k")),
+]
+
+
+def chat_translator(sink: ChatSink) -> ChatChunkReader:
+    """An OpenAI-compatible provider's chat translator, writing to `sink` (a bridge): what a
+    bridge is fed behind any provider whose stream is OpenAI's chunks."""
+    return ChatChunkReader("test", sink)
 
 
 def split(data: bytes, cuts: Iterable[int]) -> list[bytes]:

@@ -83,13 +83,10 @@ async def upstream() -> AsyncIterator[FakeUpstream]:
     await server.stop()
 
 
-Upstreams = tuple[FakeUpstream, FakeUpstream, FakeUpstream]
-
-
 @pytest.fixture
-async def upstreams() -> AsyncIterator[Upstreams]:
-    """Three independent fake upstreams (a, b, c), for routing between providers."""
-    servers = (FakeUpstream(), FakeUpstream(), FakeUpstream())
+async def upstreams() -> AsyncIterator[list[FakeUpstream]]:
+    """Three independent fake upstreams: a, b, c."""
+    servers = [FakeUpstream() for _ in range(3)]
     for server in servers:
         await server.start()
     yield servers
@@ -115,8 +112,11 @@ async def start_gateway() -> AsyncIterator[GatewayFactory]:
         await runner.cleanup()
 
 
-def provider_toml(upstream_url: str, name: str = "fake", **settings: Any) -> str:
-    lines = [f"[providers.{name}]", 'type = "openai"', f'base_url = "{upstream_url}"']
+def provider_toml(
+    upstream_url: str, name: str = "fake", *, type: str = "openai", **settings: Any
+) -> str:
+    """A `[providers.NAME]` table of `type` on the fake upstream, with `settings`."""
+    lines = [f"[providers.{name}]", f'type = "{type}"', f'base_url = "{upstream_url}"']
     lines += [f"{key} = {orjson.dumps(value).decode()}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
 
@@ -128,6 +128,30 @@ async def gateway_url(upstream: FakeUpstream, start_gateway: GatewayFactory) -> 
         provider_toml(upstream.url, api_key="sk-upstream", timeout=2)
         + '[providers.mock]\ntype = "mock"\ndelay = 0\n'
     )
+
+
+@pytest.fixture
+async def mock_url(start_gateway: GatewayFactory) -> str:
+    """The gateway with only the built-in mock provider (no pause between tokens)."""
+    return await start_gateway("[providers.mock]\ndelay = 0\n")
+
+
+@pytest.fixture
+async def connect(start_gateway: GatewayFactory) -> AsyncIterator[Connect]:
+    """Start the gateway from TOML text; the official SDK pointed at it (closed after)."""
+    clients: list[openai.AsyncOpenAI] = []
+
+    async def connect(toml: str) -> openai.AsyncOpenAI:
+        url = await start_gateway(toml)
+        clients.append(openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0))
+        return clients[-1]
+
+    yield connect
+    for client in clients:
+        await client.close()
+
+
+Connect = Callable[[str], Awaitable[openai.AsyncOpenAI]]
 
 
 @pytest.fixture

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import psutil
 
 
 class GatewayProcess:
@@ -42,3 +46,25 @@ class GatewayProcess:
                 self.process.kill()
         _, err = self.process.communicate(timeout=10)
         return err
+
+
+async def peak_growth(pid: int, work: Callable[[], Awaitable[None]]) -> int:
+    """Run `work` while sampling process `pid`'s RSS; return the peak minus the start."""
+    process = psutil.Process(pid)
+    start = process.memory_info().rss
+    peak = start
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process.memory_info().rss)
+            await asyncio.sleep(0.005)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        await work()
+    finally:
+        done.set()
+        await sampler
+    return peak - start

@@ -12,11 +12,13 @@ The provider tests compare them in one of three views:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 import orjson
+import pytest
 
 
 @dataclass
@@ -162,3 +164,26 @@ class Reply:
             usage=reading.usage,
             model=reading.model,
         )
+
+
+async def refused(client: openai.AsyncOpenAI, upstream: Any, param: str, **request: Any) -> None:
+    """The chat request is a 400 naming `param`, and nothing went to the (fake) upstream."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(**request)
+    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == param
+    assert upstream.requests == []
+
+
+def reply_readers(
+    defaults: dict[str, Any],
+) -> tuple[Callable[..., Awaitable[Reply]], Callable[..., Awaitable[Reply]]]:
+    """Readers of a streamed and of a whole answer as `Reply`s, the request's fields
+    defaulting to `defaults` (model, messages)."""
+
+    async def streamed(client: openai.AsyncOpenAI, **request: Any) -> Reply:
+        return Reply.of(await read_stream(client, **{**defaults, **request}))
+
+    async def whole(client: openai.AsyncOpenAI, **request: Any) -> Reply:
+        return Reply.of(await read_whole(client, **{**defaults, **request}))
+
+    return streamed, whole

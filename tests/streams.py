@@ -11,10 +11,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.sse import Event, SSEDecoder
+from wire.sse import Event, SSEDecoder
 
 MODEL = "gpt-4o-mini-2024-07-18"
 USAGE = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
@@ -73,6 +74,23 @@ def inline_finish_stream(tokens: list[str], finish: str = "stop") -> list[bytes]
     events = [data(chat_chunk({"content": token})) for token in tokens[:-1]]
     events.append(data(chat_chunk({"content": tokens[-1]}, finish, usage=USAGE)))
     return [*events, DONE]
+
+
+def weather_tool(argument: str) -> dict[str, Any]:
+    """A function tool with one required string argument, as a client offers it."""
+    parameters = {
+        "type": "object",
+        "properties": {argument: {"type": "string"}},
+        "required": [argument],
+    }
+    return {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": parameters,
+        },
+    }
 
 
 def chat_completion(text: str, finish: str = "stop") -> dict[str, Any]:
@@ -137,6 +155,16 @@ def answering(body: Any, status: int = 200, *, delay: float = 0.0) -> Handler:
         return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
     return handler
+
+
+async def post_stream(url: str, model: str) -> tuple[int, bytes]:
+    """A streamed chat request as raw HTTP (no SDK to interpret it): the status and the body."""
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/v1/chat/completions", json=body) as response,
+    ):
+        return response.status, await response.read()
 
 
 def parse_sse(raw: bytes) -> list[Event]:

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from gateway import access_log
-from tests.conftest import FakeUpstream, Upstreams, provider_toml
+from tests.conftest import FakeUpstream, provider_toml
 from tests.processes import GatewayProcess
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
 
@@ -67,7 +67,7 @@ async def stop(gateway: GatewayProcess) -> str:
 
 
 async def test_one_line_per_request_with_what_happened_and_nothing_secret(
-    upstreams: Upstreams, tmp_path: Path
+    upstreams: list[FakeUpstream], tmp_path: Path
 ) -> None:
     a, b, _ = upstreams
     gateway = GatewayProcess(config(a, b), tmp_path, "--log-level", "warning")
@@ -176,7 +176,9 @@ async def test_one_line_per_request_with_what_happened_and_nothing_secret(
     assert (missing["status"], missing["route"], missing["method"]) == (404, "/v2/nothing", "GET")
 
 
-async def test_the_access_log_can_be_turned_off(upstreams: Upstreams, tmp_path: Path) -> None:
+async def test_the_access_log_can_be_turned_off(
+    upstreams: list[FakeUpstream], tmp_path: Path
+) -> None:
     a, b, _ = upstreams
     gateway = GatewayProcess(config(a, b, "[server]\naccess_log = false\n"), tmp_path)
     try:
@@ -191,7 +193,9 @@ async def test_the_access_log_can_be_turned_off(upstreams: Upstreams, tmp_path: 
     assert lines_of(stderr) == []
 
 
-async def test_lines_appear_while_the_gateway_runs(upstreams: Upstreams, tmp_path: Path) -> None:
+async def test_lines_appear_while_the_gateway_runs(
+    upstreams: list[FakeUpstream], tmp_path: Path
+) -> None:
     """Batched, but written within a fraction of a second: `tail -f` shows them."""
     a, b, _ = upstreams
     gateway = GatewayProcess(config(a, b), tmp_path)

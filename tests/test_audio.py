@@ -15,9 +15,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.sse import Event, SSEDecoder
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.streams import answering, streaming
+from wire.sse import Event, SSEDecoder
 
 
 def make_wav(seconds: float = 0.5, rate: int = 16_000) -> bytes:
@@ -308,15 +308,16 @@ async def test_mock_provider_answers_speech_and_transcription(client: openai.Asy
 async def test_slow_upload_of_a_streamed_transcription_is_not_cut_by_the_timeout(
     upstream: FakeUpstream, start_gateway: GatewayFactory
 ) -> None:
-    # 8 pieces 0.1 s apart (about 0.8 s) under a 0.3 s timeout: the upload is activity.
-    url = await start_gateway(provider_toml(upstream.url, timeout=0.3))
+    # 16 pieces 0.1 s apart (about 1.6 s) under a 1 s timeout: the upload is activity (ten
+    # times the gap, so a loaded machine that sends a piece late is still in time).
+    url = await start_gateway(provider_toml(upstream.url, timeout=1))
     upstream.handler = transcription_upstream({})
     wav = make_wav(seconds=1)
 
     async def slowly():
-        for i in range(8):
+        for i in range(16):
             await asyncio.sleep(0.1)
-            yield wav[i * len(wav) // 8 : (i + 1) * len(wav) // 8]
+            yield wav[i * len(wav) // 16 : (i + 1) * len(wav) // 16]
 
     form = aiohttp.FormData()
     form.add_field("model", "fake/gpt-4o-transcribe")

@@ -6,15 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import (
-    ConfigError,
-    MockProviderConfig,
-    OpenAIProviderConfig,
-    load,
-    parse,
-    resolve_key,
-    warn_missing_keys,
-)
+from gateway.config import load, parse, warn_missing_keys
+from providers.mock import MockProviderConfig
+from providers.openai import OpenAIProviderConfig
+from wire.config import ConfigError, resolve_key
 
 
 def test_defaults_and_type_from_the_table_name() -> None:

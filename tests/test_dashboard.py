@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import GatewayFactory, Upstreams, provider_toml
+from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.scrape import Scrape, scrape
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
 
@@ -59,7 +59,7 @@ def selectors(expr: str) -> tuple[list[tuple[str, set[str]]], set[str]]:
 
 
 async def test_every_metric_and_label_the_dashboard_queries_is_exported(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_gateway(

@@ -7,31 +7,55 @@ import asyncio
 import pytest
 
 from gateway.deadline import IdleDeadline
+from tests.clock import ManualClock
 
 
-async def test_silence_cancels_the_task_and_absorb_takes_the_cancellation_back() -> None:
-    deadline = IdleDeadline(0.05)
+async def _expires_after_five_seconds(clock: ManualClock, deadline: IdleDeadline) -> None:
+    """Silence of just under 5 s is nothing; past 5 s the task is cancelled, and the deadline
+    takes its own cancellation back."""
+    clock.advance(4.9)
+    assert not deadline.expired
+    clock.advance(0.2)
+    assert deadline.expired
     with pytest.raises(asyncio.CancelledError) as caught:
         await asyncio.sleep(1)
     assert deadline.absorb(caught.value)
+
+
+async def test_silence_cancels_the_task_and_absorb_takes_the_cancellation_back() -> None:
+    clock = ManualClock()
+    deadline = IdleDeadline(5, clock)
+    await _expires_after_five_seconds(clock, deadline)
     current = asyncio.current_task()
     assert current is not None and current.cancelling() == 0
     deadline.close()
 
 
 async def test_steady_activity_is_never_cut() -> None:
-    deadline = IdleDeadline(0.05)
-    for _ in range(10):  # 0.2 s in all, never 0.05 s of silence
-        await asyncio.sleep(0.02)
+    clock = ManualClock()
+    deadline = IdleDeadline(5, clock)
+    for _ in range(100):  # 200 s in all, never 5 s of silence
+        clock.advance(2)
         deadline.touch()
     assert not deadline.expired
     deadline.close()
 
 
+async def test_a_pause_restarts_the_silence_when_it_ends() -> None:
+    clock = ManualClock()
+    deadline = IdleDeadline(5, clock)
+    deadline.paused = True  # a slow client, not a silent upstream
+    clock.advance(60)
+    assert not deadline.expired
+    deadline.paused = False
+    await _expires_after_five_seconds(clock, deadline)
+
+
 async def test_closed_deadline_never_fires() -> None:
-    deadline = IdleDeadline(0.02)
+    clock = ManualClock()
+    deadline = IdleDeadline(5, clock)
     deadline.close()
-    await asyncio.sleep(0.05)
+    clock.advance(60)
     assert not deadline.expired
 
 

@@ -19,6 +19,7 @@ from tests.streams import (
     data,
     openai_chat_stream,
     parse_sse,
+    post_stream,
     streaming,
 )
 
@@ -287,15 +288,9 @@ async def test_upstream_closing_before_done_ends_with_an_error_event(
     upstream: FakeUpstream, gateway_url: str
 ) -> None:
     upstream.handler = streaming([data(chat_chunk({"content": "a"}))])
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{gateway_url}/v1/chat/completions",
-            json={"model": "fake/m", "messages": MESSAGES, "stream": True},
-        ) as response,
-    ):
-        events = parse_sse(await response.read())
-    assert response.status == 200
+    status, raw = await post_stream(gateway_url, "fake/m")
+    events = parse_sse(raw)
+    assert status == 200
     assert orjson.loads(events[0].data)["choices"][0]["delta"]["content"] == "a"
     assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
     assert all(event.data != "[DONE]" for event in events)
@@ -307,16 +302,10 @@ async def test_nothing_follows_an_error_event_even_in_the_same_first_read(
     upstream_error = {"error": {"message": "boom", "type": "server_error", "code": "x"}}
     late = data(chat_chunk({"content": "late"}))
     upstream.handler = streaming([data(upstream_error) + late + DONE])
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{gateway_url}/v1/chat/completions",
-            json={"model": "fake/m", "messages": MESSAGES, "stream": True},
-        ) as response,
-    ):
-        # Before any content the error is still the answer's status, not an event.
-        assert response.status == 502
-        body = await response.json()
+    status, raw = await post_stream(gateway_url, "fake/m")
+    # Before any content the error is still the answer's status, not an event.
+    assert status == 502
+    body = orjson.loads(raw)
     assert body["error"]["message"] == "boom"
     assert b"late" not in orjson.dumps(body)
 
@@ -328,15 +317,9 @@ async def test_an_error_event_after_content_in_the_same_read_ends_the_stream(
     first = data(chat_chunk({"content": "first"}))
     late = data(chat_chunk({"content": "late"}))
     upstream.handler = streaming([first + data(upstream_error) + late + DONE])
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{gateway_url}/v1/chat/completions",
-            json={"model": "fake/m", "messages": MESSAGES, "stream": True},
-        ) as response,
-    ):
-        assert response.status == 200
-        events = parse_sse(await response.read())
+    status, raw = await post_stream(gateway_url, "fake/m")
+    assert status == 200
+    events = parse_sse(raw)
     assert [orjson.loads(e.data).get("error", {}).get("message") for e in events] == [None, "boom"]
 
 

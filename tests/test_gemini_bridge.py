@@ -15,23 +15,9 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.config import AnthropicProviderConfig, CohereProviderConfig, GeminiProviderConfig
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    NotFound,
-    Unauthorized,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
-from providers.anthropic import AnthropicProvider
 from providers.anthropic_stream import MessagesStream
-from providers.base import Operation
 from providers.chat_request import decode_chat_request
 from providers.chunks import ChatStreamWriter
-from providers.cohere import CohereProvider
-from providers.gemini import GeminiProvider
 from providers.gemini_bridge import (
     GeminiFromChat,
     gemini_error_body,
@@ -42,12 +28,23 @@ from tests.chat_answers import (
     ANSWERS,
     MODEL,
     SIGNATURE,
+    TRANSLATING,
     ChatAnswer,
     chat_translator,
     run,
     split,
 )
 from tests.replay import fixture
+from wire.errors import (
+    BadRequest,
+    GatewayError,
+    NotFound,
+    Unauthorized,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from wire.operations import Operation
 
 
 def _raw(body: dict[str, Any]) -> dict[str, msgspec.Raw]:
@@ -199,15 +196,7 @@ def test_request_becomes_the_equivalent_chat_request() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    "provider",
-    [
-        GeminiProvider("gemini", GeminiProviderConfig(base_url="http://x", api_key="k")),
-        AnthropicProvider("claude", AnthropicProviderConfig(base_url="http://x", api_key="k")),
-        CohereProvider("cohere", CohereProviderConfig(base_url="http://x", api_key="k")),
-    ],
-    ids=lambda provider: provider.name,
-)
+@pytest.mark.parametrize("provider", TRANSLATING, ids=lambda provider: provider.name)
 def test_translated_request_is_taken_by_translating_providers(provider: Any) -> None:
     """(Audio, PDF and penalties go to Gemini only: the others refuse them with a 400.)"""
     body = _sdk_request()
@@ -477,7 +466,7 @@ def _summary(responses: list[dict[str, Any]]) -> dict[str, Any]:
 @pytest.mark.parametrize("name", list(ANSWERS))
 def test_stream_and_whole_answer_agree(name: str, sse: bool) -> None:
     answer = ANSWERS[name]
-    bridge = GeminiFromChat(chat_translator(), "openai/requested", sse)
+    bridge = chat_translator(GeminiFromChat("openai/requested", sse))
     streamed = _summary(_responses(run(bridge, [answer.stream()]), sse))
     whole = orjson.loads(gemini_response_from_chat(answer.completion()))
     types.GenerateContentResponse.model_validate(whole)
@@ -498,15 +487,15 @@ def test_any_split_of_the_chat_stream_gives_the_same_responses(
     name: str, sse: bool, cuts: list[int]
 ) -> None:
     stream = ANSWERS[name].stream()
-    whole = _responses(run(GeminiFromChat(chat_translator(), "m", sse), [stream]), sse)
-    pieces = _responses(run(GeminiFromChat(chat_translator(), "m", sse), split(stream, cuts)), sse)
+    whole = _responses(run(chat_translator(GeminiFromChat("m", sse)), [stream]), sse)
+    pieces = _responses(run(chat_translator(GeminiFromChat("m", sse)), split(stream, cuts)), sse)
     for response in (*whole, *pieces):
         response["responseId"] = "x"
     assert pieces == whole
 
 
 def test_usage_metadata_counts_thoughts_apart() -> None:
-    out = run(GeminiFromChat(chat_translator(), "m", True), [ANSWERS["thinking"].stream()])
+    out = run(chat_translator(GeminiFromChat("m", True)), [ANSWERS["thinking"].stream()])
     assert _responses(out, True)[-1]["usageMetadata"] == {
         "promptTokenCount": 30,
         "candidatesTokenCount": 8,
@@ -521,7 +510,7 @@ def test_usage_metadata_counts_thoughts_apart() -> None:
     [("text", "STOP"), ("tools", "STOP"), ("length", "MAX_TOKENS"), ("filtered", "SAFETY")],
 )
 def test_finish_reason_becomes_gemini_s(name: str, finish: str) -> None:
-    out = run(GeminiFromChat(chat_translator(), "m", True), [ANSWERS[name].stream()])
+    out = run(chat_translator(GeminiFromChat("m", True)), [ANSWERS[name].stream()])
     assert _responses(out, True)[-1]["candidates"][0]["finishReason"] == finish
 
 
@@ -533,7 +522,7 @@ def test_function_calls_go_out_whole_with_the_signature_on_the_first() -> None:
         finish="tool_calls",
     )
     responses = _responses(
-        run(GeminiFromChat(chat_translator(), "m", False), [answer.stream()]), False
+        run(chat_translator(GeminiFromChat("m", False)), [answer.stream()]), False
     )
     assert responses[-1]["candidates"][0]["content"]["parts"] == [
         {
@@ -552,7 +541,7 @@ def test_function_calls_go_out_whole_with_the_signature_on_the_first() -> None:
 def test_arguments_that_are_not_an_object_are_a_malformed_function_call() -> None:
     answer = ChatAnswer(calls=[("call_1", "f", ['{"a": '])], finish="tool_calls")
     for sse in (True, False):
-        out = run(GeminiFromChat(chat_translator(), "m", sse), [answer.stream()])
+        out = run(chat_translator(GeminiFromChat("m", sse)), [answer.stream()])
         assert _summary(_responses(out, sse))["finish"] == "MALFORMED_FUNCTION_CALL"
         assert _summary(_responses(out, sse))["calls"] == []
     whole = orjson.loads(gemini_response_from_chat(answer.completion()))
@@ -561,7 +550,7 @@ def test_arguments_that_are_not_an_object_are_a_malformed_function_call() -> Non
 
 def test_anthropic_tool_use_through_chat_becomes_function_calls() -> None:
     out = run(
-        GeminiFromChat(MessagesStream("claude", "m"), "m", True),
+        MessagesStream("claude", "m", GeminiFromChat("m", True)),
         [fixture("anthropic/tool_use_stream.sse")],
     )
     summary = _summary(_responses(out, True))
@@ -578,7 +567,7 @@ def test_anthropic_tool_use_through_chat_becomes_function_calls() -> None:
 def test_upstream_error_event_becomes_gemini_s_error_object(sse: bool) -> None:
     writer = ChatStreamWriter(MODEL)
     stream = writer.content("Hel") + writer.error(UpstreamError("Slow down", status=429))
-    bridge = GeminiFromChat(chat_translator(), "m", sse)
+    bridge = chat_translator(GeminiFromChat("m", sse))
     responses = _responses(run(bridge, [stream]), sse)
     assert responses[-1]["error"]["message"] == "Slow down"
     assert set(responses[-1]["error"]) == {"code", "message", "status"}
@@ -587,7 +576,7 @@ def test_upstream_error_event_becomes_gemini_s_error_object(sse: bool) -> None:
 
 @pytest.mark.parametrize("sse", [True, False], ids=["sse", "array"])
 def test_relay_failure_becomes_an_error_object(sse: bool) -> None:
-    bridge = GeminiFromChat(chat_translator(), "m", sse)
+    bridge = chat_translator(GeminiFromChat("m", sse))
     head = bridge.feed(ChatStreamWriter(MODEL).content("Hi"))
     responses = _responses(head + bridge.error_event(UpstreamTimeout("No answer.")), sse)
     assert responses[-1] == {
@@ -597,7 +586,7 @@ def test_relay_failure_becomes_an_error_object(sse: bool) -> None:
 
 
 def test_an_error_before_any_response_is_still_a_whole_array() -> None:
-    bridge = GeminiFromChat(chat_translator(), "m", False)
+    bridge = chat_translator(GeminiFromChat("m", False))
     out = bridge.error_event(UpstreamUnreachable("down"))
     assert orjson.loads(out) == [
         {"error": {"code": 502, "message": "down", "status": "UNAVAILABLE"}}
@@ -605,10 +594,8 @@ def test_an_error_before_any_response_is_still_a_whole_array() -> None:
 
 
 def test_keepalive_comments_pass_in_sse_only() -> None:
-    assert (
-        GeminiFromChat(chat_translator(), "m", True).feed(b": keepalive\n\n") == b": keepalive\n\n"
-    )
-    assert GeminiFromChat(chat_translator(), "m", False).feed(b": keepalive\n\n") == b""
+    assert chat_translator(GeminiFromChat("m", True)).feed(b": keepalive\n\n") == b": keepalive\n\n"
+    assert chat_translator(GeminiFromChat("m", False)).feed(b": keepalive\n\n") == b""
 
 
 @pytest.mark.parametrize(
@@ -647,8 +634,10 @@ def test_the_url_s_model_and_method_name_the_chat_request() -> None:
 
 @pytest.mark.parametrize("sse", [True, False], ids=["sse", "array"])
 def test_keepalives_before_the_first_response_change_nothing(sse: bool) -> None:
-    bridge = GeminiFromChat(chat_translator(), "m", sse)
-    out = bridge.keepalive() + bridge.keepalive() + run(bridge, [ANSWERS["text"].stream()])
+    sink = GeminiFromChat("m", sse)
+    out = (
+        sink.keepalive() + sink.keepalive() + run(chat_translator(sink), [ANSWERS["text"].stream()])
+    )
     if sse:
         assert out.startswith(b": keepalive\r\n\r\n")
         out = out.replace(b": keepalive\r\n\r\n", b"")

@@ -7,47 +7,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiohttp import web
 
 from tests.conftest import FakeUpstream, GatewayFactory
+from tests.raw_requests import JSON, JSON_ROUTES, error_of, send_raw
 
-MESSAGES = [{"role": "user", "content": "hi"}]
-JSON_ROUTES = {
-    "/v1/chat/completions": {"model": "mock/m", "messages": MESSAGES},
-    "/v1/completions": {"model": "mock/m", "prompt": "hi"},
-    "/v1/responses": {"model": "mock/m", "input": "hi"},
-    "/v1/embeddings": {"model": "mock/m", "input": "hi"},
-    "/v1/audio/speech": {"model": "mock/m", "input": "hi", "voice": "alloy"},
-}
 DEEP = "[" * 1000 + "]" * 1000
-
-
-def _error(raw: bytes) -> dict[str, Any]:
-    body = orjson.loads(raw)
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body["error"]
-
-
-async def _send(
-    url: str, path: str, body: bytes, headers: dict[str, str] | None = None
-) -> tuple[int, bytes, dict[str, str]]:
-    async with (
-        aiohttp.ClientSession(skip_auto_headers=("Content-Type",)) as session,
-        session.post(url + path, data=body, headers=headers or {}) as response,
-    ):
-        return response.status, await response.read(), dict(response.headers)
-
-
-JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-async def mock_url(start_gateway: GatewayFactory) -> str:
-    return await start_gateway("[providers.mock]\ndelay = 0\n")
 
 
 @pytest.fixture
@@ -67,9 +34,9 @@ async def test_json_nested_1000_deep_in_any_field_is_a_400(
     mock_url: str, no_tracebacks: None, path: str, field: str
 ) -> None:
     body = orjson.dumps(JSON_ROUTES[path])[:-1] + f',"{field}":{DEEP}}}'.encode()
-    status, raw, _ = await _send(mock_url, path, body, JSON)
+    status, raw, _ = await send_raw(mock_url, path, body, JSON)
     assert status == 400
-    error = _error(raw)
+    error = error_of(raw)
     assert error["code"] == "json_too_deep" and "128" in error["message"]
 
 
@@ -78,13 +45,13 @@ async def test_json_nested_128_deep_is_read(mock_url: str) -> None:
     for _ in range(126):  # the body object is one level, `metadata` one more
         nested = [nested]
     body = {**JSON_ROUTES["/v1/chat/completions"], "metadata": nested}
-    status, raw, _ = await _send(mock_url, "/v1/chat/completions", orjson.dumps(body), JSON)
+    status, raw, _ = await send_raw(mock_url, "/v1/chat/completions", orjson.dumps(body), JSON)
     assert status == 200, raw
 
 
 async def test_brackets_inside_strings_do_not_count(mock_url: str) -> None:
     body = {"model": "mock/m", "messages": [{"role": "user", "content": "[{" * 5000}]}
-    status, raw, _ = await _send(mock_url, "/v1/chat/completions", orjson.dumps(body), JSON)
+    status, raw, _ = await send_raw(mock_url, "/v1/chat/completions", orjson.dumps(body), JSON)
     assert status == 200, raw
 
 
@@ -97,9 +64,9 @@ async def test_brackets_inside_strings_do_not_count(mock_url: str) -> None:
     ],
 )
 async def test_invalid_utf8_is_a_400(mock_url: str, no_tracebacks: None, body: bytes) -> None:
-    status, raw, _ = await _send(mock_url, "/v1/chat/completions", body, JSON)
+    status, raw, _ = await send_raw(mock_url, "/v1/chat/completions", body, JSON)
     assert status == 400
-    assert "UTF-8" in _error(raw)["message"]
+    assert "UTF-8" in error_of(raw)["message"]
 
 
 # --- multipart uploads: framing errors are the client's, fields are bounded ---
@@ -177,17 +144,17 @@ async def test_a_malformed_multipart_body_is_a_400_not_blamed_on_the_upstream(
             b"fake/whisper-1",
             b'fake/whisper-1\r\n--abc\r\nContent-Disposition: form-data; name="stream"\r\n\r\ntrue',
         )
-    status, raw, _ = await _send(
+    status, raw, _ = await send_raw(
         upload_url, "/v1/audio/transcriptions", body, {"Content-Type": content_type}
     )
     assert status == 400, raw
-    error = _error(raw)
+    error = error_of(raw)
     assert error["type"] == "invalid_request_error" and said in error["message"]
 
 
 async def test_a_well_formed_upload_still_passes(upload_url: str) -> None:
     body = _form("abc", [MODEL_PART, FILE_PART])
-    status, raw, _ = await _send(
+    status, raw, _ = await send_raw(
         upload_url,
         "/v1/audio/transcriptions",
         body,
@@ -206,26 +173,26 @@ async def test_more_than_100_form_fields_is_a_400(
 ) -> None:
     fields = [_field(i, 10) for i in range(101)]
     parts = [MODEL_PART, FILE_PART, *fields] if after_file else [MODEL_PART, *fields, FILE_PART]
-    status, raw, _ = await _send(
+    status, raw, _ = await send_raw(
         upload_url,
         "/v1/audio/transcriptions",
         _form("abc", parts),
         {"Content-Type": "multipart/form-data; boundary=abc"},
     )
     assert status == 400
-    assert "100 fields" in _error(raw)["message"]
+    assert "100 fields" in error_of(raw)["message"]
 
 
 async def test_form_fields_over_max_request_bytes_in_all_are_a_413(
     upload_url: str, upstream: FakeUpstream
 ) -> None:
     fields = [_field(i, 60_000) for i in range(6)]  # 360 KB of fields, each under 64 KiB
-    status, raw, _ = await _send(
+    status, raw, _ = await send_raw(
         upload_url,
         "/v1/audio/transcriptions",
         _form("abc", [MODEL_PART, *fields, FILE_PART]),
         {"Content-Type": "multipart/form-data; boundary=abc"},
     )
     assert status == 413
-    assert "300000" in _error(raw)["message"]
+    assert "300000" in error_of(raw)["message"]
     assert upstream.requests == []  # refused before the upstream was called

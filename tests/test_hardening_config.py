@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, parse, warn_missing_keys
+from gateway.config import parse, warn_missing_keys
+from wire.config import ConfigError
 
 
 def test_server_hardening_defaults() -> None:

@@ -4,7 +4,6 @@ a 421, both in OpenAI's shape; and no answer names the server's software."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import orjson
@@ -15,41 +14,9 @@ from gateway.app import create_app, serve_app
 from gateway.config import parse
 from gateway.guards import exposure_warning
 from tests.conftest import GatewayFactory
+from tests.raw_requests import JSON_ROUTES, MESSAGES, error_of, send_raw
 
-MESSAGES = [{"role": "user", "content": "hi"}]
-JSON_ROUTES = {
-    "/v1/chat/completions": {"model": "mock/m", "messages": MESSAGES},
-    "/v1/completions": {"model": "mock/m", "prompt": "hi"},
-    "/v1/responses": {"model": "mock/m", "input": "hi"},
-    "/v1/embeddings": {"model": "mock/m", "input": "hi"},
-    "/v1/audio/speech": {"model": "mock/m", "input": "hi", "voice": "alloy"},
-}
 UPLOAD_ROUTES = ("/v1/audio/transcriptions", "/v1/audio/translations")
-
-
-def _error(raw: bytes) -> dict[str, Any]:
-    body = orjson.loads(raw)
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body["error"]
-
-
-async def _send(
-    url: str, path: str, body: bytes, headers: dict[str, str] | None = None
-) -> tuple[int, bytes, dict[str, str]]:
-    async with (
-        aiohttp.ClientSession(skip_auto_headers=("Content-Type",)) as session,
-        session.post(url + path, data=body, headers=headers or {}) as response,
-    ):
-        return response.status, await response.read(), dict(response.headers)
-
-
-JSON = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-async def mock_url(start_gateway: GatewayFactory) -> str:
-    return await start_gateway("[providers.mock]\ndelay = 0\n")
 
 
 # --- media types ---
@@ -64,9 +31,9 @@ async def test_a_json_route_refuses_other_media_types_with_415(
     mock_url: str, path: str, content_type: str
 ) -> None:
     body = orjson.dumps(JSON_ROUTES[path])
-    status, raw, _ = await _send(mock_url, path, body, {"Content-Type": content_type})
+    status, raw, _ = await send_raw(mock_url, path, body, {"Content-Type": content_type})
     assert status == 415
-    error = _error(raw)
+    error = error_of(raw)
     assert error["code"] == "unsupported_media_type" and "application/json" in error["message"]
 
 
@@ -75,7 +42,7 @@ async def test_a_json_route_refuses_other_media_types_with_415(
 )
 async def test_json_with_any_parameters_is_accepted(mock_url: str, content_type: str) -> None:
     body = orjson.dumps(JSON_ROUTES["/v1/chat/completions"])
-    status, _, _ = await _send(
+    status, _, _ = await send_raw(
         mock_url, "/v1/chat/completions", body, {"Content-Type": content_type}
     )
     assert status == 200
@@ -83,12 +50,12 @@ async def test_json_with_any_parameters_is_accepted(mock_url: str, content_type:
 
 async def test_no_content_type_is_json_unless_a_browser_sent_it(mock_url: str) -> None:
     body = orjson.dumps(JSON_ROUTES["/v1/chat/completions"])
-    status, _, _ = await _send(mock_url, "/v1/chat/completions", body)
+    status, _, _ = await send_raw(mock_url, "/v1/chat/completions", body)
     assert status == 200  # requests and httpx send raw bytes with no Content-Type
-    status, raw, _ = await _send(
+    status, raw, _ = await send_raw(
         mock_url, "/v1/chat/completions", body, {"Origin": "https://evil.example"}
     )
-    assert status == 415 and "none" in _error(raw)["message"]
+    assert status == 415 and "none" in error_of(raw)["message"]
 
 
 @pytest.mark.parametrize("path", UPLOAD_ROUTES)
@@ -97,14 +64,14 @@ async def test_an_upload_route_takes_multipart_only(
     mock_url: str, path: str, content_type: str | None
 ) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
-    status, raw, _ = await _send(mock_url, path, b'{"model": "mock/w"}', headers)
+    status, raw, _ = await send_raw(mock_url, path, b'{"model": "mock/w"}', headers)
     assert status == 415
-    assert "multipart/form-data" in _error(raw)["message"]
+    assert "multipart/form-data" in error_of(raw)["message"]
 
 
 async def test_an_unknown_route_is_still_a_404_whatever_its_type(mock_url: str) -> None:
-    status, raw, _ = await _send(mock_url, "/v1/nothing", b"x", {"Content-Type": "text/plain"})
-    assert status == 404 and _error(raw)["code"] == "unknown_url"
+    status, raw, _ = await send_raw(mock_url, "/v1/nothing", b"x", {"Content-Type": "text/plain"})
+    assert status == 404 and error_of(raw)["code"] == "unknown_url"
 
 
 # --- Host names (DNS rebinding) ---
@@ -133,7 +100,7 @@ async def test_bound_to_loopback_loopback_names_are_answered(mock_url: str, host
 async def test_bound_to_loopback_a_foreign_host_is_a_421(mock_url: str, host: str) -> None:
     status, raw = await _with_host(mock_url, host)
     assert status == 421
-    error = _error(raw)
+    error = error_of(raw)
     assert error["code"] == "host_not_allowed" and "allowed_hosts" in error["message"]
 
 

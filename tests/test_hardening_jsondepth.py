@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.jsondepth import MAX_DEPTH, too_deep
+from wire.jsondepth import MAX_DEPTH, too_deep
 
 tricky_text = st.text(alphabet='[]{}"\\ ab\n\u00e9', max_size=12)
 values = st.recursive(

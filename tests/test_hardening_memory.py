@@ -7,20 +7,18 @@ peak is sampled while the answer arrives."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import struct
-import subprocess
-import sys
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import orjson
-import psutil
 import pytest
 from aiohttp import web
+
+from tests.processes import GatewayProcess, peak_growth
 
 MB = 1024 * 1024
 ALLOWED_GROWTH = 100 * MB
@@ -88,49 +86,14 @@ async def large_upstream(bomb: bytes) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def gateway_process(large_upstream: str, tmp_path: Path) -> AsyncIterator[tuple[str, int]]:
-    config = tmp_path / "gateway.toml"
-    config.write_text(
+    gateway = GatewayProcess(
         f'[providers.bomb]\ntype = "openai"\nbase_url = "{large_upstream}/bomb"\n'
         f'[providers.huge]\ntype = "openai"\nbase_url = "{large_upstream}/huge"\n'
-        "[providers.mock]\ndelay = 0\n"
+        "[providers.mock]\ndelay = 0\n",
+        tmp_path,
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "--config",
-        str(config),
-        "--port",
-        "0",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
-    yield line.split(" on ")[1].split()[0], process.pid
-    process.terminate()
-    await process.wait()
-
-
-async def _peak_growth(pid: int, work: Callable[[], Awaitable[None]]) -> int:
-    process = psutil.Process(pid)
-    start = process.memory_info().rss
-    peak = start
-    done = asyncio.Event()
-
-    async def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
-            await asyncio.sleep(0.005)
-
-    sampler = asyncio.create_task(sample())
-    try:
-        await work()
-    finally:
-        done.set()
-        await sampler
-    return peak - start
+    yield gateway.url, gateway.process.pid
+    gateway.stop()
 
 
 @pytest.mark.parametrize("provider", ["bomb", "huge"])
@@ -151,6 +114,6 @@ async def test_an_answer_too_large_to_hold_leaves_memory_bounded(
             assert answer["error"]["code"] == "upstream_too_large"
             assert f"'{provider}'" in answer["error"]["message"]
 
-        growth = await _peak_growth(pid, ask)
+        growth = await peak_growth(pid, ask)
     assert growth < ALLOWED_GROWTH, f"RSS grew {growth / MB:.1f} MiB"
     print(f"\n{provider}: peak RSS growth {growth / MB:.1f} MiB")

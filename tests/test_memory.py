@@ -6,16 +6,14 @@ peak is sampled while the bytes pass. This measures memory, not time.
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import psutil
 import pytest
 from aiohttp import web
+
+from tests.processes import GatewayProcess, peak_growth
 
 MB = 1024 * 1024
 STREAM_BYTES = 48 * MB
@@ -54,50 +52,13 @@ async def audio_upstream() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def gateway_process(audio_upstream: str, tmp_path: Path) -> AsyncIterator[tuple[str, int]]:
-    config = tmp_path / "gateway.toml"
-    config.write_text(
+    gateway = GatewayProcess(
         f"[server]\nmax_upload_bytes = {UPLOAD_BYTES * 2}\n"
-        f'[providers.fake]\ntype = "openai"\nbase_url = "{audio_upstream}"\n'
+        f'[providers.fake]\ntype = "openai"\nbase_url = "{audio_upstream}"\n',
+        tmp_path,
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "--config",
-        str(config),
-        "--port",
-        "0",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
-    url = line.split(" on ")[1].split()[0]
-    yield url, process.pid
-    process.terminate()
-    await process.wait()
-
-
-async def _peak_growth(pid: int, work) -> int:
-    """Run `work` while sampling the process's RSS; return the peak minus the start."""
-    process = psutil.Process(pid)
-    start = process.memory_info().rss
-    peak = start
-    done = asyncio.Event()
-
-    async def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
-            await asyncio.sleep(0.01)
-
-    sampler = asyncio.create_task(sample())
-    try:
-        await work()
-    finally:
-        done.set()
-        await sampler
-    return peak - start
+    yield gateway.url, gateway.process.pid
+    gateway.stop()
 
 
 async def test_memory_stays_flat_while_long_audio_streams(gateway_process) -> None:
@@ -114,7 +75,7 @@ async def test_memory_stays_flat_while_long_audio_streams(gateway_process) -> No
                     received += len(chunk)
             assert received == STREAM_BYTES
 
-        growth = await _peak_growth(pid, stream)
+        growth = await peak_growth(pid, stream)
     assert growth < ALLOWED_GROWTH, f"RSS grew {growth / MB:.1f} MB for {STREAM_BYTES // MB} MB"
 
 
@@ -144,5 +105,5 @@ async def test_memory_stays_flat_while_a_large_upload_passes(gateway_process) ->
             assert response.status == 200, answer
             assert int(answer["text"].split()[0]) > UPLOAD_BYTES  # the file and its framing
 
-        growth = await _peak_growth(pid, upload)
+        growth = await peak_growth(pid, upload)
     assert growth < ALLOWED_GROWTH, f"RSS grew {growth / MB:.1f} MB for {UPLOAD_BYTES // MB} MB"

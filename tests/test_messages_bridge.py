@@ -20,28 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from gateway.config import (
-    AnthropicProviderConfig,
-    CohereProviderConfig,
-    GeminiProviderConfig,
-)
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    NotFound,
-    PayloadTooLarge,
-    Unauthorized,
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
-from providers.anthropic import AnthropicProvider
 from providers.anthropic_stream import MessagesStream
-from providers.base import Operation
 from providers.chat_request import decode_chat_request
 from providers.chunks import ChatStreamWriter, usage
-from providers.cohere import CohereProvider
-from providers.gemini import GeminiProvider, GeminiStream
+from providers.gemini import GeminiStream
 from providers.messages_bridge import (
     PING,
     MessagesFromChat,
@@ -54,12 +36,24 @@ from tests.chat_answers import (
     ANSWERS,
     MODEL,
     SIGNATURE,
+    TRANSLATING,
     chat_translator,
     run,
     split,
     sse_events,
 )
 from tests.replay import fixture
+from wire.errors import (
+    BadRequest,
+    GatewayError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from wire.operations import Operation
 
 _events = TypeAdapter(RawMessageStreamEvent)
 
@@ -235,15 +229,7 @@ def test_claude_code_style_request_becomes_the_equivalent_chat_request() -> None
     }
 
 
-@pytest.mark.parametrize(
-    "provider",
-    [
-        GeminiProvider("gemini", GeminiProviderConfig(base_url="http://x", api_key="k")),
-        AnthropicProvider("claude", AnthropicProviderConfig(base_url="http://x", api_key="k")),
-        CohereProvider("cohere", CohereProviderConfig(base_url="http://x", api_key="k")),
-    ],
-    ids=lambda provider: provider.name,
-)
+@pytest.mark.parametrize("provider", TRANSLATING, ids=lambda provider: provider.name)
 def test_translated_request_is_taken_by_translating_providers(provider: Any) -> None:
     """(Ollama is left out: it fetches no image URLs, a 400 of its own.)"""
     chat = messages_to_chat(_raw({**_claude_code_request(), "max_tokens": 32000}))
@@ -418,7 +404,7 @@ def _without_id(message: Message) -> dict[str, Any]:
 @pytest.mark.parametrize("name", list(ANSWERS))
 def test_stream_and_whole_answer_give_the_same_message(name: str) -> None:
     answer = ANSWERS[name]
-    bridge = MessagesFromChat(chat_translator(), "openai/requested")
+    bridge = chat_translator(MessagesFromChat("openai/requested"))
     streamed = _accumulate(run(bridge, [answer.stream()]))
     whole = Message.model_validate_json(message_from_chat(answer.completion()))
     assert _without_id(streamed) == _without_id(whole)
@@ -434,13 +420,13 @@ def test_stream_and_whole_answer_give_the_same_message(name: str) -> None:
 )
 def test_any_split_of_the_chat_stream_gives_the_same_events(name: str, cuts: list[int]) -> None:
     stream = ANSWERS[name].stream()
-    whole = run(MessagesFromChat(chat_translator(), "m"), [stream])
-    pieces = run(MessagesFromChat(chat_translator(), "m"), split(stream, cuts))
+    whole = run(chat_translator(MessagesFromChat("m")), [stream])
+    pieces = run(chat_translator(MessagesFromChat("m")), split(stream, cuts))
     assert _normalised(pieces) == _normalised(whole)
 
 
 def test_events_come_in_anthropics_order() -> None:
-    out = run(MessagesFromChat(chat_translator(), "m"), [ANSWERS["tools"].stream()])
+    out = run(chat_translator(MessagesFromChat("m")), [ANSWERS["tools"].stream()])
     kinds = [
         (p["type"], p.get("index"), (p.get("content_block") or p.get("delta") or {}).get("type"))
         for p in _normalised(out)
@@ -466,7 +452,7 @@ def test_events_come_in_anthropics_order() -> None:
 
 
 def test_message_start_and_delta_carry_anthropics_usage() -> None:
-    out = _normalised(run(MessagesFromChat(chat_translator(), "m"), [ANSWERS["thinking"].stream()]))
+    out = _normalised(run(chat_translator(MessagesFromChat("m")), [ANSWERS["thinking"].stream()]))
     assert out[0]["message"]["usage"] == {"input_tokens": 0, "output_tokens": 0}
     assert out[0]["message"]["model"] == MODEL
     assert out[-2] == {
@@ -491,7 +477,7 @@ def test_message_start_and_delta_carry_anthropics_usage() -> None:
     ],
 )
 def test_finish_reason_becomes_the_stop_reason(name: str, stop: str) -> None:
-    out = run(MessagesFromChat(chat_translator(), "m"), [ANSWERS[name].stream()])
+    out = run(chat_translator(MessagesFromChat("m")), [ANSWERS[name].stream()])
     assert _accumulate(out).stop_reason == stop
 
 
@@ -502,7 +488,7 @@ def test_signature_without_thinking_gets_a_thinking_block_of_its_own() -> None:
         + writer.reasoning_signature(SIGNATURE)
         + writer.finish("tool_calls", None)
     )
-    message = _accumulate(run(MessagesFromChat(chat_translator(), "m"), [stream]))
+    message = _accumulate(run(chat_translator(MessagesFromChat("m")), [stream]))
     assert [block.type for block in message.content] == ["tool_use", "thinking"]
     assert message.content[1].signature == SIGNATURE  # type: ignore[union-attr]
 
@@ -510,7 +496,7 @@ def test_signature_without_thinking_gets_a_thinking_block_of_its_own() -> None:
 def test_upstream_error_event_becomes_anthropics_error_event() -> None:
     writer = ChatStreamWriter(MODEL)
     stream = writer.content("Hel") + writer.error(UpstreamError("Too many", status=429))
-    bridge = MessagesFromChat(chat_translator(), "m")
+    bridge = chat_translator(MessagesFromChat("m"))
     out = _normalised(run(bridge, [stream]))
     assert out[-1] == {"type": "error", "error": {"type": "api_error", "message": "Too many"}}
     ErrorResponse.model_validate(out[-1])
@@ -522,14 +508,14 @@ def test_upstream_error_event_becomes_anthropics_error_event() -> None:
 def test_inner_translators_failure_keeps_its_status() -> None:
     """Anthropic's overloaded_error, read by the Anthropic provider's translator (as in a
     fallback through chat), comes out as overloaded_error again."""
-    bridge = MessagesFromChat(MessagesStream("claude", "m"), "m")
+    bridge = MessagesStream("claude", "m", MessagesFromChat("m"))
     out = _normalised(run(bridge, [fixture("anthropic/midstream_error.sse")]))
     assert out[-1]["error"]["type"] == "overloaded_error"
     assert bridge.failure is not None and anthropic_error_status(bridge.failure) == 529
 
 
 def test_relay_failure_becomes_an_error_event() -> None:
-    bridge = MessagesFromChat(chat_translator(), "m")
+    bridge = chat_translator(MessagesFromChat("m"))
     head = bridge.feed(ChatStreamWriter(MODEL).content("Hi"))
     out = bridge.error_event(UpstreamTimeout("No answer in 30 s."))
     assert _normalised(head + out)[-1] == {
@@ -541,7 +527,7 @@ def test_relay_failure_becomes_an_error_event() -> None:
 
 def test_stream_cut_before_its_end_is_an_error() -> None:
     stream = ChatStreamWriter(MODEL).content("Hi")
-    bridge = MessagesFromChat(chat_translator(), "m")
+    bridge = chat_translator(MessagesFromChat("m"))
     out = _normalised(run(bridge, [stream]))
     assert out[-1]["type"] == "error"
     assert bridge.failure is not None
@@ -554,7 +540,7 @@ def test_anthropic_stream_through_chat_gives_back_the_same_message() -> None:
     for name in ("tool_use_stream", "cached_stream", "text_stream"):
         raw = fixture(f"anthropic/{name}.sse")
         direct = _accumulate(raw, validate=False)
-        bridged = _accumulate(run(MessagesFromChat(MessagesStream("claude", "m"), "m"), [raw]))
+        bridged = _accumulate(run(MessagesStream("claude", "m", MessagesFromChat("m")), [raw]))
         assert [b.model_dump() for b in bridged.content] == [b.model_dump() for b in direct.content]
         assert bridged.stop_reason == direct.stop_reason
 
@@ -564,7 +550,7 @@ def test_anthropic_thinking_through_chat_keeps_thinking_and_signature() -> None:
     deltas = [orjson.loads(event.data).get("delta", {}) for event in sse_events(raw)]
     thinking = "".join(delta["thinking"] for delta in deltas if "thinking" in delta)
     signature = next(delta["signature"] for delta in deltas if "signature" in delta)
-    message = _accumulate(run(MessagesFromChat(MessagesStream("claude", "m"), "m"), [raw]))
+    message = _accumulate(run(MessagesStream("claude", "m", MessagesFromChat("m")), [raw]))
     assert [block.model_dump() for block in message.content] == [
         {"type": "thinking", "thinking": thinking, "signature": signature},
         {"type": "text", "text": "27 * 453 = 12,231", "citations": None},
@@ -573,14 +559,14 @@ def test_anthropic_thinking_through_chat_keeps_thinking_and_signature() -> None:
 
 def test_gemini_whole_function_calls_become_tool_use_blocks() -> None:
     raw = fixture("gemini/tool_stream.sse")
-    message = _accumulate(run(MessagesFromChat(GeminiStream("gemini-2.5-flash"), "m"), [raw]))
+    message = _accumulate(run(GeminiStream("gemini", MessagesFromChat("gemini-2.5-flash")), [raw]))
     calls = [block for block in message.content if block.type == "tool_use"]
     assert calls and all(isinstance(call.input, dict) and call.input for call in calls)
     assert message.stop_reason == "tool_use"
 
 
 def test_keepalive_comments_pass_through() -> None:
-    bridge = MessagesFromChat(chat_translator(), "m")
+    bridge = chat_translator(MessagesFromChat("m"))
     assert bridge.feed(b": keepalive\n\n") == b": keepalive\n\n"
 
 
@@ -630,7 +616,7 @@ def test_every_gateway_error_has_anthropics_shape(
 
 
 def test_usage_of_the_chunk_is_exposed() -> None:
-    bridge = MessagesFromChat(chat_translator(), "m")
+    bridge = chat_translator(MessagesFromChat("m"))
     writer = ChatStreamWriter(MODEL)
     run(bridge, [writer.content("x") + writer.finish("stop", usage(7, 1))])
     assert bridge.usage == usage(7, 1)

@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from gateway.config import parse
@@ -30,7 +31,7 @@ from gateway.metrics import (
     TTFT_BUCKETS,
     observe_all,
 )
-from tests.conftest import FakeUpstream, GatewayFactory, Upstreams, provider_toml
+from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess
 from tests.scrape import Scrape, scrape
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
@@ -53,7 +54,7 @@ def two_providers(a: FakeUpstream, b: FakeUpstream, **a_settings: object) -> str
 
 
 @pytest.fixture
-async def gateway(upstreams: Upstreams, start_gateway: GatewayFactory) -> str:
+async def gateway(upstreams: list[FakeUpstream], start_gateway: GatewayFactory) -> str:
     return await start_gateway(two_providers(*upstreams[:2]))
 
 
@@ -73,9 +74,9 @@ def histogram_count(scraped: Scrape, name: str, **labels: str) -> float:
 
 
 async def test_streamed_and_whole_answers_fill_the_genai_histograms(
-    gateway: str, upstreams: Upstreams
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
-    a, _, _ = upstreams
+    a, *_ = upstreams
     a.handler = streaming(openai_chat_stream(["one ", "two ", "three"]), delay=0.02)
     async with sdk(gateway) as client:
         assert await stream_text(client, "a/m") == "one two three"
@@ -110,8 +111,10 @@ async def test_streamed_and_whole_answers_fill_the_genai_histograms(
     assert scraped.value("gateway_responses_total", route="/v1/chat/completions", status="200") == 2
 
 
-async def test_histograms_use_the_opentelemetry_buckets(gateway: str, upstreams: Upstreams) -> None:
-    a, _, _ = upstreams
+async def test_histograms_use_the_opentelemetry_buckets(
+    gateway: str, upstreams: list[FakeUpstream]
+) -> None:
+    a, *_ = upstreams
     a.handler = streaming(openai_chat_stream(["x", "y"]))
     async with sdk(gateway) as client:
         await stream_text(client, "a/m")
@@ -150,7 +153,7 @@ async def test_histograms_use_the_opentelemetry_buckets(gateway: str, upstreams:
 
 
 async def test_a_fallback_through_an_alias_counts_the_failed_attempt_and_the_server(
-    gateway: str, upstreams: Upstreams
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
     a, b, _ = upstreams
     a.handler = answering({"error": {"message": "busy", "type": "server_error"}}, status=503)
@@ -172,7 +175,7 @@ async def test_a_fallback_through_an_alias_counts_the_failed_attempt_and_the_ser
 
 
 async def test_an_upstream_error_is_counted_by_its_status(
-    gateway: str, upstreams: Upstreams
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
     a, b, _ = upstreams
     a.handler = answering({"error": {"message": "overloaded", "type": "server_error"}}, 503)
@@ -194,12 +197,21 @@ async def test_an_upstream_error_is_counted_by_its_status(
     assert scraped.value("gateway_responses_total", status="400") == 1
 
 
-async def test_requests_in_flight_while_a_stream_runs(gateway: str, upstreams: Upstreams) -> None:
-    a, _, _ = upstreams
-    a.handler = streaming(openai_chat_stream(["slow"]), delay=0.2)  # about 1 s
+async def test_requests_in_flight_while_a_stream_runs(
+    gateway: str, upstreams: list[FakeUpstream]
+) -> None:
+    a, *_ = upstreams
+    slow = streaming(openai_chat_stream(["slow"]), delay=0.2)  # about 1 s
+    begun = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        begun.set()  # the stream has begun: the upstream has its request
+        return await slow(request)
+
+    a.handler = handler
     async with sdk(gateway) as client:
         running = asyncio.create_task(stream_text(client, "a/m"))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(begun.wait(), 10)
         during = await scrape(gateway)
         assert await running == "slow"
     assert during.value(IN_FLIGHT) == 1
@@ -207,9 +219,9 @@ async def test_requests_in_flight_while_a_stream_runs(gateway: str, upstreams: U
 
 
 async def test_a_client_that_leaves_mid_stream_is_counted_as_cancelled(
-    gateway: str, upstreams: Upstreams
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
-    a, _, _ = upstreams
+    a, *_ = upstreams
     a.handler = streaming(openai_chat_stream(["first", "never"])[:2], then="hang")
     body = {"model": "a/m", "messages": MESSAGES, "stream": True}
     async with aiohttp.ClientSession() as session:
@@ -228,7 +240,7 @@ async def test_a_client_that_leaves_mid_stream_is_counted_as_cancelled(
 
 
 async def test_gateway_key_label_and_a_request_refused_before_any_attempt(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_gateway(
@@ -252,9 +264,9 @@ async def test_gateway_key_label_and_a_request_refused_before_any_attempt(
 
 
 async def test_model_labels_are_bounded_to_configured_names(
-    gateway: str, upstreams: Upstreams
+    gateway: str, upstreams: list[FakeUpstream]
 ) -> None:
-    a, _, _ = upstreams
+    a, *_ = upstreams
     a.handler = answering(chat_completion("ok"))
     async with sdk(gateway) as client:
         await client.chat.completions.create(model="smart", messages=MESSAGES)
@@ -281,7 +293,7 @@ async def test_model_labels_are_bounded_to_configured_names(
 
 
 async def test_cooldowns_gauge_counts_resting_keys_and_targets(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_gateway(two_providers(a, b) + "[routing]\nfailures_to_rest = 1\n")

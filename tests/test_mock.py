@@ -62,8 +62,10 @@ async def test_non_streamed_answer_comes_after_tokens_times_delay_like_the_strea
     stream_seconds = time.monotonic() - started
     assert whole.choices[0].message.content == REPLY
     assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) == 10
-    assert 10 * 0.05 <= whole_seconds < 10 * 0.05 + 1.0
-    assert 9 * 0.05 <= stream_seconds < 9 * 0.05 + 1.0
+    # At least the paced time; the bound above only tells it from no pacing at all, wide
+    # enough for a loaded machine.
+    assert 10 * 0.05 <= whole_seconds < 10 * 0.05 + 10
+    assert 9 * 0.05 <= stream_seconds < 9 * 0.05 + 10
 
 
 # --- tool calls --------------------------------------------------------------------------------

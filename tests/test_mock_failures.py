@@ -12,13 +12,14 @@ import openai
 import orjson
 import pytest
 
-from gateway.config import MockProviderConfig, parse
-from gateway.sse import Event, SSEDecoder
+from gateway.config import parse
 from gateway.upstream import client_timeout
-from providers.base import Operation
-from providers.mock import REPLY, MockProvider, reply_tokens
+from providers.mock import REPLY, MockProvider, MockProviderConfig, reply_tokens
 from providers.mock_failures import CutAfter, ErrorFirst, Status, parse_failure
 from providers.mock_media import speech_wav
+from tests.streams import post_stream
+from wire.operations import Operation
+from wire.sse import Event, SSEDecoder
 
 # The SDK marks translations deprecated; the route still serves clients that call it.
 pytestmark = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
@@ -143,15 +144,9 @@ async def test_error_first_stream_fails_before_content_so_the_client_gets_its_st
 ) -> None:
     # The mock sends a 200 stream whose first event is an error; the gateway commits nothing
     # before the first content, so the client sees a failed request, not a failed stream.
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{gateway_url}/v1/chat/completions",
-            json={"model": "mock/error-first", "messages": MESSAGES, "stream": True},
-        ) as response,
-    ):
-        body = await response.json()
-    assert response.status == 502
+    status, raw = await post_stream(gateway_url, "mock/error-first")
+    body = orjson.loads(raw)
+    assert status == 502
     error = body["error"]
     assert error["type"] == "service_unavailable_error" and "overloaded" in error["message"]
 

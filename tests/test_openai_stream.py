@@ -8,7 +8,6 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.base import Operation
 from providers.openai import ChunkNormaliser
 from tests.streams import (
     DONE,
@@ -19,6 +18,7 @@ from tests.streams import (
     openai_chat_stream,
     parse_sse,
 )
+from wire.operations import Operation
 
 TOKENS = ["Hé", "llo", " 世界", " 🎉", "!"]
 

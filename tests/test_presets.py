@@ -5,7 +5,9 @@ from __future__ import annotations
 import openai
 import pytest
 
-from gateway.config import PRESETS, OpenAIProviderConfig, parse, warn_missing_keys
+from gateway.config import parse, warn_missing_keys
+from providers import known_presets
+from providers.openai import OpenAIProviderConfig
 from tests.conftest import FakeUpstream, GatewayFactory
 from tests.streams import answering, chat_completion
 
@@ -19,10 +21,15 @@ def _provider(toml: str, name: str) -> OpenAIProviderConfig:
     return config
 
 
+PRESETS = known_presets()
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_a_bare_preset_table_gets_its_url_and_key(name: str) -> None:
+def test_a_bare_preset_table_gets_its_url_key_and_responses_mode(name: str) -> None:
     config = _provider(f"[providers.{name}]\n", name)
-    assert (config.base_url, config.api_key) == PRESETS[name]
+    preset = PRESETS[name]
+    assert (config.base_url, config.api_key) == (preset.base_url, preset.api_key)
+    assert config.responses == preset.responses
 
 
 def test_groq_preset_values() -> None:
@@ -54,7 +61,7 @@ def test_local_presets_need_no_key(name: str) -> None:
 def test_hosted_presets_warn_when_their_key_is_unset(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    variable = str(PRESETS[name][1]).removeprefix("env.")
+    variable = str(PRESETS[name].api_key).removeprefix("env.")
     monkeypatch.delenv(variable, raising=False)
     [warning] = warn_missing_keys(parse(f"[providers.{name}]\n", "test.toml"))
     assert variable in warning

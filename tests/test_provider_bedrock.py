@@ -9,54 +9,35 @@ files are exactly the frames it lists, and that botocore's own parser reads them
 from __future__ import annotations
 
 import base64
-import itertools
 import re
 import sys
 from typing import Any
 
-import aiohttp
 import msgspec
 import openai
 import orjson
 import pytest
 from aiohttp import web
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from gateway.config import BedrockProviderConfig, ConfigError
-from providers.base import Operation
-from tests.bedrock_frames import STREAMS, TOOL_CALL
-from tests.conftest import FakeUpstream, GatewayFactory, Handler
-from tests.replay import fixture, replay
-from tests.sdk import Answer, collect_stream, from_completion
-from tests.streams import parse_sse
-
-pytest.importorskip("botocore")
-
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.eventstream import EventStreamBuffer
 
-from providers.bedrock import BedrockProvider, BedrockStream
+from providers.bedrock import BedrockProvider, BedrockProviderConfig, BedrockStream
+from tests.bedrock_frames import STREAMS, TOOL_CALL
+from tests.conftest import Connect, FakeUpstream, GatewayFactory, Handler
+from tests.replay import fixture, replay
+from tests.sdk import Answer, collect_stream, refused
+from tests.streams import parse_sse, post_stream, weather_tool
+from wire.config import ConfigError
+from wire.operations import Operation
 
 EVENTSTREAM = "application/vnd.amazon.eventstream"
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 SEEDS = [0, 1, 2, 3, 4]
 MESSAGES = [{"role": "user", "content": "Hello"}]
 TEXT = "Hello! How can I help — 今日は? 🙂"
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+WEATHER_TOOL = weather_tool("city")
 
 # --- gateway set-up ----------------------------------------------------------------------------
 
@@ -74,11 +55,8 @@ def _toml(upstream: FakeUpstream, **settings: str) -> str:
 
 
 @pytest.fixture
-async def sdk(upstream: FakeUpstream, start_gateway: GatewayFactory) -> Any:
-    url = await start_gateway(_toml(upstream))
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-    yield client
-    await client.close()
+async def sdk(upstream: FakeUpstream, connect: Connect) -> Any:
+    return await connect(_toml(upstream))
 
 
 def recording_raw(handler: Handler, seen: list[tuple[str, bytes]]) -> Handler:
@@ -192,52 +170,10 @@ async def test_reasoning_stream_in_random_splits(
     assert signature == "EqoBCkgIARABGAIiQ"
 
 
-@pytest.mark.parametrize(
-    ("stream_file", "answer_file"),
-    [
-        ("text_stream.bin", "converse_response.json"),
-        ("tool_stream.bin", "converse_tool_response.json"),
-    ],
-)
-async def test_non_streamed_answer_agrees_with_the_stream(
-    upstream: FakeUpstream, sdk: openai.AsyncOpenAI, stream_file: str, answer_file: str
-) -> None:
-    upstream.handler = _stream(stream_file, seed=9)
-    streamed = await collect_stream(sdk, f"br/{MODEL}", messages=MESSAGES, tools=[WEATHER_TOOL])
-    upstream.handler = _json(answer_file)
-    completion = await sdk.chat.completions.create(
-        model=f"br/{MODEL}", messages=MESSAGES, tools=[WEATHER_TOOL]
-    )
-    assert completion.object == "chat.completion" and completion.model == MODEL
-    assert from_completion(completion) == streamed
-
-
 def _provider() -> BedrockProvider:
     return BedrockProvider(
         "br", BedrockProviderConfig(base_url="http://x", access_key_id="a", secret_access_key="b")
     )
-
-
-@settings(max_examples=100, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=40))
-def test_translator_gives_the_same_chunks_for_any_split(cuts: list[int]) -> None:
-    raw = fixture("bedrock/tool_stream.bin")
-    points = sorted({0, len(raw), *(cut % (len(raw) + 1) for cut in cuts)})
-    provider = _provider()
-
-    def run(pieces: list[bytes]) -> list[Any]:
-        translator = provider.stream_translator(Operation.CHAT, "m")
-        out = b"".join(translator.feed(piece) for piece in pieces) + translator.end()
-        assert translator.finished
-        events = parse_sse(out)
-        assert events[-1].data == "[DONE]"
-        return [
-            (c["choices"], c["usage"]) for c in map(orjson.loads, (e.data for e in events[:-1]))
-        ]
-
-    whole = run([raw])
-    assert run([raw[a:b] for a, b in itertools.pairwise(points)]) == whole
-    assert whole[-1][0][0]["finish_reason"] == "tool_calls"
 
 
 # --- the request Bedrock receives ----------------------------------------------------------
@@ -457,11 +393,7 @@ def test_endpoint_defaults_to_the_region() -> None:
 async def test_unsupported_request_is_400_naming_the_param(
     upstream: FakeUpstream, sdk: openai.AsyncOpenAI, extra: dict[str, Any], param: str
 ) -> None:
-    body = {"messages": MESSAGES, **extra}
-    with pytest.raises(openai.BadRequestError) as caught:
-        await sdk.chat.completions.create(model="br/m", **body)
-    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == param
-    assert upstream.requests == []
+    await refused(sdk, upstream, param, model="br/m", **{"messages": MESSAGES, **extra})
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -510,19 +442,6 @@ async def test_http_error_keeps_status_message_and_names_the_exception(
     }
 
 
-async def test_throttling_fixture_body_is_relayed(
-    upstream: FakeUpstream, sdk: openai.AsyncOpenAI
-) -> None:
-    upstream.handler = _json("error_throttling.json", status=429)
-    with pytest.raises(openai.RateLimitError) as caught:
-        await sdk.chat.completions.create(model="br/m", messages=MESSAGES)
-    body = caught.value.body
-    assert (
-        isinstance(body, dict)
-        and body["message"] == "Too many requests, please wait before trying again."
-    )
-
-
 async def test_exception_frame_mid_stream_raises_in_the_sdk(
     upstream: FakeUpstream, sdk: openai.AsyncOpenAI
 ) -> None:
@@ -550,15 +469,9 @@ async def test_stream_cut_before_the_terminal_event(
 ) -> None:
     upstream.handler = replay(b"".join(frames), seed=2, content_type=EVENTSTREAM)
     url = await start_gateway(_toml(upstream))
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{url}/v1/chat/completions",
-            json={"model": "br/m", "messages": MESSAGES, "stream": True},
-        ) as response,
-    ):
-        events = parse_sse(await response.read())
-    assert response.status == 200
+    status, raw = await post_stream(url, "br/m")
+    events = parse_sse(raw)
+    assert status == 200
     if expected == "error":
         assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
         assert all(event.data != "[DONE]" for event in events)
@@ -604,11 +517,3 @@ def test_translator_repr_names_its_state() -> None:
     translator = _provider().stream_translator(Operation.CHAT, "m")
     assert isinstance(translator, BedrockStream)
     assert repr(translator) == "<BedrockStream finished=False tool_calls=0 finish_reason=None>"
-
-
-@settings(max_examples=100, deadline=None)
-@given(data=st.binary(max_size=400))
-def test_arbitrary_bytes_never_raise(data: bytes) -> None:
-    translator = _provider().stream_translator(Operation.CHAT, "m")
-    out = translator.feed(data) + translator.end()
-    assert translator.finished and out  # always ends, with [DONE] or an error event

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
-import aiohttp
 import openai
-import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from providers.base import Operation
+from providers.chunks import ChatStreamWriter
 from providers.cohere import CohereProvider, CohereStream
-from tests.conftest import FakeUpstream, GatewayFactory
+from tests.conftest import Connect, FakeUpstream, provider_toml
 from tests.replay import fixture, replay
-from tests.sdk import Answer, collect_stream, from_completion
-from tests.streams import parse_sse
+from tests.sdk import Answer, collect_stream
+from tests.streams import weather_tool
+from wire.operations import Operation
 
 SEEDS = [0, 1, 2, 3, 4]
 MESSAGES = [{"role": "user", "content": "What is Coca-Cola?"}]
@@ -27,32 +23,16 @@ TOOL_CALLS = [
     {"id": "get_weather_1byjy32y4hvq", "name": "get_weather", "arguments": {"location": "Toronto"}},
     {"id": "get_weather_8ut9w3zs4ngr", "name": "get_weather", "arguments": {"location": "Madrid"}},
 ]
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"location": {"type": "string"}},
-            "required": ["location"],
-        },
-    },
-}
+WEATHER_TOOL = weather_tool("location")
 
 
 def _toml(upstream: FakeUpstream, **settings: str) -> str:
-    lines = ["[providers.co]", 'type = "cohere"', f'base_url = "{upstream.url}"']
-    lines += [f'{key} = "{value}"' for key, value in {"api_key": "co-key", **settings}.items()]
-    return "\n".join(lines) + "\ntimeout = 5\n"
+    return provider_toml(upstream.url, "co", type="cohere", api_key="co-key", timeout=5, **settings)
 
 
 @pytest.fixture
-async def sdk(upstream: FakeUpstream, start_gateway: GatewayFactory) -> Any:
-    url = await start_gateway(_toml(upstream))
-    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-    yield client
-    await client.close()
+async def sdk(upstream: FakeUpstream, connect: Connect) -> Any:
+    return await connect(_toml(upstream))
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
@@ -103,43 +83,6 @@ async def test_thinking_stream_in_random_splits(
         finish_reason="stop",
         usage=_usage(1002, 19),
     )
-
-
-@pytest.mark.parametrize(
-    ("stream_file", "answer_file"),
-    [("text_stream.sse", "chat_response.json"), ("tool_stream.sse", "tool_response.json")],
-)
-async def test_non_streamed_answer_agrees_with_the_stream(
-    upstream: FakeUpstream, sdk: openai.AsyncOpenAI, stream_file: str, answer_file: str
-) -> None:
-    upstream.handler = replay(fixture(f"cohere/{stream_file}"), seed=7)
-    streamed = await collect_stream(sdk, "co/m", messages=MESSAGES, tools=[WEATHER_TOOL])
-    upstream.handler = replay(fixture(f"cohere/{answer_file}"), content_type="application/json")
-    completion = await sdk.chat.completions.create(
-        model="co/m", messages=MESSAGES, tools=[WEATHER_TOOL]
-    )
-    assert completion.object == "chat.completion" and completion.model == "m"
-    assert from_completion(completion) == streamed
-
-
-@settings(max_examples=100, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=40))
-def test_translator_gives_the_same_chunks_for_any_split(cuts: list[int]) -> None:
-    raw = fixture("cohere/tool_stream.sse")
-    points = sorted({0, len(raw), *(cut % (len(raw) + 1) for cut in cuts)})
-
-    def run(pieces: list[bytes]) -> list[Any]:
-        translator = CohereStream("m")
-        out = b"".join(translator.feed(piece) for piece in pieces) + translator.end()
-        assert translator.finished
-        events = parse_sse(out)
-        assert events[-1].data == "[DONE]"
-        chunks = [orjson.loads(event.data) for event in events[:-1]]
-        return [(c["choices"], c["usage"]) for c in chunks]
-
-    whole = run([raw])
-    assert run([raw[a:b] for a, b in itertools.pairwise(points)]) == whole
-    assert whole[-1][0][0]["finish_reason"] == "tool_calls"
 
 
 # --- the request Cohere receives -----------------------------------------------------------
@@ -250,31 +193,7 @@ async def test_named_tool_choice_offers_only_that_tool_and_requires_a_call(
     assert body["tools"] == [WEATHER_TOOL] and body["tool_choice"] == "REQUIRED"
 
 
-async def test_unsupported_parameter_is_400_naming_it(
-    upstream: FakeUpstream, sdk: openai.AsyncOpenAI
-) -> None:
-    with pytest.raises(openai.BadRequestError) as caught:
-        await sdk.chat.completions.create(model="co/m", messages=MESSAGES, n=2)
-    assert isinstance(caught.value.body, dict) and caught.value.body["param"] == "n"
-    assert upstream.requests == []
-
-
 # --- errors --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("stream", [False, True])
-async def test_error_answer_keeps_status_and_message(
-    upstream: FakeUpstream, sdk: openai.AsyncOpenAI, stream: bool
-) -> None:
-    upstream.handler = replay(
-        fixture("cohere/error_429.json"), status=429, content_type="application/json"
-    )
-    with pytest.raises(openai.RateLimitError) as caught:
-        await sdk.chat.completions.create(model="co/m", messages=MESSAGES, stream=stream)
-    error = caught.value
-    assert error.status_code == 429
-    assert isinstance(error.body, dict) and error.body["type"] == "upstream_error"
-    assert error.body["message"].startswith("You are using a Trial key")
 
 
 async def test_error_finish_mid_stream_raises_in_the_sdk(
@@ -290,56 +209,10 @@ async def test_error_finish_mid_stream_raises_in_the_sdk(
     assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "generation_error"
 
 
-async def test_stream_cut_before_message_end_ends_with_an_error_event(
-    upstream: FakeUpstream, start_gateway: GatewayFactory
-) -> None:
-    raw = fixture("cohere/text_stream.sse")
-    upstream.handler = replay(raw[: raw.index(b"event: message-end")], seed=1)
-    url = await start_gateway(_toml(upstream))
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{url}/v1/chat/completions",
-            json={"model": "co/m", "messages": MESSAGES, "stream": True},
-        ) as response,
-    ):
-        events = parse_sse(await response.read())
-    assert response.status == 200
-    assert orjson.loads(events[0].data)["choices"][0]["delta"]["content"] == "Coca"
-    assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
-    assert all(event.data != "[DONE]" for event in events)
-
-
-async def test_missing_env_key_is_a_502_naming_the_variable(
-    upstream: FakeUpstream, start_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("COHERE_TEST_MISSING_KEY", raising=False)
-    url = await start_gateway(_toml(upstream, api_key="env.COHERE_TEST_MISSING_KEY"))
-    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
-        with pytest.raises(openai.InternalServerError) as caught:
-            await client.chat.completions.create(model="co/m", messages=MESSAGES)
-    assert "COHERE_TEST_MISSING_KEY" in caught.value.message
-    assert upstream.requests == []
-
-
 def test_translator_repr_names_its_state() -> None:
-    assert repr(CohereStream("m")) == "<CohereStream finished=False tool_calls=0>"
+    translator = CohereStream("co", ChatStreamWriter("m"))
+    assert repr(translator) == "<CohereStream finished=False tool_calls=0>"
 
 
 def test_cohere_serves_chat_only() -> None:
     assert CohereProvider.operations == frozenset({Operation.CHAT})
-
-
-def test_malformed_event_is_a_protocol_error_event() -> None:
-    translator = CohereStream("m")
-    events = parse_sse(translator.feed(b"event: content-delta\ndata: {not json\n\n"))
-    assert translator.finished
-    assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
-
-
-@settings(max_examples=100, deadline=None)
-@given(data=st.binary(max_size=400))
-def test_arbitrary_bytes_never_raise(data: bytes) -> None:
-    translator = CohereStream("m")
-    out = translator.feed(data) + translator.end()
-    assert translator.finished and out  # always ends, with [DONE] or an error event

@@ -12,15 +12,15 @@ import pytest
 from aiohttp import web
 
 from gateway.config import parse
-from gateway.errors import UpstreamTimeout
 from gateway.parsing import parse_request
-from gateway.sse import Event, SSEDecoder
-from providers.base import Operation
-from providers.openai import ChunkNormaliser
+from providers.chat_reader import ChatChunkReader
 from providers.responses_bridge import ResponseEcho, ResponsesFromChat, responses_to_chat
 from tests.conftest import FakeUpstream, provider_toml
 from tests.replay import fixture, replay
 from tests.streams import USAGE, answering, chat_chunk, chat_completion, data, streaming
+from wire.errors import UpstreamTimeout
+from wire.operations import Operation
+from wire.sse import Event, SSEDecoder
 
 TEXT_STREAM = fixture("openai/responses_text.sse")
 CALL_STREAM = fixture("openai/responses_function_call.sse")
@@ -208,7 +208,7 @@ def test_responses_request_becomes_the_equivalent_chat_request() -> None:
 
 
 def test_chat_stream_with_reasoning_and_tool_calls_becomes_responses_events() -> None:
-    bridge = ResponsesFromChat(ChunkNormaliser(Operation.CHAT, "p"), "m", ResponseEcho())
+    bridge = ChatChunkReader("p", ResponsesFromChat("m", ResponseEcho()))
     stream = [
         data(chat_chunk({"role": "assistant", "reasoning": "think"})),
         data(chat_chunk({"reasoning_signature": "sig"})),
@@ -453,7 +453,7 @@ async def test_a_wrongly_typed_echoed_field_is_a_400_naming_it(gateway_url: str)
 
 
 def test_the_bridge_reports_the_error_it_sent_as_its_failure() -> None:
-    cut = ResponsesFromChat(ChunkNormaliser(Operation.CHAT, "p"), "m", ResponseEcho())
+    cut = ChatChunkReader("p", ResponsesFromChat("m", ResponseEcho()))
     assert cut.failure is None
     cut.feed(data(chat_chunk({"role": "assistant", "content": "Hi"})))
     assert cut.failure is None
@@ -461,14 +461,14 @@ def test_the_bridge_reports_the_error_it_sent_as_its_failure() -> None:
     assert cut.failure is not None and cut.failure.code == "upstream_protocol_error"
     assert orjson.loads(events[-1].data)["message"] == cut.failure.message
 
-    reported = ResponsesFromChat(ChunkNormaliser(Operation.CHAT, "p"), "m", ResponseEcho())
+    reported = ChatChunkReader("p", ResponsesFromChat("m", ResponseEcho()))
     error = {"message": "Overloaded", "type": "server_error", "param": None, "code": "busy"}
     events = _events(reported.feed(data({"error": error})))
     assert reported.finished and reported.failure is not None
     assert (reported.failure.message, reported.failure.code) == ("Overloaded", "busy")
     assert orjson.loads(events[-1].data)["code"] == "busy"
 
-    timed_out = ResponsesFromChat(ChunkNormaliser(Operation.CHAT, "p"), "m", ResponseEcho())
+    timed_out = ChatChunkReader("p", ResponsesFromChat("m", ResponseEcho()))
     failure = UpstreamTimeout("Provider 'p' sent nothing for 2 seconds.")
     timed_out.error_event(failure)
     assert timed_out.failure is failure

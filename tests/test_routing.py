@@ -18,13 +18,14 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.conftest import FakeUpstream, GatewayFactory, Upstreams
+from tests.conftest import FakeUpstream, GatewayFactory
 from tests.streams import (
     answering,
     chat_chunk,
     chat_completion,
     data,
     openai_chat_stream,
+    post_stream,
     streaming,
 )
 
@@ -42,27 +43,57 @@ def providers_toml(*urls: str, **extra: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def start_alias(
-    start_gateway: GatewayFactory,
-    a: FakeUpstream,
-    b: FakeUpstream,
-    alias: str,
-    targets: list[str],
-    **settings: Any,
-) -> str:
-    """The gateway with providers a and b (each with `settings`) and `alias` over `targets`."""
-    return await start_gateway(
-        providers_toml(a.url, b.url, **settings)
-        + f"[models.{alias}]\ntargets = {orjson.dumps(targets).decode()}\n"
-    )
-
-
 def error_answer(status: int, message: str, headers: dict[str, str] | None = None) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
         return web.json_response(body, status=status, headers=headers)
 
     return handler
+
+
+async def two_behind(
+    start_gateway: GatewayFactory,
+    upstreams: list[FakeUpstream],
+    alias: str,
+    models: tuple[str, str] = ("m", "m"),
+    **settings: Any,
+) -> tuple[str, FakeUpstream, FakeUpstream]:
+    """Providers a and b on their fake upstreams, behind `alias` (a's model first, then b's):
+    the gateway's URL."""
+    a, b, _ = upstreams
+    targets = f'[models.{alias}]\ntargets = ["a/{models[0]}", "b/{models[1]}"]\n'
+    return await start_gateway(providers_toml(a.url, b.url, **settings) + targets), a, b
+
+
+async def one_key_refused(
+    start_gateway: GatewayFactory, upstream: FakeUpstream, keys: str, refusal: Handler, text: str
+) -> str:
+    """Provider p with `keys` (TOML), whose upstream gives the first key `refusal` and any
+    other `text`: the gateway's URL."""
+    url = await start_gateway(
+        f'[providers.p]\ntype = "openai"\nbase_url = "{upstream.url}"\nkeys = {keys}\n'
+    )
+    refused = "Bearer " + keys.split('"')[1]
+
+    async def by_key(request: web.Request) -> web.StreamResponse:
+        if request.headers["Authorization"] == refused:
+            return await refusal(request)
+        return web.json_response(chat_completion(text))
+
+    upstream.handler = by_key
+    return url
+
+
+async def answer_text(url: str, model: str) -> str:
+    """The text of a whole answer from `model`, through the SDK."""
+    async with sdk(url) as client:
+        answer = await client.chat.completions.create(model=model, messages=MESSAGES)
+    return answer.choices[0].message.content or ""
+
+
+async def streamed_text(url: str, model: str) -> str:
+    async with sdk(url) as client:
+        return await stream_text(client, model)
 
 
 def sdk(url: str) -> openai.AsyncOpenAI:
@@ -79,10 +110,9 @@ async def stream_text(client: openai.AsyncOpenAI, model: str, **extra: Any) -> s
 
 
 async def test_503_then_success_on_the_fallback_target(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "smart", ["a/m1", "b/m2"])
+    url, a, b = await two_behind(start_gateway, upstreams, "smart", ("m1", "m2"))
     a.handler = error_answer(503, "a is overloaded")
     b.handler = streaming(openai_chat_stream(["from ", "b"]))
     async with sdk(url) as client:
@@ -97,43 +127,33 @@ async def test_503_then_success_on_the_fallback_target(
 
 
 async def test_error_event_inside_a_200_stream_before_content_fails_over_cleanly(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"])
+    url, a, b = await two_behind(start_gateway, upstreams, "smart")
     overloaded = {"error": {"message": "Overloaded", "type": "overloaded_error", "code": None}}
     a.handler = streaming(
         [data(chat_chunk({"role": "assistant", "content": ""})), data(overloaded)]
     )
     b.handler = streaming(openai_chat_stream(["clean"]))
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{url}/v1/chat/completions",
-            json={"model": "smart", "messages": MESSAGES, "stream": True},
-        )
-        raw = await response.read()
-    assert response.status == 200
+    status, raw = await post_stream(url, "smart")
+    assert status == 200
     assert b"Overloaded" not in raw and raw.count(b'"role"') == 1  # one role chunk: b's
-    async with sdk(url) as client:
-        assert await stream_text(client, "smart") == "clean"
+    assert await streamed_text(url, "smart") == "clean"
 
 
 async def test_end_of_stream_before_content_fails_over(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"])
+    url, a, b = await two_behind(start_gateway, upstreams, "smart")
     a.handler = streaming([data(chat_chunk({"role": "assistant", "content": ""}))])  # then ends
     b.handler = streaming(openai_chat_stream(["ok"]))
-    async with sdk(url) as client:
-        assert await stream_text(client, "smart") == "ok"
+    assert await streamed_text(url, "smart") == "ok"
 
 
 async def test_a_cut_after_content_is_the_error_event_and_no_failover(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"])
+    url, a, b = await two_behind(start_gateway, upstreams, "smart")
     a.handler = streaming([data(chat_chunk({"content": "partial"}))], then="reset")
     b.handler = streaming(openai_chat_stream(["never"]))
     async with sdk(url) as client:
@@ -148,51 +168,41 @@ async def test_a_cut_after_content_is_the_error_event_and_no_failover(
 
 
 async def test_a_timeout_before_content_fails_over(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"], timeout=0.3)
+    url, a, b = await two_behind(start_gateway, upstreams, "smart", timeout=0.3)
     a.handler = streaming([data(chat_chunk({"role": "assistant", "content": ""}))], then="hang")
     b.handler = streaming(openai_chat_stream(["in time"]))
-    async with sdk(url) as client:
-        assert await stream_text(client, "smart") == "in time"
+    assert await streamed_text(url, "smart") == "in time"
 
 
 async def test_keepalive_comments_then_failover_give_one_clean_stream(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"], keepalive=0.1)
+    url, a, b = await two_behind(start_gateway, upstreams, "smart", keepalive=0.1)
     a.handler = error_answer(503, "slow and then down")
     slow_failure = a.handler
 
     async def slow(request: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(0.35)  # long enough for keepalive comments to commit the stream
+        await asyncio.sleep(1.5)  # long enough for keepalive comments to commit the stream
         return await slow_failure(request)
 
     a.handler = slow
     b.handler = streaming(openai_chat_stream(["after ", "comments"]))
-    async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{url}/v1/chat/completions",
-            json={"model": "smart", "messages": MESSAGES, "stream": True},
-        )
-        raw = await response.read()
-    assert response.status == 200
+    status, raw = await post_stream(url, "smart")
+    assert status == 200
     assert raw.startswith(b": keepalive\n\n")
     assert b"slow and then down" not in raw
-    async with sdk(url) as client:
-        assert await stream_text(client, "smart") == "after comments"
+    assert await streamed_text(url, "smart") == "after comments"
 
 
 async def test_every_candidate_failing_after_keepalive_is_the_final_error_event(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "smart", ["a/m", "b/m"], keepalive=0.1)
+    url, a, b = await two_behind(start_gateway, upstreams, "smart", keepalive=0.1)
 
     async def slow_503(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(1.5)  # the keepalives (every 0.1 s) commit the stream first
         return await error_answer(503, "down")(request)
 
     a.handler = b.handler = slow_503
@@ -207,17 +217,13 @@ async def test_every_candidate_failing_after_keepalive_is_the_final_error_event(
 async def test_401_on_one_key_moves_to_the_other_key_and_rests_the_bad_one(
     upstream: FakeUpstream, start_gateway: GatewayFactory
 ) -> None:
-    url = await start_gateway(
-        f'[providers.p]\ntype = "openai"\nbase_url = "{upstream.url}"\n'
-        'keys = [{ value = "sk-bad", weight = 1000 }, { value = "sk-good", weight = 1 }]\n'
+    url = await one_key_refused(
+        start_gateway,
+        upstream,
+        '[{ value = "sk-bad", weight = 1000 }, { value = "sk-good", weight = 1 }]',
+        error_answer(401, "Incorrect API key provided"),
+        "served",
     )
-
-    async def by_key(request: web.Request) -> web.Response:
-        if request.headers["Authorization"] == "Bearer sk-bad":
-            return await error_answer(401, "Incorrect API key provided")(request)
-        return web.json_response(chat_completion("served"))
-
-    upstream.handler = by_key
     async with sdk(url) as client:
         first = await client.chat.completions.with_raw_response.create(
             model="p/m", messages=MESSAGES
@@ -235,21 +241,15 @@ async def test_401_on_one_key_moves_to_the_other_key_and_rests_the_bad_one(
 async def test_429_rests_the_key_and_the_next_key_answers_at_once(
     upstream: FakeUpstream, start_gateway: GatewayFactory
 ) -> None:
-    url = await start_gateway(
-        f'[providers.p]\ntype = "openai"\nbase_url = "{upstream.url}"\n'
-        'keys = [{ value = "sk-limited", weight = 1000 }, { value = "sk-free" }]\n'
+    url = await one_key_refused(
+        start_gateway,
+        upstream,
+        '[{ value = "sk-limited", weight = 1000 }, { value = "sk-free" }]',
+        error_answer(429, "Rate limit reached", {"Retry-After": "30"}),
+        "free",
     )
-
-    async def by_key(request: web.Request) -> web.Response:
-        if request.headers["Authorization"] == "Bearer sk-limited":
-            return await error_answer(429, "Rate limit reached", {"Retry-After": "30"})(request)
-        return web.json_response(chat_completion("free"))
-
-    upstream.handler = by_key
     started = time.monotonic()
-    async with sdk(url) as client:
-        answer = await client.chat.completions.create(model="p/m", messages=MESSAGES)
-    assert answer.choices[0].message.content == "free"
+    assert await answer_text(url, "p/m") == "free"
     assert time.monotonic() - started < 5  # moved to the other key, did not wait 30 s
 
 
@@ -275,7 +275,7 @@ async def test_weighted_targets_split_within_statistical_bounds(
 
 
 async def test_max_attempts_caps_a_ring_of_failing_targets(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, c = upstreams
     url = await start_gateway(
@@ -312,18 +312,33 @@ async def test_retries_back_off_and_honour_retry_after(
         return await answers[len(times) - 1](request)
 
     upstream.handler = scripted
-    async with sdk(url) as client:
-        answer = await client.chat.completions.create(model="p/m", messages=MESSAGES)
-    assert answer.choices[0].message.content == "third time"
+    assert await answer_text(url, "p/m") == "third time"
     assert times[1] - times[0] >= 0.4  # the upstream's Retry-After
     assert times[2] - times[1] >= 0.4 * 2 * 0.8  # backoff_start 0.5 * 2^1, jitter -20 %
 
 
-async def test_every_candidate_failing_gives_one_error_naming_each_attempt(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+@pytest.mark.parametrize(
+    "failure",
+    [
+        error_answer(503, "come back in an hour", {"Retry-After": "3600"}),  # above the cap
+        error_answer(404, "no such model"),  # this provider lacks the model: b may have it
+    ],
+    ids=["retry-after-above-the-cap", "404"],
+)
+async def test_a_failure_not_worth_a_retry_fails_over_at_once(
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory, failure: Handler
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "m", ["a/m1", "b/m2"])
+    url, a, b = await two_behind(start_gateway, upstreams, "m", retries=3)
+    a.handler = failure
+    b.handler = answering(chat_completion("b"))
+    assert await answer_text(url, "m") == "b"
+    assert len(a.requests) == 1
+
+
+async def test_every_candidate_failing_gives_one_error_naming_each_attempt(
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+) -> None:
+    url, a, b = await two_behind(start_gateway, upstreams, "m", ("m1", "m2"))
     a.handler = error_answer(503, "a down")
     b.handler = error_answer(502, "b broken")
     async with sdk(url) as client:
@@ -335,10 +350,9 @@ async def test_every_candidate_failing_gives_one_error_naming_each_attempt(
 
 
 async def test_all_429_is_a_429_with_the_smallest_retry_after(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"])
+    url, a, b = await two_behind(start_gateway, upstreams, "m")
     a.handler = error_answer(429, "a limited", {"Retry-After": "20"})
     b.handler = error_answer(429, "b limited", {"Retry-After": "7"})
     async with sdk(url) as client:
@@ -348,7 +362,7 @@ async def test_all_429_is_a_429_with_the_smallest_retry_after(
 
 
 async def test_request_fallbacks_are_tried_and_never_forwarded(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_gateway(providers_toml(a.url, b.url))
@@ -376,10 +390,9 @@ async def test_an_unknown_fallback_is_a_400_naming_the_field(
 
 @pytest.mark.parametrize("status", [400, 413, 422])
 async def test_a_client_error_never_fails_over(
-    upstreams: Upstreams, start_gateway: GatewayFactory, status: int
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory, status: int
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"], retries=2)
+    url, a, b = await two_behind(start_gateway, upstreams, "m", retries=2)
     a.handler = error_answer(status, "your request is wrong")
     b.handler = answering(chat_completion("never"))
     async with sdk(url) as client:
@@ -390,34 +403,10 @@ async def test_a_client_error_never_fails_over(
     assert len(a.requests) == 1 and b.requests == []
 
 
-@pytest.mark.parametrize(
-    ("status", "headers"),
-    [
-        (404, {}),  # this provider lacks the model: no retry, the next one may have it
-        (503, {"Retry-After": "3600"}),  # a wait above max_retry_after: the next one instead
-    ],
-)
-async def test_a_failure_not_worth_retrying_fails_over_at_once(
-    upstreams: Upstreams,
-    start_gateway: GatewayFactory,
-    status: int,
-    headers: dict[str, str],
-) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"], retries=3)
-    a.handler = error_answer(status, "not here, not now", headers)
-    b.handler = answering(chat_completion("b has it"))
-    async with sdk(url) as client:
-        answer = await client.chat.completions.create(model="m", messages=MESSAGES)
-    assert answer.choices[0].message.content == "b has it"
-    assert len(a.requests) == 1
-
-
 async def test_a_target_that_failed_three_times_in_a_row_rests(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "m", ["a/m", "b/m"])
+    url, a, b = await two_behind(start_gateway, upstreams, "m")
     a.handler = error_answer(503, "down")
     b.handler = answering(chat_completion("b"))
     async with sdk(url) as client:
@@ -428,7 +417,7 @@ async def test_a_target_that_failed_three_times_in_a_row_rests(
 
 
 async def test_when_every_target_rests_the_longest_rested_is_tried(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_gateway(
@@ -446,7 +435,7 @@ async def test_when_every_target_rests_the_longest_rested_is_tried(
 
 
 async def test_retried_and_failed_over_streams_never_duplicate_a_token(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
     url = await start_gateway(
@@ -469,7 +458,9 @@ async def test_retried_and_failed_over_streams_never_duplicate_a_token(
     assert chunks[-1].usage is not None and chunks[-1].choices[0].finish_reason == "stop"
 
 
-async def test_models_lists_aliases(upstreams: Upstreams, start_gateway: GatewayFactory) -> None:
+async def test_models_lists_aliases(
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
+) -> None:
     a, b, _ = upstreams
     url = await start_gateway(
         providers_toml(a.url, b.url) + '[models."gpt-4o"]\ntargets = ["a/gpt-4o", "b/x"]\n'
@@ -534,10 +525,9 @@ async def test_aliases_fail_over_for_every_operation(
 
 
 async def test_an_upload_with_several_candidates_is_sent_whole_to_each(
-    upstreams: Upstreams, start_gateway: GatewayFactory
+    upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
-    a, b, _ = upstreams
-    url = await start_alias(start_gateway, a, b, "w", ["a/whisper", "b/whisper"])
+    url, a, b = await two_behind(start_gateway, upstreams, "w", ("whisper", "whisper"))
     audio = bytes(range(256)) * 8192  # 2 MiB: past the in-memory spool, onto disk
     received: dict[str, bytes] = {}
 

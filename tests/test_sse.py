@@ -15,14 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.sse import (
-    Comment,
-    Event,
-    SSEDecoder,
-    SSEProtocolError,
-    encode,
-    encode_data,
-)
+from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
 
 BOM = b"\xef\xbb\xbf"
 Item = Event | Comment

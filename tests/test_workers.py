@@ -17,8 +17,8 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.sse import Event, SSEDecoder
 from tests.processes import GatewayProcess
+from wire.sse import Event, SSEDecoder
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 # 30 tokens 0.1 s apart: a 3-second stream.

@@ -6,7 +6,6 @@ from aiohttp import web
 
 from gateway.app_keys import CONFIG, DISPATCHER
 from gateway.dispatch import Call
-from gateway.errors import BadRequest
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import parse_request
 from gateway.relay import KEEPALIVE_COMMENT, SSE_HEADERS, Prepared
@@ -17,7 +16,9 @@ from providers.audio_streams import (
     SpeechEvents,
     TranscriptEvents,
 )
-from providers.base import Operation, Provider
+from providers.base import Provider
+from wire.errors import BadRequest
+from wire.operations import Operation
 
 
 async def speech(request: web.Request) -> web.StreamResponse:

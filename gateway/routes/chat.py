@@ -8,7 +8,8 @@ from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
 from gateway.relay import Prepared
-from providers.base import Operation, Provider
+from providers.base import Provider
+from wire.operations import Operation
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

@@ -13,11 +13,10 @@ from aiohttp import web
 
 from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
-from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import decode_object
 from gateway.relay import SSE_HEADERS, Prepared
-from providers.base import Operation, Provider
+from providers.base import Provider
 from providers.gemini_bridge import (
     GeminiFromChat,
     gemini_error_body,
@@ -25,6 +24,8 @@ from providers.gemini_bridge import (
     gemini_to_chat,
 )
 from providers.gemini_relay import GeminiRelay
+from wire.errors import BadRequest, GatewayError, NotFound
+from wire.operations import Operation
 
 PATH_PREFIXES = ("/v1beta/models/", "/v1/models/")
 _METHODS = {"generateContent": False, "streamGenerateContent": True}
@@ -59,8 +60,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
             chat_body = gemini_to_chat(body, model, stream)
         upstream = provider.build_request(Operation.CHAT, upstream_model, dict(chat_body), stream)
         if stream:
-            chat = provider.stream_translator(Operation.CHAT, upstream_model)
-            return Prepared(upstream, GeminiFromChat(chat, upstream_model, sse))
+            bridge = GeminiFromChat(upstream_model, sse)
+            return Prepared(upstream, provider.chat_translator(upstream_model, bridge))
         return Prepared(
             upstream,
             translate=lambda answer: gemini_response_from_chat(

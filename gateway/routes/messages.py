@@ -14,12 +14,11 @@ from aiohttp import web
 
 from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
-from gateway.errors import GatewayError
 from gateway.first_content import ContentProbe, TypedEvents
 from gateway.parsing import parse_request
 from gateway.relay import SSE_HEADERS, Prepared
 from providers.anthropic_relay import with_client_headers
-from providers.base import Operation, Provider
+from providers.base import Provider
 from providers.messages_bridge import (
     PING,
     MessagesFromChat,
@@ -28,6 +27,8 @@ from providers.messages_bridge import (
     message_from_chat,
     messages_to_chat,
 )
+from wire.errors import GatewayError
+from wire.operations import Operation
 
 PATH_PREFIX = "/v1/messages"
 # Before the first content an Anthropic stream sends message_start, pings and the start of
@@ -57,8 +58,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             chat_body = messages_to_chat(parsed.body)
         upstream = provider.build_request(Operation.CHAT, model, dict(chat_body), stream)
         if stream:
-            chat = provider.stream_translator(Operation.CHAT, model)
-            return Prepared(upstream, MessagesFromChat(chat, model))
+            return Prepared(upstream, provider.chat_translator(model, MessagesFromChat(model)))
         return Prepared(
             upstream,
             translate=lambda body: message_from_chat(

@@ -9,8 +9,9 @@ import orjson
 from aiohttp import web
 
 from gateway.app_keys import CONFIG
-from gateway.config import Config, MockProviderConfig
-from gateway.errors import NotFound
+from gateway.config import Config
+from providers.mock import MockProviderConfig
+from wire.errors import NotFound
 
 # What an alias is "owned by" in the model list: the gateway, not one provider.
 ALIAS_OWNER = "gateway"

@@ -16,13 +16,14 @@ from gateway.dispatch import Call
 from gateway.first_content import responses_content
 from gateway.parsing import parse_request
 from gateway.relay import Prepared
-from providers.base import Operation, Provider
+from providers.base import Provider
 from providers.responses_bridge import (
     ResponsesFromChat,
     response_echo,
     response_from_chat,
     responses_to_chat,
 )
+from wire.operations import Operation
 
 OPERATION = Operation.RESPONSES
 # Providers in `responses = "auto"` mode found to have no Responses API: answered through
@@ -48,8 +49,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         chat_body = responses_to_chat(parsed.body, provider.name)
         upstream_request = provider.build_request(Operation.CHAT, model, chat_body, stream)
         if stream:
-            chat = provider.stream_translator(Operation.CHAT, model)
-            return Prepared(upstream_request, ResponsesFromChat(chat, model, echo))
+            bridge = ResponsesFromChat(model, echo)
+            return Prepared(upstream_request, provider.chat_translator(model, bridge))
         return Prepared(
             upstream_request,
             translate=lambda body: response_from_chat(

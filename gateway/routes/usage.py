@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.app_keys import DISPATCHER, KEYS
 from gateway.auth import InvalidApiKey, presented_keys
-from gateway.errors import NotFound
+from wire.errors import NotFound
 
 
 async def keys_usage(request: web.Request) -> web.Response:

@@ -1,0 +1,160 @@
+"""The base of every translated stream: upstream bytes in, a provider's typed events out.
+
+An `EventTranslator` owns what every translating provider's stream does the same way: the
+framing (SSE, NDJSON lines, AWS event-stream frames) that cuts the bytes into items, `feed` and
+`end`, the terminal state (`finished`, `failure`, `usage`), and the error events. The provider
+subclass only handles one item at a time (`handle`), turning it into deltas on its `ChatSink`;
+an item whose kind it names in `events` is decoded there by that kind's struct first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import msgspec
+
+from providers.base import ChatSink
+from wire.errors import GatewayError, UpstreamProtocolError
+from wire.sse import SSEProtocolError, encode_data
+
+Item = TypeVar("Item")
+Item_co = TypeVar("Item_co", covariant=True)
+
+
+class Framing(Protocol[Item_co]):
+    """Cuts a stream's bytes into items; raises UpstreamProtocolError (or SSEProtocolError)
+    for bytes it refuses to hold."""
+
+    def feed(self, data: bytes) -> Iterable[Item_co]: ...
+
+    @property
+    def pending(self) -> bool:
+        """Bytes of an unfinished item are held: at the end, the stream was cut inside it."""
+        ...
+
+
+# An event kind's decoder, and its handler (called with the translator and the payload).
+Route = tuple[Callable[[Any], Any], Callable[[Any, Any], bytes]]
+
+
+class StreamEnd:
+    """How every stream translator ends: `finished` once its terminal event went out, and
+    `failure`, the error its error event reported (`error_event`, in the client's format:
+    `error_bytes`, OpenAI's error event unless a subclass speaks another)."""
+
+    def __init__(self, provider: str = "") -> None:
+        self.finished = False
+        self.failure: GatewayError | None = None  # the error this stream ended with
+        self.provider = provider
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} provider={self.provider!r} finished={self.finished} "
+            f"failure={self.failure!r}>"
+        )
+
+    def error_event(self, error: GatewayError) -> bytes:
+        self.finished = True
+        self.failure = error
+        return self.error_bytes(error)
+
+    def error_bytes(self, error: GatewayError) -> bytes:
+        return encode_data(error.to_json())
+
+
+class EventTranslator(StreamEnd, Generic[Item]):
+    """One translated stream (a `StreamTranslator`), written to `sink`.
+
+    Subclasses set `unit` and `terminal` (for the messages of a cut stream) and implement
+    `handle`; `events` routes the kinds they decode with `decode`.
+    """
+
+    unit: ClassVar[str] = "an event"  # what the framing cuts the stream into
+    terminal: ClassVar[str]  # what ends the stream ("message_stop event")
+    events: ClassVar[Mapping[str, Route]] = {}
+
+    def __init__(self, provider: str, sink: ChatSink, framing: Framing[Item]) -> None:
+        super().__init__(provider)
+        self.usage: dict[str, Any] | None = None  # OpenAI's usage object, once finished
+        self.sink = sink
+        self._framing = framing
+        self._opened = False
+
+    def feed(self, data: bytes) -> bytes:
+        if self.finished:
+            return b""
+        out = [self._open()]
+        try:
+            for item in self._framing.feed(data):
+                out.append(self.handle(item))
+                if self.finished:
+                    break
+        except SSEProtocolError as exc:
+            out.append(self.error_event(UpstreamProtocolError(str(exc))))
+        except UpstreamProtocolError as error:
+            out.append(self.error_event(error))
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        if self.finished:
+            return b""
+        return self._open() + self.ended()
+
+    def error_bytes(self, error: GatewayError) -> bytes:
+        return self.sink.error(error)
+
+    # --- for the subclasses ---
+
+    def handle(self, item: Item) -> bytes:
+        """The client bytes for one item of the stream."""
+        raise NotImplementedError
+
+    def ended(self) -> bytes:
+        """The upstream closed the stream before its terminal item: an error event, unless
+        the subclass knows the answer is whole."""
+        if self._framing.pending:
+            return self.error_event(
+                UpstreamProtocolError(
+                    f"Provider {self.provider!r} closed the stream in the middle of {self.unit}."
+                )
+            )
+        return self.error_event(
+            UpstreamProtocolError(
+                f"Provider {self.provider!r} closed the stream before it finished "
+                f"(no {self.terminal})."
+            )
+        )
+
+    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+        """The answer's end: OpenAI's finish_reason and usage object."""
+        self.finished = True
+        self.usage = usage
+        return self.sink.finish(finish_reason, usage)
+
+    def decode(self, kind: str, data: str | bytes) -> bytes:
+        """An item of a kind in `events`, decoded by its struct and handled; others (pings,
+        kinds the upstream added later) are skipped."""
+        route = self.events.get(kind)
+        if route is None:
+            return b""
+        decode, handle = route
+        try:
+            payload = decode(data)
+        except msgspec.DecodeError:
+            return self.malformed(f"{kind} event", data)
+        return handle(self, payload)
+
+    def malformed(self, what: str, data: str | bytes) -> bytes:
+        """The error event for an item that cannot be read."""
+        return self.error_event(
+            UpstreamProtocolError(
+                f"Provider {self.provider!r} sent a malformed {what}: {data[:200]!r}"
+            )
+        )
+
+    def _open(self) -> bytes:
+        if self._opened:
+            return b""
+        self._opened = True
+        return self.sink.opening()

@@ -1,0 +1,33 @@
+"""A clock a test moves by hand, for code that reads the event loop's time and sets timers on
+it (`gateway.deadline.IdleDeadline`): no real sleep, so a loaded machine cannot make it late."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._timers: list[tuple[float, asyncio.TimerHandle]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
+        handle = asyncio.TimerHandle(when, callback, (), asyncio.get_running_loop())
+        self._timers.append((when, handle))
+        return handle
+
+    def advance(self, seconds: float) -> None:
+        """Move the time on, running each timer that came due, in order."""
+        self.now += seconds
+        while True:
+            due = [timer for timer in self._timers if timer[0] <= self.now]
+            if not due:
+                return
+            timer = min(due, key=lambda timer: timer[0])
+            self._timers.remove(timer)
+            if not timer[1].cancelled():
+                timer[1]._run()
