@@ -37,7 +37,7 @@ class ChatContent:
         # Most first reads hold a content delta in plain sight: found by one regex search,
         # no event parsed. JSON escapes every quote inside a string, so these key patterns
         # can only be keys. (Measured: the probe was 5 % of the gateway's CPU at 0 ms.)
-        if _PLAIN_CONTENT.search(out) is not None and b'"error"' not in out:
+        if _PLAIN_CONTENT.search(out) is not None and _ERROR_KEY.search(out) is None:
             return True
         try:
             items = self._decoder.feed(out)
@@ -49,6 +49,7 @@ class ChatContent:
         return False
 
 
+_ERROR_KEY = re.compile(rb'"error"\s*:')
 # A key that carries content with a non-empty value, or a finish_reason, or the end.
 _PLAIN_CONTENT = re.compile(
     rb'"(?:content|reasoning|reasoning_content|refusal|text)": ?"[^"]'

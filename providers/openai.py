@@ -9,6 +9,7 @@ in the last chunk before `data: [DONE]`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -165,34 +166,34 @@ def _passes(probe: _ChunkProbe) -> bool:
 _HOLD_LIMIT = 1024 * 1024  # past this, the decoder (and its event-size bound) takes over
 
 
-def _plain_prefix(data: bytes) -> int:
-    """Where the leading run of whole, plain `data: <json>` blocks of LF-only `data` ends.
+# Whole LF-only `data: {...}` blocks, one line each (JSON holds no raw newline, so a block's
+# line ends at its first LF) that close their object.
+_PLAIN_BLOCKS = re.compile(rb"(?:data: \{[^\n]*\}\n\n)*")
+# What makes a chunk one to change: a finish_reason or a usage that is not null, or an error.
+# A quoted name followed by a colon is a key: JSON escapes every quote inside a string, and a
+# string value is never followed by a colon.
+_TO_CHANGE = re.compile(rb'"(?:finish_reason|usage)"\s*:(?!\s*null)|"error"\s*:')
+_DEEP_RUN = b"[" * 32
 
-    A block is plain when it is one `data: ` line whose JSON object has no finish_reason,
-    usage or error: the probe decodes it in place (a memoryview, no copy). One `find` per
-    block: its first LF must be followed by the blank line's.
+
+def _plain_prefix(data: bytes) -> int:
+    """Where the leading run of whole, plain `data: {...}` blocks of LF-only `data` ends.
+
+    A block is plain when it is one `data: ` line holding an object with no finish_reason,
+    usage or error: two regex scans over the whole read, in C, and no JSON decoded. A plain
+    content chunk is not validated further (issue 18: an event that is not a JSON object is
+    still caught; one that only looks like one passes as the upstream wrote it). Measured at
+    C=100, 0 ms: per-event msgspec probing was about a third of the gateway's CPU.
     """
-    view = memoryview(data)
-    find = data.find
-    start = 0
-    size = len(data)
-    while start < size:
-        end = find(b"\n", start)
-        if (
-            end == -1
-            or end + 1 == size
-            or data[end + 1] != 10  # LF: one line, then the blank line
-            or not data.startswith(b"data: {", start)  # a JSON object: not [DONE], no space
-        ):
-            return start
-        try:
-            probe = _decode_probe(view[start + 6 : end])
-        except _UNREADABLE:
-            return start
-        if not _passes(probe):
-            return start
-        start = end + 2
-    return start
+    if _DEEP_RUN in data or b"{{" in data:  # nesting no chat chunk has (and `{{` no JSON)
+        return 0  # for the decoder, which bounds the depth it reads
+    end = _PLAIN_BLOCKS.match(data).end()  # type: ignore[union-attr]  # `*` always matches
+    change = _TO_CHANGE.search(data, 0, end)
+    if change is not None:
+        end = max(0, data.rfind(b"\n\n", 0, change.start()) + 2)  # up to that block
+        if end == 1:
+            end = 0
+    return end
 
 
 def _is_plain(item: Event | Comment) -> bool:

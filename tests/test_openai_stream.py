@@ -174,3 +174,65 @@ def test_one_large_event_in_small_reads_is_held_in_pieces() -> None:
     big = data(chat_chunk({"content": "x" * 300_000}))
     pieces = [big[i : i + 1024] for i in range(0, len(big), 1024)]
     assert _run([*pieces, *openai_chat_stream(["a"])]).startswith(big)
+
+
+# --- the plain-chunk fast path: two regex scans instead of decoding each event ---
+
+_deltas = st.fixed_dictionaries({}, optional={"content": st.text(max_size=6)})
+_chunk_values = st.fixed_dictionaries(
+    {
+        "choices": st.lists(
+            st.fixed_dictionaries(
+                {"index": st.just(0), "delta": _deltas},
+                optional={"finish_reason": st.sampled_from([None, None, "stop", "length"])},
+            ),
+            max_size=2,
+        )
+    },
+    optional={
+        "usage": st.sampled_from([None, USAGE]),
+        "error": st.just({"message": "boom"}),
+        "note": st.sampled_from(['"finish_reason":"stop"', "usage", "{{", "error"]),
+    },
+)
+
+
+def _plain_by_parsing(chunk: dict[str, object]) -> bool:
+    """The reference: what a full decode of the chunk says."""
+    choices = chunk.get("choices") or []
+    assert isinstance(choices, list)
+    return (
+        chunk.get("usage") is None
+        and "error" not in chunk
+        and all(choice.get("finish_reason") is None for choice in choices)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_chunk_values, min_size=1, max_size=6), st.booleans())
+def test_the_plain_prefix_is_what_decoding_each_event_would_say(
+    chunks: list[dict[str, object]], spaced: bool
+) -> None:
+    from providers.openai import _plain_prefix
+
+    option = orjson.OPT_INDENT_2 if spaced else 0
+    blocks = [
+        b"data: " + orjson.dumps(c, option=option).replace(b"\n", b"") + b"\n\n" for c in chunks
+    ]
+    expected = 0
+    for block, chunk in zip(blocks, chunks, strict=True):
+        if not _plain_by_parsing(chunk):
+            break
+        expected += len(block)
+    read = b"".join(blocks)
+    if b"{{" in read:  # what no chat chunk holds: the whole read goes the careful way
+        expected = 0
+    assert _plain_prefix(read) == expected
+
+
+def test_an_event_that_is_no_json_object_still_ends_the_stream() -> None:
+    for garbage in (b"data: [1, 2]\n\n", b'data: "text"\n\n', b"data: {cut\n\n"):
+        out = _run([data(chat_chunk({"content": "a"})) + garbage + DONE])  # one read
+        events = parse_sse(out)
+        assert orjson.loads(events[0].data)["choices"][0]["delta"]["content"] == "a"
+        assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
