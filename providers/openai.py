@@ -169,31 +169,39 @@ _HOLD_LIMIT = 1024 * 1024  # past this, the decoder (and its event-size bound) t
 # Whole LF-only `data: {...}` blocks, one line each (JSON holds no raw newline, so a block's
 # line ends at its first LF) that close their object.
 _PLAIN_BLOCKS = re.compile(rb"(?:data: \{[^\n]*\}\n\n)*")
-# What makes a chunk one to change: a finish_reason or a usage that is not null, or an error.
-# A quoted name followed by a colon is a key: JSON escapes every quote inside a string, and a
-# string value is never followed by a colon.
-_TO_CHANGE = re.compile(rb'"(?:finish_reason|usage)"\s*:(?!\s*null)|"error"\s*:')
-_DEEP_RUN = b"[" * 32
+# What makes a chunk one to change: a finish_reason or a usage that is not null, or an error
+# key, as a compact or a spaced serialiser writes them. A quoted name before a colon is a key:
+# JSON escapes every quote inside a string, and a string value is never followed by a colon.
+_TO_CHANGE = (b'"finish_reason":"', b'"usage":{', b'"error":')
+_TO_CHANGE_SPACED = (b'"finish_reason": "', b'"usage": {', b'"error": ')
+_DEEP_RUN = b"[" * 32  # nesting no chat chunk has: the decoder, which bounds depth, reads it
 
 
 def _plain_prefix(data: bytes) -> int:
     """Where the leading run of whole, plain `data: {...}` blocks of LF-only `data` ends.
 
     A block is plain when it is one `data: ` line holding an object with no finish_reason,
-    usage or error: two regex scans over the whole read, in C, and no JSON decoded. A plain
-    content chunk is not validated further (issue 18: an event that is not a JSON object is
-    still caught; one that only looks like one passes as the upstream wrote it). Measured at
-    C=100, 0 ms: per-event msgspec probing was about a third of the gateway's CPU.
+    usage or error to change: one regex match and three `find`s over the whole read, in C, and
+    no JSON decoded (issue 18: a plain content chunk is not validated further; an event that
+    is not a JSON object is still caught). Measured on a 100-token read (25 KB): 35 us, where
+    decoding each event took 70 us, a fifth of the gateway's CPU per request at 0 ms.
     """
-    if _DEEP_RUN in data or b"{{" in data:  # nesting no chat chunk has (and `{{` no JSON)
-        return 0  # for the decoder, which bounds the depth it reads
+    if _DEEP_RUN in data:
+        return 0
     end = _PLAIN_BLOCKS.match(data).end()  # type: ignore[union-attr]  # `*` always matches
-    change = _TO_CHANGE.search(data, 0, end)
-    if change is not None:
-        end = max(0, data.rfind(b"\n\n", 0, change.start()) + 2)  # up to that block
-        if end == 1:
-            end = 0
-    return end
+    if not end:
+        return 0
+    # A serialiser writes every object alike: the first line tells which needles to look for.
+    spaced = data.find(b'": ', 0, data.find(b"\n")) != -1
+    first = end
+    for needle in _TO_CHANGE_SPACED if spaced else _TO_CHANGE:
+        found = data.find(needle, 0, first)
+        if found != -1:
+            first = found
+    if first == end:
+        return end
+    boundary = data.rfind(b"\n\n", 0, first)  # the end of the block before that one
+    return boundary + 2 if boundary != -1 else 0
 
 
 def _is_plain(item: Event | Comment) -> bool:
