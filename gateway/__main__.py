@@ -73,10 +73,13 @@ async def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, signals.put_nowait, signum)
     runner, url = await app.start(config, host, port, sockets)
-    # What start-up built lives as long as the process: out of the collector's way, so that
-    # full collections scan only what requests make (collections measured at ~10 % of the
-    # CPU per request; freezing takes the long-lived part out of every full one).
+    # What start-up built lives as long as the process: out of the collector's way. And a
+    # request frees what it made by reference counting, so the young generation only grows
+    # with what stays alive (streams in flight): collecting it every 700 net allocations ran
+    # the collector about every 10 requests at C=100, 10 % of the gateway's CPU; every 20,000
+    # runs it a few times a minute (measured: 2,414 collections for 20,000 streams, then 1).
     gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
     # Printed once the socket is bound and signals are handled: a caller may use both at once.
     print(f"gateway listening on {url} (config: {config.source})", flush=True)
     await signals.get()
