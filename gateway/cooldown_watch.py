@@ -23,7 +23,7 @@ class WatchedCooldowns:
     """A `gateway.cooldowns.Cooldowns` that remembers when each id it rested wakes up."""
 
     resting: Callable[[Collection[str]], Awaitable[dict[str, Rest]]]
-    succeeded: Callable[[str], Awaitable[None]]
+    succeeded: Callable[[str], None]
 
     def __init__(self, store: Cooldowns) -> None:
         self.store = store

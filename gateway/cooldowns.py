@@ -41,8 +41,9 @@ class Cooldowns(Protocol):
         `seconds` (and the count starts again). True when it now rests."""
         ...
 
-    def succeeded(self, id: str) -> Awaitable[None]:
-        """`id` answered: its failures in a row are forgotten."""
+    def succeeded(self, id: str) -> None:
+        """`id` answered: its failures in a row are forgotten. Never waits (asked on every
+        request: a store that must talk to a server does so in the background)."""
         ...
 
 
@@ -86,7 +87,7 @@ class LocalCooldowns:
         self._failures[id] = count
         return False
 
-    async def succeeded(self, id: str) -> None:
+    def succeeded(self, id: str) -> None:
         if self._failures:
             self._failures.pop(id, None)
 

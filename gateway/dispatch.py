@@ -274,7 +274,7 @@ class _Run:
                 self._ended(attempt, "retried")
                 await asyncio.sleep(wait)
                 continue
-            await cooldowns.succeeded(candidate.label)
+            cooldowns.succeeded(candidate.label)
             return answer
 
     def _backoff(self, retry: int, failed: AttemptFailed) -> float | None:

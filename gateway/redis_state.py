@@ -284,7 +284,7 @@ class RedisCooldowns:
         )
         return bool(rested)
 
-    async def succeeded(self, id: str) -> None:
+    def succeeded(self, id: str) -> None:
         # Free on the common path: only a target this process saw fail lately is reset, in
         # the background, so a success costs no round trip before the answer.
         until = self._failing.pop(id, None)
