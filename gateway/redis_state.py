@@ -144,11 +144,27 @@ class RedisLink:
         await self.client.aclose()
 
 
+# Settlements wait at most this long to go out together.
+_SETTLE_EVERY = 0.01
+
+
+class _Settlements:
+    """Token charges (per Redis key: tokens, expiry) and ended requests, not yet sent."""
+
+    __slots__ = ("landed", "tokens")
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, tuple[int, int]] = {}
+        self.landed: dict[str, list[str]] = {}  # in-flight set -> request ids that ended
+
+
 class RedisLimiter:
     def __init__(self, link: RedisLink) -> None:
         self._link = link
         self._admit = link.script(_ADMIT)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pending = _Settlements()
+        self._flush: asyncio.TimerHandle | None = None
 
     def _keys(self, key: GatewayKey, now: float) -> list[str]:
         base = f"{self._link.prefix}{{{key.name}}}:"
@@ -190,28 +206,50 @@ class RedisLimiter:
         return Admission(key, request_id, headers(key, windows))
 
     def settle(self, admission: Admission, tokens: int) -> None:
+        """Charged within `_SETTLE_EVERY`: the settlements of that moment go in one pipeline
+        (at load, one round trip for many requests instead of one each: the Redis client's
+        own CPU per command was the largest cost of shared limits)."""
         if not admission.counted:
             return
-        task = asyncio.get_running_loop().create_task(self._settle(admission, tokens))
+        keys = self._keys(admission.key, time.time())
+        pending = self._pending
+        if tokens:
+            budget_ttl = admission.key.config.budget_seconds + 86400
+            for name, ttl in ((keys[2], 2 * MINUTE), (keys[4], budget_ttl)):
+                charged, _ = pending.tokens.get(name, (0, ttl))
+                pending.tokens[name] = (charged + tokens, ttl)
+        pending.landed.setdefault(keys[5], []).append(admission.id)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(_SETTLE_EVERY, self._send)
+
+    def _send(self) -> None:
+        self._flush = None
+        pending, self._pending = self._pending, _Settlements()
+        task = asyncio.get_running_loop().create_task(self._charge(pending))
         self._tasks.add(task)  # held until done: a task nobody references may vanish
         task.add_done_callback(self._tasks.discard)
 
-    async def _settle(self, admission: Admission, tokens: int) -> None:
-        keys = self._keys(admission.key, time.time())
-        budget_ttl = admission.key.config.budget_seconds + 86400
-
+    async def _charge(self, pending: _Settlements) -> None:
         async def charge() -> None:
             pipe = self._link.client.pipeline(transaction=False)
-            if tokens:
-                pipe.incrby(keys[2], tokens)
-                pipe.expire(keys[2], 2 * MINUTE)
-                pipe.incrby(keys[4], tokens)
-                pipe.expire(keys[4], budget_ttl)
-            pipe.zrem(keys[5], admission.id)
+            for name, (tokens, ttl) in pending.tokens.items():
+                pipe.incrby(name, tokens)
+                pipe.expire(name, ttl)
+            for name, ids in pending.landed.items():
+                pipe.zrem(name, *ids)
             await pipe.execute()
 
-        with contextlib.suppress(LimitsUnavailable):  # nobody to tell: the answer went out
+        with contextlib.suppress(LimitsUnavailable):  # nobody to tell: the answers went out
             await self._link.call(charge, "charging tokens")
+
+    async def close(self) -> None:
+        """Send what is pending now (the process is stopping)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+            await self._charge(self._pending)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self._link.timeout * 2)
 
     async def usage(self, key: GatewayKey) -> dict[str, Any]:
         now = time.time()

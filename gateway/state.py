@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.config import StateConfig
 from gateway.cooldowns import Cooldowns, LocalCooldowns
 from gateway.limits import Limiter, LocalLimiter
+from gateway.redis_state import RedisCooldowns, RedisLimiter, RedisLink
 
 
 class SharedState:
@@ -18,7 +19,6 @@ class SharedState:
             self.limiter = LocalLimiter()
             self.cooldowns = LocalCooldowns()
             return
-        from gateway.redis_state import RedisCooldowns, RedisLimiter, RedisLink
 
         self._link = RedisLink(config)
         self.limiter = RedisLimiter(self._link)
@@ -30,4 +30,6 @@ class SharedState:
 
     async def close(self) -> None:
         if self._link is not None:
+            if isinstance(self.limiter, RedisLimiter):
+                await self.limiter.close()  # the charges still waiting to go out
             await self._link.close()
