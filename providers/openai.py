@@ -191,8 +191,10 @@ def _plain_prefix(data: bytes) -> int:
     end = _PLAIN_BLOCKS.match(data).end()  # type: ignore[union-attr]  # `*` always matches
     if not end:
         return 0
-    # A serialiser writes every object alike: the first line tells which needles to look for.
-    spaced = data.find(b'": ', 0, data.find(b"\n")) != -1
+    # A serialiser writes every object alike: the colon after the first key (the first `":`
+    # of the read: no value string comes before it) tells which needles to look for.
+    colon = data.find(b'":')
+    spaced = data[colon + 2 : colon + 3] == b" "
     first = end
     for needle in _TO_CHANGE_SPACED if spaced else _TO_CHANGE:
         found = data.find(needle, 0, first)
