@@ -16,7 +16,7 @@ import msgspec
 
 from providers.anthropic_stream import ErrorBody, Usage, anthropic_error, openai_usage
 from providers.messages_bridge import anthropic_error_body
-from providers.passthrough import PassThrough
+from providers.passthrough import PassThrough, events_of_type
 from wire.errors import GatewayError
 from wire.sse import Event
 from wire.upstream import UpstreamRequest
@@ -93,6 +93,7 @@ class MessagesRelay(PassThrough):
     """
 
     terminal = "message_stop event"
+    unwatched = events_of_type(b"content_block_delta")
 
     def __init__(self, provider: str) -> None:
         super().__init__(provider)

@@ -150,6 +150,12 @@ class SSEDecoder:
         return self._aligned
 
     @property
+    def at_boundary(self) -> bool:
+        """Whether the next byte starts a new event block: nothing buffered, no CR waiting
+        for its LF, the BOM check done. A caller may then skip whole blocks itself."""
+        return self._clean
+
+    @property
     def pending(self) -> bool:
         """Whether bytes of an unfinished event (or line) are buffered.
 
