@@ -92,6 +92,8 @@ class TypedEvents:
         self._preamble = preamble
 
     def __call__(self, out: bytes) -> bool:
+        if (self._decoder.at_boundary or self._decoder.untouched) and self._named_content(out):
+            return True
         try:
             items = self._decoder.feed(out)
         except SSEProtocolError:
@@ -102,6 +104,32 @@ class TypedEvents:
                 if kind not in self._preamble and kind not in _FAILURES:
                     return True
         return False
+
+    def _named_content(self, out: bytes) -> bool:
+        """Whether an `event:` line in `out` (read from an event boundary) names content.
+
+        A burst's first read holds the whole stream: this finds its first content event
+        without decoding every event (the full decode was 3 % of the gateway's CPU on C=10
+        bursts of /v1/messages). Anything unusual (a second `event:` line after it, whose
+        name would count; no `data:` line after it) is left to the decoder.
+        """
+        preamble = self._preamble
+        for line in _EVENT_LINE.finditer(out):
+            kind = line[1].decode("utf-8", "replace")
+            if kind in preamble or kind in _FAILURES:
+                continue
+            end = line.end()
+            block_end = out.find(b"\n\n", end)
+            return (
+                block_end >= 0
+                and out.find(b"\nevent:", end, block_end) < 0
+                and out.find(b"\ndata:", end, block_end) >= 0  # not dispatched without data
+            )
+        return False
+
+
+# An `event:` field line, spelled as servers spell it; the name up to the line's end.
+_EVENT_LINE = re.compile(rb"(?m)^event: ([^\r\n]*)$")
 
 
 def _event_type(event: Event) -> str:

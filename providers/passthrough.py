@@ -19,6 +19,7 @@ from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode
 
 # Reads up to this size may skip unwatched events (far above one read of a real stream).
 _SKIPPING_READ_MAX = 1 << 20
+_BOM_FIRST = b"\xef"  # the first byte of the UTF-8 BOM, which an SSE stream may begin with
 
 
 def events_of_type(name: bytes) -> re.Pattern[bytes]:
@@ -44,12 +45,18 @@ class PassThrough(StreamEnd):
         unwatched = self.unwatched
         if (
             unwatched is not None
-            and self._decoder.at_boundary
             and data[-2:] == b"\n\n"
             and len(data) <= _SKIPPING_READ_MAX
             and b"\r" not in data
         ):
-            return self._skipping(data, unwatched.match)
+            decoder = self._decoder
+            if decoder.at_boundary:
+                return self._skipping(data, unwatched.match, 0, [])
+            if decoder.untouched and data[:1] != _BOM_FIRST:
+                # The stream's first read (with a burst, all of it): its first block goes to
+                # the decoder as it is, so that the decoder's BOM check sees the start.
+                first = data.find(b"\n\n") + 2
+                return self._skipping(data, unwatched.match, first, decoder.feed(data[:first]))
         try:
             items = self._decoder.feed(data)
         except SSEProtocolError as exc:
@@ -57,7 +64,11 @@ class PassThrough(StreamEnd):
         return self.relay(data, items)
 
     def _skipping(
-        self, data: bytes, skip_run: Callable[[bytes, int], re.Match[bytes] | None]
+        self,
+        data: bytes,
+        skip_run: Callable[[bytes, int], re.Match[bytes] | None],
+        start: int,
+        first: list[Event | Comment],
     ) -> bytes:
         """`feed` for a read of whole blocks with LF line ends only.
 
@@ -69,7 +80,9 @@ class PassThrough(StreamEnd):
         gateway's CPU to 4 %.
         """
         size = len(data)
-        start = 0
+        for item in first:  # the events of data[:start], already decoded
+            if type(item) is Event and self.watch(item):
+                return data if start == size else data[:start]
         while True:
             run = skip_run(data, start)
             if run is not None:  # always, as the pattern may match nothing

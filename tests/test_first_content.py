@@ -4,13 +4,16 @@ is meant to be exact on what chat servers send)."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.first_content import ChatContent, _chat_content, chat_content
+from gateway.first_content import ChatContent, TypedEvents, _chat_content, chat_content
+from gateway.routes.messages import MESSAGES_PREAMBLE
+from tests.chat_answers import split
 
 deltas = st.fixed_dictionaries(
     {},
@@ -61,3 +64,47 @@ def test_a_role_chunk_is_no_content_and_a_token_is() -> None:
 
 def test_an_error_event_is_never_content() -> None:
     assert not chat_content()(b'data: {"error":{"message":"boom","content":"x"}}\n\n')
+
+
+class _DecodeOnly(TypedEvents):
+    """The probe without its `event:`-line search: the reference."""
+
+    def _named_content(self, out: bytes) -> bool:
+        return False
+
+
+# Anthropic-shaped blocks, usual and odd (see tests/test_passthrough.py).
+_BLOCKS = [
+    b'event: message_start\ndata: {"type":"message_start"}\n\n',
+    b"event: ping\ndata: {}\n\n",
+    b"event: content_block_start\ndata: {}\n\n",
+    b'event: content_block_delta\ndata: {"delta":"x"}\n\n',
+    b"event: content_block_delta\n\n",  # no data: not dispatched
+    b"event: content_block_delta\ndata: {}\nevent: error\n\n",  # the last name counts
+    b"event: error\ndata: {}\nevent: content_block_delta\n\n",
+    b"event: content_block_delta\r\ndata: {}\r\n\r\n",
+    b"data: event: content_block_delta\ndata: {}\n\n",
+    b'data: {"type":"content_block_delta"}\n\n',
+    b'event: error\ndata: {"error":{"type":"overloaded_error"}}\n\n',
+    b": comment\n\n",
+    b"\n",
+]
+
+
+@given(
+    st.lists(st.sampled_from(_BLOCKS), min_size=1, max_size=12),
+    st.lists(st.integers(min_value=0, max_value=12), max_size=4),
+    st.lists(st.integers(min_value=0, max_value=600), max_size=2),
+)
+def test_the_event_line_search_agrees_with_decoding_every_event(
+    blocks: list[bytes], between_blocks: list[int], anywhere: list[int]
+) -> None:
+    raw = b"".join(blocks)
+    ends = list(itertools.accumulate(len(block) for block in blocks))
+    pieces = split(raw, [ends[i % len(ends)] for i in between_blocks] + anywhere)
+    fast, reference = TypedEvents(MESSAGES_PREAMBLE), _DecodeOnly(MESSAGES_PREAMBLE)
+    for piece in pieces:
+        said = reference(piece)
+        assert fast(piece) is said
+        if said:  # the relay stops asking at the first content
+            break

@@ -156,6 +156,11 @@ class SSEDecoder:
         return self._clean
 
     @property
+    def untouched(self) -> bool:
+        """Whether no byte has been fed yet (the BOM check still to come)."""
+        return self._start and not self._tail
+
+    @property
     def pending(self) -> bool:
         """Whether bytes of an unfinished event (or line) are buffered.
 
