@@ -241,7 +241,7 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f" (+{fmt(growth)} MB)",
                     verdict,
                 )
-    out += observability_cost(rows)
+    out += observability_cost(rows, _on_vs_off(results))
     paired = results.get("paired")
     if paired and paired.get("ratio_median") is not None:
         ratios = sorted(r["ratio"] for r in paired["rounds"] if r["ratio"] is not None)
@@ -251,7 +251,7 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             {
                 "target": OBSERVED,
-                "check": "metrics + access log on vs off: CPU per request, both gateways "
+                "check": f"{_on_vs_off(results)}: CPU per request, both gateways "
                 f"loaded at once (C={paired['run']['concurrency']} each, "
                 f"{paired['run']['tokens']} tokens), median of {len(ratios)} rounds",
                 "value": f"{fmt(on)} ms vs {fmt(off)} ms = {fmt_ratio(median)} (rounds: "
@@ -263,7 +263,14 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def observability_cost(rows: list[Row]) -> list[dict[str, Any]]:
+def _on_vs_off(results: dict[str, Any]) -> str:
+    """What `gateway` has on that `gateway-plain` has off, in this run."""
+    if "--features" in results["meta"].get("argv", ()):
+        return "every feature (key, limits, alias, metrics, access log) on vs off"
+    return "metrics + access log on vs off"
+
+
+def observability_cost(rows: list[Row], on_vs_off: str) -> list[dict[str, Any]]:
     """CPU per request of the gateway with metrics and access log on beside off, both
     also as a ratio to the raw relay, at the top concurrency of each CPU-bound scenario."""
     out = []
@@ -288,10 +295,121 @@ def observability_cost(rows: list[Row]) -> list[dict[str, Any]]:
         out.append(
             {
                 "target": OBSERVED,
-                "check": f"metrics + access log on vs off: CPU per request ({scenario} C={top})",
+                "check": f"{on_vs_off}: CPU per request ({scenario} C={top})",
                 "value": value,
                 "verdict": "within 5 %" if on_off <= OBSERVABILITY_BUDGET else "OVER 5 %",
             }
+        )
+    return out
+
+
+def hot_path_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each proxy's figures against the hot-path targets (the gateway's own goals: ratios
+    to the raw relay, or to direct, taken in this one run), with a verdict each."""
+    rows: list[Row] = results["rows"]
+    out: list[dict[str, Any]] = []
+
+    def figure(scenario: str, target: str, c: int, name: str, api: str | None = None) -> Any:
+        found = [
+            r
+            for r in rows
+            if r["scenario"] == scenario
+            and r["target"] == target
+            and r["run"]["concurrency"] == c
+            and (api is None or r["run"].get("api") == api)
+        ]
+        return metrics(found[-1])[name] if found else None
+
+    def check(t: str, what: str, value: float | None, base: float | None, most: float) -> None:
+        """`value / base` must stay at or under `most` (or over it, when `most` < 0)."""
+        r = ratio(value, base)
+        if r is None:
+            return
+        met = r >= -most if most < 0 else r <= most
+        bound = f"≥ {-most:g}x" if most < 0 else f"≤ {most:g}x"
+        out.append(
+            {
+                "target": t,
+                "check": what,
+                "value": f"{fmt(value)} vs {fmt(base)} = {fmt_ratio(r)} (goal {bound})",
+                "verdict": "met" if met else "MISSED",
+            }
+        )
+
+    for t in (t for t in results["meta"]["targets"] if t not in BASELINES):
+        cpu, per_1k = "cpu_per_req_ms", "cpu_per_1k_chunks_ms"
+        check(
+            t,
+            "CPU per streamed request, throughput C=100 0 ms, vs relay",
+            figure("throughput", t, 100, cpu),
+            figure("throughput", "relay", 100, cpu),
+            1.3,
+        )
+        check(
+            t,
+            "chunks/s, throughput C=100 0 ms, vs relay",
+            figure("throughput", t, 100, "chunks_s"),
+            figure("throughput", "relay", 100, "chunks_s"),
+            -0.75,
+        )
+        for c in (10, 100):
+            check(
+                t,
+                f"CPU per 1,000 chunks, latency C={c} 20 ms, vs relay",
+                figure("latency", t, c, per_1k),
+                figure("latency", "relay", c, per_1k),
+                1.2,
+            )
+        check(
+            t,
+            "TTFT p99, latency C=100 20 ms, vs relay",
+            figure("latency", t, 100, "ttft_p99"),
+            figure("latency", "relay", 100, "ttft_p99"),
+            1.2,
+        )
+        itl, itl_direct = (
+            figure("latency", t, 100, "itl_p99"),
+            figure("latency", "direct", 100, "itl_p99"),
+        )
+        added = _minus(itl, itl_direct)
+        if added is not None:
+            out.append(
+                {
+                    "target": t,
+                    "check": "added inter-token p99 over direct, latency C=100 20 ms",
+                    "value": f"{fmt(added)} ms (goal ≤ 1 ms)",
+                    "verdict": "met" if added <= 1.0 else "MISSED",
+                }
+            )
+        for c in (1, 10):
+            check(
+                t,
+                f"non-streamed CPU per request, C={c}, vs relay",
+                figure("nonstream", t, c, cpu),
+                figure("nonstream", "relay", c, cpu),
+                1.1,
+            )
+            direct = figure("nonstream", "direct", c, "total_p50")
+            check(
+                t,
+                f"non-streamed added latency p50 over direct, C={c}, vs the relay's",
+                _minus(figure("nonstream", t, c, "total_p50"), direct),
+                _minus(figure("nonstream", "relay", c, "total_p50"), direct),
+                1.1,
+            )
+        check(
+            t,
+            "translate (Anthropic upstream) CPU per request, C=10, vs pass-through (throughput)",
+            figure("translate", t, 10, cpu),
+            figure("throughput", t, 10, cpu),
+            2.0,
+        )
+        check(
+            t,
+            "/v1/messages passed through to Anthropic, CPU per request C=10, vs relay",
+            figure("messages", t, 10, cpu, "anthropic"),
+            figure("messages", "relay", 10, cpu, "anthropic"),
+            1.3,
         )
     return out
 
@@ -362,6 +480,10 @@ def render(results: dict[str, Any]) -> str:
         "## Figures the issue asks for",
         "",
         checks_table(checks(results)),
+        "",
+        "## Hot-path targets",
+        "",
+        checks_table(hot_path_targets(results)),
         "",
         "## Who was busy (is the load generator the bottleneck?)",
         "",
