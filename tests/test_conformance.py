@@ -87,6 +87,7 @@ def openai_shaped(type: str, settings: str = "") -> Row:
 ROWS = [
     openai_shaped("openai"),
     openai_shaped("azure"),
+    openai_shaped("cloudflare", 'account_id = "acct"\n'),
     Row(
         "anthropic",
         "",
