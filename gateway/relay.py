@@ -232,30 +232,31 @@ async def pump(
     translator = opened.translator
     deadline = opened.deadline
     try:
+        # The stream's last bytes go out with its end of body, in one write: with a whole
+        # answer in one upstream read (0 ms bursts) that is one send per stream, not two.
         out = b"".join(opened.held)
         if opened.rest and not translator.finished:
             out += translator.feed(opened.rest)
-        if out:
-            deadline.paused = True  # a client slow to take bytes is not upstream silence
-            await response.write(out)
-            deadline.paused = False
         if not (translator.finished or opened.ended):
+            if out:
+                deadline.paused = True  # a client slow to take bytes is not upstream silence
+                await response.write(out)
+                deadline.paused = False
+            out = b""
             async for chunk in opened.chunks:
                 out = translator.feed(chunk)
+                if translator.finished:
+                    break
                 if out:
                     deadline.paused = True
                     await response.write(out)
                     deadline.paused = False
-                if translator.finished:
-                    break
                 deadline.touch()
             else:
                 out = translator.end()
-                if out:
-                    await response.write(out)
         deadline.close()  # the stream is done: nothing may follow its last event
         # The client's end of body first; then the upstream's, so its connection is pooled.
-        await response.write_eof()
+        await response.write_eof(out)
         await opened.upstream.finish(_END_OF_BODY_WAIT)
         return translator.failure
     except (Exception, asyncio.CancelledError) as exc:
