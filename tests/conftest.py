@@ -18,6 +18,20 @@ from tests.redis_server import RedisServer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# A skipped test proves nothing: any skip (or xfail) fails the run, here and in CI.
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SKIPPED and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\n{len(_SKIPPED)} test(s) skipped, which fails the run: " + ", ".join(_SKIPPED))
+
 
 class FakeUpstream:
     """An OpenAI-compatible server whose answer each test scripts by setting `handler`.

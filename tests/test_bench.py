@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from bench import report
@@ -130,7 +131,6 @@ def test_anthropic_tokens_are_text_deltas() -> None:
 
 async def test_openai_sdk_reads_the_mock_upstream() -> None:
     """The mock must look like OpenAI to OpenAI's own client, streamed and not."""
-    openai = pytest.importorskip("openai")
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: UpstreamProtocol(State(Options(tokens=5))), "127.0.0.1", 0
