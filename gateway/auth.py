@@ -93,17 +93,25 @@ class KeyRing:
         if key is not None:
             return key
         key = self._by_digest.get(_digest(presented))
-        if key is None or not hmac.compare_digest(key.value, presented):
+        if key is None or not hmac.compare_digest(_bytes(key.value), _bytes(presented)):
             return None
         self._known[presented] = key  # bounded: only the configured keys' own values
         return key
 
     def is_admin(self, presented: str | None) -> bool:
-        return bool(self.admin and presented and hmac.compare_digest(self.admin, presented))
+        return bool(
+            self.admin and presented and hmac.compare_digest(_bytes(self.admin), _bytes(presented))
+        )
+
+
+def _bytes(value: str) -> bytes:
+    # aiohttp hands header bytes that are not UTF-8 over as surrogates: they are a wrong key
+    # like any other, never an encoding error (and compare_digest takes only ASCII str).
+    return value.encode("utf-8", "surrogateescape")
 
 
 def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode()).digest()
+    return hashlib.sha256(_bytes(value)).digest()
 
 
 def presented_keys(request: web.Request) -> list[str]:
@@ -143,8 +151,8 @@ def auth_middleware(ring: KeyRing, forwards_client_keys: bool) -> list[Middlewar
             return await handler(request)
         presented = presented_keys(request)
         gateway_key = None
-        for value in presented:
-            gateway_key = ring.find(value) if ring.required else None
+        for value in presented if ring.required else ():
+            gateway_key = ring.find(value)
             if gateway_key is not None:
                 request[GATEWAY_KEY] = gateway_key
                 break

@@ -27,6 +27,7 @@ models = ["mock/*", "smart"]
 value = "env.GATEWAY_TEST_TEAM_B"
 rpm = 3
 """
+ADMIN = '[admin]\nkey = "sk-admin"\n'
 MOCK = '[providers.mock]\ntype = "mock"\ndelay = 0\ntokens = 5\n'
 
 
@@ -57,6 +58,26 @@ async def test_no_key_or_an_unknown_key_is_a_401(keyed: str) -> None:
     ):
         assert response.status == 401
         assert (await response.json())["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    "method, path", [("POST", "/v1/chat/completions"), ("GET", "/v1/keys/usage")]
+)
+async def test_a_key_that_is_not_ascii_is_a_401_not_a_500(
+    start_gateway: GatewayFactory, method: str, path: str
+) -> None:
+    url = await start_gateway(MOCK + KEYS.replace("env.GATEWAY_TEST_TEAM_B", "sk-b") + ADMIN)
+    # Raw header bytes: \xff is no UTF-8 (aiohttp hands it over as a surrogate), é is.
+    for key in (b"Bearer \xff", "Bearer é".encode()):
+        reader, writer = await asyncio.open_connection(*url.removeprefix("http://").split(":"))
+        writer.write(
+            method.encode() + b" " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2\r\n"
+            b"Connection: close\r\nAuthorization: " + key + b"\r\n\r\n{}"
+        )
+        head = await reader.readline()
+        writer.close()
+        assert head.split()[1] == b"401", (key, head)
 
 
 async def test_a_key_is_accepted_from_each_sdks_header(keyed: str) -> None:
