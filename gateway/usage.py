@@ -1,4 +1,5 @@
-"""Token counts from an answer's usage, whatever its shape (chat, Responses, embeddings)."""
+"""Token counts from an answer's usage, whatever its shape (chat, Responses, embeddings,
+Anthropic's Messages, Gemini's usageMetadata)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,24 @@ from typing import Any
 
 import msgspec
 
+from providers.gemini import UsageMetadata, chat_usage
+
 
 class _Answer(msgspec.Struct, gc=False):
     usage: dict[str, Any] | None = None  # msgspec skips every other field
+    usage_metadata: UsageMetadata | None = msgspec.field(default=None, name="usageMetadata")
 
 
 _answer = msgspec.json.Decoder(_Answer)
 
 
 def usage_of(body: bytes) -> dict[str, Any] | None:
-    """The `usage` object of a whole JSON answer, if it has one."""
+    """The `usage` object of a whole JSON answer (Gemini's counts as OpenAI's), if it has one."""
     try:
-        return _answer.decode(body).usage
+        answer = _answer.decode(body)
     except msgspec.DecodeError:
         return None
+    return answer.usage or chat_usage(answer.usage_metadata)
 
 
 def token_counts(usage: dict[str, Any] | None) -> tuple[int, int]:

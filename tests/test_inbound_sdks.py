@@ -7,6 +7,7 @@ equals the non-streamed, tool calls arrive intact, errors come in each API's sha
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -384,3 +385,36 @@ async def test_anthropic_sdk_key_header_is_accepted_as_a_gateway_key(
     )
     answer = await client.aio.models.generate_content(model="mock/x", contents="Hi")
     assert answer.text
+
+
+async def test_whole_answers_in_each_format_are_charged_their_tokens(
+    start_gateway: GatewayFactory,
+) -> None:
+    url = await start_gateway(
+        '[providers.mock]\ntype = "mock"\ndelay = 0\n[keys.app]\nvalue = "sk-app"\n'
+        'budget = 1000000\n[admin]\nkey = "sk-admin"\n'
+    )
+    spent = [0]
+
+    async def charged() -> int:
+        await asyncio.sleep(0.05)  # settled after the answer
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{url}/v1/keys/usage", headers={"Authorization": "Bearer sk-admin"}
+            ) as response,
+        ):
+            now = int((await response.json())["data"][0]["budget_spent"])
+        added, spent[0] = now - spent[0], now
+        return added
+
+    async with anthropic.AsyncAnthropic(base_url=url, api_key="sk-app", max_retries=0) as client:
+        await client.messages.create(
+            model="mock/x", max_tokens=10, messages=[{"role": "user", "content": "Hi"}]
+        )
+    assert await charged() > 0
+    client = genai.Client(
+        api_key="sk-app", http_options=genai_types.HttpOptions(base_url=url, timeout=10_000)
+    )
+    await client.aio.models.generate_content(model="mock/x", contents="Hi")
+    assert await charged() > 0
