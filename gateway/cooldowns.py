@@ -75,7 +75,9 @@ class LocalCooldowns:
         if current is not None and current.until >= now + seconds:
             return
         _bound(self._rests)
-        self._rests[id] = Rest(now if current is None else current.since, now + seconds)
+        # A rest that is still running is extended; one that ended starts again from now.
+        since = current.since if current is not None and current.until > now else now
+        self._rests[id] = Rest(since, now + seconds)
 
     async def failed(self, id: str, threshold: int, seconds: float) -> bool:
         count = self._failures.get(id, 0) + 1
