@@ -74,7 +74,7 @@ async def _transcribe(request: web.Request, operation: Operation) -> web.StreamR
         # json and verbose_json answer JSON; text, srt and vtt answer text: the upstream's type.
         return Prepared(upstream_request, translate=lambda body: body, content_type=None)
 
-    call = Call(operation, model_name, stream, prepare, content_probe=every_byte, upload=upload)
+    call = Call(operation, model_name, stream, prepare, content_probe=event_content, upload=upload)
     return await request.app[DISPATCHER].dispatch(request, call)
 
 
