@@ -18,7 +18,6 @@ When every candidate failed, the client gets one error naming each attempt.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 import msgspec
 from aiohttp import web
 
-from gateway.auth import CLIENT_KEY, GATEWAY_KEY
+from gateway.auth import CLIENT_KEY, GATEWAY_KEY, GatewayKey
 from gateway.config import RoutingConfig
 from gateway.cooldowns import Cooldowns
 from gateway.drain import DRAIN
@@ -108,13 +107,11 @@ class Dispatcher:
         if key is not None:
             key.check_models([call.model, *call.fallbacks])
         plan = self.router.plan(call.model, call.operation, call.fallbacks)
-        if call.upload is not None and _may_resend(plan):
-            await call.upload.spool()
-        run = _Run(self, request, call)
+        run = _Run(self, request, call, key)
         if key is None:
             return await run.run(plan)
         # Limits are checked before any upstream is called, and charged after the last byte.
-        admission = await self.limiter.admit(key, os.urandom(8).hex())
+        admission = await self.limiter.admit(key)
         run.headers = admission.headers
         try:
             return await run.run(plan)
@@ -130,13 +127,14 @@ def _may_resend(plan: list[Candidate]) -> bool:
 class _Run:
     """One request's attempts."""
 
-    def __init__(self, dispatcher: Dispatcher, request: web.Request, call: Call) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, request: web.Request, call: Call, key: GatewayKey | None
+    ) -> None:
         self.dispatcher = dispatcher
         self.request = request
         self.call = call
         self.routing = dispatcher.routing
         self.hooks = dispatcher.hooks
-        key = request.get(GATEWAY_KEY)
         self.record = RequestRecord(
             call.operation.value,
             call.model,
@@ -153,17 +151,20 @@ class _Run:
         self.headers: dict[str, str] = {}  # for every answer: the key's x-ratelimit-*
         self.client_key = request.get(CLIENT_KEY)
         # Usage is read from whole answers only when something counts tokens.
-        self.wants_usage = bool(dispatcher.hooks) or request.get(GATEWAY_KEY) is not None
+        self.wants_usage = bool(dispatcher.hooks) or key is not None
 
     async def run(self, plan: list[Candidate]) -> web.StreamResponse:
         call = self.call
         if call.stream:
-            self.response = web.StreamResponse(headers=call.stream_headers)
+            # With the key's x-ratelimit-*: a keepalive comment may send the headers first.
+            self.response = web.StreamResponse(headers={**call.stream_headers, **self.headers})
             interval = plan[0].group.targets[0].keepalive
             if interval and call.keepalive:
                 self.keepalive = Keepalive(self.request, self.response, interval, call.keepalive)
         try:
             try:
+                if call.upload is not None and _may_resend(plan):  # admitted: worth the copy
+                    await call.upload.spool()
                 awake = await self._awake(plan)
                 for position, candidate in enumerate(awake):
                     answer = await self._try(candidate, last=position == len(awake) - 1)
@@ -252,6 +253,11 @@ class _Run:
                     self._ended(attempt, "error")
                     raise failed.error from None
                 more = attempt.number < routing.max_attempts
+                if status in _KEY_REFUSED and target.client_key:
+                    # The client's own key was refused: neither a key of ours to rest nor a
+                    # fault of the target's; the next candidate may take another key.
+                    self._ended(attempt, "failed_over" if more and not last else "error")
+                    return None
                 if status in _KEY_REFUSED:
                     seconds = failed.retry_after if status == 429 else None
                     await cooldowns.rest(target.key_id, seconds or routing.cooldown)
@@ -330,24 +336,28 @@ class _Run:
         opened = await open_stream(target, prepared, call.content_probe(), self._sse, call.upload)
         # The first content: the stream is committed to this attempt.
         response = self.response
-        if self.keepalive is not None:
-            await self.keepalive.stop()
-            self.keepalive = None
-        self.record.first_content = time.perf_counter()
-        for hook in self.hooks:
-            hook.first_content(self.record, attempt)
-        if not response.prepared:
-            self._served(response, attempt)
-            if opened.request_id:
-                response.headers[REQUEST_ID] = opened.request_id
-            upstream_type = opened.upstream.content_type
-            if call.upstream_content_type and upstream_type != "application/octet-stream":
-                response.content_type = upstream_type  # e.g. audio/wav
-            await response.prepare(self.request)
-        else:  # a keepalive comment went first: the headers are gone
-            self.record.served = attempt.label
+        try:
+            if self.keepalive is not None:
+                await self.keepalive.stop()
+                self.keepalive = None
+            self.record.first_content = time.perf_counter()
+            for hook in self.hooks:
+                hook.first_content(self.record, attempt)
+            if not response.prepared:
+                self._served(response, attempt)
+                if opened.request_id:
+                    response.headers[REQUEST_ID] = opened.request_id
+                upstream_type = opened.upstream.content_type
+                if call.upstream_content_type and upstream_type != "application/octet-stream":
+                    response.content_type = upstream_type  # e.g. audio/wav
+                await response.prepare(self.request)
+            else:  # a keepalive comment went first: the headers are gone
+                self.record.served = attempt.label
+        except BaseException:
+            opened.close()  # the client left before pump took the stream: stop the upstream
+            raise
         failure = await pump(self.request, response, opened, target)
-        self.record.usage = getattr(opened.translator, "usage", None)
+        self.record.usage = opened.translator.usage
         if failure is not None:
             attempt.error, attempt.status = failure, failure.status
             self.record.error, self.record.status = failure, failure.status

@@ -50,7 +50,7 @@ class Admission(msgspec.Struct, gc=False):
     """A request let through under its key's limits; `settle` it once it ended."""
 
     key: GatewayKey
-    id: str  # the request's id, for the in-flight set
+    id: str  # its mark in a shared in-flight set ("" in process)
     headers: dict[str, str]  # OpenAI's x-ratelimit-* for the answer
     counted: bool = True  # False: admitted without the shared state (it failed open)
 
@@ -68,7 +68,7 @@ class Windows(msgspec.Struct, gc=False):
 
 
 class Limiter(Protocol):
-    async def admit(self, key: GatewayKey, request_id: str) -> Admission:
+    async def admit(self, key: GatewayKey) -> Admission:
         """Let the request through or raise RateLimited / QuotaExceeded."""
         ...
 
@@ -260,13 +260,13 @@ class LocalLimiter:
         counters.roll(now, key.config.budget_seconds)
         return counters
 
-    async def admit(self, key: GatewayKey, request_id: str) -> Admission:
+    async def admit(self, key: GatewayKey) -> Admission:
         now = time.time()
         counters = self._of(key, now)
         check(key, counters.windows(now))
         counters.requests[0] += 1
         counters.in_flight += 1
-        return Admission(key, request_id, headers(key, counters.windows(now)))
+        return Admission(key, "", headers(key, counters.windows(now)))
 
     def settle(self, admission: Admission, tokens: int) -> None:
         now = time.time()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
@@ -146,6 +147,7 @@ class RedisLink:
 
 # Settlements wait at most this long to go out together.
 _SETTLE_EVERY = 0.01
+_SETTLE_AGAIN_AFTER = 1.0  # seconds before in-flight marks whose removal failed are sent again
 
 
 class _Settlements:
@@ -179,8 +181,9 @@ class RedisLimiter:
             f"{base}in_flight",
         ]
 
-    async def admit(self, key: GatewayKey, request_id: str) -> Admission:
+    async def admit(self, key: GatewayKey) -> Admission:
         now = time.time()
+        request_id = os.urandom(8).hex()  # its mark in the key's in-flight set
         config = key.config
         _, into = minute_index(now)
         args = [
@@ -209,11 +212,11 @@ class RedisLimiter:
         """Charged within `_SETTLE_EVERY`: the settlements of that moment go in one pipeline
         (at load, one round trip for many requests instead of one each: the Redis client's
         own CPU per command was the largest cost of shared limits)."""
-        if not admission.counted:
-            return
         keys = self._keys(admission.key, time.time())
         pending = self._pending
-        if tokens:
+        # Not counted: the admit timed out, yet its mark may have landed; removing it is
+        # harmless either way, and a mark left behind would hold max_parallel for an hour.
+        if tokens and admission.counted:
             budget_ttl = admission.key.config.budget_seconds + 86400
             for name, ttl in ((keys[2], 2 * MINUTE), (keys[4], budget_ttl)):
                 charged, _ = pending.tokens.get(name, (0, ttl))
@@ -229,8 +232,8 @@ class RedisLimiter:
         self._tasks.add(task)  # held until done: a task nobody references may vanish
         task.add_done_callback(self._tasks.discard)
 
-    async def _charge(self, pending: _Settlements) -> None:
-        async def charge() -> None:
+    async def _charge(self, pending: _Settlements, again: bool = True) -> None:
+        async def charge() -> bool:
             pipe = self._link.client.pipeline(transaction=False)
             for name, (tokens, ttl) in pending.tokens.items():
                 pipe.incrby(name, tokens)
@@ -238,9 +241,18 @@ class RedisLimiter:
             for name, ids in pending.landed.items():
                 pipe.zrem(name, *ids)
             await pipe.execute()
+            return True
 
         with contextlib.suppress(LimitsUnavailable):  # nobody to tell: the answers went out
-            await self._link.call(charge, "charging tokens")
+            if await self._link.call(charge, "charging tokens"):
+                return
+        if again and pending.landed:
+            # The in-flight marks are taken back once more a little later (a mark removed
+            # twice is harmless; tokens are not sent twice: the first INCRBY may have landed).
+            await asyncio.sleep(_SETTLE_AGAIN_AFTER)
+            retry = _Settlements()
+            retry.landed = pending.landed
+            await self._charge(retry, again=False)
 
     async def close(self) -> None:
         """Send what is pending now (the process is stopping)."""
