@@ -119,15 +119,18 @@ class _Instances:
         nulls = [b for b in plain if isinstance(b, dict) and b.get("type") == "null"]
         if depth >= _OPTIONAL_DEPTH and nulls:
             return nulls[0]
-        others = [branch for branch in branches if self._plain(branch) not in nulls]
+        others = [branch for branch, seen in zip(branches, plain, strict=True) if seen not in nulls]
         return (others or branches)[0]
 
     def _plain(self, schema: Any) -> Any:
-        """`schema` with a top-level `$ref` followed (for merging and looking at types)."""
-        while isinstance(schema, dict) and "$ref" in schema:
+        """`schema` with a top-level `$ref` followed (for merging and looking at types); a
+        chain of references longer than `_MAX_DEPTH` (one that refers to itself) is {}."""
+        for _ in range(_MAX_DEPTH):
+            if not (isinstance(schema, dict) and "$ref" in schema):
+                return schema
             siblings = {key: value for key, value in schema.items() if key != "$ref"}
             schema = _merge([self._resolve(schema["$ref"]), siblings])
-        return schema
+        return {}
 
     def _resolve(self, ref: str) -> Any:
         if not ref.startswith("#"):

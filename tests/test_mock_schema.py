@@ -189,6 +189,20 @@ def test_a_recursive_schema_ends() -> None:
     assert 0 < depth < 10
 
 
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"anyOf": [{"$ref": "#/$defs/a"}], "$defs": {"a": {"$ref": "#/$defs/a"}}},
+        {
+            "allOf": [{"$ref": "#/$defs/a"}],
+            "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}},
+        },
+    ],
+)
+def test_a_reference_to_itself_ends_instead_of_hanging(schema: dict[str, Any]) -> None:
+    instance(schema)  # any value: a schema that is only a reference loop allows anything
+
+
 def test_the_validator_here_can_fail() -> None:
     """The checks above would catch a wrong value: the validator is not vacuous."""
     assert violations(WEATHER, {"location": "x", "unit": "kelvin"})
