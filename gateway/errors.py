@@ -39,16 +39,18 @@ _HTTP_EXCEPTIONS: dict[int, Callable[[web.Request], GatewayError]] = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Routes that speak another API's format answer errors in its shape: (path prefix, the
-# function that renders a GatewayError as that API's error answer), set up by the app.
+# function that renders a GatewayError as that API's error answer), set up by the app. Those
+# routes are all POSTs: `GET /v1/models/{id}` is OpenAI's though Gemini's prefix covers it.
 ErrorShapes = tuple[tuple[str, Callable[[GatewayError], web.Response]], ...]
 ERROR_SHAPES = web.AppKey("error_shapes", ErrorShapes)
 
 
 def error_answer(request: web.Request, error: GatewayError) -> web.Response:
     """`error` in the shape of the API the request's route speaks (OpenAI's by default)."""
-    for prefix, render in request.app.get(ERROR_SHAPES, ()):
-        if request.path.startswith(prefix):
-            return render(error)
+    if request.method == "POST":
+        for prefix, render in request.app.get(ERROR_SHAPES, ()):
+            if request.path.startswith(prefix):
+                return render(error)
     return error_response(error)
 
 

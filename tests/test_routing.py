@@ -472,8 +472,10 @@ async def test_models_lists_aliases(
         assert alias.owned_by == "gateway"
         direct = await client.models.retrieve("a/meta-llama/Llama-3.1-8B")  # slashes in the id
         assert direct.id == "a/meta-llama/Llama-3.1-8B" and direct.owned_by == "a"
-        with pytest.raises(openai.NotFoundError):
+        with pytest.raises(openai.NotFoundError) as caught:
             await client.models.retrieve("nowhere/x")
+    # OpenAI's shape, though Gemini's routes share the /v1/models/ prefix.
+    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "model_not_found"
 
 
 ALIAS_TOML = (
