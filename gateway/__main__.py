@@ -110,13 +110,14 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    warn_missing_keys(config)
     # A process-wide setting, so made here rather than by the app: streams need two files each.
     capacity = fdlimit.capacity_warning(
         fdlimit.raise_open_file_limit(), config.server.max_connections
     )
-    if capacity:
-        logging.getLogger("gateway").warning(capacity)
+    if not args.worker_fds:  # said once, by the supervisor, not again by each worker
+        warn_missing_keys(config)
+        if capacity:
+            logging.getLogger("gateway").warning(capacity)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     workers = worker_count(_int_or(args.workers) if args.workers else config.server.workers)
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             status = runner(serve(config, host, port, _worker_sockets(args.worker_fds)))
         elif workers > 1:
             passed = ["--host", host, "--port", str(port), "--workers", "1"]
+            passed += ["--log-level", args.log_level]
             if args.config is not None:
                 passed += ["--config", args.config]
             supervisor = Supervisor(passed, host, port, workers, config.source)

@@ -25,7 +25,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from gateway import metrics_export
@@ -71,6 +71,7 @@ class Supervisor:
         self._stopping = False
         self._signals: asyncio.Queue[int] = asyncio.Queue()
         self._exited: asyncio.Queue[_Slot] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()  # exit watchers, restarts: held until done
 
     async def run(self) -> int:
         """Serve until a signal stops every worker; the exit status (0: all drained)."""
@@ -109,13 +110,24 @@ class Supervisor:
             start_new_session=True,  # a terminal's Ctrl-C is for the supervisor alone
         )
         slot.process, slot.started = process, time.monotonic()
+        # Watched from its first moment: whatever happens next, its exit restarts the slot once.
+        self._hold(self._await_exit(slot, process))
         assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), _READY_WITHIN)).decode()
-        asyncio.get_running_loop().create_task(self._await_exit(slot, process))
-        found = re.search(r"listening on (\S+)", line)
-        if found is None:
-            raise RuntimeError(f"worker {slot.number} did not start: {line.strip()!r}")
+        try:
+            line = (await asyncio.wait_for(process.stdout.readline(), _READY_WITHIN)).decode()
+            found = re.search(r"listening on (\S+)", line)
+            if found is None:
+                raise RuntimeError(f"worker {slot.number} did not start: {line.strip()!r}")
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()  # a worker that is not serving must not hold the socket
+            raise
         return found.group(1)
+
+    def _hold(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _await_exit(self, slot: _Slot, process: asyncio.subprocess.Process) -> None:
         await process.wait()
@@ -132,7 +144,7 @@ class Supervisor:
                 return await self._stop(signals.result())
             slot = exited.result()
             exited = asyncio.ensure_future(self._exited.get())
-            await self._restart(slot)
+            self._hold(self._restart(slot))  # its backoff never delays a signal
 
     async def _restart(self, slot: _Slot) -> None:
         process = slot.process
@@ -149,14 +161,21 @@ class Supervisor:
         )
         delay, slot.backoff = slot.backoff, min(slot.backoff * 2, _MAX_BACKOFF)
         await asyncio.sleep(delay)
+        if self._stopping:
+            return
         try:
             await self._start(slot)
-        except (OSError, RuntimeError, TimeoutError) as exc:
+        except OSError as exc:  # no process at all: try again, after a longer wait
             log.warning("worker %d could not restart: %s", slot.number, exc)
-            self._exited.put_nowait(slot)  # try again, after a longer wait
+            self._exited.put_nowait(slot)
+        except (RuntimeError, TimeoutError) as exc:  # killed: its exit brings it back
+            log.warning("worker %d could not restart: %s", slot.number, exc)
 
     async def _stop(self, signum: int) -> int:
         """Drain: close our sockets, pass the signal on, wait; a second signal stops all."""
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()  # no restart now (a worker half started is killed)
         for sock in self._sockets:
             sock.close()
         self._forward(signum)
