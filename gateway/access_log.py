@@ -49,6 +49,7 @@ _encoder = msgspec.json.Encoder()
 FLUSH_EVERY = 0.05  # seconds a line may wait for its batch
 PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is atomic
 _FLUSH_AT = 256  # lines pending that are written at once
+_MAX_NAME = 256  # characters of a model name kept in a line
 
 _second: list[tuple[int, str]] = [(0, "")]  # the last second formatted, for the next line
 _MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
@@ -73,26 +74,11 @@ def line_of(
         text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _second[0] = (second, text)
     finished = text + _MILLISECONDS[int((at - second) * 1000)]  # UTC, ISO 8601, with ms
-    milliseconds = int(duration * 1_000_000 + 0.5) / 1000
-    if record is None:
+    if record is None:  # answered before the dispatcher (a 401, a 400 of the body, ...)
         return AccessLine(
-            finished,
-            request_id,
-            method,
-            route,
-            status,
-            None,
-            None,
-            0,
-            None,
-            None,
-            milliseconds,
-            None,
-            None,
-            key,
-            error_type,
-            None,
-        )
+            finished, request_id, method, route, status, None, None, 0, None, None,
+            _ms(duration), None, None, key, error_type, None,
+        )  # fmt: skip
     inputs, outputs = token_counts(record.usage) if record.usage else (None, None)
     error = record.error
     first = record.first_content
@@ -102,12 +88,12 @@ def line_of(
         method,
         route,
         status,
-        record.model,
-        record.served,
+        record.model[:_MAX_NAME],  # the client's words: a line stays one atomic write
+        record.served[:_MAX_NAME] if record.served is not None else None,
         len(record.attempts),
         record.stream,
         _ms(first - record.started) if first is not None else None,
-        milliseconds,
+        _ms(duration),
         inputs,
         outputs,
         key,

@@ -17,7 +17,7 @@ OTHER = "_OTHER"
 # Distinct `provider/model` names per process that are neither aliases nor listed in the
 # config, kept as they are; past this many, new ones become OTHER.
 MAX_FREE_MODELS = 200
-_MAX_MODEL_LENGTH = 128
+MAX_MODEL_LENGTH = 128  # longer names are OTHER, and never remembered
 
 # OpenTelemetry's well-known `gen_ai.operation.name` values where one applies (it then MUST
 # be used); other operations keep the gateway's own name (`providers.base.Operation`).
@@ -47,6 +47,8 @@ class ModelNames:
         for name, provider in config.providers.items():
             self._known.update(f"{name}/{model}" for model in provider.models)
         self._providers = frozenset(config.providers)
+        # A bare name (Claude Code's) goes to this provider: it is one of its models.
+        self._default = config.server.default_provider
         self._free: set[str] = set()
         self._room = free
 
@@ -54,11 +56,15 @@ class ModelNames:
         if model in self._known or model in self._free:
             return model
         provider, sep, rest = model.partition("/")
+        if not sep and self._default:
+            if f"{self._default}/{model}" in self._known:
+                return model
+            provider, sep, rest = self._default, "/", model
         if (
             sep
             and rest
             and provider in self._providers
-            and len(model) <= _MAX_MODEL_LENGTH
+            and len(model) <= MAX_MODEL_LENGTH
             and len(self._free) < self._room
         ):
             self._free.add(model)

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.config import Config
 from gateway.hooks import Attempt, RequestRecord
-from gateway.metric_labels import ModelNames, error_type, operation_name
+from gateway.metric_labels import MAX_MODEL_LENGTH, ModelNames, error_type, operation_name
 from gateway.usage import token_counts
 
 # OpenTelemetry GenAI semantic conventions' explicit bucket boundaries.
@@ -154,15 +154,11 @@ class GatewayMetrics:
                 self._arm()
 
     def first_content(self, record: RequestRecord, attempt: Attempt) -> None:
-        first = record.first_content
-        if first is not None:
-            names = (record.operation, attempt.provider, record.model, record.key)
-            series = self._names.get(names) or self._series_for(names)
-            series.ttfts.append(first - record.started)
-            self._dirty.add(series)
-            self._noted += 1
-            if self._timer is None:
-                self._arm()
+        assert record.first_content is not None  # the dispatcher notes it, then calls this
+        names = (record.operation, attempt.provider, record.model, record.key)
+        series = self._names.get(names) or self._series_for(names)
+        series.ttfts.append(record.first_content - record.started)
+        self._noted_in(series)
 
     def attempt_ended(self, record: RequestRecord, attempt: Attempt) -> None:
         status = attempt.status
@@ -209,6 +205,8 @@ class GatewayMetrics:
         series = self._series.get(labels)
         if series is None:
             series = self._series[labels] = _Series(self, labels)
+        if len(model) > MAX_MODEL_LENGTH:  # user input: never kept when it is that long
+            return series
         if len(self._names) >= _MAX_NAMES:  # model names are the clients': bounded
             self._names.clear()
         self._names[names] = series

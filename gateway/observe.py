@@ -93,7 +93,7 @@ def middleware(metrics: GatewayMetrics | None, lines: access_log.AccessLog | Non
             return
         if record is not None:
             key, started = record.key, record.started
-            failed = error_type(record) or (_status_error(status) if status >= 400 else "")
+            failed = error_type(record) or _status_error(status)
         else:  # `get` of a missing key raises inside: only asked when needed
             gateway_key = request.get(GATEWAY_KEY)
             key = gateway_key.name if gateway_key is not None else None

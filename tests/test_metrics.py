@@ -290,6 +290,19 @@ async def test_model_labels_are_bounded_to_configured_names(
     assert names("nope/x") == OTHER  # not a configured provider
     assert names("a/" + "x" * 200) == OTHER
     assert names("no-slash") == OTHER
+    # With a default provider a bare name (Claude Code's) is one of its models.
+    defaulted = ModelNames(
+        parse(
+            '[server]\ndefault_provider = "a"\n[providers.a]\ntype = "openai"\n'
+            'base_url = "http://x/v1"\nmodels = ["listed"]\n',
+            "test.toml",
+        )
+    )
+    assert [defaulted(m) for m in ("listed", "claude-x", "x" * 200)] == [
+        "listed",
+        "claude-x",
+        OTHER,
+    ]
 
 
 async def test_cooldowns_gauge_counts_resting_keys_and_targets(

@@ -16,7 +16,7 @@ from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.first_content import ContentProbe, TypedEvents
 from gateway.parsing import parse_request
-from gateway.relay import SSE_HEADERS, Prepared
+from gateway.relay import Prepared
 from providers.anthropic_relay import with_client_headers
 from providers.base import Provider
 from providers.messages_bridge import (
@@ -109,4 +109,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
 
 
-__all__ = ["PATH_PREFIX", "SSE_HEADERS", "add_routes", "error_response"]
+__all__ = ["PATH_PREFIX", "add_routes", "error_response"]
