@@ -170,10 +170,10 @@ _HOLD_LIMIT = 1024 * 1024  # past this, the decoder (and its event-size bound) t
 # line ends at its first LF) that close their object.
 _PLAIN_BLOCKS = re.compile(rb"(?:data: \{[^\n]*\}\n\n)*")
 # What makes a chunk one to change: a finish_reason or a usage that is not null, or an error
-# key, as a compact or a spaced serialiser writes them. A quoted name before a colon is a key:
-# JSON escapes every quote inside a string, and a string value is never followed by a colon.
-_TO_CHANGE = (b'"finish_reason":"', b'"usage":{', b'"error":')
-_TO_CHANGE_SPACED = (b'"finish_reason": "', b'"usage": {', b'"error": ')
+# key, however a serialiser spaces them. A quoted name before a colon is a key: JSON escapes
+# every quote inside a string, and a string value is never followed by a colon. (One regex
+# search: as fast as the three `find`s it replaced, measured on a 100-token read.)
+_TO_CHANGE = re.compile(rb'"(?:finish_reason"\s*:\s*"|usage"\s*:\s*\{|error"\s*:)')
 _DEEP_RUN = b"[" * 32  # nesting no chat chunk has: the decoder, which bounds depth, reads it
 
 
@@ -181,7 +181,7 @@ def _plain_prefix(data: bytes) -> int:
     """Where the leading run of whole, plain `data: {...}` blocks of LF-only `data` ends.
 
     A block is plain when it is one `data: ` line holding an object with no finish_reason,
-    usage or error to change: one regex match and three `find`s over the whole read, in C, and
+    usage or error to change: one regex match and one search over the whole read, in C, and
     no JSON decoded (issue 18: a plain content chunk is not validated further; an event that
     is not a JSON object is still caught). Measured on a 100-token read (25 KB): 35 us, where
     decoding each event took 70 us, a fifth of the gateway's CPU per request at 0 ms.
@@ -191,18 +191,10 @@ def _plain_prefix(data: bytes) -> int:
     end = _PLAIN_BLOCKS.match(data).end()  # type: ignore[union-attr]  # `*` always matches
     if not end:
         return 0
-    # A serialiser writes every object alike: the colon after the first key (the first `":`
-    # of the read: no value string comes before it) tells which needles to look for.
-    colon = data.find(b'":')
-    spaced = data[colon + 2 : colon + 3] == b" "
-    first = end
-    for needle in _TO_CHANGE_SPACED if spaced else _TO_CHANGE:
-        found = data.find(needle, 0, first)
-        if found != -1:
-            first = found
-    if first == end:
+    found = _TO_CHANGE.search(data, 0, end)
+    if found is None:
         return end
-    boundary = data.rfind(b"\n\n", 0, first)  # the end of the block before that one
+    boundary = data.rfind(b"\n\n", 0, found.start())  # the end of the block before that one
     return boundary + 2 if boundary != -1 else 0
 
 
