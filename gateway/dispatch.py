@@ -94,13 +94,12 @@ class Dispatcher:
         cooldowns: Cooldowns,
         routing: RoutingConfig,
         limiter: Limiter | None = None,
-        hooks: Sequence[Hooks] = (),
     ) -> None:
         self.router = router
         self.cooldowns = cooldowns
         self.routing = routing
         self.limiter = limiter or LocalLimiter()
-        self.hooks: list[Hooks] = list(hooks)
+        self.hooks: list[Hooks] = []  # metrics and the access log add theirs
 
     async def dispatch(self, request: web.Request, call: Call) -> web.StreamResponse:
         key = request.get(GATEWAY_KEY)
@@ -234,19 +233,14 @@ class _Run:
             target = await self._key(candidate.group, refused)
             if target is None:
                 return None  # every key of the provider was refused
-            attempt = Attempt(
-                len(self.record.attempts) + 1,
-                candidate.label,
-                candidate.group.name,
-                target.key_id,
-            )
+            attempt = Attempt(len(self.record.attempts) + 1, candidate.label, candidate.group.name)
             self.record.attempts.append(attempt)
             for hook in self.hooks:
                 hook.attempt_started(self.record, attempt)
             try:
                 answer = await self._attempt(candidate, target, attempt)
             except AttemptFailed as failed:
-                attempt.status, attempt.error = failed.status, failed.error
+                attempt.status = failed.status
                 self.failures.append((attempt, failed))
                 status = failed.status
                 if not _fails_over(status):
@@ -359,7 +353,7 @@ class _Run:
         failure = await pump(self.request, response, opened, target)
         self.record.usage = opened.translator.usage
         if failure is not None:
-            attempt.error, attempt.status = failure, failure.status
+            attempt.status = failure.status
             self.record.error, self.record.status = failure, failure.status
             self._ended(attempt, "error")
         else:

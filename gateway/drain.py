@@ -40,10 +40,6 @@ class Drain:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
     def ended_error(self) -> ShuttingDown:
         return ShuttingDown(
             "The gateway is shutting down and ended this request: send it again (another "

@@ -21,16 +21,13 @@ Outcome = Literal["ok", "retried", "failed_over", "error"]
 
 
 class Attempt:
-    __slots__ = ("error", "key_id", "label", "number", "outcome", "provider", "started", "status")
+    __slots__ = ("label", "number", "outcome", "provider", "status")
 
-    def __init__(self, number: int, label: str, provider: str, key_id: str) -> None:
+    def __init__(self, number: int, label: str, provider: str) -> None:
         self.number = number  # 1, 2, ... within its request
         self.label = label  # "provider/model"
         self.provider = provider  # the provider table's name
-        self.key_id = key_id
-        self.started = time.perf_counter()
         self.status: int | None = None  # the upstream's status when it failed with one
-        self.error: GatewayError | None = None
         self.outcome: Outcome | None = None  # None while it runs
 
 

@@ -193,10 +193,6 @@ class Router:
             code="unknown_provider",
         )
 
-    def model_names(self) -> list[str]:
-        """The aliases, for GET /v1/models."""
-        return list(self.aliases)
-
 
 def _unsupported(planned: list[Candidate], operation: Operation) -> BadRequest:
     if len({c.group.name for c in planned}) == 1:

@@ -24,10 +24,6 @@ class SharedState:
         self.limiter = RedisLimiter(self._link)
         self.cooldowns = RedisCooldowns(self._link)
 
-    @property
-    def shared(self) -> bool:
-        return self._link is not None
-
     async def close(self) -> None:
         if self._link is not None:
             if isinstance(self.limiter, RedisLimiter):
