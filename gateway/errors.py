@@ -17,11 +17,14 @@ from wire.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarg
 log = logging.getLogger("gateway")
 
 
-def error_response(error: GatewayError) -> web.Response:
-    """`error` as OpenAI's error answer: its status, its JSON, its headers (Retry-After)."""
+def error_response(
+    error: GatewayError, body: bytes | None = None, status: int | None = None
+) -> web.Response:
+    """`error` as an error answer: its status, OpenAI's JSON, its headers (Retry-After); or
+    another API's `body` and `status` for it."""
     return web.Response(
-        body=error.to_json(),
-        status=error.status,
+        body=error.to_json() if body is None else body,
+        status=error.status if status is None else status,
         content_type="application/json",
         headers=error.headers or None,
     )

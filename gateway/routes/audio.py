@@ -8,7 +8,7 @@ from gateway.app_keys import CONFIG, DISPATCHER
 from gateway.dispatch import Call
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import parse_request
-from gateway.relay import KEEPALIVE_COMMENT, SSE_HEADERS, Prepared
+from gateway.relay import KEEPALIVE_COMMENT, SSE_HEADERS, Prepared, unchanged
 from gateway.uploads import read_upload
 from providers.audio_streams import (
     AUDIO_CONTENT_TYPES,
@@ -72,7 +72,7 @@ async def _transcribe(request: web.Request, operation: Operation) -> web.StreamR
         if stream:
             return Prepared(upstream_request, TranscriptEvents(provider.name))
         # json and verbose_json answer JSON; text, srt and vtt answer text: the upstream's type.
-        return Prepared(upstream_request, translate=lambda body: body, content_type=None)
+        return Prepared(upstream_request, translate=unchanged, content_type=None)
 
     call = Call(operation, model_name, stream, prepare, content_probe=event_content, upload=upload)
     return await request.app[DISPATCHER].dispatch(request, call)

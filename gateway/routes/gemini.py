@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway import errors
 from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import decode_object
-from gateway.relay import SSE_HEADERS, Prepared
+from gateway.relay import SSE_HEADERS, Prepared, unchanged
 from providers.base import Provider
 from providers.gemini_bridge import (
     GeminiFromChat,
@@ -55,7 +56,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
             )
             if stream:
                 return Prepared(upstream, GeminiRelay(provider.name, sse=sse))
-            return Prepared(upstream, translate=_unchanged)
+            return Prepared(upstream, translate=unchanged)
         if chat_body is None:
             chat_body = gemini_to_chat(body, model, stream)
         upstream = provider.build_request(Operation.CHAT, upstream_model, dict(chat_body), stream)
@@ -83,18 +84,9 @@ async def generate(request: web.Request) -> web.StreamResponse:
     return await request.app[DISPATCHER].dispatch(request, call)
 
 
-def _unchanged(body: bytes) -> bytes:
-    return body
-
-
 def error_response(error: GatewayError) -> web.Response:
     """Gemini's error shape: `{"error": {"code", "message", "status"}}`."""
-    return web.Response(
-        body=gemini_error_body(error),
-        status=error.status,
-        content_type="application/json",
-        headers=error.headers or None,
-    )
+    return errors.error_response(error, gemini_error_body(error))
 
 
 def add_routes(app: web.Application) -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway import errors
 from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.first_content import ContentProbe, TypedEvents
 from gateway.parsing import parse_request
-from gateway.relay import Prepared
+from gateway.relay import Prepared, unchanged
 from providers.anthropic_relay import with_client_headers
 from providers.base import Provider
 from providers.messages_bridge import (
@@ -53,7 +54,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             if stream:
                 translator = provider.stream_translator(Operation.MESSAGES, model)
                 return Prepared(upstream, translator)
-            return Prepared(upstream, translate=_unchanged)
+            return Prepared(upstream, translate=unchanged)
         if chat_body is None:
             chat_body = messages_to_chat(parsed.body)
         upstream = provider.build_request(Operation.CHAT, model, dict(chat_body), stream)
@@ -84,24 +85,15 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
     def prepare(provider: Provider, model: str) -> Prepared:
         upstream = provider.build_request(Operation.COUNT_TOKENS, model, parsed.body, False)
-        return Prepared(with_client_headers(upstream, request.headers), translate=_unchanged)
+        return Prepared(with_client_headers(upstream, request.headers), translate=unchanged)
 
     call = Call(Operation.COUNT_TOKENS, parsed.model, False, prepare, parsed.fallbacks)
     return await request.app[DISPATCHER].dispatch(request, call)
 
 
-def _unchanged(body: bytes) -> bytes:
-    return body
-
-
 def error_response(error: GatewayError) -> web.Response:
     """Anthropic's error shape: `{"type": "error", "error": {"type", "message"}}`."""
-    return web.Response(
-        body=anthropic_error_body(error),
-        status=anthropic_error_status(error),
-        content_type="application/json",
-        headers=error.headers or None,
-    )
+    return errors.error_response(error, anthropic_error_body(error), anthropic_error_status(error))
 
 
 def add_routes(app: web.Application) -> None:
