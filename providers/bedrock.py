@@ -39,7 +39,9 @@ from providers.chat_request import (
     Message,
     arguments_object,
     base64_data_url,
+    function_of,
     not_off,
+    present,
     text_and_images,
     text_only,
 )
@@ -221,13 +223,12 @@ def converse_body(request: ChatRequest) -> dict[str, Any]:
     payload: dict[str, Any] = {"messages": messages}
     if system:
         payload["system"] = system
-    inference = {
-        "maxTokens": request.token_limit,
-        "temperature": request.temperature,
-        "topP": request.top_p,
-        "stopSequences": request.stop_list or None,
-    }
-    inference = {key: value for key, value in inference.items() if value is not None}
+    inference = present(
+        maxTokens=request.token_limit,
+        temperature=request.temperature,
+        topP=request.top_p,
+        stopSequences=request.stop_list or None,
+    )
     if inference:
         payload["inferenceConfig"] = inference
     tool_config = _tool_config(request)
@@ -334,11 +335,12 @@ def _tool_config(request: ChatRequest) -> dict[str, Any] | None:
     if not request.tools or choice == "none":  # Converse cannot forbid calls: offer no tools
         return None
     tools = []
-    for tool in request.tools:
-        spec: dict[str, Any] = {"name": tool.function.name}
-        if tool.function.description:
-            spec["description"] = tool.function.description
-        schema = tool.function.parameters or {"type": "object", "properties": {}}
+    for i, tool in enumerate(request.tools):
+        function = function_of(tool, i, "Bedrock")
+        spec: dict[str, Any] = {"name": function.name}
+        if function.description:
+            spec["description"] = function.description
+        schema = function.parameters or {"type": "object", "properties": {}}
         spec["inputSchema"] = {"json": schema}
         tools.append({"toolSpec": spec})
     config: dict[str, Any] = {"tools": tools}

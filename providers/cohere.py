@@ -25,6 +25,7 @@ from providers.chat_request import (
     ChatRequest,
     ImageURL,
     Message,
+    function_of,
     not_off,
     present,
     text_and_images,
@@ -180,20 +181,17 @@ def _assistant(message: Message, i: int) -> dict[str, Any]:
 
 
 def _tools(request: ChatRequest) -> tuple[list[dict[str, Any]], str | None]:
+    functions = [function_of(tool, i, "Cohere") for i, tool in enumerate(request.tools or [])]
     tools: list[dict[str, Any]] = [
         {
             "type": "function",
-            "function": {
-                key: value
-                for key, value in (
-                    ("name", tool.function.name),
-                    ("description", tool.function.description),
-                    ("parameters", tool.function.parameters),
-                )
-                if value is not None
-            },
+            "function": present(
+                name=function.name,
+                description=function.description,
+                parameters=function.parameters,
+            ),
         }
-        for tool in request.tools or []
+        for function in functions
     ]
     choice = request.tool_choice
     if choice is None or choice == "auto":

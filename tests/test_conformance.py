@@ -192,6 +192,22 @@ async def test_an_unsupported_parameter_is_a_400_naming_it(
     assert upstream.requests == []
 
 
+@pytest.mark.parametrize("row", UNSUPPORTING, ids=[row.type for row in UNSUPPORTING])
+async def test_a_tool_that_is_no_function_is_a_400_naming_it(
+    row: Row, upstream: FakeUpstream, start_gateway: GatewayFactory, keys: None
+) -> None:
+    """Translated providers take function tools only: another kind is refused, never sent on
+    as a function."""
+    tools = [{"type": "custom", "function": {"name": "grammar"}}]
+    async with await _client(start_gateway, upstream, row) as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(
+                model=f"p/{row.model}", messages=HI, extra_body={"tools": tools}
+            )
+    assert (caught.value.param, caught.value.code) == ("tools[0].type", "invalid_value")
+    assert upstream.requests == []
+
+
 @ROW
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 async def test_an_upstream_error_keeps_its_status_and_message(
