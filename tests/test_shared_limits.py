@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import openai
@@ -53,6 +54,24 @@ async def _post(session: aiohttp.ClientSession, url: str, **body: object) -> int
         return response.status
 
 
+ADMIN = '[admin]\nkey = "sk-admin"\n'
+
+
+async def _usage_once(url: str, settled: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The key's usage as `url` reads it, once `settled` says the charges landed (polled: they
+    are sent after the answers, within 10 ms, by another process)."""
+    deadline = time.monotonic() + 10
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(
+                f"{url}/v1/keys/usage", headers={"Authorization": "Bearer sk-admin"}
+            ) as response:
+                usage: dict[str, Any] = (await response.json())["data"][0]
+            if settled(usage) or time.monotonic() > deadline:
+                return usage
+            await asyncio.sleep(0.02)
+
+
 async def test_two_instances_share_one_rpm_limit_exactly(
     redis_url: str, tmp_path: Path, instances: list[GatewayProcess]
 ) -> None:
@@ -76,14 +95,14 @@ async def test_concurrent_requests_on_two_instances_never_pass_the_limit(
 async def test_tokens_charged_by_one_instance_count_on_the_other(
     redis_url: str, tmp_path: Path, instances: list[GatewayProcess]
 ) -> None:
-    toml = keyed(redis_url, "budget = 10")
+    toml = keyed(redis_url, "budget = 10") + ADMIN
     instances += [GatewayProcess(toml, tmp_path / "a"), GatewayProcess(toml, tmp_path / "b")]
     async with openai.AsyncOpenAI(
         base_url=f"{instances[0].url}/v1", api_key="sk-app", max_retries=0
     ) as client:
         answer = await client.chat.completions.create(model="mock/x", messages=MESSAGES)
     assert answer.usage is not None and answer.usage.total_tokens >= 10
-    await asyncio.sleep(0.1)  # the charge is sent after the answer
+    await _usage_once(instances[1].url, lambda usage: usage["budget_spent"] >= 10)
     async with openai.AsyncOpenAI(
         base_url=f"{instances[1].url}/v1", api_key="sk-app", max_retries=0
     ) as client:
@@ -116,16 +135,14 @@ async def test_redis_stopped_mid_run_serves_or_refuses_but_never_hangs(
 async def test_the_usage_route_reads_the_shared_counters(
     redis_url: str, start_gateway: GatewayFactory
 ) -> None:
-    toml = keyed(redis_url, "rpm = 100\nbudget = 1000") + '[admin]\nkey = "sk-admin"\n'
+    toml = keyed(redis_url, "rpm = 100\nbudget = 1000") + ADMIN
     first, second = await start_gateway(toml), await start_gateway(toml)
     async with aiohttp.ClientSession() as session:
         for url in (first, second, second):
             assert await _post(session, url) == 200
-        await asyncio.sleep(0.1)
-        async with session.get(
-            f"{first}/v1/keys/usage", headers={"Authorization": "Bearer sk-admin"}
-        ) as response:
-            usage = (await response.json())["data"][0]
+    usage = await _usage_once(
+        first, lambda usage: usage["in_flight"] == 0 and usage["budget_spent"] > 0
+    )
     assert usage["requests_last_minute"] == 3
     assert usage["budget_spent"] > 0 and usage["in_flight"] == 0
 

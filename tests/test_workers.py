@@ -10,8 +10,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import orjson
@@ -19,6 +20,8 @@ import pytest
 
 from tests.processes import GatewayProcess
 from wire.sse import Event, SSEDecoder
+
+T = TypeVar("T")
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 # 30 tokens 0.1 s apart: a 3-second stream.
@@ -40,6 +43,31 @@ async def _health(url: str) -> dict[str, object]:
         session.get(f"{url}/health") as response,
     ):
         return dict(await response.json())
+
+
+async def _eventually(ask: Callable[[], Awaitable[T]], want: T, within: float = 10.0) -> T:
+    """What `ask` answers once it answers `want`, or its last answer after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = await ask()
+        if answer == want or time.monotonic() > deadline:
+            return answer
+        await asyncio.sleep(0.05)
+
+
+async def _ready_answer(probe: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> int:
+    """GET /ready on the probe's connection, its body read too (the connection goes on)."""
+    status = await _ready_on(probe)
+    await probe[0].readuntil(b"}")
+    return status
+
+
+async def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return True
+    return False
 
 
 async def _pids(url: str, want: int, tries: int = 200) -> set[int]:
@@ -142,11 +170,12 @@ async def test_sigterm_lets_a_running_stream_finish_and_refuses_new_connections(
     reader, writer = await _open_stream(gateway.url)
     started = await _stream_started(reader)
     gateway.process.send_signal(signal.SIGTERM)
-    await asyncio.sleep(0.3)
     if workers == "1":
         # Draining. (With several workers the probe's may have drained and closed already.)
-        assert await _ready_on(probe) == 503
-    with pytest.raises(OSError):  # a new connection is refused
+        assert await _eventually(lambda: _ready_answer(probe), 503) == 503
+    # A new connection is refused (once the signal reached every process: polled, not timed).
+    assert await _eventually(lambda: _refused(port), True)
+    with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     events = await _read_to_end(reader, started)
     writer.close()
@@ -216,20 +245,25 @@ async def test_metrics_of_every_worker_are_summed(
     gateways.append(gateway)
     body = {"model": "mock/x", "messages": MESSAGES}
     served: set[int] = set()
-    connector = aiohttp.TCPConnector(force_close=True)  # each request may go to either worker
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for _ in range(40):
+    for _ in range(40):
+        # A new connection each time (the kernel hands it to either worker); /health on the
+        # same connection names the worker that served the request.
+        async with aiohttp.ClientSession() as session:
             async with session.post(f"{gateway.url}/v1/chat/completions", json=body) as r:
                 assert r.status == 200
-            served.add(int((await _health(gateway.url))["pid"]))  # type: ignore[call-overload]
-        await asyncio.sleep(0.2)  # observations are folded within 50 ms
-        async with session.get(f"{gateway.url}/metrics") as r:
+            async with session.get(f"{gateway.url}/health") as r:
+                served.add(int((await r.json())["pid"]))
+
+    async def counted() -> float:
+        async with aiohttp.ClientSession() as session, session.get(f"{gateway.url}/metrics") as r:
             text = await r.text()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("gen_ai_server_request_duration_seconds_count{")
+            and 'gen_ai_operation_name="chat"' in line
+        )
+
     assert len(served) == 2
-    counts = [
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("gen_ai_server_request_duration_seconds_count{")
-        and 'gen_ai_operation_name="chat"' in line
-    ]
-    assert sum(counts) == 40  # one scrape of one worker shows the requests both served
+    # One scrape of one worker shows the requests both served (folded within 50 ms: polled).
+    assert await _eventually(counted, 40) == 40
