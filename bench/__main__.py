@@ -216,8 +216,11 @@ class Bench:
         self.children.clear()
         if self.redis is not None:
             self.redis.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 self.redis.wait(5)
+            except subprocess.TimeoutExpired:
+                self.redis.kill()
+                self.redis.wait()
             self.redis = None
         shutil.rmtree(self.tmp, ignore_errors=True)
         for tid, cpus in self.repin:

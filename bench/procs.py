@@ -52,8 +52,18 @@ def _child_setup(cpus: set[int] | None) -> Callable[[], None]:
 class Child:
     """A process we started: its output lines, its CPU and memory, and its stop."""
 
-    def __init__(self, name: str, argv: list[str], cpus: set[int] | None, stdin: bool = False):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        cpus: set[int] | None,
+        stdin: bool = False,
+        watch: tuple[str, ...] = (),
+    ):
         self.name = name
+        # Lines holding one of `watch`'s words, however many lines came after them.
+        self.watch = watch
+        self.seen: set[str] = set()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             argv,
@@ -80,6 +90,7 @@ class Child:
         assert stream is not None
         for line in stream:
             self.tail.append(line.rstrip("\n"))
+            self.seen.update(word for word in self.watch if word in line)
             if q is self.errs and self.ready:
                 continue  # past the ready line, stderr is the gateway's access log: not kept
             q.put(line)

@@ -244,10 +244,13 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
     out += observability_cost(rows, _on_vs_off(results))
     paired = results.get("paired")
     if paired and paired.get("ratio_median") is not None:
-        ratios = sorted(r["ratio"] for r in paired["rounds"] if r["ratio"] is not None)
+        rounds = sorted(
+            (r for r in paired["rounds"] if r["ratio"] is not None), key=lambda r: r["ratio"]
+        )
+        ratios = [r["ratio"] for r in rounds]
         median = paired["ratio_median"]
-        on = sorted(r["on_ms"] for r in paired["rounds"])[len(ratios) // 2]
-        off = sorted(r["off_ms"] for r in paired["rounds"])[len(ratios) // 2]
+        middle = rounds[len(rounds) // 2]  # the figures of one round, so that on/off is its ratio
+        on, off = middle["on_ms"], middle["off_ms"]
         out.append(
             {
                 "target": OBSERVED,

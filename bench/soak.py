@@ -42,6 +42,10 @@ sys.argv = ["gateway", *sys.argv[2:]]
 runpy.run_module("gateway", run_name="__main__", alter_sys=True)
 """
 
+# What the gateway must never log during the soak.
+_RAN_OUT = "out of file descriptors"
+_TRACEBACK = "Traceback"
+
 
 class Sampler:
     """The gateway's RSS, once a second, in a thread (the orchestrator waits on a child)."""
@@ -136,13 +140,15 @@ def main(argv: list[str] | None = None) -> None:
         upstream = Child("mock upstream", [sys.executable, *upstream_argv], None)
         config = tmp / "gateway.toml"
         config.write_text(
-            f"[server]\nmax_connections = {args.streams + 100}\n"
+            f"[server]\nmax_connections = {args.streams + 100}\naccess_log = false\n"
             f'[providers.soak]\ntype = "openai"\nbase_url = "http://{HOST}:{upstream_port}/v1"\n'
             'api_key = "soak-key"\ntimeout = 30\n'
         )
         gateway_argv = ["-c", GATEWAY_LAUNCH, str(args.nofile), "--config", str(config)]
         gateway_argv += ["--host", HOST, "--port", str(free_port())]
-        gateway = Child("gateway", [sys.executable, *gateway_argv], None)
+        gateway = Child(
+            "gateway", [sys.executable, *gateway_argv], None, watch=(_RAN_OUT, _TRACEBACK)
+        )
         try:
             upstream.wait_address(15)
             url = gateway.wait_address(15)
@@ -169,12 +175,12 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             gateway.stop()
             upstream.stop()
-        log = "\n".join(gateway.tail)
+        seen, log = gateway.seen, "\n".join(gateway.tail)
 
     failed = {**_failures(warm), **_failures(soak)}
     tokens = sum(record.tokens for record in soak.records)
-    ran_out = "out of file descriptors" in log
-    traceback = "Traceback" in log
+    ran_out = _RAN_OUT in seen
+    traceback = _TRACEBACK in seen
     flat = after - before <= args.rss_slack * MB
     print(
         f"\nstreams: {len(soak.records)} in {took:.1f} s ({len(warm.records)} in the warm-up), "
