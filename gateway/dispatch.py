@@ -51,6 +51,7 @@ from gateway.usage import token_counts, usage_of
 from providers.base import Provider, StreamTranslator
 from wire.errors import GatewayError, ProviderAuthError
 from wire.operations import Operation
+from wire.sse import encode_data
 
 # Which provider/model answered, and after how many attempts.
 SERVED_BY = "x-gateway-model"
@@ -401,7 +402,7 @@ class _Run:
         if not client_gone(self.request):
             translator = self.translator
             if translator is None:
-                await response.write(b"data: " + error.to_json() + b"\n\n")
+                await response.write(encode_data(error.to_json()))
             else:
                 await send_error_event(self.request, response, translator, error)
         return response

@@ -245,7 +245,7 @@ async def test_a_stream_cut_before_its_end_is_an_error(
     async with await _client(start_gateway, upstream, row) as client:
         with pytest.raises(openai.APIError) as caught:
             await stream_chunks(client, model=f"p/{row.model}", messages=HI)
-    assert "closed the stream" in caught.value.message or caught.value.code
+    assert "closed the stream" in caught.value.message
 
 
 def _translator(row: Row) -> Any:
