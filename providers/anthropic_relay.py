@@ -14,7 +14,16 @@ from collections.abc import Mapping
 
 import msgspec
 
-from providers.anthropic_stream import ErrorBody, Usage, anthropic_error, openai_usage
+from providers.anthropic_stream import (
+    Usage,
+    anthropic_error,
+    decode_error,
+    decode_message_delta,
+    decode_message_start,
+    event_type,
+    openai_usage,
+    stream_error,
+)
 from providers.messages_bridge import anthropic_error_body
 from providers.passthrough import PassThrough, events_of_type
 from wire.errors import GatewayError
@@ -60,28 +69,6 @@ def with_client_headers(request: UpstreamRequest, headers: Mapping[str, str]) ->
     return msgspec.structs.replace(request, headers=merged)
 
 
-class _Message(msgspec.Struct, gc=False):
-    usage: Usage | None = None
-
-
-class _MessageStart(msgspec.Struct, gc=False):
-    message: _Message | None = None
-
-
-class _MessageDelta(msgspec.Struct, gc=False):
-    usage: Usage | None = None
-
-
-class _TypeProbe(msgspec.Struct, gc=False):
-    type: str = ""
-
-
-_decode_start = msgspec.json.Decoder(_MessageStart).decode
-_decode_delta = msgspec.json.Decoder(_MessageDelta).decode
-_decode_error = msgspec.json.Decoder(ErrorBody).decode
-_decode_type = msgspec.json.Decoder(_TypeProbe).decode
-
-
 def _event(kind: str, data: bytes) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
 
@@ -104,26 +91,18 @@ class MessagesRelay(PassThrough):
 
     def watch(self, event: Event) -> bool:
         """Read what matters in `event`; True when it ends the stream."""
-        kind = event.event
-        if kind is None:  # a server that omits `event:` lines still names the type in the data
-            try:
-                kind = _decode_type(event.data).type
-            except msgspec.DecodeError:
-                return False
+        # A server that omits `event:` lines still names the type in the data.
+        kind = event.event or event_type(event.data)
         try:
             if kind == "message_delta":
-                self._count(_decode_delta(event.data).usage)
+                self._count(decode_message_delta(event.data).usage)
             elif kind == "message_start":
-                start = _decode_start(event.data)
-                self._count(start.message.usage if start.message else None)
+                self._count(decode_message_start(event.data).message.usage)
             elif kind == "message_stop":
                 self.finished = True
             elif kind == "error":
-                detail = _decode_error(event.data).error
+                self.failure = stream_error(decode_error(event.data))
                 self.finished = True
-                self.failure = anthropic_error(
-                    None, detail.type if detail else "api_error", detail.message if detail else ""
-                )
         except msgspec.DecodeError:
             # Not ours to judge: the client reads the upstream's event as it is. An error
             # event still ends the stream.

@@ -218,7 +218,7 @@ class MessagesStream(EventTranslator[Event | Comment]):
         if type(item) is Comment:
             return self.sink.comment(item.text)
         assert type(item) is Event
-        return self.decode(item.event or _type_of(item.data), item.data)
+        return self.decode(item.event or event_type(item.data), item.data)
 
     def _on_message_start(self, start: _MessageStart) -> bytes:
         message = start.message
@@ -278,11 +278,16 @@ class MessagesStream(EventTranslator[Event | Comment]):
         )
 
     def _on_error(self, body: ErrorBody) -> bytes:
-        detail = body.error or _ErrorDetail()
-        return self.error_event(anthropic_error(None, detail.type, detail.message))
+        return self.error_event(stream_error(body))
 
 
-def _type_of(data: str) -> str:
+def stream_error(body: ErrorBody) -> UpstreamError:
+    """The failure an `error` event of a Messages stream says."""
+    detail = body.error or _ErrorDetail()
+    return anthropic_error(None, detail.type, detail.message)
+
+
+def event_type(data: str) -> str:
     """An event without an `event:` line: its JSON's `type` says what it is."""
     try:
         return _probe.decode(data).type
@@ -290,8 +295,13 @@ def _type_of(data: str) -> str:
         return ""
 
 
+# The events a pass-through (`providers.anthropic_relay`) reads too.
+decode_message_start = msgspec.json.Decoder(_MessageStart).decode
+decode_message_delta = msgspec.json.Decoder(_MessageDelta).decode
+decode_error = msgspec.json.Decoder(ErrorBody).decode
+
 MessagesStream.events = {
-    "message_start": (msgspec.json.Decoder(_MessageStart).decode, MessagesStream._on_message_start),
+    "message_start": (decode_message_start, MessagesStream._on_message_start),
     "content_block_start": (
         msgspec.json.Decoder(_BlockStart).decode,
         MessagesStream._on_block_start,
@@ -301,9 +311,9 @@ MessagesStream.events = {
         MessagesStream._on_block_delta,
     ),
     "content_block_stop": (msgspec.json.Decoder(_BlockStop).decode, MessagesStream._on_block_stop),
-    "message_delta": (msgspec.json.Decoder(_MessageDelta).decode, MessagesStream._on_message_delta),
+    "message_delta": (decode_message_delta, MessagesStream._on_message_delta),
     "message_stop": (msgspec.json.Decoder(_MessageStop).decode, MessagesStream._on_message_stop),
-    "error": (msgspec.json.Decoder(ErrorBody).decode, MessagesStream._on_error),
+    "error": (decode_error, MessagesStream._on_error),
 }
 
 
