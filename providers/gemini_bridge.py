@@ -168,37 +168,25 @@ def _final(
 class GeminiFraming:
     """GenerateContentResponses framed as SSE events or as one JSON array, object by object."""
 
-    __slots__ = ("_count", "_open", "sse")
+    __slots__ = ("_count", "sse")
 
     def __init__(self, sse: bool) -> None:
         self.sse = sse
         self._count = 0  # responses framed
-        self._open = False  # the array's `[` went out
 
     def element(self, payload: bytes) -> bytes:
         """One response (its JSON) framed."""
         if self.sse:
             return b"data: " + payload + b"\r\n\r\n"
-        prefix = b",\r\n" if self._count else b"" if self._open else b"["
+        prefix = b",\r\n" if self._count else b"["
         self._count += 1
-        self._open = True
         return prefix + payload
-
-    def keepalive(self) -> bytes:
-        """Bytes that keep a quiet stream alive and change nothing in it: an SSE comment, or
-        for the array its `[` and then whitespace (Google's reader wants `[` first)."""
-        if self.sse:
-            return b": keepalive\r\n\r\n"
-        if self._open:
-            return b"\r\n"
-        self._open = True
-        return b"["
 
     def close(self) -> bytes:
         """The end of the stream: the array's `]` (nothing for SSE, which just ends)."""
         if self.sse:
             return b""
-        return b"]" if self._open else b"[]"
+        return b"]" if self._count else b"[]"
 
 
 class _Call:
@@ -225,10 +213,6 @@ class GeminiFromChat(ChatBridge):
         self._buffered: dict[int, _Call] = {}  # calls whose arguments are still streaming
         self._signature: str | None = None  # for the next part out
         self._malformed = False
-
-    def keepalive(self) -> bytes:
-        """What to send while the stream waits for its first event (see GeminiFraming)."""
-        return self._framing.keepalive()
 
     def _emit(self, parts: list[dict[str, Any]], **final: Any) -> bytes:
         response = _response(parts, self.model, self._id, **final)

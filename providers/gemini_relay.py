@@ -97,10 +97,6 @@ class GeminiRelay(PassThrough):
         self._owed_lf, self._sent_lf = False, ends_in_cr
         return b"".join(out)
 
-    def keepalive(self) -> bytes:
-        """What to send while the stream waits for its first event (see GeminiFraming)."""
-        return self._framing.keepalive()
-
     def end(self) -> bytes:
         if self.finished:
             return b""

@@ -630,18 +630,3 @@ def test_the_url_s_model_and_method_name_the_chat_request() -> None:
         "messages": [{"role": "user", "content": "Hi"}],
     }
     assert _chat(body, stream=True)["stream"] is True
-
-
-@pytest.mark.parametrize("sse", [True, False], ids=["sse", "array"])
-def test_keepalives_before_the_first_response_change_nothing(sse: bool) -> None:
-    sink = GeminiFromChat("m", sse)
-    out = (
-        sink.keepalive() + sink.keepalive() + run(chat_translator(sink), [ANSWERS["text"].stream()])
-    )
-    if sse:
-        assert out.startswith(b": keepalive\r\n\r\n")
-        out = out.replace(b": keepalive\r\n\r\n", b"")
-    else:
-        assert out.startswith(b"[\r\n{")
-        out = b"[" + out.removeprefix(b"[\r\n")
-    assert _summary(_responses(out, sse))["text"] == "Hello, world!"

@@ -134,10 +134,3 @@ def test_provider_serves_generate_content_with_the_relay_and_the_answer_as_is() 
     assert isinstance(provider.stream_translator(Operation.GENERATE_CONTENT, "m"), GeminiRelay)
     answer = fixture("gemini/answer.json")
     assert provider.translate_response(Operation.GENERATE_CONTENT, "m", answer) is answer
-
-
-def test_a_keepalive_before_the_array_s_first_response_keeps_it_json() -> None:
-    relay = GeminiRelay("gemini", sse=False)
-    out = relay.keepalive() + relay.keepalive() + run(relay, [fixture("gemini/text_stream.sse")])
-    assert out.startswith(b"[\r\n{")
-    assert len(orjson.loads(out)) == len(sse_events(fixture("gemini/text_stream.sse")))
