@@ -24,7 +24,7 @@ from providers.anthropic_stream import (
     openai_usage,
     stream_error,
 )
-from providers.messages_bridge import anthropic_error_body
+from providers.messages_bridge import anthropic_error_event
 from providers.passthrough import PassThrough, events_of_type
 from wire.errors import GatewayError
 from wire.sse import Event
@@ -69,10 +69,6 @@ def with_client_headers(request: UpstreamRequest, headers: Mapping[str, str]) ->
     return msgspec.structs.replace(request, headers=merged)
 
 
-def _event(kind: str, data: bytes) -> bytes:
-    return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
-
-
 class MessagesRelay(PassThrough):
     """Anthropic's stream relayed as it comes. After `message_stop` (finished) or an `error`
     event (finished, `failure` set) nothing more is sent. `usage` is OpenAI's usage object
@@ -87,7 +83,7 @@ class MessagesRelay(PassThrough):
         self._usage: Usage | None = None
 
     def error_bytes(self, error: GatewayError) -> bytes:
-        return _event("error", anthropic_error_body(error))
+        return anthropic_error_event(error)
 
     def watch(self, event: Event) -> bool:
         """Read what matters in `event`; True when it ends the stream."""

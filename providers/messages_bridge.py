@@ -24,7 +24,7 @@ from providers.chat_bridge import ChatBridge, read_completion
 from providers.chunks import new_id
 from providers.messages_request import MessagesRequest, decode_messages_request, messages_to_chat
 from wire.errors import GatewayError
-from wire.sse import Comment, encode
+from wire.sse import Comment, encode, encode_event
 
 __all__ = [
     "PING",
@@ -102,6 +102,11 @@ def anthropic_error_body(error: GatewayError) -> bytes:
     return orjson.dumps(_error_payload(error))
 
 
+def anthropic_error_event(error: GatewayError) -> bytes:
+    """A Messages stream's final `error` event."""
+    return encode_event(_error_payload(error))
+
+
 def anthropic_usage(usage: dict[str, Any] | None) -> dict[str, int]:
     """Anthropic's usage for OpenAI's: `input_tokens` counts the uncached input only, the
     cache reads and writes are counted apart (OpenAI's prompt_tokens include them)."""
@@ -125,8 +130,7 @@ def stop_reason(finish_reason: str | None) -> str:
 
 def _event(kind: str, **fields: Any) -> bytes:
     """One SSE event as Anthropic frames it: the type on the `event:` line and in the data."""
-    payload = {"type": kind, **fields}
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+    return encode_event({"type": kind, **fields})
 
 
 def _message(id: str, model: str, content: list[Any], stop: str | None, usage: Any) -> Any:
@@ -224,7 +228,7 @@ class MessagesFromChat(ChatBridge):
         )
 
     def _on_error(self, error: GatewayError) -> bytes:
-        return _event("error", error=_error_payload(error)["error"])
+        return anthropic_error_event(error)
 
     def _on_comment(self, text: str) -> bytes:
         return encode(Comment(text))  # an upstream's keepalive keeps the client's alive

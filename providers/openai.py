@@ -22,7 +22,6 @@ from providers.chat_reader import ChatChunkReader
 from providers.chunks import DONE
 from providers.declaration import HttpProviderConfig, ProviderType
 from providers.passthrough import PassThrough
-from providers.responses_bridge import encode_event
 from providers.translator import StreamEnd
 from wire.errors import (
     GatewayError,
@@ -32,7 +31,7 @@ from wire.errors import (
 )
 from wire.jsondepth import MAX_DEPTH, too_deep
 from wire.operations import Operation, RawBody
-from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
+from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data, encode_event
 from wire.upstream import Upload, UpstreamRequest
 
 PATHS = {

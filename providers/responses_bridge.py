@@ -23,6 +23,7 @@ from providers.chat_bridge import ChatBridge, read_completion
 from providers.chunks import new_id
 from wire.errors import BadRequest, GatewayError
 from wire.operations import RawBody, decode_field
+from wire.sse import encode_event
 
 
 def _raw(value: Any) -> msgspec.Raw:
@@ -298,12 +299,6 @@ def response_from_chat(body: bytes, echo: ResponseEcho) -> bytes:
             incomplete,
         )
     )
-
-
-def encode_event(payload: dict[str, Any]) -> bytes:
-    """One Responses SSE event: an `event:` line naming the type, and the JSON data."""
-    kind: str = payload["type"]
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
 class _Textual(NamedTuple):

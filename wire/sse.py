@@ -27,8 +27,10 @@ How it works:
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import msgspec
+import orjson
 
 __all__ = ["Comment", "Event", "SSEDecoder", "SSEProtocolError", "encode", "encode_data"]
 
@@ -381,6 +383,13 @@ def encode(item: Event | Comment) -> bytes:
     parts.extend([f"data: {line}\n" for line in _split_lines(data)])
     parts.append("\n")
     return "".join(parts).encode()
+
+
+def encode_event(payload: dict[str, Any]) -> bytes:
+    """A typed event as Responses and Anthropic frame it: an `event:` line naming the
+    payload's `type`, and the payload as the JSON data."""
+    kind: str = payload["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
 def encode_data(payload: bytes) -> bytes:
