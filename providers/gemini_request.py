@@ -37,6 +37,7 @@ import msgspec
 import orjson
 
 from providers.chat_bridge import validation_error
+from providers.chat_request import present
 from providers.gemini_schema import json_schema
 from wire.errors import BadRequest
 from wire.operations import RawBody
@@ -402,18 +403,17 @@ def _generation(raw: dict[str, Any]) -> dict[str, Any]:
             "only TEXT answers can be asked for when the provider is not Gemini.",
             "unsupported_parameter",
         )
-    for name, key in (
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("seed", "seed"),
-        ("presence_penalty", "presence_penalty"),
-        ("frequency_penalty", "frequency_penalty"),
-        ("max_output_tokens", "max_tokens"),
-        ("stop_sequences", "stop"),
-    ):
-        value = getattr(config, name)
-        if value is not None:
-            chat[key] = value
+    chat.update(
+        present(
+            temperature=config.temperature,
+            top_p=config.top_p,
+            seed=config.seed,
+            presence_penalty=config.presence_penalty,
+            frequency_penalty=config.frequency_penalty,
+            max_tokens=config.max_output_tokens,
+            stop=config.stop_sequences,
+        )
+    )
     chat.update(_response_format(config))
     effort = _reasoning_effort(config.thinking_config)
     if effort is not None:

@@ -38,6 +38,7 @@ import msgspec
 import orjson
 
 from providers.chat_bridge import validation_error
+from providers.chat_request import present
 from wire.errors import BadRequest
 from wire.operations import RawBody
 
@@ -238,11 +239,13 @@ def messages_to_chat(body: RawBody) -> RawBody:
     }
     if request.stream:
         chat["stream"] = True
-    if request.stop_sequences:
-        chat["stop"] = request.stop_sequences
-    for name in ("temperature", "top_p"):
-        if getattr(request, name) is not None:
-            chat[name] = getattr(request, name)
+    chat.update(
+        present(
+            stop=request.stop_sequences or None,
+            temperature=request.temperature,
+            top_p=request.top_p,
+        )
+    )
     if request.metadata is not None and request.metadata.user_id:
         chat["user"] = request.metadata.user_id
     if request.tools:
