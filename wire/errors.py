@@ -169,9 +169,10 @@ def upstream_error_from_body(status: int, body: bytes, provider: str) -> Upstrea
         pass
     if isinstance(error, dict):
         message = error.get("message")
-        return UpstreamError(
-            message if isinstance(message, str) and message else f"{provider} returned {status}",
-            status=status,
+        return relayed_error(
+            status,
+            message if isinstance(message, str) else None,
+            provider,
             type=_str_or_none(error.get("type")) or UpstreamError.type,
             param=_str_or_none(error.get("param")),
             code=_str_or_none(error.get("code")),
