@@ -16,7 +16,6 @@ import msgspec
 from providers.base import ChatSink
 from providers.translator import EventTranslator
 from wire.errors import UpstreamProtocolError, upstream_error_from_body
-from wire.jsondepth import MAX_DEPTH
 from wire.sse import Comment, Event, SSEDecoder
 
 
@@ -79,12 +78,7 @@ class ChatChunkReader(EventTranslator[Event | Comment]):
         except msgspec.DecodeError:
             return self.malformed("event", data)
         except RecursionError:
-            return self.error_event(
-                UpstreamProtocolError(
-                    f"Provider {self.provider!r} sent an event nested deeper than "
-                    f"{MAX_DEPTH} levels."
-                )
-            )
+            return self.nested_too_deep()
         if chunk.error is not None:
             return self.error_event(upstream_error_from_body(502, data.encode(), self.provider))
         if chunk.model:

@@ -29,7 +29,7 @@ from wire.errors import (
     UpstreamProtocolError,
     upstream_error_from_body,
 )
-from wire.jsondepth import MAX_DEPTH, too_deep
+from wire.jsondepth import too_deep
 from wire.operations import Operation, RawBody
 from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data, encode_event
 from wire.upstream import Upload, UpstreamRequest
@@ -302,26 +302,19 @@ class ChunkNormaliser(StreamEnd):
             probe = _decode_probe(data)
         except msgspec.ValidationError:
             if data.lstrip().startswith("{"):  # valid JSON of an unusual shape: not ours to fix
-                return self._too_deep() if too_deep(data.encode()) else encode(item)
+                return self.nested_too_deep() if too_deep(data.encode()) else encode(item)
             return self._malformed(data)
         except msgspec.DecodeError:
             return self._malformed(data)
         except RecursionError:
-            return self._too_deep()
+            return self.nested_too_deep()
         if probe.error is not None:
             return self.error_event(upstream_error_from_body(502, data.encode(), self.provider))
         if _passes(probe):
             return encode(item)
         if too_deep(data.encode()):  # parsed and written again below: bounded first
-            return self._too_deep()
+            return self.nested_too_deep()
         return self._hold_back(orjson.loads(data))
-
-    def _too_deep(self) -> bytes:
-        return self.error_event(
-            UpstreamProtocolError(
-                f"Provider {self.provider!r} sent an event nested deeper than {MAX_DEPTH} levels."
-            )
-        )
 
     def _malformed(self, data: str) -> bytes:
         return self.error_event(

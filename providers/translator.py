@@ -16,6 +16,7 @@ import msgspec
 
 from providers.base import ChatSink
 from wire.errors import GatewayError, UpstreamProtocolError
+from wire.jsondepth import MAX_DEPTH
 from wire.sse import SSEProtocolError, encode_data
 
 Item = TypeVar("Item")
@@ -61,6 +62,14 @@ class StreamEnd:
 
     def error_bytes(self, error: GatewayError) -> bytes:
         return encode_data(error.to_json())
+
+    def nested_too_deep(self) -> bytes:
+        """The error event for an upstream event that nests deeper than the gateway reads."""
+        return self.error_event(
+            UpstreamProtocolError(
+                f"Provider {self.provider!r} sent an event nested deeper than {MAX_DEPTH} levels."
+            )
+        )
 
 
 class EventTranslator(StreamEnd, Generic[Item]):
