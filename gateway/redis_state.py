@@ -348,3 +348,8 @@ class RedisCooldowns:
         await self._link.call(
             lambda: self._link.client.delete(self._fail_key(id)), "cooldowns", limits=False
         )
+
+    async def close(self) -> None:
+        """Let the resets under way finish (the link closes after this)."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self._link.timeout * 2)

@@ -14,18 +14,18 @@ class SharedState:
     def __init__(self, config: StateConfig) -> None:
         self.limiter: Limiter
         self.cooldowns: Cooldowns
+        self._redis: tuple[RedisLink, RedisLimiter, RedisCooldowns] | None = None
         if config.redis_url is None:
-            self._link = None
             self.limiter = LocalLimiter()
             self.cooldowns = LocalCooldowns()
             return
-
-        self._link = RedisLink(config)
-        self.limiter = RedisLimiter(self._link)
-        self.cooldowns = RedisCooldowns(self._link)
+        link = RedisLink(config)
+        self._redis = (link, RedisLimiter(link), RedisCooldowns(link))
+        _, self.limiter, self.cooldowns = self._redis
 
     async def close(self) -> None:
-        if self._link is not None:
-            if isinstance(self.limiter, RedisLimiter):
-                await self.limiter.close()  # the charges still waiting to go out
-            await self._link.close()
+        if self._redis is not None:
+            link, limiter, cooldowns = self._redis
+            await limiter.close()  # the charges still waiting to go out
+            await cooldowns.close()
+            await link.close()
