@@ -32,13 +32,13 @@ from gateway.drain import DRAIN
 from gateway.first_content import ContentProbe, chat_content
 from gateway.hooks import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.limits import Limiter, LocalLimiter
+from gateway.prepared import Prepared
 from gateway.relay import (
     KEEPALIVE_COMMENT,
     REQUEST_ID,
     SSE_HEADERS,
     AttemptFailed,
     Keepalive,
-    Prepared,
     client_gone,
     fetch_whole,
     open_stream,

@@ -23,19 +23,19 @@ import contextlib
 import email.utils
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 
-import msgspec
 from aiohttp import web
 
 from gateway.deadline import IdleDeadline
 from gateway.first_content import ContentProbe
+from gateway.prepared import Prepared
 from gateway.routing import Target
 from gateway.uploads import Upload
 from gateway.upstream import as_gateway_error
 from providers.base import StreamTranslator
 from wire.errors import GatewayError, ProviderAuthError, UpstreamProtocolError
-from wire.upstream import Upstream, UpstreamRequest
+from wire.upstream import Upstream
 
 log = logging.getLogger("gateway")
 
@@ -55,28 +55,6 @@ _END_OF_BODY_WAIT = 0.05
 _HEAD_BYTES = 1024  # see _head_apart
 # Client bytes held before the first content; past this the stream is committed anyway.
 HOLD_LIMIT = 64 * 1024
-
-
-def unchanged(body: bytes) -> bytes:
-    """The `translate` of a whole answer that goes to the client as the upstream wrote it."""
-    return body
-
-
-class Prepared(msgspec.Struct, gc=False):
-    """One attempt's upstream request, and how its answer becomes the client's."""
-
-    request: UpstreamRequest
-    translator: StreamTranslator | None = None  # a streamed answer, through this
-    translate: Callable[[bytes], bytes] | None = None  # a whole answer, through this
-    # Content type of a whole answer; None keeps the upstream's (a transcript as text/plain).
-    content_type: str | None = "application/json"
-    # When the upstream answers 404/405 (it lacks the endpoint): the attempt to make instead
-    # (e.g. a Responses request through the chat API), at the same target.
-    instead: Callable[[], Prepared] | None = None
-    # Called once this attempt answered (e.g. to remember that the chat bridge works).
-    on_success: Callable[[], None] | None = None
-    # Said after the upstream's own message when it answers 404/405 and no `instead` exists.
-    not_found_hint: str | None = None
 
 
 class AttemptFailed(Exception):

@@ -8,7 +8,8 @@ from gateway.app_keys import CONFIG, DISPATCHER
 from gateway.dispatch import Call
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import parse_request
-from gateway.relay import KEEPALIVE_COMMENT, SSE_HEADERS, Prepared, unchanged
+from gateway.prepared import Prepared, unchanged
+from gateway.relay import KEEPALIVE_COMMENT, SSE_HEADERS
 from gateway.uploads import read_upload
 from providers.audio_streams import (
     AUDIO_CONTENT_TYPES,

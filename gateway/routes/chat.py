@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
-from gateway.relay import Prepared
+from gateway.prepared import Prepared, natively
 from providers.base import Provider
 from wire.operations import Operation
 
@@ -24,13 +24,7 @@ async def _complete(request: web.Request, operation: Operation) -> web.StreamRes
     parsed = parse_request(await request.read(), operation)
 
     def prepare(provider: Provider, model: str) -> Prepared:
-        upstream_request = provider.build_request(operation, model, parsed.body, parsed.stream)
-        if parsed.stream:
-            return Prepared(upstream_request, provider.stream_translator(operation, model))
-        return Prepared(
-            upstream_request,
-            translate=lambda body: provider.translate_response(operation, model, body),
-        )
+        return natively(provider, operation, model, parsed.body, parsed.stream)
 
     call = Call(operation, parsed.model, parsed.stream, prepare, parsed.fallbacks)
     return await request.app[DISPATCHER].dispatch(request, call)

@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
-from gateway.relay import Prepared
+from gateway.prepared import Prepared, natively
 from providers.base import Provider
 from wire.operations import Operation
 
@@ -18,10 +18,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     parsed = parse_request(await request.read(), OPERATION)
 
     def prepare(provider: Provider, model: str) -> Prepared:
-        return Prepared(
-            provider.build_request(OPERATION, model, parsed.body, False),
-            translate=lambda body: provider.translate_response(OPERATION, model, body),
-        )
+        return natively(provider, OPERATION, model, parsed.body, False)
 
     call = Call(OPERATION, parsed.model, False, prepare, parsed.fallbacks)
     return await request.app[DISPATCHER].dispatch(request, call)

@@ -16,7 +16,8 @@ from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import decode_object
-from gateway.relay import SSE_HEADERS, Prepared, unchanged
+from gateway.prepared import Prepared, through_chat, unchanged
+from gateway.relay import SSE_HEADERS
 from providers.base import Provider
 from providers.gemini_bridge import (
     GeminiFromChat,
@@ -59,15 +60,13 @@ async def generate(request: web.Request) -> web.StreamResponse:
             return Prepared(upstream, translate=unchanged)
         if chat_body is None:
             chat_body = gemini_to_chat(body, model, stream)
-        upstream = provider.build_request(Operation.CHAT, upstream_model, dict(chat_body), stream)
-        if stream:
-            bridge = GeminiFromChat(upstream_model, sse)
-            return Prepared(upstream, provider.chat_translator(upstream_model, bridge))
-        return Prepared(
-            upstream,
-            translate=lambda answer: gemini_response_from_chat(
-                provider.translate_response(Operation.CHAT, upstream_model, answer)
-            ),
+        return through_chat(
+            provider,
+            upstream_model,
+            dict(chat_body),
+            stream,
+            lambda: GeminiFromChat(upstream_model, sse),
+            gemini_response_from_chat,
         )
 
     call = Call(

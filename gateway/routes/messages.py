@@ -17,7 +17,7 @@ from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.first_content import ContentProbe, TypedEvents
 from gateway.parsing import parse_request
-from gateway.relay import Prepared, unchanged
+from gateway.prepared import Prepared, through_chat, unchanged
 from providers.anthropic_relay import with_client_headers
 from providers.base import Provider
 from providers.messages_bridge import (
@@ -57,14 +57,13 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             return Prepared(upstream, translate=unchanged)
         if chat_body is None:
             chat_body = messages_to_chat(parsed.body)
-        upstream = provider.build_request(Operation.CHAT, model, dict(chat_body), stream)
-        if stream:
-            return Prepared(upstream, provider.chat_translator(model, MessagesFromChat(model)))
-        return Prepared(
-            upstream,
-            translate=lambda body: message_from_chat(
-                provider.translate_response(Operation.CHAT, model, body)
-            ),
+        return through_chat(
+            provider,
+            model,
+            dict(chat_body),
+            stream,
+            lambda: MessagesFromChat(model),
+            message_from_chat,
         )
 
     call = Call(

@@ -15,7 +15,7 @@ from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.first_content import responses_content
 from gateway.parsing import parse_request
-from gateway.relay import Prepared
+from gateway.prepared import Prepared, natively, through_chat
 from providers.base import Provider
 from providers.responses_bridge import (
     ResponsesFromChat,
@@ -36,32 +36,20 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     stream = parsed.stream
     echo = response_echo(parsed.body)  # what a bridged Response object repeats of the request
 
-    def native(provider: Provider, model: str) -> Prepared:
-        upstream_request = provider.build_request(OPERATION, model, parsed.body, stream)
-        if stream:
-            return Prepared(upstream_request, provider.stream_translator(OPERATION, model))
-        return Prepared(
-            upstream_request,
-            translate=lambda body: provider.translate_response(OPERATION, model, body),
-        )
-
     def bridged(provider: Provider, model: str) -> Prepared:
-        chat_body = responses_to_chat(parsed.body, provider.name)
-        upstream_request = provider.build_request(Operation.CHAT, model, chat_body, stream)
-        if stream:
-            bridge = ResponsesFromChat(model, echo)
-            return Prepared(upstream_request, provider.chat_translator(model, bridge))
-        return Prepared(
-            upstream_request,
-            translate=lambda body: response_from_chat(
-                provider.translate_response(Operation.CHAT, model, body), echo
-            ),
+        return through_chat(
+            provider,
+            model,
+            responses_to_chat(parsed.body, provider.name),
+            stream,
+            lambda: ResponsesFromChat(model, echo),
+            lambda answer: response_from_chat(answer, echo),
         )
 
     def prepare(provider: Provider, model: str) -> Prepared:
         if OPERATION not in provider.operations or provider in _BRIDGED:
             return bridged(provider, model)
-        prepared = native(provider, model)
+        prepared = natively(provider, OPERATION, model, parsed.body, stream)
         if getattr(provider, "responses_mode", "native") == "auto":
             # Tried natively; an upstream that has no /responses (404/405) is asked through
             # its chat API instead, and once that answers, always so.
