@@ -21,6 +21,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import msgspec
 from aiohttp import web
@@ -52,6 +53,8 @@ from providers.base import Provider, StreamTranslator
 from wire.errors import GatewayError, ProviderAuthError
 from wire.operations import Operation
 from wire.sse import encode_data
+
+T = TypeVar("T")
 
 # Which provider/model answered, and after how many attempts.
 SERVED_BY = "x-gateway-model"
@@ -165,7 +168,7 @@ class _Run:
             try:
                 if call.upload is not None and _may_resend(plan):  # admitted: worth the copy
                     await call.upload.spool()
-                awake = await self._awake(plan)
+                awake = await self._awake(plan, _label)
                 for position, candidate in enumerate(awake):
                     answer = await self._try(candidate, last=position == len(awake) - 1)
                     if answer is not None:
@@ -198,15 +201,16 @@ class _Run:
     def _sse(self) -> bool:
         return self.call.stream_headers["Content-Type"].startswith("text/event-stream")
 
-    async def _awake(self, plan: list[Candidate]) -> list[Candidate]:
-        """The plan without resting targets; if all rest, the one that rested longest."""
-        if len(plan) == 1:
-            return plan
-        resting = await self.dispatcher.cooldowns.resting([c.label for c in plan])
+    async def _awake(self, items: list[T], id_of: Callable[[T], str]) -> list[T]:
+        """`items` (targets, or keys) without the resting ones; if all rest, the one that
+        rested longest."""
+        if len(items) <= 1:
+            return items
+        resting = await self.dispatcher.cooldowns.resting([id_of(item) for item in items])
         if not resting:
-            return plan
-        awake = [c for c in plan if c.label not in resting]
-        return awake or [min(plan, key=lambda c: resting[c.label].since)]
+            return items
+        awake = [item for item in items if id_of(item) not in resting]
+        return awake or [min(items, key=lambda item: resting[id_of(item)].since)]
 
     async def _key(self, group: ProviderGroup, tried: set[str]) -> Target | None:
         """A key of `group` not yet refused in this request, by weight, skipping resting ones
@@ -215,12 +219,9 @@ class _Run:
             target = group.client_target(self.client_key)
             return None if target.key_id in tried else target
         targets = [t for t in group.targets if t.key_id not in tried]
-        if len(targets) <= 1:
-            return targets[0] if targets else None
-        resting = await self.dispatcher.cooldowns.resting([t.key_id for t in targets])
-        awake = [t for t in targets if t.key_id not in resting]
-        if not awake:
-            return min(targets, key=lambda t: resting[t.key_id].since)
+        awake = await self._awake(targets, _key_id)
+        if len(awake) <= 1:
+            return awake[0] if awake else None
         return weighted_order(awake, lambda t: t.weight)[0]
 
     async def _try(self, candidate: Candidate, last: bool) -> web.StreamResponse | None:
@@ -406,6 +407,14 @@ class _Run:
             else:
                 await send_error_event(self.request, response, translator, error)
         return response
+
+
+def _label(candidate: Candidate) -> str:
+    return candidate.label
+
+
+def _key_id(target: Target) -> str:
+    return target.key_id
 
 
 def _fails_over(status: int) -> bool:
