@@ -81,9 +81,9 @@ class Call(msgspec.Struct, gc=False):
     fallbacks: Sequence[str] = ()  # the request's own `fallbacks`, tried after the model's
     content_probe: Callable[[], ContentProbe] = chat_content  # streams: the client's format
     stream_headers: Mapping[str, str] = msgspec.field(default_factory=lambda: SSE_HEADERS)
-    # What a stream waiting for its first content sends every `keepalive` seconds (an SSE
-    # comment; Anthropic's ping); None: nothing (a raw byte stream has no such thing).
-    keepalive: bytes | None = KEEPALIVE_COMMENT
+    # What an SSE stream waiting for its first content sends every `keepalive` seconds (a
+    # comment; Anthropic's ping). Other streams (raw audio, a JSON array) have no such thing.
+    keepalive: bytes = KEEPALIVE_COMMENT
     # Streams: the answer's Content-Type is the upstream's (raw audio: audio/wav, ...).
     upstream_content_type: bool = False
     upload: Upload | None = None  # a multipart upload, spooled when it may be sent twice
@@ -162,7 +162,7 @@ class _Run:
             # With the key's x-ratelimit-*: a keepalive comment may send the headers first.
             self.response = web.StreamResponse(headers={**call.stream_headers, **self.headers})
             interval = plan[0].group.targets[0].keepalive
-            if interval and call.keepalive:
+            if interval and self._sse:
                 self.keepalive = Keepalive(self.request, self.response, interval, call.keepalive)
         try:
             try:

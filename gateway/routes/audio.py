@@ -9,7 +9,7 @@ from gateway.dispatch import Call
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, unchanged
-from gateway.relay import KEEPALIVE_COMMENT, SSE_HEADERS
+from gateway.relay import SSE_HEADERS
 from gateway.uploads import read_upload
 from providers.audio_streams import (
     AUDIO_CONTENT_TYPES,
@@ -43,7 +43,6 @@ async def speech(request: web.Request) -> web.StreamResponse:
         parsed.fallbacks,
         content_probe=event_content if sse else every_byte,
         stream_headers=SSE_HEADERS if sse else {"Content-Type": audio_type},
-        keepalive=KEEPALIVE_COMMENT if sse else None,
         upstream_content_type=not sse,
     )
     return await request.app[DISPATCHER].dispatch(request, call)

@@ -76,9 +76,9 @@ async def generate(request: web.Request) -> web.StreamResponse:
         prepare,
         content_probe=event_content if sse else every_byte,
         stream_headers=SSE_HEADERS if sse else _ARRAY_HEADERS,
-        # The array's keepalive would have to open it ("["), which a failover cannot take
-        # back: only the SSE stream gets comments.
-        keepalive=None if stream and not sse else b": keepalive\r\n\r\n",
+        # Only the SSE stream gets comments: the array's keepalive would have to open it
+        # ("["), which a failover cannot take back.
+        keepalive=b": keepalive\r\n\r\n",
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 
