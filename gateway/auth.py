@@ -160,7 +160,7 @@ def auth_middleware(ring: KeyRing, forwards_client_keys: bool) -> list[Middlewar
             if gateway_key is None or value != gateway_key.value:
                 request[CLIENT_KEY] = value
                 break
-        if ring.required and gateway_key is None and not request.path.startswith(ADMIN_PREFIX):
+        if ring.required and gateway_key is None and request.path not in ADMIN_PATHS:
             raise InvalidApiKey(
                 "Incorrect API key provided."
                 if presented
@@ -172,5 +172,6 @@ def auth_middleware(ring: KeyRing, forwards_client_keys: bool) -> list[Middlewar
     return [authenticate]
 
 
-# Admin routes check the [admin] key themselves.
-ADMIN_PREFIX = "/v1/keys/"
+# Admin routes check the [admin] key themselves (each by its exact path: no other path under
+# theirs escapes the gateway key).
+ADMIN_PATHS = frozenset({"/v1/keys/usage"})

@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from gateway.app_keys import DISPATCHER, KEYS
-from gateway.auth import InvalidApiKey, presented_keys
+from gateway.auth import ADMIN_PATHS, InvalidApiKey, presented_keys
 from wire.errors import NotFound
 
 
@@ -34,4 +34,5 @@ async def keys_usage(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/keys/usage", keys_usage)
+    (path,) = ADMIN_PATHS
+    app.router.add_get(path, keys_usage)
