@@ -3,8 +3,8 @@
 Each check is one round trip: a Lua script reads a key's counters, decides and counts the
 request atomically, so two instances can never both take the last request of a limit. Each
 settlement is one pipelined round trip after the request. Every key the gateway writes
-expires, so nothing grows without bound; keys of one gateway key share a hash tag
-(`{name}`), so the scripts also run on Redis Cluster.
+expires, so nothing grows without bound. One Redis server is meant (the client is not a
+cluster client, and the cooldown reads span many keys): not Redis Cluster.
 
 A Redis that is down or slow never hangs a request: every call is bounded by
 `[state] timeout`, then `on_redis_error` decides: "open" serves without limits (with a
