@@ -17,9 +17,8 @@ from gateway.upstream import client_timeout
 from providers.mock import REPLY, MockProvider, MockProviderConfig, reply_tokens
 from providers.mock_failures import CutAfter, ErrorFirst, Status, parse_failure
 from providers.mock_media import speech_wav
-from tests.streams import post_stream
+from tests.streams import parse_sse, post_stream
 from wire.operations import Operation
-from wire.sse import Event, SSEDecoder
 
 # The SDK marks translations deprecated; the route still serves clients that call it.
 pytestmark = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
@@ -209,7 +208,7 @@ async def test_cut_after_n_breaks_completions_transcripts_speech_and_responses_s
             deltas.append(event.delta)
     assert "".join(deltas) == "The quick"
     raw = await call(client, "speech-sse", "mock/cut-after-1")
-    events = [orjson.loads(e.data) for e in SSEDecoder().feed(raw) if isinstance(e, Event)]
+    events = [orjson.loads(e.data) for e in parse_sse(raw)]
     assert [e.get("type") for e in events] == ["speech.audio.delta", None]
     assert events[-1]["error"]["code"] == "upstream_unreachable"
     responses = await call(client, "responses-stream", "mock/cut-after-3")

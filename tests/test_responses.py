@@ -17,17 +17,12 @@ from providers.chat_reader import ChatChunkReader
 from providers.responses_bridge import ResponseEcho, ResponsesFromChat, responses_to_chat
 from tests.conftest import FakeUpstream, provider_toml
 from tests.replay import fixture, replay
-from tests.streams import USAGE, answering, chat_chunk, chat_completion, data, streaming
+from tests.streams import USAGE, answering, chat_chunk, chat_completion, data, parse_sse, streaming
 from wire.errors import UpstreamTimeout
 from wire.operations import Operation
-from wire.sse import Event, SSEDecoder
 
 TEXT_STREAM = fixture("openai/responses_text.sse")
 CALL_STREAM = fixture("openai/responses_function_call.sse")
-
-
-def _events(raw: bytes) -> list[Event]:
-    return [item for item in SSEDecoder().feed(raw) if isinstance(item, Event)]
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -40,7 +35,7 @@ async def test_stream_events_arrive_in_order_and_the_sdk_helper_gets_text_and_us
         async for event in stream:
             seen.append(event.type)
         final = await stream.get_final_response()
-    assert seen == [event.event for event in _events(TEXT_STREAM)]
+    assert seen == [event.event for event in parse_sse(TEXT_STREAM)]
     assert final.output_text == "Hi there! How can I help?"
     assert final.usage is not None and final.usage.total_tokens == 48
     assert upstream.requests[-1]["path"] == "/v1/responses"
@@ -123,11 +118,11 @@ async def test_stream_cut_before_completed_ends_with_an_error_event(
             f"{gateway_url}/v1/responses", json={"model": "fake/m", "input": "Hi", "stream": True}
         ) as response,
     ):
-        events = _events(await response.read())
+        events = parse_sse(await response.read())
     assert events[-1].event == "error"
     error = orjson.loads(events[-1].data)
     assert error["type"] == "error" and error["code"] == "upstream_protocol_error"
-    assert [e.event for e in events[:-1]] == [e.event for e in _events(cut)]
+    assert [e.event for e in events[:-1]] == [e.event for e in parse_sse(cut)]
 
 
 async def test_upstream_error_answer_keeps_status_and_message(
@@ -207,7 +202,7 @@ def test_responses_request_becomes_the_equivalent_chat_request() -> None:
     assert chat["reasoning_effort"] == "high"
 
 
-def test_chat_stream_with_reasoning_and_tool_calls_becomes_responses_events() -> None:
+def test_chat_stream_with_reasoning_and_tool_calls_becomes_responsesparse_sse() -> None:
     bridge = ChatChunkReader("p", ResponsesFromChat("m", ResponseEcho()))
     stream = [
         data(chat_chunk({"role": "assistant", "reasoning": "think"})),
@@ -233,7 +228,7 @@ def test_chat_stream_with_reasoning_and_tool_calls_becomes_responses_events() ->
         b"data: [DONE]\n\n",
     ]
     raw = b"".join(bridge.feed(piece) for piece in stream) + bridge.end()
-    events = _events(raw)
+    events = parse_sse(raw)
     kinds = [event.event for event in events]
     assert kinds[:2] == ["response.created", "response.in_progress"]
     assert kinds[-1] == "response.completed"
@@ -457,13 +452,13 @@ def test_the_bridge_reports_the_error_it_sent_as_its_failure() -> None:
     assert cut.failure is None
     cut.feed(data(chat_chunk({"role": "assistant", "content": "Hi"})))
     assert cut.failure is None
-    events = _events(cut.end())
+    events = parse_sse(cut.end())
     assert cut.failure is not None and cut.failure.code == "upstream_protocol_error"
     assert orjson.loads(events[-1].data)["message"] == cut.failure.message
 
     reported = ChatChunkReader("p", ResponsesFromChat("m", ResponseEcho()))
     error = {"message": "Overloaded", "type": "server_error", "param": None, "code": "busy"}
-    events = _events(reported.feed(data({"error": error})))
+    events = parse_sse(reported.feed(data({"error": error})))
     assert reported.finished and reported.failure is not None
     assert (reported.failure.message, reported.failure.code) == ("Overloaded", "busy")
     assert orjson.loads(events[-1].data)["code"] == "busy"

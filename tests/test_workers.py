@@ -19,7 +19,8 @@ import orjson
 import pytest
 
 from tests.processes import GatewayProcess
-from wire.sse import Event, SSEDecoder
+from tests.streams import parse_sse
+from wire.sse import Event
 
 T = TypeVar("T")
 
@@ -145,7 +146,7 @@ async def _read_to_end(reader: asyncio.StreamReader, started: bytes) -> list[Eve
         if size == 0:
             break
         data, rest = data + rest[:size], rest[size + 2 :]
-    return [e for e in SSEDecoder().feed(data) if isinstance(e, Event)]
+    return parse_sse(data)
 
 
 async def _ready_on(connection: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> int:
