@@ -14,11 +14,10 @@ from typing import Any
 
 import aiohttp
 import openai
-import orjson
 import pytest
 from aiohttp import web
 
-from tests.conftest import FakeUpstream, GatewayFactory
+from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.streams import (
     answering,
     chat_chunk,
@@ -35,12 +34,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def providers_toml(*urls: str, **extra: Any) -> str:
     """Providers a, b, c (OpenAI-compatible) on the given upstreams."""
-    lines = []
-    for name, url in zip("abc", urls, strict=False):
-        lines += [f"[providers.{name}]", 'type = "openai"', f'base_url = "{url}"']
-        settings = {"api_key": f"sk-{name}", "timeout": 2, **extra}
-        lines += [f"{key} = {orjson.dumps(value).decode()}" for key, value in settings.items()]
-    return "\n".join(lines) + "\n"
+    return "".join(
+        provider_toml(url, name, **{"api_key": f"sk-{name}", "timeout": 2, **extra})
+        for name, url in zip("abc", urls, strict=False)
+    )
 
 
 def error_answer(status: int, message: str, headers: dict[str, str] | None = None) -> Handler:
