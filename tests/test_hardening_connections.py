@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,7 @@ import psutil
 import pytest
 from aiohttp import web
 
-from gateway import connection
+from gateway import connection, throttle
 from gateway.throttle import Throttled
 from tests.conftest import FakeUpstream, GatewayFactory
 
@@ -268,11 +269,15 @@ async def test_a_malformed_head_is_a_400_in_openai_shape_logged_once_without_tra
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
 
 
-def test_a_throttled_line_says_how_many_were_left_out(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_throttled_line_says_how_many_were_left_out(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [100.0]  # the throttle's own clock, moved by hand: no real sleep to race
+    monkeypatch.setattr(throttle, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     throttled = Throttled(logging.getLogger("gateway"), interval=0.05)
     for _ in range(3):
         throttled.warning("something happened")
-    time.sleep(0.06)
+    clock[0] += 0.06
     throttled.warning("something happened")
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [
