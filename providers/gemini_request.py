@@ -38,6 +38,7 @@ import orjson
 
 from providers.chat_bridge import validation_error
 from providers.chat_request import present
+from providers.gemini import THINKING_CONFIGS
 from providers.gemini_schema import json_schema
 from wire.errors import BadRequest
 from wire.operations import RawBody
@@ -459,6 +460,7 @@ def _reasoning_effort(thinking: _ThinkingConfig | None) -> str | None:
     budget = thinking.thinking_budget
     if budget is None or budget <= 0:
         return None
-    if budget >= 24576:
+    # The budgets Gemini's own mapping asks for each effort, read back (so the two agree).
+    if budget >= THINKING_CONFIGS["high"]["thinkingBudget"]:
         return "high"
-    return "medium" if budget >= 8192 else "low"
+    return "medium" if budget >= THINKING_CONFIGS["medium"]["thinkingBudget"] else "low"
