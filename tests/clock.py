@@ -7,6 +7,17 @@ import asyncio
 from collections.abc import Callable
 
 
+class _TimerOwner:
+    """What an `asyncio.TimerHandle` asks of its loop, for handles no real loop schedules
+    (uvloop's loop refuses to be told of a handle it did not make)."""
+
+    def get_debug(self) -> bool:
+        return False
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        pass
+
+
 class ManualClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -16,7 +27,7 @@ class ManualClock:
         return self.now
 
     def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle:
-        handle = asyncio.TimerHandle(when, callback, (), asyncio.get_running_loop())
+        handle = asyncio.TimerHandle(when, callback, (), _TimerOwner())  # type: ignore[arg-type]
         self._timers.append((when, handle))
         return handle
 

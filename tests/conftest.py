@@ -10,6 +10,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
+import uvloop
 from aiohttp import web
 
 from gateway import app as gateway_app
@@ -20,6 +21,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # A skipped test proves nothing: any skip (or xfail) fails the run, here and in CI.
 _SKIPPED: list[str] = []
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Every async test and fixture runs on uvloop, the loop the gateway ships with: a
+    server that works on asyncio's own loop may not on uvloop's (its transports differ)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
