@@ -18,7 +18,7 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -90,7 +90,9 @@ class _Refusal(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's TCPTransport is no subclass of asyncio.Transport, though it is one in all
+        # but name: an isinstance check here failed every refusal under uvloop.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         self._registry.add(transport)
         error = ServiceUnavailable(
@@ -143,8 +145,13 @@ class Listener:
             delay = _FIRST_DELAY
             try:
                 await loop.connect_accepted_socket(self._factory, conn)
-            except OSError:  # the client left already
-                conn.close()
+            except Exception as exc:  # one connection's fault never ends accepting
+                if not isinstance(exc, OSError):  # OSError: the client left already
+                    log.exception("serving an accepted connection failed")
+                # The loop may have closed the descriptor already (uvloop does, when the
+                # protocol fails): closing it again is EBADF, never an end of accepting.
+                with contextlib.suppress(OSError):
+                    conn.close()
 
     def close(self) -> None:
         for task in self._tasks:
