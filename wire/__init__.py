@@ -11,5 +11,6 @@
 - `upstream`: an upstream request, its answer (`Upstream`), what sends it (`Transport`), and a
   multipart upload being streamed (`Upload`);
 - `config`: `env.NAME` secrets and the configuration error;
-- `jsondepth`, `redact`: JSON nesting bounds, secrets kept out of messages.
+- `jsondepth`, `redact`: JSON nesting bounds, secrets kept out of messages;
+- `tokens`: token counts estimated offline, where no provider counted them.
 """
