@@ -16,8 +16,9 @@ like a BPE pre-tokenizer (GPT-4o's o200k splits text the same way before merging
   none otherwise (a single space merges into the word after it).
 
 English prose comes out near OpenAI's rule of thumb of four characters a token
-(tests/test_tokens.py); text full of rare long words errs high. JSON values count their keys and strings, and one token per
-value for its structure (quotes, colons, commas and brackets mostly merge).
+(tests/test_tokens.py); text full of rare long words errs high. JSON values count their keys
+and strings, and one token per value for its structure (quotes, colons, commas and brackets
+mostly merge).
 """
 
 from __future__ import annotations
