@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -202,8 +203,10 @@ async def test_the_images_command_starts_the_gateway_and_its_healthcheck_passes(
         assert check[0] == "python"
         check = [sys.executable, *check[1:]]
         check[-1] = check[-1].replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-        result = subprocess.run(check, capture_output=True, text=True, timeout=30, check=False)
-        assert result.returncode == 0, result.stderr
+        probe = await asyncio.create_subprocess_exec(*check, stderr=subprocess.PIPE)
+        async with asyncio.timeout(30):
+            _, stderr = await probe.communicate()
+        assert probe.returncode == 0, stderr.decode()
     finally:
         gateway.stop()
 
@@ -216,9 +219,7 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     # Verified with the gateway installed where it is here, instead of /opt/gateway.
     installed = shutil.which("gateway", path=str(Path(sys.executable).parent))
     assert installed is not None
-    (tmp_path / "gateway.service").write_text(
-        unit.replace("/opt/gateway/bin/gateway", installed)
-    )
+    (tmp_path / "gateway.service").write_text(unit.replace("/opt/gateway/bin/gateway", installed))
     result = subprocess.run(
         [analyze, "verify", str(tmp_path / "gateway.service")],
         capture_output=True,
