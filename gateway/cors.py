@@ -26,6 +26,7 @@ _EXPOSED = ", ".join(
         "x-gateway-request-id",
         "x-gateway-model",
         "x-gateway-attempts",
+        "x-gateway-dropped-tools",
         "retry-after",
         "x-ratelimit-limit-requests",
         "x-ratelimit-remaining-requests",

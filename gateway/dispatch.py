@@ -325,6 +325,7 @@ class _Run:
             if self.wants_usage and isinstance(answer.body, bytes):
                 self.record.usage = usage_of(answer.body)
             self._served(answer, attempt)
+            answer.headers.update(prepared.headers)
             self._ended(attempt, "ok")
             return answer
         assert self.response is not None and prepared.translator is not None
@@ -341,6 +342,7 @@ class _Run:
                 hook.first_content(self.record, attempt)
             if not response.prepared:
                 self._served(response, attempt)
+                response.headers.update(prepared.headers)
                 if opened.request_id:
                     response.headers[REQUEST_ID] = opened.request_id
                 upstream_type = opened.upstream.content_type

@@ -7,7 +7,7 @@ the client's format (`through_chat`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -37,6 +37,8 @@ class Prepared(msgspec.Struct, gc=False):
     on_success: Callable[[], None] | None = None
     # Said after the upstream's own message when it answers 404/405 and no `instead` exists.
     not_found_hint: str | None = None
+    # Headers the answer carries when this attempt serves it (e.g. the tools a bridge left out).
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
 
 
 def natively(

@@ -21,6 +21,7 @@ import orjson
 
 from providers.chat_bridge import ChatBridge, read_completion
 from providers.chunks import new_id
+from providers.responses_tools import ClientTools, chat_call, tool_output
 from wire.errors import BadRequest, GatewayError
 from wire.operations import RawBody, decode_field
 from wire.sse import encode_event
@@ -35,6 +36,12 @@ def _raw(value: Any) -> msgspec.Raw:
 
 def responses_to_chat(body: RawBody, provider: str) -> RawBody:
     """A Responses request body as the equivalent chat request body."""
+    return bridge_request(body, provider)[0]
+
+
+def bridge_request(body: RawBody, provider: str) -> tuple[RawBody, ClientTools]:
+    """A Responses request body as the equivalent chat request body, and the client's tools
+    as the chat functions it offers (`providers/responses_tools.py`)."""
     fields = {key: msgspec.json.decode(value) for key, value in body.items()}
     if fields.get("previous_response_id"):
         raise BadRequest(
@@ -43,6 +50,7 @@ def responses_to_chat(body: RawBody, provider: str) -> RawBody:
             param="previous_response_id",
             code="unsupported_parameter",
         )
+    tools = ClientTools.read(fields.get("tools"), fields.get("input"), provider)
     messages: list[dict[str, Any]] = []
     if fields.get("instructions"):
         messages.append({"role": "system", "content": fields["instructions"]})
@@ -50,13 +58,13 @@ def responses_to_chat(body: RawBody, provider: str) -> RawBody:
     chat: dict[str, Any] = {"model": fields["model"], "messages": messages}
     if fields.get("stream"):
         chat["stream"] = True
-    for name in ("temperature", "top_p", "user", "metadata", "parallel_tool_calls"):
+    for name in ("temperature", "top_p", "user", "metadata"):
         if fields.get(name) is not None:
             chat[name] = fields[name]
     if fields.get("max_output_tokens") is not None:
         chat["max_tokens"] = fields["max_output_tokens"]
     effort = (fields.get("reasoning") or {}).get("effort")
-    if effort:
+    if effort:  # asked for; `reasoning: {"summary": ...}` alone asks for no effort
         chat["reasoning_effort"] = effort
     text_format = (fields.get("text") or {}).get("format")
     if text_format and text_format.get("type") == "json_schema":
@@ -64,26 +72,14 @@ def responses_to_chat(body: RawBody, provider: str) -> RawBody:
         chat["response_format"] = {"type": "json_schema", "json_schema": schema}
     elif text_format and text_format.get("type") == "json_object":
         chat["response_format"] = {"type": "json_object"}
-    if fields.get("tools"):
-        chat["tools"] = [_chat_tool(tool, provider) for tool in fields["tools"]]
-    choice = fields.get("tool_choice")
-    if isinstance(choice, str):
-        chat["tool_choice"] = choice
-    elif isinstance(choice, dict) and choice.get("type") == "function":
-        chat["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-    return {key: _raw(value) for key, value in chat.items()}
-
-
-def _chat_tool(tool: dict[str, Any], provider: str) -> dict[str, Any]:
-    if tool.get("type") != "function":
-        raise BadRequest(
-            f"Tool type {tool.get('type')!r} is not supported for provider {provider!r} "
-            "(only function tools).",
-            param="tools",
-            code="unsupported_parameter",
-        )
-    function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
-    return {"type": "function", "function": function}
+    if tools.functions:  # chat refuses tool_choice and parallel_tool_calls without tools
+        chat["tools"] = tools.functions
+        choice = tools.chat_choice(fields.get("tool_choice"))
+        if choice is not None:
+            chat["tool_choice"] = choice
+        if fields.get("parallel_tool_calls") is not None:
+            chat["parallel_tool_calls"] = fields["parallel_tool_calls"]
+    return {key: _raw(value) for key, value in chat.items()}, tools
 
 
 _PART_TYPES = {"input_text": "text", "output_text": "text", "text": "text"}
@@ -97,32 +93,41 @@ def _input_messages(items: Any) -> list[dict[str, Any]]:
     if not isinstance(items, list):
         raise BadRequest("`input` must be a string or a list of items.", param="input")
     messages: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []  # tool outputs' images: a tool message takes none
     for item in items:
         kind = item.get("type", "message") if isinstance(item, dict) else None
+        if images and kind not in _OUTPUTS:  # after the tool messages of one turn
+            messages.append({"role": "user", "content": images})
+            images = []
         if kind == "message":
-            messages.append({"role": item.get("role", "user"), "content": _content(item)})
-        elif kind == "function_call":
-            call = {
-                "id": item.get("call_id"),
-                "type": "function",
-                "function": {"name": item.get("name"), "arguments": item.get("arguments", "")},
-            }
+            role = item.get("role", "user")
+            # Every chat server takes "system"; OpenAI's reads it as "developer" where it should.
+            role = "system" if role == "developer" else role
+            messages.append({"role": role, "content": _content(item)})
+        elif kind in ("function_call", "custom_tool_call"):
+            call = chat_call(item)
             last = messages[-1] if messages else None
-            if last and last["role"] == "assistant" and "tool_calls" in last:
-                last["tool_calls"].append(call)  # parallel calls share one assistant turn
+            if last and last["role"] == "assistant":
+                # parallel calls, and the text said before them, share one assistant turn
+                last.setdefault("tool_calls", []).append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            output = item.get("output")
-            content = output if isinstance(output, str) else orjson.dumps(output).decode()
+        elif kind in _OUTPUTS:
+            content, carried = tool_output(item.get("output"))
+            images += carried
             messages.append(
                 {"role": "tool", "tool_call_id": item.get("call_id"), "content": content}
             )
-        elif kind == "reasoning":
-            continue  # the provider's own reasoning cannot be replayed through chat
+        elif kind in ("reasoning", "additional_tools"):
+            continue  # reasoning cannot be replayed through chat; the tools are read apart
         else:
             raise BadRequest(f"Unsupported input item type {kind!r}.", param="input")
+    if images:
+        messages.append({"role": "user", "content": images})
     return messages
+
+
+_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
 
 
 def _content(item: dict[str, Any]) -> Any:
@@ -241,19 +246,6 @@ def _message_item(id: str, text: str, status: str = "completed") -> dict[str, An
     }
 
 
-def _call_item(
-    id: str, call_id: str | None, name: str | None, arguments: str, status: str
-) -> dict[str, Any]:
-    return {
-        "id": id,
-        "type": "function_call",
-        "status": status,
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-    }
-
-
 def _reasoning_item(id: str, text: str, signature: str | None) -> dict[str, Any]:
     return {
         "id": id,
@@ -263,8 +255,10 @@ def _reasoning_item(id: str, text: str, signature: str | None) -> dict[str, Any]
     }
 
 
-def response_from_chat(body: bytes, echo: ResponseEcho) -> bytes:
-    """A non-streamed chat completion as a Responses API response."""
+def response_from_chat(body: bytes, echo: ResponseEcho, tools: ClientTools | None = None) -> bytes:
+    """A non-streamed chat completion as a Responses API response; its tool calls as the
+    client declared the tools (`tools`)."""
+    tools = tools or ClientTools()
     completion, choice, message = read_completion(body)
     output: list[dict[str, Any]] = []
     if message.get("reasoning"):
@@ -276,12 +270,8 @@ def response_from_chat(body: bytes, echo: ResponseEcho) -> bytes:
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         output.append(
-            _call_item(
-                new_id("fc"),
-                call.get("id"),
-                function.get("name"),
-                function.get("arguments", ""),
-                "completed",
+            tools.call_item(
+                call.get("id"), function.get("name"), function.get("arguments", ""), "completed"
             )
         )
     incomplete = _INCOMPLETE.get(choice.get("finish_reason") or "")
@@ -347,9 +337,10 @@ _TEXTUAL = {kind.name: kind for kind in (_MESSAGE, _REASONING)}
 class ResponsesFromChat(ChatBridge):
     """A ChatSink that writes the Responses API's events, as OpenAI sends them."""
 
-    def __init__(self, model: str, echo: ResponseEcho) -> None:
+    def __init__(self, model: str, echo: ResponseEcho, tools: ClientTools | None = None) -> None:
         super().__init__(model)
         self._echo = echo
+        self._tools = tools or ClientTools()  # what each chat function was to the client
         self._id = new_id("resp")
         self._created = int(time.time())
         self._sequence = 0
@@ -378,14 +369,16 @@ class ResponsesFromChat(ChatBridge):
 
     def _on_tool_call(self, index: int, id: str, name: str) -> bytes:
         out = self._close()
-        item = _call_item(new_id("fc"), id, name, "", "in_progress")
-        self._open = {"kind": "function_call", "item": item, "text": ""}
+        item = self._tools.call_item(id, name, "", "in_progress")
+        self._open = {"kind": item["type"], "item": item, "text": "", "called": name}
         self._items[index] = self._open
         return out + self._event("response.output_item.added", output_index=self._index, item=item)
 
     def _on_tool_arguments(self, index: int, fragment: str) -> bytes:
         state = self._items[index]
         state["text"] += fragment
+        if state["kind"] == "custom_tool_call":
+            return b""  # its input is in the JSON arguments: told whole when the call ends
         return self._event(
             "response.function_call_arguments.delta",
             item_id=state["item"]["id"],
@@ -445,16 +438,26 @@ class ResponsesFromChat(ChatBridge):
             else:
                 final = _reasoning_item(item["id"], text, state["signature"])
         else:
-            out += self._event(
-                "response.function_call_arguments.done",
-                item_id=item["id"],
-                output_index=index,
-                arguments=text,
+            final = self._tools.call_item(
+                item["call_id"], state["called"], text, status, item["id"]
             )
-            final = _call_item(item["id"], item["call_id"], item["name"], text, status)
+            out += self._call_done(final, index)
         state["final"] = final
         self._output.append(final)
         return out + self._event("response.output_item.done", output_index=index, item=final)
+
+    def _call_done(self, call: dict[str, Any], index: int) -> bytes:
+        """The events that end a call's arguments, or a custom tool call's input (sent whole,
+        since the upstream wrote it inside JSON), before its `output_item.done`."""
+        at = {"item_id": call["id"], "output_index": index}
+        if call["type"] == "function_call":
+            arguments = call["arguments"]
+            return self._event("response.function_call_arguments.done", **at, arguments=arguments)
+        given = call["input"]
+        delta = self._event("response.custom_tool_call_input.delta", **at, delta=given)
+        return (delta if given else b"") + self._event(
+            "response.custom_tool_call_input.done", **at, input=given
+        )
 
     def _finish(self, incomplete: str | None, usage: dict[str, Any] | None) -> bytes:
         response = _response(

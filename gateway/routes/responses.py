@@ -2,7 +2,8 @@
 
 A provider that serves the Responses API itself (OpenAI) gets the request as it came and its
 event stream is relayed as is. Any other provider is reached through its chat API, and its
-answer is turned into the Responses events (`providers/responses_bridge.py`).
+answer is turned into the Responses events (`providers/responses_bridge.py`); tools its chat
+API cannot run are left out, and named in the answer's `x-gateway-dropped-tools` header.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from gateway.prepared import Prepared, natively, through_chat
 from providers.base import Provider
 from providers.responses_bridge import (
     ResponsesFromChat,
+    bridge_request,
     response_echo,
     response_from_chat,
-    responses_to_chat,
 )
+from providers.responses_tools import DROPPED_TOOLS_HEADER
 from wire.operations import Operation
 
 OPERATION = Operation.RESPONSES
@@ -37,14 +39,18 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     echo = response_echo(parsed.body)  # what a bridged Response object repeats of the request
 
     def bridged(provider: Provider, model: str) -> Prepared:
-        return through_chat(
+        chat, tools = bridge_request(parsed.body, provider.name)
+        prepared = through_chat(
             provider,
             model,
-            responses_to_chat(parsed.body, provider.name),
+            chat,
             stream,
-            lambda: ResponsesFromChat(model, echo),
-            lambda answer: response_from_chat(answer, echo),
+            lambda: ResponsesFromChat(model, echo, tools),
+            lambda answer: response_from_chat(answer, echo, tools),
         )
+        if tools.dropped:  # tools its chat API cannot run: the answer says they were left out
+            prepared.headers = {DROPPED_TOOLS_HEADER: ", ".join(tools.dropped)}
+        return prepared
 
     def prepare(provider: Provider, model: str) -> Prepared:
         if OPERATION not in provider.operations or provider in _BRIDGED:
