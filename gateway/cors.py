@@ -27,6 +27,7 @@ _EXPOSED = ", ".join(
         "x-gateway-model",
         "x-gateway-attempts",
         "retry-after",
+        "x-should-retry",
         "x-ratelimit-limit-requests",
         "x-ratelimit-remaining-requests",
         "x-ratelimit-reset-requests",
