@@ -27,9 +27,10 @@ a 400 naming the field (`messages[1].content[0].type`). How it maps (the inverse
 - tool_choice auto/any/tool/none -> auto/required/function/none, and
   `disable_parallel_tool_use` -> `parallel_tool_calls: false`;
 - max_tokens, stop_sequences -> stop, temperature, top_p, metadata.user_id -> user, stream;
-- thinking (`budget_tokens`) or output_config.effort -> reasoning_effort (see
-  `_effort_for_budget`); structured output (`output_config.format`, or the older top-level
-  `output_format`) -> a json_schema response_format.
+- thinking (`budget_tokens`, or `adaptive` with output_config.effort) -> reasoning_effort (see
+  `_reasoning_effort`), only when thinking is asked for; structured output
+  (`output_config.format`, or the older top-level `output_format`) -> a json_schema
+  response_format.
 
 `top_k` is dropped: chat has no such parameter, and OpenAI answers an unknown one with a 400;
 Bifrost drops it the same way for OpenAI-style targets. Hints that change nothing in the
@@ -500,19 +501,24 @@ def _effort_for_budget(budget: int) -> str:
 
 
 def _reasoning_effort(request: MessagesRequest) -> str | None:
-    """None when the request asks for no thinking (disabled, or adaptive with no effort):
-    the provider then thinks as it does by default, and a model that cannot think is not
-    sent a parameter it would refuse."""
+    """The chat reasoning_effort, sent only when the request asks for thinking: `enabled`
+    (its budget, bucketed) or `adaptive` with an effort. With thinking disabled or not asked
+    for (Claude Code's title request names an effort with thinking disabled), none: the
+    provider then thinks as it does by default, and a model that cannot think is not sent a
+    parameter it would refuse. `output_config.effort`, when given, names the level."""
     effort = request.output_config.effort if request.output_config else None
+    if effort is not None and effort not in _EFFORTS:
+        raise BadRequest(
+            f"output_config.effort: Input should be {', '.join(map(repr, _EFFORTS))} "
+            f"(got {effort!r}).",
+            param="output_config.effort",
+            code="invalid_value",
+        )
+    thinking = request.thinking
+    if thinking is None or isinstance(thinking, _ThinkingDisabled):
+        return None
     if effort is not None:
-        if effort not in _EFFORTS:
-            raise BadRequest(
-                f"Invalid value for 'output_config.effort': {effort!r} "
-                f"(expected one of {', '.join(_EFFORTS)}).",
-                param="output_config.effort",
-                code="invalid_value",
-            )
         return _EFFORTS[effort]
-    if isinstance(request.thinking, _ThinkingEnabled):
-        return _effort_for_budget(request.thinking.budget_tokens)
+    if isinstance(thinking, _ThinkingEnabled):
+        return _effort_for_budget(thinking.budget_tokens)
     return None

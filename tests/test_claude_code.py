@@ -197,3 +197,34 @@ async def test_a_system_message_chat_cannot_carry_is_refused_so_claude_code_fall
     assert error["message"].startswith("messages.1.content.1: 'tool_addition' blocks")
     assert claude_code_drops_its_system_messages(error["message"])
     assert not upstream.requests
+
+
+# --- thinking -------------------------------------------------------------------------------
+
+
+async def test_claude_codes_title_request_asks_no_reasoning_effort(
+    upstream: FakeUpstream, claude: anthropic.AsyncAnthropic
+) -> None:
+    """Thinking disabled with an effort named: the chat request gets no reasoning_effort, and
+    nothing else the client did not ask for."""
+    upstream.handler = streaming(openai_chat_stream(['{"title": "Hi"}']))
+    await send(claude, "title_request", "compat/gpt")
+    sent = upstream.last_body
+    assert "reasoning_effort" not in sent
+    assert set(sent) == {
+        "model",
+        "messages",
+        "max_tokens",
+        "stream",
+        "stream_options",  # the gateway's own: the usage comes last
+        "user",  # metadata.user_id
+        "response_format",  # output_config.format
+    }
+
+
+async def test_claude_codes_adaptive_thinking_with_an_effort_asks_that_effort(
+    upstream: FakeUpstream, claude: anthropic.AsyncAnthropic
+) -> None:
+    upstream.handler = streaming(openai_chat_stream(["Hi"]))
+    await send(claude, "first_turn", "compat/gpt")
+    assert upstream.last_body["reasoning_effort"] == "high"
