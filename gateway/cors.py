@@ -28,6 +28,7 @@ _EXPOSED = ", ".join(
         "x-gateway-attempts",
         "retry-after",
         "x-should-retry",
+        "x-gateway-token-count",
         "x-ratelimit-limit-requests",
         "x-ratelimit-remaining-requests",
         "x-ratelimit-reset-requests",

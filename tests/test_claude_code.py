@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import msgspec
 import orjson
 import pytest
 
+from providers.messages_count import IMAGE_TOKENS, TOOL_PROMPT, estimate_input_tokens
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.replay import fixture, replay
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
+from wire.tokens import PER_MESSAGE, PER_REQUEST, estimate_json, estimate_text
 
 
 def claude_code(name: str) -> dict[str, Any]:
@@ -228,3 +231,79 @@ async def test_claude_codes_adaptive_thinking_with_an_effort_asks_that_effort(
     upstream.handler = streaming(openai_chat_stream(["Hi"]))
     await send(claude, "first_turn", "compat/gpt")
     assert upstream.last_body["reasoning_effort"] == "high"
+
+
+# --- count_tokens ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["compat/gpt", "gem/gemini-2.5-flash", "mock/any"])
+async def test_count_tokens_is_estimated_without_calling_a_model(
+    upstream: FakeUpstream, claude: anthropic.AsyncAnthropic, model: str
+) -> None:
+    """Claude Code's `/context` sends one count_tokens per item; a provider without a token
+    count gets the gateway's estimate, marked as one, and no model call is made."""
+    recorded = claude_code("count_tokens")
+    body = {**recorded["body"], "model": model}
+    betas = recorded["headers"]["anthropic-beta"].split(",")
+    answer = await claude.beta.messages.with_raw_response.count_tokens(**body, betas=betas)
+    assert answer.status_code == 200
+    assert answer.headers["x-gateway-token-count"] == "estimate"
+    assert answer.headers["x-gateway-model"] == model
+    assert (await answer.parse()).input_tokens == estimate_input_tokens(_raw(body))
+    assert not upstream.requests
+
+
+async def test_count_tokens_passes_through_to_anthropic_unmarked(
+    upstream: FakeUpstream, claude: anthropic.AsyncAnthropic
+) -> None:
+    upstream.handler = answering({"input_tokens": 4242})
+    recorded = claude_code("count_tokens")
+    body = {**recorded["body"], "model": "claude/claude-opus-4-8"}
+    answer = await claude.beta.messages.with_raw_response.count_tokens(**body)
+    assert (await answer.parse()).input_tokens == 4242
+    assert "x-gateway-token-count" not in answer.headers
+    assert upstream.last_body == {**recorded["body"], "model": "claude-opus-4-8"}
+
+
+def _raw(body: dict[str, Any]) -> dict[str, msgspec.Raw]:
+    return {key: msgspec.Raw(orjson.dumps(value)) for key, value in body.items()}
+
+
+def _count(**fields: Any) -> int:
+    return estimate_input_tokens(_raw({"model": "m", **fields}))
+
+
+def test_the_estimate_counts_system_messages_and_tools_as_anthropic_does() -> None:
+    hi = [{"role": "user", "content": "Hi"}]
+    bare = _count(messages=hi)
+    assert bare == PER_REQUEST + PER_MESSAGE + estimate_text("Hi")
+    assert _count(messages=hi, system="Be brief.") == bare + estimate_text("Be brief.")
+    in_messages = [*hi, {"role": "system", "content": [{"type": "text", "text": "Be brief."}]}]
+    assert _count(messages=in_messages) == bare + PER_MESSAGE + estimate_text("Be brief.")
+    tool = {"name": "Bash", "description": "Run it", "input_schema": {"type": "object"}}
+    schema = estimate_text("Bash") + estimate_text("Run it") + estimate_json({"type": "object"})
+    assert _count(messages=hi, tools=[tool]) == bare + TOOL_PROMPT["auto"] + schema
+    chosen = _count(messages=hi, tools=[tool], tool_choice={"type": "any"})
+    assert chosen == bare + TOOL_PROMPT["any"] + schema
+    picture = {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}}
+    with_image = [{"role": "user", "content": [{"type": "text", "text": "Hi"}, picture]}]
+    assert _count(messages=with_image) == bare + IMAGE_TOKENS
+
+
+def test_the_estimate_counts_thinking_of_the_current_turn_only() -> None:
+    """Anthropic drops earlier turns' thinking from the context; the turn a tool loop is in
+    keeps it."""
+    thought = {"type": "thinking", "thinking": "Let me think it over.", "signature": "s"}
+    call = {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "ls"}}
+    result = {"type": "tool_result", "tool_use_id": "t1", "content": "a.txt"}
+    loop = [
+        {"role": "user", "content": "list"},
+        {"role": "assistant", "content": [thought, call]},
+        {"role": "user", "content": [result]},
+    ]
+    after = [*loop, {"role": "assistant", "content": "a.txt"}, {"role": "user", "content": "ok"}]
+    thinking = estimate_text("Let me think it over.")
+    without = [{**m, "content": [call]} if m["role"] == "assistant" else m for m in loop]
+    assert _count(messages=loop) == _count(messages=without) + thinking
+    plain = [*without, *after[3:]]
+    assert _count(messages=after) == _count(messages=plain)  # an earlier turn's thinking
