@@ -20,8 +20,9 @@ a 400 naming the field (`messages[1].content[0].type`). How it maps (the inverse
   source as text). Images inside a tool_result go in that user message: chat tool messages
   take text only;
 - assistant turns -> content (their text blocks joined), `tool_use` -> `tool_calls` (input as
-  the arguments' JSON text), `thinking` -> `reasoning` + `reasoning_signature`;
-  `redacted_thinking` is dropped (opaque to any other provider);
+  the arguments' JSON text), `thinking` -> `reasoning` + `reasoning_signature`,
+  `redacted_thinking` -> `reasoning_redacted` (its data: only Claude, behind Bedrock or an
+  Anthropic provider, reads it; any other provider ignores it);
 - tools -> functions (`input_schema` -> `parameters`); server tools (web search, bash, ...) and
   `mcp_servers` are a 400: only Anthropic runs them;
 - tool_choice auto/any/tool/none -> auto/required/function/none, and
@@ -429,7 +430,10 @@ def _assistant_message(content: str | list[_Block], i: int) -> dict[str, Any]:
             message["reasoning"] = message.get("reasoning", "") + block.thinking
             if block.signature:
                 message["reasoning_signature"] = block.signature
-        elif not isinstance(block, _RedactedThinkingBlock):
+        elif isinstance(block, _RedactedThinkingBlock):
+            if block.data:
+                message.setdefault("reasoning_redacted", []).append(block.data)
+        else:
             where = f"messages[{i}].content[{j}].type"
             raise BadRequest(
                 f"Invalid value for '{where}': an assistant message cannot hold a "

@@ -180,6 +180,7 @@ def test_claude_code_style_request_becomes_the_equivalent_chat_request() -> None
                 "content": "Let me check.",
                 "reasoning": "Look at it.",
                 "reasoning_signature": SIGNATURE,
+                "reasoning_redacted": ["opaque"],
                 "tool_calls": [
                     {
                         "id": "toolu_1",
