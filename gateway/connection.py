@@ -32,8 +32,9 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from gateway.errors import should_retry_value
 from gateway.throttle import Throttled
-from wire.errors import BadRequest, GatewayError, RequestTimeout
+from wire.errors import SHOULD_RETRY, BadRequest, GatewayError, RequestTimeout
 
 log = logging.getLogger("gateway")
 
@@ -56,6 +57,7 @@ def raw_response(error: GatewayError) -> bytes:
     return (
         f"HTTP/1.1 {error.status} {_REASONS.get(error.status, 'Error')}\r\n"
         f"Server: {SERVER_NAME}\r\nContent-Type: application/json\r\n"
+        f"{SHOULD_RETRY}: {should_retry_value(error, error.status)}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
 
@@ -243,7 +245,7 @@ class GuardedHandler(RequestHandler):
             body=error.to_json(),
             status=error.status,
             content_type="application/json",
-            headers={"Server": SERVER_NAME},
+            headers={"Server": SERVER_NAME, SHOULD_RETRY: should_retry_value(error, error.status)},
         )
         response.force_close()
         return response

@@ -28,6 +28,8 @@ _EXPOSED = ", ".join(
         "x-gateway-attempts",
         "x-gateway-dropped-tools",
         "retry-after",
+        "x-should-retry",
+        "x-gateway-token-count",
         "x-ratelimit-limit-requests",
         "x-ratelimit-remaining-requests",
         "x-ratelimit-reset-requests",

@@ -435,9 +435,12 @@ def _all_failed(failures: list[tuple[Attempt, AttemptFailed]]) -> GatewayError:
     message = "; ".join(
         f"{attempt.label}: {failed.status} {failed.error.message}" for attempt, failed in failures
     )
-    return GatewayError(
+    combined = GatewayError(
         f"Every attempt failed: {message}",
         status=status,
         type=types.pop() if len(types) == 1 else "upstream_error",
         code="rate_limit_exceeded" if status == 429 else "all_attempts_failed",
     )
+    # Worth retrying when one of the attempts was (a key refused everywhere is not).
+    combined.retryable = any(error.should_retry() for error in errors)
+    return combined

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from wire.errors import GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from wire.errors import SHOULD_RETRY, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
 
 log = logging.getLogger("gateway")
 
@@ -20,14 +20,21 @@ log = logging.getLogger("gateway")
 def error_response(
     error: GatewayError, body: bytes | None = None, status: int | None = None
 ) -> web.Response:
-    """`error` as an error answer: its status, OpenAI's JSON, its headers (Retry-After); or
-    another API's `body` and `status` for it."""
+    """`error` as an error answer: its status, OpenAI's JSON, its headers (Retry-After,
+    x-should-retry); or another API's `body` and `status` for it."""
+    status = error.status if status is None else status
+    headers = {**error.headers, SHOULD_RETRY: should_retry_value(error, status)}
     return web.Response(
         body=error.to_json() if body is None else body,
-        status=error.status if status is None else status,
+        status=status,
         content_type="application/json",
-        headers=error.headers or None,
+        headers=headers,
     )
+
+
+def should_retry_value(error: GatewayError, status: int) -> str:
+    """The x-should-retry header's value for `error` answered with `status`."""
+    return "true" if error.should_retry(status) else "false"
 
 
 # aiohttp raises these for routing and body-size problems before our handlers run.

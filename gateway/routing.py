@@ -126,6 +126,9 @@ class Router:
             self.aliases[name] = [tiers[priority] for priority in sorted(tiers)]
             self._alias_retries[name] = alias.retries
         self.default_provider = config.server.default_provider
+        # Names with a slash the default provider serves without its prefix: its listed ones.
+        default = config.providers.get(self.default_provider or "")
+        self._default_models = frozenset(default.models if default is not None else ())
 
     def plan(
         self, model: str, operation: Operation, fallbacks: Sequence[str] = ()
@@ -163,7 +166,10 @@ class Router:
         name, sep, upstream_model = label.partition("/")
         group = self.groups.get(name)
         if group is None and self.default_provider is not None and label:
-            # A model named without a configured provider goes to the default one, whole.
+            if sep and label not in self._default_models:
+                # `nope/x`: a mistyped provider, or a model of the default one? Never guessed.
+                raise self._unknown_or_default(label, name, param)
+            # A model named without a provider (or listed for the default one) goes there whole.
             name, upstream_model = self.default_provider, label
             label = f"{name}/{upstream_model}"
             group = self.groups[name]
@@ -189,6 +195,18 @@ class Router:
             f"{problem} Name the model as 'provider/model' (for example '{example}/<model>')"
             + (f" or as an alias ({aliases})" if aliases else "")
             + f"; configured providers: {configured}.",
+            param=param,
+            code="unknown_provider",
+        )
+
+    def _unknown_or_default(self, label: str, name: str, param: str) -> BadRequest:
+        """`nope/x` with a default provider: both readings, and how to say each."""
+        default = self.default_provider
+        configured = ", ".join(sorted(self.groups))
+        return BadRequest(
+            f"Unknown provider {name!r} in model {label!r} (configured providers: "
+            f"{configured}); or, if {label!r} is a model of the default provider {default!r}, "
+            f"name it '{default}/{label}' (or list it in [providers.{default}] models).",
             param=param,
             code="unknown_provider",
         )

@@ -7,7 +7,8 @@ Requests follow platform.claude.com/docs/en/api/messages; answers are translated
 - user content -> text and image blocks (`data:` URLs as base64 sources, http(s) as url ones);
 - assistant `tool_calls` -> `tool_use` blocks (arguments parsed into `input`), and the
   `reasoning` + `reasoning_signature` of an earlier answer -> a `thinking` block first in its
-  turn (reasoning without a signature is dropped: Anthropic rejects unsigned thinking);
+  turn (reasoning without a signature is dropped: Anthropic rejects unsigned thinking), then
+  its `reasoning_redacted` data -> `redacted_thinking` blocks (a tool loop needs them back);
 - `tool` messages -> `tool_result` blocks in a user turn. Consecutive messages that land on the
   same role are merged into one turn, as Anthropic wants user and assistant to alternate;
 - tools -> `input_schema` from `parameters`; tool_choice auto/none/required/function ->
@@ -272,6 +273,9 @@ def _assistant_blocks(message: Message, i: int) -> list[dict[str, Any]]:
                 "signature": message.reasoning_signature,
             }
         )
+    blocks += [
+        {"type": "redacted_thinking", "data": data} for data in message.reasoning_redacted or ()
+    ]
     blocks += _content_blocks(message.content, f"messages[{i}].content")
     for j, call in enumerate(message.tool_calls or ()):
         where = f"messages[{i}].tool_calls[{j}].function.arguments"

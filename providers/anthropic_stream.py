@@ -131,6 +131,7 @@ class _Block(msgspec.Struct, gc=False):
     text: str = ""
     thinking: str = ""
     signature: str = ""
+    data: str = ""  # a redacted_thinking block's
 
 
 class _BlockStart(msgspec.Struct, gc=False):
@@ -236,8 +237,10 @@ class MessagesStream(EventTranslator[Event | Comment]):
         if block.type == "tool_use":
             tool = self._tools[start.index] = _ToolBlock(len(self._tools))
             return sink.tool_call(tool.index, block.id, block.name)
-        # server_tool_use / web_search_tool_result ran at Anthropic; redacted_thinking is
-        # opaque: none of them is something an OpenAI client can act on.
+        if block.type == "redacted_thinking":  # opaque, but needed back in a tool loop
+            return sink.reasoning_redacted(block.data)
+        # server_tool_use / web_search_tool_result ran at Anthropic: nothing an OpenAI client
+        # can act on.
         return b""
 
     def _on_block_delta(self, event: _BlockDelta) -> bytes:
@@ -328,6 +331,7 @@ class _ContentBlock(msgspec.Struct, gc=False):
     input: msgspec.Raw = msgspec.Raw(b"{}")
     thinking: str = ""
     signature: str = ""
+    data: str = ""
 
 
 class _Answer(msgspec.Struct, gc=False):
@@ -353,6 +357,7 @@ def translate_message(body: bytes, provider: str, model: str) -> bytes:
     texts: list[str] = []
     thoughts: list[str] = []
     signatures: list[str] = []
+    redacted: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in answer.content:
         if block.type == "text":
@@ -360,6 +365,8 @@ def translate_message(body: bytes, provider: str, model: str) -> bytes:
         elif block.type == "thinking":
             thoughts.append(block.thinking)
             signatures.append(block.signature)
+        elif block.type == "redacted_thinking":
+            redacted.append(block.data)
         elif block.type == "tool_use":
             arguments = bytes(block.input).decode() or "{}"
             calls.append({"id": block.id, "name": block.name, "arguments": arguments})
@@ -371,5 +378,6 @@ def translate_message(body: bytes, provider: str, model: str) -> bytes:
         tool_calls=calls or None,
         reasoning="".join(thoughts) or None,
         reasoning_signature="".join(signatures) or None,
+        reasoning_redacted=redacted or None,
         id=answer.id or None,
     )

@@ -68,6 +68,11 @@ class ChatSink(Protocol):
 
     def reasoning_signature(self, signature: str) -> bytes: ...
 
+    def reasoning_redacted(self, data: str) -> bytes:
+        """One redacted thinking block's opaque data (Anthropic's, Bedrock's), to be sent
+        back as it came."""
+        ...
+
     def tool_call(self, index: int, id: str, name: str, arguments: str = "") -> bytes:
         """The start of tool call `index` (0, 1, ... in the order the calls began)."""
         ...

@@ -318,6 +318,8 @@ def _assistant_blocks(message: Message, i: int) -> list[dict[str, Any]]:
         # A signed thinking block goes back first and unchanged, as Claude requires.
         signed = {"text": message.reasoning, "signature": message.reasoning_signature}
         blocks.append({"reasoningContent": {"reasoningText": signed}})
+    for data in message.reasoning_redacted or ():
+        blocks.append({"reasoningContent": {"redactedContent": data}})
     text = text_only(message, i)
     if text:
         blocks.append({"text": text})
@@ -398,6 +400,7 @@ class _ReasoningText(msgspec.Struct, gc=False):
 
 class _Reasoning(msgspec.Struct, gc=False):
     reasoningText: _ReasoningText | None = None
+    redactedContent: str | None = None  # base64: a redacted thinking block's data
 
 
 class _Block(msgspec.Struct, gc=False):
@@ -446,6 +449,12 @@ def answer_to_completion(answer: _Answer, model: str) -> bytes:
         tool_calls=calls or None,
         reasoning="".join(t.text for t in thoughts) or None,
         reasoning_signature=next((t.signature for t in thoughts if t.signature), None),
+        reasoning_redacted=[
+            b.reasoningContent.redactedContent
+            for b in blocks
+            if b.reasoningContent and b.reasoningContent.redactedContent
+        ]
+        or None,
     )
 
 
@@ -473,6 +482,7 @@ class _ToolInput(msgspec.Struct, gc=False):
 class _ReasoningDelta(msgspec.Struct, gc=False):
     text: str | None = None
     signature: str | None = None
+    redactedContent: str | None = None
 
 
 class _Delta(msgspec.Struct, gc=False):
@@ -572,9 +582,11 @@ class BedrockStream(EventTranslator[tuple[dict[str, Any], bytes]]):
             index = self._tool_blocks.get(event.contentBlockIndex)
             return b"" if index is None else sink.tool_arguments(index, delta.toolUse.input)
         reasoning = delta.reasoningContent
-        if reasoning is not None:  # redactedContent has no text to show
-            return sink.reasoning(reasoning.text or "") + sink.reasoning_signature(
-                reasoning.signature or ""
+        if reasoning is not None:  # redactedContent has no text to show, but goes back
+            return (
+                sink.reasoning(reasoning.text or "")
+                + sink.reasoning_signature(reasoning.signature or "")
+                + sink.reasoning_redacted(reasoning.redactedContent or "")
             )
         return b""
 

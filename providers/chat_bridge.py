@@ -81,6 +81,9 @@ class ChatBridge:
     def reasoning_signature(self, signature: str) -> bytes:
         return self._on_signature(signature) if signature else b""
 
+    def reasoning_redacted(self, data: str) -> bytes:
+        return self._on_redacted(data) if data else b""
+
     def tool_call(self, index: int, id: str, name: str, arguments: str = "") -> bytes:
         out = b""
         if index not in self._calls:
@@ -112,6 +115,9 @@ class ChatBridge:
 
     def _on_signature(self, signature: str) -> bytes:
         raise NotImplementedError
+
+    def _on_redacted(self, data: str) -> bytes:
+        return b""  # a format with no redacted thinking of its own has nothing to show
 
     def _on_tool_call(self, index: int, id: str, name: str) -> bytes:
         raise NotImplementedError

@@ -34,6 +34,7 @@ class _Delta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning: str | None = None
     reasoning_signature: str | None = None
+    reasoning_redacted: list[str] | None = None
     tool_calls: list[_ToolCallDelta] | None = None
 
 
@@ -107,6 +108,8 @@ class ChatChunkReader(EventTranslator[Event | Comment]):
             out.append(sink.reasoning(delta.reasoning))
         if delta.reasoning_signature:
             out.append(sink.reasoning_signature(delta.reasoning_signature))
+        for data in delta.reasoning_redacted or ():
+            out.append(sink.reasoning_redacted(data))
         if delta.content:
             out.append(sink.content(delta.content))
         for call in delta.tool_calls or ():

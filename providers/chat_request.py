@@ -54,6 +54,7 @@ class Message(msgspec.Struct, gc=False):
     # A previous answer's reasoning, sent back so the provider can continue from it.
     reasoning: str | None = None
     reasoning_signature: str | None = None
+    reasoning_redacted: list[str] | None = None  # redacted thinking blocks' data, in order
 
 
 class FunctionDef(msgspec.Struct, gc=False):

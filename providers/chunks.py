@@ -8,7 +8,9 @@ and the whole answer agree for every provider.
 
 Reasoning (Anthropic "thinking", Gemini "thought" parts) travels as `delta.reasoning` text, and
 the block's signature as `delta.reasoning_signature`, so a client can send both back on the
-assistant message of its next turn (`reasoning`, `reasoning_signature`).
+assistant message of its next turn (`reasoning`, `reasoning_signature`). A redacted thinking
+block (its content encrypted) travels as `delta.reasoning_redacted: [data]`, a list the OpenAI
+SDK's accumulator extends, and goes back the same way (`reasoning_redacted: [data, ...]`).
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ class ChatStreamWriter:
     def reasoning_signature(self, signature: str) -> bytes:
         return self._chunk({"reasoning_signature": signature}) if signature else b""
 
+    def reasoning_redacted(self, data: str) -> bytes:
+        return self._chunk({"reasoning_redacted": [data]}) if data else b""
+
     def tool_call(self, index: int, id: str, name: str, arguments: str = "") -> bytes:
         """The start of tool call `index` (0, 1, ... in the order the calls began)."""
         call = {
@@ -141,6 +146,7 @@ def chat_completion(
     tool_calls: list[dict[str, Any]] | None = None,
     reasoning: str | None = None,
     reasoning_signature: str | None = None,
+    reasoning_redacted: list[str] | None = None,
     id: str | None = None,
     created: int | None = None,
 ) -> bytes:
@@ -150,6 +156,8 @@ def chat_completion(
         message["reasoning"] = reasoning
     if reasoning_signature:
         message["reasoning_signature"] = reasoning_signature
+    if reasoning_redacted:
+        message["reasoning_redacted"] = reasoning_redacted
     if tool_calls:
         message["tool_calls"] = [
             {
@@ -182,6 +190,7 @@ class AnswerCollector:
         self._text: list[str] = []
         self._reasoning: list[str] = []
         self._signature = ""
+        self._redacted: list[str] = []
         self._calls: list[dict[str, Any]] = []
         self._finish = "stop"
         self._usage: dict[str, Any] | None = None
@@ -202,6 +211,10 @@ class AnswerCollector:
 
     def reasoning_signature(self, signature: str) -> bytes:
         self._signature += signature
+        return b""
+
+    def reasoning_redacted(self, data: str) -> bytes:
+        self._redacted.append(data)
         return b""
 
     def tool_call(self, index: int, id: str, name: str, arguments: str = "") -> bytes:
@@ -232,4 +245,5 @@ class AnswerCollector:
             tool_calls=self._calls,
             reasoning="".join(self._reasoning) or None,
             reasoning_signature=self._signature or None,
+            reasoning_redacted=self._redacted or None,
         )

@@ -205,6 +205,10 @@ class MessagesFromChat(ChatBridge):
         delta = {"type": "signature_delta", "signature": signature}
         return self._delta("thinking", block, delta)
 
+    def _on_redacted(self, data: str) -> bytes:
+        # A block of its own with no deltas, as Anthropic streams it.
+        return self._begin("redacted_thinking", {"type": "redacted_thinking", "data": data})
+
     def _on_tool_call(self, index: int, id: str, name: str) -> bytes:
         block = {"type": "tool_use", "id": id, "name": name, "input": {}}
         out = self._begin("tool_use", block)
@@ -236,7 +240,7 @@ class MessagesFromChat(ChatBridge):
 
 def message_from_chat(body: bytes) -> bytes:
     """A non-streamed chat completion as an Anthropic Message, agreeing with the stream:
-    thinking, then text, then one tool_use block per call."""
+    thinking, redacted thinking, then text, then one tool_use block per call."""
     completion, choice, message = read_completion(body)
     content: list[dict[str, Any]] = []
     if message.get("reasoning") or message.get("reasoning_signature"):
@@ -247,6 +251,8 @@ def message_from_chat(body: bytes) -> bytes:
                 "signature": message.get("reasoning_signature") or "",
             }
         )
+    for data in message.get("reasoning_redacted") or ():
+        content.append({"type": "redacted_thinking", "data": data})
     if message.get("content"):
         content.append({"type": "text", "text": message["content"]})
     for call in message.get("tool_calls") or []:

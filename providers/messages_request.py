@@ -7,22 +7,31 @@ a 400 naming the field (`messages[1].content[0].type`). How it maps (the inverse
 
 - `system` (a string or text blocks) -> one system message, the blocks' texts joined by a blank
   line; `cache_control` anywhere is dropped (a caching hint for Anthropic alone);
+- a `system` message inside `messages` (mid-conversation system messages: Claude Code's default
+  model sends them) -> a system message where it stands, as chat allows one anywhere (each
+  provider's translation then folds it as its format allows: Anthropic, Gemini and Bedrock
+  into their top-level system prompt). One with `clear_at: "next_user_message"` is left out
+  once a later user message exists, as Anthropic hides it then; its per-turn `output_config`
+  is dropped. `tool_addition` / `tool_removal` blocks are a 400 worded as Anthropic refuses a
+  system role, so a client falls back to sending the text in a user turn;
 - user turns -> `tool` messages for their `tool_result` blocks (first, as chat wants them right
   after the assistant's calls), then one user message for the rest: text, images (base64
   sources as `data:` URLs, url sources as they are), documents (a PDF as a `file` part, a text
   source as text). Images inside a tool_result go in that user message: chat tool messages
   take text only;
 - assistant turns -> content (their text blocks joined), `tool_use` -> `tool_calls` (input as
-  the arguments' JSON text), `thinking` -> `reasoning` + `reasoning_signature`;
-  `redacted_thinking` is dropped (opaque to any other provider);
+  the arguments' JSON text), `thinking` -> `reasoning` + `reasoning_signature`,
+  `redacted_thinking` -> `reasoning_redacted` (its data: only Claude, behind Bedrock or an
+  Anthropic provider, reads it; any other provider ignores it);
 - tools -> functions (`input_schema` -> `parameters`); server tools (web search, bash, ...) and
   `mcp_servers` are a 400: only Anthropic runs them;
 - tool_choice auto/any/tool/none -> auto/required/function/none, and
   `disable_parallel_tool_use` -> `parallel_tool_calls: false`;
 - max_tokens, stop_sequences -> stop, temperature, top_p, metadata.user_id -> user, stream;
-- thinking (`budget_tokens`) or output_config.effort -> reasoning_effort (see
-  `_effort_for_budget`); structured output (`output_config.format`, or the older top-level
-  `output_format`) -> a json_schema response_format.
+- thinking (`budget_tokens`, or `adaptive` with output_config.effort) -> reasoning_effort (see
+  `_reasoning_effort`), only when thinking is asked for; structured output
+  (`output_config.format`, or the older top-level `output_format`) -> a json_schema
+  response_format.
 
 `top_k` is dropped: chat has no such parameter, and OpenAI answers an unknown one with a 400;
 Bifrost drops it the same way for OpenAI-style targets. Hints that change nothing in the
@@ -32,6 +41,7 @@ answer (top-level `cache_control`, `service_tier`, `inference_geo`, `speed`, `di
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import msgspec
@@ -97,6 +107,14 @@ class _RedactedThinkingBlock(msgspec.Struct, tag="redacted_thinking", tag_field=
     data: str = ""
 
 
+class _ToolAdditionBlock(msgspec.Struct, tag="tool_addition", tag_field="type", gc=False):
+    tool: Any = None  # mid-conversation tool changes: a system message's, Anthropic's alone
+
+
+class _ToolRemovalBlock(msgspec.Struct, tag="tool_removal", tag_field="type", gc=False):
+    tool: Any = None
+
+
 _Block = (
     _TextBlock
     | _ImageBlock
@@ -105,12 +123,17 @@ _Block = (
     | _ToolResultBlock
     | _ThinkingBlock
     | _RedactedThinkingBlock
+    | _ToolAdditionBlock
+    | _ToolRemovalBlock
 )
+
+_ROLES = ("user", "assistant", "system")
 
 
 class _Message(msgspec.Struct, gc=False):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[_Block]
+    clear_at: Literal["next_user_message", "never"] | None = None  # a system message's
 
 
 class _Tool(msgspec.Struct, gc=False):
@@ -210,7 +233,24 @@ def decode_messages_request(body: RawBody) -> MessagesRequest:
     try:
         return _decoder.decode(msgspec.json.encode(body))
     except msgspec.ValidationError as exc:
-        raise validation_error(exc) from None
+        raise _anthropic_validation_error(exc) from None
+
+
+def _anthropic_validation_error(exc: msgspec.ValidationError) -> BadRequest:
+    """The 400 for a body that does not fit the structs, worded as Anthropic words it
+    (`messages.1.role: Input should be 'user', 'assistant' or 'system'`, `max_tokens: Field
+    required`), for clients that read Anthropic's messages. Its param keeps the gateway's
+    own form (`messages[1].role`)."""
+    error = validation_error(exc)
+    param = error.param or ""
+    problem = str(exc).rpartition(" - at `$")[0] or str(exc)
+    if error.code == "missing_required_parameter":
+        problem = "Field required"
+    elif re.fullmatch(r"messages\[\d+\]\.role", param):
+        problem = f"Input should be {', '.join(map(repr, _ROLES[:-1]))} or {_ROLES[-1]!r}"
+    where = re.sub(r"\[(\d+)\]", r".\1", param)
+    message = f"{where}: {problem}" if where else problem
+    return BadRequest(message, param=error.param, code=error.code)
 
 
 # --- the chat request ----------------------------------------------------------------------
@@ -227,11 +267,14 @@ def messages_to_chat(body: RawBody) -> RawBody:
             code="unsupported_parameter",
         )
     messages = _system(request.system)
+    last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
     for i, message in enumerate(request.messages):
         if message.role == "user":
             messages += _user_messages(message.content, i)
-        else:
+        elif message.role == "assistant":
             messages.append(_assistant_message(message.content, i))
+        elif message.clear_at != "next_user_message" or i > last_user:
+            messages += _system_message(message.content, i)
     chat: dict[str, Any] = {
         "model": request.model,
         "messages": messages,
@@ -269,6 +312,27 @@ def _system(system: str | list[_TextBlock] | None) -> list[dict[str, Any]]:
         return []
     text = system if isinstance(system, str) else "\n\n".join(block.text for block in system)
     return [{"role": "system", "content": text}]
+
+
+def _system_message(content: str | list[_Block], i: int) -> list[dict[str, Any]]:
+    """A system message inside `messages`, kept where it stands (none if it has no text)."""
+    if isinstance(content, str):
+        return [{"role": "system", "content": content}] if content else []
+    texts = []
+    for j, block in enumerate(content):
+        if not isinstance(block, _TextBlock):
+            # Worded as Anthropic refuses a system role, so that a client falls back to
+            # sending the text in a user turn (Claude Code does).
+            raise BadRequest(
+                f"messages.{i}.content.{j}: {_type_of(block)!r} blocks in a message with "
+                'role "system" are not supported when the provider is not Anthropic: only '
+                "text blocks can be sent.",
+                param=f"messages[{i}].content[{j}].type",
+                code="invalid_value",
+            )
+        texts.append(block.text)
+    text = "\n\n".join(texts)
+    return [{"role": "system", "content": text}] if text else []
 
 
 def _user_messages(content: str | list[_Block], i: int) -> list[dict[str, Any]]:
@@ -366,7 +430,10 @@ def _assistant_message(content: str | list[_Block], i: int) -> dict[str, Any]:
             message["reasoning"] = message.get("reasoning", "") + block.thinking
             if block.signature:
                 message["reasoning_signature"] = block.signature
-        elif not isinstance(block, _RedactedThinkingBlock):
+        elif isinstance(block, _RedactedThinkingBlock):
+            if block.data:
+                message.setdefault("reasoning_redacted", []).append(block.data)
+        else:
             where = f"messages[{i}].content[{j}].type"
             raise BadRequest(
                 f"Invalid value for '{where}': an assistant message cannot hold a "
@@ -438,19 +505,24 @@ def _effort_for_budget(budget: int) -> str:
 
 
 def _reasoning_effort(request: MessagesRequest) -> str | None:
-    """None when the request asks for no thinking (disabled, or adaptive with no effort):
-    the provider then thinks as it does by default, and a model that cannot think is not
-    sent a parameter it would refuse."""
+    """The chat reasoning_effort, sent only when the request asks for thinking: `enabled`
+    (its budget, bucketed) or `adaptive` with an effort. With thinking disabled or not asked
+    for (Claude Code's title request names an effort with thinking disabled), none: the
+    provider then thinks as it does by default, and a model that cannot think is not sent a
+    parameter it would refuse. `output_config.effort`, when given, names the level."""
     effort = request.output_config.effort if request.output_config else None
+    if effort is not None and effort not in _EFFORTS:
+        raise BadRequest(
+            f"output_config.effort: Input should be {', '.join(map(repr, _EFFORTS))} "
+            f"(got {effort!r}).",
+            param="output_config.effort",
+            code="invalid_value",
+        )
+    thinking = request.thinking
+    if thinking is None or isinstance(thinking, _ThinkingDisabled):
+        return None
     if effort is not None:
-        if effort not in _EFFORTS:
-            raise BadRequest(
-                f"Invalid value for 'output_config.effort': {effort!r} "
-                f"(expected one of {', '.join(_EFFORTS)}).",
-                param="output_config.effort",
-                code="invalid_value",
-            )
         return _EFFORTS[effort]
-    if isinstance(request.thinking, _ThinkingEnabled):
-        return _effort_for_budget(request.thinking.budget_tokens)
+    if isinstance(thinking, _ThinkingEnabled):
+        return _effort_for_budget(thinking.budget_tokens)
     return None

@@ -13,7 +13,8 @@ It is a fair stand-in for an OpenAI server:
   as OpenAI checks them (below 1, or below 0 for legacy completions: a 400);
 - `tools`: it calls the first offered function (or the one `tool_choice` names) with arguments
   valid for its JSON schema (`providers/mock_schema.py`), finish_reason "tool_calls", unless
-  `tool_choice` is "none" or the last message is a tool result (then it answers text);
+  `tool_choice` is "none" or the last message (system messages aside) is a tool result (then
+  it answers text);
 - `response_format`: `json_object` gives a JSON object, `json_schema` a valid instance;
 - `n`: that many choices, streamed interleaved by index as OpenAI does; usage counts them all;
 - failures on demand by model name (`status-503`, `error-first`, `cut-after-3`):
@@ -289,7 +290,9 @@ def _function_to_call(request: _MockRequest) -> FunctionDef | None:
         messages = _decode_messages(request.messages) if request.messages else []
     except msgspec.ValidationError:
         messages = []  # a malformed conversation: no tool result to be seen
-    if messages and messages[-1].role == "tool":
+    # System messages after the tool's result (Claude Code appends them) change nothing.
+    turns = [message for message in messages if message.role not in ("system", "developer")]
+    if turns and turns[-1].role == "tool":
         return None  # the tool answered: the turn ends in text, so an agent loop ends
     if isinstance(choice, NamedToolChoice):
         return next(f for f in functions if f.name == choice.function.name)

@@ -180,6 +180,7 @@ def test_claude_code_style_request_becomes_the_equivalent_chat_request() -> None
                 "content": "Let me check.",
                 "reasoning": "Look at it.",
                 "reasoning_signature": SIGNATURE,
+                "reasoning_redacted": ["opaque"],
                 "tool_calls": [
                     {
                         "id": "toolu_1",
@@ -300,7 +301,10 @@ def test_tool_choice_mapping(choice: dict[str, Any], expected: dict[str, Any]) -
         ({"thinking": {"type": "disabled"}}, None),
         ({"thinking": {"type": "adaptive"}}, None),
         ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}, "low"),
-        ({"output_config": {"effort": "max"}}, "high"),
+        ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}, "high"),
+        # An effort without thinking asks for none (Claude Code's title request).
+        ({"thinking": {"type": "disabled"}, "output_config": {"effort": "high"}}, None),
+        ({"output_config": {"effort": "max"}}, None),
     ],
 )
 def test_thinking_becomes_a_reasoning_effort(fields: dict[str, Any], effort: str | None) -> None:

@@ -550,3 +550,31 @@ async def test_an_upload_with_several_candidates_is_sent_whole_to_each(
         )
     assert transcript.text == "heard whisper"
     assert received["a"] == received["b"] == audio
+
+
+async def test_a_default_provider_never_takes_an_unknown_prefix(
+    upstream: FakeUpstream, start_gateway: GatewayFactory
+) -> None:
+    """`nope/x` with a default provider is a mistyped provider or a model of the default
+    one: the gateway does not guess; the 400 names both readings. A bare name, or a slash
+    name listed for the default provider, goes there whole."""
+    url = await start_gateway(
+        '[server]\ndefault_provider = "router"\n[providers.mock]\n'
+        + provider_toml(upstream.url, "router", api_key="k", models=["meta-llama/llama-3"])
+    )
+    upstream.handler = answering(chat_completion("ok"))
+    client = sdk(url)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="nope/x", messages=MESSAGES)  # type: ignore[arg-type]
+    error = caught.value.body
+    assert error["code"] == "unknown_provider" and error["param"] == "model"  # type: ignore[index]
+    message = error["message"]  # type: ignore[index]
+    assert "Unknown provider 'nope' in model 'nope/x'" in message
+    assert "configured providers: mock, router" in message
+    assert "model of the default provider 'router', name it 'router/nope/x'" in message
+    assert not upstream.requests
+    for model in ("claude-sonnet-4-6", "meta-llama/llama-3", "router/nope/x"):
+        await client.chat.completions.create(model=model, messages=MESSAGES)  # type: ignore[arg-type]
+    sent = [request["body"]["model"] for request in upstream.requests]
+    assert sent == ["claude-sonnet-4-6", "meta-llama/llama-3", "nope/x"]
+    await client.close()

@@ -14,6 +14,19 @@ import orjson
 
 from wire.redact import redact
 
+# The header the OpenAI and Anthropic SDKs (and Claude Code) read before their own retry rule:
+# "false" stops them retrying an answer no retry can fix (a wrong key would otherwise be
+# retried for minutes by Claude Code), "true" lets them retry one that may pass next time.
+SHOULD_RETRY = "x-should-retry"
+# The statuses a retry may fix, as both SDKs count them: a timeout, a conflict, a rate limit;
+# and every 5xx.
+_RETRYABLE = frozenset({408, 409, 429})
+
+
+def retry_may_help(status: int) -> bool:
+    """Whether the same request sent again may get another answer than `status`."""
+    return status in _RETRYABLE or status >= 500
+
 
 class GatewayError(Exception):
     """Base of every error the client may see; subclasses fix status and type."""
@@ -21,6 +34,7 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    retryable: bool | None = None  # None: as its status says (`retry_may_help`)
 
     def __init__(
         self,
@@ -42,6 +56,12 @@ class GatewayError(Exception):
             self.status = status
         if type is not None:
             self.type = type
+
+    def should_retry(self, status: int | None = None) -> bool:
+        """Whether a client may retry this answer, sent with `status` (default: its own)."""
+        if self.retryable is not None:
+            return self.retryable
+        return retry_may_help(self.status if status is None else status)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +144,7 @@ class ProviderAuthError(GatewayError):
     status = 502
     type = "upstream_error"
     code = "provider_auth_failed"
+    retryable = False  # the gateway's configuration must change first
 
 
 class UpstreamUnreachable(GatewayError):

@@ -10,11 +10,13 @@ metrics apply as on the OpenAI routes; errors come in Anthropic's shape.
 
 from __future__ import annotations
 
+import orjson
 from aiohttp import web
 
 from gateway import errors
 from gateway.app_keys import DISPATCHER
-from gateway.dispatch import Call
+from gateway.auth import GATEWAY_KEY
+from gateway.dispatch import SERVED_BY, Call
 from gateway.first_content import ContentProbe, TypedEvents
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, through_chat, unchanged
@@ -28,10 +30,14 @@ from providers.messages_bridge import (
     message_from_chat,
     messages_to_chat,
 )
+from providers.messages_count import estimate_input_tokens
 from wire.errors import GatewayError
 from wire.operations import Operation
 
 PATH_PREFIX = "/v1/messages"
+# On a token count the gateway estimated: "estimate" (a provider's own count has none).
+TOKEN_COUNT = "x-gateway-token-count"
+JSON = "application/json"
 # Before the first content an Anthropic stream sends message_start, pings and the start of
 # its first block (a tool_use block's input follows in deltas).
 MESSAGES_PREAMBLE = frozenset({"message_start", "ping", "content_block_start"})
@@ -79,8 +85,19 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
-    """Passed through to an Anthropic provider; any other cannot count Anthropic's tokens."""
+    """Passed through when the provider that would serve the model counts tokens itself
+    (Anthropic); for any other, estimated by the gateway (`providers/messages_count.py`),
+    never by calling a model, and said so: `x-gateway-token-count: estimate`."""
     parsed = parse_request(await request.read(), Operation.COUNT_TOKENS)
+    dispatcher = request.app[DISPATCHER]
+    key = request.get(GATEWAY_KEY)
+    if key is not None:
+        key.check_models([parsed.model, *parsed.fallbacks])
+    first = dispatcher.router.plan(parsed.model, Operation.MESSAGES, parsed.fallbacks)[0]
+    if Operation.COUNT_TOKENS not in first.group.provider.operations:
+        counted = {"input_tokens": estimate_input_tokens(parsed.body)}
+        headers = {TOKEN_COUNT: "estimate", SERVED_BY: first.label}
+        return web.Response(body=orjson.dumps(counted), headers=headers, content_type=JSON)
 
     def prepare(provider: Provider, model: str) -> Prepared:
         upstream = provider.build_request(Operation.COUNT_TOKENS, model, parsed.body, False)
@@ -100,4 +117,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
 
 
-__all__ = ["PATH_PREFIX", "add_routes", "error_response"]
+__all__ = ["PATH_PREFIX", "TOKEN_COUNT", "add_routes", "error_response"]
