@@ -10,7 +10,8 @@ field. How it maps (the inverse of `providers.gemini`):
   an image_url part for images, input_audio for audio, a file part for anything else;
   `fileData` images by their URI), and before it one `tool` message per `functionResponse`
   part; role "model" -> an assistant message: text parts as content, `thought` parts as
-  `reasoning`, the first `thoughtSignature` as `reasoning_signature`, `functionCall` parts as
+  `reasoning`, the first `thoughtSignature` as `reasoning_signature` (but Google's stand-ins
+  for none, `skip_thought_signature_validator`, which Gemini CLI sends), `functionCall` parts as
   `tool_calls`. A call without an `id` gets one, and the response that answers it (the next
   `functionResponse` of its name) gets the same;
 - `tools[].functionDeclarations` -> functions: `parametersJsonSchema` with its types in lower
@@ -201,6 +202,14 @@ def gemini_to_chat(body: RawBody, model: str, stream: bool) -> RawBody:
     return {key: msgspec.Raw(orjson.dumps(value)) for key, value in chat.items()}
 
 
+# What a client sends as the thoughtSignature of a call that has none (one a model without
+# Gemini's signatures made): Google's documented stand-ins, which Gemini CLI sends. They are no
+# signature, so nothing goes on to another provider.
+_NO_SIGNATURES = frozenset(
+    {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
+)
+
+
 class _Conversation:
     """The chat messages for `contents`, pairing each function response with its call's id."""
 
@@ -226,7 +235,8 @@ class _Conversation:
         calls: list[dict[str, Any]] = []
         signature: str | None = None
         for j, part in enumerate(parts):
-            signature = signature or part.thought_signature
+            if part.thought_signature not in _NO_SIGNATURES:
+                signature = signature or part.thought_signature
             call = part.function_call
             if call is not None:
                 call_id = call.id or self._new_id()

@@ -209,6 +209,26 @@ def test_translated_request_is_taken_by_translating_providers(provider: Any) -> 
     assert provider.build_request(Operation.CHAT, "model", chat, True).body
 
 
+def test_a_stand_in_for_no_signature_goes_nowhere() -> None:
+    # Gemini CLI signs a call that came without a signature with Google's stand-in.
+    call = {"functionCall": {"name": "f", "args": {}, "id": "c1"}}
+    contents = [
+        _user(),
+        {
+            "role": "model",
+            "parts": [{**call, "thoughtSignature": "skip_thought_signature_validator"}],
+        },
+        {
+            "role": "user",
+            "parts": [{"functionResponse": {"name": "f", "id": "c1", "response": {}}}],
+        },
+    ]
+    (assistant,) = [
+        m for m in _chat({"contents": contents})["messages"] if m["role"] == "assistant"
+    ]
+    assert "reasoning_signature" not in assistant and assistant["tool_calls"][0]["id"] == "c1"
+
+
 def test_function_responses_answer_their_calls_in_order() -> None:
     """Parallel calls of one function without ids: each response takes the next call's id;
     an id the client gave is used as it is."""
