@@ -16,8 +16,8 @@ field. How it maps (the inverse of `providers.gemini`):
   `functionResponse` of its name) gets the same;
 - `tools[].functionDeclarations` -> functions: `parametersJsonSchema` with its types in lower
   case (`lower_types`), `parameters` (Gemini's OpenAPI-style Schema) as the JSON schema it
-  stands for; built-in tools (Google
-  Search, code execution, URL context, ...) are a 400: only Gemini runs them;
+  stands for; built-in tools (Google Search, code execution, URL context, ...) are a 400:
+  only Gemini runs them;
 - `toolConfig.functionCallingConfig`: AUTO/VALIDATED -> auto, NONE -> none, ANY -> required,
   or the named function when `allowedFunctionNames` names one (several: only those tools go);
 - `generationConfig`: temperature, topP, maxOutputTokens -> max_tokens, stopSequences -> stop,
