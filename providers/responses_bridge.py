@@ -97,6 +97,7 @@ def _input_messages(items: Any) -> list[dict[str, Any]]:
     if not isinstance(items, list):
         raise BadRequest("`input` must be a string or a list of items.", param="input")
     messages: list[dict[str, Any]] = []
+    signature = None  # a reasoning item's, for the assistant turn it led to
     for item in items:
         kind = item.get("type", "message") if isinstance(item, dict) else None
         if kind == "message":
@@ -119,9 +120,16 @@ def _input_messages(items: Any) -> list[dict[str, Any]]:
                 {"role": "tool", "tool_call_id": item.get("call_id"), "content": content}
             )
         elif kind == "reasoning":
-            continue  # the provider's own reasoning cannot be replayed through chat
+            # Its text is not replayed through chat, but its signature (encrypted_content)
+            # goes back with the turn it led to: Gemini checks its thought signatures.
+            signature = item.get("encrypted_content") or signature
+            continue
         else:
             raise BadRequest(f"Unsupported input item type {kind!r}.", param="input")
+        last = messages[-1] if messages else None
+        if signature and last is not None and last["role"] == "assistant":
+            last["reasoning_signature"] = signature
+            signature = None
     return messages
 
 

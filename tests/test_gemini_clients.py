@@ -414,3 +414,28 @@ async def test_signature_survives_a_tool_loop_of_an_anthropic_client(
         answer = await claude.messages.create(messages=messages, **request)
     assert answer.content[-1].text == ANSWER  # type: ignore[union-attr]
     assert _signed_call(requests[1])["thoughtSignature"] == SIGNATURE
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_signature_survives_a_tool_loop_of_a_responses_client(
+    upstream: FakeUpstream, gateway: str, stream: bool
+) -> None:
+    requests: list[dict[str, Any]] = []
+    upstream.handler = gemini_tool_loop(requests)
+    tool: Any = {"type": "function", **WEATHER_TOOL["function"]}  # type: ignore[dict-item]
+    request: Any = {"model": "google/gemini-3-pro", "tools": [tool], "reasoning": {"effort": "low"}}
+    items: list[Any] = [{"role": "user", "content": "Weather in Oslo?"}]
+    async with openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key="x", max_retries=0) as sdk:
+        if stream:
+            async with sdk.responses.stream(input=items, **request) as events:
+                first = await events.get_final_response()
+        else:
+            first = await sdk.responses.create(input=items, **request)
+        reasoning = [item for item in first.output if item.type == "reasoning"]
+        assert [item.encrypted_content for item in reasoning] == [SIGNATURE]
+        call = next(item for item in first.output if item.type == "function_call")
+        items += [item.model_dump(exclude_none=True) for item in first.output]
+        items.append({"type": "function_call_output", "call_id": call.call_id, "output": "21"})
+        answer = await sdk.responses.create(input=items, **request)
+    assert answer.output_text == ANSWER
+    assert _signed_call(requests[1])["thoughtSignature"] == SIGNATURE
