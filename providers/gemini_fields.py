@@ -130,7 +130,10 @@ def camel_case(body: RawBody, message: Message) -> RawBody:
         name = _renamed(key, out, "")
         kind = message.fields.get(name)
         if kind is not None and _MAY_HOLD_PROTO_NAME.search(raw):
-            raw = msgspec.Raw(msgspec.json.encode(_field(msgspec.json.decode(raw), kind, name)))
+            value = msgspec.json.decode(raw)
+            renamed = _field(value, kind, name)
+            if renamed != value:  # else the client's bytes go on as they came
+                raw = msgspec.Raw(msgspec.json.encode(renamed))
         out[name] = raw
     return out
 
