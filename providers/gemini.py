@@ -27,7 +27,8 @@ its complete JSON arguments and an id (Gemini's own when it gives one, else a ge
 
 A client that speaks generateContent itself (`Operation.GENERATE_CONTENT`) is passed through:
 its body goes out unchanged, to `:streamGenerateContent?alt=sse` for any stream, and the stream
-is relayed (`providers.gemini_relay`).
+is relayed (`providers.gemini_relay`). So is countTokens (`Operation.COUNT_GEMINI_TOKENS`), a
+`generateContentRequest` in it naming the upstream's model, as Google requires.
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ class GeminiProviderConfig(HttpProviderConfig, frozen=True, tag="gemini"):
 class GeminiProvider(TranslatingProvider):
     """Builds Gemini requests from OpenAI chat requests and translates the answers back."""
 
-    operations = frozenset({Operation.CHAT, Operation.GENERATE_CONTENT})
+    operations = frozenset(
+        {Operation.CHAT, Operation.GENERATE_CONTENT, Operation.COUNT_GEMINI_TOKENS}
+    )
     label = "Gemini"
     key_header = "x-goog-api-key"
     key_prefix = ""
@@ -134,17 +137,25 @@ class GeminiProvider(TranslatingProvider):
     # logprobs, audio): a 400 naming the parameter rather than a silently different answer.
     unsupported: ClassVar[Mapping[str, Asks]] = {**CHOICES_AND_LOGPROBS, **AUDIO_OUTPUT}
 
-    def _url(self, model: str, stream: bool) -> str:
+    def _url(self, model: str, stream: bool, method: str = "generateContent") -> str:
         path = quote(model.removeprefix("models/"), safe="")
-        method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
-        return f"{self.base_url}/models/{path}{method}"
+        method = "streamGenerateContent?alt=sse" if stream else method
+        return f"{self.base_url}/models/{path}:{method}"
 
     def pass_through(
         self, operation: Operation, model: str, body: RawBody, stream: bool
     ) -> UpstreamRequest:
         # The client's own body; the URL names the model, so a `model` in the body (the name
         # the client routed by) stays here.
-        passed = {key: value for key, value in body.items() if key != "model"}
+        passed: dict[str, Any] = {key: value for key, value in body.items() if key != "model"}
+        if operation is Operation.COUNT_GEMINI_TOKENS:
+            inner = passed.get("generateContentRequest")
+            if inner is not None:  # it must name the model counted for, as the URL does
+                request = msgspec.json.decode(inner)
+                if isinstance(request, dict):
+                    passed["generateContentRequest"] = {**request, "model": f"models/{model}"}
+            url = self._url(model, False, "countTokens")
+            return self.post(url, msgspec.json.encode(passed))
         return self.post(self._url(model, stream), msgspec.json.encode(passed))
 
     def chat_request(self, request: ChatRequest, model: str, stream: bool) -> UpstreamRequest:
@@ -488,6 +499,12 @@ class GeminiStream(EventTranslator[Event | Comment]):
         sink = self.sink
         out = []
         for part in parts:
+            # One signature per answer: for parallel calls Gemini signs only the first one. It
+            # goes out before its part, while the thought it signs is still the open block
+            # for a bridge (an Anthropic thinking block, a Responses reasoning item).
+            if part.thought_signature and not self._signed:
+                self._signed = True
+                out.append(sink.reasoning_signature(part.thought_signature))
             call = part.function_call
             if call is not None:
                 call_id = call.id or f"call_{secrets.token_hex(12)}"
@@ -496,10 +513,6 @@ class GeminiStream(EventTranslator[Event | Comment]):
                 self._calls += 1
             elif part.text:
                 out.append(sink.reasoning(part.text) if part.thought else sink.content(part.text))
-            # One signature per answer: for parallel calls Gemini signs only the first one.
-            if part.thought_signature and not self._signed:
-                self._signed = True
-                out.append(sink.reasoning_signature(part.thought_signature))
         return b"".join(out)
 
 

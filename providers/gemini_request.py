@@ -1,31 +1,33 @@
 """A Gemini generateContent request as the equivalent OpenAI chat request, for other providers.
 
-The request follows ai.google.dev/api/generate-content (GenerateContentRequest, in the
-camelCase JSON every SDK sends); it is decoded once into the structs below, so a malformed one
-is a 400 naming the field. How it maps (the inverse of `providers.gemini`):
+The request follows ai.google.dev/api/generate-content (GenerateContentRequest, its fields
+named in camelCase by `providers.gemini_fields.camel_case`, whichever spelling the client
+sent); it is decoded once into the structs below, so a malformed one is a 400 naming the
+field. How it maps (the inverse of `providers.gemini`):
 
 - `systemInstruction` -> one system message (its parts' texts joined by a newline);
 - `contents`: role "user" (or none) -> a user message (text, `inlineData` as a `data:` URL:
   an image_url part for images, input_audio for audio, a file part for anything else;
   `fileData` images by their URI), and before it one `tool` message per `functionResponse`
   part; role "model" -> an assistant message: text parts as content, `thought` parts as
-  `reasoning`, the first `thoughtSignature` as `reasoning_signature`, `functionCall` parts as
+  `reasoning`, the first `thoughtSignature` as `reasoning_signature` (but Google's stand-ins
+  for none, `skip_thought_signature_validator`, which Gemini CLI sends), `functionCall` parts as
   `tool_calls`. A call without an `id` gets one, and the response that answers it (the next
   `functionResponse` of its name) gets the same;
-- `tools[].functionDeclarations` -> functions: `parametersJsonSchema` as it is, `parameters`
-  (Gemini's OpenAPI-style Schema) as the JSON schema it stands for; built-in tools (Google
-  Search, code execution, URL context, ...) are a 400: only Gemini runs them;
+- `tools[].functionDeclarations` -> functions: `parametersJsonSchema` with its types in lower
+  case (`lower_types`), `parameters` (Gemini's OpenAPI-style Schema) as the JSON schema it
+  stands for; built-in tools (Google Search, code execution, URL context, ...) are a 400:
+  only Gemini runs them;
 - `toolConfig.functionCallingConfig`: AUTO/VALIDATED -> auto, NONE -> none, ANY -> required,
   or the named function when `allowedFunctionNames` names one (several: only those tools go);
 - `generationConfig`: temperature, topP, maxOutputTokens -> max_tokens, stopSequences -> stop,
   seed, presencePenalty, frequencyPenalty, candidateCount 1, responseMimeType
-  application/json (+ responseJsonSchema or responseSchema) -> response_format, thinkingConfig
-  -> reasoning_effort (see `_reasoning_effort`).
+  application/json (+ responseJsonSchema, types lower-cased, or responseSchema) ->
+  response_format, thinkingConfig -> reasoning_effort (see `_reasoning_effort`).
 
 `topK` is dropped, as `top_k` is for Anthropic clients (no chat equivalent), and so are
 `safetySettings` and `generationConfig.mediaResolution`, Gemini's own filters and tokenizer
-knobs; any other parameter is a 400 naming it (snake_case spellings included: send the
-camelCase JSON every SDK sends).
+knobs; any other parameter is a 400 naming it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import orjson
 from providers.chat_bridge import validation_error
 from providers.chat_request import present
 from providers.gemini import THINKING_CONFIGS
-from providers.gemini_schema import json_schema
+from providers.gemini_schema import json_schema, lower_types
 from wire.errors import BadRequest
 from wire.operations import RawBody
 
@@ -200,6 +202,14 @@ def gemini_to_chat(body: RawBody, model: str, stream: bool) -> RawBody:
     return {key: msgspec.Raw(orjson.dumps(value)) for key, value in chat.items()}
 
 
+# What a client sends as the thoughtSignature of a call that has none (one a model without
+# Gemini's signatures made): Google's documented stand-ins, which Gemini CLI sends. They are no
+# signature, so nothing goes on to another provider.
+_NO_SIGNATURES = frozenset(
+    {"skip_thought_signature_validator", "context_engineering_is_the_way_to_go"}
+)
+
+
 class _Conversation:
     """The chat messages for `contents`, pairing each function response with its call's id."""
 
@@ -225,7 +235,8 @@ class _Conversation:
         calls: list[dict[str, Any]] = []
         signature: str | None = None
         for j, part in enumerate(parts):
-            signature = signature or part.thought_signature
+            if part.thought_signature not in _NO_SIGNATURES:
+                signature = signature or part.thought_signature
             call = part.function_call
             if call is not None:
                 call_id = call.id or self._new_id()
@@ -348,7 +359,7 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for j, declaration in enumerate(tool.function_declarations or ()):
             where = f"tools[{i}].functionDeclarations[{j}]"
             if declaration.parameters_json_schema is not None:
-                parameters = declaration.parameters_json_schema
+                parameters = lower_types(declaration.parameters_json_schema)
             elif declaration.parameters is not None:
                 parameters = json_schema(declaration.parameters, f"{where}.parameters")
             else:
@@ -431,7 +442,7 @@ def _response_format(config: _GenerationConfig) -> dict[str, Any]:
             "generationConfig.responseMimeType",
             f"{mime!r} (expected text/plain or application/json when the provider is not Gemini).",
         )
-    schema = config.response_json_schema
+    schema = lower_types(config.response_json_schema)
     if schema is None and config.response_schema is not None:
         schema = json_schema(config.response_schema, "generationConfig.responseSchema")
     if schema is None:
@@ -440,23 +451,32 @@ def _response_format(config: _GenerationConfig) -> dict[str, Any]:
     return {"response_format": {"type": "json_schema", "json_schema": json_format}}
 
 
-# thinkingConfig -> reasoning_effort, bucketed at the budgets `providers.gemini` gives each
-# effort (low 1024, medium 8192, high 24576), floor "low" ("minimal" is refused by OpenAI's
-# o-series). A budget of 0 (no thinking) or -1 (dynamic) sends no reasoning_effort: the
-# provider then does what it does by default, and a model that cannot think is not sent a
-# parameter it would refuse.
-_LEVELS = {"MINIMAL": "low", "LOW": "low", "MEDIUM": "medium", "HIGH": "high", "XHIGH": "high"}
+# thinkingConfig -> reasoning_effort, only when the client asked for thinking: a thinkingLevel
+# of LOW and above, or a thinkingBudget above 0, bucketed at the budgets `providers.gemini`
+# gives each effort (low 1024, medium 8192, high 24576). Google's docs give the rest no effort
+# to ask for: a budget of 0 turns thinking off, MINIMAL "matches the no thinking setting for
+# most queries", -1 (dynamic) leaves it to the model; with no thinkingConfig at all these send
+# no reasoning_effort, so the provider does what it does by default and a model that cannot
+# think is not sent a parameter it would refuse.
+_LEVELS = {
+    "THINKING_LEVEL_UNSPECIFIED": None,
+    "MINIMAL": None,
+    "LOW": "low",
+    "MEDIUM": "medium",
+    "HIGH": "high",
+    "XHIGH": "high",
+}
 
 
 def _reasoning_effort(thinking: _ThinkingConfig | None) -> str | None:
     if thinking is None:
         return None
     if thinking.thinking_level is not None:
-        level = _LEVELS.get(thinking.thinking_level.upper())
-        if level is None:
+        level = thinking.thinking_level.upper()
+        if level not in _LEVELS:
             param = "generationConfig.thinkingConfig.thinkingLevel"
             raise _bad(param, f"{thinking.thinking_level!r}.")
-        return level
+        return _LEVELS[level]
     budget = thinking.thinking_budget
     if budget is None or budget <= 0:
         return None

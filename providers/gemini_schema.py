@@ -4,7 +4,9 @@ Tool parameters (`functionDeclarations[].parameters`) and structured output
 (`generationConfig.responseSchema`) take Gemini's Schema object
 (ai.google.dev/api/caching#Schema), not JSON schema: `gemini_schema` keeps the keys it knows,
 inlines local `$ref`s and spells nullability and alternatives its way. `json_schema` goes the
-other way, for a Gemini client's tools and response schema sent to another provider.
+other way, for a Gemini client's tools and response schema sent to another provider, and
+`lower_types` spells the types of a JSON schema a Gemini client wrote (`"OBJECT"`) as JSON
+schema does.
 """
 
 from __future__ import annotations
@@ -184,3 +186,55 @@ def json_schema(schema: Any, param: str, depth: int = 0) -> Any:
     if schema.get("nullable") is True and "type" in result:
         result["type"] = [result["type"], "null"]
     return result
+
+
+# JSON-schema keywords whose value is a schema, a list of schemas, or a map of them (draft
+# 2020-12 and draft 7 spellings both): where `lower_types` looks for more types.
+_SUBSCHEMA = frozenset(
+    {
+        "items",
+        "additionalItems",
+        "additionalProperties",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+        "contains",
+        "propertyNames",
+        "not",
+        "if",
+        "then",
+        "else",
+    }
+)
+_SUBSCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
+_SUBSCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+
+
+def lower_types(schema: Any) -> Any:
+    """A JSON schema with Gemini-style type names (`"OBJECT"`, `["STRING", "NULL"]`) in JSON
+    schema's lower case, at every depth; everything else as it was. Gemini takes either in
+    `parametersJsonSchema` and `responseJsonSchema` (Gemini CLI sends capitals); other
+    providers take only the lower case."""
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "type":
+            value = (
+                [_lower_type(v) for v in value] if isinstance(value, list) else _lower_type(value)
+            )
+        elif key in _SUBSCHEMA:
+            value = (
+                [lower_types(v) for v in value] if isinstance(value, list) else lower_types(value)
+            )
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            value = [lower_types(v) for v in value]
+        elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            value = {name: lower_types(v) for name, v in value.items()}
+        out[key] = value
+    return out
+
+
+def _lower_type(kind: Any) -> Any:
+    return _TYPES.get(kind.upper(), kind) if isinstance(kind, str) else kind

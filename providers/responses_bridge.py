@@ -94,6 +94,7 @@ def _input_messages(items: Any) -> list[dict[str, Any]]:
         raise BadRequest("`input` must be a string or a list of items.", param="input")
     messages: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []  # tool outputs' images: a tool message takes none
+    signature = None  # a reasoning item's, for the assistant turn it led to
     for item in items:
         kind = item.get("type", "message") if isinstance(item, dict) else None
         if images and kind not in _OUTPUTS:  # after the tool messages of one turn
@@ -118,10 +119,19 @@ def _input_messages(items: Any) -> list[dict[str, Any]]:
             messages.append(
                 {"role": "tool", "tool_call_id": item.get("call_id"), "content": content}
             )
-        elif kind in ("reasoning", "additional_tools"):
-            continue  # reasoning cannot be replayed through chat; the tools are read apart
+        elif kind == "additional_tools":
+            continue  # read apart, with the request's tools
+        elif kind == "reasoning":
+            # Its text is not replayed through chat, but its signature (encrypted_content)
+            # goes back with the turn it led to: Gemini checks its thought signatures.
+            signature = item.get("encrypted_content") or signature
+            continue
         else:
             raise BadRequest(f"Unsupported input item type {kind!r}.", param="input")
+        last = messages[-1] if messages else None
+        if signature and last is not None and last["role"] == "assistant":
+            last["reasoning_signature"] = signature
+            signature = None
     if images:
         messages.append({"role": "user", "content": images})
     return messages

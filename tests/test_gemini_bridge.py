@@ -209,6 +209,26 @@ def test_translated_request_is_taken_by_translating_providers(provider: Any) -> 
     assert provider.build_request(Operation.CHAT, "model", chat, True).body
 
 
+def test_a_stand_in_for_no_signature_goes_nowhere() -> None:
+    # Gemini CLI signs a call that came without a signature with Google's stand-in.
+    call = {"functionCall": {"name": "f", "args": {}, "id": "c1"}}
+    contents = [
+        _user(),
+        {
+            "role": "model",
+            "parts": [{**call, "thoughtSignature": "skip_thought_signature_validator"}],
+        },
+        {
+            "role": "user",
+            "parts": [{"functionResponse": {"name": "f", "id": "c1", "response": {}}}],
+        },
+    ]
+    (assistant,) = [
+        m for m in _chat({"contents": contents})["messages"] if m["role"] == "assistant"
+    ]
+    assert "reasoning_signature" not in assistant and assistant["tool_calls"][0]["id"] == "c1"
+
+
 def test_function_responses_answer_their_calls_in_order() -> None:
     """Parallel calls of one function without ids: each response takes the next call's id;
     an id the client gave is used as it is."""
@@ -274,6 +294,59 @@ def test_parameters_json_schema_goes_as_it_is_and_no_parameters_is_an_empty_obje
         schema,
         {"type": "object", "properties": {}},
     ]
+
+
+# Gemini CLI's routing call, as captured: JSON schema with Gemini's upper-case type names.
+CLI_ROUTING_SCHEMA = {
+    "type": "OBJECT",
+    "properties": {
+        "complexity_reasoning": {
+            "type": "STRING",
+            "description": "Brief explanation for the score.",
+        },
+        "complexity_score": {"type": "INTEGER", "description": "Complexity score from 1-100."},
+    },
+    "required": ["complexity_reasoning", "complexity_score"],
+}
+
+
+def test_gemini_type_names_in_a_json_schema_are_lower_cased_at_every_depth() -> None:
+    # A property may be called "type"; enum values and defaults are data, never renamed.
+    schema = {
+        "type": "OBJECT",
+        "properties": {
+            "type": {"type": "STRING", "enum": ["OBJECT", "STRING"], "default": "STRING"},
+            "tags": {"type": "ARRAY", "items": {"type": "String"}},
+            "when": {"anyOf": [{"type": "NUMBER"}, {"type": "NULL"}]},
+            "extra": {"type": ["OBJECT", "NULL"], "additionalProperties": {"type": "BOOLEAN"}},
+            "item": {"$ref": "#/$defs/Item"},
+        },
+        "$defs": {"Item": {"type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}}},
+    }
+    declarations = [{"name": "f", "parametersJsonSchema": schema}]
+    config = {"responseMimeType": "application/json", "responseJsonSchema": CLI_ROUTING_SCHEMA}
+    chat = _chat(
+        {
+            "contents": [_user()],
+            "tools": [{"functionDeclarations": declarations}],
+            "generationConfig": config,
+        }
+    )
+    assert chat["tools"][0]["function"]["parameters"] == {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "enum": ["OBJECT", "STRING"], "default": "STRING"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "when": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+            "extra": {"type": ["object", "null"], "additionalProperties": {"type": "boolean"}},
+            "item": {"$ref": "#/$defs/Item"},
+        },
+        "$defs": {"Item": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+    }
+    schema = chat["response_format"]["json_schema"]["schema"]
+    assert schema["type"] == "object"
+    assert {p["type"] for p in schema["properties"].values()} == {"string", "integer"}
+    assert schema["required"] == CLI_ROUTING_SCHEMA["required"]
 
 
 @pytest.mark.parametrize(
@@ -344,8 +417,12 @@ def test_json_output_becomes_a_response_format(config: dict[str, Any], expected:
         ({"thinkingBudget": 1024}, "low"),
         ({"thinkingBudget": 8192}, "medium"),
         ({"thinkingBudget": 24576}, "high"),
-        ({"thinkingLevel": "MINIMAL"}, "low"),
-        ({"thinkingLevel": "high"}, "high"),
+        # Gemini CLI's, on every call: asked for thinking.
+        ({"thinkingLevel": "HIGH", "includeThoughts": True}, "high"),
+        ({"thinkingLevel": "low"}, "low"),
+        # Google's "no thinking for most queries" and the unset level ask for none.
+        ({"thinkingLevel": "MINIMAL"}, None),
+        ({"thinkingLevel": "THINKING_LEVEL_UNSPECIFIED"}, None),
         ({"includeThoughts": True}, None),
     ],
 )
@@ -360,7 +437,6 @@ def test_thinking_config_becomes_a_reasoning_effort(
     ("body", "param"),
     [
         ({"contents": [_user()], "tools": [{"googleSearch": {}}]}, "tools[0].googleSearch"),
-        ({"contents": [_user()], "generation_config": {}}, "generation_config"),
         ({"contents": [_user()], "cachedContent": "cachedContents/x"}, "cachedContent"),
         (
             {"contents": [_user()], "generationConfig": {"candidateCount": 2}},

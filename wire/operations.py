@@ -26,6 +26,7 @@ class Operation(StrEnum):
     MESSAGES = "messages"
     COUNT_TOKENS = "messages.count_tokens"
     GENERATE_CONTENT = "generateContent"
+    COUNT_GEMINI_TOKENS = "countTokens"
 
 
 def decode_field(name: str, raw: msgspec.Raw, decoder: msgspec.json.Decoder[Any]) -> Any:

@@ -1,10 +1,14 @@
-"""POST /v1beta/models/{model}:generateContent and :streamGenerateContent: Gemini, inbound.
+"""POST /v1beta/models/{model}:generateContent, :streamGenerateContent and :countTokens.
 
-The google-genai SDK talks to the gateway in Gemini's format. `{model}` is an alias or
-`provider/model` (the slash as is, or as %2F). To a Gemini provider the request passes through
-and its stream comes back as sent; to any other it is translated to chat and the answer back
-into GenerateContentResponses (`providers/gemini_bridge.py`). `?alt=sse` streams SSE; without
-it, Gemini's JSON array, object by object. Errors come in Gemini's shape.
+Gemini's API, inbound. `{model}` is an alias or `provider/model` (the slash as is, or as %2F);
+`/v1beta/{provider}/{model}:...` works too, as `@ai-sdk/google` puts a model id with a slash in
+the path without `models/`; so do `/v1alpha/` and `/v1/models/`. The body's fields are read in
+either proto-JSON spelling (`providers/gemini_fields.py`). To a Gemini provider the request
+passes through and its stream comes back as sent; to any other it is translated to chat and
+the answer back into GenerateContentResponses (`providers/gemini_bridge.py`). `?alt=sse`
+streams SSE; without it, Gemini's JSON array, object by object. countTokens passes through to
+a Gemini provider; for any other it is estimated offline (`providers/gemini_tokens.py`) and
+the answer says so (`x-gateway-token-count: estimate`). Errors come in Gemini's shape.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import errors
-from gateway.app_keys import DISPATCHER
+from gateway.app_keys import DISPATCHER, ROUTER
+from gateway.auth import GATEWAY_KEY
 from gateway.dispatch import Call
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import decode_object
@@ -25,28 +30,39 @@ from providers.gemini_bridge import (
     gemini_response_from_chat,
     gemini_to_chat,
 )
+from providers.gemini_fields import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST, camel_case
 from providers.gemini_relay import GeminiRelay
+from providers.gemini_tokens import estimate_count_tokens
 from wire.errors import BadRequest, GatewayError, NotFound
 from wire.operations import Operation
 
-PATH_PREFIXES = ("/v1beta/models/", "/v1/models/")
-_METHODS = {"generateContent": False, "streamGenerateContent": True}
+# Every POST under these is Gemini's (their errors too, `gateway.app`); `/v1/` is OpenAI's
+# but for `models/...`.
+PATH_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1/models/")
+_METHODS = {"generateContent": False, "streamGenerateContent": True, "countTokens": False}
 _ARRAY_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-cache"}
+# On a countTokens answer the gateway computed itself: the count is an estimate.
+TOKEN_COUNT_HEADER = "x-gateway-token-count"
 
 
-async def generate(request: web.Request) -> web.StreamResponse:
+async def gemini(request: web.Request) -> web.StreamResponse:
     model, _, method = request.match_info["target"].rpartition(":")
+    model = model.removeprefix("models/")
     if method not in _METHODS or not model:
         raise NotFound(
-            f"Unknown method {method!r}: use models/MODEL:generateContent or "
-            ":streamGenerateContent.",
+            f"Unknown method {method!r}: use models/MODEL:generateContent, "
+            ":streamGenerateContent or :countTokens.",
         )
-    stream = _METHODS[method]
+    if method == "countTokens":
+        return await count_tokens(request, model)
+    return await generate(request, model, _METHODS[method])
+
+
+async def generate(request: web.Request, model: str, stream: bool) -> web.StreamResponse:
     sse = stream and request.query.get("alt") == "sse"
-    body = decode_object(await request.read())
+    body = camel_case(decode_object(await request.read()), GENERATE_CONTENT_REQUEST)
     if "contents" not in body:
         raise BadRequest("Missing required parameter: 'contents'.", param="contents")
-    model = model.removeprefix("models/")
     chat_body = None  # translated once, for the first provider that needs chat
 
     def prepare(provider: Provider, upstream_model: str) -> Prepared:
@@ -83,6 +99,31 @@ async def generate(request: web.Request) -> web.StreamResponse:
     return await request.app[DISPATCHER].dispatch(request, call)
 
 
+async def count_tokens(request: web.Request, model: str) -> web.StreamResponse:
+    """Passed through where the model's (first) provider is Gemini; else estimated offline,
+    never a paid call."""
+    body = camel_case(decode_object(await request.read()), COUNT_TOKENS_REQUEST)
+    first = request.app[ROUTER].plan(model, Operation.GENERATE_CONTENT)[0]
+    if Operation.COUNT_GEMINI_TOKENS in first.group.provider.operations:
+
+        def prepare(provider: Provider, upstream_model: str) -> Prepared:
+            upstream = provider.build_request(
+                Operation.COUNT_GEMINI_TOKENS, upstream_model, body, False
+            )
+            return Prepared(upstream, translate=unchanged)
+
+        call = Call(Operation.COUNT_GEMINI_TOKENS, model, False, prepare)
+        return await request.app[DISPATCHER].dispatch(request, call)
+    key = request.get(GATEWAY_KEY)
+    if key is not None:
+        key.check_models([model])
+    return web.Response(
+        body=estimate_count_tokens(body),
+        content_type="application/json",
+        headers={TOKEN_COUNT_HEADER: "estimate"},
+    )
+
+
 def error_response(error: GatewayError) -> web.Response:
     """Gemini's error shape: `{"error": {"code", "message", "status"}}`."""
     return errors.error_response(error, gemini_error_body(error))
@@ -90,4 +131,4 @@ def error_response(error: GatewayError) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     for prefix in PATH_PREFIXES:
-        app.router.add_post(prefix + "{target:.+}", generate)
+        app.router.add_post(prefix + "{target:.+}", gemini)
