@@ -9,10 +9,14 @@ replies, in each format, streamed and whole, are read back with the SDKs' own ty
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiohttp
 import orjson
 import pytest
 
 from bench.agents import reading, writing
+from bench.agents.fake import FakeUpstream
 from bench.agents.script import MARKER, Call, Reply, Tool, decide, shell_call
 from tests.agent_traffic import AGENT_REQUESTS, agent_request, read_answer
 
@@ -130,3 +134,35 @@ def test_every_captured_turn_is_read() -> None:
             "gemini_cli_routing",
         ]
     )
+
+
+UPPER = {"type": "OBJECT", "properties": {"a": {"type": "STRING"}}}
+SCHEMA = {"name": "s", "schema": UPPER}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/chat/completions",
+            {"messages": [], "response_format": {"type": "json_schema", "json_schema": SCHEMA}},
+        ),
+        ("/v1/messages", {"messages": [], "tools": [{"name": "f", "input_schema": UPPER}]}),
+    ],
+)
+async def test_the_fake_refuses_gemini_schema_types_as_openai_and_anthropic_do(
+    path: str, body: dict[str, Any]
+) -> None:
+    fake = FakeUpstream()
+    url = await fake.start()
+    try:
+        async with aiohttp.ClientSession() as session, session.post(url + path, json=body) as r:
+            assert r.status == 400
+            assert "'OBJECT' is not a valid JSON Schema type" in (await r.text())
+        lower = orjson.loads(
+            orjson.dumps(body).replace(b"OBJECT", b"object").replace(b"STRING", b"string")
+        )
+        async with aiohttp.ClientSession() as session, session.post(url + path, json=lower) as r:
+            assert r.status == 200
+    finally:
+        await fake.stop()

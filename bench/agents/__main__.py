@@ -71,7 +71,10 @@ async def _run_all(
 def _table(rows: list[tuple[Client, Setup, Outcome]], versions: dict[str, str]) -> str:
     lines = ["| client | provider | result | s |", "| --- | --- | --- | --- |"]
     for client, setup, outcome in rows:
-        result = "ok" if outcome.ok else f"failed: {outcome.reason}"
+        if outcome.ok:
+            result = f"ok, past: {outcome.reason}" if outcome.reason else "ok"
+        else:
+            result = f"failed: {outcome.reason}"
         result = result.replace("|", "\\|").replace("\n", " ")
         label = client.label(versions[client.name])
         lines.append(f"| {label} | {setup.name} | {result} | {outcome.seconds:.1f} |")

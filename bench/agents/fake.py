@@ -8,9 +8,11 @@ harness needs, picked by the path's ending (any base_url convention works):
 | `/messages`, `/messages/count_tokens` | Anthropic Messages |
 | `:generateContent`, `:streamGenerateContent`, `:countTokens` | Gemini |
 
-Each answer follows the script in `bench.agents.script`. Every request is recorded whole (the
-raw header list and body bytes, as the client sent them): the fixtures are captured from it,
-and the runner reads from it whether the tool call went out and its output came back.
+Each answer follows the script in `bench.agents.script`, except that a JSON schema with a type
+JSON Schema does not know (Gemini's "OBJECT") is refused with a 400, as OpenAI's and
+Anthropic's APIs refuse it. Every request is recorded whole (the raw header list and body
+bytes, as the client sent them): the fixtures are captured from it, and the runner reads from
+it whether the tool call went out and its output came back.
 """
 
 from __future__ import annotations
@@ -59,6 +61,40 @@ _FORMATS = {
     "gemini": _Format(reading.read_gemini, writing.gemini_stream, writing.gemini_whole),
     "responses": _Format(reading.read_responses, writing.responses_stream, writing.responses_whole),
 }
+
+
+# JSON Schema's types. OpenAI and Anthropic refuse a schema with any other (Gemini's "OBJECT"),
+# Gemini takes its own upper-case spelling too.
+_JSON_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
+
+
+def _foreign_type(schema: Any) -> str | None:
+    """The first `type` in a schema that JSON Schema does not know, if there is one."""
+    if isinstance(schema, list):
+        return next((t for t in map(_foreign_type, schema) if t is not None), None)
+    if not isinstance(schema, dict):
+        return None
+    kind = schema.get("type")
+    for name in [kind] if isinstance(kind, str) else kind if isinstance(kind, list) else []:
+        if isinstance(name, str) and name not in _JSON_TYPES:
+            return name
+    return next((t for t in map(_foreign_type, schema.values()) if t is not None), None)
+
+
+def _refusal(name: str, turn: Turn) -> web.Response | None:
+    """The 400 OpenAI's and Anthropic's APIs give a schema in Gemini's spelling."""
+    if name == "gemini":
+        return None
+    schemas = [turn.schema, *(tool.schema for tool in turn.tools)]
+    foreign = next((t for t in map(_foreign_type, schemas) if t is not None), None)
+    if foreign is None:
+        return None
+    message = f"Invalid schema: {foreign!r} is not a valid JSON Schema type."
+    if name == "messages":
+        error = {"type": "invalid_request_error", "message": message}
+        return web.json_response({"type": "error", "error": error}, status=400)
+    error = {"message": message, "type": "invalid_request_error", "code": "invalid_json_schema"}
+    return web.json_response({"error": error}, status=400)
 
 
 @dataclass
@@ -111,6 +147,9 @@ class FakeUpstream:
             return web.json_response({"error": {"message": "a JSON object please"}}, status=400)
         form = _FORMATS[name]
         exchange.format, exchange.turn = name, form.read(body)
+        refusal = _refusal(name, exchange.turn)
+        if refusal is not None:
+            return refusal
         exchange.reply = reply = decide(exchange.turn)
         if stream is None:
             stream = body.get("stream") is True

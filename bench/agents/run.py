@@ -43,7 +43,7 @@ except OSError:
 @dataclass
 class Outcome:
     ok: bool
-    reason: str  # "" when ok; else short
+    reason: str  # short: why it failed; if ok, the gateway's errors it got past ("" if none)
     seconds: float
 
 
@@ -162,7 +162,8 @@ def _judge(
     else:
         passed = _ANSWER.search(answer) is not None
     if passed and status == 0 and not timed_out:
-        return Outcome(True, "", 0)
+        # Errors the client got past (a refused side call it fell back from) are worth seeing.
+        return Outcome(True, "; ".join(_gateway_errors(tmp / "gateway.err")), 0)
     if timed_out:
         reasons = [f"timed out after {timeout:g} s"]
     elif status == 0:
@@ -201,7 +202,7 @@ def _round_trip(fake: FakeUpstream) -> str:
     if not fake.model_turns:
         return "the upstream got no model request"
     if fake.called_tool is None:
-        return "the upstream was not offered the shell tool"
+        return "no upstream request offered the shell tool"
     if not fake.tool_outputs:
         return f"the upstream called {fake.called_tool}; no tool output came back"
     return f"the upstream called {fake.called_tool}; its output came back"
