@@ -10,6 +10,8 @@ format, read with its SDK's own types (tests/agent_traffic.py), carrying the ups
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.agent_traffic import AGENT_REQUESTS, agent_request, read_answer
@@ -51,3 +53,44 @@ async def test_agent_request_gets_a_well_formed_answer(
     else:
         assert answer.text == fake.text
         assert upstream.requests, "the answer did not come from the upstream"
+
+
+GEMINI_TYPES = {"OBJECT", "ARRAY", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "NULL"}
+
+
+def _types(value: Any) -> set[str]:
+    """Every `type` a JSON value holds, at any depth."""
+    if isinstance(value, list):
+        return set().union(*map(_types, value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found = {value["type"]} if isinstance(value.get("type"), str) else set()
+    return found.union(*map(_types, value.values()))
+
+
+@pytest.mark.parametrize("provider", ["openai-compat", "anthropic", "cohere", "bedrock", "ollama"])
+async def test_gemini_cli_schema_reaches_a_translated_upstream_in_json_schema_types(
+    provider: str, upstream: FakeUpstream, start_gateway: GatewayFactory
+) -> None:
+    """Gemini CLI's routing call asks for JSON in Gemini's upper-case types ("OBJECT"); an
+    upstream that speaks JSON Schema gets them in its spelling (OpenAI and Anthropic refuse
+    the other)."""
+    fake = FAKES[provider]
+    upstream.handler = fake.handler
+    url = await start_gateway(fake.toml(upstream.url))
+    status, _, body = await agent_request("gemini_cli_routing").send(url)
+    assert status == 200, body[:600].decode(errors="replace")
+    sent = _types(upstream.last_body)
+    assert "object" in sent and not sent & GEMINI_TYPES, sent
+
+
+async def test_claude_code_title_request_asks_no_reasoning_of_a_chat_upstream(
+    upstream: FakeUpstream, start_gateway: GatewayFactory
+) -> None:
+    """Its thinking is disabled (with `output_config.effort` set): a translation asks for none."""
+    fake = FAKES["openai-compat"]
+    upstream.handler = fake.handler
+    url = await start_gateway(fake.toml(upstream.url))
+    status, _, body = await agent_request("claude_code_title").send(url)
+    assert status == 200, body[:600].decode(errors="replace")
+    assert "reasoning_effort" not in upstream.last_body
