@@ -10,11 +10,13 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import openai
 import orjson
 import psutil
 import pytest
@@ -203,34 +205,120 @@ async def test_an_idle_kept_alive_connection_is_closed_after_idle_timeout(fast_u
 # --- the connection cap ---
 
 
+async def _hold(url: str, count: int) -> list[asyncio.StreamWriter]:
+    """`count` connections served once and kept alive: the cap's worth."""
+    held = []
+    for _ in range(count):
+        reader, writer = await _connect(url)
+        writer.write(_request())
+        async with asyncio.timeout(10):
+            assert (await _read_response(reader))[0] == 200
+        held.append(writer)
+    return held
+
+
+async def _answer_to(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """`request` sent whole on a new connection before anything is read; the answer, read
+    within 10 s (before the fix, under uvloop: an empty reply or a hang)."""
+    reader, writer = await _connect(url)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(10):
+            return await _read_response(reader)
+    finally:
+        writer.close()
+
+
+def _assert_refused(status: int, headers: dict[str, str], body: bytes, limit: int) -> None:
+    assert status == 503 and headers["connection"] == "close"
+    assert headers["server"] == "gateway"
+    error = _error(body)
+    assert error["code"] == "too_many_connections" and f"{limit} connections" in error["message"]
+
+
 async def test_connections_past_max_connections_get_a_503_in_openai_shape(
     start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = await start_gateway("[server]\nmax_connections = 3\n[providers.mock]\ndelay = 0\n")
-    held = [await _connect(url) for _ in range(3)]
-    for reader, writer in held:  # served, and kept alive
-        writer.write(_request())
-        assert (await _read_response(reader))[0] == 200
+    held = await _hold(url, 3)
     caplog.set_level(logging.WARNING)
     for _ in range(3):
-        reader, writer = await _connect(url)
-        writer.write(_request())
-        status, headers, body = await _read_response(reader)
-        writer.close()
-        assert status == 503 and headers["connection"] == "close"
-        assert headers["server"] == "gateway"
-        error = _error(body)
-        assert error["code"] == "too_many_connections" and "3 connections" in error["message"]
+        _assert_refused(*await _answer_to(url, _request()), limit=3)
     said = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
     assert len(said) == 1, said  # once a minute, however many are refused
-    held[0][1].close()
+    held[0].close()
     await asyncio.sleep(0.1)
-    reader, writer = await _connect(url)  # a freed slot serves again
-    writer.write(_request())
-    assert (await _read_response(reader))[0] == 200
-    writer.close()
-    for _, other in held[1:]:
+    status, _, _ = await _answer_to(url, _request())  # a freed slot serves again
+    assert status == 200
+    for other in held[1:]:
         other.close()
+
+
+async def test_two_thousand_refusals_leave_the_listener_accepting(
+    start_gateway: GatewayFactory,
+) -> None:
+    """Each refused client sends its request first and reads the whole 503; after them all,
+    the listener still answers (before the fix, under uvloop, the first refusal failed and
+    the next ended accepting for good)."""
+    url = await start_gateway("[server]\nmax_connections = 2\n[providers.mock]\ndelay = 0\n")
+    held = await _hold(url, 2)
+    health = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    gate = asyncio.Semaphore(50)
+
+    async def refused() -> None:
+        async with gate:
+            _assert_refused(*await _answer_to(url, health), limit=2)
+
+    await asyncio.gather(*(refused() for _ in range(2000)))
+    _assert_refused(*await _answer_to(url, health), limit=2)  # the cap is still full
+    for writer in held:
+        writer.close()
+    await asyncio.sleep(0.1)
+    status, _, body = await _answer_to(url, health)
+    assert status == 200 and orjson.loads(body)["status"] == "ok"
+
+
+async def test_the_openai_sdk_past_the_cap_gets_the_503_whole(
+    start_gateway: GatewayFactory,
+) -> None:
+    """A chat request and an 8 MiB upload, each sent whole by the SDK before it reads: the
+    refusal reads what they send, so no reset cuts the 503 they read after."""
+    url = await start_gateway(
+        "[server]\nmax_connections = 1\n[providers.mock]\ndelay = 0\n"
+        '[providers.audio]\ntype = "mock"\n'
+    )
+    held = await _hold(url, 1)
+    sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    upload = ("a.wav", b"\0" * (8 * 1024 * 1024))
+    try:
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: sdk.chat.completions.create(
+                model="mock/m", messages=[{"role": "user", "content": "hi"}]
+            ),
+            lambda: sdk.audio.transcriptions.create(model="audio/whisper-1", file=upload),
+        ]
+        for call in calls:
+            with pytest.raises(openai.InternalServerError) as caught:
+                async with asyncio.timeout(10):
+                    await call()
+            assert caught.value.status_code == 503
+            assert isinstance(caught.value.body, dict)
+            assert caught.value.body["code"] == "too_many_connections"
+    finally:
+        await sdk.close()
+        for writer in held:
+            writer.close()
+
+
+async def test_a_large_body_sent_whole_past_the_cap_still_reads_the_503(
+    start_gateway: GatewayFactory,
+) -> None:
+    url = await start_gateway("[server]\nmax_connections = 1\n[providers.mock]\ndelay = 0\n")
+    held = await _hold(url, 1)
+    body = orjson.dumps({"model": "mock/m", "messages": [{"role": "user", "content": "x" * 2**23}]})
+    _assert_refused(*await _answer_to(url, _request(body)), limit=1)
+    for writer in held:
+        writer.close()
 
 
 # --- malformed request heads ---
