@@ -131,7 +131,7 @@ async def serve_app(
     )
     try:
         cap = ConnectionCap(runner, server.max_connections, limits)
-        await GatewaySite(runner, host, port, cap, sockets).start()
+        await GatewaySite(runner, host, port, cap, sockets, app[DRAIN].broken.set).start()
     except BaseException:
         await runner.cleanup()
         raise
