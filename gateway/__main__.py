@@ -116,13 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"gateway: error: {exc}", file=sys.stderr)
         sys.exit(2)
     # A process-wide setting, so made here rather than by the app: streams need two files each.
-    capacity = fdlimit.capacity_warning(
-        fdlimit.raise_open_file_limit(), config.server.max_connections
-    )
+    limit = fdlimit.raise_open_file_limit()
     if not args.worker_fds:  # said once, by the supervisor, not again by each worker
         warn_missing_keys(config)
-        if capacity:
-            logging.getLogger("gateway").warning(capacity)
+        fdlimit.announce_cap(config.server.max_connections, limit)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     workers = worker_count(_int_or(args.workers) if args.workers else config.server.workers)

@@ -7,7 +7,9 @@ briefly with a growing delay, as Go's net/http does, so that waiting connections
 in the backlog until a file is free again.
 
 Past `max_connections` open client connections, a new one is answered 503 in OpenAI's shape
-and closed, instead of being served at the expense of the others.
+and closed, instead of being served at the expense of the others. At most `fdlimit.REFUSALS`
+refused connections are held at once (each a file until its 503 is read): past them,
+accepting waits for one to end, so refusals never take the files admitted streams need.
 
 Accepting never ends silently: an error is logged and accepting goes on. And a watchdog
 checks every accept loop each second: one that ended, or that takes no connection while
@@ -78,6 +80,7 @@ class ConnectionCap:
         }
         self.open = 0
         self._refusals: set[asyncio.Transport] = set()
+        self._room = asyncio.Event()  # set when a refusal ends
 
     def __call__(self) -> asyncio.Protocol:
         if self.open >= self._limit:
@@ -85,12 +88,26 @@ class ConnectionCap:
                 f"{self.open} client connections are open, the limit ([server] "
                 "max_connections): new ones are answered 503"
             )
-            return _Refusal(self._refusals, self._limit)
+            return _Refusal(self, self._limit)
         self.open += 1
         return GuardedHandler(self._server, self._limits, self._closed, **self._kwargs)
 
     def _closed(self) -> None:
         self.open -= 1
+
+    async def room(self) -> None:
+        """Return once another connection may be accepted: fewer than `fdlimit.REFUSALS`
+        refused ones are held."""
+        while len(self._refusals) >= fdlimit.REFUSALS:
+            self._room.clear()
+            await self._room.wait()
+
+    def refusing(self, transport: asyncio.Transport) -> None:
+        self._refusals.add(transport)
+
+    def refused(self, transport: asyncio.Transport) -> None:
+        self._refusals.discard(transport)
+        self._room.set()
 
     def close(self) -> None:
         for transport in list(self._refusals):
@@ -99,10 +116,12 @@ class ConnectionCap:
 
 class _Refusal(asyncio.Protocol):
     """Answers 503 at once, then closes: the write side first, so that the client reads the
-    answer before the connection ends, and all of it within `_REFUSAL_LINGER`."""
+    answer before the connection ends, and all of it within `_REFUSAL_LINGER`. What the
+    client sends meanwhile is read and dropped: a socket closed with unread bytes sends a
+    reset, which can destroy the answer before the client reads it."""
 
-    def __init__(self, registry: set[asyncio.Transport], limit: int) -> None:
-        self._registry = registry
+    def __init__(self, cap: ConnectionCap, limit: int) -> None:
+        self._cap = cap
         self._limit = limit
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -112,14 +131,16 @@ class _Refusal(asyncio.Protocol):
         # but name: an isinstance check here failed every refusal under uvloop.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
-        self._registry.add(transport)
+        self._cap.refusing(transport)
         error = ServiceUnavailable(
             f"The gateway is serving its limit of {self._limit} connections; try again shortly."
         )
         transport.write(raw_response(error))
         with contextlib.suppress(OSError, RuntimeError, NotImplementedError):
             transport.write_eof()
-        self._timer = asyncio.get_running_loop().call_later(_REFUSAL_LINGER, transport.close)
+        # Aborted, not closed, when the time is up: a client that does not read cannot keep
+        # the file (and a place among the refusals) longer.
+        self._timer = asyncio.get_running_loop().call_later(_REFUSAL_LINGER, transport.abort)
 
     def data_received(self, data: bytes) -> None:
         pass  # the request is not read: it is refused whatever it is
@@ -131,7 +152,7 @@ class _Refusal(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         if self._transport is not None:
-            self._registry.discard(self._transport)
+            self._cap.refused(self._transport)
 
 
 def _waiting(sock: socket.socket) -> int:
@@ -157,10 +178,10 @@ def _address(sock: socket.socket) -> str:
 class _AcceptLoop:
     """One listening socket's accept loop, and what the watchdog knows of it."""
 
-    def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(self, sock: socket.socket, cap: ConnectionCap) -> None:
         self.sock = sock
         self.address = _address(sock)
-        self._factory = factory
+        self._cap = cap
         self._turns = 0  # times round the loop, whatever happened there: it is alive
         self._turns_seen = 0
         self._fine_at = asyncio.get_running_loop().time()  # last seen going round or idle
@@ -201,6 +222,7 @@ class _AcceptLoop:
         delay = _FIRST_DELAY
         while True:
             self._turns += 1
+            await self._cap.room()
             try:
                 conn, _ = await loop.sock_accept(self.sock)
             except OSError as exc:
@@ -221,7 +243,7 @@ class _AcceptLoop:
             delay = _FIRST_DELAY
             self.futile_restarts = 0
             try:
-                await loop.connect_accepted_socket(self._factory, conn)
+                await loop.connect_accepted_socket(self._cap, conn)
             except Exception as exc:  # one connection's fault never ends accepting
                 if not isinstance(exc, OSError):  # OSError: the client left already
                     _serve_failed.warning("serving an accepted connection failed", exc_info=True)
@@ -237,13 +259,10 @@ class Listener:
     `on_broken` is called when restarting an accept loop does not mend it."""
 
     def __init__(
-        self,
-        sockets: list[socket.socket],
-        factory: Callable[[], asyncio.Protocol],
-        on_broken: Callable[[], None],
+        self, sockets: list[socket.socket], cap: ConnectionCap, on_broken: Callable[[], None]
     ) -> None:
         self.sockets = sockets
-        self._loops = [_AcceptLoop(sock, factory) for sock in sockets]
+        self._loops = [_AcceptLoop(sock, cap) for sock in sockets]
         self._on_broken = on_broken
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
 

@@ -24,7 +24,9 @@ from aiohttp import web
 
 from gateway import connection, throttle
 from gateway.throttle import Throttled
-from tests.conftest import FakeUpstream, GatewayFactory
+from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
+from tests.raw_requests import error_of
+from tests.streams import openai_chat_stream, parse_sse, post_stream, streaming
 
 CHAT = orjson.dumps({"model": "mock/m", "messages": [{"role": "user", "content": "hi"}]})
 FAST = "header_timeout = 0.4\nbody_timeout = 0.4\nidle_timeout = 0.6\n"
@@ -421,13 +423,55 @@ def test_a_limit_too_low_for_max_connections_is_warned_about(tmp_path: Path) -> 
         tmp_path, "[server]\nmax_connections = 1000\n[providers.mock]\n", (512, 512)
     )
     stderr = _stop(process)
+    assert "max_connections = 1000 (configured)" in stderr  # kept as configured
     assert "the open-file limit is 512, low for max_connections = 1000" in stderr
+
+
+async def test_past_the_open_file_limit_streams_are_refused_and_every_admitted_one_completes(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """256 files: the default cap is sized to 64 (two files each, 128 kept), said at start.
+    400 streams at once: each is served whole or refused with a clean 503, none fails for a
+    file (before: clients took every file and their upstream connections failed; and
+    refusals held at once must not take them either)."""
+    tokens = ["a", "b", "c"]
+    upstream.handler = streaming(openai_chat_stream(tokens), delay=0.7)
+    toml = "[server]\naccess_log = false\n" + provider_toml(upstream.url, timeout=30)
+    process, url = _gateway(tmp_path, toml, (256, 256))
+    outcomes: list[str] = []
+
+    async def one() -> None:
+        async with asyncio.timeout(60):
+            status, body = await post_stream(url, "fake/m")
+        if status == 503 and error_of(body)["code"] == "too_many_connections":
+            outcomes.append("refused")
+            return
+        events = parse_sse(body)
+        said = "".join(
+            orjson.loads(e.data)["choices"][0]["delta"].get("content", "")
+            for e in events[:-1]
+            if orjson.loads(e.data)["choices"]
+        )
+        complete = status == 200 and events[-1].data == "[DONE]" and said == "abc"
+        outcomes.append("served" if complete else f"failed: {status} {body[-200:]!r}")
+
+    try:
+        await asyncio.gather(*(one() for _ in range(400)))
+    finally:
+        stderr = _stop(process)
+    assert "max_connections = 64, sized from the open-file limit of 256" in stderr
+    failed = [outcome for outcome in outcomes if outcome.startswith("failed")]
+    assert not failed, failed[:3]
+    assert outcomes.count("served") >= 64 and outcomes.count("refused") > 0
+    assert "out of file descriptors" not in stderr and "Traceback" not in stderr
 
 
 async def test_running_out_of_files_on_accept_is_logged_once_and_no_connection_is_reset(
     tmp_path: Path,
 ) -> None:
-    process, url = _gateway(tmp_path, "[providers.mock]\ndelay = 0\n", (48, 48))
+    # A cap set far above what 48 files serve (the default would be sized down to 1).
+    toml = "[server]\nmax_connections = 4096\n[providers.mock]\ndelay = 0\n"
+    process, url = _gateway(tmp_path, toml, (48, 48))
     try:
         # Past the limit, connections wait in the listen queue: the kernel completes them.
         held = [await _connect(url) for _ in range(60)]
