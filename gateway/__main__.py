@@ -67,7 +67,8 @@ def load_config(path: str | None) -> Config:
 async def serve(
     config: Config, host: str, port: int, sockets: list[socket.socket] | None = None
 ) -> int:
-    """Serve until a signal: the first drains (exit status 0), a second stops at once (1)."""
+    """Serve until a signal: the first drains (exit status 0), a second stops at once (1).
+    A listener that cannot be mended drains too, and exits 1."""
     signals: asyncio.Queue[int] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -82,15 +83,19 @@ async def serve(
     gc.set_threshold(20_000, 10, 10)
     # Printed once the socket is bound and signals are handled: a caller may use both at once.
     print(f"gateway listening on {url} (config: {config.source})", flush=True)
-    await signals.get()
     drain = runner.app[DRAIN]
+    first = asyncio.ensure_future(signals.get())
+    broken = asyncio.ensure_future(drain.broken.wait())
+    await asyncio.wait({first, broken}, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in (first, broken):
+        waiting.cancel()
     draining = asyncio.ensure_future(drain.run(runner, config.server.drain_timeout))
     second = asyncio.ensure_future(signals.get())
     done, _ = await asyncio.wait({draining, second}, return_when=asyncio.FIRST_COMPLETED)
     if draining in done:
         second.cancel()
         draining.result()
-        return 0
+        return 1 if drain.broken.is_set() else 0
     await drain.cut()  # a second signal: whatever still runs ends now
     await draining
     return 1
@@ -111,13 +116,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"gateway: error: {exc}", file=sys.stderr)
         sys.exit(2)
     # A process-wide setting, so made here rather than by the app: streams need two files each.
-    capacity = fdlimit.capacity_warning(
-        fdlimit.raise_open_file_limit(), config.server.max_connections
-    )
+    limit = fdlimit.raise_open_file_limit()
     if not args.worker_fds:  # said once, by the supervisor, not again by each worker
         warn_missing_keys(config)
-        if capacity:
-            logging.getLogger("gateway").warning(capacity)
+        fdlimit.announce_cap(config.server.max_connections, limit)
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     workers = worker_count(_int_or(args.workers) if args.workers else config.server.workers)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import cors, guards, observe, redact
+from gateway import cors, fdlimit, guards, observe, redact
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.auth import KeyRing, auth_middleware
 from gateway.config import Config
@@ -130,8 +130,9 @@ async def serve_app(
         idle_timeout=server.idle_timeout,
     )
     try:
-        cap = ConnectionCap(runner, server.max_connections, limits)
-        await GatewaySite(runner, host, port, cap, sockets).start()
+        most = fdlimit.connection_cap(server.max_connections, fdlimit.open_file_limit())
+        cap = ConnectionCap(runner, most, limits)
+        await GatewaySite(runner, host, port, cap, sockets, app[DRAIN].broken.set).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -58,8 +58,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Seconds an idle keep-alive connection is kept: above the 60 s of common load balancers
     # (AWS ALB, GCP), so that they, not the gateway, close it first (nginx's default is 75).
     idle_timeout: float = 75.0
-    # Client connections served at once; past it a connection is answered 503.
-    max_connections: int = 4096
+    # Client connections served at once; past it a connection is answered 503. None: sized
+    # from the open-file limit (gateway.fdlimit.connection_cap), 4,096 at most.
+    max_connections: int | None = None
     # Host names accepted in the Host header (DNS rebinding): None picks loopback names only
     # when listening on a loopback address, any name otherwise. "*.example.com" matches
     # subdomains, "*" any host.
@@ -278,7 +279,8 @@ def _check_values(config: Config) -> None:
     if server.max_request_bytes <= 0:
         raise ConfigError(f"{source}: server.max_request_bytes: must be positive")
     for key in ("max_upload_bytes", "max_upstream_bytes", "max_connections", "min_body_rate"):
-        if getattr(server, key) <= 0:
+        value = getattr(server, key)
+        if value is not None and value <= 0:  # max_connections None: sized at start
             raise ConfigError(f"{source}: server.{key}: must be positive")
     for key in ("header_timeout", "body_timeout", "idle_timeout"):
         if getattr(server, key) <= 0:

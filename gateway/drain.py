@@ -39,6 +39,10 @@ class Drain:
         self._in_flight: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        # Set when this process can take no more connections (its listener is broken and
+        # restarting it did not help): `gateway` drains it and exits 1, so that a supervisor
+        # or service manager starts a fresh one.
+        self.broken = asyncio.Event()
 
     def ended_error(self) -> ShuttingDown:
         return ShuttingDown(

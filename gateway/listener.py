@@ -1,4 +1,4 @@
-"""The listening socket: connections accepted here, counted, and capped.
+"""The listening socket: connections accepted here, counted, capped, and the accepting watched.
 
 The event loop's own server (uvloop's, through libuv) meets a full file table by accepting and
 at once closing connections ("the EMFILE trick"): clients see a reset and nothing is logged.
@@ -7,7 +7,15 @@ briefly with a growing delay, as Go's net/http does, so that waiting connections
 in the backlog until a file is free again.
 
 Past `max_connections` open client connections, a new one is answered 503 in OpenAI's shape
-and closed, instead of being served at the expense of the others.
+and closed, instead of being served at the expense of the others. At most `fdlimit.REFUSALS`
+refused connections are held at once (each a file until its 503 is read): past them,
+accepting waits for one to end, so refusals never take the files admitted streams need.
+
+Accepting never ends silently: an error is logged and accepting goes on. And a watchdog
+checks every accept loop each second: one that ended, or that takes no connection while
+connections wait in the listen queue (Linux reports the queue's length), is logged and
+restarted. When restarts do not help, the process gives up on its listener: it drains and
+exits 1, and its supervisor (`--workers`) or service manager starts a fresh one.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import contextlib
 import errno
 import logging
 import socket
+import struct
+import sys
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -39,9 +49,19 @@ _FIRST_DELAY = 0.005
 _MAX_DELAY = 1.0
 # How long a refused connection is kept to deliver its 503 before it is closed.
 _REFUSAL_LINGER = 1.0
+# The watchdog looks every second. A healthy accept loop goes round within a second whenever
+# connections wait (an EMFILE pause or a refusal's linger is 1 s at most): one that took
+# none for 3 s while they waited is stuck. Three restarts in a row that took no connection
+# either, and the process gives up on its listener.
+WATCH_INTERVAL = 1.0
+STALL_AFTER = 3.0
+FUTILE_RESTARTS = 3
+# Linux's tcp_info of a listening socket: tcpi_unacked, at this offset, is its queue length.
+_QUEUE_OFFSET = 24
 
 _cap_reached = Throttled(log)
 _accept_failed = Throttled(log)
+_serve_failed = Throttled(log)
 
 
 class ConnectionCap:
@@ -60,6 +80,7 @@ class ConnectionCap:
         }
         self.open = 0
         self._refusals: set[asyncio.Transport] = set()
+        self._room = asyncio.Event()  # set when a refusal ends
 
     def __call__(self) -> asyncio.Protocol:
         if self.open >= self._limit:
@@ -67,12 +88,26 @@ class ConnectionCap:
                 f"{self.open} client connections are open, the limit ([server] "
                 "max_connections): new ones are answered 503"
             )
-            return _Refusal(self._refusals, self._limit)
+            return _Refusal(self, self._limit)
         self.open += 1
         return GuardedHandler(self._server, self._limits, self._closed, **self._kwargs)
 
     def _closed(self) -> None:
         self.open -= 1
+
+    async def room(self) -> None:
+        """Return once another connection may be accepted: fewer than `fdlimit.REFUSALS`
+        refused ones are held."""
+        while len(self._refusals) >= fdlimit.REFUSALS:
+            self._room.clear()
+            await self._room.wait()
+
+    def refusing(self, transport: asyncio.Transport) -> None:
+        self._refusals.add(transport)
+
+    def refused(self, transport: asyncio.Transport) -> None:
+        self._refusals.discard(transport)
+        self._room.set()
 
     def close(self) -> None:
         for transport in list(self._refusals):
@@ -81,10 +116,12 @@ class ConnectionCap:
 
 class _Refusal(asyncio.Protocol):
     """Answers 503 at once, then closes: the write side first, so that the client reads the
-    answer before the connection ends, and all of it within `_REFUSAL_LINGER`."""
+    answer before the connection ends, and all of it within `_REFUSAL_LINGER`. What the
+    client sends meanwhile is read and dropped: a socket closed with unread bytes sends a
+    reset, which can destroy the answer before the client reads it."""
 
-    def __init__(self, registry: set[asyncio.Transport], limit: int) -> None:
-        self._registry = registry
+    def __init__(self, cap: ConnectionCap, limit: int) -> None:
+        self._cap = cap
         self._limit = limit
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -94,14 +131,16 @@ class _Refusal(asyncio.Protocol):
         # but name: an isinstance check here failed every refusal under uvloop.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
-        self._registry.add(transport)
+        self._cap.refusing(transport)
         error = ServiceUnavailable(
             f"The gateway is serving its limit of {self._limit} connections; try again shortly."
         )
         transport.write(raw_response(error))
         with contextlib.suppress(OSError, RuntimeError, NotImplementedError):
             transport.write_eof()
-        self._timer = asyncio.get_running_loop().call_later(_REFUSAL_LINGER, transport.close)
+        # Aborted, not closed, when the time is up: a client that does not read cannot keep
+        # the file (and a place among the refusals) longer.
+        self._timer = asyncio.get_running_loop().call_later(_REFUSAL_LINGER, transport.abort)
 
     def data_received(self, data: bytes) -> None:
         pass  # the request is not read: it is refused whatever it is
@@ -113,25 +152,79 @@ class _Refusal(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         if self._transport is not None:
-            self._registry.discard(self._transport)
+            self._cap.refused(self._transport)
 
 
-class Listener:
-    """Sockets bound to host:port, each with its accept loop (what `loop.create_server`
-    returns, as far as aiohttp's runner needs: `sockets` and `close`)."""
+def _waiting(sock: socket.socket) -> int:
+    """Connections in `sock`'s listen queue, not yet accepted (0 where the system does not
+    say: Linux alone does)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _QUEUE_OFFSET + 4)
+    except OSError:
+        return 0
+    return int(struct.unpack_from("I", info, _QUEUE_OFFSET)[0])
 
-    def __init__(self, sockets: list[socket.socket], factory: Callable[[], asyncio.Protocol]):
-        self.sockets = sockets
-        self._factory = factory
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._accept(sock)) for sock in sockets]
 
-    async def _accept(self, sock: socket.socket) -> None:
+def _address(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getsockname()[:2]
+    except OSError:
+        return f"socket {sock.fileno()}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _AcceptLoop:
+    """One listening socket's accept loop, and what the watchdog knows of it."""
+
+    def __init__(self, sock: socket.socket, cap: ConnectionCap) -> None:
+        self.sock = sock
+        self.address = _address(sock)
+        self._cap = cap
+        self._turns = 0  # times round the loop, whatever happened there: it is alive
+        self._turns_seen = 0
+        self._fine_at = asyncio.get_running_loop().time()  # last seen going round or idle
+        self.futile_restarts = 0  # restarts since it last accepted a connection
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def restart(self) -> None:
+        self.task.cancel()
+        self.futile_restarts += 1
+        self.excuse(asyncio.get_running_loop().time())
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def excuse(self, now: float) -> None:
+        """Judge the loop from `now` on only (the event loop itself was held up)."""
+        self._turns_seen = self._turns
+        self._fine_at = now
+
+    def problem(self, now: float) -> str | None:
+        """What is wrong with the loop at time `now`, or None."""
+        if self.task.done():
+            if self.task.cancelled():
+                return f"the accept loop on {self.address} was cancelled"
+            exc = self.task.exception()
+            return f"the accept loop on {self.address} ended" + (f" ({exc!r})" if exc else "")
+        waiting = _waiting(self.sock)
+        if not waiting or self._turns != self._turns_seen:
+            self.excuse(now)
+            return None
+        if now - self._fine_at < STALL_AFTER:
+            return None
+        return (
+            f"the accept loop on {self.address} took no connection for "
+            f"{now - self._fine_at:.0f} s while {waiting} waited"
+        )
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         delay = _FIRST_DELAY
         while True:
+            self._turns += 1
+            await self._cap.room()
             try:
-                conn, _ = await loop.sock_accept(sock)
+                conn, _ = await loop.sock_accept(self.sock)
             except OSError as exc:
                 if exc.errno in _TRANSIENT:
                     continue
@@ -142,20 +235,74 @@ class Listener:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_DELAY)
                 continue
+            except Exception:  # whatever it is, logged, and accepting goes on
+                _accept_failed.warning("accepting a connection failed", exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_DELAY)
+                continue
             delay = _FIRST_DELAY
+            self.futile_restarts = 0
             try:
-                await loop.connect_accepted_socket(self._factory, conn)
+                await loop.connect_accepted_socket(self._cap, conn)
             except Exception as exc:  # one connection's fault never ends accepting
                 if not isinstance(exc, OSError):  # OSError: the client left already
-                    log.exception("serving an accepted connection failed")
+                    _serve_failed.warning("serving an accepted connection failed", exc_info=True)
                 # The loop may have closed the descriptor already (uvloop does, when the
                 # protocol fails): closing it again is EBADF, never an end of accepting.
                 with contextlib.suppress(OSError):
                     conn.close()
 
+
+class Listener:
+    """Sockets bound to host:port, each with its accept loop (what `loop.create_server`
+    returns, as far as aiohttp's runner needs: `sockets` and `close`), and their watchdog.
+    `on_broken` is called when restarting an accept loop does not mend it."""
+
+    def __init__(
+        self, sockets: list[socket.socket], cap: ConnectionCap, on_broken: Callable[[], None]
+    ) -> None:
+        self.sockets = sockets
+        self._loops = [_AcceptLoop(sock, cap) for sock in sockets]
+        self._on_broken = on_broken
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        woke = loop.time()
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            slept, woke = loop.time() - woke, loop.time()
+            if slept > 2 * WATCH_INTERVAL:
+                # The event loop was held up (timers run before I/O): the accept loops had
+                # no chance to accept either, which is no fault of theirs.
+                for accept in self._loops:
+                    accept.excuse(woke)
+                continue
+            for accept in self._loops:
+                try:
+                    problem = accept.problem(woke)
+                except Exception:  # the watchdog itself goes on
+                    log.exception("checking the accept loop on %s failed", accept.address)
+                    continue
+                if problem is None:
+                    continue
+                if accept.futile_restarts >= FUTILE_RESTARTS:
+                    log.error(
+                        "%s, after %d restarts that took no connection: this process stops "
+                        "taking connections; it drains and exits 1, for its supervisor or "
+                        "service manager to start a fresh one",
+                        problem,
+                        accept.futile_restarts,
+                    )
+                    self._on_broken()
+                    return
+                log.error("%s: restarted", problem)
+                accept.restart()
+
     def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        self._watchdog.cancel()
+        for accept in self._loops:
+            accept.task.cancel()
         for sock in self.sockets:
             sock.close()
 
@@ -185,7 +332,7 @@ def bind(host: str | None, port: int, backlog: int = BACKLOG) -> list[socket.soc
 class GatewaySite(web.BaseSite):
     """aiohttp's TCPSite, with the gateway's `Listener` and `ConnectionCap`."""
 
-    __slots__ = ("_cap", "_host", "_port", "_sockets")
+    __slots__ = ("_cap", "_host", "_on_broken", "_port", "_sockets")
 
     def __init__(
         self,
@@ -194,12 +341,14 @@ class GatewaySite(web.BaseSite):
         port: int,
         cap: ConnectionCap,
         sockets: list[socket.socket] | None = None,
+        on_broken: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(runner, backlog=BACKLOG)
         self._host = host
         self._port = port
         self._cap = cap
         self._sockets = sockets  # bound already (a worker's, shared with its siblings)
+        self._on_broken = on_broken
 
     @property
     def name(self) -> str:
@@ -208,7 +357,7 @@ class GatewaySite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         sockets = self._sockets or bind(self._host, self._port, self._backlog)
-        self._server = Listener(sockets, self._cap)  # type: ignore[assignment]
+        self._server = Listener(sockets, self._cap, self._on_broken)  # type: ignore[assignment]
 
     async def stop(self) -> None:
         await super().stop()

@@ -20,13 +20,17 @@ class Throttled:
         self._next = 0.0
         self._skipped = 0
 
-    def warning(self, message: str) -> None:
+    def warning(self, message: str, *, exc_info: bool = False) -> None:
+        """Log `message` (with the exception being handled, if `exc_info`) unless a line went
+        out less than `interval` seconds ago."""
         now = time.monotonic()
         if now < self._next:
             self._skipped += 1
             return
         if self._skipped:
             message += f" ({self._skipped} more since the last such line)"
-        self._log.warning("%s; not logged again for %g s", message, self._interval)
+        self._log.warning(
+            "%s; not logged again for %g s", message, self._interval, exc_info=exc_info
+        )
         self._next = now + self._interval
         self._skipped = 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import fdlimit
 from gateway.config import parse, warn_missing_keys
 from wire.config import ConfigError
 
@@ -18,8 +19,25 @@ def test_server_hardening_defaults() -> None:
     assert server.header_timeout == 10
     assert server.body_timeout == 10 and server.min_body_rate == 240
     assert server.idle_timeout == 75  # above the 60 s of common load balancers
-    assert server.max_connections == 4096
+    assert server.max_connections is None  # sized from the open-file limit at start
     assert server.allowed_hosts is None
+
+
+@pytest.mark.parametrize(
+    ("configured", "limit", "cap"),
+    [
+        (None, 1024, 448),  # (1,024 - 64 for the process - 64 for refusals) / 2 files each
+        (None, 256, 64),
+        (None, 48, 1),  # too few files for any: one, not none
+        (None, 524_288, 4096),  # systemd's hard limit: the default, 4,096
+        (None, None, 4096),  # no limit
+        (10_000, 1024, 10_000),  # configured: kept (and warned about at start)
+    ],
+)
+def test_the_default_connection_cap_leaves_each_client_a_file_for_its_upstream(
+    configured: int | None, limit: int | None, cap: int
+) -> None:
+    assert fdlimit.connection_cap(configured, limit) == cap
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,13 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import openai
 import orjson
 import psutil
 import pytest
@@ -22,7 +24,9 @@ from aiohttp import web
 
 from gateway import connection, throttle
 from gateway.throttle import Throttled
-from tests.conftest import FakeUpstream, GatewayFactory
+from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
+from tests.raw_requests import error_of
+from tests.streams import openai_chat_stream, parse_sse, post_stream, streaming
 
 CHAT = orjson.dumps({"model": "mock/m", "messages": [{"role": "user", "content": "hi"}]})
 FAST = "header_timeout = 0.4\nbody_timeout = 0.4\nidle_timeout = 0.6\n"
@@ -203,34 +207,120 @@ async def test_an_idle_kept_alive_connection_is_closed_after_idle_timeout(fast_u
 # --- the connection cap ---
 
 
+async def _hold(url: str, count: int) -> list[asyncio.StreamWriter]:
+    """`count` connections served once and kept alive: the cap's worth."""
+    held = []
+    for _ in range(count):
+        reader, writer = await _connect(url)
+        writer.write(_request())
+        async with asyncio.timeout(10):
+            assert (await _read_response(reader))[0] == 200
+        held.append(writer)
+    return held
+
+
+async def _answer_to(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """`request` sent whole on a new connection before anything is read; the answer, read
+    within 10 s (before the fix, under uvloop: an empty reply or a hang)."""
+    reader, writer = await _connect(url)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(10):
+            return await _read_response(reader)
+    finally:
+        writer.close()
+
+
+def _assert_refused(status: int, headers: dict[str, str], body: bytes, limit: int) -> None:
+    assert status == 503 and headers["connection"] == "close"
+    assert headers["server"] == "gateway"
+    error = _error(body)
+    assert error["code"] == "too_many_connections" and f"{limit} connections" in error["message"]
+
+
 async def test_connections_past_max_connections_get_a_503_in_openai_shape(
     start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = await start_gateway("[server]\nmax_connections = 3\n[providers.mock]\ndelay = 0\n")
-    held = [await _connect(url) for _ in range(3)]
-    for reader, writer in held:  # served, and kept alive
-        writer.write(_request())
-        assert (await _read_response(reader))[0] == 200
+    held = await _hold(url, 3)
     caplog.set_level(logging.WARNING)
     for _ in range(3):
-        reader, writer = await _connect(url)
-        writer.write(_request())
-        status, headers, body = await _read_response(reader)
-        writer.close()
-        assert status == 503 and headers["connection"] == "close"
-        assert headers["server"] == "gateway"
-        error = _error(body)
-        assert error["code"] == "too_many_connections" and "3 connections" in error["message"]
+        _assert_refused(*await _answer_to(url, _request()), limit=3)
     said = [r.getMessage() for r in caplog.records if "max_connections" in r.getMessage()]
     assert len(said) == 1, said  # once a minute, however many are refused
-    held[0][1].close()
+    held[0].close()
     await asyncio.sleep(0.1)
-    reader, writer = await _connect(url)  # a freed slot serves again
-    writer.write(_request())
-    assert (await _read_response(reader))[0] == 200
-    writer.close()
-    for _, other in held[1:]:
+    status, _, _ = await _answer_to(url, _request())  # a freed slot serves again
+    assert status == 200
+    for other in held[1:]:
         other.close()
+
+
+async def test_two_thousand_refusals_leave_the_listener_accepting(
+    start_gateway: GatewayFactory,
+) -> None:
+    """Each refused client sends its request first and reads the whole 503; after them all,
+    the listener still answers (before the fix, under uvloop, the first refusal failed and
+    the next ended accepting for good)."""
+    url = await start_gateway("[server]\nmax_connections = 2\n[providers.mock]\ndelay = 0\n")
+    held = await _hold(url, 2)
+    health = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    gate = asyncio.Semaphore(50)
+
+    async def refused() -> None:
+        async with gate:
+            _assert_refused(*await _answer_to(url, health), limit=2)
+
+    await asyncio.gather(*(refused() for _ in range(2000)))
+    _assert_refused(*await _answer_to(url, health), limit=2)  # the cap is still full
+    for writer in held:
+        writer.close()
+    await asyncio.sleep(0.1)
+    status, _, body = await _answer_to(url, health)
+    assert status == 200 and orjson.loads(body)["status"] == "ok"
+
+
+async def test_the_openai_sdk_past_the_cap_gets_the_503_whole(
+    start_gateway: GatewayFactory,
+) -> None:
+    """A chat request and an 8 MiB upload, each sent whole by the SDK before it reads: the
+    refusal reads what they send, so no reset cuts the 503 they read after."""
+    url = await start_gateway(
+        "[server]\nmax_connections = 1\n[providers.mock]\ndelay = 0\n"
+        '[providers.audio]\ntype = "mock"\n'
+    )
+    held = await _hold(url, 1)
+    sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    upload = ("a.wav", b"\0" * (8 * 1024 * 1024))
+    try:
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: sdk.chat.completions.create(
+                model="mock/m", messages=[{"role": "user", "content": "hi"}]
+            ),
+            lambda: sdk.audio.transcriptions.create(model="audio/whisper-1", file=upload),
+        ]
+        for call in calls:
+            with pytest.raises(openai.InternalServerError) as caught:
+                async with asyncio.timeout(10):
+                    await call()
+            assert caught.value.status_code == 503
+            assert isinstance(caught.value.body, dict)
+            assert caught.value.body["code"] == "too_many_connections"
+    finally:
+        await sdk.close()
+        for writer in held:
+            writer.close()
+
+
+async def test_a_large_body_sent_whole_past_the_cap_still_reads_the_503(
+    start_gateway: GatewayFactory,
+) -> None:
+    url = await start_gateway("[server]\nmax_connections = 1\n[providers.mock]\ndelay = 0\n")
+    held = await _hold(url, 1)
+    body = orjson.dumps({"model": "mock/m", "messages": [{"role": "user", "content": "x" * 2**23}]})
+    _assert_refused(*await _answer_to(url, _request(body)), limit=1)
+    for writer in held:
+        writer.close()
 
 
 # --- malformed request heads ---
@@ -333,13 +423,55 @@ def test_a_limit_too_low_for_max_connections_is_warned_about(tmp_path: Path) -> 
         tmp_path, "[server]\nmax_connections = 1000\n[providers.mock]\n", (512, 512)
     )
     stderr = _stop(process)
+    assert "max_connections = 1000 (configured)" in stderr  # kept as configured
     assert "the open-file limit is 512, low for max_connections = 1000" in stderr
+
+
+async def test_past_the_open_file_limit_streams_are_refused_and_every_admitted_one_completes(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """256 files: the default cap is sized to 64 (two files each, 128 kept), said at start.
+    400 streams at once: each is served whole or refused with a clean 503, none fails for a
+    file (before: clients took every file and their upstream connections failed; and
+    refusals held at once must not take them either)."""
+    tokens = ["a", "b", "c"]
+    upstream.handler = streaming(openai_chat_stream(tokens), delay=0.7)
+    toml = "[server]\naccess_log = false\n" + provider_toml(upstream.url, timeout=30)
+    process, url = _gateway(tmp_path, toml, (256, 256))
+    outcomes: list[str] = []
+
+    async def one() -> None:
+        async with asyncio.timeout(60):
+            status, body = await post_stream(url, "fake/m")
+        if status == 503 and error_of(body)["code"] == "too_many_connections":
+            outcomes.append("refused")
+            return
+        events = parse_sse(body)
+        said = "".join(
+            orjson.loads(e.data)["choices"][0]["delta"].get("content", "")
+            for e in events[:-1]
+            if orjson.loads(e.data)["choices"]
+        )
+        complete = status == 200 and events[-1].data == "[DONE]" and said == "abc"
+        outcomes.append("served" if complete else f"failed: {status} {body[-200:]!r}")
+
+    try:
+        await asyncio.gather(*(one() for _ in range(400)))
+    finally:
+        stderr = _stop(process)
+    assert "max_connections = 64, sized from the open-file limit of 256" in stderr
+    failed = [outcome for outcome in outcomes if outcome.startswith("failed")]
+    assert not failed, failed[:3]
+    assert outcomes.count("served") >= 64 and outcomes.count("refused") > 0
+    assert "out of file descriptors" not in stderr and "Traceback" not in stderr
 
 
 async def test_running_out_of_files_on_accept_is_logged_once_and_no_connection_is_reset(
     tmp_path: Path,
 ) -> None:
-    process, url = _gateway(tmp_path, "[providers.mock]\ndelay = 0\n", (48, 48))
+    # A cap set far above what 48 files serve (the default would be sized down to 1).
+    toml = "[server]\nmax_connections = 4096\n[providers.mock]\ndelay = 0\n"
+    process, url = _gateway(tmp_path, toml, (48, 48))
     try:
         # Past the limit, connections wait in the listen queue: the kernel completes them.
         held = [await _connect(url) for _ in range(60)]

@@ -268,3 +268,105 @@ async def test_metrics_of_every_worker_are_summed(
     assert len(served) == 2
     # One scrape of one worker shows the requests both served (folded within 50 ms: polled).
     assert await _eventually(counted, 40) == 40
+
+
+# --- the accept loop's watchdog: a listener broken on purpose, in a real process ---
+
+# Put on PYTHONPATH, it breaks `loop.sock_accept` in the first gateway process that accepts
+# (the one that creates the claim file): its second call (the accept after the first
+# connection) raises, is cancelled or hangs; "...-always" breaks every call after the first.
+BREAK_ACCEPT = """
+import asyncio
+import os
+
+import uvloop
+
+_accept = uvloop.Loop.sock_accept
+_mode = os.environ["BREAK_ACCEPT"]
+_calls = 0
+_broken = None
+
+
+async def sock_accept(self, sock):
+    global _calls, _broken
+    if _broken is None:
+        try:
+            os.close(os.open(os.environ["BREAK_ACCEPT_CLAIM"], os.O_CREAT | os.O_EXCL))
+            _broken = True
+        except FileExistsError:
+            _broken = False
+    _calls += 1
+    if _broken and (_calls == 2 or (_calls > 2 and _mode.endswith("always"))):
+        if _mode.startswith("raise"):
+            raise RuntimeError("accept broken on purpose")
+        if _mode.startswith("cancel"):
+            asyncio.current_task().cancel()
+            await asyncio.sleep(0)
+        await asyncio.Event().wait()  # hang
+    return await _accept(self, sock)
+
+
+uvloop.Loop.sock_accept = sock_accept
+"""
+
+
+def _broken_accept(tmp_path: Path, mode: str) -> dict[str, str]:
+    """The environment that breaks the accept loop of the first gateway process to accept."""
+    (tmp_path / "sitecustomize.py").write_text(BREAK_ACCEPT)
+    claim = str(tmp_path / "broken-accept.claim")
+    return {"PYTHONPATH": str(tmp_path), "BREAK_ACCEPT": mode, "BREAK_ACCEPT_CLAIM": claim}
+
+
+async def _health_within(url: str, seconds: float) -> dict[str, object]:
+    """GET /health on a new connection, answered within `seconds` (else TimeoutError)."""
+    async with asyncio.timeout(seconds):
+        return await _health(url)
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("raise", "accepting a connection failed"),
+        ("cancel", "was cancelled: restarted"),
+        ("hang", "waited: restarted"),  # "took no connection for 3 s while 1 waited"
+    ],
+)
+async def test_a_broken_accept_loop_is_logged_and_accepting_goes_on(
+    tmp_path: Path, gateways: list[GatewayProcess], mode: str, said: str
+) -> None:
+    """An error out of accept is logged and accepting goes on; an accept loop that ends, or
+    that takes no connection while one waits, is restarted by the watchdog. Before, each
+    ended accepting for good, silently, and the process lived on."""
+    gateway = GatewayProcess(SLOW_MOCK, tmp_path, env=_broken_accept(tmp_path, mode))
+    gateways.append(gateway)
+    assert (await _health_within(gateway.url, 10))["status"] == "ok"  # the first accept
+    for _ in range(3):  # the next waits in the listen queue until the loop is mended
+        assert (await _health_within(gateway.url, 20))["status"] == "ok"
+    stderr = gateway.stop()
+    lines = [line for line in stderr.splitlines() if said in line]
+    assert len(lines) == 1, stderr
+    if mode == "raise":
+        assert "RuntimeError: accept broken on purpose" in stderr  # its traceback, once
+        assert "restarted" not in stderr  # the loop itself went on
+
+
+async def test_a_worker_whose_accept_loop_cannot_be_mended_exits_and_is_restarted(
+    tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    """One of two workers: its accept loop is cancelled after each restart. After three, it
+    drains and exits 1, the supervisor starts a fresh worker, and the other serves meanwhile."""
+    env = _broken_accept(tmp_path, "cancel-always")
+    gateway = GatewayProcess(SLOW_MOCK, tmp_path, "--workers", "2", env=env)
+    gateways.append(gateway)
+    first = await _pids(gateway.url, 2)
+    pids = set(first)
+    deadline = time.monotonic() + 40
+    while pids <= first and time.monotonic() < deadline:  # until a third worker answers
+        health = await _health_within(gateway.url, 10)
+        assert health["status"] == "ok"  # every request is served throughout
+        pids.add(int(health["pid"]))  # type: ignore[call-overload]
+        await asyncio.sleep(0.05)
+    stderr = gateway.stop()
+    assert len(pids - first) == 1, stderr
+    assert "after 3 restarts that took no connection: this process stops" in stderr
+    assert "exited with status 1; restarting it" in stderr
