@@ -132,7 +132,7 @@ class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     redis_url: str | None = None  # e.g. "redis://127.0.0.1:6379/0"; None: in process
     on_redis_error: str = "open"  # "open": serve without limits, warn; "closed": answer 503
-    timeout: float = 0.25  # seconds for one Redis call before on_redis_error applies
+    timeout: float = 0.25  # seconds for one Redis round trip before on_redis_error applies
     prefix: str = "gateway:"  # of every Redis key the gateway writes
 
 

@@ -4,9 +4,10 @@ Each check is one round trip: a Lua script reads a key's counters, decides and c
 request atomically, so two instances can never both take the last request of a limit. Each
 settlement is one pipelined round trip after the request. Every key the gateway writes
 expires, so nothing grows without bound. One Redis server is meant (the client is not a
-cluster client, and the cooldown reads span many keys): not Redis Cluster.
+cluster client, and the cooldown reads span many keys): not Redis Cluster. The commands of
+concurrent requests share a few connections (gateway.redis_link).
 
-A Redis that is down or slow never hangs a request: every call is bounded by
+A Redis that is down or slow never hangs a request: every round trip is bounded by
 `[state] timeout`, then `on_redis_error` decides: "open" serves without limits (with a
 warning at most every 10 s), "closed" answers 503.
 """
@@ -15,14 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Collection
-from typing import Any, TypeVar
+from collections.abc import Collection
+from typing import Any
 
 from gateway.auth import GatewayKey
-from gateway.config import StateConfig
 from gateway.cooldowns import Rest
 from gateway.limits import (
     MINUTE,
@@ -35,11 +34,8 @@ from gateway.limits import (
     period_index,
     usage_report,
 )
+from gateway.redis_link import Arg, Command, RedisLink, Script
 
-log = logging.getLogger("gateway")
-T = TypeVar("T")
-
-_WARN_EVERY = 10.0  # seconds between two "Redis is down" warnings
 # A request in flight longer than this is taken for one whose gateway died (its slot frees).
 _STALE_IN_FLIGHT = 3600
 
@@ -99,52 +95,6 @@ return 1
 """
 
 
-class RedisLink:
-    """One Redis client, every call bounded by the timeout, with the outage policy."""
-
-    def __init__(self, config: StateConfig) -> None:
-        import redis.asyncio as redis  # an import only for those who configure Redis
-
-        assert config.redis_url is not None
-        self.client = redis.Redis.from_url(
-            config.redis_url,
-            socket_timeout=config.timeout,
-            socket_connect_timeout=config.timeout,
-            health_check_interval=0,
-        )
-        self.prefix = config.prefix
-        self.timeout = config.timeout
-        self.fail_open = config.on_redis_error == "open"
-        self._warned = 0.0
-
-    async def call(
-        self, operation: Callable[[], Awaitable[T]], what: str, *, limits: bool = True
-    ) -> T | None:
-        """The operation's result; None when Redis failed and the policy is "open" (always,
-        for what is no limit: without cooldowns every candidate is simply tried)."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await operation()
-        except Exception as exc:  # a timeout, a refused connection, a Redis error
-            now = time.monotonic()
-            fail_open = self.fail_open or not limits
-            if now - self._warned >= _WARN_EVERY:
-                self._warned = now
-                policy = "serving without limits" if fail_open else "answering 503"
-                log.warning("redis unavailable (%s: %s); %s", what, type(exc).__name__, policy)
-            if fail_open:
-                return None
-            raise LimitsUnavailable(
-                "The gateway's shared state is unavailable; try again shortly."
-            ) from None
-
-    def script(self, source: str) -> Any:
-        return self.client.register_script(source)
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
 # Settlements wait at most this long to go out together.
 _SETTLE_EVERY = 0.01
 _SETTLE_AGAIN_AFTER = 1.0  # seconds before in-flight marks whose removal failed are sent again
@@ -159,11 +109,18 @@ class _Settlements:
         self.tokens: dict[str, tuple[int, int]] = {}
         self.landed: dict[str, list[str]] = {}  # in-flight set -> request ids that ended
 
+    def commands(self) -> list[Command]:
+        out = []
+        for name, (tokens, ttl) in self.tokens.items():
+            out += [Command(("INCRBY", name, tokens)), Command(("EXPIRE", name, ttl))]
+        out += [Command(("ZREM", name, *ids)) for name, ids in self.landed.items()]
+        return out
+
 
 class RedisLimiter:
     def __init__(self, link: RedisLink) -> None:
         self._link = link
-        self._admit = link.script(_ADMIT)
+        self._admit = Script(_ADMIT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending = _Settlements()
         self._flush: asyncio.TimerHandle | None = None
@@ -186,7 +143,7 @@ class RedisLimiter:
         request_id = os.urandom(8).hex()  # its mark in the key's in-flight set
         config = key.config
         _, into = minute_index(now)
-        args = [
+        args: list[Arg] = [
             f"{now:.6f}",
             request_id,
             config.rpm or 0,
@@ -197,10 +154,11 @@ class RedisLimiter:
             _STALE_IN_FLIGHT,
         ]
         keys = self._keys(key, now)
-        result = await self._link.call(lambda: self._admit(keys=keys, args=args), "limit check")
-        if result is None:
+        link = self._link
+        replies = await link.call(lambda: link.run(self._admit(keys, args)), "limit check")
+        if replies is None:
             return Admission(key, request_id, {}, counted=False)
-        admitted, counts = result
+        admitted, counts = replies[0]
         windows = Windows(now, *(int(c) for c in counts))
         if not admitted:
             check(key, windows)  # raises the error that names the limit
@@ -233,18 +191,10 @@ class RedisLimiter:
         task.add_done_callback(self._tasks.discard)
 
     async def _charge(self, pending: _Settlements, again: bool = True) -> None:
-        async def charge() -> bool:
-            pipe = self._link.client.pipeline(transaction=False)
-            for name, (tokens, ttl) in pending.tokens.items():
-                pipe.incrby(name, tokens)
-                pipe.expire(name, ttl)
-            for name, ids in pending.landed.items():
-                pipe.zrem(name, *ids)
-            await pipe.execute()
-            return True
-
+        commands = pending.commands()
+        link = self._link
         with contextlib.suppress(LimitsUnavailable):  # nobody to tell: the answers went out
-            if await self._link.call(charge, "charging tokens"):
+            if await link.call(lambda: link.run(*commands), "charging tokens"):
                 return
         if again and pending.landed:
             # The in-flight marks are taken back once more a little later (a mark removed
@@ -266,15 +216,10 @@ class RedisLimiter:
     async def usage(self, key: GatewayKey) -> dict[str, Any]:
         now = time.time()
         keys = self._keys(key, now)
-
-        async def read() -> list[Any]:
-            pipe = self._link.client.pipeline(transaction=False)
-            for name in keys[:5]:
-                pipe.get(name)
-            pipe.zcard(keys[5])
-            return list(await pipe.execute())
-
-        counts = await self._link.call(read, "usage")
+        link = self._link
+        reads = [Command(("GET", name)) for name in keys[:5]]
+        reads.append(Command(("ZCARD", keys[5])))
+        counts = await link.call(lambda: link.run(*reads), "usage")
         values = [int(c or 0) for c in counts] if counts else [0] * 6
         return usage_report(key, Windows(now, *values))
 
@@ -284,8 +229,8 @@ class RedisCooldowns:
 
     def __init__(self, link: RedisLink) -> None:
         self._link = link
-        self._rest = link.script(_REST)
-        self._failed = link.script(_FAILED)
+        self._rest = Script(_REST)
+        self._failed = Script(_FAILED)
         # Targets this process saw fail lately: only those need their count reset on success.
         self._failing: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -296,13 +241,15 @@ class RedisCooldowns:
     def _fail_key(self, id: str) -> str:
         return f"{self._link.prefix}failures:{id}"
 
+    async def _run(self, command: Command) -> Any:
+        """The reply, or None when Redis failed (without cooldowns, every candidate is tried)."""
+        link = self._link
+        replies = await link.call(lambda: link.run(command), "cooldowns", limits=False)
+        return None if replies is None else replies[0]
+
     async def resting(self, ids: Collection[str]) -> dict[str, Rest]:
         names = list(ids)
-        values = await self._link.call(
-            lambda: self._link.client.mget([self._rest_key(id) for id in names]),
-            "cooldowns",
-            limits=False,
-        )
+        values = await self._run(Command(("MGET", *(self._rest_key(id) for id in names))))
         now = time.time()
         found = {}
         for id, value in zip(names, values or (), strict=False):
@@ -315,24 +262,13 @@ class RedisCooldowns:
 
     async def rest(self, id: str, seconds: float) -> None:
         now = time.time()
-        await self._link.call(
-            lambda: self._rest(keys=[self._rest_key(id)], args=[f"{now:.3f}", seconds]),
-            "cooldowns",
-            limits=False,
-        )
+        await self._run(self._rest([self._rest_key(id)], [f"{now:.3f}", seconds]))
 
     async def failed(self, id: str, threshold: int, seconds: float) -> bool:
         now = time.time()
         self._failing[id] = now + seconds
-        rested = await self._link.call(
-            lambda: self._failed(
-                keys=[self._fail_key(id), self._rest_key(id)],
-                args=[f"{now:.3f}", threshold, seconds],
-            ),
-            "cooldowns",
-            limits=False,
-        )
-        return bool(rested)
+        keys = [self._fail_key(id), self._rest_key(id)]
+        return bool(await self._run(self._failed(keys, [f"{now:.3f}", threshold, seconds])))
 
     def succeeded(self, id: str) -> None:
         # Free on the common path: only a target this process saw fail lately is reset, in
@@ -345,9 +281,7 @@ class RedisCooldowns:
         task.add_done_callback(self._tasks.discard)
 
     async def _reset(self, id: str) -> None:
-        await self._link.call(
-            lambda: self._link.client.delete(self._fail_key(id)), "cooldowns", limits=False
-        )
+        await self._run(Command(("DEL", self._fail_key(id))))
 
     async def close(self) -> None:
         """Let the resets under way finish (the link closes after this)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from gateway.config import StateConfig
 from gateway.cooldowns import Cooldowns, LocalCooldowns
 from gateway.limits import Limiter, LocalLimiter
-from gateway.redis_state import RedisCooldowns, RedisLimiter, RedisLink
+from gateway.redis_link import RedisLink
+from gateway.redis_state import RedisCooldowns, RedisLimiter
 
 
 class SharedState:

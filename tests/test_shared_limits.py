@@ -7,13 +7,16 @@ balancer are; the Redis is a real `redis-server` (tests/redis_server.py).
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openai
+import orjson
 import pytest
 from aiohttp import web
 
@@ -23,15 +26,18 @@ from tests.redis_server import RedisServer
 from tests.streams import chat_completion
 
 MESSAGES = [{"role": "user", "content": "hi"}]
+# Hundreds of access log lines would fill the stderr pipe GatewayProcess reads only at the
+# end, and the gateway would block writing them.
+QUIET = "[server]\naccess_log = false\n"
 MOCK = '[providers.mock]\ntype = "mock"\ndelay = 0\ntokens = 3\n'
 
 
-def keyed(redis_url: str, limits: str, **state: str) -> str:
-    extra = "".join(f'{name} = "{value}"\n' for name, value in state.items())
+def keyed(redis_url: str, limits: str, mock: str = MOCK, **state: str | float) -> str:
+    settings = {"redis_url": redis_url, "timeout": 0.3, **state}
     return (
-        MOCK
-        + f'[keys.app]\nvalue = "sk-app"\n{limits}\n'
-        + f'[state]\nredis_url = "{redis_url}"\ntimeout = 0.3\n{extra}'
+        mock
+        + f'[keys.app]\nvalue = "sk-app"\n{limits}\n[state]\n'
+        + "".join(f"{name} = {orjson.dumps(value).decode()}\n" for name, value in settings.items())
     )
 
 
@@ -92,6 +98,45 @@ async def test_concurrent_requests_on_two_instances_never_pass_the_limit(
     assert statuses.count(200) == 10, statuses
 
 
+async def _burst(urls: list[str], count: int) -> Counter[int]:
+    """`count` requests sent at once, each on its own connection, spread over `urls`."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        statuses = await asyncio.gather(
+            *(_post(session, urls[i % len(urls)]) for i in range(count))
+        )
+    return Counter(statuses)
+
+
+@pytest.mark.parametrize("concurrency", [300, 1000])
+async def test_hundreds_of_admissions_at_once_keep_the_rpm_exact(
+    redis_url: str, tmp_path: Path, instances: list[GatewayProcess], concurrency: int
+) -> None:
+    """More checks at once in each process than redis-py's pool had connections (100): the
+    requests past it were served uncounted, taken for a Redis outage."""
+    toml = keyed(redis_url, "rpm = 50") + QUIET
+    instances += [GatewayProcess(toml, tmp_path / "a"), GatewayProcess(toml, tmp_path / "b")]
+    statuses = await _burst([instance.url for instance in instances], concurrency)
+    assert statuses == {200: 50, 429: concurrency - 50}
+
+
+async def test_closed_refuses_nothing_while_redis_answers_hundreds_of_checks_at_once(
+    redis_url: str, tmp_path: Path, instances: list[GatewayProcess]
+) -> None:
+    toml = keyed(redis_url, "rpm = 1000000", on_redis_error="closed") + QUIET
+    instances.append(GatewayProcess(toml, tmp_path))
+    assert await _burst([instances[0].url], 300) == {200: 300}
+
+
+async def test_limits_hold_after_redis_forgets_its_scripts(
+    redis_server: RedisServer, redis_url: str, start_gateway: GatewayFactory
+) -> None:
+    url = await start_gateway(keyed(redis_url, "rpm = 3", on_redis_error="closed"))
+    async with aiohttp.ClientSession() as session:
+        assert await _post(session, url) == 200
+        assert redis_server.command(b"SCRIPT FLUSH").startswith(b"+OK")  # as a restart does
+        assert [await _post(session, url) for _ in range(3)] == [200, 200, 429]
+
+
 async def test_tokens_charged_by_one_instance_count_on_the_other(
     redis_url: str, tmp_path: Path, instances: list[GatewayProcess]
 ) -> None:
@@ -112,23 +157,29 @@ async def test_tokens_charged_by_one_instance_count_on_the_other(
     assert caught.value.body["code"] == "insufficient_quota"
 
 
+@pytest.mark.parametrize("fault", ["stopped", "frozen"])
 @pytest.mark.parametrize(("policy", "expected"), [("open", 200), ("closed", 503)])
 async def test_redis_stopped_mid_run_serves_or_refuses_but_never_hangs(
-    start_gateway: GatewayFactory, policy: str, expected: int
+    start_gateway: GatewayFactory, policy: str, expected: int, fault: str
 ) -> None:
     server = RedisServer()
     server.start()
+    assert server.process is not None
     try:
         url = await start_gateway(keyed(server.url, "rpm = 1000", on_redis_error=policy))
         async with aiohttp.ClientSession() as session:
             assert await _post(session, url) == 200
-            server.stop()  # Redis goes away mid-run
+            if fault == "stopped":
+                server.stop()  # Redis goes away mid-run: connections refused
+            else:
+                server.process.send_signal(signal.SIGSTOP)  # connected, never answering
             for stream in (False, True):
                 started = time.monotonic()
                 status = await asyncio.wait_for(_post(session, url, stream=stream), 10)
                 assert status == expected
                 assert time.monotonic() - started < 3  # bounded by [state] timeout, not hung
     finally:
+        server.process.send_signal(signal.SIGCONT)
         server.close()
 
 
