@@ -7,6 +7,12 @@ expires, so nothing grows without bound. One Redis server is meant (the client i
 cluster client, and the cooldown reads span many keys): not Redis Cluster. The commands of
 concurrent requests share a few connections (gateway.redis_link).
 
+A request in flight is a lease, not a record: its mark in the key's in-flight set expires
+`[state] in_flight_lease` seconds after it was last renewed, and each gateway process renews
+all of its own marks in one pipeline every third of a lease. A process that dies (kill -9, a
+lost machine) renews nothing, so its requests stop counting against `max_parallel` within a
+lease, while a request that streams for an hour keeps its slot.
+
 A Redis that is down or slow never hangs a request: every round trip is bounded by
 `[state] timeout`, then `on_redis_error` decides: "open" serves without limits (with a
 warning at most every 10 s), "closed" answers 503.
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 from collections.abc import Collection
@@ -36,20 +43,19 @@ from gateway.limits import (
 )
 from gateway.redis_link import Arg, Command, RedisLink, Script
 
-# A request in flight longer than this is taken for one whose gateway died (its slot frees).
-_STALE_IN_FLIGHT = 3600
-
 # Check and count in one step, so that two instances never both take a limit's last request.
 # KEYS: requests this minute, the minute before, tokens this minute, the minute before, the
 # budget period's spent tokens, the in-flight set. ARGV: now, request id, rpm, tpm, budget,
-# max_parallel (0: none), the minute's progress (0..1), the stale age of an in-flight entry.
+# max_parallel (0: none), the minute's progress (0..1), the lease in seconds. An in-flight
+# mark's score is when its lease ends: the marks whose lease ended are dropped first.
 # Returns {admitted (1/0), the counters before this request}: the gateway then names the
 # limit and computes the headers from the same numbers (gateway.limits.check).
 _ADMIT = """
+local now = tonumber(ARGV[1])
 local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
 local budget, par = tonumber(ARGV[5]), tonumber(ARGV[6])
-local into = tonumber(ARGV[7])
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[8]))
+local into, lease = tonumber(ARGV[7]), tonumber(ARGV[8])
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
 local function count(key) return tonumber(redis.call('GET', key) or '0') end
 local r, rb, t, tb = count(KEYS[1]), count(KEYS[2]), count(KEYS[3]), count(KEYS[4])
 local spent = count(KEYS[5])
@@ -61,8 +67,8 @@ if rpm > 0 and rb * (1 - into) + r + 1 > rpm then return {0, counts} end
 if tpm > 0 and tb * (1 - into) + t >= tpm then return {0, counts} end
 redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], 120)
-redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[6], tonumber(ARGV[8]))
+redis.call('ZADD', KEYS[6], now + lease, ARGV[2])
+redis.call('PEXPIRE', KEYS[6], math.ceil(2 * lease * 1000))
 return {1, counts}
 """
 
@@ -98,6 +104,7 @@ return 1
 # Settlements wait at most this long to go out together.
 _SETTLE_EVERY = 0.01
 _SETTLE_AGAIN_AFTER = 1.0  # seconds before in-flight marks whose removal failed are sent again
+_RENEWALS_PER_LEASE = 3  # a lease survives two renewals lost to a Redis blip
 
 
 class _Settlements:
@@ -118,12 +125,16 @@ class _Settlements:
 
 
 class RedisLimiter:
-    def __init__(self, link: RedisLink) -> None:
+    def __init__(self, link: RedisLink, lease: float) -> None:
         self._link = link
         self._admit = Script(_ADMIT)
+        self._lease = lease
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending = _Settlements()
         self._flush: asyncio.TimerHandle | None = None
+        # This process's marks in flight, per in-flight set: what its renewals push out.
+        self._flying: dict[str, set[str]] = {}
+        self._renewing: asyncio.Task[None] | None = None
 
     def _keys(self, key: GatewayKey, now: float) -> list[str]:
         base = f"{self._link.prefix}{{{key.name}}}:"
@@ -151,7 +162,7 @@ class RedisLimiter:
             config.budget or 0,
             config.max_parallel or 0,
             f"{into:.6f}",
-            _STALE_IN_FLIGHT,
+            self._lease,
         ]
         keys = self._keys(key, now)
         link = self._link
@@ -162,6 +173,9 @@ class RedisLimiter:
         windows = Windows(now, *(int(c) for c in counts))
         if not admitted:
             check(key, windows)  # raises the error that names the limit
+        self._flying.setdefault(keys[5], set()).add(request_id)
+        if self._renewing is None:
+            self._renewing = asyncio.get_running_loop().create_task(self._renew())
         windows.requests += 1
         windows.in_flight += 1
         return Admission(key, request_id, headers(key, windows))
@@ -172,14 +186,19 @@ class RedisLimiter:
         own CPU per command was the largest cost of shared limits)."""
         keys = self._keys(admission.key, time.time())
         pending = self._pending
-        # Not counted: the admit timed out, yet its mark may have landed; removing it is
-        # harmless either way, and a mark left behind would hold max_parallel for an hour.
+        # Not counted: the admit failed, yet its mark may have landed; removing it is
+        # harmless either way (and unrenewed, it would end with its lease).
         if tokens and admission.counted:
             budget_ttl = admission.key.config.budget_seconds + 86400
             for name, ttl in ((keys[2], 2 * MINUTE), (keys[4], budget_ttl)):
                 charged, _ = pending.tokens.get(name, (0, ttl))
                 pending.tokens[name] = (charged + tokens, ttl)
         pending.landed.setdefault(keys[5], []).append(admission.id)
+        flying = self._flying.get(keys[5])
+        if flying is not None:
+            flying.discard(admission.id)
+            if not flying:
+                del self._flying[keys[5]]
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(_SETTLE_EVERY, self._send)
 
@@ -204,8 +223,32 @@ class RedisLimiter:
             retry.landed = pending.landed
             await self._charge(retry, again=False)
 
+    async def _renew(self) -> None:
+        """Every third of a lease, the leases this process holds are renewed."""
+        while True:
+            await asyncio.sleep(self._lease / _RENEWALS_PER_LEASE)
+            if self._flying:
+                await self._renew_once()
+
+    async def _renew_once(self) -> None:
+        """One pipeline moves the end of each of this process's leases one lease ahead (XX:
+        a mark already taken back is not put back)."""
+        ends = f"{time.time() + self._lease:.6f}"
+        ttl_ms = math.ceil(2 * self._lease * 1000)
+        commands = []
+        for name, ids in self._flying.items():
+            scored = (value for id in ids for value in (ends, id))
+            commands += [Command(("ZADD", name, "XX", *scored)), Command(("PEXPIRE", name, ttl_ms))]
+        link = self._link
+        await link.call(lambda: link.run(*commands), "renewing leases", limits=False)
+
     async def close(self) -> None:
         """Send what is pending now (the process is stopping)."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
+            self._renewing = None
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
@@ -218,7 +261,7 @@ class RedisLimiter:
         keys = self._keys(key, now)
         link = self._link
         reads = [Command(("GET", name)) for name in keys[:5]]
-        reads.append(Command(("ZCARD", keys[5])))
+        reads.append(Command(("ZCOUNT", keys[5], f"({now:.6f}", "+inf")))  # leases running
         counts = await link.call(lambda: link.run(*reads), "usage")
         values = [int(c or 0) for c in counts] if counts else [0] * 6
         return usage_report(key, Windows(now, *values))

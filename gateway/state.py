@@ -21,7 +21,7 @@ class SharedState:
             self.cooldowns = LocalCooldowns()
             return
         link = RedisLink(config)
-        self._redis = (link, RedisLimiter(link), RedisCooldowns(link))
+        self._redis = (link, RedisLimiter(link, config.in_flight_lease), RedisCooldowns(link))
         _, self.limiter, self.cooldowns = self._redis
 
     async def close(self) -> None:

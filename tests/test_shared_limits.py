@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import openai
 import orjson
+import psutil
 import pytest
 from aiohttp import web
 
@@ -181,6 +182,56 @@ async def test_redis_stopped_mid_run_serves_or_refuses_but_never_hangs(
     finally:
         server.process.send_signal(signal.SIGCONT)
         server.close()
+
+
+# Streams of 100,000 tokens 50 ms apart: they run until the test ends them.
+ENDLESS = '[providers.mock]\ntype = "mock"\ndelay = 0.05\ntokens = 100000\n'
+LEASE = 2.0  # [state] in_flight_lease
+
+
+async def _hold(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
+    """A stream admitted and left running: it holds one of the key's max_parallel slots."""
+    response = await session.post(
+        f"{url}/v1/chat/completions",
+        json={"model": "mock/x", "messages": MESSAGES, "stream": True},
+        headers={"Authorization": "Bearer sk-app"},
+    )
+    assert response.status == 200
+    await response.content.readline()  # its first event came: it is running
+    return response
+
+
+async def test_a_killed_workers_slots_free_within_its_lease_and_live_ones_stay_held(
+    redis_url: str, tmp_path: Path, instances: list[GatewayProcess]
+) -> None:
+    toml = keyed(redis_url, "max_parallel = 3", mock=ENDLESS, in_flight_lease=LEASE) + ADMIN + QUIET
+    survivor = GatewayProcess(toml, tmp_path / "survivor")
+    doomed = GatewayProcess(toml, tmp_path / "doomed", "--workers", "2")
+    instances += [survivor, doomed]
+    async with aiohttp.ClientSession() as session:
+        held = [await _hold(session, survivor.url)]
+        held += [await _hold(session, doomed.url) for _ in range(2)]
+        try:
+            # Streams outlive several leases: their processes renew them, so every slot stays
+            # taken.
+            await asyncio.sleep(3 * LEASE)
+            assert await _post(session, survivor.url, max_tokens=1) == 429
+            for worker in psutil.Process(doomed.process.pid).children():
+                worker.send_signal(signal.SIGKILL)  # kill -9, its two streams running
+            statuses = []
+            deadline = time.monotonic() + 30  # the most a dead worker's slots may stay taken
+            while time.monotonic() < deadline and 200 not in statuses:
+                statuses.append(await _post(session, survivor.url, max_tokens=1))
+                await asyncio.sleep(0.1)
+            assert statuses[-1] == 200, statuses
+            # The dead workers' two slots came back, not the survivor's: it still streams.
+            usage = await _usage_once(survivor.url, lambda usage: usage["in_flight"] == 1)
+            assert usage["in_flight"] == 1
+            held += [await _hold(session, survivor.url) for _ in range(2)]
+            assert await _post(session, survivor.url, max_tokens=1) == 429
+        finally:
+            for response in held:
+                response.close()
 
 
 async def test_the_usage_route_reads_the_shared_counters(
