@@ -166,7 +166,14 @@ class RedisLimiter:
         ]
         keys = self._keys(key, now)
         link = self._link
-        replies = await link.call(lambda: link.run(self._admit(keys, args)), "limit check")
+        check_sent = link.submit(self._admit(keys, args))
+        try:
+            replies = await link.call(lambda: asyncio.shield(check_sent), "limit check")
+        except asyncio.CancelledError:
+            # The client left while its check was out: once the check is answered, a mark
+            # that landed is taken back (rather than held until its lease ends).
+            check_sent.add_done_callback(lambda _: self._take_back(key, request_id, check_sent))
+            raise
         if replies is None:
             return Admission(key, request_id, {}, counted=False)
         admitted, counts = replies[0]
@@ -179,6 +186,13 @@ class RedisLimiter:
         windows.requests += 1
         windows.in_flight += 1
         return Admission(key, request_id, headers(key, windows))
+
+    def _take_back(self, key: GatewayKey, request_id: str, check: asyncio.Future[Any]) -> None:
+        if check.cancelled() or check.exception() is not None:
+            return  # not sent, or failed: no mark (or one that ends with its lease)
+        admitted, _ = check.result()[0]
+        if admitted:
+            self.settle(Admission(key, request_id, {}, counted=False), 0)
 
     def settle(self, admission: Admission, tokens: int) -> None:
         """Charged within `_SETTLE_EVERY`: the settlements of that moment go in one pipeline

@@ -234,6 +234,32 @@ async def test_a_killed_workers_slots_free_within_its_lease_and_live_ones_stay_h
                 response.close()
 
 
+async def test_a_client_gone_while_its_check_is_out_leaves_no_slot_taken(
+    start_gateway: GatewayFactory,
+) -> None:
+    server = RedisServer()  # its own: it is frozen for a moment
+    server.start()
+    assert server.process is not None
+    try:
+        toml = keyed(server.url, "max_parallel = 1", timeout=2, in_flight_lease=60) + ADMIN
+        url = await start_gateway(toml)
+        async with aiohttp.ClientSession() as session:
+            assert await _post(session, url) == 200
+            await _usage_once(url, lambda usage: usage["in_flight"] == 0)  # it was settled
+            server.process.send_signal(signal.SIGSTOP)  # the next check waits for Redis...
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(_post(session, url), 0.5)  # ...and its client leaves
+            server.process.send_signal(signal.SIGCONT)
+        # The check ran once Redis woke (the request counted); its mark did not stay.
+        usage = await _usage_once(
+            url, lambda usage: usage["requests_last_minute"] == 2 and usage["in_flight"] == 0
+        )
+        assert (usage["requests_last_minute"], usage["in_flight"]) == (2, 0)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        server.close()
+
+
 async def test_the_usage_route_reads_the_shared_counters(
     redis_url: str, start_gateway: GatewayFactory
 ) -> None:
