@@ -133,8 +133,12 @@ class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     redis_url: str | None = None  # e.g. "redis://127.0.0.1:6379/0"; None: in process
     on_redis_error: str = "open"  # "open": serve without limits, warn; "closed": answer 503
-    timeout: float = 0.25  # seconds for one Redis call before on_redis_error applies
+    timeout: float = 0.25  # seconds for one Redis round trip before on_redis_error applies
     prefix: str = "gateway:"  # of every Redis key the gateway writes
+    # Seconds a request's in-flight mark outlives the last renewal by its process (each
+    # renews its own every third of this): a dead process's requests free their max_parallel
+    # slots within it.
+    in_flight_lease: float = 10.0
 
 
 class AdminConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -361,6 +365,11 @@ def _check_keys(config: Config) -> None:
         raise ConfigError(f'{source}: state.on_redis_error: "open" or "closed"')
     if state.timeout <= 0:
         raise ConfigError(f"{source}: state.timeout: must be a positive number of seconds")
+    if state.in_flight_lease < max(1.0, 3 * state.timeout):
+        raise ConfigError(
+            f"{source}: state.in_flight_lease: must be at least 1 second and 3 x state.timeout "
+            "(a lease outlives two failed renewals)"
+        )
     if state.redis_url is not None and not state.redis_url.startswith(
         ("redis://", "rediss://", "unix://")
     ):

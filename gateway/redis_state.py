@@ -4,9 +4,16 @@ Each check is one round trip: a Lua script reads a key's counters, decides and c
 request atomically, so two instances can never both take the last request of a limit. Each
 settlement is one pipelined round trip after the request. Every key the gateway writes
 expires, so nothing grows without bound. One Redis server is meant (the client is not a
-cluster client, and the cooldown reads span many keys): not Redis Cluster.
+cluster client, and the cooldown reads span many keys): not Redis Cluster. The commands of
+concurrent requests share a few connections (gateway.redis_link).
 
-A Redis that is down or slow never hangs a request: every call is bounded by
+A request in flight is a lease, not a record: its mark in the key's in-flight set expires
+`[state] in_flight_lease` seconds after it was last renewed, and each gateway process renews
+all of its own marks in one pipeline every third of a lease. A process that dies (kill -9, a
+lost machine) renews nothing, so its requests stop counting against `max_parallel` within a
+lease, while a request that streams for an hour keeps its slot.
+
+A Redis that is down or slow never hangs a request: every round trip is bounded by
 `[state] timeout`, then `on_redis_error` decides: "open" serves without limits (with a
 warning at most every 10 s), "closed" answers 503.
 """
@@ -15,14 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Collection
-from typing import Any, TypeVar
+from collections.abc import Collection
+from typing import Any
 
 from gateway.auth import GatewayKey
-from gateway.config import StateConfig
 from gateway.cooldowns import Rest
 from gateway.limits import (
     MINUTE,
@@ -35,25 +41,21 @@ from gateway.limits import (
     period_index,
     usage_report,
 )
-
-log = logging.getLogger("gateway")
-T = TypeVar("T")
-
-_WARN_EVERY = 10.0  # seconds between two "Redis is down" warnings
-# A request in flight longer than this is taken for one whose gateway died (its slot frees).
-_STALE_IN_FLIGHT = 3600
+from gateway.redis_link import Arg, Command, RedisLink, Script
 
 # Check and count in one step, so that two instances never both take a limit's last request.
 # KEYS: requests this minute, the minute before, tokens this minute, the minute before, the
 # budget period's spent tokens, the in-flight set. ARGV: now, request id, rpm, tpm, budget,
-# max_parallel (0: none), the minute's progress (0..1), the stale age of an in-flight entry.
+# max_parallel (0: none), the minute's progress (0..1), the lease in seconds. An in-flight
+# mark's score is when its lease ends: the marks whose lease ended are dropped first.
 # Returns {admitted (1/0), the counters before this request}: the gateway then names the
 # limit and computes the headers from the same numbers (gateway.limits.check).
 _ADMIT = """
+local now = tonumber(ARGV[1])
 local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
 local budget, par = tonumber(ARGV[5]), tonumber(ARGV[6])
-local into = tonumber(ARGV[7])
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[8]))
+local into, lease = tonumber(ARGV[7]), tonumber(ARGV[8])
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
 local function count(key) return tonumber(redis.call('GET', key) or '0') end
 local r, rb, t, tb = count(KEYS[1]), count(KEYS[2]), count(KEYS[3]), count(KEYS[4])
 local spent = count(KEYS[5])
@@ -65,8 +67,8 @@ if rpm > 0 and rb * (1 - into) + r + 1 > rpm then return {0, counts} end
 if tpm > 0 and tb * (1 - into) + t >= tpm then return {0, counts} end
 redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], 120)
-redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[6], tonumber(ARGV[8]))
+redis.call('ZADD', KEYS[6], now + lease, ARGV[2])
+redis.call('PEXPIRE', KEYS[6], math.ceil(2 * lease * 1000))
 return {1, counts}
 """
 
@@ -99,55 +101,10 @@ return 1
 """
 
 
-class RedisLink:
-    """One Redis client, every call bounded by the timeout, with the outage policy."""
-
-    def __init__(self, config: StateConfig) -> None:
-        import redis.asyncio as redis  # an import only for those who configure Redis
-
-        assert config.redis_url is not None
-        self.client = redis.Redis.from_url(
-            config.redis_url,
-            socket_timeout=config.timeout,
-            socket_connect_timeout=config.timeout,
-            health_check_interval=0,
-        )
-        self.prefix = config.prefix
-        self.timeout = config.timeout
-        self.fail_open = config.on_redis_error == "open"
-        self._warned = 0.0
-
-    async def call(
-        self, operation: Callable[[], Awaitable[T]], what: str, *, limits: bool = True
-    ) -> T | None:
-        """The operation's result; None when Redis failed and the policy is "open" (always,
-        for what is no limit: without cooldowns every candidate is simply tried)."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await operation()
-        except Exception as exc:  # a timeout, a refused connection, a Redis error
-            now = time.monotonic()
-            fail_open = self.fail_open or not limits
-            if now - self._warned >= _WARN_EVERY:
-                self._warned = now
-                policy = "serving without limits" if fail_open else "answering 503"
-                log.warning("redis unavailable (%s: %s); %s", what, type(exc).__name__, policy)
-            if fail_open:
-                return None
-            raise LimitsUnavailable(
-                "The gateway's shared state is unavailable; try again shortly."
-            ) from None
-
-    def script(self, source: str) -> Any:
-        return self.client.register_script(source)
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
 # Settlements wait at most this long to go out together.
 _SETTLE_EVERY = 0.01
 _SETTLE_AGAIN_AFTER = 1.0  # seconds before in-flight marks whose removal failed are sent again
+_RENEWALS_PER_LEASE = 3  # a lease survives two renewals lost to a Redis blip
 
 
 class _Settlements:
@@ -159,14 +116,25 @@ class _Settlements:
         self.tokens: dict[str, tuple[int, int]] = {}
         self.landed: dict[str, list[str]] = {}  # in-flight set -> request ids that ended
 
+    def commands(self) -> list[Command]:
+        out = []
+        for name, (tokens, ttl) in self.tokens.items():
+            out += [Command(("INCRBY", name, tokens)), Command(("EXPIRE", name, ttl))]
+        out += [Command(("ZREM", name, *ids)) for name, ids in self.landed.items()]
+        return out
+
 
 class RedisLimiter:
-    def __init__(self, link: RedisLink) -> None:
+    def __init__(self, link: RedisLink, lease: float) -> None:
         self._link = link
-        self._admit = link.script(_ADMIT)
+        self._admit = Script(_ADMIT)
+        self._lease = lease
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending = _Settlements()
         self._flush: asyncio.TimerHandle | None = None
+        # This process's marks in flight, per in-flight set: what its renewals push out.
+        self._flying: dict[str, set[str]] = {}
+        self._renewing: asyncio.Task[None] | None = None
 
     def _keys(self, key: GatewayKey, now: float) -> list[str]:
         base = f"{self._link.prefix}{{{key.name}}}:"
@@ -186,7 +154,7 @@ class RedisLimiter:
         request_id = os.urandom(8).hex()  # its mark in the key's in-flight set
         config = key.config
         _, into = minute_index(now)
-        args = [
+        args: list[Arg] = [
             f"{now:.6f}",
             request_id,
             config.rpm or 0,
@@ -194,19 +162,37 @@ class RedisLimiter:
             config.budget or 0,
             config.max_parallel or 0,
             f"{into:.6f}",
-            _STALE_IN_FLIGHT,
+            self._lease,
         ]
         keys = self._keys(key, now)
-        result = await self._link.call(lambda: self._admit(keys=keys, args=args), "limit check")
-        if result is None:
+        link = self._link
+        check_sent = link.submit(self._admit(keys, args))
+        try:
+            replies = await link.call(lambda: asyncio.shield(check_sent), "limit check")
+        except asyncio.CancelledError:
+            # The client left while its check was out: once the check is answered, a mark
+            # that landed is taken back (rather than held until its lease ends).
+            check_sent.add_done_callback(lambda _: self._take_back(key, request_id, check_sent))
+            raise
+        if replies is None:
             return Admission(key, request_id, {}, counted=False)
-        admitted, counts = result
+        admitted, counts = replies[0]
         windows = Windows(now, *(int(c) for c in counts))
         if not admitted:
             check(key, windows)  # raises the error that names the limit
+        self._flying.setdefault(keys[5], set()).add(request_id)
+        if self._renewing is None:
+            self._renewing = asyncio.get_running_loop().create_task(self._renew())
         windows.requests += 1
         windows.in_flight += 1
         return Admission(key, request_id, headers(key, windows))
+
+    def _take_back(self, key: GatewayKey, request_id: str, check: asyncio.Future[Any]) -> None:
+        if check.cancelled() or check.exception() is not None:
+            return  # not sent, or failed: no mark (or one that ends with its lease)
+        admitted, _ = check.result()[0]
+        if admitted:
+            self.settle(Admission(key, request_id, {}, counted=False), 0)
 
     def settle(self, admission: Admission, tokens: int) -> None:
         """Charged within `_SETTLE_EVERY`: the settlements of that moment go in one pipeline
@@ -214,14 +200,19 @@ class RedisLimiter:
         own CPU per command was the largest cost of shared limits)."""
         keys = self._keys(admission.key, time.time())
         pending = self._pending
-        # Not counted: the admit timed out, yet its mark may have landed; removing it is
-        # harmless either way, and a mark left behind would hold max_parallel for an hour.
+        # Not counted: the admit failed, yet its mark may have landed; removing it is
+        # harmless either way (and unrenewed, it would end with its lease).
         if tokens and admission.counted:
             budget_ttl = admission.key.config.budget_seconds + 86400
             for name, ttl in ((keys[2], 2 * MINUTE), (keys[4], budget_ttl)):
                 charged, _ = pending.tokens.get(name, (0, ttl))
                 pending.tokens[name] = (charged + tokens, ttl)
         pending.landed.setdefault(keys[5], []).append(admission.id)
+        flying = self._flying.get(keys[5])
+        if flying is not None:
+            flying.discard(admission.id)
+            if not flying:
+                del self._flying[keys[5]]
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(_SETTLE_EVERY, self._send)
 
@@ -233,18 +224,10 @@ class RedisLimiter:
         task.add_done_callback(self._tasks.discard)
 
     async def _charge(self, pending: _Settlements, again: bool = True) -> None:
-        async def charge() -> bool:
-            pipe = self._link.client.pipeline(transaction=False)
-            for name, (tokens, ttl) in pending.tokens.items():
-                pipe.incrby(name, tokens)
-                pipe.expire(name, ttl)
-            for name, ids in pending.landed.items():
-                pipe.zrem(name, *ids)
-            await pipe.execute()
-            return True
-
+        commands = pending.commands()
+        link = self._link
         with contextlib.suppress(LimitsUnavailable):  # nobody to tell: the answers went out
-            if await self._link.call(charge, "charging tokens"):
+            if await link.call(lambda: link.run(*commands), "charging tokens"):
                 return
         if again and pending.landed:
             # The in-flight marks are taken back once more a little later (a mark removed
@@ -254,8 +237,32 @@ class RedisLimiter:
             retry.landed = pending.landed
             await self._charge(retry, again=False)
 
+    async def _renew(self) -> None:
+        """Every third of a lease, the leases this process holds are renewed."""
+        while True:
+            await asyncio.sleep(self._lease / _RENEWALS_PER_LEASE)
+            if self._flying:
+                await self._renew_once()
+
+    async def _renew_once(self) -> None:
+        """One pipeline moves the end of each of this process's leases one lease ahead (XX:
+        a mark already taken back is not put back)."""
+        ends = f"{time.time() + self._lease:.6f}"
+        ttl_ms = math.ceil(2 * self._lease * 1000)
+        commands = []
+        for name, ids in self._flying.items():
+            scored = (value for id in ids for value in (ends, id))
+            commands += [Command(("ZADD", name, "XX", *scored)), Command(("PEXPIRE", name, ttl_ms))]
+        link = self._link
+        await link.call(lambda: link.run(*commands), "renewing leases", limits=False)
+
     async def close(self) -> None:
         """Send what is pending now (the process is stopping)."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewing
+            self._renewing = None
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
@@ -266,15 +273,10 @@ class RedisLimiter:
     async def usage(self, key: GatewayKey) -> dict[str, Any]:
         now = time.time()
         keys = self._keys(key, now)
-
-        async def read() -> list[Any]:
-            pipe = self._link.client.pipeline(transaction=False)
-            for name in keys[:5]:
-                pipe.get(name)
-            pipe.zcard(keys[5])
-            return list(await pipe.execute())
-
-        counts = await self._link.call(read, "usage")
+        link = self._link
+        reads = [Command(("GET", name)) for name in keys[:5]]
+        reads.append(Command(("ZCOUNT", keys[5], f"({now:.6f}", "+inf")))  # leases running
+        counts = await link.call(lambda: link.run(*reads), "usage")
         values = [int(c or 0) for c in counts] if counts else [0] * 6
         return usage_report(key, Windows(now, *values))
 
@@ -284,8 +286,8 @@ class RedisCooldowns:
 
     def __init__(self, link: RedisLink) -> None:
         self._link = link
-        self._rest = link.script(_REST)
-        self._failed = link.script(_FAILED)
+        self._rest = Script(_REST)
+        self._failed = Script(_FAILED)
         # Targets this process saw fail lately: only those need their count reset on success.
         self._failing: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -296,13 +298,15 @@ class RedisCooldowns:
     def _fail_key(self, id: str) -> str:
         return f"{self._link.prefix}failures:{id}"
 
+    async def _run(self, command: Command) -> Any:
+        """The reply, or None when Redis failed (without cooldowns, every candidate is tried)."""
+        link = self._link
+        replies = await link.call(lambda: link.run(command), "cooldowns", limits=False)
+        return None if replies is None else replies[0]
+
     async def resting(self, ids: Collection[str]) -> dict[str, Rest]:
         names = list(ids)
-        values = await self._link.call(
-            lambda: self._link.client.mget([self._rest_key(id) for id in names]),
-            "cooldowns",
-            limits=False,
-        )
+        values = await self._run(Command(("MGET", *(self._rest_key(id) for id in names))))
         now = time.time()
         found = {}
         for id, value in zip(names, values or (), strict=False):
@@ -315,24 +319,13 @@ class RedisCooldowns:
 
     async def rest(self, id: str, seconds: float) -> None:
         now = time.time()
-        await self._link.call(
-            lambda: self._rest(keys=[self._rest_key(id)], args=[f"{now:.3f}", seconds]),
-            "cooldowns",
-            limits=False,
-        )
+        await self._run(self._rest([self._rest_key(id)], [f"{now:.3f}", seconds]))
 
     async def failed(self, id: str, threshold: int, seconds: float) -> bool:
         now = time.time()
         self._failing[id] = now + seconds
-        rested = await self._link.call(
-            lambda: self._failed(
-                keys=[self._fail_key(id), self._rest_key(id)],
-                args=[f"{now:.3f}", threshold, seconds],
-            ),
-            "cooldowns",
-            limits=False,
-        )
-        return bool(rested)
+        keys = [self._fail_key(id), self._rest_key(id)]
+        return bool(await self._run(self._failed(keys, [f"{now:.3f}", threshold, seconds])))
 
     def succeeded(self, id: str) -> None:
         # Free on the common path: only a target this process saw fail lately is reset, in
@@ -345,9 +338,7 @@ class RedisCooldowns:
         task.add_done_callback(self._tasks.discard)
 
     async def _reset(self, id: str) -> None:
-        await self._link.call(
-            lambda: self._link.client.delete(self._fail_key(id)), "cooldowns", limits=False
-        )
+        await self._run(Command(("DEL", self._fail_key(id))))
 
     async def close(self) -> None:
         """Let the resets under way finish (the link closes after this)."""

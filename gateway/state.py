@@ -5,7 +5,8 @@ from __future__ import annotations
 from gateway.config import StateConfig
 from gateway.cooldowns import Cooldowns, LocalCooldowns
 from gateway.limits import Limiter, LocalLimiter
-from gateway.redis_state import RedisCooldowns, RedisLimiter, RedisLink
+from gateway.redis_link import RedisLink
+from gateway.redis_state import RedisCooldowns, RedisLimiter
 
 
 class SharedState:
@@ -20,7 +21,7 @@ class SharedState:
             self.cooldowns = LocalCooldowns()
             return
         link = RedisLink(config)
-        self._redis = (link, RedisLimiter(link), RedisCooldowns(link))
+        self._redis = (link, RedisLimiter(link, config.in_flight_lease), RedisCooldowns(link))
         _, self.limiter, self.cooldowns = self._redis
 
     async def close(self) -> None:

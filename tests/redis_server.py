@@ -67,9 +67,13 @@ class RedisServer:
         return False
 
     def flush(self) -> None:
+        self.command(b"FLUSHALL")
+
+    def command(self, line: bytes) -> bytes:
+        """Send one inline command (`b"SCRIPT FLUSH"`); the start of its reply."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-            sock.sendall(b"FLUSHALL\r\n")
-            sock.recv(16)
+            sock.sendall(line + b"\r\n")
+            return sock.recv(1024)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

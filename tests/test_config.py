@@ -63,6 +63,7 @@ def test_missing_env_key_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
         ("[server]\nkeepalive = -1", "server.keepalive"),
         ("[providers.openai]\nmodels = [1]", "providers.openai.models[0]"),
         ("providers = 3", "providers"),
+        ("[state]\nin_flight_lease = 0.5", "state.in_flight_lease"),
     ],
 )
 def test_errors_name_file_and_key(toml: str, expected: str) -> None:
