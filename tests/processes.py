@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -35,6 +37,25 @@ class GatewayProcess:
             _, err = self.process.communicate(timeout=10)
             raise RuntimeError(f"the gateway did not start: {line!r} {err[-2000:]}")
         self.url = found.group(1)
+        # Its stderr read as it comes: a pipe nobody reads fills after a few hundred access
+        # log lines, and the gateway then blocks on its next write.
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._stderr: list[str] = []
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr.append(line)
+            self._lines.put(line)
+
+    async def next_line(self, timeout: float = 5) -> str:
+        """The next line it writes on stderr (TimeoutError after `timeout` seconds)."""
+        try:
+            return await asyncio.to_thread(self._lines.get, timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no stderr line within {timeout} s") from None
 
     def stop(self) -> str:
         """Stop it (SIGTERM, then SIGKILL); returns what it wrote on stderr."""
@@ -44,8 +65,11 @@ class GatewayProcess:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        _, err = self.process.communicate(timeout=10)
-        return err
+        self.process.wait(10)
+        self._reader.join(10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return "".join(self._stderr)
 
 
 async def peak_growth(pid: int, work: Callable[[], Awaitable[None]]) -> int:
