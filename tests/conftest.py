@@ -12,6 +12,7 @@ import orjson
 import pytest
 import uvloop
 from aiohttp import web
+from hypothesis import HealthCheck, settings
 
 from gateway import app as gateway_app
 from gateway.config import parse
@@ -21,6 +22,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # A skipped test proves nothing: any skip (or xfail) fails the run, here and in CI.
 _SKIPPED: list[str] = []
+
+
+# Hypothesis times its examples and its data generation: on a loaded machine (the suite must
+# pass with both cores busy) those clocks fail sound tests. What the properties check is
+# unchanged.
+settings.register_profile(
+    "suite", deadline=None, suppress_health_check=[HealthCheck.too_slow], parent=settings.default
+)
+settings.load_profile("suite")
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
