@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import anthropic
 import msgspec
 import orjson
@@ -307,3 +308,29 @@ def test_the_estimate_counts_thinking_of_the_current_turn_only() -> None:
     assert _count(messages=loop) == _count(messages=without) + thinking
     plain = [*without, *after[3:]]
     assert _count(messages=after) == _count(messages=plain)  # an earlier turn's thinking
+
+
+# --- the base URL itself -------------------------------------------------------------------
+
+
+async def test_head_and_get_of_the_base_url_answer_200_without_a_key_naming_no_provider(
+    start_gateway: GatewayFactory,
+) -> None:
+    """Claude Code sends `HEAD /` (with its key) before its first request; a person may open
+    the base URL in a browser. Both get a small 200 saying what answers, even where every
+    other route wants a gateway key, and nothing of the configuration."""
+    url = await start_gateway(
+        '[providers.private-upstream]\ntype = "mock"\n[keys.k]\nvalue = "sk-gateway-k"\n'
+    )
+    async with aiohttp.ClientSession() as session:
+        async with session.head(f"{url}/", headers={"x-api-key": "sk-ant-wrong"}) as head:
+            assert head.status == 200
+            assert await head.read() == b""
+        async with session.get(f"{url}/") as got:
+            assert got.status == 200
+            body = await got.read()
+        async with session.get(f"{url}/v1/models") as models:
+            assert models.status == 401  # the rest still wants a key
+    about = orjson.loads(body)
+    assert about["health"] == "/health"
+    assert b"private-upstream" not in body and b"sk-gateway-k" not in body
