@@ -33,7 +33,8 @@ SHELL_JS = 'text(await tools.exec_command({cmd: "expr 40 + 2"}))'
 # The shell call each shape offers, as the chat upstream sees it, and as Codex gets it back.
 SHELL = {
     UNKNOWN_MODEL: ("exec_command", {"cmd": "expr 40 + 2"}),
-    DEFAULT_MODEL: ("functions__exec", {"input": SHELL_JS}),
+    # In the namespace `functions`, the one OpenAI's models see every function in: unprefixed.
+    DEFAULT_MODEL: ("exec", {"input": SHELL_JS}),
 }
 # What Codex sends back after running it (its shapes, as in the captured second turns).
 SHELL_OUTPUT = {
@@ -218,19 +219,13 @@ async def test_codex_runs_its_shell_through_a_bridged_provider(
         )
     else:
         assert "x-gateway-dropped-tools" not in headers
-        assert {
-            "functions__exec",
-            "functions__wait",
-            "clock__sleep",
-            "collaboration__spawn_agent",
-        } <= set(tools)
-        schema = (
-            tools["functions__exec"].get("parameters") or tools["functions__exec"]["input_schema"]
-        )
+        assert {"exec", "wait", "clock__sleep", "collaboration__spawn_agent"} <= set(tools)
+        assert not any(name.startswith("functions__") for name in tools)
+        schema = tools["exec"].get("parameters") or tools["exec"]["input_schema"]
         assert schema["properties"] == {
             "input": {"type": "string", "description": "The tool's whole input."}
         }
-        assert "PRAGMA_LINE" in tools["functions__exec"]["description"]  # its lark grammar, told
+        assert "PRAGMA_LINE" in tools["exec"]["description"]  # its lark grammar, told
     assert all(len(name) <= 64 for name in tools)
     if provider == "compat":
         # Only what chat has: no store, include, prompt_cache_key, client_metadata, text.verbosity,
@@ -347,29 +342,45 @@ async def test_codex_captured_turns_get_a_well_formed_stream_from_every_bridged_
             }
             assert answered["content"] == "agent ids must be non-empty"
         else:
-            assert called["function"]["name"] == "functions__exec"
+            assert called["function"]["name"] == "exec"
             assert orjson.loads(called["function"]["arguments"]) == {"input": SHELL_JS}
             assert answered["content"].startswith("Script completed\n")
             assert '"exit_code":0' in answered["content"]
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize(
+    ("shape", "called", "name", "namespace"),
+    [
+        (UNKNOWN_MODEL, "multi_agent_v1__wait_agent", "wait_agent", "multi_agent_v1"),
+        (DEFAULT_MODEL, "wait", "wait", "functions"),  # the default namespace: no prefix
+    ],
+)
 async def test_a_namespaced_function_call_goes_back_with_its_namespace(
-    upstream: FakeUpstream, start_gateway, stream: bool
+    upstream: FakeUpstream,
+    start_gateway,
+    stream: bool,
+    shape: str,
+    called: str,
+    name: str,
+    namespace: str,
 ) -> None:
     url = await start_gateway(_providers(upstream))
-    upstream.handler = shell_agent("openai", ("multi_agent_v1__wait_agent", {"timeout_ms": 5}))
-    response, events, _ = await respond(url, codex_request(UNKNOWN_MODEL, "compat/m", stream))
+    upstream.handler = shell_agent("openai", (called, {"timeout_ms": 5}))
+    response, events, _ = await respond(url, codex_request(shape, "compat/m", stream))
     [call] = response.output
-    assert (call.type, call.name, call.namespace) == (
-        "function_call",
-        "wait_agent",
-        "multi_agent_v1",
-    )
+    assert (call.type, call.name, call.namespace) == ("function_call", name, namespace)
     assert orjson.loads(call.arguments) == {"timeout_ms": 5}
     if stream:
         added = next(e for e in events if e.type == "response.output_item.added").item
-        assert (added.name, added.namespace) == ("wait_agent", "multi_agent_v1")
+        assert (added.name, added.namespace) == (name, namespace)
+    # Sent back in the next turn, it is the same chat function again.
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "done"}
+    turn = codex_request(shape, "compat/m", stream)
+    turn["input"] = [*turn["input"], call.model_dump(exclude_none=True), output]
+    await respond(url, turn)
+    asked = upstream.last_body["messages"][-2]
+    assert [c["function"]["name"] for c in asked["tool_calls"]] == [called]
 
 
 # --- hosted tools, odd names, images in tool outputs -------------------------------------------
