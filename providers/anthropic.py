@@ -157,8 +157,11 @@ def messages_body(
 ) -> dict[str, Any]:
     """The Messages API body for an OpenAI chat request."""
     system, turns = conversation(request.messages)
-    max_tokens, thinking = thinking_and_limit(request, default_max_tokens)
     json = plan(request.response_format, claude_at_least(model, STRUCTURED_OUTPUTS))
+    # Through the answer's tool, which must be called, no thinking: Anthropic forces a tool
+    # only without it, and the JSON the client parses comes first (the effort is a preference).
+    json_tool = json is not None and not json.native
+    max_tokens, thinking = thinking_and_limit(request, default_max_tokens, not json_tool)
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
     if system:
         body["system"] = system
@@ -180,9 +183,9 @@ def messages_body(
     check_tool_names(request.tools)
     tools = [_tool(function_of(tool, i, "Anthropic")) for i, tool in enumerate(request.tools or ())]
     choice: dict[str, Any] | None
-    if json is not None and not json.native:
+    if json is not None and json_tool:
         tools.append(_json_tool(json))
-        choice = _json_tool_choice(request, thinking is not None)
+        choice = _json_tool_choice(request)
     else:
         choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
     if tools:
@@ -201,14 +204,12 @@ def _json_tool(json: JsonAnswer) -> dict[str, Any]:
     }
 
 
-def _json_tool_choice(request: ChatRequest, thinking: bool) -> dict[str, Any]:
+def _json_tool_choice(request: ChatRequest) -> dict[str, Any]:
     """tool_choice when the answer comes through `JSON_TOOL`: that tool, forced, when nothing
-    else may be called; with the request's own tools, any tool (one of them, or the answer);
-    with thinking, which takes only `auto`, the model's choice."""
+    else may be called; with the request's own tools, any tool (one of them, or the answer)."""
     choice = request.tool_choice
-    if thinking:
-        result: dict[str, Any] = {"type": "auto"}
-    elif not request.tools or choice == "none":
+    result: dict[str, Any]
+    if not request.tools or choice == "none":
         result = {"type": "tool", "name": JSON_TOOL}
     elif choice is None or isinstance(choice, str):
         result = {"type": "any"}
@@ -219,8 +220,11 @@ def _json_tool_choice(request: ChatRequest, thinking: bool) -> dict[str, Any]:
     return result
 
 
-def thinking_and_limit(request: ChatRequest, default: int) -> tuple[int, dict[str, Any] | None]:
-    """max_tokens, and the `thinking` parameter for reasoning_effort (None: no thinking)."""
+def thinking_and_limit(
+    request: ChatRequest, default: int, thinks: bool = True
+) -> tuple[int, dict[str, Any] | None]:
+    """max_tokens, and the `thinking` parameter for reasoning_effort (None: no thinking;
+    always so when not `thinks`, the effort still checked)."""
     limit = request.token_limit
     effort = request.reasoning_effort
     if effort is None or effort == "none":
@@ -233,6 +237,8 @@ def thinking_and_limit(request: ChatRequest, default: int) -> tuple[int, dict[st
             param="reasoning_effort",
             code="invalid_value",
         )
+    if not thinks:
+        return limit or default, None
     if limit is None:
         return default + budget, {"type": "enabled", "budget_tokens": budget}
     budget = min(budget, limit - 1)  # Anthropic: budget_tokens < max_tokens

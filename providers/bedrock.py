@@ -30,7 +30,8 @@ What each model family takes, read from the model id (`providers.model_families`
 - `response_format` goes as Converse's structured output (`outputConfig.textFormat`, the
   schema as a JSON string) to the models that have it (Claude 4.5 and later, in Claude's
   schema subset; the open-weight families), else through a tool whose input is the answer
-  (`providers.json_answer`): Claude before 4.5, Amazon Nova, and `json_object` everywhere.
+  (`providers.json_answer`): Claude before 4.5, Amazon Nova, and `json_object` everywhere;
+  the tool is then forced, so Claude is asked for no thinking.
 """
 
 from __future__ import annotations
@@ -258,7 +259,10 @@ def converse_body(request: ChatRequest, model: str) -> dict[str, Any]:
     payload: dict[str, Any] = {"messages": messages}
     if system:
         payload["system"] = system
-    reasoning = _Effort.of(request, model)
+    json = plan(request.response_format, _structured_outputs(model), strict=_strict(model))
+    # Through the answer's tool, which must be called, no thinking: Claude forces a tool only
+    # without it, and the JSON the client parses comes first (the effort is a preference).
+    reasoning = _Effort.of(request, model, thinks=json is None or json.native)
     inference = present(
         maxTokens=reasoning.max_tokens or request.token_limit,
         temperature=request.temperature,
@@ -267,8 +271,7 @@ def converse_body(request: ChatRequest, model: str) -> dict[str, Any]:
     )
     if inference:
         payload["inferenceConfig"] = inference
-    json = plan(request.response_format, _structured_outputs(model), strict=_strict(model))
-    tool_config = _tool_config(request, json, reasoning.thinks)
+    tool_config = _tool_config(request, json)
     if tool_config:
         payload["toolConfig"] = tool_config
     output: dict[str, Any] = {}
@@ -292,12 +295,10 @@ class _Effort:
     effort: str | None = None
     max_tokens: int | None = None
 
-    @property
-    def thinks(self) -> bool:
-        return "thinking" in self.fields
-
     @classmethod
-    def of(cls, request: ChatRequest, model: str) -> _Effort:
+    def of(cls, request: ChatRequest, model: str, thinks: bool) -> _Effort:
+        """`thinks`: Claude's thinking may be asked for (not with a tool that must be
+        called)."""
         asked = request.reasoning_effort
         if asked is None:
             return cls({})
@@ -306,9 +307,11 @@ class _Effort:
         if effort is None:
             return cls({})
         if family == "claude" and claude_at_least(model, ADAPTIVE_THINKING):
-            return cls({"thinking": {"type": "adaptive"}}, effort=effort)
+            return cls({"thinking": {"type": "adaptive"}} if thinks else {}, effort=effort)
         if family == "claude":
-            max_tokens, thinking = thinking_and_limit(request, DEFAULT_ANSWER_TOKENS)
+            max_tokens, thinking = thinking_and_limit(request, DEFAULT_ANSWER_TOKENS, thinks)
+            if thinking is None:
+                return cls({})
             return cls({"thinking": thinking}, max_tokens=max_tokens)
         if family == "nova-2":
             return cls({"reasoningConfig": {"type": "enabled", "maxReasoningEffort": effort}})
@@ -435,9 +438,7 @@ def _assistant_blocks(message: Message, i: int) -> list[dict[str, Any]]:
     return blocks
 
 
-def _tool_config(
-    request: ChatRequest, json: JsonAnswer | None, thinking: bool
-) -> dict[str, Any] | None:
+def _tool_config(request: ChatRequest, json: JsonAnswer | None) -> dict[str, Any] | None:
     check_tool_names(request.tools)
     choice = request.tool_choice
     offered = request.tools if choice != "none" else None  # Converse cannot forbid calls
@@ -450,9 +451,7 @@ def _tool_config(
     if json is not None and not json.native:  # the answer comes as this tool's input
         about = f"{JSON_TOOL_DESCRIPTION}\n\n{json.description}" if json.description else None
         tools.append(_tool_spec(JSON_TOOL, about or JSON_TOOL_DESCRIPTION, json.schema))
-        if thinking:  # Claude thinking takes only `auto`
-            config["toolChoice"] = {"auto": {}}
-        elif not offered:
+        if not offered:
             config["toolChoice"] = {"tool": {"name": JSON_TOOL}}
         elif choice is not None and not isinstance(choice, str):
             config["toolChoice"] = {"tool": {"name": choice.function.name}}

@@ -9,10 +9,11 @@ Two ways to get JSON from such a model, chosen per request (`plan`):
   `anyOf`, the keywords it cannot enforce told in the description); a schema outside that subset
   (an open map, a node without a type, recursive `$defs`) goes the other way;
 - through a tool (`JSON_TOOL`), the way LiteLLM and Anthropic's own cookbook get JSON from any
-  Claude: the schema is the tool's input schema, the call is forced when nothing else may be
-  called (the request's own tools, thinking), and the call's input comes back to the client
-  as the message's text, streamed as it is written. `json_object` (no schema) always goes this
-  way, as an object of any shape.
+  Claude: the schema is the tool's input schema, the call is forced (with the request's own
+  tools: a call of any tool, one of them or the answer), so without thinking, which Claude
+  takes only with `tool_choice: auto`; the call's input comes back to the client as the
+  message's text, streamed as it is written. `json_object` (no schema) always goes this way,
+  as an object of any shape.
 
 The tool's name is reserved: a client tool of that name is refused rather than answered as
 text.

@@ -275,15 +275,27 @@ async def test_with_the_clients_own_tools_one_of_them_or_the_answer_is_called(
     assert sent["tool_choice"] == {"type": "any"}
 
 
-async def test_with_thinking_the_model_chooses_the_tool_itself(
-    upstream: FakeUpstream, sdk: openai.AsyncOpenAI
+@pytest.mark.parametrize(
+    "model", ["claude/claude-sonnet-4-20250514", "br/anthropic.claude-3-7-sonnet-20250219-v1:0"]
+)
+async def test_the_answers_tool_is_forced_even_when_thinking_is_asked_for(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI, model: str
 ) -> None:
-    """Anthropic takes only `tool_choice: auto` with thinking on."""
-    answer = await parsed(sdk, "claude/claude-sonnet-4-20250514", False, reasoning_effort="low")
+    """Claude forces a tool only without thinking; the JSON the client parses comes first,
+    so the effort (a preference) goes without thinking, and the limit without its budget."""
+    answer = await parsed(sdk, model, False, reasoning_effort="low", max_completion_tokens=900)
     assert answer == Title(**ANSWER)
     sent = upstream.last_body
-    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048}
-    assert sent["tool_choice"] == {"type": "auto"}
+    if model.startswith("claude/"):
+        assert "thinking" not in sent and sent["max_tokens"] == 900
+        assert sent["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
+    else:
+        assert "additionalModelRequestFields" not in sent
+        assert sent["inferenceConfig"]["maxTokens"] == 900
+        assert sent["toolConfig"]["toolChoice"] == {"tool": {"name": JSON_TOOL}}
+    # Where the answer is the model's own structured output, thinking goes with it.
+    await parsed(sdk, "claude/claude-sonnet-4-5", False, reasoning_effort="low")
+    assert upstream.last_body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
 
 
 async def test_a_schema_claude_cannot_enforce_goes_through_the_tool(
