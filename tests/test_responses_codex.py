@@ -1,7 +1,7 @@
 """Codex CLI through the Responses bridge, to providers without a Responses API.
 
-Codex 0.171 sends one of two request shapes (tests/fixtures/agents/codex-*.json, captured from
-`codex exec` against a recording server): with a model it has no metadata for, `function` tools,
+Codex 0.171 sends one of two request shapes (tests/fixtures/agents/codex_*, captured from
+`codex exec`; the README there): with a model it has no metadata for, `function` tools,
 a `namespace` of functions and a hosted `web_search`; with its own default model, no `tools` and
 every tool in an `additional_tools` input item, its shell being `exec`, a `custom` (freeform)
 tool in the namespace `functions`. Each goes to an OpenAI-compatible upstream with
@@ -11,7 +11,6 @@ openai SDK's Responses types; the tool round trip is what Codex does with it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,13 +21,21 @@ from aiohttp import web
 from openai.types.responses import Response, ResponseStreamEvent
 
 from providers.responses_tools import chat_name
+from tests.agent_traffic import AGENTS, agent_request
 from tests.chat_answers import ChatAnswer
 from tests.conftest import FakeUpstream, provider_toml
 from tests.streams import Handler, answering, chat_completion, parse_sse
 
-AGENTS = Path(__file__).parent / "fixtures" / "agents"
 UNKNOWN_MODEL = "unknown-model"  # namespace + web_search tools
 DEFAULT_MODEL = "default-model"  # additional_tools, the custom `exec` shell
+# Each shape's captured first turn, and the turn after a call: for the unknown model, the
+# one kept as JSON, after a call of a namespaced function (`multi_agent_v1.wait_agent`).
+CAPTURED = {
+    UNKNOWN_MODEL: "codex_unknown_model_turn",
+    f"{UNKNOWN_MODEL}-tool-output": "codex_unknown_model_namespaced_output",
+    DEFAULT_MODEL: "codex_default_model_turn",
+    f"{DEFAULT_MODEL}-tool-output": "codex_default_model_custom_output",
+}
 SHELL_JS = 'text(await tools.exec_command({cmd: "expr 40 + 2"}))'
 # The shell call each shape offers, as the chat upstream sees it, and as Codex gets it back.
 SHELL = {
@@ -56,7 +63,9 @@ PROVIDERS = ["compat", "claude"]  # OpenAI-compatible with responses = "bridge";
 
 
 def codex_request(name: str, model: str, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = orjson.loads((AGENTS / f"codex-{name}.json").read_bytes())
+    kept = AGENTS / f"{CAPTURED[name]}.json"
+    raw = kept.read_bytes() if kept.exists() else agent_request(CAPTURED[name]).body
+    body: dict[str, Any] = orjson.loads(raw)
     return {**body, "model": model, "stream": stream}
 
 
