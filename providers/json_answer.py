@@ -7,7 +7,7 @@ Two ways to get JSON from such a model, chosen per request (`plan`):
   constrained decoding takes a subset of JSON Schema, so the schema goes as Anthropic's own SDKs
   send it (`strict_schema`: every object closed with `additionalProperties: false`, `oneOf` as
   `anyOf`, the keywords it cannot enforce told in the description); a schema outside that subset
-  (an open map, a node without a type, recursive `$defs`) goes the other way;
+  (an open map, a node without a type, a recursive schema) goes the other way;
 - through a tool (`JSON_TOOL`), the way LiteLLM and Anthropic's own cookbook get JSON from any
   Claude: the schema is the tool's input schema, the call is forced (with the request's own
   tools: a call of any tool, one of them or the answer), so without thinking, which Claude
@@ -104,10 +104,8 @@ def answered(stop_reason: str | None, answer: bool, calls: bool) -> str | None:
 def strict_schema(schema: Any) -> dict[str, Any] | None:
     """`schema` in the subset Claude's structured outputs take, as Anthropic's SDKs write it
     (`transform_schema`); None for a schema outside it."""
-    if isinstance(schema, dict) and any(
-        _refers(schema.get(key)) for key in ("$defs", "definitions")
-    ):
-        return None  # definitions that refer to definitions may recurse: not taken
+    if _recursive(schema):
+        return None  # structured outputs take no recursive schema
     try:
         return _strict(schema)
     except _Outside:
@@ -179,11 +177,38 @@ def _strict(schema: Any) -> dict[str, Any]:
     return out
 
 
-def _refers(value: Any) -> bool:
-    """Whether a JSON value holds a `$ref` anywhere."""
-    if isinstance(value, dict):
-        return "$ref" in value or any(map(_refers, value.values()))
-    return isinstance(value, list) and any(map(_refers, value))
+def _recursive(schema: Any) -> bool:
+    """Whether a schema refers to itself (`#`) or its definitions refer to each other in a
+    cycle (`#/$defs/Node` inside Node, or through others)."""
+    if not isinstance(schema, dict):
+        return False
+    defs: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        if isinstance(schema.get(key), dict):
+            defs |= {f"#/{key}/{name}": value for name, value in schema[key].items()}
+    if "#" in _refs(schema):
+        return True
+    done: set[str] = set()
+
+    def cycles(ref: str, path: frozenset[str]) -> bool:
+        if ref in path:
+            return True
+        if ref in done or ref not in defs:
+            return False
+        done.add(ref)
+        return any(cycles(next_ref, path | {ref}) for next_ref in _refs(defs[ref]))
+
+    return any(cycles(ref, frozenset()) for ref in defs)
+
+
+def _refs(value: Any) -> set[str]:
+    """Every `$ref` a JSON value holds, at any depth."""
+    if isinstance(value, list):
+        return set().union(*map(_refs, value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found = {value["$ref"]} if isinstance(value.get("$ref"), str) else set()
+    return found.union(*map(_refs, value.values()))
 
 
 def _primitive(value: Any) -> bool:

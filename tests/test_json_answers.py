@@ -381,9 +381,14 @@ class Inner(pydantic.BaseModel):
     kind: str = pydantic.Field(json_schema_extra={"enum": ["a", "b"]})
 
 
+class Middle(pydantic.BaseModel):
+    inner: Inner  # definitions referring to definitions, without a cycle
+
+
 class Outer(pydantic.BaseModel):
     """An outer thing."""
 
+    middle: Middle
     inner: Inner
     either: int | str
     items: list[Inner] = pydantic.Field(min_length=1, max_length=3)
@@ -403,11 +408,20 @@ def test_the_strict_schema_is_what_anthropics_sdk_sends(model: type[pydantic.Bas
         {"type": "object", "additionalProperties": {"type": "string"}},  # an open map
         {"type": "object", "additionalProperties": True},
         {"type": "object", "properties": {"x": {"type": ["string", "null"]}}},
-        {  # definitions that refer to each other (may recurse)
+        {  # a recursive definition
             "type": "object",
             "properties": {"node": {"$ref": "#/$defs/Node"}},
             "$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}},
         },
+        {  # definitions in a cycle
+            "type": "object",
+            "properties": {"a": {"$ref": "#/$defs/A"}},
+            "$defs": {
+                "A": {"type": "object", "properties": {"b": {"$ref": "#/$defs/B"}}},
+                "B": {"type": "array", "items": {"$ref": "#/$defs/A"}},
+            },
+        },
+        {"type": "object", "properties": {"self": {"$ref": "#"}}},  # the root itself
     ],
 )
 def test_a_schema_outside_claudes_subset_is_not_taken(schema: dict[str, Any]) -> None:
