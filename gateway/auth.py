@@ -1,7 +1,7 @@
 """Gateway keys: who is calling, and which models they may name.
 
 With no `[keys.*]` table the gateway asks for no key. With one, every route but the open
-ones (health, readiness, metrics) wants a gateway key, sent the way the client's SDK sends
+ones (`/`, health, readiness, metrics) wants a gateway key, sent the way the client's SDK sends
 its provider key: `Authorization: Bearer ...` (OpenAI), `x-api-key` (Anthropic),
 `x-goog-api-key` (Gemini), or `x-gateway-key` when the standard header carries the client's
 own provider key (a provider with `forward_client_key`).
@@ -27,7 +27,7 @@ from wire.config import resolve_key
 from wire.errors import GatewayError
 
 # Routes anyone may call: probes and scrapes must work without a key.
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
 # Headers that may carry a key, in the order they are looked at.
 GATEWAY_KEY_HEADER = "x-gateway-key"
 CLIENT_KEY_HEADERS = ("x-api-key", "x-goog-api-key")

@@ -290,13 +290,7 @@ class _Run:
     async def _attempt(
         self, candidate: Candidate, target: Target, attempt: Attempt
     ) -> web.StreamResponse:
-        call = self.call
-        try:
-            prepared = call.prepare(target.provider, candidate.model)
-        except ProviderAuthError as error:  # no key: as if the upstream had refused it
-            raise AttemptFailed(error, 401) from None
-        except GatewayError as error:  # the provider cannot take this request
-            raise AttemptFailed(error) from None
+        prepared = _prepared(lambda: self.call.prepare(target.provider, candidate.model))
         try:
             answer = await self._send(target, prepared, attempt)
         except AttemptFailed as failed:
@@ -308,9 +302,15 @@ class _Run:
                 raise
             # The upstream lacks this endpoint: the same target, another way (same attempt).
             try:
-                prepared = prepared.instead()
-            except GatewayError:  # nor can it be asked that way: its own answer stands
-                raise failed from None
+                prepared = _prepared(prepared.instead)
+            except AttemptFailed as refused:
+                if failed.error.param is not None:
+                    # The 404 named a field of the request (OpenAI's "previous response not
+                    # found"): the endpoint exists and that answer stands.
+                    raise failed from None
+                # The 404 only said the endpoint is missing: why the other way cannot take
+                # the request (a 400 naming the field) is the answer.
+                raise refused from None
             answer = await self._send(target, prepared, attempt)
         if prepared.on_success is not None:
             prepared.on_success()
@@ -409,6 +409,16 @@ class _Run:
             else:
                 await send_error_event(self.request, response, translator, error)
         return response
+
+
+def _prepared(prepare: Callable[[], Prepared]) -> Prepared:
+    """An attempt's request; a provider that cannot take the request fails the attempt."""
+    try:
+        return prepare()
+    except ProviderAuthError as error:  # no key: as if the upstream had refused it
+        raise AttemptFailed(error, 401) from None
+    except GatewayError as error:  # the provider cannot take this request
+        raise AttemptFailed(error) from None
 
 
 def _label(candidate: Candidate) -> str:

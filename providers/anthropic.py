@@ -15,10 +15,13 @@ Requests follow platform.claude.com/docs/en/api/messages; answers are translated
   auto/none/any/tool; `parallel_tool_calls: false` -> `disable_parallel_tool_use`;
 - `max_tokens` / `max_completion_tokens`, else the provider's `max_tokens` (Anthropic requires
   one); `stop` -> `stop_sequences`; temperature and top_p as given; `user` -> metadata.user_id;
-- `reasoning_effort` -> `thinking` with a token budget (see `THINKING_BUDGETS`).
+- `reasoning_effort` -> `thinking` with a token budget (see `THINKING_BUDGETS`);
+- `response_format` (`json_schema`, `json_object`) -> `output_config.format` for a Claude with
+  structured outputs (4.5 and later), else a tool whose input is the answer, its call given
+  back as the message's text (`providers.json_answer`).
 
-Parameters Anthropic has no equivalent for (n > 1, logprobs, penalties, logit_bias, audio,
-JSON response formats) are a 400 naming the parameter; `seed` is dropped (best effort).
+Parameters Anthropic has no equivalent for (n > 1, logprobs, penalties, logit_bias, audio)
+are a 400 naming the parameter; `seed` is dropped (best effort).
 
 A client that speaks the Messages API itself (`Operation.MESSAGES`, `COUNT_TOKENS`) is passed
 through: its body goes out unchanged but for `model`, and the stream is relayed as it comes
@@ -59,6 +62,14 @@ from providers.chat_request import (
     text_of,
 )
 from providers.declaration import HttpProviderConfig, ProviderType
+from providers.json_answer import (
+    JSON_TOOL,
+    JSON_TOOL_DESCRIPTION,
+    JsonAnswer,
+    check_tool_names,
+    plan,
+)
+from providers.model_families import STRUCTURED_OUTPUTS, claude_at_least
 from wire.errors import BadRequest, GatewayError, upstream_error_from_body
 from wire.operations import Operation, RawBody
 from wire.upstream import UpstreamRequest
@@ -90,7 +101,6 @@ class AnthropicProvider(TranslatingProvider):
         "presence_penalty": bool,
         "frequency_penalty": bool,
         "audio": lambda v: v is not None,
-        "response_format": lambda v: isinstance(v, dict) and v.get("type") != "text",
     }
 
     def __init__(self, name: str, config: AnthropicProviderConfig) -> None:
@@ -147,12 +157,18 @@ def messages_body(
 ) -> dict[str, Any]:
     """The Messages API body for an OpenAI chat request."""
     system, turns = conversation(request.messages)
-    max_tokens, thinking = _token_limits(request, default_max_tokens)
+    json = plan(request.response_format, claude_at_least(model, STRUCTURED_OUTPUTS))
+    # Through the answer's tool, which must be called, no thinking: Anthropic forces a tool
+    # only without it, and the JSON the client parses comes first (the effort is a preference).
+    json_tool = json is not None and not json.native
+    max_tokens, thinking = thinking_and_limit(request, default_max_tokens, not json_tool)
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": turns}
     if system:
         body["system"] = system
     if thinking is not None:
         body["thinking"] = thinking
+    if json is not None and json.native:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": json.schema}}
     if stream:
         body["stream"] = True
     body.update(
@@ -164,18 +180,51 @@ def messages_body(
     )
     if request.user:
         body["metadata"] = {"user_id": request.user}
-    if request.tools:
-        body["tools"] = [
-            _tool(function_of(tool, i, "Anthropic")) for i, tool in enumerate(request.tools)
-        ]
+    check_tool_names(request.tools)
+    tools = [_tool(function_of(tool, i, "Anthropic")) for i, tool in enumerate(request.tools or ())]
+    choice: dict[str, Any] | None
+    if json is not None and json_tool:
+        tools.append(_json_tool(json))
+        choice = _json_tool_choice(request)
+    else:
         choice = _tool_choice(request.tool_choice, request.parallel_tool_calls)
+    if tools:
+        body["tools"] = tools
         if choice is not None:
             body["tool_choice"] = choice
     return body
 
 
-def _token_limits(request: ChatRequest, default: int) -> tuple[int, dict[str, Any] | None]:
-    """max_tokens, and the `thinking` parameter for reasoning_effort (None: no thinking)."""
+def _json_tool(json: JsonAnswer) -> dict[str, Any]:
+    about = f"{JSON_TOOL_DESCRIPTION}\n\n{json.description}" if json.description else None
+    return {
+        "name": JSON_TOOL,
+        "description": about or JSON_TOOL_DESCRIPTION,
+        "input_schema": json.schema,
+    }
+
+
+def _json_tool_choice(request: ChatRequest) -> dict[str, Any]:
+    """tool_choice when the answer comes through `JSON_TOOL`: that tool, forced, when nothing
+    else may be called; with the request's own tools, any tool (one of them, or the answer)."""
+    choice = request.tool_choice
+    result: dict[str, Any]
+    if not request.tools or choice == "none":
+        result = {"type": "tool", "name": JSON_TOOL}
+    elif choice is None or isinstance(choice, str):
+        result = {"type": "any"}
+    else:
+        result = {"type": "tool", "name": choice.function.name}
+    if request.parallel_tool_calls is False:
+        result["disable_parallel_tool_use"] = True
+    return result
+
+
+def thinking_and_limit(
+    request: ChatRequest, default: int, thinks: bool = True
+) -> tuple[int, dict[str, Any] | None]:
+    """max_tokens, and the `thinking` parameter for reasoning_effort (None: no thinking;
+    always so when not `thinks`, the effort still checked)."""
     limit = request.token_limit
     effort = request.reasoning_effort
     if effort is None or effort == "none":
@@ -188,6 +237,8 @@ def _token_limits(request: ChatRequest, default: int) -> tuple[int, dict[str, An
             param="reasoning_effort",
             code="invalid_value",
         )
+    if not thinks:
+        return limit or default, None
     if limit is None:
         return default + budget, {"type": "enabled", "budget_tokens": budget}
     budget = min(budget, limit - 1)  # Anthropic: budget_tokens < max_tokens

@@ -9,6 +9,8 @@ dispatched through a table keyed by that name, each decoded by its own small msg
 
 Anthropic numbers every content block; OpenAI numbers only tool calls. So tool calls get our own
 index (0, 1, ... in the order their `tool_use` blocks start), whatever blocks come between.
+A call of `JSON_TOOL` (the tool that carries a JSON answer, `providers.json_answer`) is no tool
+call: its input is the message's text, and an answer that ended for it alone has stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import msgspec
 
 from providers.base import ChatSink
 from providers.chunks import chat_completion
+from providers.json_answer import JSON_TOOL, answered
 from providers.mapping import cached_usage, finish_reason
 from providers.translator import EventTranslator
 from wire.errors import UpstreamError, UpstreamProtocolError
@@ -206,6 +209,7 @@ class MessagesStream(EventTranslator[Event | Comment]):
         super().__init__(provider, sink, SSEDecoder())
         self._model = model
         self._tools: dict[int, _ToolBlock] = {}  # Anthropic's block index -> our tool call
+        self._answers: dict[int, bool] = {}  # JSON_TOOL blocks -> whether they wrote text
         self._stop_reason: str | None = None
         self._usage: Usage | None = None
 
@@ -235,6 +239,9 @@ class MessagesStream(EventTranslator[Event | Comment]):
         if block.type == "thinking":
             return sink.reasoning(block.thinking) + sink.reasoning_signature(block.signature)
         if block.type == "tool_use":
+            if block.name == JSON_TOOL:  # the answer itself, written as the tool's input
+                self._answers[start.index] = False
+                return b""
             tool = self._tools[start.index] = _ToolBlock(len(self._tools))
             return sink.tool_call(tool.index, block.id, block.name)
         if block.type == "redacted_thinking":  # opaque, but needed back in a tool loop
@@ -249,6 +256,9 @@ class MessagesStream(EventTranslator[Event | Comment]):
         if kind == "text_delta":
             return self.sink.content(delta.text)
         if kind == "input_json_delta":
+            if event.index in self._answers and delta.partial_json:
+                self._answers[event.index] = True
+                return self.sink.content(delta.partial_json)
             tool = self._tools.get(event.index)
             if tool is None or not delta.partial_json:
                 return b""
@@ -261,6 +271,9 @@ class MessagesStream(EventTranslator[Event | Comment]):
         return b""  # citations_delta and later kinds
 
     def _on_block_stop(self, stop: _BlockStop) -> bytes:
+        if self._answers.get(stop.index) is False:  # an answer without input: an empty object
+            self._answers[stop.index] = True
+            return self.sink.content("{}")
         tool = self._tools.get(stop.index)
         if tool is not None and not tool.sent_arguments:
             # A call without parameters streams no JSON; clients json.loads the arguments.
@@ -276,9 +289,8 @@ class MessagesStream(EventTranslator[Event | Comment]):
         return b""
 
     def _on_message_stop(self, _: _MessageStop) -> bytes:
-        return self.finish(
-            finish_reason(FINISH_REASONS, self._stop_reason), openai_usage(self._usage)
-        )
+        stop = answered(self._stop_reason, bool(self._answers), bool(self._tools))
+        return self.finish(finish_reason(FINISH_REASONS, stop), openai_usage(self._usage))
 
     def _on_error(self, body: ErrorBody) -> bytes:
         return self.error_event(stream_error(body))
@@ -359,6 +371,7 @@ def translate_message(body: bytes, provider: str, model: str) -> bytes:
     signatures: list[str] = []
     redacted: list[str] = []
     calls: list[dict[str, Any]] = []
+    answers = False
     for block in answer.content:
         if block.type == "text":
             texts.append(block.text)
@@ -369,11 +382,16 @@ def translate_message(body: bytes, provider: str, model: str) -> bytes:
             redacted.append(block.data)
         elif block.type == "tool_use":
             arguments = bytes(block.input).decode() or "{}"
+            if block.name == JSON_TOOL:  # the answer, as JSON text
+                texts.append(arguments)
+                answers = True
+                continue
             calls.append({"id": block.id, "name": block.name, "arguments": arguments})
+    stop = answered(answer.stop_reason, answers, bool(calls))
     return chat_completion(
         model=answer.model or model,
         content="".join(texts) if texts else None,
-        finish_reason=finish_reason(FINISH_REASONS, answer.stop_reason),
+        finish_reason=finish_reason(FINISH_REASONS, stop),
         usage=openai_usage(answer.usage),
         tool_calls=calls or None,
         reasoning="".join(thoughts) or None,

@@ -16,6 +16,22 @@ event, where our last chunk goes out. Exception frames become our error event.
 
 botocore is an optional dependency (`pip install 'gateway[bedrock]'`), imported only when a
 bedrock provider is configured.
+
+What each model family takes, read from the model id (`providers.model_families`):
+
+- `reasoning_effort` (none, minimal, low, medium, high; "none" sends nothing) goes in
+  `additionalModelRequestFields`, as the family names it: Claude before 4.6, `thinking` with a
+  budget (as `providers.anthropic`, the budget inside maxTokens); Claude 4.6 and later,
+  adaptive `thinking` and Converse's `outputConfig.effort`; Amazon Nova 2, `reasoningConfig`
+  with `maxReasoningEffort`; OpenAI's gpt-oss and Moonshot's Kimi, `reasoning_effort`;
+  OpenAI's other GPT models, `reasoning.effort` ("minimal" is "low" for all but Claude's
+  budgets). Any other family has no effort Converse can pass: none is sent (it reasons as it
+  does by default), as a parameter the model does not know would fail the request.
+- `response_format` goes as Converse's structured output (`outputConfig.textFormat`, the
+  schema as a JSON string) to the models that have it (Claude 4.5 and later, in Claude's
+  schema subset; the open-weight families), else through a tool whose input is the answer
+  (`providers.json_answer`): Claude before 4.5, Amazon Nova, and `json_object` everywhere;
+  the tool is then forced, so Claude is asked for no thinking.
 """
 
 from __future__ import annotations
@@ -32,6 +48,7 @@ import orjson
 import yarl
 
 from providers.adapter import ApiKey, TranslatingProvider
+from providers.anthropic import thinking_and_limit
 from providers.base import ChatSink
 from providers.chat_request import (
     Asks,
@@ -39,6 +56,7 @@ from providers.chat_request import (
     Message,
     arguments_object,
     base64_data_url,
+    choose,
     function_of,
     not_off,
     present,
@@ -47,7 +65,21 @@ from providers.chat_request import (
 )
 from providers.chunks import chat_completion
 from providers.declaration import HttpProviderConfig, ProviderType
+from providers.json_answer import (
+    JSON_TOOL,
+    JSON_TOOL_DESCRIPTION,
+    JsonAnswer,
+    answered,
+    check_tool_names,
+    plan,
+)
 from providers.mapping import cached_usage, error_message, finish_reason, message_error
+from providers.model_families import (
+    ADAPTIVE_THINKING,
+    STRUCTURED_OUTPUTS,
+    bedrock_family,
+    claude_at_least,
+)
 from providers.translator import EventTranslator
 from wire.config import ConfigError
 from wire.errors import (
@@ -90,6 +122,12 @@ STREAM_EXCEPTIONS = {
     "serviceUnavailableException": (503, "ServiceUnavailableException"),
 }
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
+# reasoning_effort -> the effort word of the families that take one (Claude 4.6+, Nova 2,
+# OpenAI's models); "none" sends nothing.
+EFFORTS = {"none": None, "minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+# maxTokens with a thinking budget when the request sets no limit: the budget on top of the
+# answer's usual room (`providers.anthropic`'s default max_tokens).
+DEFAULT_ANSWER_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -139,10 +177,7 @@ class BedrockProvider(TranslatingProvider):
         "n": lambda v: not_off(v) and v != 1,
         **dict.fromkeys(("logprobs", "top_logprobs", "logit_bias", "seed"), not_off),
         **dict.fromkeys(("presence_penalty", "frequency_penalty"), not_off),
-        "response_format": lambda v: (
-            not_off(v) and not (isinstance(v, dict) and v.get("type") == "text")
-        ),
-        **dict.fromkeys(("reasoning_effort", "audio", "modalities"), not_off),
+        **dict.fromkeys(("audio", "modalities"), not_off),
     }
 
     def __init__(self, name: str, config: BedrockProviderConfig) -> None:
@@ -174,7 +209,7 @@ class BedrockProvider(TranslatingProvider):
             key.check(self.name, "AWS credentials")
 
     def chat_request(self, request: ChatRequest, model: str, stream: bool) -> UpstreamRequest:
-        payload = orjson.dumps(converse_body(request))
+        payload = orjson.dumps(converse_body(request, model))
         action = "converse-stream" if stream else "converse"
         # Signed as it goes on the wire: aiohttp sends `yarl.URL(url)`, which turns `%3A` (in
         # `...-v1:0`) back into `:`, and the signature must cover the path AWS receives.
@@ -217,24 +252,95 @@ class BedrockProvider(TranslatingProvider):
 # --- request -------------------------------------------------------------------------------
 
 
-def converse_body(request: ChatRequest) -> dict[str, Any]:
-    """The Converse request body for an OpenAI chat request (the model goes in the URL)."""
+def converse_body(request: ChatRequest, model: str) -> dict[str, Any]:
+    """The Converse request body for an OpenAI chat request to `model` (which goes in the URL;
+    its family decides how thinking and JSON answers are asked for)."""
     system, messages = _messages(request.messages)
     payload: dict[str, Any] = {"messages": messages}
     if system:
         payload["system"] = system
+    json = plan(request.response_format, _structured_outputs(model), strict=_strict(model))
+    # Through the answer's tool, which must be called, no thinking: Claude forces a tool only
+    # without it, and the JSON the client parses comes first (the effort is a preference).
+    reasoning = _Effort.of(request, model, thinks=json is None or json.native)
     inference = present(
-        maxTokens=request.token_limit,
+        maxTokens=reasoning.max_tokens or request.token_limit,
         temperature=request.temperature,
         topP=request.top_p,
         stopSequences=request.stop_list or None,
     )
     if inference:
         payload["inferenceConfig"] = inference
-    tool_config = _tool_config(request)
+    tool_config = _tool_config(request, json)
     if tool_config:
         payload["toolConfig"] = tool_config
+    output: dict[str, Any] = {}
+    if json is not None and json.native:
+        output["textFormat"] = _text_format(json)
+    if reasoning.effort is not None:
+        output["effort"] = reasoning.effort
+    if output:
+        payload["outputConfig"] = output
+    if reasoning.fields:
+        payload["additionalModelRequestFields"] = reasoning.fields
     return payload
+
+
+@dataclass(frozen=True)
+class _Effort:
+    """What reasoning_effort becomes for one model: its `additionalModelRequestFields`, an
+    `outputConfig.effort`, and the maxTokens a thinking budget needs (None: the request's)."""
+
+    fields: dict[str, Any]
+    effort: str | None = None
+    max_tokens: int | None = None
+
+    @classmethod
+    def of(cls, request: ChatRequest, model: str, thinks: bool) -> _Effort:
+        """`thinks`: Claude's thinking may be asked for (not with a tool that must be
+        called)."""
+        asked = request.reasoning_effort
+        if asked is None:
+            return cls({})
+        effort = choose(asked, EFFORTS, "reasoning_effort")  # a 400 naming them if none
+        family = bedrock_family(model)
+        if effort is None:
+            return cls({})
+        if family == "claude" and claude_at_least(model, ADAPTIVE_THINKING):
+            return cls({"thinking": {"type": "adaptive"}} if thinks else {}, effort=effort)
+        if family == "claude":
+            max_tokens, thinking = thinking_and_limit(request, DEFAULT_ANSWER_TOKENS, thinks)
+            if thinking is None:
+                return cls({})
+            return cls({"thinking": thinking}, max_tokens=max_tokens)
+        if family == "nova-2":
+            return cls({"reasoningConfig": {"type": "enabled", "maxReasoningEffort": effort}})
+        if family in ("gpt-oss", "moonshot"):
+            return cls({"reasoning_effort": effort})
+        if family == "openai":
+            return cls({"reasoning": {"effort": effort}})
+        return cls({})  # no effort this family takes through Converse
+
+
+def _structured_outputs(model: str) -> bool:
+    """Converse's structured output: Claude 4.5 and later, and the open-weight families (not
+    Amazon Nova, not an older Claude)."""
+    family = bedrock_family(model)
+    if family == "claude":
+        return claude_at_least(model, STRUCTURED_OUTPUTS)
+    return family not in ("nova", "nova-2")
+
+
+def _strict(model: str) -> bool:
+    """Claude's structured outputs take a subset of JSON Schema; other models the schema."""
+    return bedrock_family(model) == "claude"
+
+
+def _text_format(json: JsonAnswer) -> dict[str, Any]:
+    definition: dict[str, Any] = {"schema": orjson.dumps(json.schema).decode(), "name": json.name}
+    if json.description:
+        definition["description"] = json.description
+    return {"type": "json_schema", "structure": {"jsonSchema": definition}}
 
 
 def _messages(messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -332,27 +438,43 @@ def _assistant_blocks(message: Message, i: int) -> list[dict[str, Any]]:
     return blocks
 
 
-def _tool_config(request: ChatRequest) -> dict[str, Any] | None:
+def _tool_config(request: ChatRequest, json: JsonAnswer | None) -> dict[str, Any] | None:
+    check_tool_names(request.tools)
     choice = request.tool_choice
-    if not request.tools or choice == "none":  # Converse cannot forbid calls: offer no tools
-        return None
+    offered = request.tools if choice != "none" else None  # Converse cannot forbid calls
     tools = []
-    for i, tool in enumerate(request.tools):
+    for i, tool in enumerate(offered or ()):
         function = function_of(tool, i, "Bedrock")
-        spec: dict[str, Any] = {"name": function.name}
-        if function.description:
-            spec["description"] = function.description
         schema = function.parameters or {"type": "object", "properties": {}}
-        spec["inputSchema"] = {"json": schema}
-        tools.append({"toolSpec": spec})
+        tools.append(_tool_spec(function.name, function.description, schema))
     config: dict[str, Any] = {"tools": tools}
+    if json is not None and not json.native:  # the answer comes as this tool's input
+        about = f"{JSON_TOOL_DESCRIPTION}\n\n{json.description}" if json.description else None
+        tools.append(_tool_spec(JSON_TOOL, about or JSON_TOOL_DESCRIPTION, json.schema))
+        if not offered:
+            config["toolChoice"] = {"tool": {"name": JSON_TOOL}}
+        elif choice is not None and not isinstance(choice, str):
+            config["toolChoice"] = {"tool": {"name": choice.function.name}}
+        else:  # one of the request's tools, or the answer
+            config["toolChoice"] = {"any": {}}
+        return config
+    if not tools:
+        return None
     if choice == "auto":
         config["toolChoice"] = {"auto": {}}
     elif choice == "required":
         config["toolChoice"] = {"any": {}}
-    elif choice is not None:
+    elif choice is not None and not isinstance(choice, str):
         config["toolChoice"] = {"tool": {"name": choice.function.name}}
     return config
+
+
+def _tool_spec(name: str, description: str | None, schema: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": name}
+    if description:
+        spec["description"] = description
+    spec["inputSchema"] = {"json": schema}
+    return {"toolSpec": spec}
 
 
 # --- usage and errors ----------------------------------------------------------------------
@@ -426,10 +548,19 @@ class _Answer(msgspec.Struct, gc=False):
 _decode_answer = msgspec.json.Decoder(_Answer).decode
 
 
+def _text_of(block: _Block) -> str:
+    """A block's text; a call of JSON_TOOL is the answer itself, its input the text."""
+    if block.text is not None:
+        return block.text
+    if block.toolUse is not None and block.toolUse.name == JSON_TOOL:
+        return orjson.dumps(block.toolUse.input or {}).decode()
+    return ""
+
+
 def answer_to_completion(answer: _Answer, model: str) -> bytes:
     """A Converse answer as OpenAI's `chat.completion`."""
     blocks = answer.output.message.content
-    text = "".join(block.text for block in blocks if block.text is not None)
+    text = "".join(map(_text_of, blocks))
     reasoning = [b.reasoningContent.reasoningText for b in blocks if b.reasoningContent]
     thoughts = [r for r in reasoning if r is not None]
     calls = [
@@ -439,12 +570,14 @@ def answer_to_completion(answer: _Answer, model: str) -> bytes:
             "arguments": orjson.dumps(block.toolUse.input or {}).decode(),
         }
         for block in blocks
-        if block.toolUse is not None
+        if block.toolUse is not None and block.toolUse.name != JSON_TOOL
     ]
+    answers = any(b.toolUse is not None and b.toolUse.name == JSON_TOOL for b in blocks)
+    stop = answered(answer.stopReason, answers, bool(calls))
     return chat_completion(
         model=model,
         content=text or (None if calls else ""),
-        finish_reason=finish_reason(STOP_REASONS, answer.stopReason),
+        finish_reason=finish_reason(STOP_REASONS, stop),
         usage=_usage(answer.usage),
         tool_calls=calls or None,
         reasoning="".join(t.text for t in thoughts) or None,
@@ -540,6 +673,7 @@ class BedrockStream(EventTranslator[tuple[dict[str, Any], bytes]]):
     def __init__(self, provider: str, sink: ChatSink, aws: _Botocore) -> None:
         super().__init__(provider, sink, _Frames(aws))
         self._tool_blocks: dict[int, int] = {}  # contentBlockIndex -> our tool call index
+        self._answers: set[int] = set()  # JSON_TOOL blocks: their input is the text
         self._finish_reason: str | None = None  # from messageStop, sent with metadata
 
     def __repr__(self) -> str:
@@ -570,6 +704,9 @@ class BedrockStream(EventTranslator[tuple[dict[str, Any], bytes]]):
         tool = event.start.toolUse
         if tool is None:
             return b""
+        if tool.name == JSON_TOOL:
+            self._answers.add(event.contentBlockIndex)
+            return b""
         index = self._tool_blocks[event.contentBlockIndex] = len(self._tool_blocks)
         return self.sink.tool_call(index, tool.toolUseId, tool.name)
 
@@ -579,6 +716,8 @@ class BedrockStream(EventTranslator[tuple[dict[str, Any], bytes]]):
         if delta.text is not None:
             return sink.content(delta.text)
         if delta.toolUse is not None:
+            if event.contentBlockIndex in self._answers:
+                return sink.content(delta.toolUse.input)
             index = self._tool_blocks.get(event.contentBlockIndex)
             return b"" if index is None else sink.tool_arguments(index, delta.toolUse.input)
         reasoning = delta.reasoningContent
@@ -591,7 +730,8 @@ class BedrockStream(EventTranslator[tuple[dict[str, Any], bytes]]):
         return b""
 
     def _message_stop(self, event: _MessageStop) -> bytes:
-        self._finish_reason = finish_reason(STOP_REASONS, event.stopReason)
+        stop = answered(event.stopReason, bool(self._answers), bool(self._tool_blocks))
+        self._finish_reason = finish_reason(STOP_REASONS, stop)
         return b""
 
     def _metadata(self, event: _Metadata) -> bytes:

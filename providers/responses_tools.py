@@ -7,7 +7,10 @@ client declared the tool:
 - `function` tools go as they are;
 - `namespace` tools (a group of tools, in `tools` or in an `additional_tools` input item, as
   Codex sends them) become their tools, each named `namespace__name`; a call comes back as a
-  `function_call` with `name` and `namespace` apart, as Codex looks it up;
+  `function_call` with `name` and `namespace` apart, as Codex looks it up. The namespace
+  `functions` is the one OpenAI's models see every function tool in (harmony's
+  `namespace functions {...}`), so its tools keep their own names (Codex's shell, `exec`, is
+  `exec` to the upstream's model, as to OpenAI's);
 - `custom` (freeform) tools become functions taking one string, `{"input": ...}`, their grammar
   told in the description; a call comes back as a `custom_tool_call` with that `input`;
 - tools a chat upstream cannot run (OpenAI's hosted `web_search`, `file_search`, ..., and the
@@ -64,9 +67,14 @@ _INPUT_SCHEMA = {
 }
 
 
+# The namespace function tools are in for OpenAI's models: no prefix needed.
+DEFAULT_NAMESPACE = "functions"
+
+
 def chat_name(name: str, namespace: str | None = None) -> str:
-    """The chat function name of a tool: `namespace__name`, within chat's rules."""
-    flat = f"{namespace}__{name}" if namespace else name
+    """The chat function name of a tool: `namespace__name` (`name` in the default
+    namespace), within chat's rules."""
+    flat = f"{namespace}__{name}" if namespace and namespace != DEFAULT_NAMESPACE else name
     if _CHAT_NAME.fullmatch(flat):
         return flat
     digest = hashlib.sha256(flat.encode()).hexdigest()[:8]
@@ -146,7 +154,7 @@ class ClientTools:
                 function["description"] = description
             function |= {key: tool[key] for key in ("parameters", "strict") if key in tool}
         self.functions.append({"type": "function", "function": function})
-        if kind == "custom" or called != name:
+        if kind == "custom" or called != name or namespace:
             self.declared[called] = Declared(kind, name, namespace)
 
     def chat_choice(self, choice: Any) -> Any:

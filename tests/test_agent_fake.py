@@ -74,6 +74,35 @@ def test_gemini_cli_routing_call_gets_json_its_own_validation_accepts() -> None:
     assert 1 <= answer["complexity_score"] <= 100  # Gemini CLI's zod schema: 1-100
 
 
+@pytest.mark.parametrize(
+    ("read", "choice"),
+    [
+        (reading.read_messages, {"type": "tool", "name": "answer"}),
+        (reading.read_chat, {"type": "function", "function": {"name": "answer"}}),
+        (reading.read_responses, {"type": "function", "name": "answer"}),
+    ],
+)
+def test_a_forced_tool_is_called_with_arguments_its_schema_takes(read: Any, choice: Any) -> None:
+    """As Anthropic's and OpenAI's APIs guarantee a call of the tool `tool_choice` names
+    (the gateway asks an older Claude for JSON so), whatever the prompt says."""
+    schema = {
+        "type": "object",
+        "properties": {"score": {"type": "INTEGER"}, "why": {"type": "string"}},
+        "required": ["score", "why"],
+    }
+    if read is reading.read_messages:
+        tools: list[Any] = [{"name": "answer", "input_schema": schema}]
+    elif read is reading.read_chat:
+        tools = [{"type": "function", "function": {"name": "answer", "parameters": schema}}]
+    else:
+        tools = [{"type": "function", "name": "answer", "parameters": schema}]
+    body = {"messages": [{"role": "user", "content": "Hi"}], "input": "Hi", "tools": tools}
+    reply = decide(read({**body, "tool_choice": choice}))
+    assert reply.call is not None and reply.call.tool.name == "answer"
+    assert isinstance(reply.call.arguments["why"], str) and reply.call.arguments["score"] >= 1
+    assert decide(read(body)).call is None  # offered, not forced: a greeting
+
+
 def test_a_tool_declared_without_parameters_is_called_with_none() -> None:
     assert shell_call(Tool("run_shell_command", {"type": "object"})).arguments == {}
     assert shell_call(Tool("run_shell_command", None)).arguments == {}

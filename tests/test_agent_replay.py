@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.agent_traffic import AGENT_REQUESTS, agent_request, read_answer
@@ -59,12 +60,15 @@ GEMINI_TYPES = {"OBJECT", "ARRAY", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "NU
 
 
 def _types(value: Any) -> set[str]:
-    """Every `type` a JSON value holds, at any depth."""
+    """Every `type` a JSON value holds, at any depth, in a schema sent as a JSON string too
+    (Converse's `jsonSchema.schema`)."""
     if isinstance(value, list):
         return set().union(*map(_types, value)) if value else set()
     if not isinstance(value, dict):
         return set()
     found = {value["type"]} if isinstance(value.get("type"), str) else set()
+    if isinstance(value.get("schema"), str):
+        found |= _types(orjson.loads(value["schema"]))
     return found.union(*map(_types, value.values()))
 
 

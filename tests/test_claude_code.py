@@ -1,10 +1,10 @@
 """Claude Code's own requests through the gateway, on every provider type, with the anthropic SDK.
 
-The bodies in tests/fixtures/claude_code/ are what Claude Code 2.1.197 (`claude -p`, its default
-model) sent, recorded behind the gateway (tests/fixtures/README.md says how): its title request
-(thinking disabled, an effort, a JSON schema), its first turn (a `system` message inside
-`messages`, from the `mid-conversation-system` beta) and the turn after a Bash tool call (the
-assistant's signed thinking block and tool_use, then the tool_result).
+The requests are Claude Code 2.1.197's (`claude -p`, its default model), captured in
+tests/fixtures/agents/ (the README there says how): its title request (thinking disabled, an
+effort, a JSON schema), its first turn (a `system` message inside `messages`, from the
+`mid-conversation-system` beta), its count_tokens, and the turn after a Bash tool call whose
+assistant turn holds a signed thinking block and the tool_use, then the tool_result.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import anthropic
 import msgspec
 import orjson
 import pytest
 
 from providers.messages_count import IMAGE_TOKENS, TOOL_PROMPT, estimate_input_tokens
+from tests.agent_traffic import AGENTS, agent_request
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.replay import fixture, replay
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
@@ -26,9 +28,16 @@ from wire.tokens import PER_MESSAGE, PER_REQUEST, estimate_json, estimate_text
 
 
 def claude_code(name: str) -> dict[str, Any]:
-    """A recorded request: its `headers` (anthropic-beta, anthropic-version) and `body`."""
-    recorded: dict[str, Any] = orjson.loads(fixture(f"claude_code/{name}.json"))
-    return recorded
+    """A captured request: its `headers` (names lower-cased: anthropic-beta, ...) and `body`.
+    `claude_code_thinking_tool_result` is kept as JSON (README there): the only turn with a
+    signed thinking block, which the harness's fake never answers."""
+    kept = AGENTS / f"{name}.json"
+    if kept.exists():
+        recorded: dict[str, Any] = orjson.loads(kept.read_bytes())
+        return recorded
+    request = agent_request(name)
+    headers = {key.lower(): value for key, value in request.headers}
+    return {"headers": headers, "body": orjson.loads(request.body)}
 
 
 def gateway_toml(url: str) -> str:
@@ -92,9 +101,9 @@ async def test_a_system_message_inside_messages_stays_where_it_stands_in_chat(
     upstream: FakeUpstream, claude: anthropic.AsyncAnthropic
 ) -> None:
     upstream.handler = streaming(openai_chat_stream(["Hi", " there"]))
-    message = await send(claude, "first_turn", "compat/gpt")
+    message = await send(claude, "claude_code_turn", "compat/gpt")
     assert [block.text for block in message.content if block.type == "text"] == ["Hi there"]
-    recorded = claude_code("first_turn")["body"]["messages"]
+    recorded = claude_code("claude_code_turn")["body"]["messages"]
     sent = upstream.last_body["messages"]
     assert [m["role"] for m in sent] == ["system", "user", "system"]
     assert sent[2]["content"] == recorded[1]["content"]  # the text as Claude Code sent it
@@ -104,20 +113,20 @@ async def test_a_system_message_inside_messages_joins_geminis_system_instruction
     upstream: FakeUpstream, claude: anthropic.AsyncAnthropic
 ) -> None:
     upstream.handler = replay(fixture("gemini/text_stream.sse"))
-    message = await send(claude, "first_turn", "gem/gemini-2.5-flash")
+    message = await send(claude, "claude_code_turn", "gem/gemini-2.5-flash")
     assert message.content
     sent = upstream.last_body
     assert [content["role"] for content in sent["contents"]] == ["user"]
     system = [part["text"] for part in sent["systemInstruction"]["parts"]]
-    assert system[-1] == claude_code("first_turn")["body"]["messages"][1]["content"]
+    assert system[-1] == claude_code("claude_code_turn")["body"]["messages"][1]["content"]
 
 
 async def test_a_system_message_inside_messages_passes_through_to_anthropic(
     upstream: FakeUpstream, claude: anthropic.AsyncAnthropic
 ) -> None:
     upstream.handler = streaming([_anthropic_answer("Hi")])
-    await send(claude, "first_turn", "claude/claude-opus-4-8")
-    recorded = claude_code("first_turn")
+    await send(claude, "claude_code_turn", "claude/claude-opus-4-8")
+    recorded = claude_code("claude_code_turn")
     assert upstream.last_body == {**recorded["body"], "model": "claude-opus-4-8"}
     assert (
         upstream.requests[-1]["headers"]["anthropic-beta"] == recorded["headers"]["anthropic-beta"]
@@ -127,12 +136,13 @@ async def test_a_system_message_inside_messages_passes_through_to_anthropic(
 async def test_claude_code_through_the_mock_answers_text_after_its_tool_ran(
     claude: anthropic.AsyncAnthropic,
 ) -> None:
-    first = await send(claude, "first_turn", "mock/any")
+    first = await send(claude, "claude_code_turn", "mock/any")
     assert [block.type for block in first.content] == ["tool_use"]  # the mock calls a tool
-    after = claude_code("tool_result_turn")["body"]["messages"]
+    after = claude_code("claude_code_thinking_tool_result")["body"]["messages"]
     # Claude Code appends its reminders as system messages after a tool result, too.
     system = {"role": "system", "content": "<system-reminder>Keep going.</system-reminder>"}
-    second = await send(claude, "tool_result_turn", "mock/any", messages=[*after, system])
+    turn = "claude_code_thinking_tool_result"
+    second = await send(claude, turn, "mock/any", messages=[*after, system])
     assert [block.type for block in second.content] == ["text"]
     assert second.stop_reason == "end_turn"
 
@@ -211,7 +221,7 @@ async def test_claude_codes_title_request_asks_no_reasoning_effort(
     """Thinking disabled with an effort named: the chat request gets no reasoning_effort, and
     nothing else the client did not ask for."""
     upstream.handler = streaming(openai_chat_stream(['{"title": "Hi"}']))
-    await send(claude, "title_request", "compat/gpt")
+    await send(claude, "claude_code_title", "compat/gpt")
     sent = upstream.last_body
     assert "reasoning_effort" not in sent
     assert set(sent) == {
@@ -229,7 +239,7 @@ async def test_claude_codes_adaptive_thinking_with_an_effort_asks_that_effort(
     upstream: FakeUpstream, claude: anthropic.AsyncAnthropic
 ) -> None:
     upstream.handler = streaming(openai_chat_stream(["Hi"]))
-    await send(claude, "first_turn", "compat/gpt")
+    await send(claude, "claude_code_turn", "compat/gpt")
     assert upstream.last_body["reasoning_effort"] == "high"
 
 
@@ -242,7 +252,7 @@ async def test_count_tokens_is_estimated_without_calling_a_model(
 ) -> None:
     """Claude Code's `/context` sends one count_tokens per item; a provider without a token
     count gets the gateway's estimate, marked as one, and no model call is made."""
-    recorded = claude_code("count_tokens")
+    recorded = claude_code("claude_code_count_tokens")
     body = {**recorded["body"], "model": model}
     betas = recorded["headers"]["anthropic-beta"].split(",")
     answer = await claude.beta.messages.with_raw_response.count_tokens(**body, betas=betas)
@@ -257,7 +267,7 @@ async def test_count_tokens_passes_through_to_anthropic_unmarked(
     upstream: FakeUpstream, claude: anthropic.AsyncAnthropic
 ) -> None:
     upstream.handler = answering({"input_tokens": 4242})
-    recorded = claude_code("count_tokens")
+    recorded = claude_code("claude_code_count_tokens")
     body = {**recorded["body"], "model": "claude/claude-opus-4-8"}
     answer = await claude.beta.messages.with_raw_response.count_tokens(**body)
     assert (await answer.parse()).input_tokens == 4242
@@ -307,3 +317,29 @@ def test_the_estimate_counts_thinking_of_the_current_turn_only() -> None:
     assert _count(messages=loop) == _count(messages=without) + thinking
     plain = [*without, *after[3:]]
     assert _count(messages=after) == _count(messages=plain)  # an earlier turn's thinking
+
+
+# --- the base URL itself -------------------------------------------------------------------
+
+
+async def test_head_and_get_of_the_base_url_answer_200_without_a_key_naming_no_provider(
+    start_gateway: GatewayFactory,
+) -> None:
+    """Claude Code sends `HEAD /` (with its key) before its first request; a person may open
+    the base URL in a browser. Both get a small 200 saying what answers, even where every
+    other route wants a gateway key, and nothing of the configuration."""
+    url = await start_gateway(
+        '[providers.private-upstream]\ntype = "mock"\n[keys.k]\nvalue = "sk-gateway-k"\n'
+    )
+    async with aiohttp.ClientSession() as session:
+        async with session.head(f"{url}/", headers={"x-api-key": "sk-ant-wrong"}) as head:
+            assert head.status == 200
+            assert await head.read() == b""
+        async with session.get(f"{url}/") as got:
+            assert got.status == 200
+            body = await got.read()
+        async with session.get(f"{url}/v1/models") as models:
+            assert models.status == 401  # the rest still wants a key
+    about = orjson.loads(body)
+    assert about["health"] == "/health"
+    assert b"private-upstream" not in body and b"sk-gateway-k" not in body

@@ -376,7 +376,7 @@ def test_endpoint_defaults_to_the_region() -> None:
     ("extra", "param"),
     [
         ({"n": 2}, "n"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"seed": 7}, "seed"),
         (
             {
                 "messages": [
@@ -394,6 +394,72 @@ async def test_unsupported_request_is_400_naming_the_param(
     upstream: FakeUpstream, sdk: openai.AsyncOpenAI, extra: dict[str, Any], param: str
 ) -> None:
     await refused(sdk, upstream, param, model="br/m", **{"messages": MESSAGES, **extra})
+
+
+# --- reasoning_effort, as each model family takes it ----------------------------------------
+
+CLAUDE_37 = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+
+
+@pytest.mark.parametrize(
+    ("model", "effort", "limit", "fields", "output", "max_tokens"),
+    [
+        # Claude before 4.6: a budget inside maxTokens (the answer's usual 4096 on top of it,
+        # or the budget shrunk under the client's limit), as providers/anthropic.py does.
+        (CLAUDE_37, "medium", None, {"thinking": {"type": "enabled", "budget_tokens": 8192}},
+         None, 4096 + 8192),
+        (CLAUDE_37, "high", 9000, {"thinking": {"type": "enabled", "budget_tokens": 8999}},
+         None, 9000),
+        (CLAUDE_37, "none", None, None, None, None),
+        # Claude 4.6 and later: adaptive thinking, the effort in Converse's outputConfig.
+        ("global.anthropic.claude-opus-4-8-v1", "high", None, {"thinking": {"type": "adaptive"}},
+         {"effort": "high"}, None),
+        ("us.anthropic.claude-sonnet-4-6", "minimal", 500, {"thinking": {"type": "adaptive"}},
+         {"effort": "low"}, 500),
+        ("us.amazon.nova-2-lite-v1:0", "medium", None,
+         {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "medium"}}, None, None),
+        ("openai.gpt-oss-120b-1:0", "high", None, {"reasoning_effort": "high"}, None, None),
+        ("moonshot.kimi-k2-thinking", "low", None, {"reasoning_effort": "low"}, None, None),
+        ("us.openai.gpt-5.6-sol", "minimal", None, {"reasoning": {"effort": "low"}}, None, None),
+        # A family Converse passes no effort to: none is sent (DeepSeek R1 always reasons).
+        ("us.deepseek.r1-v1:0", "high", None, None, None, None),
+        ("meta.llama3-3-70b-instruct-v1:0", "low", None, None, None, None),
+    ],
+)  # fmt: skip
+async def test_reasoning_effort_goes_as_the_model_family_takes_it(
+    upstream: FakeUpstream,
+    sdk: openai.AsyncOpenAI,
+    model: str,
+    effort: str,
+    limit: int | None,
+    fields: dict[str, Any] | None,
+    output: dict[str, Any] | None,
+    max_tokens: int | None,
+) -> None:
+    upstream.handler = _json("converse_response.json")
+    request: dict[str, Any] = {"model": f"br/{model}", "messages": MESSAGES}
+    if limit is not None:
+        request["max_completion_tokens"] = limit
+    answer = await sdk.chat.completions.create(**request, reasoning_effort=effort)
+    assert answer.choices[0].message.content
+    sent = upstream.last_body
+    assert sent.get("additionalModelRequestFields") == fields
+    assert sent.get("outputConfig") == output
+    assert sent.get("inferenceConfig", {}).get("maxTokens") == max_tokens
+
+
+async def test_an_unknown_reasoning_effort_is_400_naming_the_choices(
+    upstream: FakeUpstream, sdk: openai.AsyncOpenAI
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.chat.completions.create(
+            model=f"br/{CLAUDE_37}",
+            messages=MESSAGES,
+            reasoning_effort="extreme",
+        )
+    assert caught.value.param == "reasoning_effort"
+    assert "none, minimal, low, medium, high" in caught.value.message
+    assert upstream.requests == []
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -497,6 +497,23 @@ async def test_auto_falls_back_to_chat_on_404_and_remembers_it(
     assert paths == ["/v1/responses", "/v1/chat/completions", "/v1/chat/completions"]
 
 
+async def test_auto_answers_the_bridges_own_error_when_chat_cannot_take_the_request(
+    upstream: FakeUpstream, start_gateway
+) -> None:
+    """The native attempt's 404 only says the upstream has no Responses API; when the chat
+    bridge then refuses the request (a 400 naming the field), that is the client's answer."""
+    url = await start_gateway(provider_toml(upstream.url, name="local"))  # type openai: "auto"
+    upstream.handler = _no_responses_api("never")
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0) as client:
+        for stream in (False, True):
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.responses.create(
+                    model="local/m", input="Hi", previous_response_id="resp_1", stream=stream
+                )
+            assert caught.value.param == "previous_response_id"
+    assert [r["path"] for r in upstream.requests] == ["/v1/responses", "/v1/responses"]
+
+
 async def test_bridge_mode_never_asks_for_responses(upstream: FakeUpstream, start_gateway) -> None:
     url = await start_gateway(
         f'[providers.mistral]\nbase_url = "{upstream.url}"\napi_key = "k"\n'  # preset: bridge

@@ -1,7 +1,7 @@
 """Codex CLI through the Responses bridge, to providers without a Responses API.
 
-Codex 0.171 sends one of two request shapes (tests/fixtures/agents/codex-*.json, captured from
-`codex exec` against a recording server): with a model it has no metadata for, `function` tools,
+Codex 0.171 sends one of two request shapes (tests/fixtures/agents/codex_*, captured from
+`codex exec`; the README there): with a model it has no metadata for, `function` tools,
 a `namespace` of functions and a hosted `web_search`; with its own default model, no `tools` and
 every tool in an `additional_tools` input item, its shell being `exec`, a `custom` (freeform)
 tool in the namespace `functions`. Each goes to an OpenAI-compatible upstream with
@@ -11,7 +11,6 @@ openai SDK's Responses types; the tool round trip is what Codex does with it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,18 +21,27 @@ from aiohttp import web
 from openai.types.responses import Response, ResponseStreamEvent
 
 from providers.responses_tools import chat_name
+from tests.agent_traffic import AGENTS, agent_request
 from tests.chat_answers import ChatAnswer
 from tests.conftest import FakeUpstream, provider_toml
 from tests.streams import Handler, answering, chat_completion, parse_sse
 
-AGENTS = Path(__file__).parent / "fixtures" / "agents"
 UNKNOWN_MODEL = "unknown-model"  # namespace + web_search tools
 DEFAULT_MODEL = "default-model"  # additional_tools, the custom `exec` shell
+# Each shape's captured first turn, and the turn after a call: for the unknown model, the
+# one kept as JSON, after a call of a namespaced function (`multi_agent_v1.wait_agent`).
+CAPTURED = {
+    UNKNOWN_MODEL: "codex_unknown_model_turn",
+    f"{UNKNOWN_MODEL}-tool-output": "codex_unknown_model_namespaced_output",
+    DEFAULT_MODEL: "codex_default_model_turn",
+    f"{DEFAULT_MODEL}-tool-output": "codex_default_model_custom_output",
+}
 SHELL_JS = 'text(await tools.exec_command({cmd: "expr 40 + 2"}))'
 # The shell call each shape offers, as the chat upstream sees it, and as Codex gets it back.
 SHELL = {
     UNKNOWN_MODEL: ("exec_command", {"cmd": "expr 40 + 2"}),
-    DEFAULT_MODEL: ("functions__exec", {"input": SHELL_JS}),
+    # In the namespace `functions`, the one OpenAI's models see every function in: unprefixed.
+    DEFAULT_MODEL: ("exec", {"input": SHELL_JS}),
 }
 # What Codex sends back after running it (its shapes, as in the captured second turns).
 SHELL_OUTPUT = {
@@ -55,7 +63,9 @@ PROVIDERS = ["compat", "claude"]  # OpenAI-compatible with responses = "bridge";
 
 
 def codex_request(name: str, model: str, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = orjson.loads((AGENTS / f"codex-{name}.json").read_bytes())
+    kept = AGENTS / f"{CAPTURED[name]}.json"
+    raw = kept.read_bytes() if kept.exists() else agent_request(CAPTURED[name]).body
+    body: dict[str, Any] = orjson.loads(raw)
     return {**body, "model": model, "stream": stream}
 
 
@@ -218,19 +228,13 @@ async def test_codex_runs_its_shell_through_a_bridged_provider(
         )
     else:
         assert "x-gateway-dropped-tools" not in headers
-        assert {
-            "functions__exec",
-            "functions__wait",
-            "clock__sleep",
-            "collaboration__spawn_agent",
-        } <= set(tools)
-        schema = (
-            tools["functions__exec"].get("parameters") or tools["functions__exec"]["input_schema"]
-        )
+        assert {"exec", "wait", "clock__sleep", "collaboration__spawn_agent"} <= set(tools)
+        assert not any(name.startswith("functions__") for name in tools)
+        schema = tools["exec"].get("parameters") or tools["exec"]["input_schema"]
         assert schema["properties"] == {
             "input": {"type": "string", "description": "The tool's whole input."}
         }
-        assert "PRAGMA_LINE" in tools["functions__exec"]["description"]  # its lark grammar, told
+        assert "PRAGMA_LINE" in tools["exec"]["description"]  # its lark grammar, told
     assert all(len(name) <= 64 for name in tools)
     if provider == "compat":
         # Only what chat has: no store, include, prompt_cache_key, client_metadata, text.verbosity,
@@ -347,29 +351,45 @@ async def test_codex_captured_turns_get_a_well_formed_stream_from_every_bridged_
             }
             assert answered["content"] == "agent ids must be non-empty"
         else:
-            assert called["function"]["name"] == "functions__exec"
+            assert called["function"]["name"] == "exec"
             assert orjson.loads(called["function"]["arguments"]) == {"input": SHELL_JS}
             assert answered["content"].startswith("Script completed\n")
             assert '"exit_code":0' in answered["content"]
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize(
+    ("shape", "called", "name", "namespace"),
+    [
+        (UNKNOWN_MODEL, "multi_agent_v1__wait_agent", "wait_agent", "multi_agent_v1"),
+        (DEFAULT_MODEL, "wait", "wait", "functions"),  # the default namespace: no prefix
+    ],
+)
 async def test_a_namespaced_function_call_goes_back_with_its_namespace(
-    upstream: FakeUpstream, start_gateway, stream: bool
+    upstream: FakeUpstream,
+    start_gateway,
+    stream: bool,
+    shape: str,
+    called: str,
+    name: str,
+    namespace: str,
 ) -> None:
     url = await start_gateway(_providers(upstream))
-    upstream.handler = shell_agent("openai", ("multi_agent_v1__wait_agent", {"timeout_ms": 5}))
-    response, events, _ = await respond(url, codex_request(UNKNOWN_MODEL, "compat/m", stream))
+    upstream.handler = shell_agent("openai", (called, {"timeout_ms": 5}))
+    response, events, _ = await respond(url, codex_request(shape, "compat/m", stream))
     [call] = response.output
-    assert (call.type, call.name, call.namespace) == (
-        "function_call",
-        "wait_agent",
-        "multi_agent_v1",
-    )
+    assert (call.type, call.name, call.namespace) == ("function_call", name, namespace)
     assert orjson.loads(call.arguments) == {"timeout_ms": 5}
     if stream:
         added = next(e for e in events if e.type == "response.output_item.added").item
-        assert (added.name, added.namespace) == ("wait_agent", "multi_agent_v1")
+        assert (added.name, added.namespace) == (name, namespace)
+    # Sent back in the next turn, it is the same chat function again.
+    output = {"type": "function_call_output", "call_id": call.call_id, "output": "done"}
+    turn = codex_request(shape, "compat/m", stream)
+    turn["input"] = [*turn["input"], call.model_dump(exclude_none=True), output]
+    await respond(url, turn)
+    asked = upstream.last_body["messages"][-2]
+    assert [c["function"]["name"] for c in asked["tool_calls"]] == [called]
 
 
 # --- hosted tools, odd names, images in tool outputs -------------------------------------------

@@ -37,6 +37,9 @@ def read_chat(body: dict[str, Any]) -> Turn:
             turn.tools.append(Tool(function.get("name", ""), function.get("parameters")))
     if messages and messages[-1].get("role") == "tool":
         turn.tool_output = _output_text(messages[-1].get("content"))
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        turn.forced = choice["function"].get("name")
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_schema":
         turn.schema = (response_format.get("json_schema") or {}).get("schema", {})
@@ -56,6 +59,9 @@ def read_messages(body: dict[str, Any]) -> Turn:
     results = [b for b in last if b.get("type") == "tool_result"] if isinstance(last, list) else []
     if results:
         turn.tool_output = _output_text(results[-1].get("content"))
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "tool":
+        turn.forced = choice.get("name")
     output_format = body.get("output_format") or (body.get("output_config") or {}).get("format")
     if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
         turn.schema = output_format.get("schema", {})
@@ -116,6 +122,9 @@ def read_responses(body: dict[str, Any]) -> Turn:
     turn.tools = _responses_tools(tools, None)
     if items and items[-1].get("type") in ("function_call_output", "custom_tool_call_output"):
         turn.tool_output = _output_text(items[-1].get("output"))
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
+        turn.forced = choice.get("name")
     text_format = (body.get("text") or {}).get("format") or {}
     if text_format.get("type") == "json_schema":
         turn.schema = text_format.get("schema", {})

@@ -4,6 +4,9 @@ A request is first read into a `Turn` (its text, the tools it offers, the tool o
 with, the JSON schema it asks for) by `bench.agents.reading`; `decide` picks the `Reply`; the
 format's writer (`bench.agents.writing`) sends it. The script, in order:
 
+0. the request forces a call of one of its tools (a `tool_choice` naming it): that call, with
+   arguments valid for the tool's schema, as the API guarantees (Anthropic's and OpenAI's
+   forced tool choice; a JSON answer asked through a tool, as the gateway asks older Claudes);
 1. a JSON schema is asked for (Gemini CLI's routing call, a next-speaker check): a valid
    instance of it, as a model under structured output gives (a number with no lower bound is
    1, not 0: inside the ranges such schemas state only in their descriptions, "1-100");
@@ -51,6 +54,7 @@ class Turn:
     tools: list[Tool] = field(default_factory=list)
     tool_output: str | None = None  # the output the conversation ends with, if it does
     schema: Any = None  # the JSON schema the answer must follow, if one is asked for
+    forced: str | None = None  # the tool the request makes the model call, if it names one
 
 
 @dataclass
@@ -71,6 +75,10 @@ class Reply:
 
 
 def decide(turn: Turn) -> Reply:
+    forced = next((tool for tool in turn.tools if tool.name == turn.forced), None)
+    if forced is not None:
+        arguments = instance(_model_like(forced.schema or {"type": "object"}))
+        return Reply(call=Call(forced, arguments if isinstance(arguments, dict) else {}))
     if turn.schema is not None:
         return Reply(text=orjson.dumps(instance(_model_like(turn.schema))).decode())
     if turn.tool_output is not None:

@@ -1,7 +1,9 @@
-"""GET /health (liveness) and GET /ready (readiness), for load balancers and Kubernetes.
+"""GET /health (liveness) and GET /ready (readiness), for load balancers and Kubernetes; GET /.
 
 /health says the process is alive and names it (its pid: which worker answered). /ready says
 whether it takes requests: 503 before it serves and while it drains (see gateway.drain).
+`/` (GET and HEAD) says what answers there, for a person or a client checking the base URL
+(Claude Code sends `HEAD /` before its first request): a fixed text, nothing of the config.
 """
 
 from __future__ import annotations
@@ -13,6 +15,19 @@ from aiohttp import web
 
 from gateway.app_keys import CONFIG
 from gateway.drain import DRAIN
+
+ROOT = orjson.dumps(
+    {
+        "service": "gateway",
+        "about": "An OpenAI-compatible LLM gateway: /v1/chat/completions, /v1/responses, "
+        "/v1/messages (Anthropic), /v1beta/models/{model}:generateContent (Gemini).",
+        "health": "/health",
+    }
+)
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.Response(body=ROOT, content_type="application/json")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -36,5 +51,6 @@ async def ready(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", root)  # and HEAD /, as aiohttp adds it
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
