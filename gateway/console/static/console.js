@@ -193,8 +193,8 @@
         "tr",
         { class: arrived ? "arrived" : null, "data-id": entry.id },
         el("td", { class: "num" }, clock(entry.time)),
-        el("td", {}, shown(entry.key)),
-        el("td", {}, entry.operation),
+        el("td", { class: "nowrap" }, shown(entry.key)),
+        el("td", { class: "nowrap" }, entry.operation),
         el("td", {}, entry.model),
         el("td", {}, shown(entry.served)),
         el("td", { class: "num", title: tries || null }, entry.attempts.length),
@@ -325,6 +325,7 @@
 
     for (const id of ["filter-key", "filter-model", "filter-status"]) {
       $(id).addEventListener("input", render);
+      $(id).addEventListener("change", render);
     }
     return { start, stop };
   })();
@@ -356,8 +357,8 @@
     $("keys-rows").replaceChildren(
       ...answer.data.map((key) => {
         const budget = key.budget === null
-          ? el("span", {}, `${number(key.budget_spent)} spent (no budget)`)
-          : el("span", {}, use(key.budget_spent, key.budget), ` per ${key.budget_period}`);
+          ? `${number(key.budget_spent)} (no budget)`
+          : use(key.budget_spent, key.budget);
         return el(
           "tr",
           { "data-key": key.key },
@@ -367,9 +368,9 @@
           el("td", {}, use(key.tokens_last_minute, key.limits.tpm)),
           el("td", {}, use(key.in_flight, key.limits.max_parallel)),
           el("td", {}, budget),
-          el("td", {}, duration(key.budget_resets_in_seconds)),
+          el("td", { class: "nowrap" }, `${key.budget_period}, resets in ${duration(key.budget_resets_in_seconds)}`),
           // Money: USD spent and its cap, once requests are priced.
-          el("td", { class: "spend" }, `${money(key.spend_usd)} of ${money(key.max_spend_usd)}`),
+          el("td", { class: "num spend" }, `${money(key.spend_usd)} / ${money(key.max_spend_usd)}`),
         );
       }),
     );
@@ -419,10 +420,12 @@
 
   function why(rest) {
     const failure = rest.why;
-    if (!failure) return "failed elsewhere (another instance) or before this page's process noted it";
-    const what = REASONS[failure.status] || (failure.status === null ? "no answer" : `answered ${failure.status}`);
-    const where = rest.kind === "key" ? ` on ${failure.target}` : "";
-    return `${what}${where}, last at ${clock(failure.at)}`;
+    if (!failure) return "rested by another instance, or before this process saw it fail";
+    const status = failure.status === null ? "no answer" : `answered ${failure.status}`;
+    if (rest.kind === "key") {
+      return `${REASONS[failure.status] || status} on ${failure.target}, at ${clock(failure.at)}`;
+    }
+    return `${status}, last at ${clock(failure.at)}`;
   }
 
   async function refreshProviders() {
