@@ -90,9 +90,8 @@
 
   async function logIn(key, remember) {
     adminKey = key;
-    let keys;
     try {
-      keys = await api("/console/api/keys");
+      await api("/console/api/keys");
     } catch (error) {
       if (!(error instanceof Refused)) $("login-error").textContent = `The gateway did not answer: ${error.message}`;
       return;
@@ -101,7 +100,6 @@
     $("login").hidden = true;
     $("tabs").hidden = false;
     $("logout").hidden = false;
-    $("process").textContent = `process ${keys.pid}`;
     live.start();
     show(viewOfHash());
   }
@@ -260,59 +258,59 @@
       return event;
     }
 
+    // Read the feed until it ends or breaks; false when the admin key was refused.
     async function follow(control) {
-      while (!control.signal.aborted) {
-        try {
-          const response = await fetch("/console/api/feed", {
-            headers: { Authorization: `Bearer ${adminKey}`, "Last-Event-ID": String(lastId) },
-            cache: "no-store",
-            signal: control.signal,
-          });
-          if (response.status === 401) {
-            logOut("The gateway refused this admin key.");
-            return;
-          }
-          if (!response.ok || !response.body) throw new Error(`feed: ${response.status}`);
-          feedState("live", "live");
-          const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-          let buffer = "";
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) break;
-            buffer += value.replace(/\r\n?/g, "\n");
-            let end;
-            while ((end = buffer.indexOf("\n\n")) >= 0) {
-              const event = parseEvent(buffer.slice(0, end));
-              buffer = buffer.slice(end + 2);
-              if (event.name === "message" && event.data.length) arrive(JSON.parse(event.data.join("\n")));
-              else if (event.name === "gap") feedState(`live (${event.data.join("")} skipped)`, "live");
-            }
-          }
-        } catch (error) {
-          if (control.signal.aborted) return;
+      const response = await fetch("/console/api/feed", {
+        headers: { Authorization: `Bearer ${adminKey}`, "Last-Event-ID": String(lastId) },
+        cache: "no-store",
+        signal: control.signal,
+      });
+      if (response.status === 401) {
+        logOut("The gateway refused this admin key.");
+        return false;
+      }
+      if (!response.ok || !response.body) throw new Error(`feed: ${response.status}`);
+      feedState("live", "live");
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return true;
+        buffer += value.replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const event = parseEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          if (event.name === "message" && event.data.length) arrive(JSON.parse(event.data.join("\n")));
+          else if (event.name === "gap") feedState(`live (${event.data.join("")} skipped)`, "live");
         }
-        feedState("reconnecting", "down");
-        await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS));
       }
     }
 
+    // The ring, then the feed from its last number; after a break, both again: the gateway
+    // may have restarted, or another worker (with its own ring) may answer.
     async function start() {
       stop();
       const control = new AbortController();
       feed = control;
-      feedState("connecting");
-      try {
-        const ring = await api("/console/api/requests");
-        capacity = ring.capacity;
-        entries = ring.data;
-        lastId = ring.last_id;
-        for (const entry of entries) noteKey(entry.key);
-        render();
-      } catch (error) {
-        if (error instanceof Refused) return;
-        feedState("unreachable", "down");
+      while (!control.signal.aborted) {
+        feedState("connecting");
+        try {
+          const ring = await api("/console/api/requests");
+          if (control.signal.aborted) return;
+          capacity = ring.capacity;
+          entries = ring.data;
+          lastId = ring.last_id;
+          for (const entry of entries) noteKey(entry.key);
+          $("process").textContent = `process ${ring.pid}`;
+          render();
+          if (!(await follow(control))) return;
+        } catch (error) {
+          if (error instanceof Refused || control.signal.aborted) return;
+        }
+        feedState("reconnecting", "down");
+        await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS));
       }
-      if (feed === control) follow(control);
     }
 
     function stop() {
