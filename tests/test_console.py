@@ -187,6 +187,22 @@ async def test_an_entry_says_what_happened_to_its_request(
     assert "sk-team" not in str(ring) and "sk-up" not in str(ring)
 
 
+async def test_a_request_refused_by_a_limit_is_kept_with_metrics_and_the_log_off(
+    start_gateway: GatewayFactory,
+) -> None:
+    url = await start_gateway(
+        MOCK
+        + CONSOLE
+        + '[keys.team]\nvalue = "sk-team"\nrpm = 1\n'
+        + "[metrics]\nenabled = false\n[server]\naccess_log = false\n"
+    )
+    await chat(url, "mock/x", "sk-team")
+    with pytest.raises(openai.RateLimitError):
+        await chat(url, "mock/x", "sk-team")
+    _, ring, _ = await get(url, "/console/api/requests")
+    assert [(e["status"], e["error"]) for e in ring["data"]] == [(429, "429"), (200, "")]
+
+
 async def test_the_filters_pick_by_key_model_and_status(start_gateway: GatewayFactory) -> None:
     url = await start_gateway(
         MOCK + CONSOLE + '[keys.a]\nvalue = "sk-a"\n[keys.b]\nvalue = "sk-b"\n'
