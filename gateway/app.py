@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import cors, fdlimit, guards, observe, redact
+from gateway import console, cors, fdlimit, guards, observe, redact
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
-from gateway.auth import KeyRing, auth_middleware
+from gateway.auth import ADMIN_PATHS, KeyRing, auth_middleware
 from gateway.config import Config
 from gateway.connection import ClientLimits
 from gateway.cors import cors_middleware
@@ -49,7 +49,9 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
             error_middleware,
             *cors_middleware(server.cors_origins),
             *guards.request_guards(server, server.host if host is None else host),
-            *auth_middleware(keys, _forwards_client_keys(config)),
+            *auth_middleware(
+                keys, _forwards_client_keys(config), ADMIN_PATHS | console.paths(config, keys.admin)
+            ),
         ],
         client_max_size=server.max_request_bytes,
     )
@@ -68,6 +70,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     app[ROUTER] = router
     app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter)
     observe.install(app, config, app[DISPATCHER])  # request ids, access log, metrics
+    console.install(app, config, app[DISPATCHER])  # GET /console, when an admin key is set
     chat.add_routes(app)
     models.add_routes(app)
     probes.add_routes(app)

@@ -138,10 +138,13 @@ CLIENT_KEY = web.RequestKey("client_key", str)  # a provider key the client sent
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(ring: KeyRing, forwards_client_keys: bool) -> list[Middleware]:
+def auth_middleware(
+    ring: KeyRing, forwards_client_keys: bool, admin_paths: frozenset[str] | None = None
+) -> list[Middleware]:
     """Find the gateway key (401 without one, when keys are configured) and any provider key
     the client sent besides it; none at all when there are no keys and no provider takes
-    the client's own key."""
+    the client's own key. `admin_paths` (default ADMIN_PATHS) check the admin key themselves."""
+    admin_paths = ADMIN_PATHS if admin_paths is None else admin_paths
     if not ring.required and not forwards_client_keys:
         return []
 
@@ -160,7 +163,7 @@ def auth_middleware(ring: KeyRing, forwards_client_keys: bool) -> list[Middlewar
             if gateway_key is None or value != gateway_key.value:
                 request[CLIENT_KEY] = value
                 break
-        if ring.required and gateway_key is None and request.path not in ADMIN_PATHS:
+        if ring.required and gateway_key is None and request.path not in admin_paths:
             raise InvalidApiKey(
                 "Incorrect API key provided."
                 if presented

@@ -149,6 +149,19 @@ class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True  # GET /metrics; false: nothing is measured and /metrics is a 404
 
 
+MAX_CONSOLE_RECENT = 100_000  # a ring entry weighs ~0.5 KiB (python -m bench.console)
+
+
+class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[console]`: the page at GET /console (gateway.console), behind the `[admin] key`."""
+
+    enabled: bool | None = None  # None: on when an [admin] key is set
+    recent: int = 1000  # finished requests kept in memory for the Live view (per process)
+
+    def on(self, admin_key: str | None) -> bool:
+        return bool(admin_key) and self.enabled is not False
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
@@ -158,6 +171,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state: StateConfig = StateConfig()
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
+    console: ConsoleConfig = ConsoleConfig()
     source: str = "<built-in default>"  # where it was read from, for messages
 
 
@@ -306,6 +320,7 @@ def _check_values(config: Config) -> None:
         raise ConfigError(f'{source}: server.workers: a positive number or "auto"')
     if server.drain_timeout < 0:
         raise ConfigError(f"{source}: server.drain_timeout: must not be negative")
+    _check_console(config)
     default = server.default_provider
     if default is not None and default not in config.providers:
         raise ConfigError(
@@ -376,6 +391,16 @@ def _check_keys(config: Config) -> None:
         raise ConfigError(
             f"{source}: state.redis_url: must start with redis://, rediss:// or unix://"
         )
+
+
+def _check_console(config: Config) -> None:
+    source, console = config.source, config.console
+    if console.enabled and not config.admin.key:
+        raise ConfigError(
+            f"{source}: console.enabled: the console wants an [admin] key (set [admin] key)"
+        )
+    if not 1 <= console.recent <= MAX_CONSOLE_RECENT:
+        raise ConfigError(f"{source}: console.recent: between 1 and {MAX_CONSOLE_RECENT:,}")
 
 
 def _is_host_pattern(host: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -21,7 +21,7 @@ from gateway.auth import GATEWAY_KEY
 from gateway.config import Config
 from gateway.cooldown_watch import CooldownCollector, WatchedCooldowns
 from gateway.dispatch import Dispatcher
-from gateway.hooks import ARRIVED, REQUEST_RECORD
+from gateway.hooks import ARRIVED, REQUEST_RECORD, Hooks
 from gateway.metric_labels import error_type
 from gateway.metrics import GatewayMetrics
 from gateway.metrics_export import metrics_handler
@@ -50,7 +50,7 @@ def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> Non
     if config.server.access_log:
         lines = access_log.AccessLog()
         app.on_cleanup.append(_at_cleanup(lines.flush))  # no line is lost at a clean stop
-    app.middlewares.insert(0, middleware(metrics, lines))
+    app.middlewares.insert(0, middleware(metrics, lines, dispatcher.hooks))
     app.on_response_prepare.append(request_ids.on_response_prepare)
 
 
@@ -61,13 +61,20 @@ def _at_cleanup(run: Callable[[], None]) -> Callable[[web.Application], Awaitabl
     return cleanup
 
 
-def middleware(metrics: GatewayMetrics | None, lines: access_log.AccessLog | None) -> Middleware:
+def middleware(
+    metrics: GatewayMetrics | None,
+    lines: access_log.AccessLog | None,
+    hooks: Sequence[Hooks] = (),
+) -> Middleware:
+    """`hooks`: the dispatcher's (metrics among them), told of a request it took but refused
+    before any attempt (a key's limit), which its own run never reports."""
+
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         arrived = time.perf_counter()
         request[ARRIVED] = arrived
         request_ids.assign(request)
-        if metrics is None and lines is None:
+        if metrics is None and lines is None and not hooks:
             return await handler(request)
         try:
             response = await handler(request)
@@ -84,10 +91,11 @@ def middleware(metrics: GatewayMetrics | None, lines: access_log.AccessLog | Non
         record = request.get(REQUEST_RECORD)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else None
+        if record is not None and record.ended is None:  # refused before any attempt
+            record.ended, record.status = time.perf_counter(), status
+            for hook in hooks:
+                hook.request_ended(record)
         if metrics is not None:
-            if record is not None and record.ended is None:  # refused before any attempt
-                record.ended, record.status = time.perf_counter(), status
-                metrics.request_ended(record)
             metrics.responded(route or UNMATCHED, status)
         if lines is None:
             return

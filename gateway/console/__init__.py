@@ -1,0 +1,36 @@
+"""The console: GET /console, a page in the browser over this gateway process (Live requests,
+Keys, Providers, a Playground), and the JSON routes behind it. On when an `[admin] key` is set
+(`[console] enabled = false` turns it off); every data route wants that key.
+
+`install` hooks a recorder into the dispatcher (`gateway.console.recorder`: after an attempt
+and after a request, nothing per chunk) and adds the routes; `paths` are the routes the
+gateway-key check lets through, to check the admin key themselves.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.app_keys import KEYS
+from gateway.config import Config
+from gateway.console import api, feed, page
+from gateway.console.recorder import ConsoleRecorder
+from gateway.console.state import CONSOLE, ConsoleState
+from gateway.dispatch import Dispatcher
+
+PATHS = page.PATHS | api.PATHS | {feed.PATH}
+
+
+def paths(config: Config, admin_key: str | None) -> frozenset[str]:
+    """The console's routes when it is on (`admin_key`: the resolved `[admin] key`)."""
+    return PATHS if config.console.on(admin_key) else frozenset()
+
+
+def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> None:
+    if not config.console.on(app[KEYS].admin):
+        return
+    console = app[CONSOLE] = ConsoleState(config.console.recent)
+    dispatcher.hooks.append(ConsoleRecorder(console.ring, console.health))
+    page.add_routes(app)
+    api.add_routes(app)
+    feed.add_routes(app)
