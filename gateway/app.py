@@ -17,6 +17,8 @@ from gateway.cors import cors_middleware
 from gateway.dispatch import Dispatcher
 from gateway.drain import DRAIN, Drain, drain_middleware
 from gateway.errors import ERROR_SHAPES, error_middleware
+from gateway.heap import HEAP, HeapTrimmer
+from gateway.held import HeldBytes
 from gateway.listener import ConnectionCap, GatewaySite
 from gateway.routes import (
     audio,
@@ -66,7 +68,9 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     app[STATE] = state
     router = Router(config, http)
     app[ROUTER] = router
-    app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter)
+    trimmer = app[HEAP] = HeapTrimmer()
+    held = HeldBytes(server.held_bytes_limit, on_release=trimmer.freed)
+    app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter, held)
     observe.install(app, config, app[DISPATCHER])  # request ids, access log, metrics
     chat.add_routes(app)
     models.add_routes(app)
@@ -94,6 +98,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[HTTP].close()
     await app[STATE].close()
+    await app[HEAP].close()
 
 
 async def start(

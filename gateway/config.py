@@ -15,6 +15,7 @@ from typing import Any, Union
 
 import msgspec
 
+from gateway.held import MAX_HELD_BYTES
 from providers import known_presets, provider_types
 from providers.declaration import ProviderConfig, ProviderType
 from wire.config import ConfigError, resolve_key
@@ -47,6 +48,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The most an upstream answer the gateway holds whole may weigh (a non-streamed answer,
     # an error body, once inflated); streamed answers are never held.
     max_upstream_bytes: int = 64 * 1024 * 1024
+    # The most every answer held whole at once may weigh together (gateway.held); past it a
+    # request is answered 503. None: 512 MiB, or max_upstream_bytes if that is more.
+    max_held_bytes: int | None = None
     # Seconds for a request's line and headers, from the connection's first byte (or its
     # opening): nginx's client_header_timeout is 60, Go's ReadHeaderTimeout unset; a client
     # with a working network sends a head in milliseconds.
@@ -65,6 +69,12 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # subdomains, "*" any host.
     allowed_hosts: list[str] | None = None
     access_log: bool = True  # one JSON line per finished request on stderr
+
+    @property
+    def held_bytes_limit(self) -> int:
+        if self.max_held_bytes is not None:
+            return self.max_held_bytes
+        return max(MAX_HELD_BYTES, self.max_upstream_bytes)
 
 
 class AliasTarget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -280,6 +290,11 @@ def _check_values(config: Config) -> None:
     for key in ("max_upload_bytes", "max_upstream_bytes", "max_connections", "min_body_rate"):
         if getattr(server, key) <= 0:
             raise ConfigError(f"{source}: server.{key}: must be positive")
+    if server.max_held_bytes is not None and server.max_held_bytes < server.max_upstream_bytes:
+        raise ConfigError(
+            f"{source}: server.max_held_bytes: must be at least server.max_upstream_bytes "
+            f"({server.max_upstream_bytes}), or an answer at that limit could never be held"
+        )
     for key in ("header_timeout", "body_timeout", "idle_timeout"):
         if getattr(server, key) <= 0:
             raise ConfigError(f"{source}: server.{key}: must be a positive number of seconds")

@@ -18,6 +18,7 @@ from gateway.first_content import event_content, every_byte
 from gateway.parsing import decode_object
 from gateway.prepared import Prepared, through_chat, unchanged
 from gateway.relay import SSE_HEADERS
+from gateway.request_body import read_body
 from providers.base import Provider
 from providers.gemini_bridge import (
     GeminiFromChat,
@@ -43,7 +44,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         )
     stream = _METHODS[method]
     sse = stream and request.query.get("alt") == "sse"
-    body = decode_object(await request.read())
+    body = decode_object(await read_body(request))
     if "contents" not in body:
         raise BadRequest("Missing required parameter: 'contents'.", param="contents")
     model = model.removeprefix("models/")
