@@ -150,8 +150,17 @@ class AdminConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     key: str | None = None  # "env.NAME": what GET /v1/keys/usage wants as its Bearer key
 
 
+# Labels the histograms may carry besides operation and provider ([metrics] histogram_labels).
+HISTOGRAM_LABEL_CHOICES = ("gen_ai_request_model", "gateway_key")
+
+
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True  # GET /metrics; false: nothing is measured and /metrics is a 404
+    # Labels added to the histograms (TTFT, time per token, duration, token usage): each
+    # multiplies their series, ~18 lines apiece. Counters carry model and key regardless.
+    histogram_labels: list[str] = []
+    # Seconds a rendered /metrics page is served again: scrapes within it share one render.
+    cache_seconds: float = 1.0
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -311,6 +320,7 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"{source}: providers.{name}{'.' if key else ''}{key}: {what}")
     _check_routing(config)
     _check_keys(config)
+    _check_metrics(config)
     if worker_count(server.workers) is None:
         raise ConfigError(f'{source}: server.workers: a positive number or "auto"')
     if server.drain_timeout < 0:
@@ -352,6 +362,19 @@ def _check_routing(config: Config) -> None:
                 )
             if target.weight <= 0:
                 raise ConfigError(f"{where}.targets[{i}].weight: must be positive")
+
+
+def _check_metrics(config: Config) -> None:
+    source = config.source
+    metrics = config.metrics
+    for label in metrics.histogram_labels:
+        if label not in HISTOGRAM_LABEL_CHOICES:
+            raise ConfigError(
+                f"{source}: metrics.histogram_labels: {label!r} is not one of "
+                f"{', '.join(HISTOGRAM_LABEL_CHOICES)}"
+            )
+    if metrics.cache_seconds < 0:
+        raise ConfigError(f"{source}: metrics.cache_seconds: must not be negative")
 
 
 def _check_keys(config: Config) -> None:
