@@ -9,7 +9,7 @@ ms). The gateway (its own CLI, with its defaults: metrics and the access log on)
 a non-streamed and a streamed request for each of `--models` model names (`bench/m-0`, ...;
 the label keeps up to 200 free names per process, the rest are `_OTHER`), so that its
 registry holds every label combination a busy gateway has. Then, `--streams` times each:
-one stream alone, and one stream while `--scrapers` clients (in another process, so that
+one stream alone, then one stream while `--scrapers` clients (in another process, so that
 their reading does not delay this one's) each GET /metrics every `--interval` seconds. The
 stream's client records when each chunk arrived; the figure is the worst gap between two.
 """
@@ -121,28 +121,28 @@ async def measure(args: argparse.Namespace, workers: int, upstream: str) -> dict
                 await _populate(session, url, args.models)
                 await asyncio.sleep(1.0)
                 size, scrape_s = await _page(session, url)
-                alone = []
+                # Alternately, so that the machine's other load weighs on both alike.
+                alone: list[float] = []
+                scraped: list[float] = []
                 for _ in range(args.streams):
                     alone += await _stream_gaps(session, url, args.tokens)
-                scrapers = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "bench.scrape_stall",
-                    "--scrape-only",
-                    url,
-                    "--scrapers",
-                    str(args.scrapers),
-                    "--interval",
-                    str(args.interval),
-                )
-                try:
-                    await asyncio.sleep(2 * args.interval)  # every scraper at its pace
-                    scraped = []
-                    for _ in range(args.streams):
+                    scrapers = await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-m",
+                        "bench.scrape_stall",
+                        "--scrape-only",
+                        url,
+                        "--scrapers",
+                        str(args.scrapers),
+                        "--interval",
+                        str(args.interval),
+                    )
+                    try:
+                        await asyncio.sleep(2 * args.interval)  # every scraper at its pace
                         scraped += await _stream_gaps(session, url, args.tokens)
-                finally:
-                    scrapers.terminate()
-                    await scrapers.wait()
+                    finally:
+                        scrapers.terminate()
+                        await scrapers.wait()
         finally:
             gateway.stop()
     return {

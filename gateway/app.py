@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import cors, guards, observe, redact
+from gateway import cors, guards, heap, observe, redact
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.auth import KeyRing, auth_middleware
 from gateway.config import Config
@@ -68,6 +68,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     app[STATE] = state
     router = Router(config, http)
     app[ROUTER] = router
+    heap.map_large_allocations()
     trimmer = app[HEAP] = HeapTrimmer()
     held = HeldBytes(server.held_bytes_limit, on_release=trimmer.freed)
     app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter, held)

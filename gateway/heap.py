@@ -28,15 +28,35 @@ LARGE_BODY = 1024 * 1024  # a body smaller than this is not noted at all
 QUIET = 1.0  # seconds from the first body noted to the trim: a burst is trimmed once
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+MMAP_THRESHOLD = 1024 * 1024  # allocations this large get pages of their own
+
+
+def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name)
+    except OSError:
         return None
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    libc = _libc()
+    trim: Callable[[int], int] | None = getattr(libc, "malloc_trim", None)
     return trim
+
+
+def map_large_allocations() -> None:
+    """Every allocation of MMAP_THRESHOLD bytes or more gets pages of its own, given back when
+    it is freed. glibc's default threshold rises with the largest block freed, up to 32 MiB,
+    so that after the first large body every body under 32 MiB (and each step of a buffer
+    growing to hold one) came from the heap, and stayed there as garbage until a trim."""
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 class HeapTrimmer:
