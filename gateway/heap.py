@@ -5,9 +5,12 @@ top of its heap: after a burst of large bodies (ten 31 MiB requests at once, ans
 held whole) the gateway stayed near its peak, 500 MiB and more, though Python had freed every
 one of them. `malloc_trim(0)` gives back every free page (measured: 486 -> 77 MiB in 17 ms).
 
-It runs a second after large bodies were let go (at least `TRIM_AFTER` bytes of them since the
-last trim), in a thread: the call releases the GIL, the loop runs on. Small requests never
-trigger it. Without glibc (musl, macOS) there is nothing to call, and nothing is done.
+Two calls do it. At start, `mallopt` gives every allocation of 1 MiB or more pages of its own
+(`map_large_allocations`): a large body is returned to the system the moment it is freed. The
+pieces of a body as it arrives are smaller; for them `malloc_trim(0)` runs a second after
+large bodies were let go (at least `TRIM_AFTER` bytes of them since the last trim), in a
+thread: the call releases the GIL, the loop runs on. Small requests never trigger it. Without
+glibc (musl, macOS) there is nothing to call, and nothing is done.
 """
 
 from __future__ import annotations
