@@ -29,9 +29,12 @@ import pytest
 from aiohttp import web
 
 from gateway.heap import LARGE_BODY, TRIM_AFTER, HeapTrimmer
+from providers.chunks import ChatStreamWriter
+from providers.translator import EventTranslator
 from tests.conftest import Connect, FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess, peak_growth
 from tests.streams import Handler, chat_completion
+from wire.errors import UpstreamProtocolError
 
 MB = 1024 * 1024
 ALLOWED_GROWTH = 100 * MB
@@ -409,3 +412,27 @@ async def test_the_heap_is_trimmed_once_after_a_burst_of_large_bodies() -> None:
         await asyncio.sleep(0.01)
     await trimmer.close()
     assert calls == [0]
+
+
+class _RefusingFraming:
+    """A framing that refuses what it is fed, as one does an item past its bound."""
+
+    pending = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        raise UpstreamProtocolError(f"an item of {len(data)} bytes is too large")
+
+
+class _Translator(EventTranslator[bytes]):
+    unit = "an item"
+    terminal = "end"
+
+
+def test_a_stream_failure_kept_by_its_translator_holds_no_frames() -> None:
+    """The translator keeps its failure (the relay reads it, then the access log): raised
+    through `feed`, its traceback held `feed`'s frame, the translator and the bytes fed."""
+    translator = _Translator("p", ChatStreamWriter("m"), _RefusingFraming())
+    out = translator.feed(b" " * MB)
+    assert translator.finished and b"too large" in out
+    assert translator.failure is not None
+    assert translator.failure.__traceback__ is None
