@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import console, cors, fdlimit, guards, observe, redact
+from gateway import console, cors, fdlimit, guards, heap, observe, redact
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.auth import ADMIN_PATHS, KeyRing, auth_middleware
 from gateway.config import Config
@@ -17,6 +17,8 @@ from gateway.cors import cors_middleware
 from gateway.dispatch import Dispatcher
 from gateway.drain import DRAIN, Drain, drain_middleware
 from gateway.errors import ERROR_SHAPES, error_middleware
+from gateway.heap import HEAP, HeapTrimmer
+from gateway.held import HeldBytes
 from gateway.listener import ConnectionCap, GatewaySite
 from gateway.routes import (
     audio,
@@ -68,7 +70,10 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     app[STATE] = state
     router = Router(config, http)
     app[ROUTER] = router
-    app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter)
+    heap.map_large_allocations()
+    trimmer = app[HEAP] = HeapTrimmer()
+    held = HeldBytes(server.held_bytes_limit, on_release=trimmer.freed)
+    app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter, held)
     observe.install(app, config, app[DISPATCHER])  # request ids, access log, metrics
     console.install(app, config, app[DISPATCHER])  # GET /console, when an admin key is set
     chat.add_routes(app)
@@ -97,6 +102,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[HTTP].close()
     await app[STATE].close()
+    await app[HEAP].close()
 
 
 async def start(

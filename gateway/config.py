@@ -15,6 +15,7 @@ from typing import Any, Union
 
 import msgspec
 
+from gateway.held import MAX_HELD_BYTES
 from providers import known_presets, provider_types
 from providers.declaration import ProviderConfig, ProviderType
 from wire.config import ConfigError, resolve_key
@@ -47,6 +48,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The most an upstream answer the gateway holds whole may weigh (a non-streamed answer,
     # an error body, once inflated); streamed answers are never held.
     max_upstream_bytes: int = 64 * 1024 * 1024
+    # The most every answer held whole at once may weigh together (gateway.held); past it a
+    # request is answered 503. None: 512 MiB, or max_upstream_bytes if that is more.
+    max_held_bytes: int | None = None
     # Seconds for a request's line and headers, from the connection's first byte (or its
     # opening): nginx's client_header_timeout is 60, Go's ReadHeaderTimeout unset; a client
     # with a working network sends a head in milliseconds.
@@ -66,6 +70,12 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # subdomains, "*" any host.
     allowed_hosts: list[str] | None = None
     access_log: bool = True  # one JSON line per finished request on stderr
+
+    @property
+    def held_bytes_limit(self) -> int:
+        if self.max_held_bytes is not None:
+            return self.max_held_bytes
+        return max(MAX_HELD_BYTES, self.max_upstream_bytes)
 
 
 class AliasTarget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -145,8 +155,17 @@ class AdminConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     key: str | None = None  # "env.NAME": what GET /v1/keys/usage wants as its Bearer key
 
 
+# Labels the histograms may carry besides operation and provider ([metrics] histogram_labels).
+HISTOGRAM_LABEL_CHOICES = ("gen_ai_request_model", "gateway_key")
+
+
 class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     enabled: bool = True  # GET /metrics; false: nothing is measured and /metrics is a 404
+    # Labels added to the histograms (TTFT, time per token, duration, token usage): each
+    # multiplies their series, ~18 lines apiece. Counters carry model and key regardless.
+    histogram_labels: list[str] = []
+    # Seconds a rendered /metrics page is served again: scrapes within it share one render.
+    cache_seconds: float = 1.0
 
 
 MAX_CONSOLE_RECENT = 100_000  # a ring entry weighs ~0.5 KiB (python -m bench.console)
@@ -300,6 +319,11 @@ def _check_values(config: Config) -> None:
         value = getattr(server, key)
         if value is not None and value <= 0:  # max_connections None: sized at start
             raise ConfigError(f"{source}: server.{key}: must be positive")
+    if server.max_held_bytes is not None and server.max_held_bytes < server.max_upstream_bytes:
+        raise ConfigError(
+            f"{source}: server.max_held_bytes: must be at least server.max_upstream_bytes "
+            f"({server.max_upstream_bytes}), or an answer at that limit could never be held"
+        )
     for key in ("header_timeout", "body_timeout", "idle_timeout"):
         if getattr(server, key) <= 0:
             raise ConfigError(f"{source}: server.{key}: must be a positive number of seconds")
@@ -316,6 +340,7 @@ def _check_values(config: Config) -> None:
             raise ConfigError(f"{source}: providers.{name}{'.' if key else ''}{key}: {what}")
     _check_routing(config)
     _check_keys(config)
+    _check_metrics(config)
     if worker_count(server.workers) is None:
         raise ConfigError(f'{source}: server.workers: a positive number or "auto"')
     if server.drain_timeout < 0:
@@ -358,6 +383,19 @@ def _check_routing(config: Config) -> None:
                 )
             if target.weight <= 0:
                 raise ConfigError(f"{where}.targets[{i}].weight: must be positive")
+
+
+def _check_metrics(config: Config) -> None:
+    source = config.source
+    metrics = config.metrics
+    for label in metrics.histogram_labels:
+        if label not in HISTOGRAM_LABEL_CHOICES:
+            raise ConfigError(
+                f"{source}: metrics.histogram_labels: {label!r} is not one of "
+                f"{', '.join(HISTOGRAM_LABEL_CHOICES)}"
+            )
+    if metrics.cache_seconds < 0:
+        raise ConfigError(f"{source}: metrics.cache_seconds: must not be negative")
 
 
 def _check_keys(config: Config) -> None:

@@ -57,12 +57,15 @@ class WatchedCooldowns:
                 del self._until[id]
 
     def counts(self) -> dict[tuple[str, str], int]:
-        """{(provider, "key" or "target"): how many rest now}."""
-        self._forget_woken()
+        """{(provider, "key" or "target"): how many rest now}. Called from the thread that
+        renders /metrics: it reads a copy (made at once, under the GIL) and changes nothing;
+        woken entries are forgotten by `_note`, on the loop."""
+        now = time.time()
         found: dict[tuple[str, str], int] = {}
-        for id in self._until:
-            entry = _kind(id)
-            found[entry] = found.get(entry, 0) + 1
+        for id, until in self._until.copy().items():
+            if until > now:
+                entry = _kind(id)
+                found[entry] = found.get(entry, 0) + 1
         return found
 
 

@@ -21,7 +21,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -31,6 +31,7 @@ from gateway.config import RoutingConfig
 from gateway.cooldowns import Cooldowns
 from gateway.drain import DRAIN
 from gateway.first_content import ContentProbe, chat_content
+from gateway.held import MAX_HELD_BYTES, HeldBytes
 from gateway.hooks import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.limits import Limiter, LocalLimiter
 from gateway.prepared import Prepared
@@ -50,7 +51,7 @@ from gateway.routing import Candidate, ProviderGroup, Router, Target, weighted_o
 from gateway.uploads import Upload
 from gateway.usage import token_counts, usage_of
 from providers.base import Provider, StreamTranslator
-from wire.errors import GatewayError, ProviderAuthError
+from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
 from wire.operations import Operation
 from wire.sse import encode_data
 
@@ -68,6 +69,8 @@ _KEY_REFUSED = frozenset({401, 403, 429})
 _FAIL_OVER_ONLY = frozenset({401, 403, 404})
 # An upstream without the endpoint asked for answers one of these.
 _NO_ENDPOINT = frozenset({404, 405})
+# A whole answer up to this size goes out with its head in one write (a copy of it).
+_JOINED_HEAD_LIMIT = 64 * 1024
 
 
 class Call(msgspec.Struct, gc=False):
@@ -98,11 +101,13 @@ class Dispatcher:
         cooldowns: Cooldowns,
         routing: RoutingConfig,
         limiter: Limiter | None = None,
+        held: HeldBytes | None = None,
     ) -> None:
         self.router = router
         self.cooldowns = cooldowns
         self.routing = routing
         self.limiter = limiter or LocalLimiter()
+        self.held = held or HeldBytes(MAX_HELD_BYTES)  # answers held whole, in sum
         self.hooks: list[Hooks] = []  # metrics and the access log add theirs
 
     async def dispatch(self, request: web.Request, call: Call) -> web.StreamResponse:
@@ -121,6 +126,24 @@ class Dispatcher:
         finally:
             inputs, outputs = token_counts(run.record.usage)
             self.limiter.settle(admission, inputs + outputs)
+
+
+class _Failure(NamedTuple):
+    """What the request's final error needs of a failed attempt. Never the exception: its
+    traceback holds the attempt's frames, and with them its request and answer bodies."""
+
+    label: str
+    status: int
+    retry_after: float | None
+    error: GatewayError  # holding no traceback and no chained exception
+
+    @classmethod
+    def of(cls, attempt: Attempt, failed: AttemptFailed) -> _Failure:
+        error = failed.error
+        drop_tracebacks(failed)
+        drop_tracebacks(error)  # raised by a translator, say: its frames hold the body
+        error.__cause__ = error.__context__ = None
+        return cls(attempt.label, failed.status, failed.retry_after, error)
 
 
 def _may_resend(plan: list[Candidate]) -> bool:
@@ -146,7 +169,8 @@ class _Run:
             request.get(ARRIVED),
         )
         request[REQUEST_RECORD] = self.record
-        self.failures: list[tuple[Attempt, AttemptFailed]] = []
+        self.failures: list[_Failure] = []
+        self.held = dispatcher.held.account()  # what the attempts hold of their answers
         # Streams: one response and one keepalive for every attempt of the request.
         self.response: web.StreamResponse | None = None
         self.keepalive: Keepalive | None = None
@@ -193,6 +217,7 @@ class _Run:
                 await self.keepalive.stop()
             if call.upload is not None:
                 call.upload.close()
+            self.held.release()  # the answer is sent, or the request failed
             self.record.ended = self.record.ended or time.perf_counter()
             for hook in self.hooks:
                 hook.request_ended(self.record)
@@ -242,48 +267,46 @@ class _Run:
             try:
                 answer = await self._attempt(candidate, target, attempt)
             except AttemptFailed as failed:
-                attempt.status = failed.status
-                self.failures.append((attempt, failed))
-                status = failed.status
-                if not _fails_over(status):
-                    self._ended(attempt, "error")
-                    raise failed.error from None
-                more = attempt.number < routing.max_attempts
-                if status in _KEY_REFUSED and target.client_key:
-                    # The client's own key was refused: neither a key of ours to rest nor a
-                    # fault of the target's; the next candidate may take another key.
-                    self._ended(attempt, "failed_over" if more and not last else "error")
-                    return None
-                if status in _KEY_REFUSED:
-                    seconds = failed.retry_after if status == 429 else None
-                    await cooldowns.rest(target.key_id, seconds or routing.cooldown)
-                    refused.add(target.key_id)
-                    if more and len(refused) < len(candidate.group.targets):
-                        self._ended(attempt, "retried")  # at once, with the provider's next key
-                        continue
-                await cooldowns.failed(candidate.label, routing.failures_to_rest, routing.cooldown)
-                wait = self._backoff(retry, failed)
-                if (
-                    not more
-                    or status in _FAIL_OVER_ONLY
-                    or wait is None
-                    or retry >= candidate.retries
-                ):
-                    self._ended(attempt, "failed_over" if more and not last else "error")
-                    return None
-                retry += 1
-                refused.clear()  # a rested key is now skipped by weight, not excluded
-                self._ended(attempt, "retried")
-                await asyncio.sleep(wait)
-                continue
-            cooldowns.succeeded(candidate.label)
-            return answer
+                failure = _Failure.of(attempt, failed)
+            else:
+                cooldowns.succeeded(candidate.label)
+                return answer
+            # Past the `except`: the exception, its traceback and the attempt's frames (its
+            # request and answer bodies) are freed now, not held through the backoff below.
+            self.held.release()
+            attempt.status = status = failure.status
+            self.failures.append(failure)
+            if not _fails_over(status):
+                self._ended(attempt, "error")
+                raise failure.error
+            more = attempt.number < routing.max_attempts
+            if status in _KEY_REFUSED and target.client_key:
+                # The client's own key was refused: neither a key of ours to rest nor a
+                # fault of the target's; the next candidate may take another key.
+                self._ended(attempt, "failed_over" if more and not last else "error")
+                return None
+            if status in _KEY_REFUSED:
+                seconds = failure.retry_after if status == 429 else None
+                await cooldowns.rest(target.key_id, seconds or routing.cooldown)
+                refused.add(target.key_id)
+                if more and len(refused) < len(candidate.group.targets):
+                    self._ended(attempt, "retried")  # at once, with the provider's next key
+                    continue
+            await cooldowns.failed(candidate.label, routing.failures_to_rest, routing.cooldown)
+            wait = self._backoff(retry, failure)
+            if not more or status in _FAIL_OVER_ONLY or wait is None or retry >= candidate.retries:
+                self._ended(attempt, "failed_over" if more and not last else "error")
+                return None
+            retry += 1
+            refused.clear()  # a rested key is now skipped by weight, not excluded
+            self._ended(attempt, "retried")
+            await asyncio.sleep(wait)
 
-    def _backoff(self, retry: int, failed: AttemptFailed) -> float | None:
+    def _backoff(self, retry: int, failure: _Failure) -> float | None:
         """Seconds before retry number `retry + 1`; None: do not wait that long."""
         routing = self.routing
-        if failed.retry_after is not None:
-            return failed.retry_after if failed.retry_after <= routing.max_retry_after else None
+        if failure.retry_after is not None:
+            return failure.retry_after if failure.retry_after <= routing.max_retry_after else None
         delay = min(routing.backoff_start * 2**retry, routing.backoff_max)
         return delay * random.uniform(0.8, 1.2)
 
@@ -321,16 +344,19 @@ class _Run:
     ) -> web.StreamResponse:
         call = self.call
         if not call.stream:
-            answer = await fetch_whole(target, prepared)
+            answer = await fetch_whole(target, prepared, self.held)
             if self.wants_usage and isinstance(answer.body, bytes):
                 self.record.usage = usage_of(answer.body)
             self._served(answer, attempt)
             answer.headers.update(prepared.headers)
             self._ended(attempt, "ok")
+            await self._deliver(answer)
             return answer
         assert self.response is not None and prepared.translator is not None
         self.translator = prepared.translator
-        opened = await open_stream(target, prepared, call.content_probe(), self._sse, call.upload)
+        opened = await open_stream(
+            target, prepared, call.content_probe(), self._sse, self.held, call.upload
+        )
         # The first content: the stream is committed to this attempt.
         response = self.response
         try:
@@ -364,6 +390,20 @@ class _Run:
             self._ended(attempt, "ok")
         return response
 
+    async def _deliver(self, answer: web.Response) -> None:
+        """Send a whole answer now, while its bytes still count as held: aiohttp would send
+        it once the handler returned, and a client slow to take it would hold it uncounted."""
+        try:
+            writer = await answer.prepare(self.request)
+            body = answer.body
+            if writer is not None and isinstance(body, bytes) and len(body) > _JOINED_HEAD_LIMIT:
+                writer.send_headers()  # else aiohttp joins head and body: a copy of the body
+            await answer.write_eof()
+        except ConnectionError:
+            pass  # the client left; aiohttp finds so too when it finishes the response
+        # aiohttp keeps a kept-alive connection's last response until its next request.
+        answer.body = None
+
     def _served(self, response: web.StreamResponse, attempt: Attempt) -> None:
         self.record.served = attempt.label
         headers = response.headers
@@ -382,8 +422,8 @@ class _Run:
         if not self.failures:  # every candidate was skipped before an attempt
             return GatewayError("No provider could be tried for this request.", status=503)
         failures = self.failures
-        error = failures[0][1].error if len(failures) == 1 else _all_failed(failures)
-        waits = [f.retry_after for _, f in self.failures if f.retry_after is not None]
+        error = failures[0].error if len(failures) == 1 else _all_failed(failures)
+        waits = [f.retry_after for f in failures if f.retry_after is not None]
         if error.status == 429 and waits:
             error.headers["Retry-After"] = str(max(1, round(min(waits))))
         return error
@@ -433,18 +473,16 @@ def _fails_over(status: int) -> bool:
     return status in _RETRYABLE or status in _FAIL_OVER_ONLY or status >= 500
 
 
-def _all_failed(failures: list[tuple[Attempt, AttemptFailed]]) -> GatewayError:
-    statuses = {failed.status for _, failed in failures}
-    errors = [failed.error for _, failed in failures]
+def _all_failed(failures: list[_Failure]) -> GatewayError:
+    statuses = {failure.status for failure in failures}
+    errors = [failure.error for failure in failures]
     if statuses == {429}:
         status = 429
     else:
         shown = {error.status for error in errors}
         status = shown.pop() if len(shown) == 1 else 502
     types = {error.type for error in errors}
-    message = "; ".join(
-        f"{attempt.label}: {failed.status} {failed.error.message}" for attempt, failed in failures
-    )
+    message = "; ".join(f"{f.label}: {f.status} {f.error.message}" for f in failures)
     combined = GatewayError(
         f"Every attempt failed: {message}",
         status=status,

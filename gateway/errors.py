@@ -12,7 +12,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from wire.errors import SHOULD_RETRY, GatewayError, MethodNotAllowed, NotFound, PayloadTooLarge
+from wire.errors import (
+    SHOULD_RETRY,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    drop_tracebacks,
+)
 
 log = logging.getLogger("gateway")
 
@@ -70,7 +77,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except GatewayError as error:
-        return error_answer(request, error)
+        answer = error_answer(request, error)
+        # The error may outlive the request (the access log's record keeps it), not the
+        # frames it was raised through (the request, its body).
+        drop_tracebacks(error)
+        return answer
     except web.HTTPException as http_error:
         make = _HTTP_EXCEPTIONS.get(http_error.status)
         if make is not None:

@@ -24,6 +24,7 @@ from aiohttp.typedefs import Middleware
 
 from gateway.config import ServerConfig
 from gateway.connection import SERVER_NAME, GuardedHandler
+from gateway.heap import HEAP, LARGE_BODY
 from wire.errors import MisdirectedRequest, UnsupportedMediaType
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,6 +50,9 @@ async def track_request(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     finally:
         protocol.request_finished(request)
+        length = request.content_length
+        if length is not None and length >= LARGE_BODY:  # its memory, once the request is gone
+            request.app[HEAP].freed(length)
 
 
 async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:

@@ -4,17 +4,23 @@ and at the request's end. Nothing is observed per chunk, and what is noted per r
 observed in batches (`GatewayMetrics.fold`).
 
 Metric (labels)                                 observed
-gen_ai_server_time_to_first_token_seconds (A)   streams: arrival -> first content sent
-gen_ai_server_time_per_output_token_seconds (A) streams that succeeded with 2+ output
+gen_ai_server_time_to_first_token_seconds (H)   streams: arrival -> first content sent
+gen_ai_server_time_per_output_token_seconds (H) streams that succeeded with 2+ output
                                                 tokens: (duration - TTFT) / (output - 1)
-gen_ai_server_request_duration_seconds (A, E)   every request the dispatcher took
-gen_ai_client_token_usage (A, token type)       answers that reported usage
+gen_ai_server_request_duration_seconds (H, E)   every request the dispatcher took
+gen_ai_client_token_usage (H, token type)       answers that reported usage
+gateway_requests_total (A, E)                   every request the dispatcher took
+gateway_tokens_total (A, token type)            answers that reported usage
 gateway_attempts_total (provider, outcome, E)   every upstream attempt
 gateway_requests_in_flight                      from a request's first attempt to its end
 gateway_responses_total (route, status)         every response, dispatched or not
 
 A: gen_ai_operation_name, gen_ai_provider_name, gen_ai_request_model, gateway_key.
-E: error_type. gateway_cooldowns is collected at scrape time (`gateway.cooldown_watch`).
+H: gen_ai_operation_name, gen_ai_provider_name, and those of gen_ai_request_model and
+gateway_key that `[metrics] histogram_labels` names (none by default): a histogram series is
+about 18 lines, so per model and per key they made a page of megabytes; per model and per
+key, the counters say how many and how much. E: error_type. gateway_cooldowns is collected
+at scrape time (`gateway.cooldown_watch`).
 """
 
 from __future__ import annotations
@@ -40,22 +46,28 @@ FOLD_EVERY = 0.05  # seconds an observation may wait (a scrape never sees it wai
 _FOLD_AT = 4096  # values noted that are observed at once
 
 LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gateway_key")
+HISTOGRAM_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name")  # and those configured
 
 _MAX_NAMES = 4096  # request names (operation, provider, model, key) remembered; then cleared
 
 
 class _Series:
-    """One label set (operation, provider, model, key): its children, and the values noted
-    for them since the last fold."""
+    """One label set (operation, provider, model, key): its children (a histogram's are
+    shared with every label set that differs only in labels the histograms do not carry),
+    and the values noted for them since the last fold."""
 
     __slots__ = (
         "duration",
         "durations",
+        "histogram_labels",
         "input",
+        "input_total",
         "inputs",
         "labels",
         "output",
+        "output_total",
         "outputs",
+        "requests",
         "tpot",
         "tpots",
         "ttft",
@@ -64,11 +76,15 @@ class _Series:
 
     def __init__(self, metrics: GatewayMetrics, labels: tuple[str, str, str, str]) -> None:
         self.labels = labels
+        self.histogram_labels = shown = tuple(labels[i] for i in metrics.histogram_positions)
         self.duration: dict[str, Histogram] = {}  # by error_type, made when first needed
-        self.ttft = metrics.ttft.labels(*labels)
-        self.tpot = metrics.tpot.labels(*labels)
-        self.input = metrics.tokens.labels(*labels, "input")
-        self.output = metrics.tokens.labels(*labels, "output")
+        self.requests: dict[str, Counter] = {}  # by error_type, made when first needed
+        self.ttft = metrics.ttft.labels(*shown)
+        self.tpot = metrics.tpot.labels(*shown)
+        self.input = metrics.tokens.labels(*shown, "input")
+        self.output = metrics.tokens.labels(*shown, "output")
+        self.input_total = metrics.tokens_total.labels(*labels, "input")
+        self.output_total = metrics.tokens_total.labels(*labels, "output")
         self.ttfts: list[float] = []
         self.tpots: list[float] = []
         self.inputs: list[float] = []
@@ -81,32 +97,48 @@ class GatewayMetrics:
 
     def __init__(self, config: Config, registry: CollectorRegistry) -> None:
         self.model_name = ModelNames(config)
+        extra = config.metrics.histogram_labels
+        shown = HISTOGRAM_LABELS + tuple(label for label in LABELS if label in extra)
+        # Where each histogram label sits in a series' (operation, provider, model, key).
+        self.histogram_positions = tuple(LABELS.index(label) for label in shown)
         self.ttft = Histogram(
             "gen_ai_server_time_to_first_token_seconds",
             "Time from a streamed request's arrival to the first content sent to the client.",
-            LABELS,
+            shown,
             buckets=TTFT_BUCKETS,
             registry=registry,
         )
         self.tpot = Histogram(
             "gen_ai_server_time_per_output_token_seconds",
             "Time per output token after the first, once per successful streamed request.",
-            LABELS,
+            shown,
             buckets=TPOT_BUCKETS,
             registry=registry,
         )
         self.duration = Histogram(
             "gen_ai_server_request_duration_seconds",
             "Time from a request's arrival to its last byte.",
-            (*LABELS, "error_type"),
+            (*shown, "error_type"),
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
         self.tokens = Histogram(
             "gen_ai_client_token_usage",
             "Input and output tokens of each answer, from the usage it reported.",
-            (*LABELS, "gen_ai_token_type"),
+            (*shown, "gen_ai_token_type"),
             buckets=TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests the dispatcher took, by model as asked, gateway key and error type.",
+            (*LABELS, "error_type"),
+            registry=registry,
+        )
+        self.tokens_total = Counter(
+            "gateway_tokens",
+            "Input and output tokens the answers reported, by model as asked and gateway key.",
+            (*LABELS, "gen_ai_token_type"),
             registry=registry,
         )
         self.attempts = Counter(
@@ -233,22 +265,27 @@ class GatewayMetrics:
             self._in_flight = 0
         dirty, self._dirty, self._noted = self._dirty, set(), 0
         for series in dirty:
-            for child, values in (
-                (series.ttft, series.ttfts),
-                (series.tpot, series.tpots),
-                (series.input, series.inputs),
-                (series.output, series.outputs),
+            for child, values in ((series.ttft, series.ttfts), (series.tpot, series.tpots)):
+                if values:
+                    observe_all(child, values)
+                    values.clear()
+            for child, total, values in (
+                (series.input, series.input_total, series.inputs),
+                (series.output, series.output_total, series.outputs),
             ):
                 if values:
                     observe_all(child, values)
+                    total.inc(sum(values))
                     values.clear()
             for failed, values in series.durations.items():
                 if values:
                     histogram = series.duration.get(failed)
                     if histogram is None:
-                        histogram = self.duration.labels(*series.labels, failed)
+                        histogram = self.duration.labels(*series.histogram_labels, failed)
                         series.duration[failed] = histogram
+                        series.requests[failed] = self.requests.labels(*series.labels, failed)
                     observe_all(histogram, values)
+                    series.requests[failed].inc(len(values))
                     values.clear()
         attempts, self._attempt_counts = self._attempt_counts, {}
         for key, count in attempts.items():

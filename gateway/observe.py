@@ -24,7 +24,7 @@ from gateway.dispatch import Dispatcher
 from gateway.hooks import ARRIVED, REQUEST_RECORD, Hooks
 from gateway.metric_labels import error_type
 from gateway.metrics import GatewayMetrics
-from gateway.metrics_export import metrics_handler
+from gateway.metrics_export import MetricsPage
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -44,8 +44,10 @@ def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> Non
         dispatcher.cooldowns = watched
         cooldowns = CooldownCollector(watched, config.providers)
         registry.register(cooldowns)
-        app.router.add_get("/metrics", metrics_handler(registry, [cooldowns], metrics.fold))
+        page = MetricsPage(registry, [cooldowns], metrics.fold, config.metrics.cache_seconds)
+        app.router.add_get("/metrics", page.handle)
         app.on_cleanup.append(_at_cleanup(metrics.fold))  # into the multiprocess files
+        app.on_cleanup.append(_closing(page))
     lines = None
     if config.server.access_log:
         lines = access_log.AccessLog()
@@ -57,6 +59,13 @@ def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> Non
 def _at_cleanup(run: Callable[[], None]) -> Callable[[web.Application], Awaitable[None]]:
     async def cleanup(app: web.Application) -> None:
         run()
+
+    return cleanup
+
+
+def _closing(page: MetricsPage) -> Callable[[web.Application], Awaitable[None]]:
+    async def cleanup(app: web.Application) -> None:
+        await page.close()
 
     return cleanup
 

@@ -29,13 +29,14 @@ from aiohttp import web
 
 from gateway.deadline import IdleDeadline
 from gateway.first_content import ContentProbe
+from gateway.held import HeldBytesExceeded
 from gateway.prepared import Prepared
 from gateway.routing import Target
 from gateway.uploads import Upload
 from gateway.upstream import as_gateway_error
 from providers.base import StreamTranslator
-from wire.errors import GatewayError, ProviderAuthError, UpstreamProtocolError
-from wire.upstream import Upstream
+from wire.errors import GatewayError, ProviderAuthError, UpstreamProtocolError, drop_tracebacks
+from wire.upstream import Holder, Upstream
 
 log = logging.getLogger("gateway")
 
@@ -106,13 +107,16 @@ class OpenedStream:
         self.upstream.close()
 
 
-async def fetch_whole(target: Target, prepared: Prepared) -> web.Response:
-    """A non-streamed attempt: the upstream's whole answer, translated, in one response."""
+async def fetch_whole(target: Target, prepared: Prepared, holder: Holder) -> web.Response:
+    """A non-streamed attempt: the upstream's whole answer, translated, in one response;
+    `holder` counts the bytes held (`HeldBytesExceeded` ends the request, not the attempt)."""
     assert prepared.translate is not None
     upstream: Upstream | None = None
     try:
         upstream = await target.transport.send(prepared.request, target.timeout)
-        body = await upstream.read()
+        body = await upstream.read(holder)
+    except HeldBytesExceeded:
+        raise
     except Exception as exc:
         raise AttemptFailed(_upstream_failure(exc, target)) from None
     finally:
@@ -148,9 +152,11 @@ async def open_stream(
     prepared: Prepared,
     has_content: ContentProbe,
     sse: bool,
+    holder: Holder,
     upload: Upload | None = None,
 ) -> OpenedStream:
-    """Send a streamed attempt and read it up to its first content; raises AttemptFailed."""
+    """Send a streamed attempt and read it up to its first content; raises AttemptFailed
+    (or `HeldBytesExceeded`: an error answer too large to hold now)."""
     translator = prepared.translator
     assert translator is not None
     deadline = IdleDeadline(target.timeout_seconds)
@@ -161,7 +167,7 @@ async def open_stream(
         upstream = await target.transport.send(prepared.request, target.stream_timeout)
         deadline.touch()
         if upstream.status >= 400:
-            raise _refused(target, upstream, await upstream.read())
+            raise _refused(target, upstream, await upstream.read(holder))
         opened = OpenedStream(upstream, aiter(upstream.chunks()), translator, deadline)
         held = opened.held
         size = 0
@@ -191,7 +197,7 @@ async def open_stream(
                 if content or translator.finished or size > HOLD_LIMIT:
                     opened.rest = b"".join(pieces[i + 1 :])
                     return opened
-    except AttemptFailed:
+    except (AttemptFailed, HeldBytesExceeded):
         deadline.close()
         if upstream is not None:
             upstream.close()
@@ -333,6 +339,9 @@ def _upstream_failure(exc: BaseException, target: Target) -> GatewayError:
     if error is None:
         log.exception("unexpected error relaying to provider %r", target.provider.name)
         error = GatewayError("The gateway failed while relaying the upstream's answer.")
+    # Mapped: the frames it passed through (aiohttp's, holding the request body it sent, or
+    # the answer read so far) are not kept by whatever keeps `exc` (its own cycles).
+    drop_tracebacks(exc)
     return error
 
 

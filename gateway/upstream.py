@@ -23,7 +23,7 @@ from wire.errors import (
     UpstreamUnreachable,
 )
 from wire.jsondepth import MAX_DEPTH, too_deep
-from wire.upstream import Upstream, UpstreamRequest
+from wire.upstream import Holder, Upstream, UpstreamRequest
 
 # The default for [server] max_upstream_bytes.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -65,8 +65,9 @@ class HttpUpstream:
     def chunks(self) -> AsyncIterator[bytes]:
         return self._response.content.iter_any()
 
-    async def read(self) -> bytes:
-        """The whole body, at most `limit` bytes of it once inflated, or `BodyTooLarge`.
+    async def read(self, holder: Holder | None = None) -> bytes:
+        """The whole body, at most `limit` bytes of it once inflated, or `BodyTooLarge`;
+        `holder` counts its bytes (a length announced up front, before any is read).
 
         aiohttp inflates a compressed body a bounded piece at a time (as the reader drains),
         so counting what comes out bounds a gzip bomb too.
@@ -74,16 +75,26 @@ class HttpUpstream:
         response = self._response
         limit = self._limit
         length = response.content_length
-        if length is not None and length > limit and not response.headers.get("Content-Encoding"):
-            raise BodyTooLarge(limit)
-        chunks = []
-        size = 0
+        counted = 0
+        if length is not None and not response.headers.get("Content-Encoding"):
+            if length > limit:
+                raise BodyTooLarge(limit)
+            if holder is not None:
+                holder.take(length)
+                counted = length
+        # One buffer grown in place, each chunk dropped as soon as it is copied: a list of
+        # chunks joined at the end left the heap as large as the answers read at once.
+        buffer = bytearray()
         async for chunk in response.content.iter_any():
-            size += len(chunk)
+            size = len(buffer) + len(chunk)
             if size > limit:
                 raise BodyTooLarge(limit)
-            chunks.append(chunk)
-        body = b"".join(chunks)
+            if holder is not None and size > counted:
+                holder.take(size - counted)
+                counted = size
+            buffer += chunk
+        body = bytes(buffer)
+        del buffer
         # Every provider decodes this answer, and some write parts of it again (orjson stops
         # at 254 levels): JSON is bounded here once, for all of them.
         if ("json" in self.content_type or body[:1] in (b"{", b"[")) and too_deep(body):

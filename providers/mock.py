@@ -43,7 +43,7 @@ from providers.mock_media import MockReply
 from providers.mock_schema import instance
 from providers.openai import CHAT_STYLE, PATHS, OpenAIShaped, encode_body
 from wire.operations import Operation, RawBody
-from wire.upstream import Upload, Upstream, UpstreamRequest
+from wire.upstream import Holder, Upload, Upstream, UpstreamRequest
 
 REPLY = "This is a mock reply from the gateway's built-in provider."
 _WORDS = REPLY.split(" ")
@@ -370,7 +370,7 @@ class MockUpstream:
             yield self._event_with([], {"usage": self._usage})
         yield b"data: [DONE]\n\n"
 
-    async def read(self) -> bytes:
+    async def read(self, holder: Holder | None = None) -> bytes:
         # A real server answers once it has generated every token.
         steps = self._steps if self._cut is None else min(self._cut, self._steps)
         if self._delay and steps:

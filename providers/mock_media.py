@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from providers import mock_failures
+from wire.upstream import Holder
 
 TRANSCRIPT = "The quick brown fox jumps over the lazy dog."
 _SAMPLE_RATE = 24_000
@@ -53,7 +54,7 @@ class MockReply:
         if self._cut_after is not None:
             raise mock_failures.cut()
 
-    async def read(self) -> bytes:
+    async def read(self, holder: Holder | None = None) -> bytes:
         if self._cut_after is not None:
             raise mock_failures.cut()
         return b"".join(self._body)

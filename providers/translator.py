@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import msgspec
 
 from providers.base import ChatSink
-from wire.errors import GatewayError, UpstreamProtocolError
+from wire.errors import GatewayError, UpstreamProtocolError, drop_tracebacks
 from wire.jsondepth import MAX_DEPTH
 from wire.sse import SSEProtocolError, encode_data
 
@@ -57,6 +57,9 @@ class StreamEnd:
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True
+        # Kept, and maybe raised through `feed`: its frames would hold this translator and the
+        # bytes it was fed, in a cycle only a full collection frees.
+        drop_tracebacks(error)
         self.failure = error
         return self.error_bytes(error)
 

@@ -21,6 +21,14 @@ def test_server_hardening_defaults() -> None:
     assert server.idle_timeout == 75  # above the 60 s of common load balancers
     assert server.max_connections is None  # sized from the open-file limit at start
     assert server.allowed_hosts is None
+    assert server.held_bytes_limit == 512 * 1024 * 1024  # eight answers at max_upstream_bytes
+
+
+def test_max_held_bytes_follows_a_larger_max_upstream_bytes_unless_set() -> None:
+    raised = parse("[server]\nmax_upstream_bytes = 1073741824", "g.toml").server
+    assert raised.held_bytes_limit == 1073741824  # one answer at the limit can still be held
+    both = "[server]\nmax_upstream_bytes = 1000\nmax_held_bytes = 5000"
+    assert parse(both, "g.toml").server.held_bytes_limit == 5000
 
 
 @pytest.mark.parametrize(
@@ -49,6 +57,7 @@ def test_the_default_connection_cap_leaves_each_client_a_file_for_its_upstream(
         ("[providers.x]\ntype = 'mock'\ntokenz = 3", "g.toml: providers.x.tokenz: unknown key"),
         ("[server]\nmax_upstream_bytes = 0", "g.toml: server.max_upstream_bytes: must be"),
         ("[server]\nmax_connections = -1", "g.toml: server.max_connections: must be"),
+        ("[server]\nmax_held_bytes = 1000", "g.toml: server.max_held_bytes: must be at least"),
         ("[server]\nheader_timeout = 0", "g.toml: server.header_timeout: must be"),
         ("[server]\nbody_timeout = -1", "g.toml: server.body_timeout: must be"),
         ("[server]\nmin_body_rate = 0", "g.toml: server.min_body_rate: must be"),

@@ -1,5 +1,6 @@
 """GET /metrics after real requests: the OpenTelemetry GenAI histograms, attempts, in-flight
-requests, cooldowns, and bounded labels.
+requests, cooldowns, bounded labels, and the page itself: rendered off the event loop, cached
+for `cache_seconds`, small (per model and per key: counters, not histograms, unless asked).
 
 Requests go through the official OpenAI SDK to the real gateway in front of fake upstreams
 on 127.0.0.1; /metrics is read and parsed as Prometheus parses it.
@@ -13,7 +14,9 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +24,8 @@ import openai
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from gateway.config import parse
 from gateway.metric_labels import OTHER, ModelNames
@@ -31,10 +36,12 @@ from gateway.metrics import (
     TTFT_BUCKETS,
     observe_all,
 )
+from gateway.metrics_export import MetricsPage
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess
 from tests.scrape import Scrape, scrape
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
+from wire.config import ConfigError
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 TTFT = "gen_ai_server_time_to_first_token_seconds"
@@ -43,6 +50,10 @@ DURATION = "gen_ai_server_request_duration_seconds"
 TOKENS = "gen_ai_client_token_usage"
 ATTEMPTS = "gateway_attempts_total"
 IN_FLIGHT = "gateway_requests_in_flight"
+REQUESTS = "gateway_requests_total"
+TOKENS_TOTAL = "gateway_tokens_total"
+# Tests that read values scrape again at once: each scrape renders a fresh page.
+FRESH = "[metrics]\ncache_seconds = 0\n"
 
 
 def two_providers(a: FakeUpstream, b: FakeUpstream, **a_settings: object) -> str:
@@ -55,7 +66,7 @@ def two_providers(a: FakeUpstream, b: FakeUpstream, **a_settings: object) -> str
 
 @pytest.fixture
 async def gateway(upstreams: list[FakeUpstream], start_gateway: GatewayFactory) -> str:
-    return await start_gateway(two_providers(*upstreams[:2]))
+    return await start_gateway(two_providers(*upstreams[:2]) + FRESH)
 
 
 def sdk(url: str, key: str = "unused") -> openai.AsyncOpenAI:
@@ -85,12 +96,8 @@ async def test_streamed_and_whole_answers_fill_the_genai_histograms(
     assert answer.choices[0].message.content == "whole"
 
     scraped = await scrape(gateway)
-    ok = {
-        "gen_ai_operation_name": "chat",
-        "gen_ai_provider_name": "a",
-        "gen_ai_request_model": "a/m",
-        "gateway_key": "",
-    }
+    ok = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "a"}
+    asked = {**ok, "gen_ai_request_model": "a/m", "gateway_key": ""}
     # TTFT and time per token: the streamed request only.
     assert histogram_count(scraped, TTFT, **ok) == 1
     assert histogram_count(scraped, TPOT, **ok) == 1
@@ -106,6 +113,10 @@ async def test_streamed_and_whole_answers_fill_the_genai_histograms(
     assert histogram_count(scraped, TOKENS, gen_ai_token_type="input", **ok) == 2
     assert scraped.value(f"{TOKENS}_sum", gen_ai_token_type="input", **ok) == 2 * 9
     assert scraped.value(f"{TOKENS}_sum", gen_ai_token_type="output", **ok) == 2 * 3
+    # Per model as asked and per key: counters.
+    assert scraped.value(REQUESTS, error_type="", **asked) == 2
+    assert scraped.value(TOKENS_TOTAL, gen_ai_token_type="input", **asked) == 2 * 9
+    assert scraped.value(TOKENS_TOTAL, gen_ai_token_type="output", **asked) == 2 * 3
     assert scraped.value(ATTEMPTS, gen_ai_provider_name="a", outcome="ok", error_type="") == 2
     assert scraped.value(IN_FLIGHT) == 0
     assert scraped.value("gateway_responses_total", route="/v1/chat/completions", status="200") == 2
@@ -169,8 +180,9 @@ async def test_a_fallback_through_an_alias_counts_the_failed_attempt_and_the_ser
     assert scraped.value(ATTEMPTS, gen_ai_provider_name="a", error_type="503") == 2
     assert scraped.value(ATTEMPTS, gen_ai_provider_name="b", outcome="ok") == 2
     served_by_b = {"gen_ai_provider_name": "b", "gen_ai_request_model": "smart"}
-    assert histogram_count(scraped, DURATION, error_type="", **served_by_b) == 2
-    assert histogram_count(scraped, TTFT, **served_by_b) == 1
+    assert scraped.value(REQUESTS, error_type="", **served_by_b) == 2
+    assert histogram_count(scraped, DURATION, error_type="", gen_ai_provider_name="b") == 2
+    assert histogram_count(scraped, TTFT, gen_ai_provider_name="b") == 1
     assert histogram_count(scraped, DURATION, gen_ai_provider_name="a") == 0
 
 
@@ -244,7 +256,7 @@ async def test_gateway_key_label_and_a_request_refused_before_any_attempt(
 ) -> None:
     a, b, _ = upstreams
     url = await start_gateway(
-        two_providers(a, b) + '[keys.team]\nvalue = "sk-team-secret"\nrpm = 1\n'
+        two_providers(a, b) + '[keys.team]\nvalue = "sk-team-secret"\nrpm = 1\n' + FRESH
     )
     a.handler = answering(chat_completion("ok"))
     async with sdk(url, "sk-team-secret") as client:
@@ -253,13 +265,13 @@ async def test_gateway_key_label_and_a_request_refused_before_any_attempt(
             await client.chat.completions.create(model="a/m", messages=MESSAGES)
     scraped = await scrape(url)
     team = {"gateway_key": "team", "gen_ai_request_model": "a/m"}
-    assert histogram_count(scraped, DURATION, gen_ai_provider_name="a", error_type="", **team) == 1
+    assert scraped.value(REQUESTS, gen_ai_provider_name="a", error_type="", **team) == 1
     # Refused by the key's rpm: no provider was tried.
-    assert (
-        histogram_count(scraped, DURATION, gen_ai_provider_name="", error_type="429", **team) == 1
-    )
-    assert scraped.value(f"{TOKENS}_sum", gateway_key="team", gen_ai_token_type="input") == 9
-    assert scraped.label_values(f"{DURATION}_count", "gateway_key") == {"team"}
+    assert scraped.value(REQUESTS, gen_ai_provider_name="", error_type="429", **team) == 1
+    assert histogram_count(scraped, DURATION, gen_ai_provider_name="", error_type="429") == 1
+    assert scraped.value(TOKENS_TOTAL, gateway_key="team", gen_ai_token_type="input") == 9
+    assert scraped.label_values(REQUESTS, "gateway_key") == {"team"}
+    assert scraped.label_values(f"{DURATION}_count", "gateway_key") == set()  # not asked for
     assert "sk-team-secret" not in scraped.text
 
 
@@ -271,7 +283,7 @@ async def test_model_labels_are_bounded_to_configured_names(
     async with sdk(gateway) as client:
         await client.chat.completions.create(model="smart", messages=MESSAGES)
         await client.chat.completions.create(model="a/any-model", messages=MESSAGES)
-    models = (await scrape(gateway)).label_values(f"{DURATION}_count", "gen_ai_request_model")
+    models = (await scrape(gateway)).label_values(REQUESTS, "gen_ai_request_model")
     assert models == {"smart", "a/any-model"}
 
     config = parse(
@@ -309,7 +321,7 @@ async def test_cooldowns_gauge_counts_resting_keys_and_targets(
     upstreams: list[FakeUpstream], start_gateway: GatewayFactory
 ) -> None:
     a, b, _ = upstreams
-    url = await start_gateway(two_providers(a, b) + "[routing]\nfailures_to_rest = 1\n")
+    url = await start_gateway(two_providers(a, b) + "[routing]\nfailures_to_rest = 1\n" + FRESH)
     before = await scrape(url)
     assert before.value("gateway_cooldowns", gen_ai_provider_name="a", kind="key") == 0
     a.handler = answering(
@@ -437,3 +449,131 @@ def test_observing_many_at_once_equals_observing_each(buckets: tuple[float, ...]
         text = generate_latest(registry).decode()
         exposed.append([line for line in text.splitlines() if "_created" not in line])
     assert exposed[0] == exposed[1]
+
+
+# --- the page: small, rendered off the event loop, cached ---
+
+
+async def _ask_many_models(url: str, count: int) -> None:
+    async with sdk(url) as client:
+        for i in range(count):
+            await client.chat.completions.create(model=f"mock/m-{i}", messages=MESSAGES)
+            await stream_text(client, f"mock/m-{i}")
+
+
+async def test_histograms_are_per_provider_and_counters_per_model_and_key(
+    start_gateway: GatewayFactory,
+) -> None:
+    """30 models asked: one series per histogram, not 30 (a series is ~18 lines); the counters
+    carry the model, and no `_created` line doubles them."""
+    url = await start_gateway("[providers.mock]\ndelay = 0\ntokens = 3\n")
+    await _ask_many_models(url, 30)
+    scraped = await scrape(url)
+    for name in (TTFT, TPOT, DURATION, TOKENS):
+        series = {tuple(sorted(s.labels.items())) for s in scraped.matching(f"{name}_count")}
+        assert len(series) == (2 if name == TOKENS else 1), (name, series)  # input, output
+        labels = set(scraped.matching(f"{name}_count")[0].labels)
+        assert {"gen_ai_request_model", "gateway_key"}.isdisjoint(labels), (name, labels)
+    assert len(scraped.label_values(REQUESTS, "gen_ai_request_model")) == 30
+    assert scraped.value(REQUESTS, gen_ai_request_model="mock/m-7", error_type="") == 2
+    assert scraped.value(TOKENS_TOTAL, gen_ai_request_model="mock/m-7") > 0
+    assert "_created" not in scraped.text
+
+
+async def test_histogram_labels_add_the_model_and_the_key_to_the_histograms(
+    start_gateway: GatewayFactory,
+) -> None:
+    url = await start_gateway(
+        "[providers.mock]\ndelay = 0\ntokens = 3\n"
+        '[metrics]\nhistogram_labels = ["gen_ai_request_model", "gateway_key"]\n'
+    )
+    await _ask_many_models(url, 3)
+    scraped = await scrape(url)
+    for name in (TTFT, TPOT, DURATION, TOKENS):
+        models = scraped.label_values(f"{name}_count", "gen_ai_request_model")
+        assert models == {"mock/m-0", "mock/m-1", "mock/m-2"}, name
+        assert scraped.label_values(f"{name}_count", "gateway_key") == {""}, name
+    assert histogram_count(scraped, TTFT, gen_ai_request_model="mock/m-1") == 1
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("histogram_labels = ['model']", "t.toml: metrics.histogram_labels: 'model' is not one"),
+        ("cache_seconds = -1", "t.toml: metrics.cache_seconds: must not be negative"),
+    ],
+)
+def test_metrics_options_are_checked(toml: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(f"[metrics]\n{toml}\n", "t.toml")
+    assert str(caught.value).startswith(expected)
+
+
+class _SlowCollector(Collector):
+    """A collector that notes the thread it runs in, and waits for the test's word."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        self.threads.append(threading.get_ident())
+        self.started.set()
+        self.release.wait(10)  # on the event loop, this would stop it: the test would see
+        gauge = GaugeMetricFamily("renders", "Collections so far.")
+        gauge.add_metric((), len(self.threads))
+        yield gauge
+
+
+async def _serve_page(page: MetricsPage) -> tuple[web.AppRunner, str]:
+    async def ping(request: web.Request) -> web.Response:
+        return web.Response(text="pong")
+
+    app = web.Application()
+    app.router.add_get("/metrics", page.handle)
+    app.router.add_get("/ping", ping)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+@pytest.mark.parametrize("cache_seconds", [0.0, 600.0])
+async def test_the_page_is_rendered_in_a_thread_and_shared_by_concurrent_scrapes(
+    cache_seconds: float,
+) -> None:
+    registry = CollectorRegistry()
+    collector = _SlowCollector()
+    registry.register(collector)
+    folds: list[int] = []
+    page = MetricsPage(
+        registry, before=lambda: folds.append(threading.get_ident()), cache_seconds=cache_seconds
+    )
+    runner, url = await _serve_page(page)
+    loop_thread = threading.get_ident()
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def get(path: str) -> str:
+                async with session.get(url + path) as response:
+                    assert response.status == 200
+                    return await response.text()
+
+            scrapes = [asyncio.create_task(get("/metrics")) for _ in range(5)]
+            await asyncio.get_running_loop().run_in_executor(None, collector.started.wait, 10)
+            # The render waits in its thread: the loop still answers.
+            assert await get("/ping") == "pong"
+            collector.release.set()
+            pages = await asyncio.gather(*scrapes)
+            again = await get("/metrics")
+    finally:
+        await runner.cleanup()
+        await page.close()
+    assert collector.threads[0] != loop_thread
+    assert folds[0] == loop_thread  # pending observations are folded on the loop, first
+    assert all("renders 1.0" in text for text in pages)  # five scrapes, one render
+    if cache_seconds:
+        assert again == pages[0] and page.renders == 1  # within cache_seconds: served again
+    else:
+        assert "renders 2.0" in again and page.renders == 2

@@ -167,6 +167,26 @@ class UpstreamTimeout(GatewayError):
     code = "upstream_timeout"
 
 
+def drop_tracebacks(exc: BaseException) -> None:
+    """Let go of the frames `exc` and every exception chained to it passed through.
+
+    A traceback keeps each frame it passed through, and a frame its locals: an attempt's
+    request body, the answer read so far. An exception kept after it was handled (in a list
+    of failures, an error noted for the access log) would keep them too, and once one of those
+    frames holds whatever keeps the exception, only a full collection frees them, which the
+    gateway's collector thresholds make rare. The exceptions themselves are small.
+    """
+    pending = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
 def error_text(body: bytes) -> str:
     """An error answer's body as text, for a message (bounded: it may be a whole HTML page)."""
     return body.decode("utf-8", "replace").strip()[:2000]

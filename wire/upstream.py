@@ -26,6 +26,14 @@ class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
     operation: Operation | None = None
 
 
+class Holder(Protocol):
+    """Counts the bytes of an answer held whole (gateway.held), across every request."""
+
+    def take(self, size: int) -> None:
+        """`size` more bytes are held; raises a GatewayError (a 503) when that is too many."""
+        ...
+
+
 class Upstream(Protocol):
     """An upstream's answer once its headers are in."""
 
@@ -47,7 +55,9 @@ class Upstream(Protocol):
         """The body, chunk by chunk as it arrives."""
         ...
 
-    async def read(self) -> bytes: ...
+    async def read(self, holder: Holder | None = None) -> bytes:
+        """The whole body, its bytes counted by `holder` as they arrive."""
+        ...
 
     async def finish(self, wait: float) -> None:
         """The last event is out: give the body up to `wait` seconds to end, so that `close`

@@ -10,6 +10,7 @@ from gateway.first_content import event_content, every_byte
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, unchanged
 from gateway.relay import SSE_HEADERS
+from gateway.request_body import read_body
 from gateway.uploads import read_upload
 from providers.audio_streams import (
     AUDIO_CONTENT_TYPES,
@@ -23,7 +24,7 @@ from wire.operations import Operation
 
 
 async def speech(request: web.Request) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), Operation.SPEECH)
+    parsed = parse_request(await read_body(request), Operation.SPEECH)
     # The upstream is always asked for plain audio; the gateway frames SSE itself, the same
     # way for every upstream, and relays each chunk the moment it arrives.
     sse = parsed.body.pop("stream_format", None) is not None and (

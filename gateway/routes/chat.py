@@ -8,6 +8,7 @@ from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively
+from gateway.request_body import read_body
 from providers.base import Provider
 from wire.operations import Operation
 
@@ -21,7 +22,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _complete(request: web.Request, operation: Operation) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), operation)
+    parsed = parse_request(await read_body(request), operation)
 
     def prepare(provider: Provider, model: str) -> Prepared:
         return natively(provider, operation, model, parsed.body, parsed.stream)

@@ -8,6 +8,7 @@ from gateway.app_keys import DISPATCHER
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively
+from gateway.request_body import read_body
 from providers.base import Provider
 from wire.operations import Operation
 
@@ -15,7 +16,7 @@ OPERATION = Operation.EMBEDDINGS
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), OPERATION)
+    parsed = parse_request(await read_body(request), OPERATION)
 
     def prepare(provider: Provider, model: str) -> Prepared:
         return natively(provider, OPERATION, model, parsed.body, False)

@@ -23,6 +23,7 @@ from gateway.first_content import event_content, every_byte
 from gateway.parsing import decode_object
 from gateway.prepared import Prepared, through_chat, unchanged
 from gateway.relay import SSE_HEADERS
+from gateway.request_body import read_body
 from providers.base import Provider
 from providers.gemini_bridge import (
     GeminiFromChat,
@@ -60,7 +61,7 @@ async def gemini(request: web.Request) -> web.StreamResponse:
 
 async def generate(request: web.Request, model: str, stream: bool) -> web.StreamResponse:
     sse = stream and request.query.get("alt") == "sse"
-    body = camel_case(decode_object(await request.read()), GENERATE_CONTENT_REQUEST)
+    body = camel_case(decode_object(await read_body(request)), GENERATE_CONTENT_REQUEST)
     if "contents" not in body:
         raise BadRequest("Missing required parameter: 'contents'.", param="contents")
     chat_body = None  # translated once, for the first provider that needs chat
@@ -102,7 +103,7 @@ async def generate(request: web.Request, model: str, stream: bool) -> web.Stream
 async def count_tokens(request: web.Request, model: str) -> web.StreamResponse:
     """Passed through where the model's (first) provider is Gemini; else estimated offline,
     never a paid call."""
-    body = camel_case(decode_object(await request.read()), COUNT_TOKENS_REQUEST)
+    body = camel_case(decode_object(await read_body(request)), COUNT_TOKENS_REQUEST)
     first = request.app[ROUTER].plan(model, Operation.GENERATE_CONTENT)[0]
     if Operation.COUNT_GEMINI_TOKENS in first.group.provider.operations:
 

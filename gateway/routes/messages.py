@@ -20,6 +20,7 @@ from gateway.dispatch import SERVED_BY, Call
 from gateway.first_content import ContentProbe, TypedEvents
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, through_chat, unchanged
+from gateway.request_body import read_body
 from providers.anthropic_relay import with_client_headers
 from providers.base import Provider
 from providers.messages_bridge import (
@@ -48,7 +49,7 @@ def messages_content() -> ContentProbe:
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), Operation.MESSAGES)
+    parsed = parse_request(await read_body(request), Operation.MESSAGES)
     stream = parsed.stream
     chat_body = None  # translated once, for the first provider that needs chat
 
@@ -88,7 +89,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Passed through when the provider that would serve the model counts tokens itself
     (Anthropic); for any other, estimated by the gateway (`providers/messages_count.py`),
     never by calling a model, and said so: `x-gateway-token-count: estimate`."""
-    parsed = parse_request(await request.read(), Operation.COUNT_TOKENS)
+    parsed = parse_request(await read_body(request), Operation.COUNT_TOKENS)
     dispatcher = request.app[DISPATCHER]
     key = request.get(GATEWAY_KEY)
     if key is not None:

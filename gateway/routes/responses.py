@@ -17,6 +17,7 @@ from gateway.dispatch import Call
 from gateway.first_content import responses_content
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively, through_chat
+from gateway.request_body import read_body
 from providers.base import Provider
 from providers.responses_bridge import (
     ResponsesFromChat,
@@ -34,7 +35,7 @@ _BRIDGED: weakref.WeakSet[Provider] = weakref.WeakSet()
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), OPERATION)
+    parsed = parse_request(await read_body(request), OPERATION)
     stream = parsed.stream
     echo = response_echo(parsed.body)  # what a bridged Response object repeats of the request
 
