@@ -17,6 +17,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from gateway.bodies import content_coding
 from wire.errors import BadRequest, PayloadTooLarge
 
 _FIELD_LIMIT = 64 * 1024  # a form field is a name, a number or a prompt: never megabytes
@@ -175,6 +176,7 @@ async def read_upload(request: web.Request, limit: int, fields_limit: int | None
         raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("Expected a multipart/form-data upload with a `file` field.", param="file")
+    content_coding(request, decodable=False)  # streamed as it comes: no coding to undo
     upload = Upload(await _checked(request.multipart()), limit, fields_limit)
     await upload.read_head()
     return upload

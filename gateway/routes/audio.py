@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.app_keys import CONFIG, DISPATCHER
+from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import parse_request
@@ -23,7 +24,7 @@ from wire.operations import Operation
 
 
 async def speech(request: web.Request) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), Operation.SPEECH)
+    parsed = parse_request(await read_body(request), Operation.SPEECH)
     # The upstream is always asked for plain audio; the gateway frames SSE itself, the same
     # way for every upstream, and relays each chunk the moment it arrives.
     sse = parsed.body.pop("stream_format", None) is not None and (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.app_keys import DISPATCHER
+from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively
@@ -21,7 +22,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _complete(request: web.Request, operation: Operation) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), operation)
+    parsed = parse_request(await read_body(request), operation)
 
     def prepare(provider: Provider, model: str) -> Prepared:
         return natively(provider, operation, model, parsed.body, parsed.stream)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.app_keys import DISPATCHER
+from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively
@@ -15,7 +16,7 @@ OPERATION = Operation.EMBEDDINGS
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), OPERATION)
+    parsed = parse_request(await read_body(request), OPERATION)
 
     def prepare(provider: Provider, model: str) -> Prepared:
         return natively(provider, OPERATION, model, parsed.body, False)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway import errors
 from gateway.app_keys import DISPATCHER
+from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import decode_object
@@ -43,7 +44,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         )
     stream = _METHODS[method]
     sse = stream and request.query.get("alt") == "sse"
-    body = decode_object(await request.read())
+    body = decode_object(await read_body(request))
     if "contents" not in body:
         raise BadRequest("Missing required parameter: 'contents'.", param="contents")
     model = model.removeprefix("models/")

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway import errors
 from gateway.app_keys import DISPATCHER
+from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.first_content import ContentProbe, TypedEvents
 from gateway.parsing import parse_request
@@ -42,7 +43,7 @@ def messages_content() -> ContentProbe:
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), Operation.MESSAGES)
+    parsed = parse_request(await read_body(request), Operation.MESSAGES)
     stream = parsed.stream
     chat_body = None  # translated once, for the first provider that needs chat
 
@@ -80,7 +81,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Passed through to an Anthropic provider; any other cannot count Anthropic's tokens."""
-    parsed = parse_request(await request.read(), Operation.COUNT_TOKENS)
+    parsed = parse_request(await read_body(request), Operation.COUNT_TOKENS)
 
     def prepare(provider: Provider, model: str) -> Prepared:
         upstream = provider.build_request(Operation.COUNT_TOKENS, model, parsed.body, False)

@@ -12,6 +12,7 @@ import weakref
 from aiohttp import web
 
 from gateway.app_keys import DISPATCHER
+from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.first_content import responses_content
 from gateway.parsing import parse_request
@@ -32,7 +33,7 @@ _BRIDGED: weakref.WeakSet[Provider] = weakref.WeakSet()
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    parsed = parse_request(await request.read(), OPERATION)
+    parsed = parse_request(await read_body(request), OPERATION)
     stream = parsed.stream
     echo = response_echo(parsed.body)  # what a bridged Response object repeats of the request
 
