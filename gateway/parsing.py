@@ -15,6 +15,7 @@ import msgspec
 
 from wire.errors import BadRequest
 from wire.jsondepth import MAX_DEPTH, too_deep
+from wire.jsonints import INT_MAX, INT_MIN, out_of_range
 from wire.operations import Operation, RawBody, decode_field
 
 _body_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -142,13 +143,22 @@ def decode_object(data: bytes) -> RawBody:
     if not _is_utf8(data):
         raise BadRequest("The request body is not valid UTF-8 (JSON must be UTF-8).")
     try:
-        return _body_decoder.decode(data)
+        body = _body_decoder.decode(data)
     except msgspec.ValidationError:
         raise BadRequest("The request body must be a JSON object.") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(
             f"We could not parse the JSON body of your request: {exc}. The body must be valid JSON."
         ) from None
+    number = out_of_range(data)  # valid JSON now: a number outside 64 bits is one for sure
+    if number is not None:
+        shown = str(number) if len(str(number)) <= 40 else f"{str(number)[:40]}..."
+        raise BadRequest(
+            f"The request body holds the integer {shown}, outside the 64-bit range the gateway "
+            f"and its providers read ({INT_MIN} to {INT_MAX}).",
+            code="integer_out_of_range",
+        )
+    return body
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -6,6 +6,7 @@ classes at random; here each has its named cases."""
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import zlib
 from collections.abc import Callable, Iterator
@@ -14,8 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import GatewayFactory
+from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.raw_requests import JSON, send_raw
+from wire.jsonints import out_of_range
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 # One route of each error shape, with a body the mock answers.
@@ -138,3 +140,102 @@ async def test_a_compressed_upload_is_a_415(mock_url: str, no_tracebacks: None) 
     assert status == 415
     assert "'gzip'" in shaped_error("openai", raw)["message"]
     assert answer_headers["Accept-Encoding"] == "identity"
+
+
+# --- integers past 64 bits ---
+
+BIG = 2**64
+
+
+@pytest.fixture
+async def translating_url(upstream: FakeUpstream, start_gateway: GatewayFactory) -> str:
+    """The mock, and a Gemini and an Anthropic provider (translated) on the fake upstream."""
+    return await start_gateway(
+        "[providers.mock]\ndelay = 0\n"
+        + provider_toml(upstream.url, "gem", type="gemini", api_key="k")
+        + provider_toml(upstream.url, "claude", type="anthropic", api_key="k")
+    )
+
+
+def _with(body: dict[str, Any], where: str, number: int) -> bytes:
+    """`body` as JSON with `number` at `where`: a new top-level field, or in its first
+    message (text for a typed field would be refused for its type, not its size)."""
+    text = json.dumps(body)
+    if where == "top":
+        return text[:-1].encode() + f', "x": {number}}}'.encode()
+    at = text.index("hi") + len("hi")
+    return text[:at].encode() + f'", "extra": {number}, "y": "'.encode() + text[at:].encode()
+
+
+@pytest.mark.parametrize("number", [2**64, -(2**63) - 1, 10**40])
+@pytest.mark.parametrize("where", ["top", "inner"])
+@pytest.mark.parametrize(
+    ("shape", "path", "model"),
+    [
+        ("openai", "/v1/responses", "mock/m"),  # bridged through chat
+        ("openai", "/v1/responses", "claude/m"),
+        ("openai", "/v1/chat/completions", "gem/m"),  # translated to Gemini's API
+        ("anthropic", "/v1/messages", "mock/m"),
+        ("anthropic", "/v1/messages", "claude/m"),  # passed through
+        ("gemini", "/v1beta/models/mock/m:generateContent", None),
+    ],
+)
+async def test_an_integer_past_64_bits_is_a_400_in_the_routes_shape(
+    translating_url: str,
+    upstream: FakeUpstream,
+    no_tracebacks: None,
+    number: int,
+    where: str,
+    shape: str,
+    path: str,
+    model: str | None,
+) -> None:
+    body = {
+        "/v1/responses": {"model": model, "input": [{"role": "user", "content": "hi"}]},
+        "/v1/chat/completions": {"model": model, "messages": MESSAGES},
+        "/v1/messages": {"model": model, "max_tokens": 5, "messages": MESSAGES},
+    }.get(path, {"contents": [{"parts": [{"text": "hi"}]}]})
+    status, raw, _ = await send_raw(translating_url, path, _with(body, where, number), JSON)
+    assert status == 400, raw
+    error = shaped_error(shape, raw)
+    assert "outside the 64-bit range" in error["message"]
+    assert str(number)[:20] in error["message"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        2**64 - 1,  # the largest unsigned 64-bit integer, and the smallest signed one
+        -(2**63),
+        "12345678901234567890123456789",  # digits in a string
+        '\\"12345678901234567890123456789\\"',  # after an escaped quote
+        1.2345678901234568e29,  # floats of any size
+        "1e400x",
+    ],
+)
+async def test_numbers_within_64_bits_floats_and_digits_in_strings_are_read(
+    mock_url: str, extra: Any
+) -> None:
+    text = json.dumps({"model": "mock/m", "messages": MESSAGES, "x": extra})
+    status, raw, _ = await send_raw(mock_url, "/v1/chat/completions", text.encode(), JSON)
+    assert status == 200, raw
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        (b'{"a": 18446744073709551616}', 2**64),
+        (b'{"a": [1, -9223372036854775809]}', -(2**63) - 1),
+        (b'{"a": 18446744073709551615, "b": -9223372036854775808}', None),
+        (b'{"a": "18446744073709551616"}', None),
+        (b'{"a": "x\\"18446744073709551616\\"", "b": 1}', None),
+        (b'{"a": "\\\\", "b": 18446744073709551616}', 2**64),
+        (b'{"a": 123456789012345678901234.5}', None),
+        (b'{"a": 1e18446744073709551616}', None),
+        (b'{"a": 1.5E-18446744073709551616}', None),
+        (b'{"a": 18446744073709551616e2}', None),
+    ],
+)
+def test_out_of_range_finds_integers_only(text: bytes, found: int | None) -> None:
+    assert out_of_range(text) == found
