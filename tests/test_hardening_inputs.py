@@ -11,10 +11,13 @@ import logging
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
+from aiohttp import web
 
+from tests import fuzz_cases
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.raw_requests import JSON, send_raw
 from wire.jsonints import out_of_range
@@ -239,3 +242,92 @@ async def test_numbers_within_64_bits_floats_and_digits_in_strings_are_read(
 )
 def test_out_of_range_finds_integers_only(text: bytes, found: int | None) -> None:
     assert out_of_range(text) == found
+
+
+# --- control characters in model names ---
+
+
+@pytest.fixture
+async def serving_url(upstream: FakeUpstream, start_gateway: GatewayFactory) -> str:
+    """The mock, and an OpenAI provider `fake` whose upstream answers every chat request."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.json_response(orjson.loads(fuzz_cases.encode({"choices": []})))
+
+    upstream.handler = answer
+    return await start_gateway(
+        "[providers.mock]\ndelay = 0\n" + provider_toml(upstream.url, api_key="k")
+    )
+
+
+CONTROL_NAMES = ["m\r\nX-Injected: 1", "m\n", "\rm", "m\x00", "m\x7f", "m\tx", "m\x85", "m\u2028"]
+
+
+@pytest.mark.parametrize("name", CONTROL_NAMES)
+@pytest.mark.parametrize("provider", ["mock", "fake"])
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("shape", "path"),
+    [
+        ("openai", "/v1/chat/completions"),
+        ("openai", "/v1/responses"),
+        ("openai", "/v1/embeddings"),
+        ("anthropic", "/v1/messages"),
+        ("gemini", "/v1beta/models/{model}:generateContent"),
+    ],
+)
+async def test_a_model_name_with_a_control_character_is_a_400(
+    serving_url: str,
+    upstream: FakeUpstream,
+    no_tracebacks: None,
+    name: str,
+    provider: str,
+    stream: bool,
+    shape: str,
+    path: str,
+) -> None:
+    model = f"{provider}/{name}"
+    body: dict[str, Any] = {"model": model, "stream": stream, "input": "hi", "max_tokens": 5}
+    body["messages"] = MESSAGES
+    if shape == "gemini":
+        method = "streamGenerateContent" if stream else "generateContent"
+        path = f"/v1beta/models/{quote(model, safe='/')}:{method}"
+        body = {"contents": [{"parts": [{"text": "hi"}]}]}
+    status, raw, headers = await send_raw(serving_url, path, orjson.dumps(body), JSON)
+    error = shaped_error(shape, raw)
+    if shape == "gemini" and "\n" in name:  # the path matches no route: aiohttp's `.` ends there
+        assert status == 404 and "Unknown request URL" in error["message"]
+    else:
+        assert status == 400, raw
+        assert "control character" in error["message"]
+    assert "X-Injected" not in headers
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("field", ["fallbacks", "upload"])
+async def test_a_fallback_or_upload_model_with_a_control_character_is_a_400(
+    serving_url: str, upstream: FakeUpstream, no_tracebacks: None, field: str
+) -> None:
+    if field == "upload":
+        case = fuzz_cases.upload_case(
+            "/v1/audio/transcriptions",
+            [(b"model", b"fake/w\r\nX: 1")],
+            file=(b"a.wav", b"audio/wav", b"RIFF"),
+        )
+    else:
+        body = {"model": "mock/m", "messages": MESSAGES, "fallbacks": ["fake/m\r\n"]}
+        case = fuzz_cases.json_case("/v1/chat/completions", body)
+    status, raw, _ = await send_raw(serving_url, case.path, case.body, case.headers)
+    assert status == 400, raw
+    error = shaped_error("openai", raw)
+    assert "control character" in error["message"] and error["code"] == "invalid_model"
+    assert upstream.requests == []
+
+
+async def test_a_model_name_with_other_unicode_is_served(serving_url: str) -> None:
+    body = {"model": "mock/modèle-世界", "messages": MESSAGES}
+    status, raw, headers = await send_raw(
+        serving_url, "/v1/chat/completions", orjson.dumps(body), JSON
+    )
+    assert status == 200, raw
+    assert headers["x-gateway-model"] == "mock/modèle-世界"
