@@ -11,6 +11,7 @@ import logging
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest.mock import ANY
 from urllib.parse import quote
 
 import orjson
@@ -331,3 +332,108 @@ async def test_a_model_name_with_other_unicode_is_served(serving_url: str) -> No
     )
     assert status == 200, raw
     assert headers["x-gateway-model"] == "mock/modèle-世界"
+
+
+# --- multipart part headers, and a second `model` ---
+
+
+@pytest.fixture
+async def upload_url(upstream: FakeUpstream, start_gateway: GatewayFactory) -> str:
+    """The mock, an OpenAI provider `fake` that transcribes, and an alias `both` that may send
+    an upload twice (so the gateway spools it); a key `narrow` that may use mock/* only."""
+
+    async def transcribe(request: web.Request) -> web.Response:
+        form = await request.post()
+        upstream.requests[-1]["form"] = {key: str(value) for key, value in form.items()}
+        return web.json_response({"text": "heard"})
+
+    upstream.handler = transcribe
+    return await start_gateway(
+        "[providers.mock]\ndelay = 0\n"
+        + provider_toml(upstream.url, api_key="k")
+        + '[models.both]\ntargets = ["fake/w", "mock/w"]\n'
+        + '[keys.narrow]\nvalue = "sk-narrow"\nmodels = ["mock/*", "both"]\n'
+    )
+
+
+UPLOAD = "/v1/audio/transcriptions"
+NARROW = {"Authorization": "Bearer sk-narrow"}
+
+
+def _upload(
+    fields: list[tuple[bytes, bytes]],
+    after: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+    filename: bytes = b"a.wav",
+    file_type: bytes = b"audio/wav",
+) -> tuple[bytes, dict[str, str]]:
+    case = fuzz_cases.upload_case(UPLOAD, fields, (filename, file_type, b"RIFF"), after)
+    return case.body, {**case.headers, **NARROW}
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["field name", "file name", "file type", "file name (control)", "field name (NUL)"],
+)
+@pytest.mark.parametrize("model", [b"mock/w", b"both"])
+@pytest.mark.parametrize("stream", [b"false", b"true"])
+async def test_a_part_header_that_is_not_utf8_text_is_a_400(
+    upload_url: str,
+    upstream: FakeUpstream,
+    no_tracebacks: None,
+    where: str,
+    model: bytes,
+    stream: bytes,
+) -> None:
+    fields = [(b"model", model), (b"stream", stream)]
+    filename, file_type = b"a.wav", b"audio/wav"
+    if where == "field name":
+        fields.append((b"lang\xffuage", b"en"))
+    elif where == "field name (NUL)":
+        fields.append((b"lang\x00uage", b"en"))
+    elif where == "file name":
+        filename = b"a\xff.wav"
+    elif where == "file name (control)":
+        filename = b"a\x1b.wav"
+    else:
+        file_type = b"audio/\xc3(wav"
+    body, headers = _upload(fields, filename=filename, file_type=file_type)
+    status, raw, _ = await send_raw(upload_url, UPLOAD, body, headers)
+    assert status == 400, raw
+    error = shaped_error("openai", raw)
+    if "control" in where or "NUL" in where:  # aiohttp's reader refuses these itself
+        assert "a part's headers cannot be read" in error["message"]
+    else:
+        assert error["code"] == "invalid_multipart_header" and "UTF-8 text" in error["message"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("model", [b"mock/w", b"both"])
+@pytest.mark.parametrize("stream", [b"false", b"true"])
+@pytest.mark.parametrize("after_file", [False, True])
+async def test_a_form_with_a_second_model_is_a_400(
+    upload_url: str,
+    upstream: FakeUpstream,
+    no_tracebacks: None,
+    model: bytes,
+    stream: bytes,
+    after_file: bool,
+) -> None:
+    """The key may use mock/* and `both`: a second model, after the file, once went upstream
+    as it was, unchecked (to `fake` via `both`, the client's `fake/secret`)."""
+    second = [(b"model", b"fake/secret")]
+    fields = [(b"model", model), (b"stream", stream)]
+    body, headers = _upload(fields, after=second) if after_file else _upload(fields + second)
+    status, raw, _ = await send_raw(upload_url, UPLOAD, body, headers)
+    assert status == 400, raw
+    error = shaped_error("openai", raw)
+    assert error["code"] == "duplicate_parameter" and error["param"] == "model"
+    assert all("fake/secret" not in str(r.get("form")) for r in upstream.requests)
+
+
+async def test_a_form_with_one_model_and_fields_after_the_file_is_served(
+    upload_url: str, upstream: FakeUpstream
+) -> None:
+    body, headers = _upload([(b"model", b"both")], after=[(b"language", b"fr")])
+    status, raw, _ = await send_raw(upload_url, UPLOAD, body, headers)
+    assert status == 200, raw
+    assert upstream.requests[-1]["form"] == {"model": "w", "file": ANY, "language": "fr"}
