@@ -437,3 +437,40 @@ async def test_a_form_with_one_model_and_fields_after_the_file_is_served(
     status, raw, _ = await send_raw(upload_url, UPLOAD, body, headers)
     assert status == 200, raw
     assert upstream.requests[-1]["form"] == {"model": "w", "file": ANY, "language": "fr"}
+
+
+# --- Responses bodies through the chat bridge ---
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("input", [{"role": "user", "content": 5}]),
+        ("input", [{"role": "user", "content": [5]}]),
+        ("input", [{"role": "user", "content": [{"type": 5, "text": "hi"}]}]),
+        ("input", [{"role": "user", "content": [{"type": ["input_text"]}]}]),
+        ("input", [{"role": "user", "content": [{"text": "no type"}]}]),
+        ("input", [{"role": 5, "content": "hi"}]),
+        ("input", [{"type": {"a": 1}}]),
+        ("input", 5),
+        ("text", {"format": 1}),
+        ("text", {"format": ["json_schema"]}),
+    ],
+)
+@pytest.mark.parametrize("model", ["mock/m", "claude/m"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_wrongly_typed_responses_field_is_a_400_naming_it(
+    translating_url: str,
+    upstream: FakeUpstream,
+    no_tracebacks: None,
+    field: str,
+    value: Any,
+    model: str,
+    stream: bool,
+) -> None:
+    body = {"model": model, "input": "hi", "stream": stream, field: value}
+    status, raw, _ = await send_raw(translating_url, "/v1/responses", orjson.dumps(body), JSON)
+    assert status == 400, raw
+    error = shaped_error("openai", raw)
+    assert error["param"] == field and error["code"] == "invalid_type"
+    assert upstream.requests == []
