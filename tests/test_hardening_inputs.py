@@ -474,3 +474,74 @@ async def test_a_wrongly_typed_responses_field_is_a_400_naming_it(
     error = shaped_error("openai", raw)
     assert error["param"] == field and error["code"] == "invalid_type"
     assert upstream.requests == []
+
+
+# --- the mock: schemas it makes instances of, embeddings' dimensions ---
+
+
+@pytest.mark.parametrize(
+    ("where", "schema", "param", "code"),
+    [
+        ("tools", {"type": "array", "minItems": "x"}, "tools", "invalid_function_parameters"),
+        ("tools", {"type": "array", "minItems": 10**9}, "tools", "invalid_function_parameters"),
+        (
+            "format",
+            {"type": "string", "minLength": 10**9},
+            "response_format",
+            "invalid_json_schema",
+        ),
+        (
+            "format",
+            {"$ref": "#/x", "x": {"minimum": "a"}},
+            "response_format",
+            "invalid_json_schema",
+        ),
+        ("format", 5, "response_format", "invalid_type"),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_mock_refuses_a_schema_it_cannot_make_an_instance_of(
+    mock_url: str, no_tracebacks: None, where: str, schema: Any, param: str, code: str, stream: bool
+) -> None:
+    body: dict[str, Any] = {"model": "mock/m", "messages": MESSAGES, "stream": stream}
+    if where == "tools":
+        body["tools"] = [{"type": "function", "function": {"name": "f", "parameters": schema}}]
+    elif isinstance(schema, dict):
+        body["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
+    else:
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    status, raw, _ = await send_raw(mock_url, "/v1/chat/completions", orjson.dumps(body), JSON)
+    assert status == 400, raw
+    error = shaped_error("openai", raw)
+    assert error["param"] == param and error["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"dimensions": 0}, "dimensions", "integer_below_min_value"),
+        ({"dimensions": -3}, "dimensions", "integer_below_min_value"),
+        ({"dimensions": 3073}, "dimensions", "integer_above_max_value"),
+        (
+            {"dimensions": 10**9, "encoding_format": "base64"},
+            "dimensions",
+            "integer_above_max_value",
+        ),
+        ({"input": []}, "input", None),
+        ({"input": ["a", ""]}, "input", None),
+    ],
+)
+async def test_the_mock_refuses_embeddings_openai_would(
+    mock_url: str, no_tracebacks: None, body: dict[str, Any], param: str, code: str | None
+) -> None:
+    request = {"model": "mock/e", "input": "hi", **body}
+    status, raw, _ = await send_raw(mock_url, "/v1/embeddings", orjson.dumps(request), JSON)
+    assert status == 400, raw
+    error = shaped_error("openai", raw)
+    assert error["param"] == param and error["code"] == code
+
+
+async def test_the_mock_embeds_up_to_3072_dimensions(mock_url: str) -> None:
+    request = {"model": "mock/e", "input": "hi", "dimensions": 3072}
+    status, raw, _ = await send_raw(mock_url, "/v1/embeddings", orjson.dumps(request), JSON)
+    assert status == 200 and len(orjson.loads(raw)["data"][0]["embedding"]) == 3072
