@@ -100,6 +100,9 @@ class ParsedRequest(msgspec.Struct, frozen=True, gc=False):
     values: dict[str, Any]  # the typed fields that were present
     # The request's own fallbacks (Bifrost's field): the gateway's, never sent upstream.
     fallbacks: list[str] = []
+    # Models the body asks the upstream itself to choose from (`MODEL_LISTS`): sent upstream,
+    # and checked against the key's allow-list as the upstream will read them.
+    upstream_models: list[str] = []
 
 
 def parse_request(data: bytes, operation: Operation) -> ParsedRequest:
@@ -118,16 +121,26 @@ def parse_request(data: bytes, operation: Operation) -> ParsedRequest:
         if raw is not None:
             values[name] = decode_field(name, raw, decoder)
     fallbacks = body.pop("fallbacks", None)
+    upstream_models = [
+        model
+        for name in MODEL_LISTS
+        if name in body
+        for model in decode_field(name, body[name], _models_decoder) or ()
+    ]
     return ParsedRequest(
         body,
         values["model"],
         bool(values.get("stream")),
         values,
-        decode_field("fallbacks", fallbacks, _fallbacks_decoder) or [] if fallbacks else [],
+        decode_field("fallbacks", fallbacks, _models_decoder) or [] if fallbacks else [],
+        upstream_models,
     )
 
 
-_fallbacks_decoder = msgspec.json.Decoder(list[str] | None)
+# Body fields an upstream reads as more models to use: OpenRouter's `models` (its fallback
+# list). Forwarded as they are, so a key's allow-list must cover what they name.
+MODEL_LISTS = ("models",)
+_models_decoder = msgspec.json.Decoder(list[str] | None)
 
 
 def decode_object(data: bytes) -> RawBody:

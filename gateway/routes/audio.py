@@ -42,6 +42,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
         True,
         prepare,
         parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
         content_probe=event_content if sse else every_byte,
         stream_headers=SSE_HEADERS if sse else {"Content-Type": audio_type},
         upstream_content_type=not sse,

@@ -27,7 +27,14 @@ async def _complete(request: web.Request, operation: Operation) -> web.StreamRes
     def prepare(provider: Provider, model: str) -> Prepared:
         return natively(provider, operation, model, parsed.body, parsed.stream)
 
-    call = Call(operation, parsed.model, parsed.stream, prepare, parsed.fallbacks)
+    call = Call(
+        operation,
+        parsed.model,
+        parsed.stream,
+        prepare,
+        parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
+    )
     return await request.app[DISPATCHER].dispatch(request, call)
 
 

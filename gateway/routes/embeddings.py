@@ -21,7 +21,14 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     def prepare(provider: Provider, model: str) -> Prepared:
         return natively(provider, OPERATION, model, parsed.body, False)
 
-    call = Call(OPERATION, parsed.model, False, prepare, parsed.fallbacks)
+    call = Call(
+        OPERATION,
+        parsed.model,
+        False,
+        prepare,
+        parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
+    )
     return await request.app[DISPATCHER].dispatch(request, call)
 
 

@@ -73,6 +73,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         stream,
         prepare,
         parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
         content_probe=messages_content,
         keepalive=PING,
     )
@@ -87,7 +88,14 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         upstream = provider.build_request(Operation.COUNT_TOKENS, model, parsed.body, False)
         return Prepared(with_client_headers(upstream, request.headers), translate=unchanged)
 
-    call = Call(Operation.COUNT_TOKENS, parsed.model, False, prepare, parsed.fallbacks)
+    call = Call(
+        Operation.COUNT_TOKENS,
+        parsed.model,
+        False,
+        prepare,
+        parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
+    )
     return await request.app[DISPATCHER].dispatch(request, call)
 
 

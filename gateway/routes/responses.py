@@ -73,6 +73,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         stream,
         prepare,
         parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
         content_probe=responses_content,
     )
     return await request.app[DISPATCHER].dispatch(request, call)
