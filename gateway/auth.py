@@ -58,13 +58,14 @@ class GatewayKey(msgspec.Struct, frozen=True, gc=False):
     def allows(self, model: str) -> bool:
         return self.patterns.fullmatch(model) is not None
 
-    def check_models(self, names: list[str]) -> None:
+    def check_models(self, names: list[str], param: str = "model") -> None:
         """Raise 403 naming the first model (or fallback) this key may not use."""
         for name in names:
             if not self.allows(name):
                 raise ModelNotAllowed(
-                    f"The key {self.name!r} may not use model {name!r}.",
-                    param="model",
+                    f"The key {self.name!r} may not use model {name!r}"
+                    + (f" (named in `{param}`)." if param != "model" else "."),
+                    param=param,
                 )
 
 

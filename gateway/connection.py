@@ -91,7 +91,11 @@ class GuardedHandler(RequestHandler):
         on_lost: Callable[[], None],
         **kwargs: Any,
     ) -> None:
-        super().__init__(manager, keepalive_timeout=limits.idle_timeout, **kwargs)
+        # A body's Content-Encoding is decoded by the route that reads it (gateway.bodies),
+        # where a bad one is a 4xx in the route's own shape, not a traceback in aiohttp's reader.
+        super().__init__(
+            manager, keepalive_timeout=limits.idle_timeout, auto_decompress=False, **kwargs
+        )
         self._limits = limits
         self._on_lost = on_lost
         self._state = _HEAD

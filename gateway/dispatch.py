@@ -82,6 +82,8 @@ class Call(msgspec.Struct, gc=False):
     # One attempt's upstream request for a provider and the model name it is sent.
     prepare: Callable[[Provider, str], Prepared]
     fallbacks: Sequence[str] = ()  # the request's own `fallbacks`, tried after the model's
+    # Models the body asks the upstream to choose from itself (OpenRouter's `models`).
+    upstream_models: Sequence[str] = ()
     content_probe: Callable[[], ContentProbe] = chat_content  # streams: the client's format
     stream_headers: Mapping[str, str] = msgspec.field(default_factory=lambda: SSE_HEADERS)
     # What an SSE stream waiting for its first content sends every `keepalive` seconds (a
@@ -115,6 +117,10 @@ class Dispatcher:
         if key is not None:
             key.check_models([call.model, *call.fallbacks])
         plan = self.router.plan(call.model, call.operation, call.fallbacks)
+        if key is not None and call.upstream_models:
+            # Each provider the body may go to reads these as its own model names.
+            names = {f"{c.group.name}/{model}" for c in plan for model in call.upstream_models}
+            key.check_models(sorted(names), param="models")
         run = _Run(self, request, call, key)
         if key is None:
             return await run.run(plan)

@@ -15,6 +15,7 @@ import msgspec
 
 from wire.errors import BadRequest
 from wire.jsondepth import MAX_DEPTH, too_deep
+from wire.jsonints import INT_MAX, INT_MIN, out_of_range
 from wire.operations import Operation, RawBody, decode_field
 
 _body_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -99,6 +100,9 @@ class ParsedRequest(msgspec.Struct, frozen=True, gc=False):
     values: dict[str, Any]  # the typed fields that were present
     # The request's own fallbacks (Bifrost's field): the gateway's, never sent upstream.
     fallbacks: list[str] = []
+    # Models the body asks the upstream itself to choose from (`MODEL_LISTS`): sent upstream,
+    # and checked against the key's allow-list as the upstream will read them.
+    upstream_models: list[str] = []
 
 
 def parse_request(data: bytes, operation: Operation) -> ParsedRequest:
@@ -117,16 +121,26 @@ def parse_request(data: bytes, operation: Operation) -> ParsedRequest:
         if raw is not None:
             values[name] = decode_field(name, raw, decoder)
     fallbacks = body.pop("fallbacks", None)
+    upstream_models = [
+        model
+        for name in MODEL_LISTS
+        if name in body
+        for model in decode_field(name, body[name], _models_decoder) or ()
+    ]
     return ParsedRequest(
         body,
         values["model"],
         bool(values.get("stream")),
         values,
-        decode_field("fallbacks", fallbacks, _fallbacks_decoder) or [] if fallbacks else [],
+        decode_field("fallbacks", fallbacks, _models_decoder) or [] if fallbacks else [],
+        upstream_models,
     )
 
 
-_fallbacks_decoder = msgspec.json.Decoder(list[str] | None)
+# Body fields an upstream reads as more models to use: OpenRouter's `models` (its fallback
+# list). Forwarded as they are, so a key's allow-list must cover what they name.
+MODEL_LISTS = ("models",)
+_models_decoder = msgspec.json.Decoder(list[str] | None)
 
 
 def decode_object(data: bytes) -> RawBody:
@@ -142,13 +156,22 @@ def decode_object(data: bytes) -> RawBody:
     if not _is_utf8(data):
         raise BadRequest("The request body is not valid UTF-8 (JSON must be UTF-8).")
     try:
-        return _body_decoder.decode(data)
+        body = _body_decoder.decode(data)
     except msgspec.ValidationError:
         raise BadRequest("The request body must be a JSON object.") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(
             f"We could not parse the JSON body of your request: {exc}. The body must be valid JSON."
         ) from None
+    number = out_of_range(data)  # valid JSON now: a number outside 64 bits is one for sure
+    if number is not None:
+        shown = str(number) if len(str(number)) <= 40 else f"{str(number)[:40]}..."
+        raise BadRequest(
+            f"The request body holds the integer {shown}, outside the 64-bit range the gateway "
+            f"and its providers read ({INT_MIN} to {INT_MAX}).",
+            code="integer_out_of_range",
+        )
+    return body
 
 
 def _is_utf8(data: bytes) -> bool:

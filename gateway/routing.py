@@ -10,6 +10,7 @@ Each target is a provider table, whose `keys` (or its one `api_key`) give one `T
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -142,6 +143,7 @@ class Router:
         planned: list[Candidate] = []
         seen: set[str] = set()
         for name, param in named:
+            _check_name(name, param)
             for candidate in self._candidates(name, param):
                 if candidate.label not in seen:
                     seen.add(candidate.label)
@@ -209,6 +211,22 @@ class Router:
             f"name it '{default}/{label}' (or list it in [providers.{default}] models).",
             param=param,
             code="unknown_provider",
+        )
+
+
+# No model name has them; in one, they would reach a response header (x-gateway-model), an
+# upstream URL (Gemini's) or a log line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _check_name(name: str, param: str) -> None:
+    found = _CONTROL.search(name)
+    if found is not None:
+        raise BadRequest(
+            f"Model {name!r} contains the control character {found.group()!r}: a model name "
+            "is printable text.",
+            param=param,
+            code="invalid_model",
         )
 
 

@@ -9,6 +9,7 @@ client does that) is it held until the model is known.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, TypeVar
@@ -17,6 +18,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from gateway.bodies import content_coding
 from wire.errors import BadRequest, PayloadTooLarge
 
 _FIELD_LIMIT = 64 * 1024  # a form field is a name, a number or a prompt: never megabytes
@@ -60,9 +62,7 @@ class Upload:
 
     async def read_head(self) -> None:
         """Read the fields up to the file part (and past it, holding the file, if no model yet)."""
-        while (part := await _checked(self._reader.next())) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise BadRequest("Nested multipart bodies are not supported.", param="file")
+        while (part := await self._next_part()) is not None:
             if part.filename is not None or part.name == "file":
                 self.file_name = part.filename or "audio"
                 self.file_type = part.headers.get("Content-Type", self.file_type)
@@ -71,7 +71,7 @@ class Upload:
                     return
                 self._held = [chunk async for chunk in self._file_chunks(part)]
             else:
-                self.fields.append((part.name or "", await self._read_field(part)))
+                await self._read_field(part)
         if self._file is None and self._held is None:
             raise BadRequest(
                 "Missing required parameter: 'file'.",
@@ -94,9 +94,9 @@ class Upload:
             async for chunk in self._file_chunks(self._file):
                 self._spool.write(chunk)
             self._file = None
-        while (part := await _checked(self._reader.next())) is not None:  # after the file
-            if isinstance(part, BodyPartReader) and part.filename is None:
-                self.fields.append((part.name or "", await self._read_field(part)))
+        while (part := await self._next_part()) is not None:  # after the file
+            if part.filename is None:
+                await self._read_field(part)
 
     def close(self) -> None:
         if self._spool is not None:
@@ -122,16 +122,41 @@ class Upload:
             async for chunk in self._file_chunks(self._file):
                 yield chunk
         yield b"\r\n"
-        while (part := await _checked(self._reader.next())) is not None:  # after the file
-            if isinstance(part, BodyPartReader) and part.filename is None:
-                value = await self._read_field(part)
-                self.fields.append((part.name or "", value))
-                yield self._field(part.name or "", value)
+        while (part := await self._next_part()) is not None:  # after the file
+            if part.filename is None:
+                name, value = await self._read_field(part)
+                yield self._field(name, value)
         yield f"--{self._boundary}--\r\n".encode()
 
-    async def _read_field(self, part: BodyPartReader) -> str:
+    async def _next_part(self) -> BodyPartReader | None:
+        """The form's next part, its headers checked: they are copied into the upstream's
+        form, so they must be text (UTF-8, no control characters)."""
+        part = await _checked(self._reader.next())
+        if part is None:
+            return None
+        if not isinstance(part, BodyPartReader):
+            raise BadRequest("Nested multipart bodies are not supported.", param="file")
+        for header in (part.name, part.filename, *part.headers.values()):
+            if header is not None and not _is_text(header):
+                raise BadRequest(
+                    f"A part of the form has a header that is not UTF-8 text: {header!r}.",
+                    param=part.name if part.name and _is_text(part.name) else None,
+                    code="invalid_multipart_header",
+                )
+        return part
+
+    async def _read_field(self, part: BodyPartReader) -> tuple[str, str]:
+        """Read a form field into `fields`: its name and value. A second `model` is refused:
+        the model was routed (and allowed to the key) by the first."""
+        name = part.name or ""
         if len(self.fields) >= _MAX_FIELDS:
             raise BadRequest(f"The form has more than {_MAX_FIELDS} fields.", param=part.name)
+        if name == "model" and self.value("model") is not None:
+            raise BadRequest(
+                "The form has more than one `model` field.",
+                param="model",
+                code="duplicate_parameter",
+            )
         data = bytearray()
         while chunk := await _checked(part.read_chunk(_CHUNK)):
             data += chunk
@@ -142,7 +167,12 @@ class Upload:
             raise PayloadTooLarge(
                 f"The form's fields are larger than the limit of {self._fields_limit} bytes."
             )
-        return data.decode(part.get_charset("utf-8"), "replace")
+        try:
+            value = data.decode(part.get_charset("utf-8"), "replace")
+        except LookupError:  # a charset Python does not know
+            raise BadRequest(f"Form field {name!r} names an unknown charset.", param=name) from None
+        self.fields.append((name, value))
+        return name, value
 
     async def _file_chunks(self, part: BodyPartReader) -> AsyncIterator[bytes]:
         while chunk := await _checked(part.read_chunk(_CHUNK)):
@@ -175,6 +205,7 @@ async def read_upload(request: web.Request, limit: int, fields_limit: int | None
         raise PayloadTooLarge(f"The upload is larger than the limit of {limit} bytes.")
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("Expected a multipart/form-data upload with a `file` field.", param="file")
+    content_coding(request, decodable=False)  # streamed as it comes: no coding to undo
     upload = Upload(await _checked(request.multipart()), limit, fields_limit)
     await upload.read_head()
     return upload
@@ -205,6 +236,15 @@ def _malformed(reason: str) -> str:
 
 def _nothing() -> None:
     pass
+
+
+# Control characters (a tab is whitespace), and bytes that were not UTF-8: aiohttp keeps those
+# as surrogates, which cannot be written again.
+_NOT_TEXT = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+
+
+def _is_text(value: str) -> bool:
+    return _NOT_TEXT.search(value) is None
 
 
 def _quote(value: str) -> str:

@@ -40,7 +40,7 @@ from providers.chat_request import FunctionDef, NamedToolChoice, ToolMode
 from providers.declaration import ProviderConfig, ProviderType
 from providers.mock_failures import CutAfter, ErrorFirst, Failure, Status
 from providers.mock_media import MockReply
-from providers.mock_schema import instance
+from providers.mock_schema import SchemaError, instance
 from providers.openai import CHAT_STYLE, PATHS, OpenAIShaped, encode_body
 from wire.operations import Operation, RawBody
 from wire.upstream import Holder, Upload, Upstream, UpstreamRequest
@@ -49,6 +49,7 @@ REPLY = "This is a mock reply from the gateway's built-in provider."
 _WORDS = REPLY.split(" ")
 _ids = itertools.count(1)
 _MAX_CHOICES = 128  # OpenAI's bound on `n`
+_MAX_DIMENSIONS = 3072  # text-embedding-3-large's, the most an OpenAI model gives
 # A token-like cut of a JSON text: words and runs of punctuation, each with its leading space.
 _FRAGMENT = re.compile(r"\s*\w+|\s*[^\w\s]+|\s+")
 
@@ -161,14 +162,17 @@ class MockProvider(OpenAIShaped, Adapter):
             answer = _failure_answer(failure, chat_request.model, bool(chat_request.stream))
             if answer is not None:
                 return answer
-            return MockUpstream(operation, chat_request, self.config, _cut(failure))
+            try:
+                return MockUpstream(operation, chat_request, self.config, _cut(failure))
+            except _InvalidSchema as invalid:
+                return _invalid(invalid.param, str(invalid), invalid.code)
         fields = orjson.loads(request.body)
         failure = mock_failures.parse_failure(fields["model"])
         answer = _failure_answer(failure, fields["model"], stream=False)  # no event stream
         if answer is not None:
             return answer
         if operation is Operation.EMBEDDINGS:
-            return mock_media.embeddings(fields, _cut(failure))
+            return _check_embeddings(fields) or mock_media.embeddings(fields, _cut(failure))
         return mock_media.speech(fields, self.config.delay, _cut(failure))
 
 
@@ -243,6 +247,41 @@ def _check(request: _MockRequest, operation: Operation) -> MockReply | None:
     return None
 
 
+def _check_embeddings(fields: dict[str, Any]) -> MockReply | None:
+    """OpenAI's 400 for embeddings it would refuse: nothing to embed, or `dimensions` outside
+    what its largest model gives (1 to 3072)."""
+    inputs = fields["input"]
+    if not inputs or (isinstance(inputs, list) and any(item in ("", []) for item in inputs)):
+        return _invalid("input", "'$.input' is invalid: it must not be empty.", None)
+    dimensions = fields.get("dimensions")
+    if dimensions is not None and not 1 <= dimensions <= _MAX_DIMENSIONS:
+        above = dimensions > _MAX_DIMENSIONS
+        return _invalid(
+            "dimensions",
+            f"Invalid 'dimensions': integer {'above maximum' if above else 'below minimum'} "
+            f"value. Expected a value {f'<= {_MAX_DIMENSIONS}' if above else '>= 1'}, "
+            f"but got {dimensions} instead.",
+            "integer_above_max_value" if above else "integer_below_min_value",
+        )
+    return None
+
+
+class _InvalidSchema(ValueError):
+    """OpenAI's 400 for a tool's parameters or a response_format that is no usable schema."""
+
+    def __init__(self, message: str, param: str, code: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+def _instance(schema: Any, what: str, param: str, code: str) -> Any:
+    try:
+        return instance(schema)
+    except SchemaError as error:
+        raise _InvalidSchema(f"Invalid schema for {what}: {error}.", param, code) from None
+
+
 class _Choice(msgspec.Struct, gc=False):
     """One choice's answer, before it is cut into chunks."""
 
@@ -258,7 +297,10 @@ def _plan(request: _MockRequest, chat: bool, tokens: int) -> list[_Choice]:
     json_text = _json_content(request.response_format) if chat else None
     if function is not None:
         parameters = function.parameters or {"type": "object", "properties": {}}
-        fragments = _fragments(orjson.dumps(instance(parameters)).decode())
+        arguments = _instance(
+            parameters, f"function {function.name!r}", "tools", "invalid_function_parameters"
+        )
+        fragments = _fragments(orjson.dumps(arguments).decode())
         natural = "tool_calls"
     elif json_text is not None:
         fragments, natural = _fragments(json_text), "stop"
@@ -302,8 +344,16 @@ def _function_to_call(request: _MockRequest) -> FunctionDef | None:
 def _json_content(response_format: dict[str, Any] | None) -> str | None:
     kind = (response_format or {}).get("type")
     if kind == "json_schema":
-        schema = ((response_format or {}).get("json_schema") or {}).get("schema")
-        return orjson.dumps(instance(schema or {"type": "object"})).decode()
+        spec = (response_format or {}).get("json_schema") or {}
+        if not isinstance(spec, dict):
+            raise _InvalidSchema(
+                "Invalid 'response_format.json_schema': expected an object.",
+                "response_format",
+                "invalid_type",
+            )
+        schema = spec.get("schema") or {"type": "object"}
+        value = _instance(schema, "response_format", "response_format", "invalid_json_schema")
+        return orjson.dumps(value).decode()
     if kind == "json_object":
         return orjson.dumps({"reply": REPLY}).decode()
     return None

@@ -14,12 +14,20 @@ Deterministic and small, so that an answer is the same every time and cheap to s
 
 Covers what OpenAI's structured outputs accept. Not solved: `pattern`, `not`, `uniqueItems`
 with several equal items, `if`/`then`.
+
+A schema is a client's: each one read (the root, and what each `$ref` points to) is first
+checked for the types of the keywords used here (`_Schema`), and an instance is bounded (a
+hundred thousand values and characters), so that a schema that is not one, or asks for a
+billion items, is a `SchemaError` (the mock's 400, as OpenAI refuses an invalid schema), never
+a crash or a hang.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 _OPTIONAL_DEPTH = 3  # below this depth only what is required is generated
 _MAX_DEPTH = 32  # a schema that requires itself forever gets null past this
@@ -45,16 +53,72 @@ _IMPLIED_TYPES = (
 )
 
 
+_BUDGET = 100_000  # values and string characters in one instance
+_Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class SchemaError(ValueError):
+    """A schema the mock cannot make an instance of: not a schema, or asking too much."""
+
+
+class _Schema(msgspec.Struct, gc=False):
+    """The keywords `instance` reads, typed (any other keyword passes unread)."""
+
+    type: str | list[str] | None = None
+    properties: dict[str, _Schema | bool] | None = None
+    required: list[str] | None = None
+    additionalProperties: _Schema | bool | None = None
+    items: _Schema | bool | list[_Schema | bool] | None = None
+    prefixItems: list[_Schema | bool] | None = None
+    minItems: _Count | None = None
+    maxItems: _Count | None = None
+    minLength: _Count | None = None
+    maxLength: _Count | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusiveMinimum: float | bool | None = None
+    exclusiveMaximum: float | bool | None = None
+    multipleOf: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    enum: list[Any] | None = None
+    anyOf: list[_Schema | bool] | None = None
+    oneOf: list[_Schema | bool] | None = None
+    allOf: list[_Schema | bool] | None = None
+    ref: str | None = msgspec.field(default=None, name="$ref")
+    defs: dict[str, _Schema | bool] | None = msgspec.field(default=None, name="$defs")
+    definitions: dict[str, _Schema | bool] | None = None
+    format: str | None = None
+
+
+def _checked(schema: Any, where: str) -> Any:
+    """`schema`, once its keywords are found to have the types a schema's have."""
+    try:
+        msgspec.convert(schema, _Schema | bool)
+    except msgspec.ValidationError as exc:
+        raise SchemaError(f"{where} is not a valid JSON schema: {exc}") from None
+    return schema
+
+
 def instance(schema: Any) -> Any:
-    """A value that `schema` accepts (a JSON Schema as a decoded dict, or a boolean)."""
-    return _Instances(schema).of(schema, 0)
+    """A value that `schema` accepts (a JSON Schema as a decoded dict, or a boolean); raises
+    `SchemaError` for one that is not a schema or asks for an instance too large."""
+    return _Instances(_checked(schema, "the schema")).of(schema, 0)
 
 
 class _Instances:
     def __init__(self, root: Any) -> None:
         self._root = root
+        self._targets: dict[str, Any] = {}  # each $ref's target, checked once
+        self._spent = 0
+
+    def _spend(self, units: int) -> None:
+        self._spent += units
+        if self._spent > _BUDGET:
+            raise SchemaError(
+                f"the schema asks for an instance of more than {_BUDGET} values and characters"
+            )
 
     def of(self, schema: Any, depth: int) -> Any:
+        self._spend(1)
         if not isinstance(schema, dict):
             return "mock" if schema is not False else None  # true: anything; false: nothing
         if depth > _MAX_DEPTH:
@@ -62,9 +126,9 @@ class _Instances:
         if "$ref" in schema:
             siblings = {key: value for key, value in schema.items() if key != "$ref"}
             return self.of(_merge([self._resolve(schema["$ref"]), siblings]), depth + 1)
-        if "allOf" in schema:
+        if "allOf" in schema:  # one level deeper: a branch may refer back to this schema
             rest = {key: value for key, value in schema.items() if key != "allOf"}
-            return self.of(_merge([*(self._plain(s) for s in schema["allOf"]), rest]), depth)
+            return self.of(_merge([*(self._plain(s) for s in schema["allOf"]), rest]), depth + 1)
         if "const" in schema:
             return schema["const"]
         if schema.get("enum"):
@@ -78,7 +142,9 @@ class _Instances:
         if kind == "array":
             return self._array(schema, depth)
         if kind == "string":
-            return _string(schema)
+            text = _string(schema)
+            self._spend(len(text))
+            return text
         if kind == "integer":
             return _number(schema, integer=True)
         if kind == "number":
@@ -133,12 +199,20 @@ class _Instances:
         return {}
 
     def _resolve(self, ref: str) -> Any:
-        if not ref.startswith("#"):
-            return {}  # a remote schema: nothing to follow, any value
-        node = self._root
-        for part in ref[1:].lstrip("/").split("/") if ref != "#" else ():
+        """What `ref` points to in the root schema ({}: nothing, so any value), checked."""
+        if ref in self._targets:
+            return self._targets[ref]
+        # A remote schema or an anchor: nothing to follow, any value.
+        node = self._root if ref == "#" or ref.startswith("#/") else {}
+        for part in ref[2:].split("/") if ref.startswith("#/") else ():
             key = part.replace("~1", "/").replace("~0", "~")
-            node = node[int(key)] if isinstance(node, list) else node.get(key, {})
+            if isinstance(node, dict):
+                node = node.get(key, {})
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                node = {}
+        self._targets[ref] = _checked(node, f"the target of $ref {ref!r}")
         return node
 
 
@@ -217,10 +291,10 @@ def _number(schema: dict[str, Any], *, integer: bool) -> int | float:
         candidates += [(lower + upper) / 2] if lower is not None and upper is not None else []
     else:  # the multiples of `step` next to each bound
         for bound in (lower, upper):
-            if bound is not None:
+            if bound is not None and math.isfinite(bound / step):
                 nearest = math.floor(bound / step)
                 candidates += [(nearest + offset) * step for offset in (-1, 0, 1, 2)]
     for value in sorted(candidates, key=abs):
-        if allowed(value):
+        if math.isfinite(value) and allowed(value):
             return int(value) if integer else value
     return 0  # the bounds allow nothing

@@ -34,6 +34,29 @@ def _raw(value: Any) -> msgspec.Raw:
 # --- request: Responses -> chat -------------------------------------------------------------
 
 
+class _Part(msgspec.Struct, gc=False):
+    type: str
+
+
+class _Item(msgspec.Struct, gc=False):
+    type: str = "message"
+    role: str = "user"
+    content: str | list[_Part] | None = None
+
+
+class _Text(msgspec.Struct, gc=False):
+    format: dict[str, Any] | None = None
+
+
+# The fields the bridge reads into a chat request, typed as far as it reads them (the rest of
+# each item and part passes unread): a wrongly typed one is a 400 naming it, not a 500 where
+# the bridge meets it. (instructions, tools and reasoning are typed in gateway.parsing.)
+_READ_DECODERS = {
+    "input": msgspec.json.Decoder(str | list[_Item] | None),
+    "text": msgspec.json.Decoder(_Text | None),
+}
+
+
 def responses_to_chat(body: RawBody, provider: str) -> RawBody:
     """A Responses request body as the equivalent chat request body."""
     return bridge_request(body, provider)[0]
@@ -42,6 +65,9 @@ def responses_to_chat(body: RawBody, provider: str) -> RawBody:
 def bridge_request(body: RawBody, provider: str) -> tuple[RawBody, ClientTools]:
     """A Responses request body as the equivalent chat request body, and the client's tools
     as the chat functions it offers (`providers/responses_tools.py`)."""
+    for name, decoder in _READ_DECODERS.items():
+        if name in body:
+            decode_field(name, body[name], decoder)
     fields = {key: msgspec.json.decode(value) for key, value in body.items()}
     if fields.get("previous_response_id"):
         raise BadRequest(

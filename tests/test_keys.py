@@ -280,3 +280,79 @@ async def test_no_key_is_ever_logged(keyed: str, caplog: pytest.LogCaptureFixtur
             await client.chat.completions.create(model="mock/x", messages=MESSAGES)
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "sk-team-a-secret" not in logged and "sk-wrong-secret" not in logged
+
+
+# --- `models` (OpenRouter's list of models for the upstream to choose from) ---
+
+
+@pytest.fixture
+async def router_keyed(upstream: FakeUpstream, start_gateway: GatewayFactory) -> str:
+    """An OpenRouter-like provider `router` (it reads `models` as its own model names), the
+    mock, an alias over both, and a key that may use router/openai/* and the alias."""
+    upstream.handler = answering(chat_completion("Hi"))
+    return await start_gateway(
+        MOCK
+        + provider_toml(upstream.url, "router", api_key="k")
+        + '[models.both]\ntargets = ["router/openai/gpt-4o", "mock/x"]\n'
+        + '[keys.narrow]\nvalue = "sk-narrow"\nmodels = ["router/openai/*", "both"]\n'
+    )
+
+
+async def test_models_in_the_body_are_checked_as_the_upstream_reads_them(
+    router_keyed: str, upstream: FakeUpstream
+) -> None:
+    async with sdk(router_keyed, "sk-narrow") as client:
+        allowed = ["openai/gpt-4o-mini", "openai/o3"]
+        answer = await client.chat.completions.create(
+            model="router/openai/gpt-4o", messages=MESSAGES, extra_body={"models": allowed}
+        )
+        assert answer.choices[0].message.content == "Hi"
+        assert upstream.last_body["models"] == allowed  # forwarded as the client sent it
+        with pytest.raises(openai.PermissionDeniedError) as caught:
+            await client.chat.completions.create(
+                model="router/openai/gpt-4o",
+                messages=MESSAGES,
+                extra_body={"models": ["openai/gpt-4o-mini", "anthropic/claude-opus-4"]},
+            )
+        assert "'router/anthropic/claude-opus-4'" in caught.value.message
+        assert isinstance(caught.value.body, dict)
+        assert caught.value.body["code"] == "model_not_allowed"
+        assert caught.value.body["param"] == "models"
+        with pytest.raises(openai.PermissionDeniedError) as caught:  # each provider of an alias
+            await client.chat.completions.create(
+                model="both", messages=MESSAGES, extra_body={"models": ["openai/o3"]}
+            )
+        assert "'mock/openai/o3'" in caught.value.message
+    assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/responses", "/v1/embeddings", "/v1/messages"])
+async def test_models_are_checked_on_every_route(
+    router_keyed: str, upstream: FakeUpstream, path: str
+) -> None:
+    body = {"model": "router/openai/gpt-4o", "models": ["anthropic/claude"], "input": "hi"}
+    body |= {"max_tokens": 5, "messages": MESSAGES} if path == "/v1/messages" else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            router_keyed + path, json=body, headers={"Authorization": "Bearer sk-narrow"}
+        ) as response,
+    ):
+        answer = await response.json()
+    assert response.status == 403
+    assert "'router/anthropic/claude'" in answer["error"]["message"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("models", ["openai/o3", [1], {"a": "b"}])
+async def test_models_that_are_not_a_list_of_names_are_a_400(
+    router_keyed: str, upstream: FakeUpstream, models: object
+) -> None:
+    async with sdk(router_keyed, "sk-narrow") as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.chat.completions.create(
+                model="router/openai/gpt-4o", messages=MESSAGES, extra_body={"models": models}
+            )
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["param"] == "models"
+    assert upstream.requests == []

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.mock_schema import instance
+from providers.mock_schema import SchemaError, instance
 
 _TYPES = {
     "object": lambda v: isinstance(v, dict),
@@ -303,3 +303,67 @@ def _has_empty_integer_range(schema: Any) -> bool:
 @given(_schemas)
 def test_any_generated_schema_gets_a_valid_value(schema: dict[str, Any]) -> None:
     assert violations(schema, instance(schema)) == []
+
+
+@pytest.mark.parametrize(
+    ("schema", "said"),
+    [
+        ({"type": "array", "minItems": "x"}, "$.minItems"),
+        ({"type": "object", "properties": [1]}, "$.properties"),
+        ({"type": "object", "required": 5}, "$.required"),
+        ({"$ref": 5}, "$.$ref"),
+        ({"enum": 5}, "$.enum"),
+        ({"anyOf": 5}, "$.anyOf"),
+        ({"allOf": [{"minimum": "a"}, {"minimum": 1}]}, "$.allOf[0].minimum"),
+        ({"type": "integer", "multipleOf": 0}, "$.multipleOf"),
+        ({"type": "string", "maxLength": -1}, "$.maxLength"),
+        ({"type": {"a": 1}}, "$.type"),
+        ({"$defs": [1], "$ref": "#/$defs/0"}, "$.$defs"),
+        (5, "got `int`"),
+        ({"$ref": "#/properties/a/type", "properties": {"a": {"type": "string"}}}, "$ref"),
+        ({"$ref": "#/enum/0", "enum": [{"properties": 5}]}, "$.properties"),
+    ],
+)
+def test_a_schema_with_a_keyword_of_the_wrong_type_is_a_schema_error(
+    schema: Any, said: str
+) -> None:
+    with pytest.raises(SchemaError, match="not a valid JSON schema") as raised:
+        instance(schema)
+    assert said in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "array", "minItems": 10**9},
+        {"type": "string", "minLength": 10**9},
+        {
+            "type": "array",
+            "minItems": 100,
+            "items": {
+                "type": "array",
+                "minItems": 100,
+                "items": {"type": "array", "minItems": 100},
+            },
+        },
+    ],
+)
+def test_a_schema_asking_for_a_huge_instance_is_a_schema_error_at_once(schema: Any) -> None:
+    with pytest.raises(SchemaError, match="more than 100000 values and characters"):
+        instance(schema)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"},
+        {"allOf": [{"$ref": "#"}]},
+        {"$ref": "#/x/1"},
+        {"$ref": "#anchor"},
+        {"$ref": "#/properties/a/0", "properties": {"a": {"type": "string"}}},
+        {"type": "integer", "minimum": 1e308, "multipleOf": 1e-300},
+        {"type": "number", "minimum": 1.7e308, "maximum": 1.75e308},
+    ],
+)
+def test_references_that_lead_nowhere_or_back_and_extreme_bounds_still_end(schema: Any) -> None:
+    instance(schema)  # a value, not an exception nor a hang

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.app_keys import CONFIG, DISPATCHER
+from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, unchanged
 from gateway.relay import SSE_HEADERS
-from gateway.request_body import read_body
 from gateway.uploads import read_upload
 from providers.audio_streams import (
     AUDIO_CONTENT_TYPES,
@@ -42,6 +42,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
         True,
         prepare,
         parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
         content_probe=event_content if sse else every_byte,
         stream_headers=SSE_HEADERS if sse else {"Content-Type": audio_type},
         upstream_content_type=not sse,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.app_keys import DISPATCHER
+from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively
-from gateway.request_body import read_body
 from providers.base import Provider
 from wire.operations import Operation
 
@@ -21,7 +21,14 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     def prepare(provider: Provider, model: str) -> Prepared:
         return natively(provider, OPERATION, model, parsed.body, False)
 
-    call = Call(OPERATION, parsed.model, False, prepare, parsed.fallbacks)
+    call = Call(
+        OPERATION,
+        parsed.model,
+        False,
+        prepare,
+        parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
+    )
     return await request.app[DISPATCHER].dispatch(request, call)
 
 

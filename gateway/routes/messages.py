@@ -16,11 +16,11 @@ from aiohttp import web
 from gateway import errors
 from gateway.app_keys import DISPATCHER
 from gateway.auth import GATEWAY_KEY
+from gateway.bodies import read_body
 from gateway.dispatch import SERVED_BY, Call
 from gateway.first_content import ContentProbe, TypedEvents
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, through_chat, unchanged
-from gateway.request_body import read_body
 from providers.anthropic_relay import with_client_headers
 from providers.base import Provider
 from providers.messages_bridge import (
@@ -79,6 +79,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         stream,
         prepare,
         parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
         content_probe=messages_content,
         keepalive=PING,
     )
@@ -104,7 +105,14 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         upstream = provider.build_request(Operation.COUNT_TOKENS, model, parsed.body, False)
         return Prepared(with_client_headers(upstream, request.headers), translate=unchanged)
 
-    call = Call(Operation.COUNT_TOKENS, parsed.model, False, prepare, parsed.fallbacks)
+    call = Call(
+        Operation.COUNT_TOKENS,
+        parsed.model,
+        False,
+        prepare,
+        parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
+    )
     return await request.app[DISPATCHER].dispatch(request, call)
 
 

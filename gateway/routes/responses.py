@@ -13,11 +13,11 @@ import weakref
 from aiohttp import web
 
 from gateway.app_keys import DISPATCHER
+from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.first_content import responses_content
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively, through_chat
-from gateway.request_body import read_body
 from providers.base import Provider
 from providers.responses_bridge import (
     ResponsesFromChat,
@@ -79,6 +79,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         stream,
         prepare,
         parsed.fallbacks,
+        upstream_models=parsed.upstream_models,
         content_probe=responses_content,
     )
     return await request.app[DISPATCHER].dispatch(request, call)
