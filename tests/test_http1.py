@@ -529,3 +529,21 @@ def test_what_the_lean_client_takes_and_what_goes_to_aiohttp() -> None:
     assert not route("http://user:pass@h.example/v1", proxies).lean
     assert not route("ftp://h.example/v1", proxies).lean
     assert not route("not a url", proxies).lean
+
+
+async def test_a_host_name_is_resolved_once_and_connected_to(serve, lean: UpstreamClient) -> None:
+    # A name, not an address: resolved (getaddrinfo), then connected to address by address.
+    server = await serve(_sending(_answer(b"{}")))
+    url = server.url.replace("127.0.0.1", "localhost")
+    for _ in range(2):  # the second from the pool, without resolving again
+        assert await _whole(await lean.send(_post(url), TIMEOUT)) == b"{}"
+    assert server.connections == 1
+    assert b"Host: localhost:%d\r\n" % server.port in server.requests[0][1]
+
+
+async def test_a_host_name_that_does_not_resolve_is_said_so(lean: UpstreamClient) -> None:
+    with pytest.raises(Exception) as caught:
+        await lean.send(_post("http://no-such-host.invalid/v1/chat/completions"), TIMEOUT)
+    assert _error(caught.value).message == (
+        "Cannot connect to provider 'fake': its host name could not be resolved."
+    )

@@ -9,9 +9,11 @@ TLS goes through the loop (`create_connection(ssl=...)`), with aiohttp's default
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterable
 
+import aiohappyeyeballs
 import aiohttp
 
 from gateway.http1.answer import LeanUpstream
@@ -22,6 +24,11 @@ from gateway.upstream import MAX_BODY_BYTES, RedirectRefused
 from wire.upstream import UpstreamRequest
 
 IDLE_KEPT = 15.0  # seconds, aiohttp's keepalive_timeout
+DNS_KEPT = 300.0  # seconds a host's addresses are kept (the gateway's aiohttp ttl_dns_cache)
+# RFC 8305's connection attempt delay, as aiohttp: an address family that does not answer
+# (IPv6 without a route) costs a quarter second, not the whole connect timeout.
+HAPPY_EYEBALLS_DELAY = 0.25
+AddrInfo = tuple[int, int, int, str, tuple[object, ...]]  # one of getaddrinfo's answers
 _SMALL_BODY = 16 * 1024  # copied after the head into one write; a larger one goes as is
 
 
@@ -42,6 +49,7 @@ class LeanClient:
         self._open: set[Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._addresses: dict[tuple[str, int], tuple[float, list[AddrInfo]]] = {}
 
     async def start(self) -> None:
         if self._ssl is None:
@@ -108,13 +116,20 @@ class LeanClient:
         tls = self._ssl if route.tls else None
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(
-                    lambda: Connection(loop, origin, self._open),
-                    route.host,
-                    route.port,
-                    ssl=tls,
-                    server_hostname=route.host if tls is not None else None,
+                sock = await aiohappyeyeballs.start_connection(
+                    await self._resolve(route.host, route.port),
+                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
                 )
+                try:
+                    _, conn = await loop.create_connection(
+                        lambda: Connection(loop, origin, self._open),
+                        sock=sock,
+                        ssl=tls,
+                        server_hostname=route.host if tls is not None else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             raise
         except OSError as exc:  # refused, unresolved, TLS (ssl.SSLError is an OSError)
@@ -123,6 +138,19 @@ class LeanClient:
             conn.close()
             raise ConnectFailed(ConnectionAbortedError())
         return conn
+
+    async def _resolve(self, host: str, port: int) -> list[AddrInfo]:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        known = self._addresses.get((host, port))
+        if known is not None and known[0] > now:
+            return known[1]
+        found = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = [(int(f), int(t), p, name, tuple(addr)) for f, t, p, name, addr in found]
+        if len(self._addresses) > 1024:
+            self._addresses.clear()
+        self._addresses[(host, port)] = (now + DNS_KEPT, infos)
+        return infos
 
     def _release(self, conn: Connection) -> None:
         if self._closed:
