@@ -1,4 +1,5 @@
-"""Sending a provider's request: the one place that touches the upstream's socket.
+"""aiohttp's client for upstream requests (where the lean client, gateway.http1, does not go,
+or for all with `[server] upstream_client = "aiohttp"`), and the error mapping both share.
 
 aiohttp's exceptions stop here: `as_gateway_error` maps them (and the lean client's,
 gateway.http1) to the gateway's own errors at this boundary (as httpcore's `map_exceptions`
