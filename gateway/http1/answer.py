@@ -161,7 +161,12 @@ class _Chunks:
                     if out:
                         return out
                 raise StopAsyncIteration
-            await conn.wait()
+            # conn.wait(), inlined: this is once per upstream read of every stream.
+            conn.waiter = waiter = conn.loop.create_future()
+            try:
+                await waiter
+            finally:
+                conn.waiter = None
 
 
 class Inflater:

@@ -57,7 +57,7 @@ class Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self._until_close = False  # a body without length, ended by the upstream's close
         self._interim = False  # a 1xx answer before the real one
-        self._waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None  # the reader's, until more comes
         self._reading_paused = False
         self._writing_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -112,11 +112,11 @@ class Connection(asyncio.Protocol):
 
     async def wait(self) -> None:
         """Wait until more body, its end, or a failure."""
-        self._waiter = waiter = self.loop.create_future()
+        self.waiter = waiter = self.loop.create_future()
         try:
             await waiter
         finally:
-            self._waiter = None
+            self.waiter = None
 
     def took(self) -> None:
         """The reader took the buffered body: resume reading if it was paused."""
@@ -254,7 +254,7 @@ class Connection(asyncio.Protocol):
     # --- internals ---
 
     def _wake(self) -> None:
-        waiter = self._waiter
+        waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
