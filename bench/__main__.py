@@ -43,7 +43,8 @@ import psutil
 from bench import report
 from bench.load import Job, Result, Summary
 from bench.measure import Sampler, Snapshot, bound_by, busy_s, client_pct, stats
-from bench.procs import HOST, Child, StartError, free_port, process_cpu_s
+from bench.peers import Peer, add_arguments, peers_from, redacted_argv, secrets
+from bench.procs import HOST, Child, ProcessTree, StartError, free_port
 from bench.scenarios import (
     API_ANTHROPIC,
     API_OPENAI,
@@ -56,6 +57,7 @@ from bench.scenarios import (
     bounded,
 )
 from bench.variants import (
+    AIOHTTP_ALL_FEATURES,
     ALL_FEATURES,
     BENCH_ALIAS,
     BENCH_KEY,
@@ -86,7 +88,7 @@ class Target:
     name: str
     base: str  # http://127.0.0.1:PORT
     child: Child | None = None  # the process whose CPU and memory we measure
-    pid: int | None = None  # a peer's pid given by the user
+    tree: ProcessTree | None = None  # a peer's processes (--peer-pid and all under it)
     error: str | None = None  # why it is not available
     peer_path: str = "/v1/chat/completions"
     variant: Variant | None = None  # one of ours: how it is configured
@@ -115,10 +117,7 @@ class Options:
     quick: bool
     scenarios: list[Scenario]
     targets: list[str]
-    peers: list[tuple[str, str]]  # (name, url)
-    peer_model: str
-    peer_key: str | None
-    peer_pids: list[int]
+    peers: list[Peer]
     duration_s: float | None
     requests: int | None
     timeout_s: float
@@ -193,6 +192,7 @@ class Bench:
         self.client_cpus = set(cpus[1:]) if self.pinning else None
         self.cpu_ids = cpus
         self.targets: dict[str, Target] = {}
+        self.peers = {peer.name: peer for peer in opts.peers}
         self.paired: dict[str, Any] | None = None  # see measure_paired
         self.upstream_url = ""
         self.translate_error: str | None = None
@@ -269,13 +269,14 @@ class Bench:
             self.targets["relay"] = Target("relay", relay.wait_address(15), relay)
         for name, attempts in gateways.items():
             self.targets[name] = self.wait_gateway(name, attempts)
-        for i, (name, url) in enumerate(opts.peers):
-            pid = opts.peer_pids[i] if i < len(opts.peer_pids) else None
-            self.targets[name] = self.peer_target(name, url, pid)
+        for peer in opts.peers:
+            self.targets[peer.name] = self.peer_target(peer)
 
     def variant(self, name: str) -> Variant:
         if name == "gateway" and self.opts.features:
             return ALL_FEATURES
+        if name == "gateway-aiohttp" and self.opts.features:
+            return AIOHTTP_ALL_FEATURES
         return VARIANTS[name]
 
     def start_redis(self) -> str:
@@ -343,19 +344,21 @@ class Bench:
         child.stop()
         self.children.remove(child)
 
-    def peer_target(self, name: str, url: str, pid: int | None) -> Target:
-        url = url.rstrip("/")
+    def peer_target(self, peer: Peer) -> Target:
+        name, url, pid = peer.name, peer.url.rstrip("/"), peer.pid
         match = re.match(r"(https?://[^/]+)(/.*)?$", url)
         if not match or not url.startswith("http://"):
             return Target(name, "", error=f"--peer {url}: expected http://HOST:PORT[/path]")
         base, path = match.group(1), match.group(2) or ""
         if not path.endswith("/chat/completions"):
             path = (path if path.endswith("/v1") else path + "/v1") + "/chat/completions"
-        target = Target(name, base, pid=pid, peer_path=path)
+        target = Target(name, base, peer_path=path)
         if pid is not None and not psutil.pid_exists(pid):
             target.error = f"--peer-pid {pid}: no such process"
-        elif pid is not None and self.target_cpus:
-            self.pin_peer(pid, self.target_cpus)
+        elif pid is not None:
+            target.tree = ProcessTree(pid)
+            if self.target_cpus:
+                self.pin_peer(pid, self.target_cpus)
         return target
 
     def pin_peer(self, pid: int, cpus: set[int]) -> None:
@@ -378,9 +381,8 @@ class Bench:
         cpu = None
         if target.child is not None:
             cpu = target.child.cpu_s()
-        elif target.pid is not None:
-            with contextlib.suppress(psutil.Error):
-                cpu = process_cpu_s(psutil.Process(target.pid))
+        elif target.tree is not None:
+            cpu = target.tree.cpu_s()
         return Snapshot(
             t=time.perf_counter(),
             target=cpu,
@@ -393,9 +395,8 @@ class Bench:
     def memory_probe(self, target: Target) -> Callable[[], int] | None:
         if target.child is not None:
             return target.child.rss
-        if target.pid is not None:
-            proc = psutil.Process(target.pid)
-            return lambda: proc.memory_info().rss
+        if target.tree is not None:
+            return target.tree.rss
         return None
 
     def configure_upstream(self, tokens: int, delay_ms: float, chunk_bytes: int) -> None:
@@ -409,11 +410,12 @@ class Bench:
         self, target: Target, run: Run, requests: int | None, duration: float | None, out: str
     ) -> Job:
         url, api, model = target.endpoint(run)
-        if target.name not in BASE_TARGETS:
-            model = self.opts.peer_model
         headers = {}
-        if target.name not in BASE_TARGETS and self.opts.peer_key:
-            headers["Authorization"] = f"Bearer {self.opts.peer_key}"
+        peer = self.peers.get(target.name)
+        if peer is not None:
+            assert peer.model is not None
+            model = peer.model
+            headers = peer.request_headers()
         if target.variant is not None and target.variant.key is not None:
             headers["Authorization"] = f"Bearer {BENCH_KEY}"  # every request carries the key
         return Job(
@@ -526,6 +528,8 @@ class Bench:
         duration = run.duration_s if run.duration_s is not None else self.opts.run_cap_s
         if target.child is not None:
             target.child.refresh()
+        if target.tree is not None:
+            target.tree.refresh()  # a launcher's children, as they are now
         probe = self.memory_probe(target)
         sampler = Sampler(probe) if probe else None
         before = self.snapshot(target)
@@ -645,7 +649,7 @@ class Bench:
 
     def run_all(self) -> None:
         opts = self.opts
-        names = [t for t in (*BASE_TARGETS, *(n for n, _ in opts.peers)) if t in self.targets]
+        names = [t for t in (*BASE_TARGETS, *(p.name for p in opts.peers)) if t in self.targets]
         for name in names:
             if self.targets[name].error:
                 self.warnings.append(f"{name}: not measured: {self.targets[name].error}")
@@ -675,7 +679,8 @@ class Bench:
                     progress(row, time.monotonic() - started)
 
     def results(self, started: str) -> dict[str, Any]:
-        names = [t for t in (*BASE_TARGETS, *(n for n, _ in self.opts.peers)) if t in self.targets]
+        peers = [p.name for p in self.opts.peers]
+        names = [t for t in (*BASE_TARGETS, *peers) if t in self.targets]
         return {
             "meta": {
                 "started": started,
@@ -691,8 +696,9 @@ class Bench:
                 ),
                 "upstream_url": self.upstream_url,
                 "targets": names,
+                "peers": [t for t in peers if t in self.targets],  # not ours: never judged
                 "shows": {s.name: list(s.shows) for s in SCENARIOS},
-                "argv": sys.argv[1:],
+                "argv": redacted_argv(sys.argv[1:]),
             },
             "rows": self.rows,
             "paired": self.paired,
@@ -737,6 +743,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         prog="python -m bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --peer-k would be --peer-key, and slip past its redaction
     )
     parser.add_argument(
         "--quick", action="store_true", help="a reduced set of every scenario, < 30 s"
@@ -759,23 +766,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         help="run `gateway` with every per-request feature on: a gateway key with limits on "
         "every request, metrics, the access log, the model named through an alias",
     )
-    parser.add_argument(
-        "--peer",
-        action="append",
-        default=[],
-        metavar="[NAME=]URL",
-        help="another OpenAI-compatible proxy, pointed at the mock upstream (repeatable)",
-    )
-    parser.add_argument("--peer-model", default="mock-model", help="model name to ask a peer for")
-    parser.add_argument("--peer-key", help="bearer token for the peers")
-    parser.add_argument(
-        "--peer-pid",
-        type=int,
-        action="append",
-        default=[],
-        help="a peer's pid (repeatable, in --peer order): its CPU and RSS are measured and "
-        "it is pinned to the gateway's core during the run",
-    )
+    add_arguments(parser)  # --peer and its own options (bench/peers.py)
     parser.add_argument("--duration", type=float, help="seconds per run, overriding the table")
     parser.add_argument("--requests", type=int, help="requests per run, overriding the table")
     parser.add_argument("--timeout", type=float, help="seconds per request (default 30; quick 10)")
@@ -797,21 +788,16 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     unknown = set(targets) - set(BASE_TARGETS)
     if unknown:
         parser.error(f"--targets: unknown {sorted(unknown)}; use --peer for other proxies")
-    peers = []
-    for i, spec in enumerate(args.peer):
-        name, sep, url = spec.partition("=")
-        if not sep or name.startswith("http"):
-            name, url = f"peer{i + 1}" if len(args.peer) > 1 else "peer", spec
-        peers.append((name, url))
+    peers = peers_from(args.peer_options, parser)
+    clash = {p.name for p in peers} & {"direct", *BASE_TARGETS}
+    if clash:
+        parser.error(f"--peer: {sorted(clash)[0]!r} names one of the bench's own targets")
     chosen = [BY_NAME[n] for n in args.scenario] if args.scenario else list(SCENARIOS)
     opts = Options(
         quick=args.quick,
         scenarios=chosen,
         targets=["direct", *(t for t in targets if t != "direct")],
         peers=peers,
-        peer_model=args.peer_model,
-        peer_key=args.peer_key,
-        peer_pids=args.peer_pid,
         duration_s=args.duration,
         requests=args.requests,
         timeout_s=args.timeout or (10.0 if args.quick else 30.0),
@@ -891,7 +877,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.stop()
     if not bench.rows and status:
         return status
-    results = bench.results(started)
+    # A peer's error message may echo the key it was sent: none of it is kept.
+    results = report.scrub(bench.results(started), secrets(opts.peers))
     results["meta"]["seconds"] = round(time.monotonic() - t0, 1)
     json_path = opts.out / f"bench-{stamp}.json"
     png_path = json_path.with_suffix(".png")

@@ -191,6 +191,36 @@ def process_cpu_s(proc: psutil.Process) -> float:
     return 0.0
 
 
+class ProcessTree:
+    """A process we did not start (a peer's `--peer-pid`) and every process under it: a
+    launcher's workers (uvicorn's, node's) count with it.
+
+    The tree is read again before each run; a process that starts during the run counts
+    whole, one that exits during it takes its CPU time with it (the run is then undercounted).
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.ps = psutil.Process(pid)
+        self.tree = [self.ps]
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            self.tree = [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            self.tree = [self.ps]
+
+    def cpu_s(self) -> float:
+        return sum(process_cpu_s(p) for p in self.tree)
+
+    def rss(self) -> int:
+        total = 0
+        for p in self.tree:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))

@@ -23,6 +23,7 @@ class Variant:
     alias: bool = False  # the model named through a one-target alias
     workers: int = 1
     pinned: bool = True  # on the target CPU (a variant with workers takes every CPU)
+    upstream_client: str = "lean"  # [server] upstream_client: "lean" or "aiohttp"
 
 
 VARIANTS: dict[str, Variant] = {
@@ -38,21 +39,36 @@ VARIANTS: dict[str, Variant] = {
         ),
         Variant("gateway-w1", "--workers 1, on every CPU", pinned=False),
         Variant("gateway-w2", "--workers 2, on every CPU", workers=2, pinned=False),
+        Variant(
+            "gateway-aiohttp",
+            "aiohttp's upstream client for every request, else as `gateway`",
+            upstream_client="aiohttp",
+        ),
     )
 }
-# --features: `gateway` with every per-request feature on.
+# --features: `gateway` with every per-request feature on (and `gateway-aiohttp` too, so
+# that the two upstream clients are compared as configured alike).
 ALL_FEATURES = replace(
     VARIANTS["gateway"],
     about="every feature on: key and limits, metrics, access log, an alias",
     key="local",
     alias=True,
 )
+AIOHTTP_ALL_FEATURES = replace(
+    ALL_FEATURES,
+    name="gateway-aiohttp",
+    about="every feature on, with aiohttp's upstream client for every request",
+    upstream_client="aiohttp",
+)
 
 
 def config_text(variant: Variant, redis_url: str | None) -> str:
     """The [server]/[metrics]/[keys]/[state]/[models] part of a variant's gateway.toml."""
     observed = "true" if variant.observed else "false"
-    text = f"access_log = {observed}\n\n[metrics]\nenabled = {observed}\n"
+    text = f"access_log = {observed}\n"
+    if variant.upstream_client != "lean":
+        text += f'upstream_client = "{variant.upstream_client}"\n'
+    text += f"\n[metrics]\nenabled = {observed}\n"
     if variant.key is not None:
         # Limits far above what the bench sends: checked and counted on every request,
         # never reached.

@@ -19,6 +19,7 @@ from gateway.drain import DRAIN, Drain, drain_middleware
 from gateway.errors import ERROR_SHAPES, error_middleware
 from gateway.heap import HEAP, HeapTrimmer
 from gateway.held import HeldBytes
+from gateway.http1.client import UpstreamClient
 from gateway.listener import ConnectionCap, GatewaySite
 from gateway.routes import (
     audio,
@@ -33,7 +34,6 @@ from gateway.routes import (
 )
 from gateway.routing import Router
 from gateway.state import SharedState
-from gateway.upstream import HttpTransport
 
 log = logging.getLogger("gateway")
 
@@ -61,7 +61,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     if server.cors_origins:
         app.on_response_prepare.append(cors.on_response_prepare)
     redact.add_config_secrets(config)
-    http = HttpTransport(max_body_bytes=server.max_upstream_bytes)
+    http = UpstreamClient(server.max_upstream_bytes, lean=server.upstream_client == "lean")
     state = SharedState(config.state)
     app[CONFIG] = config
     app[DRAIN] = drain

@@ -7,13 +7,13 @@ from aiohttp import web
 from gateway.auth import KeyRing
 from gateway.config import Config
 from gateway.dispatch import Dispatcher
+from gateway.http1.client import UpstreamClient
 from gateway.routing import Router
 from gateway.state import SharedState
-from gateway.upstream import HttpTransport
 
 CONFIG = web.AppKey("config", Config)
 ROUTER = web.AppKey("router", Router)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
-HTTP = web.AppKey("http", HttpTransport)
+HTTP = web.AppKey("http", UpstreamClient)
 KEYS = web.AppKey("keys", KeyRing)
 STATE = web.AppKey("state", SharedState)

@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import msgspec
 
@@ -70,6 +70,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # subdomains, "*" any host.
     allowed_hosts: list[str] | None = None
     access_log: bool = True  # one JSON line per finished request on stderr
+    # The client for upstream requests: "lean" (gateway.http1, aiohttp's where it does not
+    # go) or "aiohttp" (aiohttp's for every request).
+    upstream_client: Literal["lean", "aiohttp"] = "lean"
 
     @property
     def held_bytes_limit(self) -> int:

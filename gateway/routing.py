@@ -18,7 +18,7 @@ import aiohttp
 import msgspec
 
 from gateway.config import Config
-from gateway.upstream import HttpTransport, client_timeout
+from gateway.upstream import client_timeout
 from providers import build_provider
 from providers.base import Provider
 from providers.declaration import ProviderConfig
@@ -110,7 +110,7 @@ def supports(provider: Provider, operation: Operation) -> bool:
 
 
 class Router:
-    def __init__(self, config: Config, http: HttpTransport) -> None:
+    def __init__(self, config: Config, http: Transport) -> None:
         self.groups: dict[str, ProviderGroup] = {
             name: _group(name, provider_config, config, http)
             for name, provider_config in config.providers.items()
@@ -253,7 +253,7 @@ def weighted_order(items: Sequence[T], weight: Callable[[T], float]) -> list[T]:
 
 
 def _group(
-    name: str, provider_config: ProviderConfig, config: Config, http: HttpTransport
+    name: str, provider_config: ProviderConfig, config: Config, http: Transport
 ) -> ProviderGroup:
     keepalive = provider_config.keepalive
     keys = getattr(provider_config, "keys", ())

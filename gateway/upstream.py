@@ -1,7 +1,9 @@
-"""Sending a provider's request: the one place that touches the upstream's socket.
+"""aiohttp's client for upstream requests (where the lean client, gateway.http1, does not go,
+or for all with `[server] upstream_client = "aiohttp"`), and the error mapping both share.
 
-aiohttp's exceptions stop here: `as_gateway_error` maps them to the gateway's own errors at this
-boundary (as httpcore's `map_exceptions` does), so nothing else needs to know them.
+aiohttp's exceptions stop here: `as_gateway_error` maps them (and the lean client's,
+gateway.http1) to the gateway's own errors at this boundary (as httpcore's `map_exceptions`
+does), so nothing else needs to know them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import aiohttp
 import orjson
 
 from gateway import fdlimit
+from gateway.http1.errors import LeanError
 from wire.errors import (
     GatewayError,
     UpstreamProtocolError,
@@ -143,7 +146,14 @@ class HttpTransport:
         if self._session is not None:
             await self._session.close()
 
-    async def send(self, request: UpstreamRequest, timeout: aiohttp.ClientTimeout) -> Upstream:
+    async def send(
+        self,
+        request: UpstreamRequest,
+        timeout: aiohttp.ClientTimeout,
+        *,
+        proxy: str | None = None,
+        proxy_headers: dict[str, str] | None = None,
+    ) -> Upstream:
         assert self._session is not None, "HttpTransport.start() was not awaited"
         response = await self._session.request(
             request.method,
@@ -152,6 +162,8 @@ class HttpTransport:
             headers=request.headers,
             timeout=timeout,
             allow_redirects=False,
+            proxy=proxy,
+            proxy_headers=proxy_headers,
         )
         if 300 <= response.status < 400:
             response.close()
@@ -181,6 +193,8 @@ def as_gateway_error(exc: BaseException, provider: str, timeout: float) -> Gatew
             return cause
         cause = cause.__cause__
     name = repr(provider)
+    if isinstance(exc, LeanError):  # the lean client's own (gateway.http1), in the same words
+        return exc.gateway_error(name)
     if isinstance(exc, RedirectRefused):
         return UpstreamProtocolError(
             f"Provider {name} answered with a redirect (HTTP {exc.status}). The gateway does "

@@ -1,6 +1,6 @@
 """An upstream request, its answer, what sends it, and an upload streamed into it.
 
-A provider builds an `UpstreamRequest`; a `Transport` sends it (gateway.upstream's pooled HTTP
+A provider builds an `UpstreamRequest`; a `Transport` sends it (gateway.http1's pooled HTTP
 client, or the mock provider answering in-process) and gives back an `Upstream`, the answer
 once its headers are in. An `Upload` is a client's multipart form that a provider re-frames for
 its upstream while the client is still sending it (gateway.uploads reads it).
