@@ -113,6 +113,8 @@ class RoutingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 # Budget periods: "1h", "1d", "30d" (a number and h or d).
+# USD: spend is counted in nano-dollars in 64-bit integers (Redis' INCRBY), 9.2e9 USD at most.
+MAX_SPEND = 1e9
 _PERIOD_UNITS = {"h": 3600, "d": 86400}
 
 
@@ -453,6 +455,8 @@ def _check_keys(config: Config) -> None:
             value = getattr(key, limit)
             if value is not None and not 0 < value < math.inf:  # also NaN
                 raise ConfigError(f"{where}.{limit}: must be a positive number")
+        if key.max_spend is not None and key.max_spend > MAX_SPEND:
+            raise ConfigError(f"{where}.max_spend: at most {MAX_SPEND:,.0f} (USD)")
         if period_seconds(key.budget_period) is None:
             raise ConfigError(
                 f"{where}.budget_period: {key.budget_period!r} is not a number of hours or "

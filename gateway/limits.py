@@ -145,13 +145,11 @@ def check(key: GatewayKey, windows: Windows) -> None:
         raise _with_retry(
             QuotaExceeded(
                 f"The key {key.name!r} has spent its max_spend of {config.max_spend} USD per "
-                f"{config.budget_period}"
-                + (
-                    f"; it renews in {_duration(left)}."
-                    if spent_out
-                    else f" with what its requests in flight hold ({usd(windows.money)} USD "
-                    f"spent, {usd(windows.held)} USD held until they end)."
-                )
+                f"{config.budget_period}; it renews in {_duration(left)}."
+                if spent_out
+                else f"The key {key.name!r} has reached its max_spend of {config.max_spend} USD "
+                f"per {config.budget_period} with what its requests in flight hold "
+                f"({usd(windows.money)} USD spent, {usd(windows.held)} USD held until they end)."
             ),
             left if spent_out else 1.0,  # held: free again as requests end
         )
@@ -266,8 +264,8 @@ def usage_report(
         "spend_usd": usd(windows.money),
         "spend_held_usd": usd(windows.held),  # reserved by the requests in flight
         "spend_left_usd": None if cap is None else usd(max(0, nanos(cap) - windows.money)),
-        # Served at a price nobody knows (a key without max_spend): their cost is not in
-        # spend_usd (a key with max_spend is charged their reservation instead).
+        # Requests whose cost was unknown (no usage, or no price: a key without max_spend):
+        # not in spend_usd but for what a key with max_spend reserved for them.
         "unpriced_requests": windows.unpriced,
         "spend_by_model": {
             model: usd(spent) for model, spent in sorted((by_model or {}).items()) if spent

@@ -18,7 +18,7 @@ from genai_prices.data import providers as table_providers
 from genai_prices.types import ModelPrice
 
 from gateway.auth import GatewayKey
-from gateway.config import parse
+from gateway.config import parse, shared_state_problem
 from gateway.parsing import parse_request
 from gateway.pricing import Ask, Prices, PriceUnknown, Tokens, ask_of, tokens_of
 from gateway.pricing.prices import CACHED_PRICES
@@ -353,6 +353,12 @@ def test_price_overrides_are_checked_at_start() -> None:
         parse(OVERRIDES + "[providers.mock]\n[prices.mock]\noutput = 1\n", "t.toml")
     with pytest.raises(ConfigError, match=r"keys\.k\.max_spend: must be a positive number"):
         parse(OVERRIDES + '[keys.k]\nvalue = "v"\nmax_spend = 0\n', "t.toml")
+
+
+def test_several_workers_with_a_max_spend_want_shared_state() -> None:
+    config = parse(OVERRIDES + '[keys.k]\nvalue = "v"\nmax_spend = 1\n', "t.toml")
+    problem = shared_state_problem(config, 2)
+    assert problem is not None and "keys.k" in problem and "redis_url" in problem
 
 
 async def test_with_update_on_the_table_is_refreshed_from_its_url() -> None:

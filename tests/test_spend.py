@@ -87,6 +87,51 @@ async def test_a_streamed_answer_is_charged_its_usage_after_the_last_byte(
     assert nanos(report["spend_usd"]) == nanos(Decimal("0.00192"))
 
 
+async def test_anthropics_usage_is_priced_with_its_cache_reads_and_writes(
+    upstream: FakeUpstream, start_gateway: GatewayFactory
+) -> None:
+    """/v1/messages passed through to Anthropic: its usage leaves the cache out of
+    input_tokens; the cost is genai-prices' for the whole input."""
+    upstream.handler = answering(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "content": [{"type": "text", "text": "hello"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": 3000,
+                "cache_read_input_tokens": 20_000,
+                "cache_creation_input_tokens": 1000,
+                "output_tokens": 400,
+            },
+        }
+    )
+    anthropic = provider_toml(upstream.url, "anthropic", type="anthropic", api_key="sk-upstream")
+    url = await start_gateway(anthropic + '[keys.k]\nvalue = "sk-k"\n' + ADMIN)
+    body = {"model": "anthropic/claude-sonnet-4-5", "max_tokens": 400, "messages": MESSAGES}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/v1/messages", json=body, headers={"x-api-key": "sk-k"}) as r,
+    ):
+        assert r.status == 200, await r.text()
+    expected = calc_price(
+        Usage(
+            input_tokens=24_000,
+            cache_read_tokens=20_000,
+            cache_write_tokens=1000,
+            output_tokens=400,
+        ),
+        "claude-sonnet-4-5",
+        provider_id="anthropic",
+    ).total_price
+    # 3,000 at 3 USD per million, 20,000 read at 0.3, 1,000 written at 3.75, 400 out at 15
+    assert expected == Decimal("0.02475")
+    assert nanos((await usage_of(url))["spend_usd"]) == nanos(expected)
+
+
 async def test_an_override_wins_over_the_table(
     upstream: FakeUpstream, start_gateway: GatewayFactory
 ) -> None:

@@ -24,6 +24,7 @@ cheapest token priced today (0.01 USD per million) is 10 of them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -146,6 +147,15 @@ def _most(rate: Rate) -> Decimal:
     return rate if isinstance(rate, Decimal) else rate.most
 
 
+def _bound(rates: Rates | None) -> tuple[float, float] | None:
+    """(nano-USD per token at the highest rate, nano-USD per request): a reservation's bound,
+    in floats (it is rounded up whole; it needs no exactness)."""
+    if rates is None or not rates.priced:
+        return None
+    per_request = float(rates.per_request or 0) * NANOS_PER_USD / 1000  # priced per thousand
+    return float(rates.most) * NANOS_PER_USD / 1_000_000, per_request
+
+
 class Price:
     """One `provider/model`'s price, looked up once (gateway.pricing.prices) and kept.
 
@@ -153,7 +163,7 @@ class Price:
     DeepSeek's off-peak hours) resolved at the moment of the request.
     """
 
-    __slots__ = ("_at", "label", "rates", "source")
+    __slots__ = ("_at", "_bound", "label", "rates", "source")
 
     def __init__(
         self,
@@ -166,6 +176,7 @@ class Price:
         self.source = source
         self.rates = rates  # None: unknown (or dated: see `at`)
         self._at = at
+        self._bound = _bound(rates)  # read on every reservation: worked out once
 
     @property
     def known(self) -> bool:
@@ -175,6 +186,16 @@ class Price:
         if self._at is not None:
             return self._at(datetime.now(UTC))
         return self.rates
+
+    def worst(self, tokens: int) -> int | None:
+        """The most `tokens` tokens may cost at this price, each at the highest rate of any
+        kind and tier (and its price per request), in nano-USD rounded up; None when tokens
+        have no price here."""
+        bound = self._bound if self._at is None else _bound(self.rates_now())
+        if bound is None:
+            return None
+        per_token, per_request = bound
+        return math.ceil(tokens * per_token + per_request)
 
     def cost(self, tokens: Tokens) -> Cost:
         rates = self.rates_now()

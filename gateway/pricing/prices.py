@@ -18,12 +18,12 @@ A `provider/model`'s price is, the first that has one:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Any
 
 from gateway.auth import GatewayKey
 from gateway.config import Config, PriceConfig
-from gateway.limits import NANOS_PER_USD, NOTHING, Spent
+from gateway.limits import NOTHING, Spent
 from gateway.pricing.ask import Ask
 from gateway.pricing.price import Cost, Price, Rates, Tokens
 from gateway.pricing.table import (
@@ -145,19 +145,16 @@ class Prices:
         ask = ask or Ask(0, None)
         output = 0 if operation in _INPUT_ONLY else ask.most_output(self.default_max_tokens)
         tokens = ask.input_tokens + output
-        worst = Decimal(0)
+        worst = 0
         for provider, model in targets:
             price = self.price(provider, model, asked)
-            rates = price.rates_now()
-            if rates is None or not rates.priced:
+            most = price.worst(tokens)
+            if most is None:
                 raise _unknown(key, price, operation)
-            if operation not in TOKEN_OPERATIONS and not _is_free(rates):
-                raise _unknown(key, price, operation)
-            cost = rates.most * tokens / _MILLION
-            if rates.per_request is not None:
-                cost += rates.per_request / _THOUSAND
-            worst = max(worst, cost)
-        return int((worst * NANOS_PER_USD).to_integral_value(ROUND_CEILING))
+            if operation not in TOKEN_OPERATIONS and price.worst(1) != 0:
+                raise _unknown(key, price, operation)  # speech, transcription: unless free
+            worst = max(worst, most)
+        return worst
 
     def cost(self, served: str, asked: str, usage: Mapping[str, Any] | None) -> Cost:
         """What a request cost: `served` is the provider/model that answered, `asked` the
@@ -165,11 +162,8 @@ class Prices:
         provider, _, model = served.partition("/")
         price = self.price(provider, model, asked)
         tokens = tokens_of(usage)
-        if tokens is None:
-            rates = price.rates_now()
-            if rates is not None and _is_free(rates):
-                return Cost(Decimal(0), price.source)
-            return Cost(None, price.source)
+        if tokens is None:  # no usage: known only when nothing costs anything
+            return Cost(Decimal(0) if price.worst(1) == 0 else None, price.source)
         return price.cost(tokens)
 
     def spent(self, served: str | None, asked: str, usage: Mapping[str, Any] | None) -> Spent:
@@ -192,10 +186,6 @@ def _rates(price: PriceConfig) -> Rates:
     )
 
 
-def _is_free(rates: Rates) -> bool:
-    return rates.most == 0 and not rates.per_request
-
-
 def _unknown(key: GatewayKey, price: Price, operation: Operation) -> PriceUnknown:
     what = (
         f"{operation.value} is not priced in tokens"
@@ -216,41 +206,32 @@ def tokens_of(usage: Mapping[str, Any] | None) -> Tokens | None:
     cached reads and writes out), embeddings' (prompt and total only)."""
     if not usage:
         return None
-    inputs = _count(usage, "prompt_tokens", "input_tokens")
-    outputs = _count(usage, "completion_tokens", "output_tokens")
-    input_details = _details(usage, "prompt_tokens_details", "input_tokens_details")
-    output_details = _details(usage, "completion_tokens_details", "output_tokens_details")
-    cache_read = _count(input_details, "cached_tokens") or _count(usage, "prompt_cache_hit_tokens")
-    cache_write = _count(input_details, "cache_creation_tokens", "cache_write_tokens")
+    get = usage.get
+    inputs = _count(get("prompt_tokens")) or _count(get("input_tokens"))
+    outputs = _count(get("completion_tokens")) or _count(get("output_tokens"))
+    cache_read = cache_write = reasoning = 0
+    details = get("prompt_tokens_details") or get("input_tokens_details")
+    if isinstance(details, Mapping):
+        cache_read = _count(details.get("cached_tokens"))
+        cache_write = _count(details.get("cache_creation_tokens")) or _count(
+            details.get("cache_write_tokens")
+        )
+    details = get("completion_tokens_details") or get("output_tokens_details")
+    if isinstance(details, Mapping):
+        reasoning = _count(details.get("reasoning_tokens"))
     if "cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage:
         # Anthropic's Messages: input_tokens are those after the last cache breakpoint only.
-        cache_read = _count(usage, "cache_read_input_tokens")
-        cache_write = _count(usage, "cache_creation_input_tokens")
+        cache_read = _count(get("cache_read_input_tokens"))
+        cache_write = _count(get("cache_creation_input_tokens"))
         inputs += cache_read + cache_write
+    elif not cache_read:
+        cache_read = _count(get("prompt_cache_hit_tokens"))  # DeepSeek's own field
     if not inputs and not outputs:
-        inputs = _count(usage, "total_tokens")
+        inputs = _count(get("total_tokens"))
         if not inputs:
             return None
-    return Tokens(
-        inputs,
-        outputs,
-        cache_read=cache_read,
-        cache_write=cache_write,
-        reasoning=_count(output_details, "reasoning_tokens"),
-    )
+    return Tokens(inputs, outputs, cache_read, cache_write, reasoning)
 
 
-def _count(fields: Mapping[str, Any], *names: str) -> int:
-    for name in names:
-        value = fields.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return 0
-
-
-def _details(usage: Mapping[str, Any], *names: str) -> Mapping[str, Any]:
-    for name in names:
-        value = usage.get(name)
-        if isinstance(value, Mapping):
-            return value
-    return {}
+def _count(value: Any) -> int:
+    return value if type(value) is int and value > 0 else 0
