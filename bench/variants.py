@@ -3,7 +3,9 @@
 `gateway` is the gateway as a user runs it by default (metrics and access log on); with
 `--features`, also a gateway key with limits on every request and the model named through a
 one-target alias (every per-request feature on). The other variants each price one feature
-against `gateway-plain` (everything off) in the same run.
+against `gateway-plain` (everything off) in the same run; `gateway-spend` is the `--features`
+gateway with a `max_spend` on its key (every request reserved, priced and settled in money), to
+be run beside `gateway --features`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Variant:
     workers: int = 1
     pinned: bool = True  # on the target CPU (a variant with workers takes every CPU)
     upstream_client: str = "lean"  # [server] upstream_client: "lean" or "aiohttp"
+    spend: bool = False  # the key has a max_spend: each request reserved and priced in money
 
 
 VARIANTS: dict[str, Variant] = {
@@ -46,6 +49,15 @@ VARIANTS: dict[str, Variant] = {
         ),
     )
 }
+# Every feature on and a max_spend on the key: beside `gateway --features`, the cost of pricing.
+SPEND_FEATURES = Variant(
+    "gateway-spend",
+    "every feature on, and a max_spend on the key: each request reserved, priced, settled",
+    key="local",
+    alias=True,
+    spend=True,
+)
+VARIANTS[SPEND_FEATURES.name] = SPEND_FEATURES
 # --features: `gateway` with every per-request feature on (and `gateway-aiohttp` too, so
 # that the two upstream clients are compared as configured alike).
 ALL_FEATURES = replace(
@@ -76,6 +88,13 @@ def config_text(variant: Variant, redis_url: str | None) -> str:
             f'\n[keys.bench]\nvalue = "{BENCH_KEY}"\nrpm = 1000000000\ntpm = 1000000000000\n'
             "budget = 1000000000000000\nmax_parallel = 1000000\n"
         )
+    if variant.spend:
+        # A cap never reached; the bench's models priced as gpt-4o-mini is (its upstream is on
+        # loopback: no table knows it), every one of them.
+        text = text.replace(
+            "max_parallel = 1000000\n", "max_parallel = 1000000\nmax_spend = 1000000\n"
+        )
+        text += "\n[pricing]\nunknown = { input = 0.15, output = 0.6, cache_read = 0.075 }\n"
     if variant.key == "redis":
         assert redis_url is not None
         text += f'\n[state]\nredis_url = "{redis_url}"\n'

@@ -21,6 +21,7 @@ from gateway.heap import HEAP, HeapTrimmer
 from gateway.held import HeldBytes
 from gateway.http1.client import UpstreamClient
 from gateway.listener import ConnectionCap, GatewaySite
+from gateway.pricing import Prices
 from gateway.routes import (
     audio,
     chat,
@@ -73,7 +74,9 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     heap.map_large_allocations()
     trimmer = app[HEAP] = HeapTrimmer()
     held = HeldBytes(server.held_bytes_limit, on_release=trimmer.freed)
-    app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter, held)
+    app[DISPATCHER] = Dispatcher(
+        router, state.cooldowns, config.routing, state.limiter, held, Prices(config)
+    )
     observe.install(app, config, app[DISPATCHER])  # request ids, access log, metrics
     console.install(app, config, app[DISPATCHER])  # GET /console, when an admin key is set
     chat.add_routes(app)

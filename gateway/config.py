@@ -7,6 +7,7 @@ wrong, so the CLI can print it and exit 2 instead of showing a traceback.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import tomllib
@@ -112,6 +113,8 @@ class RoutingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 # Budget periods: "1h", "1d", "30d" (a number and h or d).
+# USD: spend is counted in nano-dollars in 64-bit integers (Redis' INCRBY), 9.2e9 USD at most.
+MAX_SPEND = 1e9
 _PERIOD_UNITS = {"h": 3600, "d": 86400}
 
 
@@ -127,6 +130,9 @@ class GatewayKeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     budget: int | None = None  # tokens per budget_period
     budget_period: str = "1d"
     max_parallel: int | None = None  # requests in flight at once
+    # USD per budget_period: each request's worst case is reserved before the upstream is
+    # called and settled to its real cost after the last byte (gateway.pricing).
+    max_spend: float | None = None
 
     @property
     def budget_seconds(self) -> int:
@@ -152,6 +158,35 @@ class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # renews its own every third of this): a dead process's requests free their max_parallel
     # slots within it.
     in_flight_lease: float = 10.0
+
+
+class PriceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[prices.NAME]`: USD per million tokens for a provider, a `provider/model` or an alias,
+    over genai-prices' table (self-hosted and custom models; 0 for free local ones)."""
+
+    input: float
+    output: float
+    cache_read: float | None = None  # cached input read; None: at the input rate
+    cache_write: float | None = None  # input written to the cache; None: at the input rate
+
+
+class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[pricing]`: how requests are priced and reserved (gateway.pricing)."""
+
+    # Output tokens reserved for a request that names no max_tokens (nor max_completion_tokens,
+    # max_output_tokens, maxOutputTokens) on a key with max_spend.
+    default_max_tokens: int = 4096
+    # The price of a model neither genai-prices nor [prices] knows. None: a key with max_spend
+    # is refused such a model (403 price_unknown); a key without one is served, its cost unknown.
+    unknown: PriceConfig | None = None
+    # Refresh genai-prices' table in the background (a thread, every update_interval seconds)
+    # from update_url; off: the snapshot the installed package ships, never fetched.
+    update: bool = False
+    update_interval: float = 3600.0
+    update_url: str = (
+        "https://raw.githubusercontent.com/pydantic/genai-prices/refs/heads/main/prices/"
+        "new_data/v2/data.json"
+    )
 
 
 class AdminConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -194,6 +229,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
     console: ConsoleConfig = ConsoleConfig()
+    prices: dict[str, PriceConfig] = {}
+    pricing: PricingConfig = PricingConfig()
     source: str = "<built-in default>"  # where it was read from, for messages
 
 
@@ -228,9 +265,17 @@ def parse(text: str, source: str) -> Config:
     if not isinstance(models, dict):
         raise ConfigError(f"{source}: models: expected a table of [models.NAME] tables")
     raw["models"] = {name: _alias_table(source, name, table) for name, table in models.items()}
-    rest = {key: value for key, value in raw.items() if key != "providers"}
+    prices = raw.get("prices", {})
+    if not isinstance(prices, dict):
+        raise ConfigError(f'{source}: prices: expected a table of [prices."NAME"] tables')
+    # Each on its own, so that an error names the table ("prices.mock.input: ...").
+    priced = {
+        name: _convert(table, PriceConfig, source, f"prices.{name}")
+        for name, table in prices.items()
+    }
+    rest = {key: value for key, value in raw.items() if key not in ("providers", "prices")}
     config: Config = _convert({**rest, "source": source}, Config, source, "")
-    config = msgspec.structs.replace(config, providers=converted)
+    config = msgspec.structs.replace(config, providers=converted, prices=priced)
     _check_values(config)
     return config
 
@@ -349,6 +394,7 @@ def _check_values(config: Config) -> None:
     if server.drain_timeout < 0:
         raise ConfigError(f"{source}: server.drain_timeout: must not be negative")
     _check_console(config)
+    _check_prices(config)
     default = server.default_provider
     if default is not None and default not in config.providers:
         raise ConfigError(
@@ -405,10 +451,12 @@ def _check_keys(config: Config) -> None:
     source = config.source
     for name, key in config.keys.items():
         where = f"{source}: keys.{name}"
-        for limit in ("rpm", "tpm", "budget", "max_parallel"):
+        for limit in ("rpm", "tpm", "budget", "max_parallel", "max_spend"):
             value = getattr(key, limit)
-            if value is not None and value <= 0:
+            if value is not None and not 0 < value < math.inf:  # also NaN
                 raise ConfigError(f"{where}.{limit}: must be a positive number")
+        if key.max_spend is not None and key.max_spend > MAX_SPEND:
+            raise ConfigError(f"{where}.max_spend: at most {MAX_SPEND:,.0f} (USD)")
         if period_seconds(key.budget_period) is None:
             raise ConfigError(
                 f"{where}.budget_period: {key.budget_period!r} is not a number of hours or "
@@ -432,6 +480,36 @@ def _check_keys(config: Config) -> None:
         raise ConfigError(
             f"{source}: state.redis_url: must start with redis://, rediss:// or unix://"
         )
+
+
+def _check_prices(config: Config) -> None:
+    source, pricing = config.source, config.pricing
+    for name, price in config.prices.items():
+        where = f"{source}: prices.{name}"
+        provider, sep, model = name.partition("/")
+        if name in config.models:
+            pass  # an alias: whatever serves it
+        elif provider not in config.providers or (sep and not model):
+            raise ConfigError(
+                f"{where}: {name!r} is no configured provider, provider/model or alias "
+                f"(providers: {', '.join(sorted(config.providers)) or 'none'})"
+            )
+        _check_price(where, price)
+    if pricing.unknown is not None:
+        _check_price(f"{source}: pricing.unknown", pricing.unknown)
+    if pricing.default_max_tokens < 1:
+        raise ConfigError(f"{source}: pricing.default_max_tokens: must be at least 1")
+    if pricing.update_interval < 60:
+        raise ConfigError(f"{source}: pricing.update_interval: at least 60 seconds")
+    if not pricing.update_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: pricing.update_url: must start with http:// or https://")
+
+
+def _check_price(where: str, price: PriceConfig) -> None:
+    for rate in ("input", "output", "cache_read", "cache_write"):
+        value = getattr(price, rate)
+        if value is not None and not 0 <= value < 1e6:  # also NaN
+            raise ConfigError(f"{where}.{rate}: USD per million tokens, 0 or more")
 
 
 def _check_console(config: Config) -> None:
@@ -474,7 +552,9 @@ def shared_state_problem(config: Config, workers: int) -> str | None:
     limited = [
         name
         for name, key in config.keys.items()
-        if any(v is not None for v in (key.rpm, key.tpm, key.budget, key.max_parallel))
+        if any(
+            v is not None for v in (key.rpm, key.tpm, key.budget, key.max_parallel, key.max_spend)
+        )
     ]
     if not limited:
         return None

@@ -33,8 +33,9 @@ from gateway.drain import DRAIN
 from gateway.first_content import ContentProbe, chat_content
 from gateway.held import MAX_HELD_BYTES, HeldBytes
 from gateway.hooks import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
-from gateway.limits import Limiter, LocalLimiter
+from gateway.limits import NOTHING, Limiter, LocalLimiter
 from gateway.prepared import Prepared
+from gateway.pricing import Ask, Prices
 from gateway.relay import (
     KEEPALIVE_COMMENT,
     REQUEST_ID,
@@ -92,6 +93,7 @@ class Call(msgspec.Struct, gc=False):
     # Streams: the answer's Content-Type is the upstream's (raw audio: audio/wav, ...).
     upstream_content_type: bool = False
     upload: Upload | None = None  # a multipart upload, spooled when it may be sent twice
+    ask: Ask | None = None  # the most it may use (gateway.pricing.ask_of): what max_spend holds
 
 
 class Dispatcher:
@@ -104,11 +106,13 @@ class Dispatcher:
         routing: RoutingConfig,
         limiter: Limiter | None = None,
         held: HeldBytes | None = None,
+        prices: Prices | None = None,
     ) -> None:
         self.router = router
         self.cooldowns = cooldowns
         self.routing = routing
         self.limiter = limiter or LocalLimiter()
+        self.prices = prices
         self.held = held or HeldBytes(MAX_HELD_BYTES)  # answers held whole, in sum
         self.hooks: list[Hooks] = []  # metrics and the access log add theirs
 
@@ -124,14 +128,24 @@ class Dispatcher:
         run = _Run(self, request, call, key)
         if key is None:
             return await run.run(plan)
-        # Limits are checked before any upstream is called, and charged after the last byte.
-        admission = await self.limiter.admit(key)
+        # Limits are checked before any upstream is called, and charged after the last byte;
+        # a key with max_spend holds the request's worst case meanwhile.
+        prices = self.prices
+        reserve = 0
+        if prices is not None and key.config.max_spend is not None:
+            targets = ((c.group.name, c.model) for c in plan)
+            reserve = prices.reserve(key, call.model, targets, call.operation, call.ask)
+        admission = await self.limiter.admit(key, reserve)
         run.headers = admission.headers
         try:
             return await run.run(plan)
         finally:
-            inputs, outputs = token_counts(run.record.usage)
-            self.limiter.settle(admission, inputs + outputs)
+            record = run.record
+            inputs, outputs = token_counts(record.usage)
+            spent = (
+                NOTHING if prices is None else prices.spent(record.served, call.model, record.usage)
+            )
+            self.limiter.settle(admission, inputs + outputs, spent)
 
 
 class _Failure(NamedTuple):

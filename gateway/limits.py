@@ -1,5 +1,6 @@
-"""Per-key limits: requests and tokens per minute, a token budget per period, requests in
-flight. Checked before the upstream is called; tokens charged once the answer's usage is known.
+"""Per-key limits: requests and tokens per minute, a token budget and a spend cap (USD) per
+period, requests in flight. Checked before the upstream is called; tokens and cost charged once
+the answer's usage is known.
 
 Minute limits use a sliding window approximated from two fixed windows (the previous minute's
 count weighted by how much of it still overlaps the last 60 s, plus this minute's), as
@@ -10,6 +11,13 @@ window aligned to its period (a "1d" budget resets at 00:00 UTC).
 `LocalLimiter` keeps the counters in this process; `gateway.redis_state.RedisLimiter` keeps
 the same counters in Redis, so that several gateway processes or machines share one limit.
 A stream already running is never cut for a limit: its tokens are charged when it ends.
+
+Spend is held before it is known: a key with `max_spend` is admitted while what it spent this
+period plus what its requests in flight hold is below the cap, and each admitted request holds
+its worst-case cost (`reserve`, gateway.pricing) until it settles to its real cost. Requests
+admitted together so never overspend by more than the last one's reservation, however many run
+at once and on however many processes. Money is counted in whole nano-dollars (integers add
+exactly, in Redis too).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from gateway.auth import GatewayKey
 from wire.errors import GatewayError
 
 MINUTE = 60
+NANOS_PER_USD = 1_000_000_000
 
 
 class RateLimited(GatewayError):
@@ -53,6 +62,17 @@ class Admission(msgspec.Struct, gc=False):
     id: str  # its mark in a shared in-flight set ("" in process)
     headers: dict[str, str]  # OpenAI's x-ratelimit-* for the answer
     counted: bool = True  # False: admitted without the shared state (it failed open)
+    reserved: int = 0  # nano-USD held on the key's spend until it settles
+
+
+class Spent(msgspec.Struct, frozen=True, gc=False):
+    """What a request that ended adds to its key's spend."""
+
+    nanos: int | None  # its cost in nano-USD; None: unknown, so its reservation is charged
+    model: str = ""  # the provider/model that served it, for the spend per model
+
+
+NOTHING = Spent(0)  # no upstream answered: nothing was billed
 
 
 class Windows(msgspec.Struct, gc=False):
@@ -65,16 +85,22 @@ class Windows(msgspec.Struct, gc=False):
     tokens_before: int
     spent: int  # tokens in the current budget period
     in_flight: int
+    money: int = 0  # nano-USD spent in the current budget period
+    held: int = 0  # nano-USD reserved by the requests in flight
+    unpriced: int = 0  # requests this budget period whose cost was unknown
 
 
 class Limiter(Protocol):
-    async def admit(self, key: GatewayKey) -> Admission:
-        """Let the request through or raise RateLimited / QuotaExceeded."""
+    async def admit(self, key: GatewayKey, reserve: int = 0) -> Admission:
+        """Let the request through or raise RateLimited / QuotaExceeded; with `reserve`
+        (nano-USD, its worst-case cost: `gateway.pricing.Prices.reserve`), hold that much of
+        the key's `max_spend` until it settles."""
         ...
 
-    def settle(self, admission: Admission, tokens: int) -> None:
-        """The request ended having used `tokens` (input + output): charge them, and it is
-        no longer in flight. Never waits on the caller's behalf."""
+    def settle(self, admission: Admission, tokens: int, spent: Spent = NOTHING) -> None:
+        """The request ended having used `tokens` (input + output) and cost `spent`: charge
+        them, release its reservation, and it is no longer in flight. Never waits on the
+        caller's behalf."""
         ...
 
     async def usage(self, key: GatewayKey) -> dict[str, Any]:
@@ -112,6 +138,20 @@ def check(key: GatewayKey, windows: Windows) -> None:
                 f"{config.budget_period}; it renews in {_duration(left)}."
             ),
             left,
+        )
+    if config.max_spend is not None and windows.money + windows.held >= nanos(config.max_spend):
+        _, left = period_index(now, config.budget_seconds)
+        spent_out = windows.money >= nanos(config.max_spend)
+        raise _with_retry(
+            QuotaExceeded(
+                f"The key {key.name!r} has spent its max_spend of {config.max_spend} USD per "
+                f"{config.budget_period}; it renews in {_duration(left)}."
+                if spent_out
+                else f"The key {key.name!r} has reached its max_spend of {config.max_spend} USD "
+                f"per {config.budget_period} with what its requests in flight hold "
+                f"({usd(windows.money)} USD spent, {usd(windows.held)} USD held until they end)."
+            ),
+            left if spent_out else 1.0,  # held: free again as requests end
         )
     if config.max_parallel is not None and windows.in_flight >= config.max_parallel:
         raise _with_retry(
@@ -195,10 +235,21 @@ def _duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def usage_report(key: GatewayKey, windows: Windows) -> dict[str, Any]:
+def nanos(amount_usd: float) -> int:
+    return round(amount_usd * NANOS_PER_USD)
+
+
+def usd(amount_nanos: int) -> float:
+    return amount_nanos / NANOS_PER_USD
+
+
+def usage_report(
+    key: GatewayKey, windows: Windows, by_model: dict[str, int] | None = None
+) -> dict[str, Any]:
     config = key.config
     _, into = minute_index(windows.now)
     _, left = period_index(windows.now, config.budget_seconds)
+    cap = config.max_spend
     return {
         "key": key.name,
         "requests_last_minute": round(sliding(windows.requests, windows.requests_before, into)),
@@ -209,12 +260,33 @@ def usage_report(key: GatewayKey, windows: Windows) -> dict[str, Any]:
         "budget_spent": windows.spent,
         "budget_left": None if config.budget is None else max(0, config.budget - windows.spent),
         "budget_resets_in_seconds": round(left),
+        "max_spend_usd": cap,
+        "spend_usd": usd(windows.money),
+        "spend_held_usd": usd(windows.held),  # reserved by the requests in flight
+        "spend_left_usd": None if cap is None else usd(max(0, nanos(cap) - windows.money)),
+        # Requests whose cost was unknown (no usage, or no price: a key without max_spend):
+        # not in spend_usd but for what a key with max_spend reserved for them.
+        "unpriced_requests": windows.unpriced,
+        "spend_by_model": {
+            model: usd(spent) for model, spent in sorted((by_model or {}).items()) if spent
+        },
         "limits": {"rpm": config.rpm, "tpm": config.tpm, "max_parallel": config.max_parallel},
     }
 
 
 class _Counters:
-    __slots__ = ("budget", "budget_period", "in_flight", "minute", "requests", "tokens")
+    __slots__ = (
+        "budget",
+        "budget_period",
+        "by_model",
+        "held",
+        "in_flight",
+        "minute",
+        "money",
+        "requests",
+        "tokens",
+        "unpriced",
+    )
 
     def __init__(self) -> None:
         self.minute = 0
@@ -222,6 +294,10 @@ class _Counters:
         self.tokens = [0, 0]
         self.budget_period = 0
         self.budget = 0
+        self.money = 0  # nano-USD this budget period
+        self.by_model: dict[str, int] = {}
+        self.held = 0  # nano-USD reserved by the requests in flight
+        self.unpriced = 0
         self.in_flight = 0
 
     def roll(self, now: float, budget_seconds: int) -> None:
@@ -233,7 +309,8 @@ class _Counters:
             self.minute = minute
         period, _ = period_index(now, budget_seconds)
         if period != self.budget_period:
-            self.budget_period, self.budget = period, 0
+            self.budget_period, self.budget, self.money, self.unpriced = period, 0, 0, 0
+            self.by_model = {}
 
     def windows(self, now: float) -> Windows:
         return Windows(
@@ -244,6 +321,9 @@ class _Counters:
             self.tokens[1],
             self.budget,
             self.in_flight,
+            self.money,
+            self.held,
+            self.unpriced,
         )
 
 
@@ -260,21 +340,35 @@ class LocalLimiter:
         counters.roll(now, key.config.budget_seconds)
         return counters
 
-    async def admit(self, key: GatewayKey) -> Admission:
+    async def admit(self, key: GatewayKey, reserve: int = 0) -> Admission:
         now = time.time()
         counters = self._of(key, now)
         check(key, counters.windows(now))
         counters.requests[0] += 1
         counters.in_flight += 1
-        return Admission(key, "", headers(key, counters.windows(now)))
+        counters.held += reserve
+        return Admission(key, "", headers(key, counters.windows(now)), reserved=reserve)
 
-    def settle(self, admission: Admission, tokens: int) -> None:
+    def settle(self, admission: Admission, tokens: int, spent: Spent = NOTHING) -> None:
         now = time.time()
         counters = self._of(admission.key, now)
         counters.in_flight = max(0, counters.in_flight - 1)
         counters.tokens[0] += tokens
         counters.budget += tokens
+        counters.held = max(0, counters.held - admission.reserved)
+        counters.unpriced += spent.nanos is None
+        cost = charged(admission, spent)
+        if cost:
+            counters.money += cost
+            counters.by_model[spent.model] = counters.by_model.get(spent.model, 0) + cost
 
     async def usage(self, key: GatewayKey) -> dict[str, Any]:
         now = time.time()
-        return usage_report(key, self._of(key, now).windows(now))
+        counters = self._of(key, now)
+        return usage_report(key, counters.windows(now), counters.by_model)
+
+
+def charged(admission: Admission, spent: Spent) -> int:
+    """The nano-USD a settled request adds to its key's spend: its cost, or, unknown, all it
+    reserved (never nothing)."""
+    return admission.reserved if spent.nanos is None else spent.nanos

@@ -32,12 +32,16 @@ from gateway.auth import GatewayKey
 from gateway.cooldowns import Rest
 from gateway.limits import (
     MINUTE,
+    NOTHING,
     Admission,
     LimitsUnavailable,
+    Spent,
     Windows,
+    charged,
     check,
     headers,
     minute_index,
+    nanos,
     period_index,
     usage_report,
 )
@@ -45,31 +49,70 @@ from gateway.redis_link import Arg, Command, RedisLink, Script
 
 # Check and count in one step, so that two instances never both take a limit's last request.
 # KEYS: requests this minute, the minute before, tokens this minute, the minute before, the
-# budget period's spent tokens, the in-flight set. ARGV: now, request id, rpm, tpm, budget,
-# max_parallel (0: none), the minute's progress (0..1), the lease in seconds. An in-flight
-# mark's score is when its lease ends: the marks whose lease ended are dropped first.
+# budget period's spent tokens, the in-flight set, the budget period's spent nano-USD, the
+# reservations held (request id -> nano-USD), their sum. ARGV: now, request id, rpm, tpm,
+# budget, max_parallel, max_spend in nano-USD (0: none), the minute's progress (0..1), the
+# lease in seconds, this request's reservation in nano-USD. An in-flight mark's score is when
+# its lease ends: the marks whose lease ended are dropped first, and their reservations with
+# them (a dead process's requests hold nothing past their lease).
 # Returns {admitted (1/0), the counters before this request}: the gateway then names the
 # limit and computes the headers from the same numbers (gateway.limits.check).
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
-local budget, par = tonumber(ARGV[5]), tonumber(ARGV[6])
-local into, lease = tonumber(ARGV[7]), tonumber(ARGV[8])
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+local budget, par, spend = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local into, lease, reserve = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local ended = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now)
+if #ended > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+  local freed = 0
+  for _, id in ipairs(ended) do
+    local held = redis.call('HGET', KEYS[8], id)
+    if held then
+      redis.call('HDEL', KEYS[8], id)
+      freed = freed + tonumber(held)
+    end
+  end
+  if freed > 0 then redis.call('DECRBY', KEYS[9], freed) end
+end
 local function count(key) return tonumber(redis.call('GET', key) or '0') end
 local r, rb, t, tb = count(KEYS[1]), count(KEYS[2]), count(KEYS[3]), count(KEYS[4])
-local spent = count(KEYS[5])
+local spent, money, held = count(KEYS[5]), count(KEYS[7]), count(KEYS[9])
 local flying = redis.call('ZCARD', KEYS[6])
-local counts = {r, rb, t, tb, spent, flying}
+local counts = {r, rb, t, tb, spent, flying, money, held}
 if budget > 0 and spent >= budget then return {0, counts} end
+if spend > 0 and money + held >= spend then return {0, counts} end
 if par > 0 and flying >= par then return {0, counts} end
 if rpm > 0 and rb * (1 - into) + r + 1 > rpm then return {0, counts} end
 if tpm > 0 and tb * (1 - into) + t >= tpm then return {0, counts} end
+local ttl = math.ceil(2 * lease * 1000)
 redis.call('INCR', KEYS[1])
 redis.call('EXPIRE', KEYS[1], 120)
 redis.call('ZADD', KEYS[6], now + lease, ARGV[2])
-redis.call('PEXPIRE', KEYS[6], math.ceil(2 * lease * 1000))
+redis.call('PEXPIRE', KEYS[6], ttl)
+if reserve > 0 then
+  redis.call('HSET', KEYS[8], ARGV[2], reserve)
+  redis.call('INCRBY', KEYS[9], reserve)
+  redis.call('PEXPIRE', KEYS[8], ttl)
+  redis.call('PEXPIRE', KEYS[9], ttl)
+end
 return {1, counts}
+"""
+
+# Reservations given back (a request settled). KEYS: the reservations held, their sum; ARGV:
+# request ids. By id, so giving one back twice (a retried settlement, a lease that ended
+# meanwhile) frees it once.
+_RELEASE = """
+local freed = 0
+for _, id in ipairs(ARGV) do
+  local held = redis.call('HGET', KEYS[1], id)
+  if held then
+    redis.call('HDEL', KEYS[1], id)
+    freed = freed + tonumber(held)
+  end
+end
+if freed > 0 then redis.call('DECRBY', KEYS[2], freed) end
+return freed
 """
 
 # Cooldowns. rest: KEYS[1] the rest; ARGV: now, seconds. A longer rest already set is kept.
@@ -101,6 +144,11 @@ return 1
 """
 
 
+# The Redis keys (under a gateway key's own prefix) of what it has in flight.
+_IN_FLIGHT = "in_flight"
+_HELD = "held_nanos"  # request id -> nano-USD reserved
+_HELD_SUM = "held_nanos_sum"
+
 # Settlements wait at most this long to go out together.
 _SETTLE_EVERY = 0.01
 _SETTLE_AGAIN_AFTER = 1.0  # seconds before in-flight marks whose removal failed are sent again
@@ -108,18 +156,29 @@ _RENEWALS_PER_LEASE = 3  # a lease survives two renewals lost to a Redis blip
 
 
 class _Settlements:
-    """Token charges (per Redis key: tokens, expiry) and ended requests, not yet sent."""
+    """Charges (per Redis key: tokens or nano-USD, expiry; spend per model), reservations
+    given back and ended requests, not yet sent."""
 
-    __slots__ = ("landed", "tokens")
+    __slots__ = ("by_model", "landed", "released", "tokens")
 
     def __init__(self) -> None:
-        self.tokens: dict[str, tuple[int, int]] = {}
+        self.tokens: dict[str, tuple[int, int]] = {}  # also the nano-USD spent
+        self.by_model: dict[str, tuple[dict[str, int], int]] = {}  # hash -> (model: nanos), ttl
         self.landed: dict[str, list[str]] = {}  # in-flight set -> request ids that ended
+        self.released: dict[tuple[str, str], list[str]] = {}  # (held, their sum) -> ids
 
-    def commands(self) -> list[Command]:
+    def charge(self, name: str, amount: int, ttl: int) -> None:
+        charged, _ = self.tokens.get(name, (0, ttl))
+        self.tokens[name] = (charged + amount, ttl)
+
+    def commands(self, release: Script) -> list[Command]:
         out = []
-        for name, (tokens, ttl) in self.tokens.items():
-            out += [Command(("INCRBY", name, tokens)), Command(("EXPIRE", name, ttl))]
+        for name, (amount, ttl) in self.tokens.items():
+            out += [Command(("INCRBY", name, amount)), Command(("EXPIRE", name, ttl))]
+        for name, (models, ttl) in self.by_model.items():
+            out += [Command(("HINCRBY", name, model, n)) for model, n in models.items()]
+            out.append(Command(("EXPIRE", name, ttl)))
+        out += [release(list(names), ids) for names, ids in self.released.items()]
         out += [Command(("ZREM", name, *ids)) for name, ids in self.landed.items()]
         return out
 
@@ -128,6 +187,7 @@ class RedisLimiter:
     def __init__(self, link: RedisLink, lease: float) -> None:
         self._link = link
         self._admit = Script(_ADMIT)
+        self._release = Script(_RELEASE)
         self._lease = lease
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending = _Settlements()
@@ -140,16 +200,22 @@ class RedisLimiter:
         base = f"{self._link.prefix}{{{key.name}}}:"
         minute, _ = minute_index(now)
         period, _ = period_index(now, key.config.budget_seconds)
+        budget = f"{key.config.budget_period}:{period}"
         return [
             f"{base}requests:{minute}",
             f"{base}requests:{minute - 1}",
             f"{base}tokens:{minute}",
             f"{base}tokens:{minute - 1}",
-            f"{base}spent:{key.config.budget_period}:{period}",
-            f"{base}in_flight",
+            f"{base}spent:{budget}",
+            f"{base}{_IN_FLIGHT}",
+            f"{base}spent_nanos:{budget}",
+            f"{base}{_HELD}",
+            f"{base}{_HELD_SUM}",
+            f"{base}spent_nanos_by_model:{budget}",  # not the script's
+            f"{base}unpriced:{budget}",
         ]
 
-    async def admit(self, key: GatewayKey) -> Admission:
+    async def admit(self, key: GatewayKey, reserve: int = 0) -> Admission:
         now = time.time()
         request_id = os.urandom(8).hex()  # its mark in the key's in-flight set
         config = key.config
@@ -161,21 +227,27 @@ class RedisLimiter:
             config.tpm or 0,
             config.budget or 0,
             config.max_parallel or 0,
+            0 if config.max_spend is None else nanos(config.max_spend),
             f"{into:.6f}",
             self._lease,
+            reserve,
         ]
         keys = self._keys(key, now)
         link = self._link
-        check_sent = link.submit(self._admit(keys, args))
+        check_sent = link.submit(self._admit(keys[:9], args))
         try:
             replies = await link.call(lambda: asyncio.shield(check_sent), "limit check")
         except asyncio.CancelledError:
             # The client left while its check was out: once the check is answered, a mark
-            # that landed is taken back (rather than held until its lease ends).
-            check_sent.add_done_callback(lambda _: self._take_back(key, request_id, check_sent))
+            # (and a reservation) that landed is taken back (rather than held until its
+            # lease ends).
+            check_sent.add_done_callback(
+                lambda _: self._take_back(key, request_id, reserve, check_sent)
+            )
             raise
         if replies is None:
-            return Admission(key, request_id, {}, counted=False)
+            # Its reservation may have landed, the answer lost: given back at settle.
+            return Admission(key, request_id, {}, counted=False, reserved=reserve)
         admitted, counts = replies[0]
         windows = Windows(now, *(int(c) for c in counts))
         if not admitted:
@@ -185,28 +257,40 @@ class RedisLimiter:
             self._renewing = asyncio.get_running_loop().create_task(self._renew())
         windows.requests += 1
         windows.in_flight += 1
-        return Admission(key, request_id, headers(key, windows))
+        windows.held += reserve
+        return Admission(key, request_id, headers(key, windows), reserved=reserve)
 
-    def _take_back(self, key: GatewayKey, request_id: str, check: asyncio.Future[Any]) -> None:
+    def _take_back(
+        self, key: GatewayKey, request_id: str, reserve: int, check: asyncio.Future[Any]
+    ) -> None:
         if check.cancelled() or check.exception() is not None:
             return  # not sent, or failed: no mark (or one that ends with its lease)
         admitted, _ = check.result()[0]
         if admitted:
-            self.settle(Admission(key, request_id, {}, counted=False), 0)
+            self.settle(Admission(key, request_id, {}, counted=False, reserved=reserve), 0)
 
-    def settle(self, admission: Admission, tokens: int) -> None:
+    def settle(self, admission: Admission, tokens: int, spent: Spent = NOTHING) -> None:
         """Charged within `_SETTLE_EVERY`: the settlements of that moment go in one pipeline
         (at load, one round trip for many requests instead of one each: the Redis client's
         own CPU per command was the largest cost of shared limits)."""
         keys = self._keys(admission.key, time.time())
         pending = self._pending
+        budget_ttl = admission.key.config.budget_seconds + 86400
         # Not counted: the admit failed, yet its mark may have landed; removing it is
         # harmless either way (and unrenewed, it would end with its lease).
         if tokens and admission.counted:
-            budget_ttl = admission.key.config.budget_seconds + 86400
-            for name, ttl in ((keys[2], 2 * MINUTE), (keys[4], budget_ttl)):
-                charged, _ = pending.tokens.get(name, (0, ttl))
-                pending.tokens[name] = (charged + tokens, ttl)
+            pending.charge(keys[2], tokens, 2 * MINUTE)
+            pending.charge(keys[4], tokens, budget_ttl)
+        # Money is charged even uncounted: what the provider billed is spent all the same.
+        if spent.nanos is None:
+            pending.charge(keys[10], 1, budget_ttl)
+        cost = charged(admission, spent)
+        if cost:
+            pending.charge(keys[6], cost, budget_ttl)
+            models, _ = pending.by_model.setdefault(keys[9], ({}, budget_ttl))
+            models[spent.model] = models.get(spent.model, 0) + cost
+        if admission.reserved:
+            pending.released.setdefault((keys[7], keys[8]), []).append(admission.id)
         pending.landed.setdefault(keys[5], []).append(admission.id)
         flying = self._flying.get(keys[5])
         if flying is not None:
@@ -224,17 +308,19 @@ class RedisLimiter:
         task.add_done_callback(self._tasks.discard)
 
     async def _charge(self, pending: _Settlements, again: bool = True) -> None:
-        commands = pending.commands()
+        commands = pending.commands(self._release)
         link = self._link
         with contextlib.suppress(LimitsUnavailable):  # nobody to tell: the answers went out
             if await link.call(lambda: link.run(*commands), "charging tokens"):
                 return
-        if again and pending.landed:
-            # The in-flight marks are taken back once more a little later (a mark removed
-            # twice is harmless; tokens are not sent twice: the first INCRBY may have landed).
+        if again and (pending.landed or pending.released):
+            # The in-flight marks and reservations are taken back once more a little later
+            # (given back twice, each is freed once; tokens and money are not sent twice: the
+            # first INCRBY may have landed).
             await asyncio.sleep(_SETTLE_AGAIN_AFTER)
             retry = _Settlements()
             retry.landed = pending.landed
+            retry.released = pending.released
             await self._charge(retry, again=False)
 
     async def _renew(self) -> None:
@@ -253,6 +339,9 @@ class RedisLimiter:
         for name, ids in self._flying.items():
             scored = (value for id in ids for value in (ends, id))
             commands += [Command(("ZADD", name, "XX", *scored)), Command(("PEXPIRE", name, ttl_ms))]
+            # The reservations live as long as the marks (a no-op for a key with none).
+            base = name.removesuffix(_IN_FLIGHT)
+            commands += [Command(("PEXPIRE", base + held, ttl_ms)) for held in (_HELD, _HELD_SUM)]
         link = self._link
         await link.call(lambda: link.run(*commands), "renewing leases", limits=False)
 
@@ -276,9 +365,26 @@ class RedisLimiter:
         link = self._link
         reads = [Command(("GET", name)) for name in keys[:5]]
         reads.append(Command(("ZCOUNT", keys[5], f"({now:.6f}", "+inf")))  # leases running
-        counts = await link.call(lambda: link.run(*reads), "usage")
-        values = [int(c or 0) for c in counts] if counts else [0] * 6
-        return usage_report(key, Windows(now, *values))
+        reads += [Command(("GET", name)) for name in (keys[6], keys[8], keys[10])]
+        reads.append(Command(("HGETALL", keys[9])))
+        replies = await link.call(lambda: link.run(*reads), "usage")
+        if not replies:
+            return usage_report(key, Windows(now, 0, 0, 0, 0, 0, 0))
+        *counts, by_model = replies
+        values = [int(c or 0) for c in counts]
+        return usage_report(key, Windows(now, *values), _by_model(by_model))
+
+
+def _by_model(reply: Any) -> dict[str, int]:
+    """HGETALL's reply (a flat list with RESP2, a dict with RESP3) as {model: nano-USD}."""
+    if isinstance(reply, dict):
+        pairs = list(reply.items())
+    else:
+        pairs = list(zip(reply[::2], reply[1::2], strict=True))
+    return {
+        (name.decode() if isinstance(name, bytes) else str(name)): int(value)
+        for name, value in pairs
+    }
 
 
 class RedisCooldowns:

@@ -272,7 +272,7 @@ def _browse(page: Console, screenshots: Path) -> None:
     assert team[5].startswith(f"{usage['team']['budget_spent']:,} / 50,000")
     assert team[4] == "0 / 4"
     assert team[6].startswith("1d, resets in ")
-    assert team[7] == "— / —"  # money: a place for USD, empty until requests are priced
+    assert team[7] == "$0.000000 / —"  # the mock is free; the key has no max_spend
     driver.save_screenshot(str(screenshots / "console-keys.png"))
 
     # Providers: the key the upstream refused and the target that failed rest, and why.

@@ -116,16 +116,8 @@ async def keys_state(request: web.Request) -> web.Response:
     reports = await asyncio.gather(*(limiter.usage(key) for key in keys))
     data = []
     for key, report in zip(keys, reports, strict=True):
-        data.append(
-            {
-                **report,
-                "models": key.config.models,
-                # Money: what the key spent in USD and its cap, once requests are priced.
-                # Until then null, and the budget above is in tokens.
-                "spend_usd": None,
-                "max_spend_usd": None,
-            }
-        )
+        # The report carries the money too: spend_usd and max_spend_usd (gateway.limits).
+        data.append({**report, "models": key.config.models})
     shared = request.app[CONFIG].state.redis_url is not None
     return _answer({"object": "list", "pid": os.getpid(), "shared": shared, "data": data})
 

@@ -9,6 +9,7 @@ from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively
+from gateway.pricing import ask_of
 from providers.base import Provider
 from wire.operations import Operation
 
@@ -34,6 +35,7 @@ async def _complete(request: web.Request, operation: Operation) -> web.StreamRes
         prepare,
         parsed.fallbacks,
         upstream_models=parsed.upstream_models,
+        ask=ask_of(parsed.body),
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

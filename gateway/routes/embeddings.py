@@ -9,6 +9,7 @@ from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively
+from gateway.pricing import ask_of
 from providers.base import Provider
 from wire.operations import Operation
 
@@ -28,6 +29,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         prepare,
         parsed.fallbacks,
         upstream_models=parsed.upstream_models,
+        ask=ask_of(parsed.body),
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

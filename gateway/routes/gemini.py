@@ -23,6 +23,7 @@ from gateway.dispatch import Call
 from gateway.first_content import event_content, every_byte
 from gateway.parsing import decode_object
 from gateway.prepared import Prepared, through_chat, unchanged
+from gateway.pricing import ask_of
 from gateway.relay import SSE_HEADERS
 from providers.base import Provider
 from providers.gemini_bridge import (
@@ -96,6 +97,7 @@ async def generate(request: web.Request, model: str, stream: bool) -> web.Stream
         # Only the SSE stream gets comments: the array's keepalive would have to open it
         # ("["), which a failover cannot take back.
         keepalive=b": keepalive\r\n\r\n",
+        ask=ask_of(body),
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

@@ -21,6 +21,7 @@ from gateway.dispatch import SERVED_BY, Call
 from gateway.first_content import ContentProbe, TypedEvents
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, through_chat, unchanged
+from gateway.pricing import ask_of
 from providers.anthropic_relay import with_client_headers
 from providers.base import Provider
 from providers.messages_bridge import (
@@ -82,6 +83,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         upstream_models=parsed.upstream_models,
         content_probe=messages_content,
         keepalive=PING,
+        ask=ask_of(parsed.body),
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

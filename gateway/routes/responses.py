@@ -18,6 +18,7 @@ from gateway.dispatch import Call
 from gateway.first_content import responses_content
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively, through_chat
+from gateway.pricing import ask_of
 from providers.base import Provider
 from providers.responses_bridge import (
     ResponsesFromChat,
@@ -81,6 +82,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         parsed.fallbacks,
         upstream_models=parsed.upstream_models,
         content_probe=responses_content,
+        ask=ask_of(parsed.body),
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

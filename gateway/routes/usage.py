@@ -1,4 +1,5 @@
-"""GET /v1/keys/usage: each gateway key's requests and tokens now, and its budget left.
+"""GET /v1/keys/usage: each gateway key's requests and tokens now, its budget left, and its
+spend this budget period (per model, against its max_spend) from gateway.limits.usage_report.
 
 Guarded by the `[admin] key` (sent as `Authorization: Bearer ...`), not by a gateway key:
 it shows every key's figures. Without an admin key configured the route answers 404.
