@@ -26,11 +26,13 @@ from typing import NamedTuple, TypeVar
 import msgspec
 from aiohttp import web
 
+from formats.chat.probe import chat_content
+from formats.first_content import ContentProbe
+from formats.translator import StreamTranslator
 from gateway.auth import CLIENT_KEY, GATEWAY_KEY, GatewayKey
 from gateway.config import RoutingConfig
 from gateway.cooldowns import Cooldowns
 from gateway.drain import DRAIN
-from gateway.first_content import ContentProbe, chat_content
 from gateway.held import MAX_HELD_BYTES, HeldBytes
 from gateway.hooks import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.limits import Limiter, LocalLimiter
@@ -50,7 +52,7 @@ from gateway.relay import (
 from gateway.routing import Candidate, ProviderGroup, Router, Target, weighted_order
 from gateway.uploads import Upload
 from gateway.usage import token_counts, usage_of
-from providers.base import Provider, StreamTranslator
+from providers.base import Provider
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
 from wire.operations import Operation
 from wire.sse import encode_data

@@ -12,7 +12,8 @@ from typing import Any
 
 import msgspec
 
-from providers.base import ChatSink, Provider, StreamTranslator
+from formats.translator import ChatSink, StreamTranslator
+from providers.base import Provider
 from wire.operations import Operation
 from wire.upstream import UpstreamRequest
 

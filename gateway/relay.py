@@ -27,14 +27,14 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
+from formats.first_content import ContentProbe
+from formats.translator import StreamTranslator
 from gateway.deadline import IdleDeadline
-from gateway.first_content import ContentProbe
 from gateway.held import HeldBytesExceeded
 from gateway.prepared import Prepared
 from gateway.routing import Target
 from gateway.uploads import Upload
 from gateway.upstream import as_gateway_error
-from providers.base import StreamTranslator
 from wire.errors import GatewayError, ProviderAuthError, UpstreamProtocolError, drop_tracebacks
 from wire.upstream import Holder, Upstream
 

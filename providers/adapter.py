@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import orjson
 
-from providers.base import ChatSink, StreamTranslator
-from providers.chat_request import Asks, ChatRequest, decode_chat_request, reject_unsupported
-from providers.chunks import ChatStreamWriter
+from formats.chat.from_chat import ChatStreamWriter
+from formats.chat.request import Asks, ChatRequest, decode_chat_request, reject_unsupported
+from formats.translator import ChatSink, StreamTranslator
 from providers.declaration import HttpProviderConfig, ProviderConfig
 from wire.config import resolve_key
 from wire.errors import BadRequest, GatewayError, ProviderAuthError, upstream_error_from_body

@@ -35,17 +35,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from providers.adapter import TranslatingProvider
-from providers.anthropic_relay import MessagesRelay
-from providers.anthropic_stream import (
-    ErrorBody,
-    MessagesStream,
-    anthropic_error,
-    overloaded_as_503,
-    translate_message,
-)
-from providers.base import ChatSink, StreamTranslator
-from providers.chat_request import (
+from formats.chat.request import (
     CHOICES_AND_LOGPROBS,
     Asks,
     ChatRequest,
@@ -60,6 +50,16 @@ from providers.chat_request import (
     present,
     text_and_images,
     text_of,
+)
+from formats.translator import ChatSink, StreamTranslator
+from providers.adapter import TranslatingProvider
+from providers.anthropic_relay import MessagesRelay
+from providers.anthropic_stream import (
+    ErrorBody,
+    MessagesStream,
+    anthropic_error,
+    overloaded_as_503,
+    translate_message,
 )
 from providers.declaration import HttpProviderConfig, ProviderType
 from providers.json_answer import (

@@ -19,11 +19,10 @@ from typing import Any
 
 import msgspec
 
-from providers.base import ChatSink
-from providers.chunks import chat_completion
+from formats.chat.from_chat import chat_completion
+from formats.translator import ChatSink, EventTranslator
 from providers.json_answer import JSON_TOOL, answered
 from providers.mapping import cached_usage, finish_reason
-from providers.translator import EventTranslator
 from wire.errors import UpstreamError, UpstreamProtocolError
 from wire.sse import Comment, Event, SSEDecoder
 

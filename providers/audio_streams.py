@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 import orjson
 
-from providers.chunks import DONE
-from providers.translator import StreamEnd
+from formats.chat.from_chat import DONE
+from formats.translator import StreamEnd
 from wire.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
 from wire.sse import Event, SSEDecoder, SSEProtocolError, encode_data
 

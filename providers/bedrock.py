@@ -47,10 +47,8 @@ import msgspec
 import orjson
 import yarl
 
-from providers.adapter import ApiKey, TranslatingProvider
-from providers.anthropic import thinking_and_limit
-from providers.base import ChatSink
-from providers.chat_request import (
+from formats.chat.from_chat import chat_completion
+from formats.chat.request import (
     Asks,
     ChatRequest,
     Message,
@@ -63,7 +61,9 @@ from providers.chat_request import (
     text_and_images,
     text_only,
 )
-from providers.chunks import chat_completion
+from formats.translator import ChatSink, EventTranslator
+from providers.adapter import ApiKey, TranslatingProvider
+from providers.anthropic import thinking_and_limit
 from providers.declaration import HttpProviderConfig, ProviderType
 from providers.json_answer import (
     JSON_TOOL,
@@ -80,7 +80,6 @@ from providers.model_families import (
     bedrock_family,
     claude_at_least,
 )
-from providers.translator import EventTranslator
 from wire.config import ConfigError
 from wire.errors import (
     BadRequest,

@@ -18,9 +18,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from providers.adapter import TranslatingProvider
-from providers.base import ChatSink
-from providers.chat_request import (
+from formats.chat.from_chat import chat_completion, usage
+from formats.chat.request import (
     Asks,
     ChatRequest,
     ImageURL,
@@ -31,10 +30,10 @@ from providers.chat_request import (
     text_and_images,
     text_only,
 )
-from providers.chunks import chat_completion, usage
+from formats.translator import ChatSink, EventTranslator
+from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
 from providers.mapping import finish_reason, message_error
-from providers.translator import EventTranslator
 from wire.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
 from wire.operations import Operation
 from wire.sse import Comment, Event, SSEDecoder

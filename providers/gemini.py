@@ -44,9 +44,8 @@ from urllib.parse import quote, urlsplit
 import msgspec
 import orjson
 
-from providers.adapter import TranslatingProvider
-from providers.base import ChatSink, StreamTranslator
-from providers.chat_request import (
+from formats.chat.from_chat import AnswerCollector, usage
+from formats.chat.request import (
     AUDIO_OUTPUT,
     CHOICES_AND_LOGPROBS,
     Asks,
@@ -64,11 +63,11 @@ from providers.chat_request import (
     present,
     text_of,
 )
-from providers.chunks import AnswerCollector, usage
+from formats.translator import ChatSink, EventTranslator, StreamTranslator
+from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
 from providers.gemini_schema import gemini_schema
 from providers.mapping import finish_reason
-from providers.translator import EventTranslator
 from wire.errors import BadRequest, GatewayError, UpstreamError, error_text, relayed_error
 from wire.operations import Operation, RawBody
 from wire.sse import Comment, Event, SSEDecoder

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from providers.chat_bridge import ChatBridge, read_completion
+from formats.chat.bridge import ChatBridge, read_completion
 from providers.gemini import STATUS_CODES
 from providers.gemini_request import GenerateContentRequest, decode_gemini_request, gemini_to_chat
 from wire.errors import GatewayError

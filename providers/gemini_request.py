@@ -38,8 +38,8 @@ from typing import Any
 import msgspec
 import orjson
 
-from providers.chat_bridge import validation_error
-from providers.chat_request import present
+from formats.chat.bridge import validation_error
+from formats.chat.request import present
 from providers.gemini import THINKING_CONFIGS
 from providers.gemini_schema import json_schema, lower_types
 from wire.errors import BadRequest

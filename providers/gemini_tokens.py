@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from providers.chat_bridge import validation_error
+from formats.chat.bridge import validation_error
 from wire.errors import BadRequest
 from wire.operations import RawBody
 from wire.tokens import PER_MESSAGE, PER_REQUEST, estimate_json, estimate_text

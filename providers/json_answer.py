@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from providers.chat_request import Tool, json_output
+from formats.chat.request import Tool, json_output
 from wire.errors import BadRequest
 
 # The tool whose input is the answer. Its calls become the message's text.

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from providers.chunks import usage
+from formats.chat.from_chat import usage
 from wire.errors import UpstreamError, error_text, relayed_error
 
 

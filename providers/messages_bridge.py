@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
+from formats.chat.bridge import ChatBridge, read_completion
+from formats.chat.from_chat import new_id
 from providers.anthropic_stream import STATUS_BY_TYPE
-from providers.chat_bridge import ChatBridge, read_completion
-from providers.chunks import new_id
 from providers.messages_request import MessagesRequest, decode_messages_request, messages_to_chat
 from wire.errors import GatewayError
 from wire.sse import Comment, encode, encode_event

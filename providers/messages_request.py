@@ -47,8 +47,8 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
-from providers.chat_bridge import validation_error
-from providers.chat_request import present
+from formats.chat.bridge import validation_error
+from formats.chat.request import present
 from wire.errors import BadRequest
 from wire.operations import RawBody
 

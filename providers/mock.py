@@ -34,9 +34,9 @@ import aiohttp
 import msgspec
 import orjson
 
+from formats.chat.request import FunctionDef, NamedToolChoice, ToolMode
 from providers import mock_failures, mock_media
 from providers.adapter import Adapter
-from providers.chat_request import FunctionDef, NamedToolChoice, ToolMode
 from providers.declaration import ProviderConfig, ProviderType
 from providers.mock_failures import CutAfter, ErrorFirst, Failure, Status
 from providers.mock_media import MockReply

@@ -34,9 +34,8 @@ from typing import Any, ClassVar
 import msgspec
 import orjson
 
-from providers.adapter import TranslatingProvider
-from providers.base import ChatSink
-from providers.chat_request import (
+from formats.chat.from_chat import AnswerCollector, usage
+from formats.chat.request import (
     AUDIO_OUTPUT,
     CHOICES_AND_LOGPROBS,
     Asks,
@@ -54,10 +53,10 @@ from providers.chat_request import (
     present,
     text_of,
 )
-from providers.chunks import AnswerCollector, usage
+from formats.translator import ChatSink, EventTranslator
+from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
 from providers.mapping import finish_reason
-from providers.translator import EventTranslator
 from wire.errors import BadRequest, UpstreamProtocolError, upstream_error_from_body
 from wire.operations import Operation
 from wire.upstream import UpstreamRequest

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from providers.translator import StreamEnd
+from formats.translator import StreamEnd
 from wire.errors import UpstreamProtocolError
 from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode
 

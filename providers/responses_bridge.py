@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-from providers.chat_bridge import ChatBridge, read_completion
-from providers.chunks import new_id
+from formats.chat.bridge import ChatBridge, read_completion
+from formats.chat.from_chat import new_id
 from providers.responses_tools import ClientTools, chat_call, tool_output
 from wire.errors import BadRequest, GatewayError
 from wire.operations import RawBody, decode_field

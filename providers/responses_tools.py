@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-from providers.chunks import new_id
+from formats.chat.from_chat import new_id
 from wire.errors import BadRequest
 
 # Tool types a chat upstream has no way to run: left out of its request.

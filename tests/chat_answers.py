@@ -1,7 +1,7 @@
 """Chat answers as our translating providers emit them, streamed and whole, for the bridges.
 
-Each answer is built with `providers.chunks.ChatStreamWriter` (the stream) and
-`providers.chunks.chat_completion` (the same answer, not streamed), so the bytes are exactly
+Each answer is built with `formats.chat.from_chat.ChatStreamWriter` (the stream) and
+`formats.chat.from_chat.chat_completion` (the same answer, not streamed), so the bytes are exactly
 what every translating provider's chat translator emits. The bridges read them through
 `ChatChunkReader`, the OpenAI-compatible provider's chat translator for a bridge.
 """
@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
+from formats.chat.from_chat import ChatStreamWriter, chat_completion, usage
+from formats.chat.to_chat import ChatChunkReader
+from formats.translator import ChatSink, StreamTranslator
 from providers.anthropic import AnthropicProvider, AnthropicProviderConfig
-from providers.base import ChatSink, StreamTranslator
-from providers.chat_reader import ChatChunkReader
-from providers.chunks import ChatStreamWriter, chat_completion, usage
 from providers.cohere import CohereProvider, CohereProviderConfig
 from providers.gemini import GeminiProvider, GeminiProviderConfig
 from wire.sse import Event, SSEDecoder

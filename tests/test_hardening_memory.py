@@ -28,9 +28,9 @@ import psutil
 import pytest
 from aiohttp import web
 
+from formats.chat.from_chat import ChatStreamWriter
+from formats.translator import EventTranslator
 from gateway.heap import LARGE_BODY, TRIM_AFTER, HeapTrimmer
-from providers.chunks import ChatStreamWriter
-from providers.translator import EventTranslator
 from tests.conftest import Connect, FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess, peak_growth
 from tests.streams import Handler, chat_completion

@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from formats.chat.from_chat import ChatStreamWriter, usage
+from formats.chat.request import decode_chat_request
 from providers.anthropic_stream import MessagesStream
-from providers.chat_request import decode_chat_request
-from providers.chunks import ChatStreamWriter, usage
 from providers.gemini import GeminiStream
 from providers.messages_bridge import (
     PING,

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from providers.chunks import ChatStreamWriter
+from formats.chat.from_chat import ChatStreamWriter
 from providers.gemini import GeminiProvider, GeminiProviderConfig, GeminiStream, gemini_error
 from providers.gemini_schema import gemini_schema
 from tests.conftest import Connect, FakeUpstream, Handler

@@ -11,9 +11,9 @@ import orjson
 import pytest
 from aiohttp import web
 
+from formats.chat.to_chat import ChatChunkReader
 from gateway.config import parse
 from gateway.parsing import parse_request
-from providers.chat_reader import ChatChunkReader
 from providers.responses_bridge import ResponseEcho, ResponsesFromChat, responses_to_chat
 from tests.conftest import FakeUpstream, provider_toml
 from tests.replay import fixture, replay

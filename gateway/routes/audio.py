@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from formats.first_content import event_content, every_byte
 from gateway.app_keys import CONFIG, DISPATCHER
 from gateway.bodies import read_body
 from gateway.dispatch import Call
-from gateway.first_content import event_content, every_byte
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, unchanged
 from gateway.relay import SSE_HEADERS

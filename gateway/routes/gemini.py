@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from formats.first_content import event_content, every_byte
 from gateway import errors
 from gateway.app_keys import DISPATCHER, ROUTER
 from gateway.auth import GATEWAY_KEY
 from gateway.bodies import read_body
 from gateway.dispatch import Call
-from gateway.first_content import event_content, every_byte
 from gateway.parsing import decode_object
 from gateway.prepared import Prepared, through_chat, unchanged
 from gateway.relay import SSE_HEADERS

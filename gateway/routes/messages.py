@@ -13,12 +13,12 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
+from formats.first_content import ContentProbe, TypedEvents
 from gateway import errors
 from gateway.app_keys import DISPATCHER
 from gateway.auth import GATEWAY_KEY
 from gateway.bodies import read_body
 from gateway.dispatch import SERVED_BY, Call
-from gateway.first_content import ContentProbe, TypedEvents
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, through_chat, unchanged
 from providers.anthropic_relay import with_client_headers

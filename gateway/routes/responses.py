@@ -12,10 +12,10 @@ import weakref
 
 from aiohttp import web
 
+from formats.first_content import responses_content
 from gateway.app_keys import DISPATCHER
 from gateway.bodies import read_body
 from gateway.dispatch import Call
-from gateway.first_content import responses_content
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively, through_chat
 from providers.base import Provider

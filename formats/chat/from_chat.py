@@ -1,4 +1,5 @@
-"""Our chat answer, built by the providers that translate (Anthropic, Gemini, Ollama, ...).
+"""Chat deltas as OpenAI chat chunks: the chat format written, by every provider that
+translates (Anthropic, Gemini, Ollama, ...) for a chat client.
 
 `ChatStreamWriter` emits the client's SSE bytes for one stream in OpenAI's chunk shape, already
 normalised the way the gateway promises: content, reasoning and tool-call deltas in the chunks

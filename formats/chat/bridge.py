@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from providers.chunks import new_id
+from formats.chat.from_chat import new_id
 from wire.errors import BadRequest, GatewayError, UpstreamProtocolError
 
 

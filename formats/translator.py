@@ -1,4 +1,10 @@
-"""The base of every translated stream: upstream bytes in, a provider's typed events out.
+"""How a stream is translated, sans-IO: the contracts, and the base every translation builds on.
+
+`StreamTranslator` is what the relay pumps an upstream's bytes through, for one request: client
+bytes out, and the stream's end (`finished`, `failure`, `usage`). `ChatSink` is where a
+translated chat stream goes, one typed delta at a time: the chat writer
+(`formats.chat.from_chat.ChatStreamWriter`) encodes OpenAI's chunks, and the bridges to the
+Responses, Anthropic and Gemini formats build their own events from the same deltas.
 
 An `EventTranslator` owns what every translating provider's stream does the same way: the
 framing (SSE, NDJSON lines, AWS event-stream frames) that cuts the bytes into items, `feed` and
@@ -14,10 +20,83 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgspec
 
-from providers.base import ChatSink
 from wire.errors import GatewayError, UpstreamProtocolError, drop_tracebacks
 from wire.jsondepth import MAX_DEPTH
 from wire.sse import SSEProtocolError, encode_data
+
+
+class StreamTranslator(Protocol):
+    """Sans-IO: upstream stream bytes in, client SSE bytes out, for one request."""
+
+    # True once the terminal event went out ([DONE] or an error event): stop reading upstream.
+    finished: bool
+    # The error the stream ended with, once its error event went out (None otherwise): before
+    # any content reached the client, the dispatcher takes it as a failed attempt instead.
+    failure: GatewayError | None
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """OpenAI's usage object (prompt_tokens, completion_tokens, total_tokens) once the
+        stream has it, for limits and metrics; None when the upstream gives none."""
+        ...
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes to send the client for this upstream chunk (possibly b"")."""
+        ...
+
+    def end(self) -> bytes:
+        """The upstream closed its stream: the closing bytes, or an error event if it was cut."""
+        ...
+
+    def error_event(self, error: GatewayError) -> bytes | None:
+        """The final event that tells the client the stream failed; sets `finished`.
+        None for a stream with no error event (raw audio): the connection is then cut."""
+        ...
+
+
+class ChatSink(Protocol):
+    """Where a translated chat stream goes, delta by delta; each call returns client bytes.
+
+    Empty text, signature and argument fragments are no deltas: a sink returns b"" for them.
+    """
+
+    def opening(self) -> bytes:
+        """What the client's stream opens with, once the upstream's first bytes arrived."""
+        ...
+
+    def named(self, model: str, id: str | None = None) -> None:
+        """The upstream named the answer's model (and its id)."""
+        ...
+
+    def content(self, text: str) -> bytes: ...
+
+    def reasoning(self, text: str) -> bytes: ...
+
+    def reasoning_signature(self, signature: str) -> bytes: ...
+
+    def reasoning_redacted(self, data: str) -> bytes:
+        """One redacted thinking block's opaque data (Anthropic's, Bedrock's), to be sent
+        back as it came."""
+        ...
+
+    def tool_call(self, index: int, id: str, name: str, arguments: str = "") -> bytes:
+        """The start of tool call `index` (0, 1, ... in the order the calls began)."""
+        ...
+
+    def tool_arguments(self, index: int, fragment: str) -> bytes: ...
+
+    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+        """The answer ended normally: OpenAI's finish_reason and usage object."""
+        ...
+
+    def error(self, error: GatewayError) -> bytes:
+        """The stream failed: its final error event."""
+        ...
+
+    def comment(self, text: str) -> bytes:
+        """An upstream's SSE comment (a keepalive)."""
+        ...
+
 
 Item = TypeVar("Item")
 Item_co = TypeVar("Item_co", covariant=True)

@@ -1,7 +1,7 @@
 """An OpenAI-compatible chat stream read into deltas, for a bridge to another client format.
 
 The chat clients of an OpenAI-compatible upstream get its bytes through `ChunkNormaliser`
-(providers/openai.py), which parses as little as it can. A bridge (Responses, Anthropic's
+(`formats.chat.normaliser`), which parses as little as it can. A bridge (Responses, Anthropic's
 Messages, Gemini's generateContent) needs the deltas themselves: `ChatChunkReader` decodes each
 chunk once and writes its deltas to the bridge, holding the finish_reason back until `[DONE]`
 (or the end of the stream), where the usage chunk has come too, as the normaliser does.
@@ -13,8 +13,7 @@ from typing import Any
 
 import msgspec
 
-from providers.base import ChatSink
-from providers.translator import EventTranslator
+from formats.translator import ChatSink, EventTranslator
 from wire.errors import UpstreamProtocolError, upstream_error_from_body
 from wire.sse import Comment, Event, SSEDecoder
 
