@@ -249,3 +249,10 @@ class EventTranslator(StreamEnd, Generic[Item]):
             return b""
         self._opened = True
         return self.sink.opening()
+
+
+def finish_reason(table: Mapping[str, str], reason: str | None, *, called: bool = False) -> str:
+    """OpenAI's finish_reason for an upstream's `reason` (unknown or none: "stop"); a turn
+    that made tool calls and stopped normally is "tool_calls" (`called`)."""
+    finish = table.get(reason or "", "stop")
+    return "tool_calls" if called and finish == "stop" else finish

@@ -69,7 +69,7 @@ _FIELDS: dict[Operation, dict[str, Any]] = {
     },
 }
 # Anthropic's Messages API (inbound): only what the gateway routes by; the rest is
-# translated or passed through by providers/messages_bridge.py.
+# translated or passed through by formats/anthropic/from_chat.py.
 _FIELDS[Operation.MESSAGES] = {
     "model": str,
     "stream": bool | None,

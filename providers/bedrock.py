@@ -30,7 +30,7 @@ What each model family takes, read from the model id (`providers.model_families`
 - `response_format` goes as Converse's structured output (`outputConfig.textFormat`, the
   schema as a JSON string) to the models that have it (Claude 4.5 and later, in Claude's
   schema subset; the open-weight families), else through a tool whose input is the answer
-  (`providers.json_answer`): Claude before 4.5, Amazon Nova, and `json_object` everywhere;
+  (`formats.json_answer`): Claude before 4.5, Amazon Nova, and `json_object` everywhere;
   the tool is then forced, so Claude is asked for no thinking.
 """
 
@@ -47,7 +47,7 @@ import msgspec
 import orjson
 import yarl
 
-from formats.chat.from_chat import chat_completion
+from formats.chat.from_chat import cached_usage, chat_completion
 from formats.chat.request import (
     Asks,
     ChatRequest,
@@ -61,11 +61,7 @@ from formats.chat.request import (
     text_and_images,
     text_only,
 )
-from formats.translator import ChatSink, EventTranslator
-from providers.adapter import ApiKey, TranslatingProvider
-from providers.anthropic import thinking_and_limit
-from providers.declaration import HttpProviderConfig, ProviderType
-from providers.json_answer import (
+from formats.json_answer import (
     JSON_TOOL,
     JSON_TOOL_DESCRIPTION,
     JsonAnswer,
@@ -73,7 +69,11 @@ from providers.json_answer import (
     check_tool_names,
     plan,
 )
-from providers.mapping import cached_usage, error_message, finish_reason, message_error
+from formats.translator import ChatSink, EventTranslator, finish_reason
+from providers.adapter import ApiKey, TranslatingProvider
+from providers.anthropic import thinking_and_limit
+from providers.declaration import HttpProviderConfig, ProviderType
+from providers.mapping import error_message, message_error
 from providers.model_families import (
     ADAPTIVE_THINKING,
     STRUCTURED_OUTPUTS,

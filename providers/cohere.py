@@ -30,10 +30,10 @@ from formats.chat.request import (
     text_and_images,
     text_only,
 )
-from formats.translator import ChatSink, EventTranslator
+from formats.translator import ChatSink, EventTranslator, finish_reason
 from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
-from providers.mapping import finish_reason, message_error
+from providers.mapping import message_error
 from wire.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
 from wire.operations import Operation
 from wire.sse import Comment, Event, SSEDecoder

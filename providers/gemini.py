@@ -63,11 +63,10 @@ from formats.chat.request import (
     present,
     text_of,
 )
-from formats.translator import ChatSink, EventTranslator, StreamTranslator
+from formats.translator import ChatSink, EventTranslator, StreamTranslator, finish_reason
 from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
 from providers.gemini_schema import gemini_schema
-from providers.mapping import finish_reason
 from wire.errors import BadRequest, GatewayError, UpstreamError, error_text, relayed_error
 from wire.operations import Operation, RawBody
 from wire.sse import Comment, Event, SSEDecoder

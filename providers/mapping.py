@@ -8,33 +8,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import msgspec
 
-from formats.chat.from_chat import usage
 from wire.errors import UpstreamError, error_text, relayed_error
-
-
-def finish_reason(table: Mapping[str, str], reason: str | None, *, called: bool = False) -> str:
-    """OpenAI's finish_reason for an upstream's `reason` (unknown or none: "stop"); a turn
-    that made tool calls and stopped normally is "tool_calls" (`called`)."""
-    finish = table.get(reason or "", "stop")
-    return "tool_calls" if called and finish == "stop" else finish
-
-
-def cached_usage(
-    input_tokens: int, output_tokens: int, cache_read: int | None, cache_write: int | None
-) -> dict[str, Any]:
-    """OpenAI's usage for counts whose `input_tokens` leave out the cache reads and writes:
-    OpenAI's prompt_tokens count every input token."""
-    return usage(
-        input_tokens + (cache_read or 0) + (cache_write or 0),
-        output_tokens,
-        cached_tokens=cache_read,
-        cache_creation_tokens=cache_write,
-    )
 
 
 class _MessageBody(msgspec.Struct, gc=False):

@@ -53,10 +53,9 @@ from formats.chat.request import (
     present,
     text_of,
 )
-from formats.translator import ChatSink, EventTranslator
+from formats.translator import ChatSink, EventTranslator, finish_reason
 from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
-from providers.mapping import finish_reason
 from wire.errors import BadRequest, UpstreamProtocolError, upstream_error_from_body
 from wire.operations import Operation
 from wire.upstream import UpstreamRequest

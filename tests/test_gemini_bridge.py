@@ -15,9 +15,9 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from formats.anthropic.to_chat import MessagesStream
 from formats.chat.from_chat import ChatStreamWriter
 from formats.chat.request import decode_chat_request
-from providers.anthropic_stream import MessagesStream
 from providers.gemini_bridge import (
     GeminiFromChat,
     gemini_error_body,

@@ -20,18 +20,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from formats.anthropic.error_shape import anthropic_error_body, anthropic_error_status
+from formats.anthropic.from_chat import MessagesFromChat, message_from_chat
+from formats.anthropic.probe import PING
+from formats.anthropic.request import messages_to_chat
+from formats.anthropic.to_chat import MessagesStream
 from formats.chat.from_chat import ChatStreamWriter, usage
 from formats.chat.request import decode_chat_request
-from providers.anthropic_stream import MessagesStream
 from providers.gemini import GeminiStream
-from providers.messages_bridge import (
-    PING,
-    MessagesFromChat,
-    anthropic_error_body,
-    anthropic_error_status,
-    message_from_chat,
-    messages_to_chat,
-)
 from tests.chat_answers import (
     ANSWERS,
     MODEL,

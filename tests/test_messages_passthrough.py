@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from providers.anthropic import AnthropicProvider, AnthropicProviderConfig
-from providers.anthropic_relay import MessagesRelay, with_client_headers
-from providers.messages_bridge import anthropic_error_status
+from formats.anthropic.error_shape import anthropic_error_status
+from formats.anthropic.request import with_client_headers
+from providers.anthropic import AnthropicProvider, AnthropicProviderConfig, MessagesRelay
 from tests.chat_answers import run, split, sse_events
 from tests.replay import fixture
 from wire.errors import UpstreamProtocolError, UpstreamTimeout

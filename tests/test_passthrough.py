@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from providers.anthropic_relay import MessagesRelay
+from providers.anthropic import MessagesRelay
 from providers.gemini_relay import GeminiRelay
 from providers.openai import ResponsesRelay
 from providers.passthrough import PassThrough

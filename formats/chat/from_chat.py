@@ -248,3 +248,16 @@ class AnswerCollector:
             reasoning_signature=self._signature or None,
             reasoning_redacted=self._redacted or None,
         )
+
+
+def cached_usage(
+    input_tokens: int, output_tokens: int, cache_read: int | None, cache_write: int | None
+) -> dict[str, Any]:
+    """OpenAI's usage for counts whose `input_tokens` leave out the cache reads and writes:
+    OpenAI's prompt_tokens count every input token."""
+    return usage(
+        input_tokens + (cache_read or 0) + (cache_write or 0),
+        output_tokens,
+        cached_tokens=cache_read,
+        cache_creation_tokens=cache_write,
+    )

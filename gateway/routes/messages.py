@@ -4,7 +4,7 @@ The Anthropic SDK and Claude Code (`ANTHROPIC_BASE_URL`) talk to the gateway in 
 format. To an Anthropic provider the request passes through unchanged but for the model (with
 the client's `anthropic-beta` and `anthropic-version` headers) and the stream comes back as
 the upstream sent it; to any other provider it is translated to chat and the answer back into
-Anthropic's events (`providers/messages_bridge.py`). Routing, fallbacks, keys, limits and
+Anthropic's events (`formats/anthropic/from_chat.py`). Routing, fallbacks, keys, limits and
 metrics apply as on the OpenAI routes; errors come in Anthropic's shape.
 """
 
@@ -13,7 +13,11 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from formats.first_content import ContentProbe, TypedEvents
+from formats.anthropic.count_tokens import estimate_input_tokens
+from formats.anthropic.error_shape import anthropic_error_body, anthropic_error_status
+from formats.anthropic.from_chat import MessagesFromChat, message_from_chat
+from formats.anthropic.probe import PING, messages_content
+from formats.anthropic.request import messages_to_chat, with_client_headers
 from gateway import errors
 from gateway.app_keys import DISPATCHER
 from gateway.auth import GATEWAY_KEY
@@ -21,17 +25,7 @@ from gateway.bodies import read_body
 from gateway.dispatch import SERVED_BY, Call
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, through_chat, unchanged
-from providers.anthropic_relay import with_client_headers
 from providers.base import Provider
-from providers.messages_bridge import (
-    PING,
-    MessagesFromChat,
-    anthropic_error_body,
-    anthropic_error_status,
-    message_from_chat,
-    messages_to_chat,
-)
-from providers.messages_count import estimate_input_tokens
 from wire.errors import GatewayError
 from wire.operations import Operation
 
@@ -42,10 +36,6 @@ JSON = "application/json"
 # Before the first content an Anthropic stream sends message_start, pings and the start of
 # its first block (a tool_use block's input follows in deltas).
 MESSAGES_PREAMBLE = frozenset({"message_start", "ping", "content_block_start"})
-
-
-def messages_content() -> ContentProbe:
-    return TypedEvents(MESSAGES_PREAMBLE)
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
@@ -88,7 +78,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Passed through when the provider that would serve the model counts tokens itself
-    (Anthropic); for any other, estimated by the gateway (`providers/messages_count.py`),
+    (Anthropic); for any other, estimated by the gateway (`formats/anthropic/count_tokens.py`),
     never by calling a model, and said so: `x-gateway-token-count: estimate`."""
     parsed = parse_request(await read_body(request), Operation.COUNT_TOKENS)
     dispatcher = request.app[DISPATCHER]

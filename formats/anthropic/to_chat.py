@@ -9,7 +9,7 @@ dispatched through a table keyed by that name, each decoded by its own small msg
 
 Anthropic numbers every content block; OpenAI numbers only tool calls. So tool calls get our own
 index (0, 1, ... in the order their `tool_use` blocks start), whatever blocks come between.
-A call of `JSON_TOOL` (the tool that carries a JSON answer, `providers.json_answer`) is no tool
+A call of `JSON_TOOL` (the tool that carries a JSON answer, `formats.json_answer`) is no tool
 call: its input is the message's text, and an answer that ended for it alone has stopped.
 """
 
@@ -19,11 +19,11 @@ from typing import Any
 
 import msgspec
 
-from formats.chat.from_chat import chat_completion
-from formats.translator import ChatSink, EventTranslator
-from providers.json_answer import JSON_TOOL, answered
-from providers.mapping import cached_usage, finish_reason
-from wire.errors import UpstreamError, UpstreamProtocolError
+from formats.anthropic.error_shape import ErrorBody, decode_error, stream_error
+from formats.chat.from_chat import cached_usage, chat_completion
+from formats.json_answer import JSON_TOOL, answered
+from formats.translator import ChatSink, EventTranslator, finish_reason
+from wire.errors import UpstreamProtocolError
 from wire.sse import Comment, Event, SSEDecoder
 
 # stop_reason -> finish_reason. pause_turn (a server tool paused a long turn) ends this answer
@@ -37,48 +37,6 @@ FINISH_REASONS = {
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
-
-# Anthropic's error types and their statuses (platform.claude.com/docs/en/api/errors), for an
-# `error` event that arrives mid-stream with no status of its own. `overloaded_error` is
-# Anthropic's non-standard 529; we answer 503, the standard "overloaded, try again later" that
-# HTTP clients, SDKs and proxies know to retry, where an unknown 5xx may be treated as fatal.
-STATUS_BY_TYPE = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 503,
-}
-_OVERLOADED = 529
-
-
-def overloaded_as_503(status: int) -> int:
-    """Anthropic's non-standard 529 "overloaded" as the standard 503; any other as it is."""
-    return 503 if status == _OVERLOADED else status
-
-
-def anthropic_error(status: int | None, error_type: str, message: str) -> UpstreamError:
-    """Our error for Anthropic's `{"type": error_type, "message": message}`.
-
-    Args:
-        status: The HTTP status it came with (see `overloaded_as_503`), kept; None for
-            an `error` event inside a stream, whose status then follows from its type.
-    """
-    if error_type == "overloaded_error":
-        status = 503
-    elif status is None:
-        status = STATUS_BY_TYPE.get(error_type, 502)
-    return UpstreamError(
-        message or f"Anthropic returned {error_type}",
-        status=status,
-        type=error_type,
-        code=error_type,
-    )
 
 
 class Usage(msgspec.Struct, gc=False):
@@ -169,17 +127,6 @@ class _MessageDelta(msgspec.Struct, gc=False):
 
 class _MessageStop(msgspec.Struct, gc=False):
     pass
-
-
-class _ErrorDetail(msgspec.Struct, gc=False):
-    type: str = "api_error"
-    message: str = ""
-
-
-class ErrorBody(msgspec.Struct, gc=False):
-    """`{"type": "error", "error": {"type", "message"}}`, as an answer or a stream event."""
-
-    error: _ErrorDetail | None = None
 
 
 class _TypeProbe(msgspec.Struct, gc=False):
@@ -295,12 +242,6 @@ class MessagesStream(EventTranslator[Event | Comment]):
         return self.error_event(stream_error(body))
 
 
-def stream_error(body: ErrorBody) -> UpstreamError:
-    """The failure an `error` event of a Messages stream says."""
-    detail = body.error or _ErrorDetail()
-    return anthropic_error(None, detail.type, detail.message)
-
-
 def event_type(data: str) -> str:
     """An event without an `event:` line: its JSON's `type` says what it is."""
     try:
@@ -309,10 +250,9 @@ def event_type(data: str) -> str:
         return ""
 
 
-# The events a pass-through (`providers.anthropic_relay`) reads too.
+# The events a pass-through (`providers.anthropic.MessagesRelay`) reads too.
 decode_message_start = msgspec.json.Decoder(_MessageStart).decode
 decode_message_delta = msgspec.json.Decoder(_MessageDelta).decode
-decode_error = msgspec.json.Decoder(ErrorBody).decode
 
 MessagesStream.events = {
     "message_start": (decode_message_start, MessagesStream._on_message_start),

@@ -1,6 +1,6 @@
 """Anthropic's Messages API for providers that are not Anthropic: translated through chat.
 
-`messages_to_chat` (from `providers.messages_request`) turns a `/v1/messages` request into a
+`messages_to_chat` (from `formats.anthropic.request`) turns a `/v1/messages` request into a
 chat request; `MessagesFromChat` turns our normalised chat stream into Anthropic's event
 stream, event for event as Anthropic sends it
 (platform.claude.com/docs/en/build-with-claude/streaming): `message_start`, then per content
@@ -9,8 +9,7 @@ block `content_block_start`, its `content_block_delta`s (`text_delta`, `thinking
 stop_reason and the usage) and `message_stop`; a failure ends the stream with an `error`
 event. Every event has its `event:` line: the anthropic SDK skips an event without one.
 `message_from_chat` does the same for a non-streamed answer (platform.claude.com/docs/en/api/
-messages, the Message object), and `anthropic_error_body` / `anthropic_error_status` answer
-any gateway error in Anthropic's shape (platform.claude.com/docs/en/api/errors).
+messages, the Message object). Errors in Anthropic's shape: `formats.anthropic.error_shape`.
 """
 
 from __future__ import annotations
@@ -19,27 +18,13 @@ from typing import Any
 
 import orjson
 
+from formats.anthropic.error_shape import anthropic_error_event
 from formats.chat.bridge import ChatBridge, read_completion
 from formats.chat.from_chat import new_id
-from providers.anthropic_stream import STATUS_BY_TYPE
-from providers.messages_request import MessagesRequest, decode_messages_request, messages_to_chat
 from wire.errors import GatewayError
 from wire.sse import Comment, encode, encode_event
 
-__all__ = [
-    "PING",
-    "MessagesFromChat",
-    "MessagesRequest",
-    "anthropic_error_body",
-    "anthropic_error_status",
-    "anthropic_error_type",
-    "anthropic_usage",
-    "decode_messages_request",
-    "message_from_chat",
-    "messages_to_chat",
-]
-
-# finish_reason -> stop_reason (the inverse of providers.anthropic_stream's table). Chat cannot
+# finish_reason -> stop_reason (the inverse of formats.anthropic.to_chat's table). Chat cannot
 # say which stop sequence matched, so `stop` is always end_turn and `stop_sequence` null.
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -48,63 +33,6 @@ _STOP_REASONS = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-
-# Anthropic's error type for each HTTP status (platform.claude.com/docs/en/api/errors; 402
-# billing_error and 504 timeout_error as the anthropic SDK types them). A 503 is overloaded:
-# Anthropic says that with 529, which its SDK and Claude Code know to retry.
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-_OVERLOADED = 529
-
-# Anthropic's keepalive, as its streams carry it ("Event streams may also include any number
-# of ping events"): what a Messages stream can send while it waits for its first event.
-PING = b'event: ping\ndata: {"type": "ping"}\n\n'
-
-
-def anthropic_error_type(error: GatewayError) -> str:
-    """Anthropic's error type for a gateway error: by its status, else the upstream's own
-    Anthropic type, else invalid_request_error for a 4xx ("we may also use this error type
-    for other 4XX status codes") and api_error for the rest."""
-    kind = _ERROR_TYPES.get(error.status)
-    if kind is not None:
-        return kind
-    if error.type in STATUS_BY_TYPE:
-        return error.type
-    return "invalid_request_error" if 400 <= error.status < 500 else "api_error"
-
-
-def anthropic_error_status(error: GatewayError) -> int:
-    """The HTTP status to answer a gateway error with: its own, but 529 when overloaded."""
-    return _OVERLOADED if anthropic_error_type(error) == "overloaded_error" else error.status
-
-
-def _error_payload(error: GatewayError) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "error": {"type": anthropic_error_type(error), "message": error.message},
-    }
-
-
-def anthropic_error_body(error: GatewayError) -> bytes:
-    """`{"type": "error", "error": {"type", "message"}}`: the body of an error answer, and
-    the data of a stream's `error` event."""
-    return orjson.dumps(_error_payload(error))
-
-
-def anthropic_error_event(error: GatewayError) -> bytes:
-    """A Messages stream's final `error` event."""
-    return encode_event(_error_payload(error))
 
 
 def anthropic_usage(usage: dict[str, Any] | None) -> dict[str, int]:

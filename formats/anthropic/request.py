@@ -37,11 +37,15 @@ a 400 naming the field (`messages[1].content[0].type`). How it maps (the inverse
 Bifrost drops it the same way for OpenAI-style targets. Hints that change nothing in the
 answer (top-level `cache_control`, `service_tier`, `inference_geo`, `speed`, `diagnostics`,
 `context_management`, `container`) are dropped too; any other parameter is a 400 naming it.
+
+To an upstream that speaks Messages itself, the request goes as it came, with the headers that
+say what the client asks of the API (`with_client_headers`: its betas and version).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -51,6 +55,7 @@ from formats.chat.bridge import validation_error
 from formats.chat.request import present
 from wire.errors import BadRequest
 from wire.operations import RawBody
+from wire.upstream import UpstreamRequest
 
 # --- the request, as the anthropic SDK's MessageCreateParams types it ---------------------
 
@@ -526,3 +531,44 @@ def _reasoning_effort(request: MessagesRequest) -> str | None:
     if isinstance(thinking, _ThinkingEnabled):
         return _effort_for_budget(thinking.budget_tokens)
     return None
+
+
+# The client's headers that say what it asks of the API: betas (Claude Code sends several,
+# e.g. interleaved thinking, context management) and the version it was written against.
+_BETA = "anthropic-beta"
+
+
+_VERSION = "anthropic-version"
+
+
+def with_client_headers(request: UpstreamRequest, headers: Mapping[str, str]) -> UpstreamRequest:
+    """`request` with the client's `anthropic-beta` (joined to any the provider configures)
+    and `anthropic-version` (in place of the provider's) headers.
+
+    Args:
+        request: What the provider built for `Operation.MESSAGES` or `COUNT_TOKENS`.
+        headers: The client's request headers (any mapping; names are matched ignoring case,
+            and a header sent several times, as a multidict holds it, is joined by commas).
+    """
+    betas: list[str] = []
+    version: str | None = None
+    for name, value in headers.items():
+        key = name.lower()
+        if key == _BETA:
+            betas += [beta.strip() for beta in value.split(",") if beta.strip()]
+        elif key == _VERSION:
+            version = value
+    if not betas and version is None:
+        return request
+    merged: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        if key == _BETA:
+            betas = [beta.strip() for beta in value.split(",") if beta.strip()] + betas
+        elif key != _VERSION or version is None:
+            merged[name] = value
+    if betas:
+        merged[_BETA] = ",".join(dict.fromkeys(betas))  # each beta once, in order
+    if version is not None:
+        merged[_VERSION] = version
+    return msgspec.structs.replace(request, headers=merged)

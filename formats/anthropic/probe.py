@@ -1,0 +1,18 @@
+"""Has a Messages stream reached its first content yet, and what may go before it."""
+
+from __future__ import annotations
+
+from formats.first_content import ContentProbe, TypedEvents
+
+# Before the first content an Anthropic stream sends message_start, pings and the start of
+# its first block (a tool_use block's input follows in deltas).
+MESSAGES_PREAMBLE = frozenset({"message_start", "ping", "content_block_start"})
+
+
+# Anthropic's keepalive, as its streams carry it ("Event streams may also include any number
+# of ping events"): what a Messages stream can send while it waits for its first event.
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+
+
+def messages_content() -> ContentProbe:
+    return TypedEvents(MESSAGES_PREAMBLE)
