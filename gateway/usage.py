@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from providers.gemini import UsageMetadata, chat_usage
+from formats.gemini.to_chat import UsageMetadata, chat_usage
 
 
 class _Answer(msgspec.Struct, gc=False):

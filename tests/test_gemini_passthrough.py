@@ -12,8 +12,7 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.gemini import GeminiProvider, GeminiProviderConfig
-from providers.gemini_relay import GeminiRelay
+from providers.gemini import GeminiProvider, GeminiProviderConfig, GeminiRelay
 from tests.chat_answers import run, split, sse_events
 from tests.replay import fixture
 from wire.errors import UpstreamProtocolError, UpstreamTimeout

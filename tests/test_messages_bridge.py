@@ -27,7 +27,7 @@ from formats.anthropic.request import messages_to_chat
 from formats.anthropic.to_chat import MessagesStream
 from formats.chat.from_chat import ChatStreamWriter, usage
 from formats.chat.request import decode_chat_request
-from providers.gemini import GeminiStream
+from formats.gemini.to_chat import GeminiStream
 from tests.chat_answers import (
     ANSWERS,
     MODEL,

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from providers.anthropic import MessagesRelay
-from providers.gemini_relay import GeminiRelay
+from providers.gemini import GeminiRelay
 from providers.openai import ResponsesRelay
 from providers.passthrough import PassThrough
 from tests.chat_answers import run, split

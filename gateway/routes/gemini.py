@@ -3,11 +3,11 @@
 Gemini's API, inbound. `{model}` is an alias or `provider/model` (the slash as is, or as %2F);
 `/v1beta/{provider}/{model}:...` works too, as `@ai-sdk/google` puts a model id with a slash in
 the path without `models/`; so do `/v1alpha/` and `/v1/models/`. The body's fields are read in
-either proto-JSON spelling (`providers/gemini_fields.py`). To a Gemini provider the request
+either proto-JSON spelling (`formats/gemini/fields.py`). To a Gemini provider the request
 passes through and its stream comes back as sent; to any other it is translated to chat and
-the answer back into GenerateContentResponses (`providers/gemini_bridge.py`). `?alt=sse`
+the answer back into GenerateContentResponses (`formats/gemini/from_chat.py`). `?alt=sse`
 streams SSE; without it, Gemini's JSON array, object by object. countTokens passes through to
-a Gemini provider; for any other it is estimated offline (`providers/gemini_tokens.py`) and
+a Gemini provider; for any other it is estimated offline (`formats/gemini/count_tokens.py`) and
 the answer says so (`x-gateway-token-count: estimate`). Errors come in Gemini's shape.
 """
 
@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from formats.first_content import event_content, every_byte
+from formats.gemini.count_tokens import estimate_count_tokens
+from formats.gemini.error_shape import gemini_error_body
+from formats.gemini.fields import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST, camel_case
+from formats.gemini.from_chat import GeminiFromChat, gemini_response_from_chat
+from formats.gemini.probe import KEEPALIVE, gemini_content
+from formats.gemini.request import gemini_to_chat
 from gateway import errors
 from gateway.app_keys import DISPATCHER, ROUTER
 from gateway.auth import GATEWAY_KEY
@@ -25,15 +30,7 @@ from gateway.parsing import decode_object
 from gateway.prepared import Prepared, through_chat, unchanged
 from gateway.relay import SSE_HEADERS
 from providers.base import Provider
-from providers.gemini_bridge import (
-    GeminiFromChat,
-    gemini_error_body,
-    gemini_response_from_chat,
-    gemini_to_chat,
-)
-from providers.gemini_fields import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST, camel_case
-from providers.gemini_relay import GeminiRelay
-from providers.gemini_tokens import estimate_count_tokens
+from providers.gemini import GeminiRelay
 from wire.errors import BadRequest, GatewayError, NotFound
 from wire.operations import Operation
 
@@ -91,11 +88,9 @@ async def generate(request: web.Request, model: str, stream: bool) -> web.Stream
         model,
         stream,
         prepare,
-        content_probe=event_content if sse else every_byte,
+        content_probe=gemini_content(sse),
         stream_headers=SSE_HEADERS if sse else _ARRAY_HEADERS,
-        # Only the SSE stream gets comments: the array's keepalive would have to open it
-        # ("["), which a failover cannot take back.
-        keepalive=b": keepalive\r\n\r\n",
+        keepalive=KEEPALIVE,
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

@@ -2,7 +2,7 @@
 
 The body is models.countTokens' (ai.google.dev/api/tokens): `contents`, or a whole
 `generateContentRequest` (its system instruction and tools count too), in camelCase
-(`providers.gemini_fields`). The answer is CountTokensResponse's `{"totalTokens": n}`,
+(`formats.gemini.fields`). The answer is CountTokensResponse's `{"totalTokens": n}`,
 estimated with `wire.tokens`: text, function names with their arguments and results, tool
 declarations with their schemas; each turn adds `PER_MESSAGE`. A media part (inline data or a
 file) counts 258 tokens, what Gemini counts for an image up to 384 pixels a side

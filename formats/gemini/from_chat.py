@@ -1,13 +1,13 @@
 """Gemini's generateContent for providers that are not Gemini: translated through chat.
 
-`gemini_to_chat` (from `providers.gemini_request`) turns a generateContent request into a chat
+`gemini_to_chat` (from `formats.gemini.request`) turns a generateContent request into a chat
 request; `GeminiFromChat` turns our normalised chat stream into what streamGenerateContent
 answers (ai.google.dev/api/generate-content): a GenerateContentResponse per delta, text in
 `candidates[0].content.parts`, thoughts as `thought: true` parts, each function call whole
 (`functionCall` with its `args` object: chat streams the arguments in fragments, Gemini never
 does, so a call waits until it is complete), and a last response with the `finishReason` and
-`usageMetadata`. `gemini_response_from_chat` does the same for generateContent, and
-`gemini_error_body` answers any gateway error as Gemini's error object.
+`usageMetadata`. `gemini_response_from_chat` does the same for generateContent (errors in
+Gemini's shape: `formats.gemini.error_shape`).
 
 The responses go out framed one of two ways (`GeminiFraming`): with `?alt=sse`, data-only SSE
 events, CRLF-terminated as Gemini sends them (`data: {...}\\r\\n\\r\\n`); without, one JSON
@@ -24,22 +24,9 @@ from typing import Any
 import orjson
 
 from formats.chat.bridge import ChatBridge, read_completion
-from providers.gemini import STATUS_CODES
-from providers.gemini_request import GenerateContentRequest, decode_gemini_request, gemini_to_chat
+from formats.gemini.error_shape import gemini_error_body
 from wire.errors import GatewayError
 from wire.sse import Comment, encode
-
-__all__ = [
-    "GeminiFraming",
-    "GeminiFromChat",
-    "GenerateContentRequest",
-    "decode_gemini_request",
-    "gemini_error_body",
-    "gemini_response_from_chat",
-    "gemini_status",
-    "gemini_to_chat",
-    "usage_metadata",
-]
 
 # finish_reason -> finishReason (ai.google.dev/api/generate-content#FinishReason). Gemini ends a
 # turn of function calls with STOP.
@@ -50,42 +37,6 @@ _FINISH_REASONS = {
     "length": "MAX_TOKENS",
     "content_filter": "SAFETY",
 }
-
-# google.rpc status names for HTTP statuses (ai.google.dev/gemini-api/docs/troubleshooting#
-# error-codes). 502 has no code of its own: the upstream could not be reached or read, which
-# Google says with UNAVAILABLE.
-_STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-
-
-def gemini_status(error: GatewayError) -> str:
-    """The google.rpc status name for a gateway error: a Gemini upstream's own (kept as the
-    error's type), else the one for its HTTP status."""
-    if error.type in STATUS_CODES:
-        return error.type
-    name = _STATUS_NAMES.get(error.status)
-    if name is not None:
-        return name
-    return "INVALID_ARGUMENT" if 400 <= error.status < 500 else "INTERNAL"
-
-
-def gemini_error_body(error: GatewayError) -> bytes:
-    """`{"error": {"code", "message", "status"}}`: the body of an error answer (with the
-    error's own HTTP status), and the object that ends a stream that failed."""
-    detail = {"code": error.status, "message": error.message, "status": gemini_status(error)}
-    return orjson.dumps({"error": detail})
 
 
 def usage_metadata(usage: dict[str, Any] | None) -> dict[str, int] | None:

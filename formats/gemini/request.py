@@ -1,7 +1,7 @@
 """A Gemini generateContent request as the equivalent OpenAI chat request, for other providers.
 
 The request follows ai.google.dev/api/generate-content (GenerateContentRequest, its fields
-named in camelCase by `providers.gemini_fields.camel_case`, whichever spelling the client
+named in camelCase by `formats.gemini.fields.camel_case`, whichever spelling the client
 sent); it is decoded once into the structs below, so a malformed one is a 400 naming the
 field. How it maps (the inverse of `providers.gemini`):
 
@@ -40,12 +40,21 @@ import orjson
 
 from formats.chat.bridge import validation_error
 from formats.chat.request import present
-from providers.gemini import THINKING_CONFIGS
-from providers.gemini_schema import json_schema, lower_types
+from formats.gemini.schema_cut import json_schema, lower_types
 from wire.errors import BadRequest
 from wire.operations import RawBody
 
 # --- the request ---------------------------------------------------------------------------
+
+
+# reasoning_effort -> thinkingConfig (see the module docstring).
+THINKING_CONFIGS: dict[str, dict[str, Any]] = {
+    "none": {"thinkingBudget": 0},
+    "minimal": {"thinkingBudget": 1024, "includeThoughts": True},
+    "low": {"thinkingBudget": 1024, "includeThoughts": True},
+    "medium": {"thinkingBudget": 8192, "includeThoughts": True},
+    "high": {"thinkingBudget": 24576, "includeThoughts": True},
+}
 
 
 class _Blob(msgspec.Struct, rename="camel", gc=False):
