@@ -2,7 +2,7 @@
 
 A bridge is the `ChatSink` the provider's chat translator writes its deltas to (content,
 reasoning and its signature, tool calls, then the finish with its usage, or an error): instead
-of OpenAI's chunks it makes its client's events (`providers.responses_bridge` for the Responses
+of OpenAI's chunks it makes its client's events (`formats.responses.from_chat` for the Responses
 API, `formats.anthropic.from_chat` for Anthropic, `formats.gemini.from_chat` for Gemini). The
 translator keeps the stream's state (`finished`, `failure`, `usage`); the bridge only writes.
 `validation_error` is the 400 the bridges answer a request that does not fit their structs.

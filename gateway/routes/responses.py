@@ -2,7 +2,7 @@
 
 A provider that serves the Responses API itself (OpenAI) gets the request as it came and its
 event stream is relayed as is. Any other provider is reached through its chat API, and its
-answer is turned into the Responses events (`providers/responses_bridge.py`); tools its chat
+answer is turned into the Responses events (`formats/responses/from_chat.py`); tools its chat
 API cannot run are left out, and named in the answer's `x-gateway-dropped-tools` header.
 """
 
@@ -12,20 +12,16 @@ import weakref
 
 from aiohttp import web
 
-from formats.first_content import responses_content
+from formats.responses.from_chat import ResponsesFromChat, response_echo, response_from_chat
+from formats.responses.probe import responses_content
+from formats.responses.request import bridge_request
+from formats.responses.tools import DROPPED_TOOLS_HEADER
 from gateway.app_keys import DISPATCHER
 from gateway.bodies import read_body
 from gateway.dispatch import Call
 from gateway.parsing import parse_request
 from gateway.prepared import Prepared, natively, through_chat
 from providers.base import Provider
-from providers.responses_bridge import (
-    ResponsesFromChat,
-    bridge_request,
-    response_echo,
-    response_from_chat,
-)
-from providers.responses_tools import DROPPED_TOOLS_HEADER
 from wire.operations import Operation
 
 OPERATION = Operation.RESPONSES
