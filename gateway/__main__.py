@@ -19,7 +19,7 @@ from gateway import app, fdlimit
 from gateway.config import Config, load, shared_state_problem, warn_missing_keys, worker_count
 from gateway.drain import DRAIN
 from gateway.supervisor import Supervisor, die_with_parent
-from wire.config import ConfigError
+from wire.config_values import ConfigError
 
 DEFAULT_CONFIG = "gateway.toml"
 

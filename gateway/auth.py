@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.config import Config, GatewayKeyConfig
-from wire.config import resolve_key
+from wire.config_values import resolve_key
 from wire.errors import GatewayError
 
 # Routes anyone may call: probes and scrapes must work without a key.

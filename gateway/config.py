@@ -18,7 +18,7 @@ import msgspec
 from gateway.held import MAX_HELD_BYTES
 from providers import known_presets, provider_types
 from providers.declaration import ProviderConfig, ProviderType
-from wire.config import ConfigError, resolve_key
+from wire.config_values import ConfigError, resolve_key
 
 log = logging.getLogger("gateway")
 

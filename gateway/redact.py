@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from gateway.config import Config
-from wire.config import resolve_key
+from wire.config_values import resolve_key
 from wire.redact import add_secrets
 
 # Configured headers whose values are credentials (e.g. a gateway's own Authorization).

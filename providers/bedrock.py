@@ -73,14 +73,14 @@ from formats.translator import ChatSink, EventTranslator, finish_reason
 from providers.adapter import ApiKey, TranslatingProvider
 from providers.anthropic import thinking_and_limit
 from providers.declaration import HttpProviderConfig, ProviderType
-from providers.mapping import error_message, message_error
+from providers.message_error import error_message, message_error
 from providers.model_families import (
     ADAPTIVE_THINKING,
     STRUCTURED_OUTPUTS,
     bedrock_family,
     claude_at_least,
 )
-from wire.config import ConfigError
+from wire.config_values import ConfigError
 from wire.errors import (
     BadRequest,
     GatewayError,

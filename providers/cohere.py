@@ -33,7 +33,7 @@ from formats.chat.request import (
 from formats.translator import ChatSink, EventTranslator, finish_reason
 from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
-from providers.mapping import message_error
+from providers.message_error import message_error
 from wire.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
 from wire.operations import Operation
 from wire.sse import Comment, Event, SSEDecoder

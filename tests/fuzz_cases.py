@@ -34,7 +34,7 @@ import orjson
 from aiohttp import ClientPayloadError, web
 from hypothesis import strategies as st
 
-from providers import mock_failures
+from providers.mock import failures as mock_failures
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TRANSLATING = ("openai", "azure", "anthropic", "gemini", "cohere", "ollama")

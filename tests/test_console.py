@@ -23,7 +23,7 @@ from gateway.hooks import Attempt, RequestRecord
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
-from wire.config import ConfigError
+from wire.config_values import ConfigError
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 ADMIN = "sk-admin-secret"

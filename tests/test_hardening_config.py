@@ -10,7 +10,7 @@ import pytest
 
 from gateway import fdlimit
 from gateway.config import parse, warn_missing_keys
-from wire.config import ConfigError
+from wire.config_values import ConfigError
 
 
 def test_server_hardening_defaults() -> None:

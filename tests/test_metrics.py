@@ -41,7 +41,7 @@ from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess
 from tests.scrape import Scrape, scrape
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
-from wire.config import ConfigError
+from wire.config_values import ConfigError
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 TTFT = "gen_ai_server_time_to_first_token_seconds"

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from providers import mock_failures
+from providers.mock import failures
 from wire.upstream import Holder
 
 TRANSCRIPT = "The quick brown fox jumps over the lazy dog."
@@ -47,16 +47,16 @@ class MockReply:
     async def chunks(self) -> AsyncIterator[bytes]:
         for i, chunk in enumerate(self._body):
             if i == self._cut_after:
-                raise mock_failures.cut()
+                raise failures.cut()
             if self._delay and i:
                 await asyncio.sleep(self._delay)
             yield chunk
         if self._cut_after is not None:
-            raise mock_failures.cut()
+            raise failures.cut()
 
     async def read(self, holder: Holder | None = None) -> bytes:
         if self._cut_after is not None:
-            raise mock_failures.cut()
+            raise failures.cut()
         return b"".join(self._body)
 
     async def finish(self, wait: float) -> None:

@@ -12,13 +12,13 @@ It is a fair stand-in for an OpenAI server:
 - `max_tokens` / `max_completion_tokens` ask for fewer (finish_reason "length"), and are checked
   as OpenAI checks them (below 1, or below 0 for legacy completions: a 400);
 - `tools`: it calls the first offered function (or the one `tool_choice` names) with arguments
-  valid for its JSON schema (`providers/mock_schema.py`), finish_reason "tool_calls", unless
+  valid for its JSON schema (`providers/mock/schema.py`), finish_reason "tool_calls", unless
   `tool_choice` is "none" or the last message (system messages aside) is a tool result (then
   it answers text);
 - `response_format`: `json_object` gives a JSON object, `json_schema` a valid instance;
 - `n`: that many choices, streamed interleaved by index as OpenAI does; usage counts them all;
 - failures on demand by model name (`status-503`, `error-first`, `cut-after-3`):
-  `providers/mock_failures.py`.
+  `providers/mock/failures.py`.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ import msgspec
 import orjson
 
 from formats.chat.request import FunctionDef, NamedToolChoice, ToolMode
-from providers import mock_failures, mock_media
 from providers.adapter import Adapter
 from providers.declaration import ProviderConfig, ProviderType
-from providers.mock_failures import CutAfter, ErrorFirst, Failure, Status
-from providers.mock_media import MockReply
-from providers.mock_schema import SchemaError, instance
+from providers.mock import failures, media
+from providers.mock.failures import CutAfter, ErrorFirst, Failure, Status
+from providers.mock.media import MockReply
+from providers.mock.schema import SchemaError, instance
 from providers.openai import CHAT_STYLE, PATHS, OpenAIShaped, encode_body
 from wire.operations import Operation, RawBody
 from wire.upstream import Holder, Upload, Upstream, UpstreamRequest
@@ -139,16 +139,14 @@ class MockProvider(OpenAIShaped, Adapter):
         operation = request.operation
         if operation in (Operation.TRANSCRIPTION, Operation.TRANSLATION):
             assert not isinstance(request.body, bytes)
-            form, size = await mock_media.read_form(request.body, request.headers["Content-Type"])
+            form, size = await media.read_form(request.body, request.headers["Content-Type"])
             model, stream = form.get("model", ""), form.get("stream") == "true"
-            failure = mock_failures.parse_failure(model)
+            failure = failures.parse_failure(model)
             answer = _failure_answer(failure, model, stream)
             if answer is not None:
                 return answer
             response_format = form.get("response_format") or "json"
-            return mock_media.transcript(
-                size, stream, response_format, self.config.delay, _cut(failure)
-            )
+            return media.transcript(size, stream, response_format, self.config.delay, _cut(failure))
         assert isinstance(request.body, bytes)
         if operation in CHAT_STYLE:
             try:
@@ -158,7 +156,7 @@ class MockProvider(OpenAIShaped, Adapter):
             rejected = _check(chat_request, operation)
             if rejected is not None:
                 return rejected
-            failure = mock_failures.parse_failure(chat_request.model)
+            failure = failures.parse_failure(chat_request.model)
             answer = _failure_answer(failure, chat_request.model, bool(chat_request.stream))
             if answer is not None:
                 return answer
@@ -167,13 +165,13 @@ class MockProvider(OpenAIShaped, Adapter):
             except _InvalidSchema as invalid:
                 return _invalid(invalid.param, str(invalid), invalid.code)
         fields = orjson.loads(request.body)
-        failure = mock_failures.parse_failure(fields["model"])
+        failure = failures.parse_failure(fields["model"])
         answer = _failure_answer(failure, fields["model"], stream=False)  # no event stream
         if answer is not None:
             return answer
         if operation is Operation.EMBEDDINGS:
-            return _check_embeddings(fields) or mock_media.embeddings(fields, _cut(failure))
-        return mock_media.speech(fields, self.config.delay, _cut(failure))
+            return _check_embeddings(fields) or media.embeddings(fields, _cut(failure))
+        return media.speech(fields, self.config.delay, _cut(failure))
 
 
 def _failure_answer(failure: Failure | None, model: str, stream: bool) -> MockReply | None:
@@ -182,15 +180,15 @@ def _failure_answer(failure: Failure | None, model: str, stream: bool) -> MockRe
         status = failure.code
     elif isinstance(failure, ErrorFirst):
         if stream:
-            return MockReply([mock_failures.error_event(model)], "text/event-stream")
-        status = mock_failures.ERROR_FIRST_STATUS
+            return MockReply([failures.error_event(model)], "text/event-stream")
+        status = failures.ERROR_FIRST_STATUS
     else:
         return None
     return MockReply(
-        [mock_failures.error_body(status, model)],
+        [failures.error_body(status, model)],
         "application/json",
         status=status,
-        headers=mock_failures.error_headers(status),
+        headers=failures.error_headers(status),
     )
 
 
@@ -404,7 +402,7 @@ class MockUpstream:
                 yield self._event(self._choice(index, self._opening(choice), None), usage_field)
         for step in range(self._steps):
             if step == self._cut:
-                raise mock_failures.cut()
+                raise failures.cut()
             if self._delay and step:
                 await asyncio.sleep(self._delay)
             for index, choice in enumerate(self._choices):  # n choices: one chunk each, in turn
@@ -412,7 +410,7 @@ class MockUpstream:
                     content = self._fragment(choice, choice.fragments[step])
                     yield self._event(self._choice(index, content, None), usage_field)
         if self._cut is not None:
-            raise mock_failures.cut()
+            raise failures.cut()
         for index, choice in enumerate(self._choices):
             closing = {} if self._chat else ""
             yield self._event(self._choice(index, closing, choice.finish), usage_field)
@@ -426,7 +424,7 @@ class MockUpstream:
         if self._delay and steps:
             await asyncio.sleep(self._delay * steps)
         if self._cut is not None:
-            raise mock_failures.cut()
+            raise failures.cut()
         choices = [
             {
                 "index": index,

@@ -1,10 +1,4 @@
-"""The mappings the translating providers share; each provider keeps its own tables as data.
-
-- `finish_reason`: an upstream's stop reason through its table to OpenAI's finish_reason;
-- `cached_usage`: OpenAI's usage for an upstream that counts cached input apart from the rest
-  (Anthropic, Bedrock);
-- `message_error`: an error answer whose body is `{"message": ...}` (Cohere, Bedrock).
-"""
+"""An upstream's error answer whose body is `{"message": ...}` (Cohere, Bedrock), as ours."""
 
 from __future__ import annotations
 
