@@ -15,10 +15,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from gateway import app, fdlimit
+from gateway import app
 from gateway.config import Config, load, shared_state_problem, warn_missing_keys, worker_count
-from gateway.drain import DRAIN
-from gateway.supervisor import Supervisor, die_with_parent
+from gateway.server import fdlimit
+from gateway.server.drain import DRAIN
+from gateway.server.supervisor import Supervisor, die_with_parent
 from wire.config_values import ConfigError
 
 DEFAULT_CONFIG = "gateway.toml"

@@ -8,19 +8,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import console, cors, fdlimit, guards, heap, observe, redact
+from gateway import console, observe
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.auth import ADMIN_PATHS, KeyRing, auth_middleware
 from gateway.config import Config
-from gateway.connection import ClientLimits
-from gateway.cors import cors_middleware
 from gateway.dispatch import Dispatcher
-from gateway.drain import DRAIN, Drain, drain_middleware
-from gateway.errors import ERROR_SHAPES, error_middleware
-from gateway.heap import HEAP, HeapTrimmer
 from gateway.held import HeldBytes
 from gateway.http1.client import UpstreamClient
-from gateway.listener import ConnectionCap, GatewaySite
 from gateway.routes import (
     audio,
     chat,
@@ -33,6 +27,13 @@ from gateway.routes import (
     usage,
 )
 from gateway.routing import Router
+from gateway.server import config_secrets, cors, fdlimit, guards, heap
+from gateway.server.client_connection import ClientLimits
+from gateway.server.cors import cors_middleware
+from gateway.server.drain import DRAIN, Drain, drain_middleware
+from gateway.server.error_middleware import ERROR_SHAPES, error_middleware
+from gateway.server.heap import HEAP, HeapTrimmer
+from gateway.server.listener import ConnectionCap, GatewaySite
 from gateway.state import SharedState
 
 log = logging.getLogger("gateway")
@@ -60,7 +61,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     app.on_response_prepare.append(guards.on_response_prepare)
     if server.cors_origins:
         app.on_response_prepare.append(cors.on_response_prepare)
-    redact.add_config_secrets(config)
+    config_secrets.add_config_secrets(config)
     http = UpstreamClient(server.max_upstream_bytes, lean=server.upstream_client == "lean")
     state = SharedState(config.state)
     app[CONFIG] = config

@@ -63,7 +63,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # (AWS ALB, GCP), so that they, not the gateway, close it first (nginx's default is 75).
     idle_timeout: float = 75.0
     # Client connections served at once; past it a connection is answered 503. None: sized
-    # from the open-file limit (gateway.fdlimit.connection_cap), 4,096 at most.
+    # from the open-file limit (gateway.server.fdlimit.connection_cap), 4,096 at most.
     max_connections: int | None = None
     # Host names accepted in the Host header (DNS rebinding): None picks loopback names only
     # when listening on a loopback address, any name otherwise. "*.example.com" matches

@@ -32,7 +32,6 @@ from formats.translator import StreamTranslator
 from gateway.auth import CLIENT_KEY, GATEWAY_KEY, GatewayKey
 from gateway.config import RoutingConfig
 from gateway.cooldowns import Cooldowns
-from gateway.drain import DRAIN
 from gateway.held import MAX_HELD_BYTES, HeldBytes
 from gateway.hooks import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.limits import Limiter, LocalLimiter
@@ -50,7 +49,8 @@ from gateway.relay import (
     send_error_event,
 )
 from gateway.routing import Candidate, ProviderGroup, Router, Target, weighted_order
-from gateway.uploads import Upload
+from gateway.server.drain import DRAIN
+from gateway.server.multipart_upload import MultipartUpload
 from gateway.usage import token_counts, usage_of
 from providers.base import Provider
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
@@ -93,7 +93,7 @@ class Call(msgspec.Struct, gc=False):
     keepalive: bytes = KEEPALIVE_COMMENT
     # Streams: the answer's Content-Type is the upstream's (raw audio: audio/wav, ...).
     upstream_content_type: bool = False
-    upload: Upload | None = None  # a multipart upload, spooled when it may be sent twice
+    upload: MultipartUpload | None = None  # a multipart upload, spooled when it may be sent twice
 
 
 class Dispatcher:

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
-from gateway import access_log, request_ids
+from gateway import access_log
 from gateway.auth import GATEWAY_KEY
 from gateway.config import Config
 from gateway.cooldown_watch import CooldownCollector, WatchedCooldowns
@@ -25,6 +25,7 @@ from gateway.hooks import ARRIVED, REQUEST_RECORD, Hooks
 from gateway.metric_labels import error_type
 from gateway.metrics import GatewayMetrics
 from gateway.metrics_export import MetricsPage
+from gateway.server import request_ids
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

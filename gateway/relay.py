@@ -33,7 +33,7 @@ from gateway.deadline import IdleDeadline
 from gateway.held import HeldBytesExceeded
 from gateway.prepared import Prepared
 from gateway.routing import Target
-from gateway.uploads import Upload
+from gateway.server.multipart_upload import MultipartUpload
 from gateway.upstream import as_gateway_error
 from wire.errors import GatewayError, ProviderAuthError, UpstreamProtocolError, drop_tracebacks
 from wire.upstream import Holder, Upstream
@@ -153,7 +153,7 @@ async def open_stream(
     has_content: ContentProbe,
     sse: bool,
     holder: Holder,
-    upload: Upload | None = None,
+    upload: MultipartUpload | None = None,
 ) -> OpenedStream:
     """Send a streamed attempt and read it up to its first content; raises AttemptFailed
     (or `HeldBytesExceeded`: an error answer too large to hold now)."""

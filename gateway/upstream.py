@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
-from gateway import fdlimit
 from gateway.http1.errors import LeanError
+from gateway.server import fdlimit
 from wire.errors import (
     GatewayError,
     UpstreamProtocolError,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import fdlimit
 from gateway.config import parse, warn_missing_keys
+from gateway.server import fdlimit
 from wire.config_values import ConfigError
 
 

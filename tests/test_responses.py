@@ -15,7 +15,7 @@ from formats.chat.to_chat import ChatChunkReader
 from formats.responses.from_chat import ResponseEcho, ResponsesFromChat
 from formats.responses.request import responses_to_chat
 from gateway.config import parse
-from gateway.parsing import parse_request
+from gateway.server.parsing import parse_request
 from tests.conftest import FakeUpstream, provider_toml
 from tests.replay import fixture, replay
 from tests.streams import USAGE, answering, chat_chunk, chat_completion, data, parse_sse, streaming

@@ -3,7 +3,7 @@
 A provider builds an `UpstreamRequest`; a `Transport` sends it (gateway.http1's pooled HTTP
 client, or the mock provider answering in-process) and gives back an `Upstream`, the answer
 once its headers are in. An `Upload` is a client's multipart form that a provider re-frames for
-its upstream while the client is still sending it (gateway.uploads reads it).
+its upstream while the client is still sending it (gateway.server.multipart_upload reads it).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class _Text(msgspec.Struct, gc=False):
 
 # The fields the bridge reads into a chat request, typed as far as it reads them (the rest of
 # each item and part passes unread): a wrongly typed one is a 400 naming it, not a 500 where
-# the bridge meets it. (instructions, tools and reasoning are typed in gateway.parsing.)
+# the bridge meets it. (instructions, tools and reasoning are typed in gateway.server.parsing.)
 _READ_DECODERS = {
     "input": msgspec.json.Decoder(str | list[_Item] | None),
     "text": msgspec.json.Decoder(_Text | None),

@@ -13,7 +13,7 @@ import os
 import socket
 import ssl
 
-from gateway import fdlimit
+from gateway.server import fdlimit
 from wire.errors import GatewayError, UpstreamProtocolError, UpstreamUnreachable
 
 

@@ -6,12 +6,12 @@ from aiohttp import web
 
 from formats.first_content import event_content, every_byte
 from gateway.app_keys import CONFIG, DISPATCHER
-from gateway.bodies import read_body
 from gateway.dispatch import Call
-from gateway.parsing import parse_request
 from gateway.prepared import Prepared, unchanged
 from gateway.relay import SSE_HEADERS
-from gateway.uploads import read_upload
+from gateway.server.bodies import read_body
+from gateway.server.multipart_upload import read_upload
+from gateway.server.parsing import parse_request
 from providers.audio_streams import (
     AUDIO_CONTENT_TYPES,
     AudioBytes,

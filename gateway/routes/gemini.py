@@ -21,14 +21,14 @@ from formats.gemini.fields import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST
 from formats.gemini.from_chat import GeminiFromChat, gemini_response_from_chat
 from formats.gemini.probe import KEEPALIVE, gemini_content
 from formats.gemini.request import gemini_to_chat
-from gateway import errors
 from gateway.app_keys import DISPATCHER, ROUTER
 from gateway.auth import GATEWAY_KEY
-from gateway.bodies import read_body
 from gateway.dispatch import Call
-from gateway.parsing import decode_object
 from gateway.prepared import Prepared, through_chat, unchanged
 from gateway.relay import SSE_HEADERS
+from gateway.server import error_middleware
+from gateway.server.bodies import read_body
+from gateway.server.parsing import decode_object
 from providers.base import Provider
 from providers.gemini import GeminiRelay
 from wire.errors import BadRequest, GatewayError, NotFound
@@ -122,7 +122,7 @@ async def count_tokens(request: web.Request, model: str) -> web.StreamResponse:
 
 def error_response(error: GatewayError) -> web.Response:
     """Gemini's error shape: `{"error": {"code", "message", "status"}}`."""
-    return errors.error_response(error, gemini_error_body(error))
+    return error_middleware.error_response(error, gemini_error_body(error))
 
 
 def add_routes(app: web.Application) -> None:

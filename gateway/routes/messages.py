@@ -18,13 +18,13 @@ from formats.anthropic.error_shape import anthropic_error_body, anthropic_error_
 from formats.anthropic.from_chat import MessagesFromChat, message_from_chat
 from formats.anthropic.probe import PING, messages_content
 from formats.anthropic.request import messages_to_chat, with_client_headers
-from gateway import errors
 from gateway.app_keys import DISPATCHER
 from gateway.auth import GATEWAY_KEY
-from gateway.bodies import read_body
 from gateway.dispatch import SERVED_BY, Call
-from gateway.parsing import parse_request
 from gateway.prepared import Prepared, through_chat, unchanged
+from gateway.server import error_middleware
+from gateway.server.bodies import read_body
+from gateway.server.parsing import parse_request
 from providers.base import Provider
 from wire.errors import GatewayError
 from wire.operations import Operation
@@ -108,7 +108,9 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
 def error_response(error: GatewayError) -> web.Response:
     """Anthropic's error shape: `{"type": "error", "error": {"type", "message"}}`."""
-    return errors.error_response(error, anthropic_error_body(error), anthropic_error_status(error))
+    return error_middleware.error_response(
+        error, anthropic_error_body(error), anthropic_error_status(error)
+    )
 
 
 def add_routes(app: web.Application) -> None:

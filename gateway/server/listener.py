@@ -32,9 +32,9 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from gateway import fdlimit
-from gateway.connection import ClientLimits, GuardedHandler, raw_response
-from gateway.throttle import Throttled
+from gateway.server import fdlimit
+from gateway.server.client_connection import ClientLimits, GuardedHandler, raw_response
+from gateway.server.log_throttle import Throttled
 from wire.errors import ServiceUnavailable
 
 log = logging.getLogger("gateway")

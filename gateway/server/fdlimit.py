@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 
-from gateway.throttle import Throttled
+from gateway.server.log_throttle import Throttled
 
 try:
     import resource

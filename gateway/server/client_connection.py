@@ -14,7 +14,7 @@ default) and nothing while a request head or body trickles in. Here:
 A request head aiohttp cannot parse (a TLS ClientHello on the plain port, say) is answered 400
 in OpenAI's shape and logged at most once a minute, without a traceback.
 
-The route side tells the connection when a request starts and ends (`gateway.guards`), and
+The route side tells the connection when a request starts and ends (`gateway.server.guards`), and
 when its response begins.
 """
 
@@ -32,8 +32,8 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from gateway.errors import should_retry_value
-from gateway.throttle import Throttled
+from gateway.server.error_middleware import should_retry_value
+from gateway.server.log_throttle import Throttled
 from wire.errors import SHOULD_RETRY, BadRequest, GatewayError, RequestTimeout
 
 log = logging.getLogger("gateway")
@@ -91,7 +91,7 @@ class GuardedHandler(RequestHandler):
         on_lost: Callable[[], None],
         **kwargs: Any,
     ) -> None:
-        # A body's Content-Encoding is decoded by the route that reads it (gateway.bodies),
+        # A body's Content-Encoding is decoded by the route that reads it (gateway.server.bodies),
         # where a bad one is a 4xx in the route's own shape, not a traceback in aiohttp's reader.
         super().__init__(
             manager, keepalive_timeout=limits.idle_timeout, auto_decompress=False, **kwargs
@@ -142,7 +142,7 @@ class GuardedHandler(RequestHandler):
             self._new_window()
         super().resume_reading(resume_parser)
 
-    # --- told by the routes (gateway.guards) ---
+    # --- told by the routes (gateway.server.guards) ---
 
     def request_started(self, request: web.Request) -> None:
         self._state = _BUSY

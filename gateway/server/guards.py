@@ -1,5 +1,5 @@
 """Request guards, as middleware: who may ask (Host), in what form (Content-Type), and the
-bookkeeping that lets a connection time its client (`gateway.connection`).
+bookkeeping that lets a connection time its client (`gateway.server.client_connection`).
 
 - Host: a web page can make a browser send requests to 127.0.0.1 through a name it controls
   (DNS rebinding). Bound to a loopback address, the gateway answers only loopback names
@@ -23,8 +23,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.config import ServerConfig
-from gateway.connection import SERVER_NAME, GuardedHandler
-from gateway.heap import HEAP, LARGE_BODY
+from gateway.server.client_connection import SERVER_NAME, GuardedHandler
+from gateway.server.heap import HEAP, LARGE_BODY
 from wire.errors import MisdirectedRequest, UnsupportedMediaType
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -18,7 +18,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway.bodies import content_coding
+from gateway.server.bodies import content_coding
 from wire.errors import BadRequest, PayloadTooLarge
 
 _FIELD_LIMIT = 64 * 1024  # a form field is a name, a number or a prompt: never megabytes
@@ -34,7 +34,7 @@ class UploadTooLarge(PayloadTooLarge):
     pass
 
 
-class Upload:
+class MultipartUpload:
     """A client's multipart form: the fields read so far, and the file still to stream."""
 
     def __init__(self, reader: MultipartReader, limit: int, fields_limit: int) -> None:
@@ -195,7 +195,9 @@ class Upload:
         ).encode()
 
 
-async def read_upload(request: web.Request, limit: int, fields_limit: int | None = None) -> Upload:
+async def read_upload(
+    request: web.Request, limit: int, fields_limit: int | None = None
+) -> MultipartUpload:
     """Start reading a multipart upload; a body announced over `limit` bytes is a 413 at once.
     The form fields together may weigh `fields_limit` bytes (default: the request limit,
     max_request_bytes)."""
@@ -206,7 +208,7 @@ async def read_upload(request: web.Request, limit: int, fields_limit: int | None
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("Expected a multipart/form-data upload with a `file` field.", param="file")
     content_coding(request, decodable=False)  # streamed as it comes: no coding to undo
-    upload = Upload(await _checked(request.multipart()), limit, fields_limit)
+    upload = MultipartUpload(await _checked(request.multipart()), limit, fields_limit)
     await upload.read_head()
     return upload
 

@@ -29,7 +29,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from gateway import metrics_export
-from gateway.listener import bind
+from gateway.server.listener import bind
 
 log = logging.getLogger("gateway")
 
