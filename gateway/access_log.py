@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from gateway.hooks import RequestRecord
+from gateway.engine.events import RequestRecord
 from gateway.usage import token_counts
 
 

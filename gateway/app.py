@@ -12,9 +12,9 @@ from gateway import console, observe
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.auth import ADMIN_PATHS, KeyRing, auth_middleware
 from gateway.config import Config
-from gateway.dispatch import Dispatcher
-from gateway.held import HeldBytes
-from gateway.http1.client import UpstreamClient
+from gateway.engine.dispatcher import Dispatcher
+from gateway.engine.held import HeldBytes
+from gateway.engine.transport.upstream_client import UpstreamClient
 from gateway.routes import (
     audio,
     chat,

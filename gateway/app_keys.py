@@ -6,8 +6,8 @@ from aiohttp import web
 
 from gateway.auth import KeyRing
 from gateway.config import Config
-from gateway.dispatch import Dispatcher
-from gateway.http1.client import UpstreamClient
+from gateway.engine.dispatcher import Dispatcher
+from gateway.engine.transport.upstream_client import UpstreamClient
 from gateway.routing import Router
 from gateway.state import SharedState
 

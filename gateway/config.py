@@ -15,12 +15,14 @@ from typing import Any, Literal, Union
 
 import msgspec
 
-from gateway.held import MAX_HELD_BYTES
 from providers import known_presets, provider_types
 from providers.declaration import ProviderConfig, ProviderType
 from wire.config_values import ConfigError, resolve_key
 
 log = logging.getLogger("gateway")
+
+# The default for [server] max_held_bytes: eight answers at the default max_upstream_bytes.
+MAX_HELD_BYTES = 512 * 1024 * 1024
 
 # Built in, so that a fresh checkout runs with no file and no key.
 DEFAULT_TOML = """
@@ -48,7 +50,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The most an upstream answer the gateway holds whole may weigh (a non-streamed answer,
     # an error body, once inflated); streamed answers are never held.
     max_upstream_bytes: int = 64 * 1024 * 1024
-    # The most every answer held whole at once may weigh together (gateway.held); past it a
+    # The most every answer held whole at once may weigh together (gateway.engine.held); past it a
     # request is answered 503. None: 512 MiB, or max_upstream_bytes if that is more.
     max_held_bytes: int | None = None
     # Seconds for a request's line and headers, from the connection's first byte (or its
@@ -70,8 +72,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # subdomains, "*" any host.
     allowed_hosts: list[str] | None = None
     access_log: bool = True  # one JSON line per finished request on stderr
-    # The client for upstream requests: "lean" (gateway.http1, aiohttp's where it does not
-    # go) or "aiohttp" (aiohttp's for every request).
+    # The client for upstream requests: "lean" (gateway.engine.transport.http1: aiohttp's where
+    # it does not go) or "aiohttp" (aiohttp's for every request).
     upstream_client: Literal["lean", "aiohttp"] = "lean"
 
     @property

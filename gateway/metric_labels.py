@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.config import Config
-from gateway.hooks import RequestRecord
+from gateway.engine.events import RequestRecord
 
 # A model name that is not kept as a label value (OpenTelemetry's word for an overflow).
 OTHER = "_OTHER"

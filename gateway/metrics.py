@@ -1,5 +1,5 @@
 """The gateway's Prometheus metrics, with OpenTelemetry's GenAI names and buckets, fed by the
-dispatcher's hooks (`gateway.hooks`): at an attempt's start and end, at the first content
+dispatcher's hooks (`gateway.engine.events`): at an attempt's start and end, at the first content
 and at the request's end. Nothing is observed per chunk, and what is noted per request is
 observed in batches (`GatewayMetrics.fold`).
 
@@ -31,7 +31,7 @@ from bisect import bisect_left
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.config import Config
-from gateway.hooks import Attempt, RequestRecord
+from gateway.engine.events import Attempt, RequestRecord
 from gateway.metric_labels import MAX_MODEL_LENGTH, ModelNames, error_type, operation_name
 from gateway.usage import token_counts
 
@@ -93,7 +93,7 @@ class _Series:
 
 
 class GatewayMetrics:
-    """A `gateway.hooks.Hooks`: one per application, its metrics in `registry`."""
+    """A `gateway.engine.events.Hooks`: one per application, its metrics in `registry`."""
 
     def __init__(self, config: Config, registry: CollectorRegistry) -> None:
         self.model_name = ModelNames(config)

@@ -20,8 +20,8 @@ from gateway import access_log
 from gateway.auth import GATEWAY_KEY
 from gateway.config import Config
 from gateway.cooldown_watch import CooldownCollector, WatchedCooldowns
-from gateway.dispatch import Dispatcher
-from gateway.hooks import ARRIVED, REQUEST_RECORD, Hooks
+from gateway.engine.dispatcher import Dispatcher
+from gateway.engine.events import ARRIVED, REQUEST_RECORD, Hooks
 from gateway.metric_labels import error_type
 from gateway.metrics import GatewayMetrics
 from gateway.metrics_export import MetricsPage

@@ -4,7 +4,7 @@ A client names a model as `provider/model`, or by an alias from `[models.NAME]`.
 targets in priority tiers: a tier is tried in a weighted random order, and the next tier only
 after every target of the one before failed. A request's own `fallbacks` come after that.
 Each target is a provider table, whose `keys` (or its one `api_key`) give one `Target` each.
-`gateway.dispatch` runs the attempts; this module only plans them.
+`gateway.engine.dispatcher` runs the attempts; this module only plans them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import aiohttp
 import msgspec
 
 from gateway.config import Config
-from gateway.upstream import client_timeout
+from gateway.engine.transport.upstream_errors import client_timeout
 from providers import build_provider
 from providers.base import Provider
 from providers.declaration import ProviderConfig
@@ -35,7 +35,9 @@ class Target(msgspec.Struct, frozen=True, gc=False):
     provider: Provider
     transport: Transport
     timeout: aiohttp.ClientTimeout  # non-streamed: aiohttp bounds connect and every read
-    stream_timeout: aiohttp.ClientTimeout  # streamed: connect only; gateway.deadline the rest
+    stream_timeout: (
+        aiohttp.ClientTimeout
+    )  # streamed: connect only; gateway.engine.deadline the rest
     timeout_seconds: float
     keepalive: float  # 0: off
     key_id: str  # "<provider>#<n>": what rests when the upstream refuses the key

@@ -2,8 +2,8 @@
 
 A provider is a translation, not a server: it turns our request into its upstream HTTP request,
 and its upstream bytes back into ours (through a `formats.translator.StreamTranslator`). It
-owns no sockets and no retries; `gateway.upstream` sends the request and `gateway.relay` pumps
-the bytes.
+owns no sockets and no retries: the gateway's engine sends the request, retries, and pumps the
+bytes.
 """
 
 from __future__ import annotations

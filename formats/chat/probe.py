@@ -70,3 +70,6 @@ def _chat_content(data: str) -> bool:
 
 def chat_content() -> ContentProbe:
     return ChatContent()
+
+
+KEEPALIVE_COMMENT = b": keepalive\n\n"

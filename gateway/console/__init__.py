@@ -16,7 +16,7 @@ from gateway.config import Config
 from gateway.console import api, feed, page
 from gateway.console.recorder import ConsoleRecorder
 from gateway.console.state import CONSOLE, ConsoleState
-from gateway.dispatch import Dispatcher
+from gateway.engine.dispatcher import Dispatcher
 
 PATHS = page.PATHS | api.PATHS | {feed.PATH}
 

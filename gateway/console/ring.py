@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.hooks import RequestRecord
+from gateway.engine.events import RequestRecord
 from gateway.metric_labels import error_type
 from gateway.usage import token_counts
 
@@ -27,7 +27,7 @@ class Tried(msgspec.Struct, gc=False):
 
     target: str  # provider/model
     status: int | None  # the upstream's status when it failed with one
-    outcome: str | None  # ok, retried, failed_over, error (gateway.hooks.Outcome)
+    outcome: str | None  # ok, retried, failed_over, error (gateway.engine.events.Outcome)
 
 
 class Finished(msgspec.Struct, gc=False):

@@ -6,9 +6,7 @@ from aiohttp import web
 
 from formats.first_content import event_content, every_byte
 from gateway.app_keys import CONFIG, DISPATCHER
-from gateway.dispatch import Call
-from gateway.prepared import Prepared, unchanged
-from gateway.relay import SSE_HEADERS
+from gateway.engine.call import SSE_HEADERS, Call, Prepared, unchanged
 from gateway.server.bodies import read_body
 from gateway.server.multipart_upload import read_upload
 from gateway.server.parsing import parse_request

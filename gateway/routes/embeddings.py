@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.app_keys import DISPATCHER
-from gateway.dispatch import Call
-from gateway.prepared import Prepared, natively
+from gateway.engine.call import Call, Prepared, natively
 from gateway.server.bodies import read_body
 from gateway.server.parsing import parse_request
 from providers.base import Provider

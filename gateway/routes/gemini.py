@@ -23,9 +23,7 @@ from formats.gemini.probe import KEEPALIVE, gemini_content
 from formats.gemini.request import gemini_to_chat
 from gateway.app_keys import DISPATCHER, ROUTER
 from gateway.auth import GATEWAY_KEY
-from gateway.dispatch import Call
-from gateway.prepared import Prepared, through_chat, unchanged
-from gateway.relay import SSE_HEADERS
+from gateway.engine.call import SSE_HEADERS, Call, Prepared, through_chat, unchanged
 from gateway.server import error_middleware
 from gateway.server.bodies import read_body
 from gateway.server.parsing import decode_object

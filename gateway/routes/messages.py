@@ -20,8 +20,8 @@ from formats.anthropic.probe import PING, messages_content
 from formats.anthropic.request import messages_to_chat, with_client_headers
 from gateway.app_keys import DISPATCHER
 from gateway.auth import GATEWAY_KEY
-from gateway.dispatch import SERVED_BY, Call
-from gateway.prepared import Prepared, through_chat, unchanged
+from gateway.engine.call import Call, Prepared, through_chat, unchanged
+from gateway.engine.dispatcher import SERVED_BY
 from gateway.server import error_middleware
 from gateway.server.bodies import read_body
 from gateway.server.parsing import parse_request

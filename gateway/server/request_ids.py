@@ -3,7 +3,7 @@
 The id is the client's own `x-request-id` when it sent a sane one (so its logs and ours
 join), else a new one. A client's value is sane when it is short and of a plain charset:
 it is copied into a response header and into the access log, so nothing else gets through.
-The upstream's own id is still relayed as `x-request-id` (see `gateway.relay`).
+The upstream's own id is still relayed as `x-request-id` (see `gateway.engine.attempt`).
 
 The id is stamped in `on_response_prepare`, which aiohttp calls for every response as its
 headers go out (errors, 404s, and streams, whose headers leave when the dispatcher or a

@@ -16,11 +16,11 @@ from collections.abc import AsyncIterable
 import aiohappyeyeballs
 import aiohttp
 
-from gateway.http1.answer import LeanUpstream
-from gateway.http1.connection import Connection
-from gateway.http1.errors import ConnectFailed
-from gateway.http1.route import Route, request_head
-from gateway.upstream import MAX_BODY_BYTES, RedirectRefused
+from gateway.engine.transport.http1.answer import LeanUpstream
+from gateway.engine.transport.http1.connection import Connection
+from gateway.engine.transport.http1.lean_errors import ConnectFailed
+from gateway.engine.transport.http1.route import Route, request_head
+from gateway.engine.transport.upstream_errors import MAX_BODY_BYTES, RedirectRefused
 from wire.upstream import UpstreamRequest
 
 IDLE_KEPT = 15.0  # seconds, aiohttp's keepalive_timeout

@@ -20,41 +20,33 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
-import msgspec
 from aiohttp import web
 
-from formats.chat.probe import chat_content
-from formats.first_content import ContentProbe
 from formats.translator import StreamTranslator
 from gateway.auth import CLIENT_KEY, GATEWAY_KEY, GatewayKey
-from gateway.config import RoutingConfig
+from gateway.config import MAX_HELD_BYTES, RoutingConfig
 from gateway.cooldowns import Cooldowns
-from gateway.held import MAX_HELD_BYTES, HeldBytes
-from gateway.hooks import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
-from gateway.limits import Limiter, LocalLimiter
-from gateway.prepared import Prepared
-from gateway.relay import (
-    KEEPALIVE_COMMENT,
+from gateway.engine.attempt import (
     REQUEST_ID,
-    SSE_HEADERS,
     AttemptFailed,
-    Keepalive,
     client_gone,
     fetch_whole,
     open_stream,
     pump,
     send_error_event,
 )
+from gateway.engine.call import Call, Prepared
+from gateway.engine.events import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
+from gateway.engine.held import HeldBytes
+from gateway.engine.keepalive import Keepalive
+from gateway.limits import Limiter, LocalLimiter
 from gateway.routing import Candidate, ProviderGroup, Router, Target, weighted_order
 from gateway.server.drain import DRAIN
-from gateway.server.multipart_upload import MultipartUpload
 from gateway.usage import token_counts, usage_of
-from providers.base import Provider
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
-from wire.operations import Operation
 from wire.sse import encode_data
 
 T = TypeVar("T")
@@ -73,27 +65,6 @@ _FAIL_OVER_ONLY = frozenset({401, 403, 404})
 _NO_ENDPOINT = frozenset({404, 405})
 # A whole answer up to this size goes out with its head in one write (a copy of it).
 _JOINED_HEAD_LIMIT = 64 * 1024
-
-
-class Call(msgspec.Struct, gc=False):
-    """What a route hands the dispatcher: one client request, parsed."""
-
-    operation: Operation
-    model: str  # as the client named it: provider/model or an alias
-    stream: bool
-    # One attempt's upstream request for a provider and the model name it is sent.
-    prepare: Callable[[Provider, str], Prepared]
-    fallbacks: Sequence[str] = ()  # the request's own `fallbacks`, tried after the model's
-    # Models the body asks the upstream to choose from itself (OpenRouter's `models`).
-    upstream_models: Sequence[str] = ()
-    content_probe: Callable[[], ContentProbe] = chat_content  # streams: the client's format
-    stream_headers: Mapping[str, str] = msgspec.field(default_factory=lambda: SSE_HEADERS)
-    # What an SSE stream waiting for its first content sends every `keepalive` seconds (a
-    # comment; Anthropic's ping). Other streams (raw audio, a JSON array) have no such thing.
-    keepalive: bytes = KEEPALIVE_COMMENT
-    # Streams: the answer's Content-Type is the upstream's (raw audio: audio/wav, ...).
-    upstream_content_type: bool = False
-    upload: MultipartUpload | None = None  # a multipart upload, spooled when it may be sent twice
 
 
 class Dispatcher:

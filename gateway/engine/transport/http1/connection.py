@@ -1,11 +1,11 @@
 """One keep-alive HTTP/1.1 connection to an upstream: an asyncio protocol fed to llhttp.
 
 One exchange at a time. The parser's callbacks fill the exchange's state (status, headers,
-body pieces); the reader (`gateway.http1.answer`) takes the body as it comes. Reading pauses
-when more than `HIGH_WATER` bytes wait for a slow reader and resumes below `LOW_WATER`
-(aiohttp's StreamReader marks), so a client that reads slowly slows the upstream's socket
-instead of filling the gateway's memory. Nothing here formats an error: failures are the
-`gateway.http1.errors` kinds, raised to whoever waits.
+body pieces); the reader (`http1.answer`) takes the body as it comes. Reading pauses when more
+than `HIGH_WATER` bytes wait for a slow reader and resumes below `LOW_WATER` (aiohttp's
+StreamReader marks), so a client that reads slowly slows the upstream's socket instead of
+filling the gateway's memory. Nothing here formats an error: failures are the
+`http1.lean_errors` kinds, raised to whoever waits.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.http1.errors import (
+from gateway.engine.transport.http1.lean_errors import (
     ClosedBeforeAnswer,
     ClosedMidBody,
     ConnectionLost,

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp.helpers import parse_content_type
 from multidict import CIMultiDictProxy
 
-from gateway.http1.connection import Connection
-from gateway.http1.errors import NotInflatable
-from gateway.upstream import BodyTooDeep, BodyTooLarge
+from gateway.engine.transport.http1.connection import Connection
+from gateway.engine.transport.http1.lean_errors import NotInflatable
+from gateway.engine.transport.upstream_errors import BodyTooDeep, BodyTooLarge
 from wire.jsondepth import too_deep
 from wire.upstream import Holder
 

@@ -1,9 +1,9 @@
 """What can go wrong on a lean connection, and the gateway error each one is.
 
 The lean client raises these at its one boundary with the socket (as httpcore's
-`map_exceptions` does); `gateway.upstream.as_gateway_error` turns them into the very errors,
-statuses and words the gateway gives for aiohttp's client, naming the provider and never its
-address.
+`map_exceptions` does); `gateway.engine.transport.upstream_errors.as_gateway_error` turns them
+into the very errors, statuses and words the gateway gives for aiohttp's client, naming the
+provider and never its address.
 """
 
 from __future__ import annotations
@@ -13,16 +13,13 @@ import os
 import socket
 import ssl
 
+from gateway.engine.transport.upstream_errors import UpstreamFailure
 from gateway.server import fdlimit
 from wire.errors import GatewayError, UpstreamProtocolError, UpstreamUnreachable
 
 
-class LeanError(Exception):
+class LeanError(UpstreamFailure):
     """A failure of a lean upstream connection."""
-
-    def gateway_error(self, name: str) -> GatewayError:
-        """The client-visible error; `name` is the provider's name, quoted."""
-        return UpstreamUnreachable(f"The connection to provider {name} was lost.")
 
 
 class ConnectFailed(LeanError):

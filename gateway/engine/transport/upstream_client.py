@@ -2,15 +2,15 @@
 
 The line, decided per request from its URL (read once) and method:
 
-- the lean client (`gateway.http1.pool`): http and https URLs, no proxy, every method but
+- the lean client (`transport.http1.pool`): http and https URLs, no proxy, every method but
   HEAD and CONNECT;
-- aiohttp's (`gateway.upstream.HttpTransport`): a URL the environment's HTTP_PROXY /
+- aiohttp's (`transport.aiohttp_client.HttpTransport`): a URL the environment's HTTP_PROXY /
   HTTPS_PROXY send through a proxy (NO_PROXY honoured; loopback hosts are never proxied),
   a URL with credentials in it (basic auth), any other scheme (aiohttp refuses it in its own
   words), HEAD (an answer whose length announces a body that never comes) and CONNECT;
 - every request, with `[server] upstream_client = "aiohttp"`.
 
-Both give the same errors in the same words (`gateway.upstream.as_gateway_error`).
+Both give the same errors in the same words (`transport.upstream_errors.as_gateway_error`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import ssl
 import aiohttp
 from aiohttp.helpers import ProxyInfo, proxies_from_env
 
-from gateway.http1.pool import LeanClient
-from gateway.http1.route import Route, route
-from gateway.upstream import MAX_BODY_BYTES, HttpTransport
+from gateway.engine.transport.aiohttp_client import HttpTransport
+from gateway.engine.transport.http1.pool import LeanClient
+from gateway.engine.transport.http1.route import Route, route
+from gateway.engine.transport.upstream_errors import MAX_BODY_BYTES
 from wire.upstream import Upstream, UpstreamRequest
 
 _AIOHTTP_METHODS = frozenset({"HEAD", "CONNECT"})

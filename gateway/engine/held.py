@@ -19,9 +19,6 @@ from collections.abc import Callable
 
 from wire.errors import GatewayError
 
-# The default for [server] max_held_bytes: eight answers at the default max_upstream_bytes.
-MAX_HELD_BYTES = 512 * 1024 * 1024
-
 
 class HeldBytesExceeded(GatewayError):
     status = 503

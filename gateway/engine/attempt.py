@@ -29,24 +29,17 @@ from aiohttp import web
 
 from formats.first_content import ContentProbe
 from formats.translator import StreamTranslator
-from gateway.deadline import IdleDeadline
-from gateway.held import HeldBytesExceeded
-from gateway.prepared import Prepared
+from gateway.engine.call import Prepared
+from gateway.engine.deadline import IdleDeadline
+from gateway.engine.held import HeldBytesExceeded
+from gateway.engine.transport.upstream_errors import as_gateway_error
 from gateway.routing import Target
 from gateway.server.multipart_upload import MultipartUpload
-from gateway.upstream import as_gateway_error
 from wire.errors import GatewayError, ProviderAuthError, UpstreamProtocolError, drop_tracebacks
 from wire.upstream import Holder, Upstream
 
 log = logging.getLogger("gateway")
 
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    # Tell nginx-style proxies in front not to buffer the stream.
-    "X-Accel-Buffering": "no",
-}
-KEEPALIVE_COMMENT = b": keepalive\n\n"
 # The upstream's own id for the request, for its support desk (the OpenAI SDK shows it as
 # `response._request_id`).
 REQUEST_ID = "x-request-id"
@@ -348,55 +341,3 @@ def _upstream_failure(exc: BaseException, target: Target) -> GatewayError:
 def client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
-
-
-class Keepalive:
-    """While a stream waits for its first content, SSE comments every `interval` seconds.
-
-    Reasoning models can think for minutes before their first token, and an idle timeout in
-    front of the gateway (a load balancer at 60 s) would cut that healthy stream. The first
-    comment commits the response (200, SSE headers); comments carry no content, so the
-    dispatcher may still fail over afterwards, and a failure of every attempt then becomes
-    the error event. A timer, not a task, until it first fires: the common fast stream pays
-    one call_later.
-    """
-
-    __slots__ = ("_comment", "_handle", "_interval", "_request", "_response", "_task")
-
-    def __init__(
-        self,
-        request: web.Request,
-        response: web.StreamResponse,
-        interval: float,
-        comment: bytes = KEEPALIVE_COMMENT,
-    ):
-        self._request = request
-        self._response = response
-        self._interval = interval
-        self._comment = comment  # an SSE comment, or the client format's own (Anthropic's ping)
-        self._task: asyncio.Task[None] | None = None
-        loop = asyncio.get_running_loop()
-        self._handle: asyncio.TimerHandle | None = loop.call_later(interval, self._start)
-
-    def _start(self) -> None:
-        self._handle = None
-        self._task = asyncio.get_running_loop().create_task(self._ping())
-
-    async def _ping(self) -> None:
-        while True:
-            if not self._response.prepared:
-                await self._response.prepare(self._request)
-            await self._response.write(self._comment)
-            await asyncio.sleep(self._interval)
-
-    async def stop(self) -> None:
-        """Stop pinging; returns once no ping write is under way."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait((task,))
-            if not task.cancelled():
-                task.exception()  # a failed write means the client left; the relay sees it too

@@ -1,23 +1,20 @@
-"""aiohttp's client for upstream requests (where the lean client, gateway.http1, does not go,
-or for all with `[server] upstream_client = "aiohttp"`), and the error mapping both share.
+"""What can go wrong talking to an upstream, and the gateway error each failure is.
 
-aiohttp's exceptions stop here: `as_gateway_error` maps them (and the lean client's,
-gateway.http1) to the gateway's own errors at this boundary (as httpcore's `map_exceptions`
-does), so nothing else needs to know them.
+Both upstream clients' exceptions stop here: `as_gateway_error` maps aiohttp's and the lean
+client's (`UpstreamFailure`, which `gateway.engine.transport.http1.lean_errors` subclasses) to
+the gateway's own errors at this boundary (as httpcore's `map_exceptions` does), in the same
+words, naming the provider and never its address, so nothing else needs to know them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import ssl
-from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
 
-from gateway.http1.errors import LeanError
 from gateway.server import fdlimit
 from wire.errors import (
     GatewayError,
@@ -25,8 +22,16 @@ from wire.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from wire.jsondepth import MAX_DEPTH, too_deep
-from wire.upstream import Holder, Upstream, UpstreamRequest
+from wire.jsondepth import MAX_DEPTH
+
+
+class UpstreamFailure(Exception):
+    """A failure one of the gateway's own clients names itself (the lean client's)."""
+
+    def gateway_error(self, name: str) -> GatewayError:
+        """The client-visible error; `name` is the provider's name, quoted."""
+        return UpstreamUnreachable(f"The connection to provider {name} was lost.")
+
 
 # The default for [server] max_upstream_bytes.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -53,127 +58,10 @@ class BodyTooDeep(Exception):
     """An upstream JSON answer nests deeper than the gateway's decoders may go."""
 
 
-class HttpUpstream:
-    __slots__ = ("_limit", "_response", "content_type", "headers", "request_id", "status")
-
-    def __init__(self, response: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES) -> None:
-        self._response = response
-        self._limit = limit
-        self.status = response.status
-        self.content_type = response.content_type
-        self.headers = headers = response.headers
-        # OpenAI and most compatible servers say x-request-id; Anthropic says request-id.
-        self.request_id = headers.get("x-request-id") or headers.get("request-id")
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self._response.content.iter_any()
-
-    async def read(self, holder: Holder | None = None) -> bytes:
-        """The whole body, at most `limit` bytes of it once inflated, or `BodyTooLarge`;
-        `holder` counts its bytes (a length announced up front, before any is read).
-
-        aiohttp inflates a compressed body a bounded piece at a time (as the reader drains),
-        so counting what comes out bounds a gzip bomb too.
-        """
-        response = self._response
-        limit = self._limit
-        length = response.content_length
-        counted = 0
-        if length is not None and not response.headers.get("Content-Encoding"):
-            if length > limit:
-                raise BodyTooLarge(limit)
-            if holder is not None:
-                holder.take(length)
-                counted = length
-        # One buffer grown in place, each chunk dropped as soon as it is copied: a list of
-        # chunks joined at the end left the heap as large as the answers read at once.
-        buffer = bytearray()
-        async for chunk in response.content.iter_any():
-            size = len(buffer) + len(chunk)
-            if size > limit:
-                raise BodyTooLarge(limit)
-            if holder is not None and size > counted:
-                holder.take(size - counted)
-                counted = size
-            buffer += chunk
-        body = bytes(buffer)
-        del buffer
-        # Every provider decodes this answer, and some write parts of it again (orjson stops
-        # at 254 levels): JSON is bounded here once, for all of them.
-        if ("json" in self.content_type or body[:1] in (b"{", b"[")) and too_deep(body):
-            raise BodyTooDeep()
-        return body
-
-    async def finish(self, wait: float) -> None:
-        # A server writes its last event and then the end of the chunked body, often in a
-        # packet of its own: without this, every paced stream cost a fresh TCP connection.
-        content = self._response.content
-        if content.at_eof():
-            return
-        try:
-            async with asyncio.timeout(wait):
-                while await content.readany():
-                    pass  # anything after the terminal event is not for the client
-        except (TimeoutError, aiohttp.ClientError):
-            pass  # close() drops the connection then
-
-    def close(self) -> None:
-        # A connection closed mid-body is what tells the upstream to stop generating.
-        if self._response.content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()
-
-
-class HttpTransport:
-    """One pooled aiohttp client for every HTTP provider."""
-
-    def __init__(self, max_body_bytes: int = MAX_BODY_BYTES) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        self._max_body_bytes = max_body_bytes
-
-    async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None),
-            # An upstream may compress its answer; the client always gets plain bytes.
-            auto_decompress=True,
-            skip_auto_headers=("User-Agent",),
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    async def send(
-        self,
-        request: UpstreamRequest,
-        timeout: aiohttp.ClientTimeout,
-        *,
-        proxy: str | None = None,
-        proxy_headers: dict[str, str] | None = None,
-    ) -> Upstream:
-        assert self._session is not None, "HttpTransport.start() was not awaited"
-        response = await self._session.request(
-            request.method,
-            request.url,
-            data=request.body,
-            headers=request.headers,
-            timeout=timeout,
-            allow_redirects=False,
-            proxy=proxy,
-            proxy_headers=proxy_headers,
-        )
-        if 300 <= response.status < 400:
-            response.close()
-            raise RedirectRefused(response.status)
-        return HttpUpstream(response, self._max_body_bytes)
-
-
 def client_timeout(seconds: float, *, reads: bool = True) -> aiohttp.ClientTimeout:
     """The provider `timeout`: connecting, and (`reads`) waiting for headers and any silence
-    between reads. Streams leave reads to `gateway.deadline`, which costs nothing per chunk."""
+    between reads. Streams leave reads to `gateway.engine.deadline`, which costs nothing per
+    chunk."""
     return aiohttp.ClientTimeout(
         total=None, sock_connect=seconds, sock_read=seconds if reads else None
     )
@@ -193,7 +81,7 @@ def as_gateway_error(exc: BaseException, provider: str, timeout: float) -> Gatew
             return cause
         cause = cause.__cause__
     name = repr(provider)
-    if isinstance(exc, LeanError):  # the lean client's own (gateway.http1), in the same words
+    if isinstance(exc, UpstreamFailure):  # the lean client's own, in the same words
         return exc.gateway_error(name)
     if isinstance(exc, RedirectRefused):
         return UpstreamProtocolError(

@@ -1,18 +1,23 @@
-"""How one attempt asks its upstream, and how the answer becomes the client's (`Prepared`).
+"""What a route hands the engine (`Call`), and how one attempt asks its upstream (`Prepared`).
 
-A route's `prepare(provider, model)` builds one for every attempt: natively, when the provider
-serves the client's API (`natively`), or through the provider's chat API and a bridge back to
-the client's format (`through_chat`).
+A `Call` is one client request, parsed: the operation, the model as the client named it, the
+client's format (its probe, stream headers and keepalive bytes), and `prepare(provider,
+model)`, which builds a `Prepared` for every attempt: natively, when the provider serves the
+client's API (`natively`), or through the provider's chat API and a bridge back to the
+client's format (`through_chat`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 
+from formats.chat.probe import KEEPALIVE_COMMENT, chat_content
+from formats.first_content import ContentProbe
 from formats.translator import ChatSink, StreamTranslator
+from gateway.server.multipart_upload import MultipartUpload
 from providers.base import Provider
 from wire.operations import Operation
 from wire.upstream import UpstreamRequest
@@ -73,3 +78,32 @@ def through_chat(
             provider.translate_response(Operation.CHAT, model, answer)
         ),
     )
+
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    # Tell nginx-style proxies in front not to buffer the stream.
+    "X-Accel-Buffering": "no",
+}
+
+
+class Call(msgspec.Struct, gc=False):
+    """What a route hands the dispatcher: one client request, parsed."""
+
+    operation: Operation
+    model: str  # as the client named it: provider/model or an alias
+    stream: bool
+    # One attempt's upstream request for a provider and the model name it is sent.
+    prepare: Callable[[Provider, str], Prepared]
+    fallbacks: Sequence[str] = ()  # the request's own `fallbacks`, tried after the model's
+    # Models the body asks the upstream to choose from itself (OpenRouter's `models`).
+    upstream_models: Sequence[str] = ()
+    content_probe: Callable[[], ContentProbe] = chat_content  # streams: the client's format
+    stream_headers: Mapping[str, str] = msgspec.field(default_factory=lambda: SSE_HEADERS)
+    # What an SSE stream waiting for its first content sends every `keepalive` seconds (a
+    # comment; Anthropic's ping). Other streams (raw audio, a JSON array) have no such thing.
+    keepalive: bytes = KEEPALIVE_COMMENT
+    # Streams: the answer's Content-Type is the upstream's (raw audio: audio/wav, ...).
+    upstream_content_type: bool = False
+    upload: MultipartUpload | None = None  # a multipart upload, spooled when it may be sent twice
