@@ -10,11 +10,13 @@ from aiohttp import web
 
 from gateway import console, observe
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
-from gateway.auth import ADMIN_PATHS, KeyRing, auth_middleware
 from gateway.config import Config
 from gateway.engine.dispatcher import Dispatcher
 from gateway.engine.held import HeldBytes
 from gateway.engine.transport.upstream_client import UpstreamClient
+from gateway.policy.keys import ADMIN_PATHS, KeyRing, auth_middleware
+from gateway.policy.routing import Router
+from gateway.policy.shared_state import SharedState
 from gateway.routes import (
     audio,
     chat,
@@ -26,7 +28,6 @@ from gateway.routes import (
     responses,
     usage,
 )
-from gateway.routing import Router
 from gateway.server import config_secrets, cors, fdlimit, guards, heap
 from gateway.server.client_connection import ClientLimits
 from gateway.server.cors import cors_middleware
@@ -34,7 +35,6 @@ from gateway.server.drain import DRAIN, Drain, drain_middleware
 from gateway.server.error_middleware import ERROR_SHAPES, error_middleware
 from gateway.server.heap import HEAP, HeapTrimmer
 from gateway.server.listener import ConnectionCap, GatewaySite
-from gateway.state import SharedState
 
 log = logging.getLogger("gateway")
 

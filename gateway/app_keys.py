@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.auth import KeyRing
 from gateway.config import Config
 from gateway.engine.dispatcher import Dispatcher
 from gateway.engine.transport.upstream_client import UpstreamClient
-from gateway.routing import Router
-from gateway.state import SharedState
+from gateway.policy.keys import KeyRing
+from gateway.policy.routing import Router
+from gateway.policy.shared_state import SharedState
 
 CONFIG = web.AppKey("config", Config)
 ROUTER = web.AppKey("router", Router)

@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.cooldowns import Cooldowns, Rest
+from gateway.policy.cooldowns import Cooldowns, Rest
 
 _MAX_ENTRIES = 10_000  # as the stores themselves: request fallbacks may name any target
 
 
 class WatchedCooldowns:
-    """A `gateway.cooldowns.Cooldowns` that remembers when each id it rested wakes up."""
+    """A `gateway.policy.cooldowns.Cooldowns` that remembers when each id it rested wakes up."""
 
     resting: Callable[[Collection[str]], Awaitable[dict[str, Rest]]]
     succeeded: Callable[[str], None]

@@ -17,7 +17,6 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from gateway import access_log
-from gateway.auth import GATEWAY_KEY
 from gateway.config import Config
 from gateway.cooldown_watch import CooldownCollector, WatchedCooldowns
 from gateway.engine.dispatcher import Dispatcher
@@ -25,6 +24,7 @@ from gateway.engine.events import ARRIVED, REQUEST_RECORD, Hooks
 from gateway.metric_labels import error_type
 from gateway.metrics import GatewayMetrics
 from gateway.metrics_export import MetricsPage
+from gateway.policy.keys import GATEWAY_KEY
 from gateway.server import request_ids
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import cooldowns
-from gateway.cooldowns import LocalCooldowns
+from gateway.policy import cooldowns
+from gateway.policy.cooldowns import LocalCooldowns
 
 
 class Clock:

@@ -2,8 +2,8 @@
 
 GET /console/api/requests   the ring of finished requests (this process), newest first;
                             ?key=NAME ?model=TEXT ?status=ok|error|4xx|429 ?limit=N
-GET /console/api/keys       each gateway key's use against its limits (gateway.limits, through
-                            the limiter: with Redis, every instance's sum)
+GET /console/api/keys       each gateway key's use against its limits (gateway.policy.limits,
+                            through the limiter: with Redis, every instance's sum)
 GET /console/api/providers  each provider's last minutes (this process), and the keys and
                             targets resting now (the cooldown store: with Redis, shared)
 """
@@ -25,7 +25,7 @@ from gateway.console.admin import PRIVATE_HEADERS, require_admin
 from gateway.console.health import ProviderHealth
 from gateway.console.ring import Finished
 from gateway.console.state import CONSOLE
-from gateway.routing import Router
+from gateway.policy.routing import Router
 from wire.errors import BadRequest
 
 REQUESTS = "/console/api/requests"
@@ -111,7 +111,7 @@ async def keys_state(request: web.Request) -> web.Response:
     ring = request.app[KEYS]
     limiter = request.app[DISPATCHER].limiter
     keys = list(ring.keys.values())
-    # The usage route's own figures (gateway.limits.usage_report), together: with Redis
+    # The usage route's own figures (gateway.policy.limits.usage_report), together: with Redis
     # unreachable, one timeout for all the keys, not one each.
     reports = await asyncio.gather(*(limiter.usage(key) for key in keys))
     data = []

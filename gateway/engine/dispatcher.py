@@ -2,7 +2,7 @@
 
 A route parses its request and hands over a `Call`: the operation, the model as the client
 named it, and how to build one attempt for a given provider (`prepare`). The dispatcher plans
-the candidates (`gateway.routing`), then runs attempts until one answers:
+the candidates (`gateway.policy.routing`), then runs attempts until one answers:
 
 - a failure before the first content (an error status, an error event inside a 200 stream,
   a cut, a timeout) is invisible to the client: retried on the same target (`retries`, with
@@ -26,9 +26,7 @@ from typing import NamedTuple, TypeVar
 from aiohttp import web
 
 from formats.translator import StreamTranslator
-from gateway.auth import CLIENT_KEY, GATEWAY_KEY, GatewayKey
 from gateway.config import MAX_HELD_BYTES, RoutingConfig
-from gateway.cooldowns import Cooldowns
 from gateway.engine.attempt import (
     REQUEST_ID,
     AttemptFailed,
@@ -42,8 +40,10 @@ from gateway.engine.call import Call, Prepared
 from gateway.engine.events import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.engine.held import HeldBytes
 from gateway.engine.keepalive import Keepalive
-from gateway.limits import Limiter, LocalLimiter
-from gateway.routing import Candidate, ProviderGroup, Router, Target, weighted_order
+from gateway.policy.cooldowns import Cooldowns
+from gateway.policy.keys import CLIENT_KEY, GATEWAY_KEY, GatewayKey
+from gateway.policy.limits import Limiter, LocalLimiter
+from gateway.policy.routing import Candidate, ProviderGroup, Router, Target, weighted_order
 from gateway.server.drain import DRAIN
 from gateway.usage import token_counts, usage_of
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks

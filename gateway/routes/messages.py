@@ -19,9 +19,9 @@ from formats.anthropic.from_chat import MessagesFromChat, message_from_chat
 from formats.anthropic.probe import PING, messages_content
 from formats.anthropic.request import messages_to_chat, with_client_headers
 from gateway.app_keys import DISPATCHER
-from gateway.auth import GATEWAY_KEY
 from gateway.engine.call import Call, Prepared, through_chat, unchanged
 from gateway.engine.dispatcher import SERVED_BY
+from gateway.policy.keys import GATEWAY_KEY
 from gateway.server import error_middleware
 from gateway.server.bodies import read_body
 from gateway.server.parsing import parse_request

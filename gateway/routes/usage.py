@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from gateway.app_keys import DISPATCHER, KEYS
-from gateway.auth import ADMIN_PATHS, InvalidApiKey, presented_keys
+from gateway.policy.keys import ADMIN_PATHS, InvalidApiKey, presented_keys
 from wire.errors import NotFound
 
 

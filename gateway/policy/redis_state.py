@@ -5,7 +5,7 @@ request atomically, so two instances can never both take the last request of a l
 settlement is one pipelined round trip after the request. Every key the gateway writes
 expires, so nothing grows without bound. One Redis server is meant (the client is not a
 cluster client, and the cooldown reads span many keys): not Redis Cluster. The commands of
-concurrent requests share a few connections (gateway.redis_link).
+concurrent requests share a few connections (gateway.policy.redis_link).
 
 A request in flight is a lease, not a record: its mark in the key's in-flight set expires
 `[state] in_flight_lease` seconds after it was last renewed, and each gateway process renews
@@ -28,9 +28,9 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from gateway.auth import GatewayKey
-from gateway.cooldowns import Rest
-from gateway.limits import (
+from gateway.policy.cooldowns import Rest
+from gateway.policy.keys import GatewayKey
+from gateway.policy.limits import (
     MINUTE,
     Admission,
     LimitsUnavailable,
@@ -41,7 +41,7 @@ from gateway.limits import (
     period_index,
     usage_report,
 )
-from gateway.redis_link import Arg, Command, RedisLink, Script
+from gateway.policy.redis_link import Arg, Command, RedisLink, Script
 
 # Check and count in one step, so that two instances never both take a limit's last request.
 # KEYS: requests this minute, the minute before, tokens this minute, the minute before, the
@@ -49,7 +49,7 @@ from gateway.redis_link import Arg, Command, RedisLink, Script
 # max_parallel (0: none), the minute's progress (0..1), the lease in seconds. An in-flight
 # mark's score is when its lease ends: the marks whose lease ended are dropped first.
 # Returns {admitted (1/0), the counters before this request}: the gateway then names the
-# limit and computes the headers from the same numbers (gateway.limits.check).
+# limit and computes the headers from the same numbers (gateway.policy.limits.check).
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -282,7 +282,7 @@ class RedisLimiter:
 
 
 class RedisCooldowns:
-    """`gateway.cooldowns.Cooldowns` in Redis: a key rested by one instance is skipped by all."""
+    """The cooldowns store in Redis: a key rested by one instance is skipped by all."""
 
     def __init__(self, link: RedisLink) -> None:
         self._link = link

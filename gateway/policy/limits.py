@@ -7,7 +7,7 @@ Cloudflare's and Envoy's rate limiters do: no burst of twice the limit across a 
 boundary, and two counters per key instead of a log of every request. The budget is a fixed
 window aligned to its period (a "1d" budget resets at 00:00 UTC).
 
-`LocalLimiter` keeps the counters in this process; `gateway.redis_state.RedisLimiter` keeps
+`LocalLimiter` keeps the counters in this process; `gateway.policy.redis_state.RedisLimiter` keeps
 the same counters in Redis, so that several gateway processes or machines share one limit.
 A stream already running is never cut for a limit: its tokens are charged when it ends.
 """
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from gateway.auth import GatewayKey
+from gateway.policy.keys import GatewayKey
 from wire.errors import GatewayError
 
 MINUTE = 60

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from gateway.config import StateConfig
-from gateway.limits import LimitsUnavailable
+from gateway.policy.limits import LimitsUnavailable
 
 log = logging.getLogger("gateway")
 T = TypeVar("T")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from gateway.config import StateConfig
-from gateway.cooldowns import Cooldowns, LocalCooldowns
-from gateway.limits import Limiter, LocalLimiter
-from gateway.redis_link import RedisLink
-from gateway.redis_state import RedisCooldowns, RedisLimiter
+from gateway.policy.cooldowns import Cooldowns, LocalCooldowns
+from gateway.policy.limits import Limiter, LocalLimiter
+from gateway.policy.redis_link import RedisLink
+from gateway.policy.redis_state import RedisCooldowns, RedisLimiter
 
 
 class SharedState:
