@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import console, observe
+from gateway import console
 from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.config import Config
 from gateway.engine.dispatcher import Dispatcher
 from gateway.engine.held import HeldBytes
 from gateway.engine.transport.upstream_client import UpstreamClient
+from gateway.observability import install as observe
 from gateway.policy.keys import ADMIN_PATHS, KeyRing, auth_middleware
 from gateway.policy.routing import Router
 from gateway.policy.shared_state import SharedState

@@ -16,7 +16,7 @@ import aiohttp
 import openai
 import pytest
 
-from gateway import access_log
+from gateway.observability import access_log
 from tests.conftest import FakeUpstream, provider_toml
 from tests.processes import GatewayProcess
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming

@@ -28,15 +28,15 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.config import parse
-from gateway.metric_labels import OTHER, ModelNames
-from gateway.metrics import (
+from gateway.observability.export import MetricsPage
+from gateway.observability.labels import OTHER, ModelNames
+from gateway.observability.metrics import (
     DURATION_BUCKETS,
     TOKEN_BUCKETS,
     TPOT_BUCKETS,
     TTFT_BUCKETS,
     observe_all,
 )
-from gateway.metrics_export import MetricsPage
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess
 from tests.scrape import Scrape, scrape
@@ -400,10 +400,10 @@ def test_use_multiprocess_switches_a_fresh_process_to_shared_files(tmp_path: Pat
         import asyncio
         import os
         from prometheus_client import CollectorRegistry
-        from gateway.metrics_export import use_multiprocess
+        from gateway.observability.export import use_multiprocess
         use_multiprocess({str(tmp_path / "metrics")!r})
         from gateway.config import parse
-        from gateway.metrics import GatewayMetrics
+        from gateway.observability.metrics import GatewayMetrics
         metrics = GatewayMetrics(parse("[providers.mock]", "t"), CollectorRegistry())
 
         async def respond():

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from gateway.engine.events import RequestRecord
-from gateway.metric_labels import error_type
+from gateway.observability.labels import error_type
 from gateway.usage import token_counts
 
 MAX_NAME = 256  # characters of a model name kept (the client's words, as in the access log)

@@ -27,7 +27,7 @@ class Rest(NamedTuple):
 
 class Cooldowns(Protocol):
     # Plain methods returning awaitables: a wrapper may hand on a store's bound coroutine
-    # functions as they are (gateway.cooldown_watch).
+    # functions as they are (gateway.observability.cooldown_watch).
     def resting(self, ids: Collection[str]) -> Awaitable[dict[str, Rest]]:
         """The rests among `ids` that have not ended yet."""
         ...

@@ -25,10 +25,9 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from gateway import metrics_export
 from gateway.server.listener import bind
 
 log = logging.getLogger("gateway")
@@ -59,9 +58,27 @@ class _Slot:
         self.backoff = _FIRST_BACKOFF
 
 
+def _nothing(_: object) -> None:
+    pass
+
+
 class Supervisor:
-    def __init__(self, argv: Sequence[str], host: str, port: int, count: int, source: str) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        host: str,
+        port: int,
+        count: int,
+        source: str,
+        *,
+        share_dir: Callable[[str], None] = _nothing,
+        worker_exited: Callable[[int], None] = _nothing,
+    ) -> None:
         self._argv = list(argv)  # the worker's command line, but for --worker-fds
+        # A directory every worker writes to (the metrics' files, that /metrics in any worker
+        # sums up), and what to do of a worker's there when it exits.
+        self._share_dir = share_dir
+        self._worker_exited = worker_exited
         self._host = host
         self._port = port
         self._count = count
@@ -81,9 +98,8 @@ class Supervisor:
         self._sockets = bind(self._host, self._port)
         for sock in self._sockets:
             sock.set_inheritable(True)
-        # Every worker writes its metrics where /metrics (in any worker) sums them up.
         metrics_dir = tempfile.TemporaryDirectory(prefix="gateway-metrics-")
-        metrics_export.use_multiprocess(metrics_dir.name)
+        self._share_dir(metrics_dir.name)
         try:
             urls = await asyncio.gather(*(self._start(slot) for slot in self._slots))
             print(
@@ -149,7 +165,7 @@ class Supervisor:
     async def _restart(self, slot: _Slot) -> None:
         process = slot.process
         assert process is not None
-        metrics_export.worker_exited(process.pid)
+        self._worker_exited(process.pid)
         if time.monotonic() - slot.started >= _HEALTHY_AFTER:
             slot.backoff = _FIRST_BACKOFF
         log.warning(

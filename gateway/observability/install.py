@@ -3,7 +3,7 @@
 One middleware, outermost, sees every request: it notes the arrival (the dispatcher's
 record and so TTFT start there), gives the request its id, and once the handler returned
 (for a stream, after its last byte) writes the access line and counts the response. The
-dispatcher's own observations come through its hooks (`gateway.metrics`).
+dispatcher's own observations come through its hooks (`gateway.observability.metrics`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
-from gateway import access_log
 from gateway.config import Config
-from gateway.cooldown_watch import CooldownCollector, WatchedCooldowns
 from gateway.engine.dispatcher import Dispatcher
 from gateway.engine.events import ARRIVED, REQUEST_RECORD, Hooks
-from gateway.metric_labels import error_type
-from gateway.metrics import GatewayMetrics
-from gateway.metrics_export import MetricsPage
+from gateway.observability import access_log
+from gateway.observability.cooldown_watch import CooldownCollector, WatchedCooldowns
+from gateway.observability.export import MetricsPage
+from gateway.observability.labels import error_type
+from gateway.observability.metrics import GatewayMetrics
 from gateway.policy.keys import GATEWAY_KEY
 from gateway.server import request_ids
 

@@ -20,7 +20,7 @@ H: gen_ai_operation_name, gen_ai_provider_name, and those of gen_ai_request_mode
 gateway_key that `[metrics] histogram_labels` names (none by default): a histogram series is
 about 18 lines, so per model and per key they made a page of megabytes; per model and per
 key, the counters say how many and how much. E: error_type. gateway_cooldowns is collected
-at scrape time (`gateway.cooldown_watch`).
+at scrape time (`gateway.observability.cooldown_watch`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway.config import Config
 from gateway.engine.events import Attempt, RequestRecord
-from gateway.metric_labels import MAX_MODEL_LENGTH, ModelNames, error_type, operation_name
+from gateway.observability.labels import MAX_MODEL_LENGTH, ModelNames, error_type, operation_name
 from gateway.usage import token_counts
 
 # OpenTelemetry GenAI semantic conventions' explicit bucket boundaries.
