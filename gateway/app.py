@@ -9,28 +9,28 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import console
-from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
 from gateway.config import Config
-from gateway.engine.dispatcher import Dispatcher
+from gateway.engine.dispatcher import DISPATCHER, Dispatcher
 from gateway.engine.held import HeldBytes
-from gateway.engine.transport.upstream_client import UpstreamClient
+from gateway.engine.transport.upstream_client import HTTP, UpstreamClient
 from gateway.observability import install as observe
-from gateway.policy.keys import ADMIN_PATHS, KeyRing, auth_middleware
-from gateway.policy.routing import Router
-from gateway.policy.shared_state import SharedState
+from gateway.policy.keys import ADMIN_PATHS, KEYS, KeyRing, auth_middleware
+from gateway.policy.routing import ROUTER, Router
+from gateway.policy.shared_state import STATE, SharedState
 from gateway.routes import (
     audio,
     chat,
     embeddings,
     gemini,
+    key_usage,
     messages,
     models,
     probes,
     responses,
-    usage,
 )
 from gateway.server import config_secrets, cors, fdlimit, guards, heap
 from gateway.server.client_connection import ClientLimits
+from gateway.server.config_key import CONFIG
 from gateway.server.cors import cors_middleware
 from gateway.server.drain import DRAIN, Drain, drain_middleware
 from gateway.server.error_middleware import ERROR_SHAPES, error_middleware
@@ -84,7 +84,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     responses.add_routes(app)
     embeddings.add_routes(app)
     audio.add_routes(app)
-    usage.add_routes(app)
+    key_usage.add_routes(app)
     messages.add_routes(app)
     gemini.add_routes(app)
     app[ERROR_SHAPES] = (

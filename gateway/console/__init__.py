@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app_keys import KEYS
 from gateway.config import Config
 from gateway.console import api, feed, page
 from gateway.console.recorder import ConsoleRecorder
 from gateway.console.state import CONSOLE, ConsoleState
 from gateway.engine.dispatcher import Dispatcher
+from gateway.policy.keys import KEYS
 
 PATHS = page.PATHS | api.PATHS | {feed.PATH}
 

@@ -19,13 +19,15 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from gateway.app_keys import CONFIG, DISPATCHER, KEYS
 from gateway.config import Config
 from gateway.console.admin import PRIVATE_HEADERS, require_admin
 from gateway.console.health import ProviderHealth
 from gateway.console.ring import Finished
 from gateway.console.state import CONSOLE
+from gateway.engine.dispatcher import DISPATCHER
+from gateway.policy.keys import KEYS
 from gateway.policy.routing import Router
+from gateway.server.config_key import CONFIG
 from wire.errors import BadRequest
 
 REQUESTS = "/console/api/requests"

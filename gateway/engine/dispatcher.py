@@ -471,3 +471,6 @@ def _all_failed(failures: list[_Failure]) -> GatewayError:
     # Worth retrying when one of the attempts was (a key refused everywhere is not).
     combined.retryable = any(error.should_retry() for error in errors)
     return combined
+
+
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)

@@ -179,3 +179,6 @@ def auth_middleware(
 # Admin routes check the [admin] key themselves (each by its exact path: no other path under
 # theirs escapes the gateway key).
 ADMIN_PATHS = frozenset({"/v1/keys/usage"})
+
+
+KEYS = web.AppKey("keys", KeyRing)

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import aiohttp
 import msgspec
+from aiohttp import web
 
 from gateway.config import Config
 from gateway.engine.transport.upstream_errors import client_timeout
@@ -285,3 +286,6 @@ def _group(
             )
         )
     return ProviderGroup(name, tuple(targets), provider_config.retries, provider_config)
+
+
+ROUTER = web.AppKey("router", Router)

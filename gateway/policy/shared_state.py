@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from gateway.config import StateConfig
 from gateway.policy.cooldowns import Cooldowns, LocalCooldowns
 from gateway.policy.limits import Limiter, LocalLimiter
@@ -30,3 +32,6 @@ class SharedState:
             await limiter.close()  # the charges still waiting to go out
             await cooldowns.close()
             await link.close()
+
+
+STATE = web.AppKey("state", SharedState)

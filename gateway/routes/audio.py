@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from formats.first_content import event_content, every_byte
-from gateway.app_keys import CONFIG, DISPATCHER
 from gateway.engine.call import SSE_HEADERS, Call, Prepared, unchanged
+from gateway.engine.dispatcher import DISPATCHER
 from gateway.server.bodies import read_body
+from gateway.server.config_key import CONFIG
 from gateway.server.multipart_upload import read_upload
 from gateway.server.parsing import parse_request
 from providers.audio_streams import (

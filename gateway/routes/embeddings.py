@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app_keys import DISPATCHER
 from gateway.engine.call import Call, Prepared, natively
+from gateway.engine.dispatcher import DISPATCHER
 from gateway.server.bodies import read_body
 from gateway.server.parsing import parse_request
 from providers.base import Provider

@@ -21,9 +21,10 @@ from formats.gemini.fields import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST
 from formats.gemini.from_chat import GeminiFromChat, gemini_response_from_chat
 from formats.gemini.probe import KEEPALIVE, gemini_content
 from formats.gemini.request import gemini_to_chat
-from gateway.app_keys import DISPATCHER, ROUTER
 from gateway.engine.call import SSE_HEADERS, Call, Prepared, through_chat, unchanged
+from gateway.engine.dispatcher import DISPATCHER
 from gateway.policy.keys import GATEWAY_KEY
+from gateway.policy.routing import ROUTER
 from gateway.server import error_middleware
 from gateway.server.bodies import read_body
 from gateway.server.parsing import decode_object

@@ -18,9 +18,8 @@ from formats.anthropic.error_shape import anthropic_error_body, anthropic_error_
 from formats.anthropic.from_chat import MessagesFromChat, message_from_chat
 from formats.anthropic.probe import PING, messages_content
 from formats.anthropic.request import messages_to_chat, with_client_headers
-from gateway.app_keys import DISPATCHER
 from gateway.engine.call import Call, Prepared, through_chat, unchanged
-from gateway.engine.dispatcher import SERVED_BY
+from gateway.engine.dispatcher import DISPATCHER, SERVED_BY
 from gateway.policy.keys import GATEWAY_KEY
 from gateway.server import error_middleware
 from gateway.server.bodies import read_body

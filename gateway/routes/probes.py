@@ -13,7 +13,7 @@ import os
 import orjson
 from aiohttp import web
 
-from gateway.app_keys import CONFIG
+from gateway.server.config_key import CONFIG
 from gateway.server.drain import DRAIN
 
 ROOT = orjson.dumps(

@@ -16,8 +16,8 @@ from formats.responses.from_chat import ResponsesFromChat, response_echo, respon
 from formats.responses.probe import responses_content
 from formats.responses.request import bridge_request
 from formats.responses.tools import DROPPED_TOOLS_HEADER
-from gateway.app_keys import DISPATCHER
 from gateway.engine.call import Call, Prepared, natively, through_chat
+from gateway.engine.dispatcher import DISPATCHER
 from gateway.server.bodies import read_body
 from gateway.server.parsing import parse_request
 from providers.base import Provider

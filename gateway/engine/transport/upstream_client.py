@@ -18,6 +18,7 @@ from __future__ import annotations
 import ssl
 
 import aiohttp
+from aiohttp import web
 from aiohttp.helpers import ProxyInfo, proxies_from_env
 
 from gateway.engine.transport.aiohttp_client import HttpTransport
@@ -80,3 +81,6 @@ class UpstreamClient:
             self._routes.clear()
         found = self._routes[url] = route(url, self._proxies)
         return found
+
+
+HTTP = web.AppKey("http", UpstreamClient)

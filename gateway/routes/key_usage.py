@@ -11,8 +11,8 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from gateway.app_keys import DISPATCHER, KEYS
-from gateway.policy.keys import ADMIN_PATHS, InvalidApiKey, presented_keys
+from gateway.engine.dispatcher import DISPATCHER
+from gateway.policy.keys import ADMIN_PATHS, KEYS, InvalidApiKey, presented_keys
 from wire.errors import NotFound
 
 
