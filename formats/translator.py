@@ -23,6 +23,7 @@ import msgspec
 from wire.errors import GatewayError, UpstreamProtocolError, drop_tracebacks
 from wire.jsondepth import MAX_DEPTH
 from wire.sse import SSEProtocolError, encode_data
+from wire.usage import Usage
 
 
 class StreamTranslator(Protocol):
@@ -35,9 +36,9 @@ class StreamTranslator(Protocol):
     failure: GatewayError | None
 
     @property
-    def usage(self) -> dict[str, Any] | None:
-        """OpenAI's usage object (prompt_tokens, completion_tokens, total_tokens) once the
-        stream has it, for limits and metrics; None when the upstream gives none."""
+    def usage(self) -> Usage | None:
+        """The tokens the stream reported so far (all of them once it finished), for limits
+        and metrics; None when the upstream gave none."""
         ...
 
     def feed(self, data: bytes) -> bytes:
@@ -85,8 +86,8 @@ class ChatSink(Protocol):
 
     def tool_arguments(self, index: int, fragment: str) -> bytes: ...
 
-    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
-        """The answer ended normally: OpenAI's finish_reason and usage object."""
+    def finish(self, finish_reason: str, usage: Usage | None) -> bytes:
+        """The answer ended normally: OpenAI's finish_reason, and the tokens it used."""
         ...
 
     def error(self, error: GatewayError) -> bytes:
@@ -167,7 +168,7 @@ class EventTranslator(StreamEnd, Generic[Item]):
 
     def __init__(self, provider: str, sink: ChatSink, framing: Framing[Item]) -> None:
         super().__init__(provider)
-        self.usage: dict[str, Any] | None = None  # OpenAI's usage object, once finished
+        self.usage: Usage | None = None  # once finished
         self.sink = sink
         self._framing = framing
         self._opened = False
@@ -217,8 +218,8 @@ class EventTranslator(StreamEnd, Generic[Item]):
             )
         )
 
-    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
-        """The answer's end: OpenAI's finish_reason and usage object."""
+    def finish(self, finish_reason: str, usage: Usage | None) -> bytes:
+        """The answer's end: OpenAI's finish_reason, and the tokens it used."""
         self.finished = True
         self.usage = usage
         return self.sink.finish(finish_reason, usage)

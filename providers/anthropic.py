@@ -45,11 +45,11 @@ from formats.anthropic.error_shape import (
 )
 from formats.anthropic.to_chat import (
     MessagesStream,
-    Usage,
+    MessagesUsage,
     decode_message_delta,
     decode_message_start,
     event_type,
-    openai_usage,
+    read_usage,
     translate_message,
 )
 from formats.chat.request import (
@@ -403,8 +403,8 @@ def _tool_choice(
 
 class MessagesRelay(PassThrough):
     """Anthropic's stream relayed as it comes. After `message_stop` (finished) or an `error`
-    event (finished, `failure` set) nothing more is sent. `usage` is OpenAI's usage object
-    for what message_start and message_delta reported.
+    event (finished, `failure` set) nothing more is sent. `usage` is what message_start and
+    message_delta reported.
     """
 
     terminal = "message_stop event"
@@ -412,7 +412,7 @@ class MessagesRelay(PassThrough):
 
     def __init__(self, provider: str) -> None:
         super().__init__(provider)
-        self._usage: Usage | None = None
+        self._usage: MessagesUsage | None = None
 
     def error_bytes(self, error: GatewayError) -> bytes:
         return anthropic_error_event(error)
@@ -439,10 +439,10 @@ class MessagesRelay(PassThrough):
                 self.failure = anthropic_error(None, "api_error", event.data[:2000])
         return self.finished
 
-    def _count(self, usage: Usage | None) -> None:
+    def _count(self, usage: MessagesUsage | None) -> None:
         if usage is not None:
             self._usage = usage if self._usage is None else self._usage.updated(usage)
-            self.usage = openai_usage(self._usage)
+            self.usage = read_usage(self._usage)
 
 
 PROVIDER = ProviderType(

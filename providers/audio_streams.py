@@ -19,6 +19,7 @@ from formats.chat.from_chat import DONE
 from formats.translator import StreamEnd
 from wire.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
 from wire.sse import Event, SSEDecoder, SSEProtocolError, encode_data
+from wire.usage import Usage
 
 AUDIO_CONTENT_TYPES = {
     "mp3": "audio/mpeg",
@@ -36,7 +37,7 @@ class AudioBytes:
     def __init__(self) -> None:
         self.finished = False
         self.failure: GatewayError | None = None  # the error this stream ended with
-        self.usage: dict[str, Any] | None = None  # audio streams report no token usage
+        self.usage: Usage | None = None  # audio streams report no token usage
 
     def feed(self, data: bytes) -> bytes:
         return data
@@ -58,7 +59,7 @@ class SpeechEvents(StreamEnd):
 
     def __init__(self) -> None:
         super().__init__()
-        self.usage: dict[str, Any] | None = None  # audio streams report no token usage
+        self.usage: Usage | None = None  # audio streams report no token usage
 
     def feed(self, data: bytes) -> bytes:
         audio = base64.b64encode(data).decode()
@@ -85,7 +86,7 @@ class TranscriptEvents(StreamEnd):
 
     def __init__(self, provider: str) -> None:
         super().__init__(provider)
-        self.usage: dict[str, Any] | None = None  # audio streams report no token usage
+        self.usage: Usage | None = None  # audio streams report no token usage
         self._decoder = SSEDecoder()
         self._json: bytearray | None = None  # the upstream answered JSON, not a stream
         self._started = False

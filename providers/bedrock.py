@@ -47,7 +47,7 @@ import msgspec
 import orjson
 import yarl
 
-from formats.chat.from_chat import cached_usage, chat_completion
+from formats.chat.from_chat import chat_completion
 from formats.chat.request import (
     Asks,
     ChatRequest,
@@ -90,6 +90,7 @@ from wire.errors import (
 )
 from wire.operations import Operation
 from wire.upstream import UpstreamRequest
+from wire.usage import Usage, from_anthropic
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -486,11 +487,11 @@ class _Usage(msgspec.Struct, gc=False):
     cacheWriteInputTokens: int | None = None
 
 
-def _usage(raw: _Usage | None) -> dict[str, Any] | None:
-    """Bedrock counts cached input apart from `inputTokens`; OpenAI's prompt_tokens has all."""
+def _usage(raw: _Usage | None) -> Usage | None:
+    """Bedrock counts cached input apart from `inputTokens`, as Anthropic does."""
     if raw is None:
         return None
-    return cached_usage(
+    return from_anthropic(
         raw.inputTokens, raw.outputTokens, raw.cacheReadInputTokens, raw.cacheWriteInputTokens
     )
 

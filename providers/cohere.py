@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from formats.chat.from_chat import chat_completion, usage
+from formats.chat.from_chat import chat_completion
 from formats.chat.request import (
     Asks,
     ChatRequest,
@@ -38,6 +38,7 @@ from wire.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtoco
 from wire.operations import Operation
 from wire.sse import Comment, Event, SSEDecoder
 from wire.upstream import UpstreamRequest
+from wire.usage import Usage
 
 FINISH_REASONS = {
     "COMPLETE": "stop",
@@ -258,14 +259,14 @@ class _Usage(msgspec.Struct, gc=False):
     tokens: _Tokens | None = None
 
 
-def _usage(raw: _Usage | None) -> dict[str, Any] | None:
+def _usage(raw: _Usage | None) -> Usage | None:
     """`tokens` counts what the model read and wrote; `billed_units` only when it is absent."""
     if raw is None:
         return None
     counts = raw.tokens or raw.billed_units
     if counts is None:
         return None
-    return usage(int(counts.input_tokens), int(counts.output_tokens))
+    return Usage(int(counts.input_tokens), int(counts.output_tokens))
 
 
 # --- non-streamed answer -------------------------------------------------------------------

@@ -72,7 +72,7 @@ from formats.gemini.error_shape import (
 from formats.gemini.from_chat import GeminiFraming
 from formats.gemini.request import THINKING_CONFIGS
 from formats.gemini.schema_cut import gemini_schema
-from formats.gemini.to_chat import GeminiStream, UsageMetadata, chat_usage
+from formats.gemini.to_chat import GeminiStream, UsageMetadata, read_usage
 from formats.translator import ChatSink, StreamTranslator
 from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
@@ -390,8 +390,8 @@ class GeminiRelay(PassThrough):
 
     The stream ends when the upstream closes it, after a response with a finishReason (or a
     blocked prompt's blockReason): with several candidates, each finishes on its own. An
-    error object ends it at once (finished, `failure` set). `usage` is OpenAI's usage object
-    for the latest usageMetadata of a finishing response.
+    error object ends it at once (finished, `failure` set). `usage` is the latest
+    usageMetadata of a finishing response.
     """
 
     terminal = "finishReason"
@@ -476,7 +476,7 @@ class GeminiRelay(PassThrough):
         ):
             self._done = True  # it ends when the upstream closes it: each candidate finishes
             if probe.usage_metadata is not None:
-                self.usage = chat_usage(probe.usage_metadata)
+                self.usage = read_usage(probe.usage_metadata)
         return False
 
 

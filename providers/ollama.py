@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import msgspec
 import orjson
 
-from formats.chat.from_chat import AnswerCollector, usage
+from formats.chat.from_chat import AnswerCollector
 from formats.chat.request import (
     AUDIO_OUTPUT,
     CHOICES_AND_LOGPROBS,
@@ -59,6 +59,7 @@ from providers.declaration import HttpProviderConfig, ProviderType
 from wire.errors import BadRequest, UpstreamProtocolError, upstream_error_from_body
 from wire.operations import Operation
 from wire.upstream import UpstreamRequest
+from wire.usage import Usage
 
 THINK_VALUES: dict[str, bool | str] = {
     "none": False,
@@ -285,8 +286,8 @@ def _finish_reason(chunk: _Chunk, called: bool) -> str:
     return finish_reason(FINISH_REASONS, chunk.done_reason, called=called)
 
 
-def _usage(chunk: _Chunk) -> dict[str, Any]:
-    return usage(chunk.prompt_eval_count, chunk.eval_count)
+def _usage(chunk: _Chunk) -> Usage:
+    return Usage(chunk.prompt_eval_count, chunk.eval_count)
 
 
 class _Lines:

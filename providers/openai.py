@@ -28,6 +28,7 @@ from wire.errors import (
 from wire.operations import Operation, RawBody
 from wire.sse import Event, encode_event
 from wire.upstream import Upload, UpstreamRequest
+from wire.usage import Usage, from_openai
 
 PATHS = {
     Operation.CHAT: "/chat/completions",
@@ -144,13 +145,8 @@ _TERMINAL = frozenset({"response.completed", "response.failed", "response.incomp
 _FAILED = frozenset({"response.failed", "error"})
 
 
-class _ResponsesUsage(msgspec.Struct, gc=False):
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-
 class _FinalResponse(msgspec.Struct, gc=False):
-    usage: _ResponsesUsage | None = None
+    usage: dict[str, Any] | None = None
 
 
 class _FinalEvent(msgspec.Struct, gc=False):
@@ -160,20 +156,13 @@ class _FinalEvent(msgspec.Struct, gc=False):
 _final_event = msgspec.json.Decoder(_FinalEvent)
 
 
-def responses_usage(data: str) -> dict[str, Any] | None:
-    """A Responses stream's final usage (input/output tokens) as chat usage."""
+def responses_usage(data: str) -> Usage | None:
+    """A Responses stream's final usage."""
     try:
         response = _final_event.decode(data).response
     except msgspec.DecodeError:
         return None
-    if response is None or response.usage is None:
-        return None
-    usage = response.usage
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-    }
+    return from_openai(response.usage) if response is not None else None
 
 
 class _FailedResponse(msgspec.Struct, gc=False):

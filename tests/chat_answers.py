@@ -15,13 +15,14 @@ from typing import Any
 
 import orjson
 
-from formats.chat.from_chat import ChatStreamWriter, chat_completion, usage
+from formats.chat.from_chat import ChatStreamWriter, chat_completion
 from formats.chat.to_chat import ChatChunkReader
 from formats.translator import ChatSink, StreamTranslator
 from providers.anthropic import AnthropicProvider, AnthropicProviderConfig
 from providers.cohere import CohereProvider, CohereProviderConfig
 from providers.gemini import GeminiProvider, GeminiProviderConfig
 from wire.sse import Event, SSEDecoder
+from wire.usage import Usage
 
 MODEL = "upstream-model-2025"
 SIGNATURE = "RXFRQkNnSVlBaElNMWdiY0RhOUdKd1pBMmIz"  # base64, as Anthropic's and Gemini's are
@@ -34,7 +35,7 @@ class ChatAnswer:
     signature: str | None = None
     calls: list[tuple[str, str, list[str]]] = field(default_factory=list)  # id, name, fragments
     finish: str = "stop"
-    usage: dict[str, Any] | None = None
+    usage: Usage | None = None
 
     def stream(self) -> bytes:
         writer = ChatStreamWriter(MODEL, id="chatcmpl-test", created=1700000000)
@@ -70,12 +71,12 @@ class ChatAnswer:
 
 
 ANSWERS: dict[str, ChatAnswer] = {
-    "text": ChatAnswer(text=["Hello", ",", " world", "!"], usage=usage(12, 4)),
+    "text": ChatAnswer(text=["Hello", ",", " world", "!"], usage=Usage(12, 4)),
     "thinking": ChatAnswer(
         reasoning=["Let me ", "think it through."],
         signature=SIGNATURE,
         text=["It is ", "42."],
-        usage=usage(30, 20, cached_tokens=10, reasoning_tokens=12),
+        usage=Usage(30, 20, cache_read=10, reasoning=12),
     ),
     "tools": ChatAnswer(
         text=["Let me check."],
@@ -85,11 +86,11 @@ ANSWERS: dict[str, ChatAnswer] = {
             ("call_c", "ping", []),
         ],
         finish="tool_calls",
-        usage=usage(50, 25),
+        usage=Usage(50, 25),
     ),
-    "length": ChatAnswer(text=["cut sh"], finish="length", usage=usage(5, 2)),
+    "length": ChatAnswer(text=["cut sh"], finish="length", usage=Usage(5, 2)),
     "filtered": ChatAnswer(finish="content_filter"),
-    "unicode": ChatAnswer(text=["héllo ", "🌍", " — ", "日本語"], usage=usage(3, 6)),
+    "unicode": ChatAnswer(text=["héllo ", "🌍", " — ", "日本語"], usage=Usage(3, 6)),
 }
 
 

@@ -139,4 +139,4 @@ def test_a_burst_of_deltas_between_two_watched_events_is_skipped_and_sent_as_rea
     out = relay.feed(raw)
     assert out == raw[: -len(_DELTA)]  # up to message_stop, the bytes as read
     assert relay.finished and relay.usage is not None
-    assert relay.usage["completion_tokens"] == 9
+    assert relay.usage.output == 9

@@ -23,6 +23,7 @@ from formats.chat.bridge import ChatBridge, read_completion
 from formats.chat.from_chat import new_id
 from wire.errors import GatewayError
 from wire.sse import Comment, encode, encode_event
+from wire.usage import Usage, from_openai
 
 # finish_reason -> stop_reason (the inverse of formats.anthropic.to_chat's table). Chat cannot
 # say which stop sequence matched, so `stop` is always end_turn and `stop_sequence` null.
@@ -35,19 +36,18 @@ _STOP_REASONS = {
 }
 
 
-def anthropic_usage(usage: dict[str, Any] | None) -> dict[str, int]:
-    """Anthropic's usage for OpenAI's: `input_tokens` counts the uncached input only, the
-    cache reads and writes are counted apart (OpenAI's prompt_tokens include them)."""
-    if not usage:
+def anthropic_usage(usage: Usage | None) -> dict[str, int]:
+    """Anthropic's usage: `input_tokens` counts the uncached input only, the cache reads and
+    writes are counted apart."""
+    if usage is None:
         return {"input_tokens": 0, "output_tokens": 0}
-    details = usage.get("prompt_tokens_details") or {}
-    cache_read = details.get("cached_tokens") or 0
-    cache_creation = details.get("cache_creation_tokens") or 0
+    cache_read = usage.cache_read or 0
+    cache_creation = usage.cache_write or 0
     return {
-        "input_tokens": max((usage.get("prompt_tokens") or 0) - cache_read - cache_creation, 0),
+        "input_tokens": max(usage.input - cache_read - cache_creation, 0),
         "cache_creation_input_tokens": cache_creation,
         "cache_read_input_tokens": cache_read,
-        "output_tokens": usage.get("completion_tokens") or 0,
+        "output_tokens": usage.output,
     }
 
 
@@ -150,7 +150,7 @@ class MessagesFromChat(ChatBridge):
         delta = {"type": "input_json_delta", "partial_json": fragment}
         return _event("content_block_delta", index=self._tool_blocks[index], delta=delta)
 
-    def _on_finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+    def _on_finish(self, finish_reason: str, usage: Usage | None) -> bytes:
         delta = {"stop_reason": stop_reason(finish_reason), "stop_sequence": None}
         return (
             self._start()
@@ -198,7 +198,7 @@ def message_from_chat(body: bytes) -> bytes:
         completion.get("model") or "",
         content,
         stop_reason(choice.get("finish_reason")),
-        anthropic_usage(completion.get("usage")),
+        anthropic_usage(from_openai(completion.get("usage"))),
     )
     return orjson.dumps(answer)
 

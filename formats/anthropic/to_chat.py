@@ -20,11 +20,12 @@ from typing import Any
 import msgspec
 
 from formats.anthropic.error_shape import ErrorBody, decode_error, stream_error
-from formats.chat.from_chat import cached_usage, chat_completion
+from formats.chat.from_chat import chat_completion
 from formats.json_answer import JSON_TOOL, answered
 from formats.translator import ChatSink, EventTranslator, finish_reason
 from wire.errors import UpstreamProtocolError
 from wire.sse import Comment, Event, SSEDecoder
+from wire.usage import Usage, from_anthropic
 
 # stop_reason -> finish_reason. pause_turn (a server tool paused a long turn) ends this answer
 # normally: the client continues by sending the turn back, as after "stop".
@@ -39,7 +40,7 @@ FINISH_REASONS = {
 }
 
 
-class Usage(msgspec.Struct, gc=False):
+class MessagesUsage(msgspec.Struct, gc=False):
     """Anthropic's usage: `input_tokens` excludes the cached ones, counted apart."""
 
     input_tokens: int | None = None
@@ -47,9 +48,9 @@ class Usage(msgspec.Struct, gc=False):
     cache_read_input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
 
-    def updated(self, later: Usage) -> Usage:
+    def updated(self, later: MessagesUsage) -> MessagesUsage:
         """This usage with every field `later` reports (message_delta's counts are totals)."""
-        return Usage(
+        return MessagesUsage(
             *(
                 new if new is not None else old
                 for old, new in zip(
@@ -59,11 +60,11 @@ class Usage(msgspec.Struct, gc=False):
         )
 
 
-def openai_usage(reported: Usage | None) -> dict[str, Any] | None:
-    """OpenAI's usage object; its prompt_tokens count every input token, cached ones too."""
+def read_usage(reported: MessagesUsage | None) -> Usage | None:
+    """The tokens Anthropic's usage counts (its input_tokens leave the cache out)."""
     if reported is None:
         return None
-    return cached_usage(
+    return from_anthropic(
         reported.input_tokens or 0,
         reported.output_tokens or 0,
         reported.cache_read_input_tokens,
@@ -77,7 +78,7 @@ def openai_usage(reported: Usage | None) -> dict[str, Any] | None:
 class _Message(msgspec.Struct, gc=False):
     id: str = ""
     model: str = ""
-    usage: Usage | None = None
+    usage: MessagesUsage | None = None
 
 
 class _MessageStart(msgspec.Struct, gc=False):
@@ -122,7 +123,7 @@ class _StopDelta(msgspec.Struct, gc=False):
 
 class _MessageDelta(msgspec.Struct, gc=False):
     delta: _StopDelta | None = None
-    usage: Usage | None = None
+    usage: MessagesUsage | None = None
 
 
 class _MessageStop(msgspec.Struct, gc=False):
@@ -157,7 +158,7 @@ class MessagesStream(EventTranslator[Event | Comment]):
         self._tools: dict[int, _ToolBlock] = {}  # Anthropic's block index -> our tool call
         self._answers: dict[int, bool] = {}  # JSON_TOOL blocks -> whether they wrote text
         self._stop_reason: str | None = None
-        self._usage: Usage | None = None
+        self._usage: MessagesUsage | None = None
 
     def __repr__(self) -> str:
         return (
@@ -236,7 +237,7 @@ class MessagesStream(EventTranslator[Event | Comment]):
 
     def _on_message_stop(self, _: _MessageStop) -> bytes:
         stop = answered(self._stop_reason, bool(self._answers), bool(self._tools))
-        return self.finish(finish_reason(FINISH_REASONS, stop), openai_usage(self._usage))
+        return self.finish(finish_reason(FINISH_REASONS, stop), read_usage(self._usage))
 
     def _on_error(self, body: ErrorBody) -> bytes:
         return self.error_event(stream_error(body))
@@ -290,7 +291,7 @@ class _Answer(msgspec.Struct, gc=False):
     model: str = ""
     content: list[_ContentBlock] = []
     stop_reason: str | None = None
-    usage: Usage | None = None
+    usage: MessagesUsage | None = None
 
 
 _answer_decoder = msgspec.json.Decoder(_Answer)
@@ -331,7 +332,7 @@ def translate_message(body: bytes, provider: str, model: str) -> bytes:
         model=answer.model or model,
         content="".join(texts) if texts else None,
         finish_reason=finish_reason(FINISH_REASONS, stop),
-        usage=openai_usage(answer.usage),
+        usage=read_usage(answer.usage),
         tool_calls=calls or None,
         reasoning="".join(thoughts) or None,
         reasoning_signature="".join(signatures) or None,

@@ -17,6 +17,7 @@ import orjson
 
 from formats.chat.from_chat import new_id
 from wire.errors import BadRequest, GatewayError, UpstreamProtocolError
+from wire.usage import Usage
 
 
 def validation_error(exc: msgspec.ValidationError, prefix: str = "") -> BadRequest:
@@ -96,7 +97,7 @@ class ChatBridge:
             return self.tool_call(index, "", "", fragment)
         return self._on_tool_arguments(index, fragment) if fragment else b""
 
-    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+    def finish(self, finish_reason: str, usage: Usage | None) -> bytes:
         return self._on_finish(finish_reason, usage)
 
     def error(self, error: GatewayError) -> bytes:
@@ -125,7 +126,7 @@ class ChatBridge:
     def _on_tool_arguments(self, index: int, fragment: str) -> bytes:
         raise NotImplementedError
 
-    def _on_finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+    def _on_finish(self, finish_reason: str, usage: Usage | None) -> bytes:
         raise NotImplementedError
 
     def _on_error(self, error: GatewayError) -> bytes:

@@ -25,6 +25,7 @@ import orjson
 
 from wire.errors import GatewayError
 from wire.sse import Comment, encode, encode_data
+from wire.usage import Usage
 
 DONE = b"data: [DONE]\n\n"
 _ids = itertools.count(1)
@@ -37,27 +38,22 @@ def new_id(prefix: str = "chatcmpl") -> str:
     return f"{prefix}{separator}{os.getpid():x}{next(_ids):08x}{int(time.time()):x}"
 
 
-def usage(
-    prompt_tokens: int,
-    completion_tokens: int,
-    *,
-    cached_tokens: int | None = None,
-    cache_creation_tokens: int | None = None,
-    reasoning_tokens: int | None = None,
-) -> dict[str, Any]:
+def usage_object(usage: Usage | None) -> dict[str, Any] | None:
     """OpenAI's usage object. `prompt_tokens` counts every input token, cached ones included."""
+    if usage is None:
+        return None
     result: dict[str, Any] = {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens": usage.input,
+        "completion_tokens": usage.output,
+        "total_tokens": usage.total,
     }
-    if cached_tokens is not None or cache_creation_tokens is not None:
-        details: dict[str, int] = {"cached_tokens": cached_tokens or 0}
-        if cache_creation_tokens is not None:
-            details["cache_creation_tokens"] = cache_creation_tokens
+    if usage.cache_read is not None or usage.cache_write is not None:
+        details: dict[str, int] = {"cached_tokens": usage.cache_read or 0}
+        if usage.cache_write is not None:
+            details["cache_creation_tokens"] = usage.cache_write
         result["prompt_tokens_details"] = details
-    if reasoning_tokens is not None:
-        result["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    if usage.reasoning is not None:
+        result["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning}
     return result
 
 
@@ -109,11 +105,12 @@ class ChatStreamWriter:
             return b""
         return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
 
-    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+    def finish(self, finish_reason: str, usage: Usage | None) -> bytes:
         """The last chunk (finish_reason and usage, empty delta) and `[DONE]`."""
         head = self._chunk({"role": "assistant", "content": ""}) if not self._role_sent else b""
         last = self._envelope(
-            [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}], usage
+            [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}],
+            usage_object(usage),
         )
         return head + encode_data(orjson.dumps(last)) + DONE
 
@@ -143,7 +140,7 @@ def chat_completion(
     model: str,
     content: str | None,
     finish_reason: str,
-    usage: dict[str, Any] | None,
+    usage: Usage | None,
     tool_calls: list[dict[str, Any]] | None = None,
     reasoning: str | None = None,
     reasoning_signature: str | None = None,
@@ -177,7 +174,7 @@ def chat_completion(
             "choices": [
                 {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
             ],
-            "usage": usage,
+            "usage": usage_object(usage),
         }
     )
 
@@ -194,7 +191,7 @@ class AnswerCollector:
         self._redacted: list[str] = []
         self._calls: list[dict[str, Any]] = []
         self._finish = "stop"
-        self._usage: dict[str, Any] | None = None
+        self._usage: Usage | None = None
 
     def opening(self) -> bytes:
         return b""
@@ -226,7 +223,7 @@ class AnswerCollector:
         self._calls[index]["arguments"] += fragment
         return b""
 
-    def finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+    def finish(self, finish_reason: str, usage: Usage | None) -> bytes:
         self._finish, self._usage = finish_reason, usage
         return b""
 
@@ -248,16 +245,3 @@ class AnswerCollector:
             reasoning_signature=self._signature or None,
             reasoning_redacted=self._redacted or None,
         )
-
-
-def cached_usage(
-    input_tokens: int, output_tokens: int, cache_read: int | None, cache_write: int | None
-) -> dict[str, Any]:
-    """OpenAI's usage for counts whose `input_tokens` leave out the cache reads and writes:
-    OpenAI's prompt_tokens count every input token."""
-    return usage(
-        input_tokens + (cache_read or 0) + (cache_write or 0),
-        output_tokens,
-        cached_tokens=cache_read,
-        cache_creation_tokens=cache_write,
-    )

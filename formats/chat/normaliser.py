@@ -21,6 +21,7 @@ from wire.errors import UpstreamProtocolError, upstream_error_from_body
 from wire.jsondepth import too_deep
 from wire.operations import Operation
 from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode, encode_data
+from wire.usage import Usage, from_openai
 
 
 class _ChoiceProbe(msgspec.Struct, gc=False):
@@ -243,9 +244,10 @@ class ChunkNormaliser(StreamEnd):
         return final
 
     @property
-    def usage(self) -> dict[str, Any] | None:
-        """The upstream's usage object, once the stream finished with one."""
-        return self._usage if self.finished else None
+    def usage(self) -> Usage | None:
+        """The usage the upstream reported, read once it is asked for (its object goes to the
+        client as it came)."""
+        return from_openai(self._usage) if isinstance(self._usage, dict) else None
 
     def _last_chunk(self) -> bytes:
         self.finished = True

@@ -16,6 +16,7 @@ import msgspec
 from formats.translator import ChatSink, EventTranslator
 from wire.errors import UpstreamProtocolError, upstream_error_from_body
 from wire.sse import Comment, Event, SSEDecoder
+from wire.usage import from_openai
 
 
 class _FunctionDelta(msgspec.Struct, gc=False):
@@ -128,4 +129,4 @@ class ChatChunkReader(EventTranslator[Event | Comment]):
             return self.error_event(
                 UpstreamProtocolError("The upstream stream ended without finishing.")
             )
-        return self.finish(self._finish, self._usage)
+        return self.finish(self._finish, from_openai(self._usage))

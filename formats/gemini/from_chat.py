@@ -27,6 +27,7 @@ from formats.chat.bridge import ChatBridge, read_completion
 from formats.gemini.error_shape import gemini_error_body
 from wire.errors import GatewayError
 from wire.sse import Comment, encode
+from wire.usage import Usage, from_openai
 
 # finish_reason -> finishReason (ai.google.dev/api/generate-content#FinishReason). Gemini ends a
 # turn of function calls with STOP.
@@ -39,19 +40,16 @@ _FINISH_REASONS = {
 }
 
 
-def usage_metadata(usage: dict[str, Any] | None) -> dict[str, int] | None:
-    """Gemini's usageMetadata for OpenAI's usage: thoughts are counted apart from the
-    candidates (OpenAI counts reasoning inside completion_tokens)."""
+def usage_metadata(usage: Usage | None) -> dict[str, int] | None:
+    """Gemini's usageMetadata: thoughts are counted apart from the candidates."""
     if usage is None:
         return None
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
-    thoughts = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    thoughts = usage.reasoning or 0
+    cached = usage.cache_read or 0
     meta = {
-        "promptTokenCount": prompt,
-        "candidatesTokenCount": max(completion - thoughts, 0),
-        "totalTokenCount": usage.get("total_tokens") or prompt + completion,
+        "promptTokenCount": usage.input,
+        "candidatesTokenCount": max(usage.output - thoughts, 0),
+        "totalTokenCount": usage.total,
     }
     if thoughts:
         meta["thoughtsTokenCount"] = thoughts
@@ -215,7 +213,7 @@ class GeminiFromChat(ChatBridge):
         call.arguments.append(fragment)
         return b""
 
-    def _on_finish(self, chat_finish: str, usage: dict[str, Any] | None) -> bytes:
+    def _on_finish(self, chat_finish: str, usage: Usage | None) -> bytes:
         parts, finish = _final(
             self._calls_out(), self._signature, finish_reason(chat_finish), self._malformed
         )
@@ -261,6 +259,6 @@ def gemini_response_from_chat(body: bytes) -> bytes:
         completion.get("model") or "",
         response_id(),
         finish=finish,
-        usage=usage_metadata(completion.get("usage")),
+        usage=usage_metadata(from_openai(completion.get("usage"))),
     )
     return orjson.dumps(response)

@@ -14,10 +14,10 @@ from typing import Any
 import msgspec
 import orjson
 
-from formats.chat.from_chat import usage
 from formats.gemini.error_shape import ErrorObject, error_from_object
 from formats.translator import ChatSink, EventTranslator, finish_reason
 from wire.sse import Comment, Event, SSEDecoder
+from wire.usage import Usage, from_gemini
 
 # ai.google.dev/api/generate-content#FinishReason; the rest (OTHER, MALFORMED_FUNCTION_CALL,
 # LANGUAGE, ...) end the answer too, with nothing more specific to say in OpenAI's terms.
@@ -120,7 +120,7 @@ class GeminiStream(EventTranslator[Event | Comment]):
 
     def end_response(self, reason: str | None, meta: UsageMetadata | None) -> bytes:
         finish = finish_reason(FINISH_REASONS, reason, called=self._calls > 0)
-        return self.finish(finish, chat_usage(meta))
+        return self.finish(finish, read_usage(meta))
 
     def _parts(self, parts: list[_Part]) -> bytes:
         sink = self.sink
@@ -143,14 +143,14 @@ class GeminiStream(EventTranslator[Event | Comment]):
         return b"".join(out)
 
 
-def chat_usage(meta: UsageMetadata | None) -> dict[str, Any] | None:
-    """OpenAI's usage for a usageMetadata: thoughts count as completion tokens."""
+def read_usage(meta: UsageMetadata | None) -> Usage | None:
+    """The tokens a usageMetadata counts: thoughts count as output."""
     if meta is None:
         return None
-    thoughts = meta.thoughts_token_count
-    return usage(
-        meta.prompt_token_count + meta.tool_use_prompt_token_count,
-        meta.candidates_token_count + (thoughts or 0),
-        cached_tokens=meta.cached_content_token_count,
-        reasoning_tokens=thoughts,
+    return from_gemini(
+        meta.prompt_token_count,
+        meta.candidates_token_count,
+        meta.thoughts_token_count,
+        meta.cached_content_token_count,
+        meta.tool_use_prompt_token_count,
     )

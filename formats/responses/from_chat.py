@@ -24,22 +24,21 @@ from formats.responses.tools import ClientTools
 from wire.errors import GatewayError
 from wire.operations import RawBody, decode_field
 from wire.sse import encode_event
+from wire.usage import Usage, from_openai
 
 
-def response_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+def response_usage(usage: Usage | None) -> dict[str, Any] | None:
     if usage is None:
         return None
-    prompt = usage.get("prompt_tokens_details") or {}
-    completion = usage.get("completion_tokens_details") or {}
     return {
-        "input_tokens": usage.get("prompt_tokens", 0),
+        "input_tokens": usage.input,
         "input_tokens_details": {
-            "cached_tokens": prompt.get("cached_tokens") or 0,
-            "cache_write_tokens": prompt.get("cache_creation_tokens") or 0,
+            "cached_tokens": usage.cache_read or 0,
+            "cache_write_tokens": usage.cache_write or 0,
         },
-        "output_tokens": usage.get("completion_tokens", 0),
-        "output_tokens_details": {"reasoning_tokens": completion.get("reasoning_tokens") or 0},
-        "total_tokens": usage.get("total_tokens", 0),
+        "output_tokens": usage.output,
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning or 0},
+        "total_tokens": usage.total,
     }
 
 
@@ -157,7 +156,7 @@ def response_from_chat(body: bytes, echo: ResponseEcho, tools: ClientTools | Non
             completion.get("model", ""),
             "completed",
             output,
-            response_usage(completion.get("usage")),
+            response_usage(from_openai(completion.get("usage"))),
             echo,
             incomplete,
         )
@@ -259,7 +258,7 @@ class ResponsesFromChat(ChatBridge):
             delta=fragment,
         )
 
-    def _on_finish(self, finish_reason: str, usage: dict[str, Any] | None) -> bytes:
+    def _on_finish(self, finish_reason: str, usage: Usage | None) -> bytes:
         incomplete = _INCOMPLETE.get(finish_reason)
         return self._close("incomplete" if incomplete else "completed") + self._finish(
             incomplete, usage
@@ -332,7 +331,7 @@ class ResponsesFromChat(ChatBridge):
             "response.custom_tool_call_input.done", **at, input=given
         )
 
-    def _finish(self, incomplete: str | None, usage: dict[str, Any] | None) -> bytes:
+    def _finish(self, incomplete: str | None, usage: Usage | None) -> bytes:
         response = _response(
             self._id,
             self._created,

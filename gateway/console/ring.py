@@ -17,7 +17,6 @@ import msgspec
 
 from gateway.engine.events import RequestRecord
 from gateway.observability.labels import error_type
-from gateway.usage import token_counts
 
 MAX_NAME = 256  # characters of a model name kept (the client's words, as in the access log)
 
@@ -56,7 +55,8 @@ def finished_of(record: RequestRecord, at: float) -> Finished:
     """The entry of `record`, which ended at `at` (time.time())."""
     ended = record.ended if record.ended is not None else record.started
     first = record.first_content
-    inputs, outputs = token_counts(record.usage) if record.usage else (None, None)
+    usage = record.usage
+    inputs, outputs = (usage.input, usage.output) if usage is not None else (None, None)
     error = record.error
     cost: Any = getattr(record, "cost_usd", None)  # absent until requests are priced
     return Finished(

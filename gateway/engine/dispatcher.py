@@ -45,9 +45,9 @@ from gateway.policy.keys import CLIENT_KEY, GATEWAY_KEY, GatewayKey
 from gateway.policy.limits import Limiter, LocalLimiter
 from gateway.policy.routing import Candidate, ProviderGroup, Router, Target, weighted_order
 from gateway.server.drain import DRAIN
-from gateway.usage import token_counts, usage_of
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
 from wire.sse import encode_data
+from wire.usage import usage_of
 
 T = TypeVar("T")
 
@@ -103,8 +103,8 @@ class Dispatcher:
         try:
             return await run.run(plan)
         finally:
-            inputs, outputs = token_counts(run.record.usage)
-            self.limiter.settle(admission, inputs + outputs)
+            usage = run.record.usage
+            self.limiter.settle(admission, usage.total if usage is not None else 0)
 
 
 class _Failure(NamedTuple):

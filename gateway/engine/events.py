@@ -8,11 +8,12 @@ four points: an attempt started, the first content went to the client, an attemp
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from aiohttp import web
 
 from wire.errors import GatewayError
+from wire.usage import Usage
 
 # ok: it answered; retried: it failed and the same target is tried again (or with another
 # key); failed_over: it failed and the next target is tried; error: it failed, and so did the
@@ -67,7 +68,7 @@ class RequestRecord:
         self.served: str | None = None  # the provider/model that answered
         self.first_content: float | None = None  # perf_counter when content went out
         self.ended: float | None = None
-        self.usage: dict[str, Any] | None = None  # OpenAI's usage shape, when known
+        self.usage: Usage | None = None  # the tokens the answer used, when known
         self.error: GatewayError | None = None  # what the client was told, if it failed
         self.status = 200
 

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 import msgspec
 
 from gateway.engine.events import RequestRecord
-from gateway.usage import token_counts
 
 
 class AccessLine(msgspec.Struct, gc=False):
@@ -79,7 +78,8 @@ def line_of(
             finished, request_id, method, route, status, None, None, 0, None, None,
             _ms(duration), None, None, key, error_type, None,
         )  # fmt: skip
-    inputs, outputs = token_counts(record.usage) if record.usage else (None, None)
+    usage = record.usage
+    inputs, outputs = (usage.input, usage.output) if usage is not None else (None, None)
     error = record.error
     first = record.first_content
     return AccessLine(

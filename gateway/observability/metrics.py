@@ -33,7 +33,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from gateway.config import Config
 from gateway.engine.events import Attempt, RequestRecord
 from gateway.observability.labels import MAX_MODEL_LENGTH, ModelNames, error_type, operation_name
-from gateway.usage import token_counts
 
 # OpenTelemetry GenAI semantic conventions' explicit bucket boundaries.
 TTFT_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5)
@@ -213,8 +212,8 @@ class GatewayMetrics:
         else:
             durations.append(ended - record.started)
         usage = record.usage
-        if usage:
-            input_tokens, output_tokens = token_counts(usage)
+        if usage is not None:
+            input_tokens, output_tokens = usage.input, usage.output
             series.inputs.append(input_tokens)
             if output_tokens:
                 series.outputs.append(output_tokens)
