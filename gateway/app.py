@@ -1,4 +1,5 @@
-"""Build the aiohttp application and serve it: routes, the error middleware, the upstream client."""
+"""Build the aiohttp application and serve it: the middlewares, the policies plugged into the
+engine's ports, the observers, the routes, the upstream client."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gateway.engine.dispatcher import DISPATCHER, Dispatcher
 from gateway.engine.held import HeldBytes
 from gateway.engine.transport.upstream_client import HTTP, UpstreamClient
 from gateway.observability import install as observe
+from gateway.policy.admission import KeyLimits, key_name
 from gateway.policy.keys import ADMIN_PATHS, KEYS, KeyRing, auth_middleware
 from gateway.policy.routing import ROUTER, Router
 from gateway.policy.shared_state import STATE, SharedState
@@ -75,9 +77,19 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     heap.map_large_allocations()
     trimmer = app[HEAP] = HeapTrimmer()
     held = HeldBytes(server.held_bytes_limit, on_release=trimmer.freed)
-    app[DISPATCHER] = Dispatcher(router, state.cooldowns, config.routing, state.limiter, held)
-    observe.install(app, config, app[DISPATCHER])  # request ids, access log, metrics
-    console.install(app, config, app[DISPATCHER])  # GET /console, when an admin key is set
+    observers = observe.install(app, config, key_name)  # request ids, access log, metrics
+    console_hooks = console.install(app, config)  # GET /console, when an admin key is set
+    # The engine's ports, each plugged with its policy: routing, the cooldowns (watched by
+    # the metrics' gauge), the gateway keys' limits, the drain; and the observers' hooks.
+    app[DISPATCHER] = Dispatcher(
+        router,
+        observers.watch(state.cooldowns),
+        config.routing,
+        KeyLimits(state.limiter),
+        held,
+        hooks=[*observers.hooks, *console_hooks],
+        drain=drain,
+    )
     chat.add_routes(app)
     models.add_routes(app)
     probes.add_routes(app)

@@ -24,9 +24,9 @@ from gateway.console.admin import PRIVATE_HEADERS, require_admin
 from gateway.console.health import ProviderHealth
 from gateway.console.ring import Finished
 from gateway.console.state import CONSOLE
-from gateway.engine.dispatcher import DISPATCHER
 from gateway.policy.keys import KEYS
-from gateway.policy.routing import Router
+from gateway.policy.routing import ROUTER, Router
+from gateway.policy.shared_state import STATE
 from gateway.server.config_key import CONFIG
 from wire.errors import BadRequest
 
@@ -111,7 +111,7 @@ def _status_test(status: str | None) -> Callable[[Finished], bool]:
 async def keys_state(request: web.Request) -> web.Response:
     require_admin(request)
     ring = request.app[KEYS]
-    limiter = request.app[DISPATCHER].limiter
+    limiter = request.app[STATE].limiter
     keys = list(ring.keys.values())
     # The usage route's own figures (gateway.policy.limits.usage_report), together: with Redis
     # unreachable, one timeout for all the keys, not one each.
@@ -135,11 +135,11 @@ async def keys_state(request: web.Request) -> web.Response:
 async def providers_state(request: web.Request) -> web.Response:
     require_admin(request)
     config = request.app[CONFIG]
-    dispatcher = request.app[DISPATCHER]
+    router = request.app[ROUTER]
     health = request.app[CONSOLE].health
     now = time.time()
-    ids = rest_ids(config, dispatcher.router, health)
-    rests = await dispatcher.cooldowns.resting(ids) if ids else {}
+    ids = rest_ids(config, router, health)
+    rests = await request.app[STATE].cooldowns.resting(ids) if ids else {}
     providers = [
         {
             "name": name,
@@ -148,7 +148,7 @@ async def providers_state(request: web.Request) -> web.Response:
             "models": config.providers[name].models,
             **health.report(name, now),
         }
-        for name, group in dispatcher.router.groups.items()
+        for name, group in router.groups.items()
     ]
     resting = []
     for id, rest in sorted(rests.items(), key=lambda item: item[1].since):

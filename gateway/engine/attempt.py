@@ -32,8 +32,8 @@ from formats.translator import StreamTranslator
 from gateway.engine.call import Prepared
 from gateway.engine.deadline import IdleDeadline
 from gateway.engine.held import HeldBytesExceeded
+from gateway.engine.targets import Target
 from gateway.engine.transport.upstream_errors import as_gateway_error
-from gateway.policy.routing import Target
 from gateway.server.multipart_upload import MultipartUpload
 from wire.errors import GatewayError, ProviderAuthError, UpstreamProtocolError, drop_tracebacks
 from wire.upstream import Holder, Upstream

@@ -1,8 +1,9 @@
 """The dispatcher: between the routes and the relay, the one place that decides who answers.
 
 A route parses its request and hands over a `Call`: the operation, the model as the client
-named it, and how to build one attempt for a given provider (`prepare`). The dispatcher plans
-the candidates (`gateway.policy.routing`), then runs attempts until one answers:
+named it, and how to build one attempt for a given provider (`prepare`). The dispatcher checks
+the caller's models and admits it under its limits, plans the candidates, then runs attempts
+until one answers (the policies through `gateway.engine.ports`):
 
 - a failure before the first content (an error status, an error event inside a 200 stream,
   a cut, a timeout) is invisible to the client: retried on the same target (`retries`, with
@@ -20,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
-from typing import NamedTuple, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from aiohttp import web
 
 from formats.translator import StreamTranslator
-from gateway.config import MAX_HELD_BYTES, RoutingConfig
+from gateway.config import RoutingConfig
 from gateway.engine.attempt import (
     REQUEST_ID,
     AttemptFailed,
@@ -40,11 +41,8 @@ from gateway.engine.call import Call, Prepared
 from gateway.engine.events import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.engine.held import HeldBytes
 from gateway.engine.keepalive import Keepalive
-from gateway.policy.cooldowns import Cooldowns
-from gateway.policy.keys import CLIENT_KEY, GATEWAY_KEY, GatewayKey
-from gateway.policy.limits import Limiter, LocalLimiter
-from gateway.policy.routing import Candidate, ProviderGroup, Router, Target, weighted_order
-from gateway.server.drain import DRAIN
+from gateway.engine.ports import Caller, Cooldowns, Draining, Limits, Planner
+from gateway.engine.targets import Candidate, ProviderGroup, Target, weighted_order
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
 from wire.sse import encode_data
 from wire.usage import usage_of
@@ -68,43 +66,37 @@ _JOINED_HEAD_LIMIT = 64 * 1024
 
 
 class Dispatcher:
-    """Holds what every request shares: the routing plan, cooldowns, limits, hooks."""
+    """Holds what every request shares, each policy behind its port: the plan's maker, the
+    cooldowns, the caller's limits, the drain; the answers held whole; the event hooks."""
 
     def __init__(
         self,
-        router: Router,
+        planner: Planner,
         cooldowns: Cooldowns,
         routing: RoutingConfig,
-        limiter: Limiter | None = None,
-        held: HeldBytes | None = None,
+        limits: Limits[Any],
+        held: HeldBytes,
+        hooks: Sequence[Hooks] = (),
+        drain: Draining | None = None,
     ) -> None:
-        self.router = router
+        self.planner = planner
         self.cooldowns = cooldowns
         self.routing = routing
-        self.limiter = limiter or LocalLimiter()
-        self.held = held or HeldBytes(MAX_HELD_BYTES)  # answers held whole, in sum
-        self.hooks: list[Hooks] = []  # metrics and the access log add theirs
+        self.limits = limits
+        self.held = held  # answers held whole, in sum
+        self.hooks = tuple(hooks)  # metrics, the access log, the console
+        self.drain = drain
 
     async def dispatch(self, request: web.Request, call: Call) -> web.StreamResponse:
-        key = request.get(GATEWAY_KEY)
-        if key is not None:
-            key.check_models([call.model, *call.fallbacks])
-        plan = self.router.plan(call.model, call.operation, call.fallbacks)
-        if key is not None and call.upstream_models:
+        caller = self.limits.caller(request)
+        if caller is not None:
+            caller.check_models([call.model, *call.fallbacks])
+        plan = self.planner.plan(call.model, call.operation, call.fallbacks)
+        if caller is not None and call.upstream_models:
             # Each provider the body may go to reads these as its own model names.
             names = {f"{c.group.name}/{model}" for c in plan for model in call.upstream_models}
-            key.check_models(sorted(names), param="models")
-        run = _Run(self, request, call, key)
-        if key is None:
-            return await run.run(plan)
-        # Limits are checked before any upstream is called, and charged after the last byte.
-        admission = await self.limiter.admit(key)
-        run.headers = admission.headers
-        try:
-            return await run.run(plan)
-        finally:
-            usage = run.record.usage
-            self.limiter.settle(admission, usage.total if usage is not None else 0)
+            caller.check_models(sorted(names), param="models")
+        return await _Run(self, request, call, caller).run(plan)
 
 
 class _Failure(NamedTuple):
@@ -133,7 +125,7 @@ class _Run:
     """One request's attempts."""
 
     def __init__(
-        self, dispatcher: Dispatcher, request: web.Request, call: Call, key: GatewayKey | None
+        self, dispatcher: Dispatcher, request: web.Request, call: Call, caller: Caller | None
     ) -> None:
         self.dispatcher = dispatcher
         self.request = request
@@ -144,7 +136,7 @@ class _Run:
             call.operation.value,
             call.model,
             call.stream,
-            key.name if key is not None else None,
+            caller.name if caller is not None else None,
             request.get(ARRIVED),
         )
         request[REQUEST_RECORD] = self.record
@@ -155,11 +147,36 @@ class _Run:
         self.keepalive: Keepalive | None = None
         self.translator: StreamTranslator | None = None  # the last attempt's, for an error event
         self.headers: dict[str, str] = {}  # for every answer: the key's x-ratelimit-*
-        self.client_key = request.get(CLIENT_KEY)
+        self.caller = caller
+        self.client_key = dispatcher.limits.client_key(request)
         # Usage is read from whole answers only when something counts tokens.
-        self.wants_usage = bool(dispatcher.hooks) or key is not None
+        self.wants_usage = bool(dispatcher.hooks) or caller is not None
 
     async def run(self, plan: list[Candidate]) -> web.StreamResponse:
+        """The request's answer; "request ended" is reported here, and only here, however it
+        ended (answered, failed, refused by its limits, cancelled)."""
+        limits = self.dispatcher.limits
+        admission = None
+        try:
+            if self.caller is not None:
+                # Checked before any upstream is called, and charged after the last byte.
+                try:
+                    admission = await limits.admit(self.request)
+                except GatewayError as refused:
+                    self.record.error, self.record.status = refused, refused.status
+                    raise
+                self.headers = limits.rate_headers(admission)
+            return await self._answer(plan)
+        finally:
+            if admission is not None:
+                limits.settle(admission, self.record.usage)
+            if self.call.upload is not None:
+                self.call.upload.close()
+            self.record.ended = self.record.ended or time.perf_counter()
+            for hook in self.hooks:
+                hook.request_ended(self.record)
+
+    async def _answer(self, plan: list[Candidate]) -> web.StreamResponse:
         call = self.call
         if call.stream:
             # With the key's x-ratelimit-*: a keepalive comment may send the headers first.
@@ -182,7 +199,7 @@ class _Run:
             except GatewayError as fatal:  # the request's own fault (a 400): answered as is
                 error = fatal
             except asyncio.CancelledError:
-                drain = self.request.app.get(DRAIN)
+                drain = self.dispatcher.drain
                 if drain is None or not drain.cutting:
                     raise  # the client went away
                 # The gateway's drain ran out of time: the client hears it, then retries.
@@ -194,12 +211,7 @@ class _Run:
         finally:
             if self.keepalive is not None:
                 await self.keepalive.stop()
-            if call.upload is not None:
-                call.upload.close()
             self.held.release()  # the answer is sent, or the request failed
-            self.record.ended = self.record.ended or time.perf_counter()
-            for hook in self.hooks:
-                hook.request_ended(self.record)
 
     @property
     def _sse(self) -> bool:

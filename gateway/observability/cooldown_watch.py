@@ -14,22 +14,28 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.policy.cooldowns import Cooldowns, Rest
+from gateway.engine.ports import Cooldowns, Rest
 
 _MAX_ENTRIES = 10_000  # as the stores themselves: request fallbacks may name any target
 
 
 class WatchedCooldowns:
-    """A `gateway.policy.cooldowns.Cooldowns` that remembers when each id it rested wakes up."""
+    """A cooldown store (`gateway.engine.ports.Cooldowns`) that remembers when each id it
+    rested wakes up: made empty, then `watching` the store the app plugs into the engine."""
 
+    store: Cooldowns
     resting: Callable[[Collection[str]], Awaitable[dict[str, Rest]]]
     succeeded: Callable[[str], None]
 
-    def __init__(self, store: Cooldowns) -> None:
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def watching(self, store: Cooldowns) -> WatchedCooldowns:
+        """This watch, in front of `store` (what the engine is given instead of it)."""
         self.store = store
         self.resting = store.resting
         self.succeeded = store.succeeded
-        self._until: dict[str, float] = {}
+        return self
 
     async def rest(self, id: str, seconds: float) -> None:
         await self.store.rest(id, seconds)

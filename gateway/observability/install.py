@@ -3,28 +3,28 @@
 One middleware, outermost, sees every request: it notes the arrival (the dispatcher's
 record and so TTFT start there), gives the request its id, and once the handler returned
 (for a stream, after its last byte) writes the access line and counts the response. The
-dispatcher's own observations come through its hooks (`gateway.observability.metrics`).
+dispatcher's own observations come through its event hooks (`gateway.observability.metrics`),
+which `install` hands the app to plug in, with the watch of the cooldown store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from gateway.config import Config
-from gateway.engine.dispatcher import Dispatcher
 from gateway.engine.events import ARRIVED, REQUEST_RECORD, Hooks
+from gateway.engine.ports import Cooldowns
 from gateway.observability import access_log
 from gateway.observability.cooldown_watch import CooldownCollector, WatchedCooldowns
 from gateway.observability.export import MetricsPage
 from gateway.observability.labels import error_type
 from gateway.observability.metrics import GatewayMetrics
-from gateway.policy.keys import GATEWAY_KEY
 from gateway.server import request_ids
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,28 +33,50 @@ CLIENT_CLOSED = 499  # nginx's status for a request whose client left before any
 UNMATCHED = "unmatched"
 
 
-def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> None:
+class Observers:
+    """What `install` plugged in, for the app to hand the dispatcher: the event hooks (the
+    metrics'), and `watch`, which wraps the cooldown store so that the gauge counts its rests
+    (the store itself when metrics are off)."""
+
+    def __init__(self, hooks: list[Hooks], watch: Callable[[Cooldowns], Cooldowns]) -> None:
+        self.hooks = hooks
+        self.watch = watch
+
+
+def install(
+    app: web.Application, config: Config, key_name: Callable[[web.Request], str | None]
+) -> Observers:
     """Request ids always; metrics and /metrics unless `[metrics] enabled = false`; the
-    access log unless `[server] access_log = false`."""
+    access log unless `[server] access_log = false`. `key_name`: the request's gateway key's
+    name, for the line of a request that never reached the dispatcher."""
     metrics = None
+    hooks: list[Hooks] = []
     if config.metrics.enabled:
         registry = CollectorRegistry()
         metrics = GatewayMetrics(config, registry)
-        dispatcher.hooks.append(metrics)
-        watched = WatchedCooldowns(dispatcher.cooldowns)
-        dispatcher.cooldowns = watched
-        cooldowns = CooldownCollector(watched, config.providers)
-        registry.register(cooldowns)
-        page = MetricsPage(registry, [cooldowns], metrics.fold, config.metrics.cache_seconds)
+        hooks.append(metrics)
+        watched = WatchedCooldowns()
+        watch: Callable[[Cooldowns], Cooldowns] = watched.watching
+        gauge = CooldownCollector(watched, config.providers)
+        registry.register(gauge)
+        page = MetricsPage(registry, [gauge], metrics.fold, config.metrics.cache_seconds)
         app.router.add_get("/metrics", page.handle)
         app.on_cleanup.append(_at_cleanup(metrics.fold))  # into the multiprocess files
         app.on_cleanup.append(_closing(page))
+    else:
+        watch = _unwatched
+
     lines = None
     if config.server.access_log:
         lines = access_log.AccessLog()
         app.on_cleanup.append(_at_cleanup(lines.flush))  # no line is lost at a clean stop
-    app.middlewares.insert(0, middleware(metrics, lines, dispatcher.hooks))
+    app.middlewares.insert(0, middleware(metrics, lines, key_name))
     app.on_response_prepare.append(request_ids.on_response_prepare)
+    return Observers(hooks, watch)
+
+
+def _unwatched(store: Cooldowns) -> Cooldowns:
+    return store
 
 
 def _at_cleanup(run: Callable[[], None]) -> Callable[[web.Application], Awaitable[None]]:
@@ -74,17 +96,15 @@ def _closing(page: MetricsPage) -> Callable[[web.Application], Awaitable[None]]:
 def middleware(
     metrics: GatewayMetrics | None,
     lines: access_log.AccessLog | None,
-    hooks: Sequence[Hooks] = (),
+    key_name: Callable[[web.Request], str | None],
 ) -> Middleware:
-    """`hooks`: the dispatcher's (metrics among them), told of a request it took but refused
-    before any attempt (a key's limit), which its own run never reports."""
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         arrived = time.perf_counter()
         request[ARRIVED] = arrived
         request_ids.assign(request)
-        if metrics is None and lines is None and not hooks:
+        if metrics is None and lines is None:
             return await handler(request)
         try:
             response = await handler(request)
@@ -101,10 +121,6 @@ def middleware(
         record = request.get(REQUEST_RECORD)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else None
-        if record is not None and record.ended is None:  # refused before any attempt
-            record.ended, record.status = time.perf_counter(), status
-            for hook in hooks:
-                hook.request_ended(record)
         if metrics is not None:
             metrics.responded(route or UNMATCHED, status)
         if lines is None:
@@ -112,10 +128,8 @@ def middleware(
         if record is not None:
             key, started = record.key, record.started
             failed = error_type(record) or _status_error(status)
-        else:  # `get` of a missing key raises inside: only asked when needed
-            gateway_key = request.get(GATEWAY_KEY)
-            key = gateway_key.name if gateway_key is not None else None
-            started, failed = arrived, _status_error(status)
+        else:
+            key, started, failed = key_name(request), arrived, _status_error(status)
         lines.write(
             access_log.line_of(
                 time.time(),

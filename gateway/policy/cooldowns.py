@@ -2,9 +2,9 @@
 
 A key the upstream refused (401/403, 429) rests so that other requests stop spending their
 first attempt on it; a target (`provider/model`) that failed several times in a row rests
-for the cooldown. The routing asks one question per request (`resting`) and reports what it
-saw; the state sits behind this small interface so that several gateway instances can share
-it (a Redis-backed store implements the same methods).
+for the cooldown. The dispatcher asks one question per request (`resting`) and reports what
+it saw, through the engine's `Cooldowns` port (`gateway.engine.ports`), so that several
+gateway instances can share the state (`gateway.policy.redis_state` keeps it in Redis).
 
 Times are wall-clock seconds (`time.time()`): they are compared across processes.
 """
@@ -12,39 +12,14 @@ Times are wall-clock seconds (`time.time()`): they are compared across processes
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Collection
-from typing import NamedTuple, Protocol, TypeVar
+from collections.abc import Collection
+from typing import TypeVar
+
+from gateway.engine.ports import Rest
 
 # Ids come from the config (keys, alias targets) and from requests (`fallbacks` name any
 # provider/model): past this many entries, the oldest are forgotten.
 _MAX_ENTRIES = 10_000
-
-
-class Rest(NamedTuple):
-    since: float  # when the rest began: of several resting candidates, the longest rested goes
-    until: float
-
-
-class Cooldowns(Protocol):
-    # Plain methods returning awaitables: a wrapper may hand on a store's bound coroutine
-    # functions as they are (gateway.observability.cooldown_watch).
-    def resting(self, ids: Collection[str]) -> Awaitable[dict[str, Rest]]:
-        """The rests among `ids` that have not ended yet."""
-        ...
-
-    def rest(self, id: str, seconds: float) -> Awaitable[None]:
-        """`id` rests for `seconds` from now (a longer rest already running is kept)."""
-        ...
-
-    def failed(self, id: str, threshold: int, seconds: float) -> Awaitable[bool]:
-        """Count a failure of target `id`; at `threshold` failures in a row it rests for
-        `seconds` (and the count starts again). True when it now rests."""
-        ...
-
-    def succeeded(self, id: str) -> None:
-        """`id` answered: its failures in a row are forgotten. Never waits (asked on every
-        request: a store that must talk to a server does so in the background)."""
-        ...
 
 
 class LocalCooldowns:

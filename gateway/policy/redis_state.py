@@ -28,7 +28,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from gateway.policy.cooldowns import Rest
+from gateway.engine.ports import Rest
 from gateway.policy.keys import GatewayKey
 from gateway.policy.limits import (
     MINUTE,

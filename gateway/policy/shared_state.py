@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import StateConfig
-from gateway.policy.cooldowns import Cooldowns, LocalCooldowns
+from gateway.engine.ports import Cooldowns
+from gateway.policy.cooldowns import LocalCooldowns
 from gateway.policy.limits import Limiter, LocalLimiter
 from gateway.policy.redis_link import RedisLink
 from gateway.policy.redis_state import RedisCooldowns, RedisLimiter

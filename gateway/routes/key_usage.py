@@ -11,8 +11,8 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from gateway.engine.dispatcher import DISPATCHER
 from gateway.policy.keys import ADMIN_PATHS, KEYS, InvalidApiKey, presented_keys
+from gateway.policy.shared_state import STATE
 from wire.errors import NotFound
 
 
@@ -25,7 +25,7 @@ async def keys_usage(request: web.Request) -> web.Response:
         )
     if not any(ring.is_admin(value) for value in presented_keys(request)):
         raise InvalidApiKey("The usage route wants the admin key ([admin] key).")
-    limiter = request.app[DISPATCHER].limiter
+    limiter = request.app[STATE].limiter
     # Together: with Redis unreachable, one timeout for all the keys, not one each.
     data = await asyncio.gather(*(limiter.usage(key) for key in ring.keys.values()))
     return web.Response(

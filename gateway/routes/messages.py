@@ -21,6 +21,7 @@ from formats.anthropic.request import messages_to_chat, with_client_headers
 from gateway.engine.call import Call, Prepared, through_chat, unchanged
 from gateway.engine.dispatcher import DISPATCHER, SERVED_BY
 from gateway.policy.keys import GATEWAY_KEY
+from gateway.policy.routing import ROUTER
 from gateway.server import error_middleware
 from gateway.server.bodies import read_body
 from gateway.server.parsing import parse_request
@@ -80,11 +81,10 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     (Anthropic); for any other, estimated by the gateway (`formats/anthropic/count_tokens.py`),
     never by calling a model, and said so: `x-gateway-token-count: estimate`."""
     parsed = parse_request(await read_body(request), Operation.COUNT_TOKENS)
-    dispatcher = request.app[DISPATCHER]
     key = request.get(GATEWAY_KEY)
     if key is not None:
         key.check_models([parsed.model, *parsed.fallbacks])
-    first = dispatcher.router.plan(parsed.model, Operation.MESSAGES, parsed.fallbacks)[0]
+    first = request.app[ROUTER].plan(parsed.model, Operation.MESSAGES, parsed.fallbacks)[0]
     if Operation.COUNT_TOKENS not in first.group.provider.operations:
         counted = {"input_tokens": estimate_input_tokens(parsed.body)}
         headers = {TOKEN_COUNT: "estimate", SERVED_BY: first.label}
