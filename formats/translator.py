@@ -119,6 +119,11 @@ class Framing(Protocol[Item_co]):
 Route = tuple[Callable[[Any], Any], Callable[[Any, Any], bytes]]
 
 
+def openai_error_event(error: GatewayError) -> bytes:
+    """The event that ends an OpenAI stream that failed: the error body as its data."""
+    return encode_data(error.to_json())
+
+
 class StreamEnd:
     """How every stream translator ends: `finished` once its terminal event went out, and
     `failure`, the error its error event reported (`error_event`, in the client's format:
@@ -144,7 +149,7 @@ class StreamEnd:
         return self.error_bytes(error)
 
     def error_bytes(self, error: GatewayError) -> bytes:
-        return encode_data(error.to_json())
+        return openai_error_event(error)
 
     def nested_too_deep(self) -> bytes:
         """The error event for an upstream event that nests deeper than the gateway reads."""

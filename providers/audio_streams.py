@@ -16,7 +16,10 @@ import msgspec
 import orjson
 
 from formats.chat.from_chat import DONE
-from formats.translator import StreamEnd
+from formats.chat.probe import KEEPALIVE_COMMENT
+from formats.first_content import event_content, every_byte
+from formats.stream_format import SSE_HEADERS, StreamFormat
+from formats.translator import StreamEnd, openai_error_event
 from wire.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
 from wire.sse import Event, SSEDecoder, SSEProtocolError, encode_data
 from wire.usage import Usage
@@ -29,6 +32,21 @@ AUDIO_CONTENT_TYPES = {
     "wav": "audio/wav",
     "pcm": "audio/pcm",
 }
+
+
+# Speech as SSE and transcripts: OpenAI's SSE events, every one but an error is content.
+AUDIO_EVENTS = StreamFormat(SSE_HEADERS, event_content, KEEPALIVE_COMMENT, openai_error_event)
+
+
+def _cut_short(error: GatewayError) -> None:
+    return None  # a byte stream has no error event
+
+
+def raw_audio(content_type: str) -> StreamFormat:
+    """Speech as it comes: every byte is content; the answer's type is the upstream's."""
+    return StreamFormat(
+        {"Content-Type": content_type}, every_byte, None, _cut_short, upstream_content_type=True
+    )
 
 
 class AudioBytes:

@@ -15,6 +15,7 @@ import msgspec
 
 from formats.chat.normaliser import ChunkNormaliser
 from formats.chat.to_chat import ChatChunkReader
+from formats.responses.error_shape import responses_error_event
 from formats.translator import ChatSink, StreamTranslator
 from providers.adapter import HttpProvider
 from providers.declaration import HttpProviderConfig, ProviderType
@@ -26,7 +27,7 @@ from wire.errors import (
     upstream_error_from_body,
 )
 from wire.operations import Operation, RawBody
-from wire.sse import Event, encode_event
+from wire.sse import Event
 from wire.upstream import Upload, UpstreamRequest
 from wire.usage import Usage, from_openai
 
@@ -221,15 +222,7 @@ class ResponsesRelay(PassThrough):
         return True
 
     def error_bytes(self, error: GatewayError) -> bytes:
-        return encode_event(
-            {
-                "type": "error",
-                "sequence_number": self._events,
-                "code": error.code,
-                "message": error.message,
-                "param": error.param,
-            }
-        )
+        return responses_error_event(error, self._events)
 
     @staticmethod
     def _kind(event: Event) -> str:

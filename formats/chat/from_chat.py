@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from formats.translator import openai_error_event
 from wire.errors import GatewayError
 from wire.sse import Comment, encode, encode_data
 from wire.usage import Usage
@@ -115,7 +116,7 @@ class ChatStreamWriter:
         return head + encode_data(orjson.dumps(last)) + DONE
 
     def error(self, error: GatewayError) -> bytes:
-        return encode_data(error.to_json())
+        return openai_error_event(error)
 
     def _chunk(self, delta: dict[str, Any]) -> bytes:
         if not self._role_sent:  # OpenAI's first delta carries the role

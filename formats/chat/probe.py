@@ -1,5 +1,6 @@
-"""Has a chat (or text completions) stream reached its first content yet? (See
-`formats.first_content`: a probe runs only before the first content.)"""
+"""A chat (or text completions) stream before its first content: has it reached it yet (see
+`formats.first_content`: a probe runs only before the first content), what may go before it
+(an SSE comment), and how it ends when it failed (`CHAT_STREAM`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import orjson
 
 from formats.first_content import ContentProbe
+from formats.stream_format import SSE_HEADERS, StreamFormat
+from formats.translator import openai_error_event
 from wire.sse import Event, SSEDecoder, SSEProtocolError
 
 
@@ -72,4 +75,8 @@ def chat_content() -> ContentProbe:
     return ChatContent()
 
 
+# What a chat or Responses stream sends while it waits for its first content.
 KEEPALIVE_COMMENT = b": keepalive\n\n"
+
+
+CHAT_STREAM = StreamFormat(SSE_HEADERS, chat_content, KEEPALIVE_COMMENT, openai_error_event)

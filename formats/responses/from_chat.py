@@ -20,6 +20,7 @@ import orjson
 
 from formats.chat.bridge import ChatBridge, read_completion
 from formats.chat.from_chat import new_id
+from formats.responses.error_shape import error_fields
 from formats.responses.tools import ClientTools
 from wire.errors import GatewayError
 from wire.operations import RawBody, decode_field
@@ -265,7 +266,7 @@ class ResponsesFromChat(ChatBridge):
         )
 
     def _on_error(self, error: GatewayError) -> bytes:
-        return self._event("error", code=error.code, message=error.message, param=error.param)
+        return self._event("error", **error_fields(error))
 
     def _on_comment(self, text: str) -> bytes:
         return b""  # the Responses events carry no comments

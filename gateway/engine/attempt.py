@@ -1,19 +1,11 @@
-"""The hot path: upstream bytes to the client as they arrive, in two phases.
+"""One attempt: its upstream asked, and its answer read as far as the client may not see yet.
 
-`open_stream` sends one attempt's request and reads its answer up to the first content (text,
-a tool call, audio, reasoning), holding whatever comes before it (a role chunk,
-`response.created`, ...). An error answer, an error event, a cut, a timeout or an end before
-any content is an `AttemptFailed`: nothing reached the client, so the dispatcher may try
-elsewhere. `pump` then sends the held bytes and relays the rest chunk by chunk; from there a
-failure can only be the stream's final error event (starlette's `response_started` rule): the
-gateway never switches upstreams mid-answer, so no token is ever sent twice.
-
-One pump loop per stream (as httpcore's `_receive_event`): read whatever the upstream has,
-let the provider's sans-IO translator turn it into client bytes (for an OpenAI-compatible
-upstream, usually the very same bytes), and `await write()` them, so the client's pace is the
-backpressure. No per-chunk logging, no per-chunk task or timer. A client that goes away
-cancels the handler (aiohttp's handler_cancellation), and `finally` closes the upstream
-connection at once, so the upstream stops generating for nobody.
+`fetch_whole` reads a non-streamed answer whole and translates it. `open_stream` sends a
+streamed attempt's request and reads its answer up to the first content (text, a tool call,
+audio, reasoning), holding whatever comes before it (a role chunk, `response.created`, ...).
+An error answer, an error event, a cut, a timeout or an end before any content is an
+`AttemptFailed`: nothing reached the client, so the dispatcher may try elsewhere. From the
+first content on, the stream is its owner's (`gateway.engine.stream`).
 """
 
 from __future__ import annotations
@@ -43,9 +35,6 @@ log = logging.getLogger("gateway")
 # The upstream's own id for the request, for its support desk (the OpenAI SDK shows it as
 # `response._request_id`).
 REQUEST_ID = "x-request-id"
-# After the terminal event, how long the upstream's end of body is waited for (it usually
-# follows within microseconds); past it the connection is closed rather than pooled.
-_END_OF_BODY_WAIT = 0.05
 _HEAD_BYTES = 1024  # see _head_apart
 # Client bytes held before the first content; past this the stream is committed anyway.
 HOLD_LIMIT = 64 * 1024
@@ -111,7 +100,7 @@ async def fetch_whole(target: Target, prepared: Prepared, holder: Holder) -> web
     except HeldBytesExceeded:
         raise
     except Exception as exc:
-        raise AttemptFailed(_upstream_failure(exc, target)) from None
+        raise AttemptFailed(upstream_failure(exc, target)) from None
     finally:
         if upstream is not None:
             upstream.close()
@@ -131,7 +120,7 @@ async def fetch_whole(target: Target, prepared: Prepared, holder: Holder) -> web
     except GatewayError as error:  # an answer the gateway cannot read
         raise AttemptFailed(error) from None
     except Exception as exc:  # a translator tripped on it: say so, never a traceback
-        raise AttemptFailed(_upstream_failure(exc, target)) from None
+        raise AttemptFailed(upstream_failure(exc, target)) from None
     response = web.Response(
         body=answer, content_type=prepared.content_type or upstream.content_type
     )
@@ -202,74 +191,8 @@ async def open_stream(
             upstream.close()
         if not timed_out and not isinstance(exc, Exception):
             raise  # the client went away
-        error = _timeout(target) if timed_out else _upstream_failure(exc, target)
+        error = timeout_error(target) if timed_out else upstream_failure(exc, target)
         raise AttemptFailed(error) from None
-
-
-async def pump(
-    request: web.Request, response: web.StreamResponse, opened: OpenedStream, target: Target
-) -> GatewayError | None:
-    """Send a committed stream: the held bytes, then the rest as it arrives. Returns the error
-    the stream ended with, if it failed (the client got it as the final event)."""
-    translator = opened.translator
-    deadline = opened.deadline
-    try:
-        # The stream's last bytes go out with its end of body, in one write: with a whole
-        # answer in one upstream read (0 ms bursts) that is one send per stream, not two.
-        out = b"".join(opened.held)
-        if opened.rest and not translator.finished:
-            out += translator.feed(opened.rest)
-        if not (translator.finished or opened.ended):
-            if out:
-                deadline.paused = True  # a client slow to take bytes is not upstream silence
-                await response.write(out)
-                deadline.paused = False
-            out = b""
-            async for chunk in opened.chunks:
-                out = translator.feed(chunk)
-                if translator.finished:
-                    break
-                if out:
-                    deadline.paused = True
-                    await response.write(out)
-                    deadline.paused = False
-                deadline.touch()
-            else:
-                out = translator.end()
-        deadline.close()  # the stream is done: nothing may follow its last event
-        # The client's end of body first; then the upstream's, so its connection is pooled.
-        await response.write_eof(out)
-        await opened.upstream.finish(_END_OF_BODY_WAIT)
-        return translator.failure
-    except (Exception, asyncio.CancelledError) as exc:
-        timed_out = deadline.absorb(exc)
-        deadline.close()
-        if not timed_out and not isinstance(exc, Exception):
-            raise  # the client went away: `finally` closes the upstream at once
-        if client_gone(request):
-            return None  # nobody to tell; `finally` still closes the upstream
-        error = _timeout(target) if timed_out else _upstream_failure(exc, target)
-        await send_error_event(request, response, translator, error)
-        return error
-    finally:
-        opened.close()
-
-
-async def send_error_event(
-    request: web.Request,
-    response: web.StreamResponse,
-    translator: StreamTranslator,
-    error: GatewayError,
-) -> None:
-    """End a started stream with its error event (a byte stream without one is cut short,
-    so the failure shows)."""
-    event = translator.error_event(error)
-    if event is None:
-        if request.transport is not None:
-            request.transport.abort()
-        return
-    with contextlib.suppress(ConnectionError):
-        await response.write(event)
 
 
 def _refused(target: Target, upstream: Upstream, body: bytes) -> AttemptFailed:
@@ -321,13 +244,13 @@ def _head_apart(chunk: bytes) -> tuple[bytes, ...]:
     return (chunk[:end], chunk[end:]) if 1 < end < len(chunk) else (chunk,)
 
 
-def _timeout(target: Target) -> GatewayError:
+def timeout_error(target: Target) -> GatewayError:
     error = as_gateway_error(TimeoutError(), target.provider.name, target.timeout_seconds)
     assert error is not None
     return error
 
 
-def _upstream_failure(exc: BaseException, target: Target) -> GatewayError:
+def upstream_failure(exc: BaseException, target: Target) -> GatewayError:
     error = as_gateway_error(exc, target.provider.name, target.timeout_seconds)
     if error is None:
         log.exception("unexpected error relaying to provider %r", target.provider.name)
@@ -336,8 +259,3 @@ def _upstream_failure(exc: BaseException, target: Target) -> GatewayError:
     # the answer read so far) are not kept by whatever keeps `exc` (its own cycles).
     drop_tracebacks(exc)
     return error
-
-
-def client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()

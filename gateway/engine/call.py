@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from formats.chat.probe import KEEPALIVE_COMMENT, chat_content
-from formats.first_content import ContentProbe
+from formats.chat.probe import CHAT_STREAM
+from formats.stream_format import StreamFormat
 from formats.translator import ChatSink, StreamTranslator
 from gateway.server.multipart_upload import MultipartUpload
 from providers.base import Provider
@@ -80,14 +80,6 @@ def through_chat(
     )
 
 
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    # Tell nginx-style proxies in front not to buffer the stream.
-    "X-Accel-Buffering": "no",
-}
-
-
 class Call(msgspec.Struct, gc=False):
     """What a route hands the dispatcher: one client request, parsed."""
 
@@ -99,11 +91,6 @@ class Call(msgspec.Struct, gc=False):
     fallbacks: Sequence[str] = ()  # the request's own `fallbacks`, tried after the model's
     # Models the body asks the upstream to choose from itself (OpenRouter's `models`).
     upstream_models: Sequence[str] = ()
-    content_probe: Callable[[], ContentProbe] = chat_content  # streams: the client's format
-    stream_headers: Mapping[str, str] = msgspec.field(default_factory=lambda: SSE_HEADERS)
-    # What an SSE stream waiting for its first content sends every `keepalive` seconds (a
-    # comment; Anthropic's ping). Other streams (raw audio, a JSON array) have no such thing.
-    keepalive: bytes = KEEPALIVE_COMMENT
-    # Streams: the answer's Content-Type is the upstream's (raw audio: audio/wav, ...).
-    upstream_content_type: bool = False
+    # Streams: the client's format (its headers, first-content probe, keepalive, error event).
+    stream_format: StreamFormat = CHAT_STREAM
     upload: MultipartUpload | None = None  # a multipart upload, spooled when it may be sent twice

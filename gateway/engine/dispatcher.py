@@ -26,25 +26,19 @@ from typing import Any, NamedTuple, TypeVar
 
 from aiohttp import web
 
-from formats.translator import StreamTranslator
 from gateway.config import RoutingConfig
 from gateway.engine.attempt import (
-    REQUEST_ID,
     AttemptFailed,
-    client_gone,
     fetch_whole,
     open_stream,
-    pump,
-    send_error_event,
 )
 from gateway.engine.call import Call, Prepared
 from gateway.engine.events import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.engine.held import HeldBytes
-from gateway.engine.keepalive import Keepalive
 from gateway.engine.ports import Caller, Cooldowns, Draining, Limits, Planner
+from gateway.engine.stream import ClientStream
 from gateway.engine.targets import Candidate, ProviderGroup, Target, weighted_order
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
-from wire.sse import encode_data
 from wire.usage import usage_of
 
 T = TypeVar("T")
@@ -142,10 +136,7 @@ class _Run:
         request[REQUEST_RECORD] = self.record
         self.failures: list[_Failure] = []
         self.held = dispatcher.held.account()  # what the attempts hold of their answers
-        # Streams: one response and one keepalive for every attempt of the request.
-        self.response: web.StreamResponse | None = None
-        self.keepalive: Keepalive | None = None
-        self.translator: StreamTranslator | None = None  # the last attempt's, for an error event
+        self.stream: ClientStream | None = None  # streams: one for every attempt of the request
         self.headers: dict[str, str] = {}  # for every answer: the key's x-ratelimit-*
         self.caller = caller
         self.client_key = dispatcher.limits.client_key(request)
@@ -179,11 +170,10 @@ class _Run:
     async def _answer(self, plan: list[Candidate]) -> web.StreamResponse:
         call = self.call
         if call.stream:
-            # With the key's x-ratelimit-*: a keepalive comment may send the headers first.
-            self.response = web.StreamResponse(headers={**call.stream_headers, **self.headers})
             interval = plan[0].group.targets[0].keepalive
-            if interval and self._sse:
-                self.keepalive = Keepalive(self.request, self.response, interval, call.keepalive)
+            self.stream = ClientStream(
+                self.request, self.record, self.hooks, call.stream_format, self.headers, interval
+            )
         try:
             try:
                 if call.upload is not None and _may_resend(plan):  # admitted: worth the copy
@@ -199,23 +189,23 @@ class _Run:
             except GatewayError as fatal:  # the request's own fault (a 400): answered as is
                 error = fatal
             except asyncio.CancelledError:
-                drain = self.dispatcher.drain
-                if drain is None or not drain.cutting:
-                    raise  # the client went away
-                # The gateway's drain ran out of time: the client hears it, then retries.
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                error = drain.ended_error()
+                error = self._cut()
             return await self._fail(error)
         finally:
-            if self.keepalive is not None:
-                await self.keepalive.stop()
+            if self.stream is not None:
+                await self.stream.close()
             self.held.release()  # the answer is sent, or the request failed
 
-    @property
-    def _sse(self) -> bool:
-        return self.call.stream_headers["Content-Type"].startswith("text/event-stream")
+    def _cut(self) -> GatewayError:
+        """A cancellation: the drain ending the request (its error, which the client hears
+        and retries on), or the client gone (raised on)."""
+        drain = self.dispatcher.drain
+        if drain is None or not drain.cutting:
+            raise  # the client went away
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return drain.ended_error()
 
     async def _awake(self, items: list[T], id_of: Callable[[T], str]) -> list[T]:
         """`items` (targets, or keys) without the resting ones; if all rest, the one that
@@ -343,43 +333,23 @@ class _Run:
             self._ended(attempt, "ok")
             await self._deliver(answer)
             return answer
-        assert self.response is not None and prepared.translator is not None
-        self.translator = prepared.translator
+        stream = self.stream
+        assert stream is not None and prepared.translator is not None
+        stream.opening(prepared.translator)
+        stream_format = call.stream_format
         opened = await open_stream(
-            target, prepared, call.content_probe(), self._sse, self.held, call.upload
+            target, prepared, stream_format.probe(), stream_format.sse, self.held, call.upload
         )
-        # The first content: the stream is committed to this attempt.
-        response = self.response
-        try:
-            if self.keepalive is not None:
-                await self.keepalive.stop()
-                self.keepalive = None
-            self.record.first_content = time.perf_counter()
-            for hook in self.hooks:
-                hook.first_content(self.record, attempt)
-            if not response.prepared:
-                self._served(response, attempt)
-                response.headers.update(prepared.headers)
-                if opened.request_id:
-                    response.headers[REQUEST_ID] = opened.request_id
-                upstream_type = opened.upstream.content_type
-                if call.upstream_content_type and upstream_type != "application/octet-stream":
-                    response.content_type = upstream_type  # e.g. audio/wav
-                await response.prepare(self.request)
-            else:  # a keepalive comment went first: the headers are gone
-                self.record.served = attempt.label
-        except BaseException:
-            opened.close()  # the client left before pump took the stream: stop the upstream
-            raise
-        failure = await pump(self.request, response, opened, target)
-        self.record.usage = opened.translator.usage
+        # The first content: the stream is this attempt's.
+        headers = {**self._served_headers(attempt), **prepared.headers}
+        failure = await stream.serve(opened, target, attempt, headers)
         if failure is not None:
             attempt.status = failure.status
             self.record.error, self.record.status = failure, failure.status
             self._ended(attempt, "error")
         else:
             self._ended(attempt, "ok")
-        return response
+        return stream.response
 
     async def _deliver(self, answer: web.Response) -> None:
         """Send a whole answer now, while its bytes still count as held: aiohttp would send
@@ -397,11 +367,10 @@ class _Run:
 
     def _served(self, response: web.StreamResponse, attempt: Attempt) -> None:
         self.record.served = attempt.label
-        headers = response.headers
-        headers[SERVED_BY] = attempt.label
-        headers[ATTEMPTS] = str(attempt.number)
-        if self.headers:
-            headers.update(self.headers)
+        response.headers.update(self._served_headers(attempt))
+
+    def _served_headers(self, attempt: Attempt) -> dict[str, str]:
+        return {SERVED_BY: attempt.label, ATTEMPTS: str(attempt.number), **self.headers}
 
     def _ended(self, attempt: Attempt, outcome: str) -> None:
         attempt.outcome = outcome  # type: ignore[assignment]
@@ -426,20 +395,9 @@ class _Run:
         error.headers[ATTEMPTS] = str(len(record.attempts))
         for name, value in self.headers.items():
             error.headers.setdefault(name, value)
-        response = self.response
-        if response is None or not response.prepared:
+        if self.stream is None:
             raise error
-        # Keepalive comments committed the stream before every attempt failed.
-        if self.keepalive is not None:
-            await self.keepalive.stop()
-            self.keepalive = None
-        if not client_gone(self.request):
-            translator = self.translator
-            if translator is None:
-                await response.write(encode_data(error.to_json()))
-            else:
-                await send_error_event(self.request, response, translator, error)
-        return response
+        return await self.stream.fail(error)
 
 
 def _prepared(prepare: Callable[[], Prepared]) -> Prepared:

@@ -47,13 +47,15 @@ class Keepalive:
             await asyncio.sleep(self._interval)
 
     async def stop(self) -> None:
-        """Stop pinging; returns once no ping write is under way."""
+        """Stop pinging; returns once no ping write is under way (asked again after it was
+        interrupted, it waits again)."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        task, self._task = self._task, None
+        task = self._task
         if task is not None:
             task.cancel()
             await asyncio.wait((task,))
+            self._task = None
             if not task.cancelled():
-                task.exception()  # a failed write means the client left; the relay sees it too
+                task.exception()  # a failed write means the client left; the pump sees it too

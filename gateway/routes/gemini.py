@@ -19,9 +19,9 @@ from formats.gemini.count_tokens import estimate_count_tokens
 from formats.gemini.error_shape import gemini_error_body
 from formats.gemini.fields import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST, camel_case
 from formats.gemini.from_chat import GeminiFromChat, gemini_response_from_chat
-from formats.gemini.probe import KEEPALIVE, gemini_content
+from formats.gemini.probe import gemini_stream
 from formats.gemini.request import gemini_to_chat
-from gateway.engine.call import SSE_HEADERS, Call, Prepared, through_chat, unchanged
+from gateway.engine.call import Call, Prepared, through_chat, unchanged
 from gateway.engine.dispatcher import DISPATCHER
 from gateway.policy.keys import GATEWAY_KEY
 from gateway.policy.routing import ROUTER
@@ -37,7 +37,6 @@ from wire.operations import Operation
 # but for `models/...`.
 PATH_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1/models/")
 _METHODS = {"generateContent": False, "streamGenerateContent": True, "countTokens": False}
-_ARRAY_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-cache"}
 # On a countTokens answer the gateway computed itself: the count is an estimate.
 TOKEN_COUNT_HEADER = "x-gateway-token-count"
 
@@ -87,9 +86,7 @@ async def generate(request: web.Request, model: str, stream: bool) -> web.Stream
         model,
         stream,
         prepare,
-        content_probe=gemini_content(sse),
-        stream_headers=SSE_HEADERS if sse else _ARRAY_HEADERS,
-        keepalive=KEEPALIVE,
+        stream_format=gemini_stream(sse),
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from formats.anthropic.count_tokens import estimate_input_tokens
 from formats.anthropic.error_shape import anthropic_error_body, anthropic_error_status
 from formats.anthropic.from_chat import MessagesFromChat, message_from_chat
-from formats.anthropic.probe import PING, messages_content
+from formats.anthropic.probe import MESSAGES_STREAM
 from formats.anthropic.request import messages_to_chat, with_client_headers
 from gateway.engine.call import Call, Prepared, through_chat, unchanged
 from gateway.engine.dispatcher import DISPATCHER, SERVED_BY
@@ -70,8 +70,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         prepare,
         parsed.fallbacks,
         upstream_models=parsed.upstream_models,
-        content_probe=messages_content,
-        keepalive=PING,
+        stream_format=MESSAGES_STREAM,
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

@@ -13,7 +13,7 @@ import weakref
 from aiohttp import web
 
 from formats.responses.from_chat import ResponsesFromChat, response_echo, response_from_chat
-from formats.responses.probe import responses_content
+from formats.responses.probe import RESPONSES_STREAM
 from formats.responses.request import bridge_request
 from formats.responses.tools import DROPPED_TOOLS_HEADER
 from gateway.engine.call import Call, Prepared, natively, through_chat
@@ -75,7 +75,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         prepare,
         parsed.fallbacks,
         upstream_models=parsed.upstream_models,
-        content_probe=responses_content,
+        stream_format=RESPONSES_STREAM,
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 
