@@ -29,11 +29,16 @@ from wire.usage import Usage
 class StreamTranslator(Protocol):
     """Sans-IO: upstream stream bytes in, client SSE bytes out, for one request."""
 
-    # True once the terminal event went out ([DONE] or an error event): stop reading upstream.
-    finished: bool
-    # The error the stream ended with, once its error event went out (None otherwise): before
-    # any content reached the client, the dispatcher takes it as a failed attempt instead.
-    failure: GatewayError | None
+    @property
+    def finished(self) -> bool:
+        """True once the terminal event went out ([DONE] or an error event): stop reading."""
+        ...
+
+    @property
+    def failure(self) -> GatewayError | None:
+        """The error the stream ended with, once its error event went out: before any content
+        reached the client, the dispatcher takes it as a failed attempt instead."""
+        ...
 
     @property
     def usage(self) -> Usage | None:

@@ -35,7 +35,7 @@ from gateway.server.client_connection import ClientLimits
 from gateway.server.config_key import CONFIG
 from gateway.server.cors import cors_middleware
 from gateway.server.drain import DRAIN, Drain, drain_middleware
-from gateway.server.error_middleware import ERROR_SHAPES, error_middleware
+from gateway.server.error_middleware import error_middleware
 from gateway.server.heap import HEAP, HeapTrimmer
 from gateway.server.listener import ConnectionCap, GatewaySite
 
@@ -99,10 +99,6 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     key_usage.add_routes(app)
     messages.add_routes(app)
     gemini.add_routes(app)
-    app[ERROR_SHAPES] = (
-        (messages.PATH_PREFIX, messages.error_response),
-        *((prefix, gemini.error_response) for prefix in gemini.PATH_PREFIXES),
-    )
     app.cleanup_ctx.append(_clients)
     return app
 

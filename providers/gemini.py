@@ -69,7 +69,7 @@ from formats.gemini.error_shape import (
     gemini_error,
     gemini_error_body,
 )
-from formats.gemini.from_chat import GeminiFraming
+from formats.gemini.framing import GeminiFraming
 from formats.gemini.request import THINKING_CONFIGS
 from formats.gemini.schema_cut import gemini_schema
 from formats.gemini.to_chat import GeminiStream, UsageMetadata, read_usage
@@ -129,7 +129,7 @@ class GeminiProvider(TranslatingProvider):
         return self.post(self._url(model, stream), gemini_body(request, n))
 
     def relay(self, operation: Operation, model: str) -> StreamTranslator:
-        return GeminiRelay(self.name)  # SSE to SSE; GeminiRelay(name, sse=False) re-frames
+        return GeminiRelay(self.name)
 
     def chat_translator(self, model: str, sink: ChatSink) -> GeminiStream:
         return GeminiStream(self.name, sink)
@@ -385,8 +385,9 @@ _WATCHED = ('"finishReason"', '"blockReason"', '"error"')
 
 
 class GeminiRelay(PassThrough):
-    """A StreamTranslator that relays Gemini's SSE stream: as the very bytes read when
-    `sse` and the read ends on an event boundary, else re-framed event by event.
+    """A StreamTranslator that relays Gemini's SSE stream: as the very bytes read when the
+    read ends on an event boundary, else re-framed event by event. (A client that asked for
+    Gemini's JSON array gets it through `formats.gemini.framing.JsonArray`.)
 
     The stream ends when the upstream closes it, after a response with a finishReason (or a
     blocked prompt's blockReason): with several candidates, each finishes on its own. An
@@ -396,25 +397,26 @@ class GeminiRelay(PassThrough):
 
     terminal = "finishReason"
 
-    def __init__(self, provider: str, sse: bool = True) -> None:
+    def __init__(self, provider: str) -> None:
         super().__init__(provider)
-        self._framing = GeminiFraming(sse)
+        self._framing = GeminiFraming(sse=True)
         self._done = False  # a response with a finishReason went out
         # A read that ends in the CR of a CRLF leaves its LF for the next read, which the
-        # decoder then skips. Verbatim, the client has the CR and must get that LF; re-framed,
-        # the client has the whole CRLF already and must not get it twice.
+        # decoder then skips. Verbatim, the client has the CR and must get that LF; re-framed
+        # (a read cut inside an event), the client has the whole CRLF already and must not get
+        # it twice.
         self._owed_lf = False
         self._sent_lf = False
 
     def __repr__(self) -> str:
         return (
-            f"<GeminiRelay provider={self.provider!r} sse={self._framing.sse} "
+            f"<GeminiRelay provider={self.provider!r} "
             f"finished={self.finished} failure={self.failure!r}>"
         )
 
     def relay(self, data: bytes, items: list[Event | Comment]) -> bytes:
         # A read that ends on an event boundary goes out as the bytes read (SSE to SSE).
-        verbatim = self._framing.sse and self._decoder.aligned
+        verbatim = self._decoder.aligned
         out: list[bytes] = []
         for position, item in enumerate(items):
             if type(item) is Event:
@@ -451,10 +453,10 @@ class GeminiRelay(PassThrough):
         return self._framing.element(gemini_error_body(error)) + self._framing.close()
 
     def _frame(self, item: Event | Comment) -> bytes:
-        if isinstance(item, Comment):  # a keepalive: SSE can carry it, the JSON array cannot
-            return encode(item) if self._framing.sse else b""
+        if isinstance(item, Comment):  # a keepalive
+            return encode(item)
         data = item.data
-        if self._framing.sse and "\n" in data:  # several data lines: not Gemini's, kept as is
+        if "\n" in data:  # several data lines: not Gemini's, kept as is
             return encode(item)
         return self._framing.element(data.encode())
 

@@ -1130,7 +1130,7 @@ any_case = st.one_of(
 
 
 def error_shape(method: str, path: str) -> str:
-    """Whose error shape the route answers in (gateway.server.error_middleware.ERROR_SHAPES)."""
+    """Whose error shape the route answers in (its routes are added with it: gateway.routes)."""
     if method == "POST" and path.startswith("/v1/messages"):
         return "anthropic"
     if method == "POST" and path.startswith(("/v1beta/models/", "/v1/models/")):

@@ -9,11 +9,7 @@ does, so a call waits until it is complete), and a last response with the `finis
 `usageMetadata`. `gemini_response_from_chat` does the same for generateContent (errors in
 Gemini's shape: `formats.gemini.error_shape`).
 
-The responses go out framed one of two ways (`GeminiFraming`): with `?alt=sse`, data-only SSE
-events, CRLF-terminated as Gemini sends them (`data: {...}\\r\\n\\r\\n`); without, one JSON
-array written as it grows (`[{...}`, `,\\r\\n{...}`, ..., `]`), as Google's REST streaming
-does; JSON whitespace is free and Google's own reader (google-api-core `rest_streaming`)
-finds each object by its braces.
+The responses go out as SSE events or as Gemini's JSON array (`formats.gemini.framing`).
 """
 
 from __future__ import annotations
@@ -25,6 +21,7 @@ import orjson
 
 from formats.chat.bridge import ChatBridge, read_completion
 from formats.gemini.error_shape import gemini_error_body
+from formats.gemini.framing import GeminiFraming
 from wire.errors import GatewayError
 from wire.sse import Comment, encode
 from wire.usage import Usage, from_openai
@@ -112,30 +109,6 @@ def _final(
     if malformed and finish == "STOP":
         finish = "MALFORMED_FUNCTION_CALL"
     return parts, finish
-
-
-class GeminiFraming:
-    """GenerateContentResponses framed as SSE events or as one JSON array, object by object."""
-
-    __slots__ = ("_count", "sse")
-
-    def __init__(self, sse: bool) -> None:
-        self.sse = sse
-        self._count = 0  # responses framed
-
-    def element(self, payload: bytes) -> bytes:
-        """One response (its JSON) framed."""
-        if self.sse:
-            return b"data: " + payload + b"\r\n\r\n"
-        prefix = b",\r\n" if self._count else b"["
-        self._count += 1
-        return prefix + payload
-
-    def close(self) -> bytes:
-        """The end of the stream: the array's `]` (nothing for SSE, which just ends)."""
-        if self.sse:
-            return b""
-        return b"]" if self._count else b"[]"
 
 
 class _Call:

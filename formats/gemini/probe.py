@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from formats.first_content import event_content, every_byte
 from formats.gemini.error_shape import gemini_error_body
-from formats.gemini.from_chat import GeminiFraming
+from formats.gemini.framing import GeminiFraming
 from formats.stream_format import SSE_HEADERS, StreamFormat
 from wire.errors import GatewayError
 

@@ -18,23 +18,24 @@ from aiohttp import web
 from formats.gemini.count_tokens import estimate_count_tokens
 from formats.gemini.error_shape import gemini_error_body
 from formats.gemini.fields import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST, camel_case
+from formats.gemini.framing import JsonArray
 from formats.gemini.from_chat import GeminiFromChat, gemini_response_from_chat
 from formats.gemini.probe import gemini_stream
 from formats.gemini.request import gemini_to_chat
-from gateway.engine.call import Call, Prepared, through_chat, unchanged
+from gateway.engine.call import Call, Prepared, natively, through_chat, unchanged
 from gateway.engine.dispatcher import DISPATCHER
 from gateway.policy.keys import GATEWAY_KEY
 from gateway.policy.routing import ROUTER
 from gateway.server import error_middleware
 from gateway.server.bodies import read_body
+from gateway.server.error_middleware import add_route, unknown_path
 from gateway.server.parsing import decode_object
 from providers.base import Provider
-from providers.gemini import GeminiRelay
 from wire.errors import BadRequest, GatewayError, NotFound
 from wire.operations import Operation
 
-# Every POST under these is Gemini's (their errors too, `gateway.app`); `/v1/` is OpenAI's
-# but for `models/...`.
+# Every POST under these is Gemini's (its errors too); `/v1/` is OpenAI's but for
+# `models/...`.
 PATH_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1/models/")
 _METHODS = {"generateContent": False, "streamGenerateContent": True, "countTokens": False}
 # On a countTokens answer the gateway computed itself: the count is an estimate.
@@ -64,12 +65,11 @@ async def generate(request: web.Request, model: str, stream: bool) -> web.Stream
     def prepare(provider: Provider, upstream_model: str) -> Prepared:
         nonlocal chat_body
         if Operation.GENERATE_CONTENT in provider.operations:  # Gemini: passed through
-            upstream = provider.build_request(
-                Operation.GENERATE_CONTENT, upstream_model, body, stream
-            )
-            if stream:
-                return Prepared(upstream, GeminiRelay(provider.name, sse=sse))
-            return Prepared(upstream, translate=unchanged)
+            prepared = natively(provider, Operation.GENERATE_CONTENT, upstream_model, body, stream)
+            if stream and not sse:  # the provider relays SSE; this client reads the array
+                assert prepared.translator is not None
+                prepared.translator = JsonArray(prepared.translator)
+            return prepared
         if chat_body is None:
             chat_body = gemini_to_chat(body, model, stream)
         return through_chat(
@@ -123,4 +123,6 @@ def error_response(error: GatewayError) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     for prefix in PATH_PREFIXES:
-        app.router.add_post(prefix + "{target:.+}", gemini)
+        add_route(app, "POST", prefix + "{target:.+}", gemini, error_response)
+        # A path no model method takes (a newline in it): a 404 in Gemini's shape.
+        add_route(app, "POST", prefix + r"{rest:[\s\S]+}", unknown_path, error_response)

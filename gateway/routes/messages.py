@@ -24,12 +24,12 @@ from gateway.policy.keys import GATEWAY_KEY
 from gateway.policy.routing import ROUTER
 from gateway.server import error_middleware
 from gateway.server.bodies import read_body
+from gateway.server.error_middleware import add_route, unknown_path
 from gateway.server.parsing import parse_request
 from providers.base import Provider
 from wire.errors import GatewayError
 from wire.operations import Operation
 
-PATH_PREFIX = "/v1/messages"
 # On a token count the gateway estimated: "estimate" (a provider's own count has none).
 TOKEN_COUNT = "x-gateway-token-count"
 JSON = "application/json"
@@ -112,8 +112,7 @@ def error_response(error: GatewayError) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/messages", create_message)
-    app.router.add_post("/v1/messages/count_tokens", count_tokens)
-
-
-__all__ = ["PATH_PREFIX", "TOKEN_COUNT", "add_routes", "error_response"]
+    add_route(app, "POST", "/v1/messages", create_message, error_response)
+    add_route(app, "POST", "/v1/messages/count_tokens", count_tokens, error_response)
+    # Any other path of the API (batches, ...), or with a byte no route takes: a 404 in its shape.
+    add_route(app, "POST", r"/v1/messages{rest:[\s\S]+}", unknown_path, error_response)

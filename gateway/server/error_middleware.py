@@ -1,8 +1,9 @@
 """The one middleware that answers every error, in the shape of the API the route speaks.
 
 The errors themselves (`GatewayError` and its kinds) live in `wire.errors`, below the providers
-that raise them too. A route that speaks another API's format (Anthropic's, Gemini's) registers
-how to render an error in its shape (`ERROR_SHAPES`); every other answer is OpenAI's.
+that raise them too. A route that speaks another API's format (Anthropic's, Gemini's) is added
+with how to render an error in its shape (`add_route`); every other answer is OpenAI's, and so
+is the answer to a request no route matched.
 """
 
 from __future__ import annotations
@@ -55,19 +56,39 @@ _HTTP_EXCEPTIONS: dict[int, Callable[[web.Request], GatewayError]] = {
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Routes that speak another API's format answer errors in its shape: (path prefix, the
-# function that renders a GatewayError as that API's error answer), set up by the app. Those
-# routes are all POSTs: `GET /v1/models/{id}` is OpenAI's though Gemini's prefix covers it.
-ErrorShapes = tuple[tuple[str, Callable[[GatewayError], web.Response]], ...]
-ERROR_SHAPES = web.AppKey("error_shapes", ErrorShapes)
+# How an API renders a GatewayError as its error answer.
+ErrorShape = Callable[[GatewayError], web.Response]
+# The routes that speak another API's format, by their resource: how each answers errors.
+ERROR_SHAPES: web.AppKey[dict[web.AbstractResource, ErrorShape]] = web.AppKey("error_shapes")
+
+
+def add_route(
+    app: web.Application,
+    method: str,
+    path: str,
+    handler: Handler,
+    error_shape: ErrorShape | None = None,
+) -> web.AbstractRoute:
+    """Add a route whose errors are answered in `error_shape` (OpenAI's when None)."""
+    route = app.router.add_route(method, path, handler)
+    if error_shape is not None:
+        app.setdefault(ERROR_SHAPES, {})[route.resource] = error_shape
+    return route
+
+
+async def unknown_path(request: web.Request) -> web.StreamResponse:
+    """The handler of an API's catch-all route (after its own): a path under the API's that
+    no route of it serves is a 404 in that API's shape, which its SDK reads."""
+    raise _HTTP_EXCEPTIONS[404](request)
 
 
 def error_answer(request: web.Request, error: GatewayError) -> web.Response:
     """`error` in the shape of the API the request's route speaks (OpenAI's by default)."""
-    if request.method == "POST":
-        for prefix, render in request.app.get(ERROR_SHAPES, ()):
-            if request.path.startswith(prefix):
-                return render(error)
+    resource = request.match_info.route.resource
+    if resource is not None:
+        render = request.app.get(ERROR_SHAPES, {}).get(resource)
+        if render is not None:
+            return render(error)
     return error_response(error)
 
 
