@@ -98,6 +98,11 @@ class _TranscriptEvent(msgspec.Struct, gc=False):
 _decode_event = msgspec.json.Decoder(_TranscriptEvent).decode
 
 
+# An upstream that answers a streamed transcription with JSON (whisper-1) has its answer held
+# until it ends, up to this size (as an SSE event is bounded): a transcript is far smaller.
+MAX_JSON_BYTES = 16 * 1024 * 1024
+
+
 class TranscriptEvents(StreamEnd):
     """A transcript as SSE: `transcript.text.delta` events, one `transcript.text.done` with the
     whole text and usage, then `[DONE]`, from an upstream that streams or one that answers JSON."""
@@ -115,6 +120,14 @@ class TranscriptEvents(StreamEnd):
             if data.lstrip()[:1] == b"{":
                 self._json = bytearray()
         if self._json is not None:
+            if len(self._json) + len(data) > MAX_JSON_BYTES:
+                self._json = None  # held no longer: the stream ends here
+                return self.error_event(
+                    UpstreamProtocolError(
+                        f"Provider {self.provider!r} answered a transcript larger than "
+                        f"{MAX_JSON_BYTES} bytes."
+                    )
+                )
             self._json += data
             return b""
         try:

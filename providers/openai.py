@@ -115,11 +115,12 @@ class OpenAIProvider(OpenAIShaped, HttpProvider):
 
 
 def encode_body(body: RawBody, model: str, ask_usage: bool) -> bytes:
-    """The client's body with the upstream's model name, asking for the usage chunk if told."""
-    body["model"] = msgspec.Raw(msgspec.json.encode(model))
+    """The client's body with the upstream's model name, asking for the usage chunk if told.
+    `body` is left as it is: every attempt of the request, at any provider, reads it."""
+    sent = {**body, "model": msgspec.Raw(msgspec.json.encode(model))}
     if ask_usage:
-        body["stream_options"] = _with_usage(body.get("stream_options"))
-    return msgspec.json.encode(body)
+        sent["stream_options"] = _with_usage(body.get("stream_options"))
+    return msgspec.json.encode(sent)
 
 
 def _with_usage(stream_options: msgspec.Raw | None) -> msgspec.Raw:

@@ -49,7 +49,7 @@ class LocalCooldowns:
         current = self._rests.get(id)
         if current is not None and current.until >= now + seconds:
             return
-        _bound(self._rests)
+        forget_oldest(self._rests)
         # A rest that is still running is extended; one that ended starts again from now.
         since = current.since if current is not None and current.until > now else now
         self._rests[id] = Rest(since, now + seconds)
@@ -60,7 +60,7 @@ class LocalCooldowns:
             self._failures.pop(id, None)
             await self.rest(id, seconds)
             return True
-        _bound(self._failures)
+        forget_oldest(self._failures)
         self._failures[id] = count
         return False
 
@@ -72,7 +72,8 @@ class LocalCooldowns:
 V = TypeVar("V")
 
 
-def _bound(entries: dict[str, V]) -> None:
+def forget_oldest(entries: dict[str, V]) -> None:
+    """Make room for one more entry: past `_MAX_ENTRIES`, the oldest tenth are forgotten."""
     if len(entries) >= _MAX_ENTRIES:
         for id in list(entries)[: _MAX_ENTRIES // 10]:  # dicts keep insertion order: oldest
             del entries[id]

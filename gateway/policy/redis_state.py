@@ -29,6 +29,7 @@ from collections.abc import Collection
 from typing import Any
 
 from gateway.engine.ports import Rest
+from gateway.policy.cooldowns import forget_oldest
 from gateway.policy.keys import GatewayKey
 from gateway.policy.limits import (
     MINUTE,
@@ -323,6 +324,7 @@ class RedisCooldowns:
 
     async def failed(self, id: str, threshold: int, seconds: float) -> bool:
         now = time.time()
+        forget_oldest(self._failing)  # ids are the clients' too (fallbacks): bounded
         self._failing[id] = now + seconds
         keys = [self._fail_key(id), self._rest_key(id)]
         return bool(await self._run(self._failed(keys, [f"{now:.3f}", threshold, seconds])))
