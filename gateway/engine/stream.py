@@ -161,6 +161,7 @@ class ClientStream:
             deadline.close()  # the stream is done: nothing may follow its last event
             # The client's end of body first; then the upstream's, so its connection is pooled.
             await response.write_eof(out)
+            self._record.ended = time.perf_counter()  # the client's last byte is out
             await opened.upstream.finish(END_OF_BODY_WAIT)
             return translator.failure
         except (Exception, asyncio.CancelledError) as exc:

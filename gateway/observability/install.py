@@ -125,9 +125,12 @@ def middleware(
             metrics.responded(route or UNMATCHED, status)
         if lines is None:
             return
+        ended = time.perf_counter()
         if record is not None:
             key, started = record.key, record.started
             failed = error_type(record) or _status_error(status)
+            # The client's last byte, not the upstream's end of body the gateway waits after.
+            ended = record.ended or ended
         else:
             key, started, failed = key_name(request), arrived, _status_error(status)
         lines.write(
@@ -139,7 +142,7 @@ def middleware(
                 status,
                 record,
                 key,
-                time.perf_counter() - started,
+                ended - started,
                 failed,
             )
         )
