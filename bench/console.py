@@ -16,7 +16,7 @@ from gateway.config import ConsoleConfig
 from gateway.console.feed import events
 from gateway.console.recorder import ConsoleRecorder
 from gateway.console.state import ConsoleState
-from gateway.hooks import Attempt, RequestRecord
+from gateway.engine.events import Attempt, RequestRecord
 
 REQUESTS = 200_000
 ROUNDS = 5

@@ -1,6 +1,6 @@
 """The Redis client's CPU per admission: `python -m bench.redis_admit --concurrency 300`.
 
-Drives the gateway's own `RedisLimiter` (gateway/redis_state.py) against a redis-server it
+Drives the gateway's own `RedisLimiter` (gateway/policy/redis_state.py) against a redis-server it
 starts on loopback: C tasks each admit a request under a key with every limit set (rpm,
 tpm, budget, max_parallel, none ever reached) and settle it with 10 tokens, until N requests
 are done. Nothing else runs in the process, so its CPU time divided by N is what the shared
@@ -25,9 +25,9 @@ from collections import Counter
 
 from bench.common import run
 from bench.procs import HOST, free_port
-from gateway.auth import GatewayKey
 from gateway.config import GatewayKeyConfig, StateConfig
-from gateway.state import SharedState
+from gateway.policy.keys import GatewayKey
+from gateway.policy.shared_state import SharedState
 from wire.errors import GatewayError
 
 NEVER = GatewayKeyConfig(value="sk-bench", rpm=10**9, tpm=10**12, budget=10**15, max_parallel=10**6)

@@ -151,7 +151,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the model's first target answers 503 at once, the second serves: added TTFT",
         runs=tuple(Run(c, duration_s=5.0, gateway_model=FAILOVER_ALIAS) for c in (1, 10)),
         quick=(Run(1, duration_s=0.3, gateway_model=FAILOVER_ALIAS),),
-        needs="gateway/dispatch.py",
+        needs="gateway/engine/dispatcher.py",
     ),
 )
 

@@ -15,11 +15,13 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from gateway import app, fdlimit
+from gateway import app
 from gateway.config import Config, load, shared_state_problem, warn_missing_keys, worker_count
-from gateway.drain import DRAIN
-from gateway.supervisor import Supervisor, die_with_parent
-from wire.config import ConfigError
+from gateway.observability import export
+from gateway.server import fdlimit
+from gateway.server.drain import DRAIN
+from gateway.server.supervisor import Supervisor, die_with_parent
+from wire.config_values import ConfigError
 
 DEFAULT_CONFIG = "gateway.toml"
 
@@ -145,7 +147,15 @@ def main(argv: list[str] | None = None) -> None:
             passed += ["--log-level", args.log_level]
             if args.config is not None:
                 passed += ["--config", args.config]
-            supervisor = Supervisor(passed, host, port, workers, config.source)
+            supervisor = Supervisor(
+                passed,
+                host,
+                port,
+                workers,
+                config.source,
+                share_dir=export.use_multiprocess,
+                worker_exited=export.worker_exited,
+            )
             status = runner(supervisor.run())
         else:
             status = runner(serve(config, host, port))

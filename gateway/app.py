@@ -1,4 +1,5 @@
-"""Build the aiohttp application and serve it: routes, the error middleware, the upstream client."""
+"""Build the aiohttp application and serve it: the middlewares, the policies plugged into the
+engine's ports, the observers, the routes, the upstream client."""
 
 from __future__ import annotations
 
@@ -8,33 +9,36 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import console, cors, fdlimit, guards, heap, observe, redact
-from gateway.app_keys import CONFIG, DISPATCHER, HTTP, KEYS, ROUTER, STATE
-from gateway.auth import ADMIN_PATHS, KeyRing, auth_middleware
+from gateway import console
 from gateway.config import Config
-from gateway.connection import ClientLimits
-from gateway.cors import cors_middleware
-from gateway.dispatch import Dispatcher
-from gateway.drain import DRAIN, Drain, drain_middleware
-from gateway.errors import ERROR_SHAPES, error_middleware
-from gateway.heap import HEAP, HeapTrimmer
-from gateway.held import HeldBytes
-from gateway.http1.client import UpstreamClient
-from gateway.listener import ConnectionCap, GatewaySite
-from gateway.pricing import Prices
+from gateway.engine.dispatcher import DISPATCHER, Dispatcher
+from gateway.engine.held import HeldBytes
+from gateway.engine.transport.upstream_client import HTTP, UpstreamClient
+from gateway.observability import install as observe
+from gateway.policy.admission import KeyLimits, key_name
+from gateway.policy.keys import ADMIN_PATHS, KEYS, KeyRing, auth_middleware
+from gateway.policy.pricing import Prices
+from gateway.policy.routing import ROUTER, Router
+from gateway.policy.shared_state import STATE, SharedState
 from gateway.routes import (
     audio,
     chat,
     embeddings,
     gemini,
+    key_usage,
     messages,
     models,
     probes,
     responses,
-    usage,
 )
-from gateway.routing import Router
-from gateway.state import SharedState
+from gateway.server import config_secrets, cors, fdlimit, guards, heap
+from gateway.server.client_connection import ClientLimits
+from gateway.server.config_key import CONFIG
+from gateway.server.cors import cors_middleware
+from gateway.server.drain import DRAIN, Drain, drain_middleware
+from gateway.server.error_middleware import error_middleware
+from gateway.server.heap import HEAP, HeapTrimmer
+from gateway.server.listener import ConnectionCap, GatewaySite
 
 log = logging.getLogger("gateway")
 
@@ -61,7 +65,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     app.on_response_prepare.append(guards.on_response_prepare)
     if server.cors_origins:
         app.on_response_prepare.append(cors.on_response_prepare)
-    redact.add_config_secrets(config)
+    config_secrets.add_config_secrets(config)
     http = UpstreamClient(server.max_upstream_bytes, lean=server.upstream_client == "lean")
     state = SharedState(config.state)
     app[CONFIG] = config
@@ -74,24 +78,28 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     heap.map_large_allocations()
     trimmer = app[HEAP] = HeapTrimmer()
     held = HeldBytes(server.held_bytes_limit, on_release=trimmer.freed)
+    observers = observe.install(app, config, key_name)  # request ids, access log, metrics
+    console_hooks = console.install(app, config)  # GET /console, when an admin key is set
+    # The engine's ports, each plugged with its policy: routing, the cooldowns (watched by
+    # the metrics' gauge), the gateway keys' limits, the drain; and the observers' hooks.
     app[DISPATCHER] = Dispatcher(
-        router, state.cooldowns, config.routing, state.limiter, held, Prices(config)
+        router,
+        observers.watch(state.cooldowns),
+        config.routing,
+        KeyLimits(state.limiter, Prices(config)),
+        held,
+        hooks=[*observers.hooks, *console_hooks],
+        drain=drain,
     )
-    observe.install(app, config, app[DISPATCHER])  # request ids, access log, metrics
-    console.install(app, config, app[DISPATCHER])  # GET /console, when an admin key is set
     chat.add_routes(app)
     models.add_routes(app)
     probes.add_routes(app)
     responses.add_routes(app)
     embeddings.add_routes(app)
     audio.add_routes(app)
-    usage.add_routes(app)
+    key_usage.add_routes(app)
     messages.add_routes(app)
     gemini.add_routes(app)
-    app[ERROR_SHAPES] = (
-        (messages.PATH_PREFIX, messages.error_response),
-        *((prefix, gemini.error_response) for prefix in gemini.PATH_PREFIXES),
-    )
     app.cleanup_ctx.append(_clients)
     return app
 

@@ -16,12 +16,14 @@ from typing import Any, Literal, Union
 
 import msgspec
 
-from gateway.held import MAX_HELD_BYTES
 from providers import known_presets, provider_types
 from providers.declaration import ProviderConfig, ProviderType
-from wire.config import ConfigError, resolve_key
+from wire.config_values import ConfigError, resolve_key
 
 log = logging.getLogger("gateway")
+
+# The default for [server] max_held_bytes: eight answers at the default max_upstream_bytes.
+MAX_HELD_BYTES = 512 * 1024 * 1024
 
 # Built in, so that a fresh checkout runs with no file and no key.
 DEFAULT_TOML = """
@@ -49,7 +51,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The most an upstream answer the gateway holds whole may weigh (a non-streamed answer,
     # an error body, once inflated); streamed answers are never held.
     max_upstream_bytes: int = 64 * 1024 * 1024
-    # The most every answer held whole at once may weigh together (gateway.held); past it a
+    # The most every answer held whole at once may weigh together (gateway.engine.held); past it a
     # request is answered 503. None: 512 MiB, or max_upstream_bytes if that is more.
     max_held_bytes: int | None = None
     # Seconds for a request's line and headers, from the connection's first byte (or its
@@ -64,15 +66,15 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # (AWS ALB, GCP), so that they, not the gateway, close it first (nginx's default is 75).
     idle_timeout: float = 75.0
     # Client connections served at once; past it a connection is answered 503. None: sized
-    # from the open-file limit (gateway.fdlimit.connection_cap), 4,096 at most.
+    # from the open-file limit (gateway.server.fdlimit.connection_cap), 4,096 at most.
     max_connections: int | None = None
     # Host names accepted in the Host header (DNS rebinding): None picks loopback names only
     # when listening on a loopback address, any name otherwise. "*.example.com" matches
     # subdomains, "*" any host.
     allowed_hosts: list[str] | None = None
     access_log: bool = True  # one JSON line per finished request on stderr
-    # The client for upstream requests: "lean" (gateway.http1, aiohttp's where it does not
-    # go) or "aiohttp" (aiohttp's for every request).
+    # The client for upstream requests: "lean" (gateway.engine.transport.http1: aiohttp's where
+    # it does not go) or "aiohttp" (aiohttp's for every request).
     upstream_client: Literal["lean", "aiohttp"] = "lean"
 
     @property
@@ -131,7 +133,7 @@ class GatewayKeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     budget_period: str = "1d"
     max_parallel: int | None = None  # requests in flight at once
     # USD per budget_period: each request's worst case is reserved before the upstream is
-    # called and settled to its real cost after the last byte (gateway.pricing).
+    # called and settled to its real cost after the last byte (gateway.policy.pricing).
     max_spend: float | None = None
 
     @property
@@ -171,7 +173,7 @@ class PriceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class PricingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """`[pricing]`: how requests are priced and reserved (gateway.pricing)."""
+    """`[pricing]`: how requests are priced and reserved (gateway.policy.pricing)."""
 
     # Output tokens reserved for a request that names no max_tokens (nor max_completion_tokens,
     # max_output_tokens, maxOutputTokens) on a key with max_spend.

@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 
 import orjson
 
-from providers.base import ChatSink, StreamTranslator
-from providers.chat_request import Asks, ChatRequest, decode_chat_request, reject_unsupported
-from providers.chunks import ChatStreamWriter
+from formats.chat.from_chat import ChatStreamWriter
+from formats.chat.request import Asks, ChatRequest, decode_chat_request, reject_unsupported
+from formats.translator import ChatSink, StreamTranslator
 from providers.declaration import HttpProviderConfig, ProviderConfig
-from wire.config import resolve_key
+from wire.config_values import resolve_key
 from wire.errors import BadRequest, GatewayError, ProviderAuthError, upstream_error_from_body
 from wire.operations import Operation, RawBody
 from wire.upstream import Transport, Upload, UpstreamRequest

@@ -1,7 +1,7 @@
 """Anthropic's Messages API (`type = "anthropic"`): `POST {base_url}/messages`.
 
 Requests follow platform.claude.com/docs/en/api/messages; answers are translated back by
-`providers.anthropic_stream`. How an OpenAI chat request maps:
+`formats.anthropic.to_chat`. How an OpenAI chat request maps:
 
 - system and developer messages -> top-level `system` (their texts joined by a blank line);
 - user content -> text and image blocks (`data:` URLs as base64 sources, http(s) as url ones);
@@ -18,14 +18,14 @@ Requests follow platform.claude.com/docs/en/api/messages; answers are translated
 - `reasoning_effort` -> `thinking` with a token budget (see `THINKING_BUDGETS`);
 - `response_format` (`json_schema`, `json_object`) -> `output_config.format` for a Claude with
   structured outputs (4.5 and later), else a tool whose input is the answer, its call given
-  back as the message's text (`providers.json_answer`).
+  back as the message's text (`formats.json_answer`).
 
 Parameters Anthropic has no equivalent for (n > 1, logprobs, penalties, logit_bias, audio)
 are a 400 naming the parameter; `seed` is dropped (best effort).
 
 A client that speaks the Messages API itself (`Operation.MESSAGES`, `COUNT_TOKENS`) is passed
 through: its body goes out unchanged but for `model`, and the stream is relayed as it comes
-(`providers.anthropic_relay`).
+(`MessagesRelay`, below).
 """
 
 from __future__ import annotations
@@ -35,17 +35,24 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from providers.adapter import TranslatingProvider
-from providers.anthropic_relay import MessagesRelay
-from providers.anthropic_stream import (
+from formats.anthropic.error_shape import (
     ErrorBody,
-    MessagesStream,
     anthropic_error,
+    anthropic_error_event,
+    decode_error,
     overloaded_as_503,
+    stream_error,
+)
+from formats.anthropic.to_chat import (
+    MessagesStream,
+    MessagesUsage,
+    decode_message_delta,
+    decode_message_start,
+    event_type,
+    read_usage,
     translate_message,
 )
-from providers.base import ChatSink, StreamTranslator
-from providers.chat_request import (
+from formats.chat.request import (
     CHOICES_AND_LOGPROBS,
     Asks,
     ChatRequest,
@@ -61,17 +68,21 @@ from providers.chat_request import (
     text_and_images,
     text_of,
 )
-from providers.declaration import HttpProviderConfig, ProviderType
-from providers.json_answer import (
+from formats.json_answer import (
     JSON_TOOL,
     JSON_TOOL_DESCRIPTION,
     JsonAnswer,
     check_tool_names,
     plan,
 )
+from formats.translator import ChatSink, StreamTranslator
+from providers.adapter import TranslatingProvider
+from providers.declaration import HttpProviderConfig, ProviderType
 from providers.model_families import STRUCTURED_OUTPUTS, claude_at_least
+from providers.passthrough import PassThrough, events_of_type
 from wire.errors import BadRequest, GatewayError, upstream_error_from_body
 from wire.operations import Operation, RawBody
+from wire.sse import Event
 from wire.upstream import UpstreamRequest
 
 # reasoning_effort -> thinking.budget_tokens (docs: build-with-claude/extended-thinking).
@@ -385,6 +396,53 @@ def _tool_choice(
         result = result or {"type": "auto"}
         result["disable_parallel_tool_use"] = True
     return result
+
+
+# --- Messages passed through ---
+
+
+class MessagesRelay(PassThrough):
+    """Anthropic's stream relayed as it comes. After `message_stop` (finished) or an `error`
+    event (finished, `failure` set) nothing more is sent. `usage` is what message_start and
+    message_delta reported.
+    """
+
+    terminal = "message_stop event"
+    unwatched = events_of_type(b"content_block_delta")
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(provider)
+        self._usage: MessagesUsage | None = None
+
+    def error_bytes(self, error: GatewayError) -> bytes:
+        return anthropic_error_event(error)
+
+    def watch(self, event: Event) -> bool:
+        """Read what matters in `event`; True when it ends the stream."""
+        # A server that omits `event:` lines still names the type in the data.
+        kind = event.event or event_type(event.data)
+        try:
+            if kind == "message_delta":
+                self._count(decode_message_delta(event.data).usage)
+            elif kind == "message_start":
+                self._count(decode_message_start(event.data).message.usage)
+            elif kind == "message_stop":
+                self.finished = True
+            elif kind == "error":
+                self.failure = stream_error(decode_error(event.data))
+                self.finished = True
+        except msgspec.DecodeError:
+            # Not ours to judge: the client reads the upstream's event as it is. An error
+            # event still ends the stream.
+            if kind == "error":
+                self.finished = True
+                self.failure = anthropic_error(None, "api_error", event.data[:2000])
+        return self.finished
+
+    def _count(self, usage: MessagesUsage | None) -> None:
+        if usage is not None:
+            self._usage = usage if self._usage is None else self._usage.updated(usage)
+            self.usage = read_usage(self._usage)
 
 
 PROVIDER = ProviderType(

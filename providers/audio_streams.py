@@ -15,10 +15,14 @@ from typing import Any
 import msgspec
 import orjson
 
-from providers.chunks import DONE
-from providers.translator import StreamEnd
+from formats.chat.from_chat import DONE
+from formats.chat.probe import KEEPALIVE_COMMENT
+from formats.first_content import event_content, every_byte
+from formats.stream_format import SSE_HEADERS, StreamFormat
+from formats.translator import StreamEnd, openai_error_event
 from wire.errors import GatewayError, UpstreamProtocolError, upstream_error_from_body
 from wire.sse import Event, SSEDecoder, SSEProtocolError, encode_data
+from wire.usage import Usage
 
 AUDIO_CONTENT_TYPES = {
     "mp3": "audio/mpeg",
@@ -30,13 +34,28 @@ AUDIO_CONTENT_TYPES = {
 }
 
 
+# Speech as SSE and transcripts: OpenAI's SSE events, every one but an error is content.
+AUDIO_EVENTS = StreamFormat(SSE_HEADERS, event_content, KEEPALIVE_COMMENT, openai_error_event)
+
+
+def _cut_short(error: GatewayError) -> None:
+    return None  # a byte stream has no error event
+
+
+def raw_audio(content_type: str) -> StreamFormat:
+    """Speech as it comes: every byte is content; the answer's type is the upstream's."""
+    return StreamFormat(
+        {"Content-Type": content_type}, every_byte, None, _cut_short, upstream_content_type=True
+    )
+
+
 class AudioBytes:
     """Speech as it comes: the upstream's bytes unchanged. A byte stream has no error event."""
 
     def __init__(self) -> None:
         self.finished = False
         self.failure: GatewayError | None = None  # the error this stream ended with
-        self.usage: dict[str, Any] | None = None  # audio streams report no token usage
+        self.usage: Usage | None = None  # audio streams report no token usage
 
     def feed(self, data: bytes) -> bytes:
         return data
@@ -58,7 +77,7 @@ class SpeechEvents(StreamEnd):
 
     def __init__(self) -> None:
         super().__init__()
-        self.usage: dict[str, Any] | None = None  # audio streams report no token usage
+        self.usage: Usage | None = None  # audio streams report no token usage
 
     def feed(self, data: bytes) -> bytes:
         audio = base64.b64encode(data).decode()
@@ -79,13 +98,18 @@ class _TranscriptEvent(msgspec.Struct, gc=False):
 _decode_event = msgspec.json.Decoder(_TranscriptEvent).decode
 
 
+# An upstream that answers a streamed transcription with JSON (whisper-1) has its answer held
+# until it ends, up to this size (as an SSE event is bounded): a transcript is far smaller.
+MAX_JSON_BYTES = 16 * 1024 * 1024
+
+
 class TranscriptEvents(StreamEnd):
     """A transcript as SSE: `transcript.text.delta` events, one `transcript.text.done` with the
     whole text and usage, then `[DONE]`, from an upstream that streams or one that answers JSON."""
 
     def __init__(self, provider: str) -> None:
         super().__init__(provider)
-        self.usage: dict[str, Any] | None = None  # audio streams report no token usage
+        self.usage: Usage | None = None  # audio streams report no token usage
         self._decoder = SSEDecoder()
         self._json: bytearray | None = None  # the upstream answered JSON, not a stream
         self._started = False
@@ -96,6 +120,14 @@ class TranscriptEvents(StreamEnd):
             if data.lstrip()[:1] == b"{":
                 self._json = bytearray()
         if self._json is not None:
+            if len(self._json) + len(data) > MAX_JSON_BYTES:
+                self._json = None  # held no longer: the stream ends here
+                return self.error_event(
+                    UpstreamProtocolError(
+                        f"Provider {self.provider!r} answered a transcript larger than "
+                        f"{MAX_JSON_BYTES} bytes."
+                    )
+                )
             self._json += data
             return b""
         try:

@@ -30,7 +30,7 @@ What each model family takes, read from the model id (`providers.model_families`
 - `response_format` goes as Converse's structured output (`outputConfig.textFormat`, the
   schema as a JSON string) to the models that have it (Claude 4.5 and later, in Claude's
   schema subset; the open-weight families), else through a tool whose input is the answer
-  (`providers.json_answer`): Claude before 4.5, Amazon Nova, and `json_object` everywhere;
+  (`formats.json_answer`): Claude before 4.5, Amazon Nova, and `json_object` everywhere;
   the tool is then forced, so Claude is asked for no thinking.
 """
 
@@ -47,10 +47,8 @@ import msgspec
 import orjson
 import yarl
 
-from providers.adapter import ApiKey, TranslatingProvider
-from providers.anthropic import thinking_and_limit
-from providers.base import ChatSink
-from providers.chat_request import (
+from formats.chat.from_chat import chat_completion
+from formats.chat.request import (
     Asks,
     ChatRequest,
     Message,
@@ -63,9 +61,7 @@ from providers.chat_request import (
     text_and_images,
     text_only,
 )
-from providers.chunks import chat_completion
-from providers.declaration import HttpProviderConfig, ProviderType
-from providers.json_answer import (
+from formats.json_answer import (
     JSON_TOOL,
     JSON_TOOL_DESCRIPTION,
     JsonAnswer,
@@ -73,15 +69,18 @@ from providers.json_answer import (
     check_tool_names,
     plan,
 )
-from providers.mapping import cached_usage, error_message, finish_reason, message_error
+from formats.translator import ChatSink, EventTranslator, finish_reason
+from providers.adapter import ApiKey, TranslatingProvider
+from providers.anthropic import thinking_and_limit
+from providers.declaration import HttpProviderConfig, ProviderType
+from providers.message_error import error_message, message_error
 from providers.model_families import (
     ADAPTIVE_THINKING,
     STRUCTURED_OUTPUTS,
     bedrock_family,
     claude_at_least,
 )
-from providers.translator import EventTranslator
-from wire.config import ConfigError
+from wire.config_values import ConfigError
 from wire.errors import (
     BadRequest,
     GatewayError,
@@ -91,6 +90,7 @@ from wire.errors import (
 )
 from wire.operations import Operation
 from wire.upstream import UpstreamRequest
+from wire.usage import Usage, from_anthropic
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -487,11 +487,11 @@ class _Usage(msgspec.Struct, gc=False):
     cacheWriteInputTokens: int | None = None
 
 
-def _usage(raw: _Usage | None) -> dict[str, Any] | None:
-    """Bedrock counts cached input apart from `inputTokens`; OpenAI's prompt_tokens has all."""
+def _usage(raw: _Usage | None) -> Usage | None:
+    """Bedrock counts cached input apart from `inputTokens`, as Anthropic does."""
     if raw is None:
         return None
-    return cached_usage(
+    return from_anthropic(
         raw.inputTokens, raw.outputTokens, raw.cacheReadInputTokens, raw.cacheWriteInputTokens
     )
 

@@ -18,9 +18,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from providers.adapter import TranslatingProvider
-from providers.base import ChatSink
-from providers.chat_request import (
+from formats.chat.from_chat import chat_completion
+from formats.chat.request import (
     Asks,
     ChatRequest,
     ImageURL,
@@ -31,14 +30,15 @@ from providers.chat_request import (
     text_and_images,
     text_only,
 )
-from providers.chunks import chat_completion, usage
+from formats.translator import ChatSink, EventTranslator, finish_reason
+from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
-from providers.mapping import finish_reason, message_error
-from providers.translator import EventTranslator
+from providers.message_error import message_error
 from wire.errors import BadRequest, GatewayError, UpstreamError, UpstreamProtocolError
 from wire.operations import Operation
 from wire.sse import Comment, Event, SSEDecoder
 from wire.upstream import UpstreamRequest
+from wire.usage import Usage
 
 FINISH_REASONS = {
     "COMPLETE": "stop",
@@ -259,14 +259,14 @@ class _Usage(msgspec.Struct, gc=False):
     tokens: _Tokens | None = None
 
 
-def _usage(raw: _Usage | None) -> dict[str, Any] | None:
+def _usage(raw: _Usage | None) -> Usage | None:
     """`tokens` counts what the model read and wrote; `billed_units` only when it is absent."""
     if raw is None:
         return None
     counts = raw.tokens or raw.billed_units
     if counts is None:
         return None
-    return usage(int(counts.input_tokens), int(counts.output_tokens))
+    return Usage(int(counts.input_tokens), int(counts.output_tokens))
 
 
 # --- non-streamed answer -------------------------------------------------------------------

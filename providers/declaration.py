@@ -10,14 +10,21 @@ and their defaults from them, and a test holds README.md's provider table to the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
+from providers.base import Provider
 from wire.operations import Operation
 
-if TYPE_CHECKING:
-    from providers.adapter import Adapter
+
+class AdapterClass(Protocol):
+    """A provider module's adapter class (`providers.adapter`'s bases): it names what it
+    serves, and makes a provider from a table's name and config."""
+
+    operations: frozenset[Operation]
+
+    def __call__(self, name: str, config: Any) -> Provider: ...
 
 
 class ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
@@ -77,7 +84,7 @@ class ProviderType:
 
     name: str  # what `type = "..."` says; the config struct's tag
     config: type[ProviderConfig]
-    adapter: type[Adapter]  # (table name, config) -> the provider; its `operations` are served
+    adapter: AdapterClass  # (table name, config) -> the provider; its `operations` are served
     upstream: str  # the upstream API in a few words, for README.md
     base_url: str | None = None  # the default base_url
     base_url_required: bool = False  # no default, and the type cannot do without one

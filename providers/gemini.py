@@ -2,10 +2,8 @@
 
 Requests go to `POST {base}/models/{model}:generateContent`, or for a stream to
 `:streamGenerateContent?alt=sse`, with the key in `x-goog-api-key`
-(ai.google.dev/api/generate-content). A stream is data-only SSE: each event is a whole
-GenerateContentResponse, there is no `[DONE]`, and the event that carries `finishReason` (and
-the final `usageMetadata`) is the last one. The non-streamed answer is the same object once, so
-both go through `GeminiReader`, which keeps the stream and the whole answer in agreement.
+(ai.google.dev/api/generate-content). Its answers, streamed or whole, are read into chat
+deltas by `formats.gemini.to_chat.GeminiStream`.
 
 How OpenAI's request maps:
 - system/developer messages -> `systemInstruction`; user -> role "user"; assistant -> "model";
@@ -14,7 +12,7 @@ How OpenAI's request maps:
 - images: `data:` URLs -> `inlineData`; http(s) URLs -> `fileData` (mime type guessed from the
   URL's extension, image/jpeg when it has none).
 - tools -> `functionDeclarations`, their JSON schema cut to the OpenAPI subset Gemini accepts
-  (`providers.gemini_schema`); tool_choice -> `toolConfig.functionCallingConfig`.
+  (`formats.gemini.schema_cut`); tool_choice -> `toolConfig.functionCallingConfig`.
 - reasoning_effort -> `thinkingConfig`, as Google's own OpenAI compatibility layer maps it
   (ai.google.dev/gemini-api/docs/openai#thinking): none -> thinkingBudget 0; minimal and low ->
   1024; medium -> 8192; high -> 24576; every level but none also asks for thought summaries
@@ -27,7 +25,10 @@ its complete JSON arguments and an id (Gemini's own when it gives one, else a ge
 
 A client that speaks generateContent itself (`Operation.GENERATE_CONTENT`) is passed through:
 its body goes out unchanged, to `:streamGenerateContent?alt=sse` for any stream, and the stream
-is relayed (`providers.gemini_relay`). So is countTokens (`Operation.COUNT_GEMINI_TOKENS`), a
+is relayed (`GeminiRelay`, below): as it came when the client asked for SSE too, re-framed
+into Gemini's JSON array (`formats.gemini.from_chat.GeminiFraming`) when it asked for that;
+watched for an error object (which ends it) and for the last response's finishReason and
+usageMetadata. So is countTokens (`Operation.COUNT_GEMINI_TOKENS`), a
 `generateContentRequest` in it naming the upstream's model, as Google requires.
 """
 
@@ -36,7 +37,6 @@ from __future__ import annotations
 import base64
 import binascii
 import mimetypes
-import secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -44,9 +44,8 @@ from urllib.parse import quote, urlsplit
 import msgspec
 import orjson
 
-from providers.adapter import TranslatingProvider
-from providers.base import ChatSink, StreamTranslator
-from providers.chat_request import (
+from formats.chat.from_chat import AnswerCollector
+from formats.chat.request import (
     AUDIO_OUTPUT,
     CHOICES_AND_LOGPROBS,
     Asks,
@@ -64,58 +63,24 @@ from providers.chat_request import (
     present,
     text_of,
 )
-from providers.chunks import AnswerCollector, usage
+from formats.gemini.error_shape import (
+    ErrorObject,
+    error_from_object,
+    gemini_error,
+    gemini_error_body,
+)
+from formats.gemini.framing import GeminiFraming
+from formats.gemini.request import THINKING_CONFIGS
+from formats.gemini.schema_cut import gemini_schema
+from formats.gemini.to_chat import GeminiStream, UsageMetadata, read_usage
+from formats.translator import ChatSink, StreamTranslator
+from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
-from providers.gemini_schema import gemini_schema
-from providers.mapping import finish_reason
-from providers.translator import EventTranslator
-from wire.errors import BadRequest, GatewayError, UpstreamError, error_text, relayed_error
+from providers.passthrough import PassThrough
+from wire.errors import BadRequest, GatewayError
 from wire.operations import Operation, RawBody
-from wire.sse import Comment, Event, SSEDecoder
+from wire.sse import Comment, Event, encode
 from wire.upstream import UpstreamRequest
-
-# ai.google.dev/api/generate-content#FinishReason; the rest (OTHER, MALFORMED_FUNCTION_CALL,
-# LANGUAGE, ...) end the answer too, with nothing more specific to say in OpenAI's terms.
-FINISH_REASONS = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-}
-
-# google.rpc canonical codes as Gemini names them in `error.status`
-# (ai.google.dev/gemini-api/docs/troubleshooting#error-codes).
-STATUS_CODES = {
-    "INVALID_ARGUMENT": 400,
-    "FAILED_PRECONDITION": 400,
-    "OUT_OF_RANGE": 400,
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "ABORTED": 409,
-    "RESOURCE_EXHAUSTED": 429,
-    "CANCELLED": 499,
-    "UNKNOWN": 500,
-    "INTERNAL": 500,
-    "DATA_LOSS": 500,
-    "UNIMPLEMENTED": 501,
-    "UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
-}
-
-# reasoning_effort -> thinkingConfig (see the module docstring).
-THINKING_CONFIGS: dict[str, dict[str, Any]] = {
-    "none": {"thinkingBudget": 0},
-    "minimal": {"thinkingBudget": 1024, "includeThoughts": True},
-    "low": {"thinkingBudget": 1024, "includeThoughts": True},
-    "medium": {"thinkingBudget": 8192, "includeThoughts": True},
-    "high": {"thinkingBudget": 24576, "includeThoughts": True},
-}
 
 _TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 
@@ -164,10 +129,7 @@ class GeminiProvider(TranslatingProvider):
         return self.post(self._url(model, stream), gemini_body(request, n))
 
     def relay(self, operation: Operation, model: str) -> StreamTranslator:
-        # Imported here: the relay reads this module's structs.
-        from providers.gemini_relay import GeminiRelay
-
-        return GeminiRelay(self.name)  # SSE to SSE; GeminiRelay(name, sse=False) re-frames
+        return GeminiRelay(self.name)
 
     def chat_translator(self, model: str, sink: ChatSink) -> GeminiStream:
         return GeminiStream(self.name, sink)
@@ -393,169 +355,131 @@ def _response_format(response_format: dict[str, Any] | None) -> dict[str, Any]:
 # --- the answer ----------------------------------------------------------------------------
 
 
-class _FunctionCall(msgspec.Struct, gc=False):
-    name: str = ""
-    args: dict[str, Any] | None = None
-    id: str | None = None
+# --- errors --------------------------------------------------------------------------------
 
 
-class _Part(msgspec.Struct, rename="camel", gc=False):
-    text: str | None = None
-    thought: bool = False
-    thought_signature: str | None = None
-    function_call: _FunctionCall | None = None
-
-
-class _Content(msgspec.Struct, gc=False):
-    parts: list[_Part] = []
+# --- generateContent passed through ---
 
 
 class _Candidate(msgspec.Struct, rename="camel", gc=False):
-    content: _Content | None = None
     finish_reason: str | None = None
-
-
-class UsageMetadata(msgspec.Struct, rename="camel", gc=False):
-    """A response's `usageMetadata`: the counts OpenAI's usage is made of."""
-
-    prompt_token_count: int = 0
-    candidates_token_count: int = 0
-    thoughts_token_count: int | None = None
-    cached_content_token_count: int | None = None
-    tool_use_prompt_token_count: int = 0
 
 
 class _PromptFeedback(msgspec.Struct, rename="camel", gc=False):
     block_reason: str | None = None
 
 
-class ErrorObject(msgspec.Struct, gc=False):
-    """Gemini's error object, `{"code", "message", "status"}` (google.rpc.Status)."""
+class _Probe(msgspec.Struct, rename="camel", gc=False):
+    """Only what the relay watches in a GenerateContentResponse; msgspec skips the rest."""
 
-    code: int | None = None
-    message: str = ""
-    status: str | None = None
-
-
-class _Response(msgspec.Struct, rename="camel", gc=False):
-    """A GenerateContentResponse: only what the translation reads; msgspec skips the rest."""
-
-    candidates: list[_Candidate] = []
+    candidates: list[_Candidate] | None = None
     usage_metadata: UsageMetadata | None = None
-    model_version: str | None = None
     prompt_feedback: _PromptFeedback | None = None
     error: ErrorObject | None = None
 
 
-class _ErrorBody(msgspec.Struct, gc=False):
-    error: ErrorObject | str | None = None
+_decode_probe = msgspec.json.Decoder(_Probe).decode
+# Only a response holding one of these is decoded: the others are content, relayed unread.
+# (Generated text may hold the words too: such a response is merely decoded for nothing.)
+_WATCHED = ('"finishReason"', '"blockReason"', '"error"')
 
 
-_decode_response = msgspec.json.Decoder(_Response).decode
-_decode_error = msgspec.json.Decoder(_ErrorBody).decode
+class GeminiRelay(PassThrough):
+    """A StreamTranslator that relays Gemini's SSE stream: as the very bytes read when the
+    read ends on an event boundary, else re-framed event by event. (A client that asked for
+    Gemini's JSON array gets it through `formats.gemini.framing.JsonArray`.)
 
-
-class GeminiStream(EventTranslator[Event | Comment]):
-    """GenerateContentResponses as deltas: a stream's SSE events, or (`response`) the whole
-    answer, which is the same object once, read by the same code."""
+    The stream ends when the upstream closes it, after a response with a finishReason (or a
+    blocked prompt's blockReason): with several candidates, each finishes on its own. An
+    error object ends it at once (finished, `failure` set). `usage` is the latest
+    usageMetadata of a finishing response.
+    """
 
     terminal = "finishReason"
 
-    def __init__(self, provider: str, sink: ChatSink) -> None:
-        super().__init__(provider, sink, SSEDecoder())
-        self._calls = 0
-        self._signed = False
-        self.usage_metadata: UsageMetadata | None = None  # the latest seen
+    def __init__(self, provider: str) -> None:
+        super().__init__(provider)
+        self._framing = GeminiFraming(sse=True)
+        self._done = False  # a response with a finishReason went out
+        # A read that ends in the CR of a CRLF leaves its LF for the next read, which the
+        # decoder then skips. Verbatim, the client has the CR and must get that LF; re-framed
+        # (a read cut inside an event), the client has the whole CRLF already and must not get
+        # it twice.
+        self._owed_lf = False
+        self._sent_lf = False
 
-    def handle(self, item: Event | Comment) -> bytes:
-        return self.response(item.data) if type(item) is Event else b""
+    def __repr__(self) -> str:
+        return (
+            f"<GeminiRelay provider={self.provider!r} "
+            f"finished={self.finished} failure={self.failure!r}>"
+        )
 
-    def response(self, data: str | bytes) -> bytes:
-        """The client bytes for one GenerateContentResponse."""
-        try:
-            response = _decode_response(data)
-        except msgspec.DecodeError:
-            return self.malformed("response", data)
-        if response.error is not None:
-            return self.error_event(error_from_object(response.error, None))
-        if response.model_version:
-            self.sink.named(response.model_version)
-        self.usage_metadata = response.usage_metadata or self.usage_metadata
-        candidate = response.candidates[0] if response.candidates else None
-        out = self._parts(candidate.content.parts) if candidate and candidate.content else b""
-        if candidate is not None and candidate.finish_reason:
-            return out + self.end_response(candidate.finish_reason, response.usage_metadata)
-        feedback = response.prompt_feedback
-        if candidate is None and feedback is not None and feedback.block_reason:
-            # The prompt was blocked.
-            return out + self.end_response("SAFETY", response.usage_metadata)
-        return out
-
-    def end_response(self, reason: str | None, meta: UsageMetadata | None) -> bytes:
-        finish = finish_reason(FINISH_REASONS, reason, called=self._calls > 0)
-        return self.finish(finish, chat_usage(meta))
-
-    def _parts(self, parts: list[_Part]) -> bytes:
-        sink = self.sink
-        out = []
-        for part in parts:
-            # One signature per answer: for parallel calls Gemini signs only the first one. It
-            # goes out before its part, while the thought it signs is still the open block
-            # for a bridge (an Anthropic thinking block, a Responses reasoning item).
-            if part.thought_signature and not self._signed:
-                self._signed = True
-                out.append(sink.reasoning_signature(part.thought_signature))
-            call = part.function_call
-            if call is not None:
-                call_id = call.id or f"call_{secrets.token_hex(12)}"
-                arguments = orjson.dumps(call.args or {}).decode()
-                out.append(sink.tool_call(self._calls, call_id, call.name, arguments))
-                self._calls += 1
-            elif part.text:
-                out.append(sink.reasoning(part.text) if part.thought else sink.content(part.text))
+    def relay(self, data: bytes, items: list[Event | Comment]) -> bytes:
+        # A read that ends on an event boundary goes out as the bytes read (SSE to SSE).
+        verbatim = self._decoder.aligned
+        out: list[bytes] = []
+        for position, item in enumerate(items):
+            if type(item) is Event:
+                self.watch(item)
+            if verbatim:
+                if not self.finished:
+                    continue
+                out = [self._frame(i) for i in items[:position]]  # all but the error, framed
+            out.append(self._frame(item))
+            if self.finished:  # an error object: nothing may follow it
+                owed = b"\n" if self._owed_lf and data[:1] == b"\n" else b""
+                return owed + b"".join(out) + self._framing.close()
+        lf_first = data[:1] == b"\n"
+        ends_in_cr = data[-1:] == b"\r"
+        if verbatim:
+            if self._sent_lf and lf_first:
+                data = data[1:]
+            self._owed_lf, self._sent_lf = ends_in_cr, False
+            return data
+        if self._owed_lf and lf_first:
+            out.insert(0, b"\n")
+        self._owed_lf, self._sent_lf = False, ends_in_cr
         return b"".join(out)
 
+    def end(self) -> bytes:
+        if self.finished:
+            return b""
+        if self._decoder.pending or not self._done:
+            return super().end()
+        self.finished = True
+        return self._framing.close()
 
-def chat_usage(meta: UsageMetadata | None) -> dict[str, Any] | None:
-    """OpenAI's usage for a usageMetadata: thoughts count as completion tokens."""
-    if meta is None:
-        return None
-    thoughts = meta.thoughts_token_count
-    return usage(
-        meta.prompt_token_count + meta.tool_use_prompt_token_count,
-        meta.candidates_token_count + (thoughts or 0),
-        cached_tokens=meta.cached_content_token_count,
-        reasoning_tokens=thoughts,
-    )
+    def error_bytes(self, error: GatewayError) -> bytes:
+        return self._framing.element(gemini_error_body(error)) + self._framing.close()
 
+    def _frame(self, item: Event | Comment) -> bytes:
+        if isinstance(item, Comment):  # a keepalive
+            return encode(item)
+        data = item.data
+        if "\n" in data:  # several data lines: not Gemini's, kept as is
+            return encode(item)
+        return self._framing.element(data.encode())
 
-# --- errors --------------------------------------------------------------------------------
-
-
-def gemini_error(status: int, body: bytes, provider: str) -> UpstreamError:
-    """`{"error": {"code", "message", "status"}}` as our error: the HTTP status kept, the
-    google.rpc status string (RESOURCE_EXHAUSTED, ...) as type and code."""
-    try:
-        error = _decode_error(body).error
-    except msgspec.DecodeError:
-        error = None
-    if isinstance(error, ErrorObject):
-        return error_from_object(error, status)
-    text = error if isinstance(error, str) else error_text(body)
-    return relayed_error(status, text, provider)
-
-
-def error_from_object(error: ErrorObject, status: int | None) -> UpstreamError:
-    """`status` is the HTTP one when there is one; mid-stream, it comes from the error."""
-    kind = error.status or None
-    if status is None or status < 400:
-        status = STATUS_CODES.get(kind or "", error.code or 502)
-    return UpstreamError(
-        error.message or f"Gemini returned {kind or status}",
-        status=status,
-        type=kind or UpstreamError.type,
-        code=kind,
-    )
+    def watch(self, event: Event) -> bool:
+        data = event.data
+        if not any(key in data for key in _WATCHED):
+            return False
+        try:
+            probe = _decode_probe(data)
+        except msgspec.DecodeError:
+            return False  # not ours to judge: the client reads the upstream's response as it is
+        if probe.error is not None:  # an error object ends the stream at once
+            self.finished = True
+            self.failure = error_from_object(probe.error, None)
+            return True
+        feedback = probe.prompt_feedback
+        if any(c.finish_reason for c in probe.candidates or ()) or (
+            feedback is not None and feedback.block_reason
+        ):
+            self._done = True  # it ends when the upstream closes it: each candidate finishes
+            if probe.usage_metadata is not None:
+                self.usage = read_usage(probe.usage_metadata)
+        return False
 
 
 PROVIDER = ProviderType(

@@ -34,9 +34,8 @@ from typing import Any, ClassVar
 import msgspec
 import orjson
 
-from providers.adapter import TranslatingProvider
-from providers.base import ChatSink
-from providers.chat_request import (
+from formats.chat.from_chat import AnswerCollector
+from formats.chat.request import (
     AUDIO_OUTPUT,
     CHOICES_AND_LOGPROBS,
     Asks,
@@ -54,13 +53,13 @@ from providers.chat_request import (
     present,
     text_of,
 )
-from providers.chunks import AnswerCollector, usage
+from formats.translator import ChatSink, EventTranslator, finish_reason
+from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
-from providers.mapping import finish_reason
-from providers.translator import EventTranslator
 from wire.errors import BadRequest, UpstreamProtocolError, upstream_error_from_body
 from wire.operations import Operation
 from wire.upstream import UpstreamRequest
+from wire.usage import Usage
 
 THINK_VALUES: dict[str, bool | str] = {
     "none": False,
@@ -287,8 +286,8 @@ def _finish_reason(chunk: _Chunk, called: bool) -> str:
     return finish_reason(FINISH_REASONS, chunk.done_reason, called=called)
 
 
-def _usage(chunk: _Chunk) -> dict[str, Any]:
-    return usage(chunk.prompt_eval_count, chunk.eval_count)
+def _usage(chunk: _Chunk) -> Usage:
+    return Usage(chunk.prompt_eval_count, chunk.eval_count)
 
 
 class _Lines:

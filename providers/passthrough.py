@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from providers.translator import StreamEnd
+from formats.translator import StreamEnd
 from wire.errors import UpstreamProtocolError
 from wire.sse import Comment, Event, SSEDecoder, SSEProtocolError, encode
+from wire.usage import Usage
 
 # Reads up to this size may skip unwatched events (far above one read of a real stream).
 _SKIPPING_READ_MAX = 1 << 20
@@ -36,7 +37,7 @@ class PassThrough(StreamEnd):
 
     def __init__(self, provider: str) -> None:
         super().__init__(provider)
-        self.usage: dict[str, Any] | None = None  # OpenAI's usage object, once reported
+        self.usage: Usage | None = None  # as reported so far
         self._decoder = SSEDecoder()
 
     def feed(self, data: bytes) -> bytes:

@@ -1,7 +1,7 @@
 """Chat answers as our translating providers emit them, streamed and whole, for the bridges.
 
-Each answer is built with `providers.chunks.ChatStreamWriter` (the stream) and
-`providers.chunks.chat_completion` (the same answer, not streamed), so the bytes are exactly
+Each answer is built with `formats.chat.from_chat.ChatStreamWriter` (the stream) and
+`formats.chat.from_chat.chat_completion` (the same answer, not streamed), so the bytes are exactly
 what every translating provider's chat translator emits. The bridges read them through
 `ChatChunkReader`, the OpenAI-compatible provider's chat translator for a bridge.
 """
@@ -15,13 +15,14 @@ from typing import Any
 
 import orjson
 
+from formats.chat.from_chat import ChatStreamWriter, chat_completion
+from formats.chat.to_chat import ChatChunkReader
+from formats.translator import ChatSink, StreamTranslator
 from providers.anthropic import AnthropicProvider, AnthropicProviderConfig
-from providers.base import ChatSink, StreamTranslator
-from providers.chat_reader import ChatChunkReader
-from providers.chunks import ChatStreamWriter, chat_completion, usage
 from providers.cohere import CohereProvider, CohereProviderConfig
 from providers.gemini import GeminiProvider, GeminiProviderConfig
 from wire.sse import Event, SSEDecoder
+from wire.usage import Usage
 
 MODEL = "upstream-model-2025"
 SIGNATURE = "RXFRQkNnSVlBaElNMWdiY0RhOUdKd1pBMmIz"  # base64, as Anthropic's and Gemini's are
@@ -34,7 +35,7 @@ class ChatAnswer:
     signature: str | None = None
     calls: list[tuple[str, str, list[str]]] = field(default_factory=list)  # id, name, fragments
     finish: str = "stop"
-    usage: dict[str, Any] | None = None
+    usage: Usage | None = None
 
     def stream(self) -> bytes:
         writer = ChatStreamWriter(MODEL, id="chatcmpl-test", created=1700000000)
@@ -70,12 +71,12 @@ class ChatAnswer:
 
 
 ANSWERS: dict[str, ChatAnswer] = {
-    "text": ChatAnswer(text=["Hello", ",", " world", "!"], usage=usage(12, 4)),
+    "text": ChatAnswer(text=["Hello", ",", " world", "!"], usage=Usage(12, 4)),
     "thinking": ChatAnswer(
         reasoning=["Let me ", "think it through."],
         signature=SIGNATURE,
         text=["It is ", "42."],
-        usage=usage(30, 20, cached_tokens=10, reasoning_tokens=12),
+        usage=Usage(30, 20, cache_read=10, reasoning=12),
     ),
     "tools": ChatAnswer(
         text=["Let me check."],
@@ -85,11 +86,11 @@ ANSWERS: dict[str, ChatAnswer] = {
             ("call_c", "ping", []),
         ],
         finish="tool_calls",
-        usage=usage(50, 25),
+        usage=Usage(50, 25),
     ),
-    "length": ChatAnswer(text=["cut sh"], finish="length", usage=usage(5, 2)),
+    "length": ChatAnswer(text=["cut sh"], finish="length", usage=Usage(5, 2)),
     "filtered": ChatAnswer(finish="content_filter"),
-    "unicode": ChatAnswer(text=["héllo ", "🌍", " — ", "日本語"], usage=usage(3, 6)),
+    "unicode": ChatAnswer(text=["héllo ", "🌍", " — ", "日本語"], usage=Usage(3, 6)),
 }
 
 

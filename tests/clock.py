@@ -1,5 +1,6 @@
 """A clock a test moves by hand, for code that reads the event loop's time and sets timers on
-it (`gateway.deadline.IdleDeadline`): no real sleep, so a loaded machine cannot make it late."""
+it (`gateway.engine.deadline.IdleDeadline`): no real sleep, so a loaded machine cannot make it
+late."""
 
 from __future__ import annotations
 

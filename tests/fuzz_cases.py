@@ -34,7 +34,7 @@ import orjson
 from aiohttp import ClientPayloadError, web
 from hypothesis import strategies as st
 
-from providers import mock_failures
+from providers.mock import failures as mock_failures
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TRANSLATING = ("openai", "azure", "anthropic", "gemini", "cohere", "ollama")
@@ -1130,7 +1130,7 @@ any_case = st.one_of(
 
 
 def error_shape(method: str, path: str) -> str:
-    """Whose error shape the route answers in (gateway.errors.ERROR_SHAPES)."""
+    """Whose error shape the route answers in (its routes are added with it: gateway.routes)."""
     if method == "POST" and path.startswith("/v1/messages"):
         return "anthropic"
     if method == "POST" and path.startswith(("/v1beta/models/", "/v1/models/")):

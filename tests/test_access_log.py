@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import aiohttp
 import openai
 import pytest
 
-from gateway import access_log
+from gateway.observability import access_log
 from tests.conftest import FakeUpstream, provider_toml
 from tests.processes import GatewayProcess
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
@@ -253,3 +254,33 @@ def test_lines_are_written_whole_in_writes_a_pipe_takes_atomically(
     assert [line["request_id"] for line in lines] == [f"id-{i}" for i in range(100)]
     assert lines[0]["time"] == "2023-11-14T22:13:20.500Z"
     assert (lines[0]["duration_ms"], lines[0]["key"], lines[0]["model"]) == (250.0, "team", None)
+
+
+async def test_a_streams_duration_ends_with_its_last_byte_to_the_client(
+    upstreams: list[FakeUpstream], tmp_path: Path
+) -> None:
+    """After a stream's last event the gateway gives the upstream up to 50 ms to end its body
+    (to pool the connection); that wait is no part of the request's duration, which ends when
+    the client has every byte: the line's duration is at most what the client measured."""
+    a, b, _ = upstreams
+    a.handler = streaming(openai_chat_stream(["a", "b"]), then="hang")  # never ends its body
+    gateway = GatewayProcess(config(a, b), tmp_path)
+    try:
+        body = {"model": "a/m", "messages": MESSAGES, "stream": True}
+        headers = {"x-gateway-key": GATEWAY_KEY, "x-request-id": "timed-1"}
+        async with aiohttp.ClientSession() as session:
+            sent = time.perf_counter()
+            async with session.post(
+                f"{gateway.url}/v1/chat/completions", json=body, headers=headers
+            ) as response:
+                assert response.status == 200
+                assert (await response.read()).endswith(b"data: [DONE]\n\n")
+            measured_ms = (time.perf_counter() - sent) * 1000
+            # Kept alive, the connection serves this only once the stream's handler returned
+            # (a client that hangs up at once cuts the wait short).
+            async with session.get(f"{gateway.url}/health") as after:
+                assert after.status == 200
+    finally:
+        stderr = await stop(gateway)
+    (line,) = [line for line in lines_of(stderr) if line["request_id"] == "timed-1"]
+    assert line["duration_ms"] <= measured_ms

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from providers.audio_streams import MAX_JSON_BYTES, TranscriptEvents
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.streams import answering, streaming
 from wire.sse import Event, SSEDecoder
@@ -245,6 +246,24 @@ async def test_upstream_that_cannot_stream_still_gives_an_event_stream(
     events = [event async for event in stream]
     assert [e.type for e in events] == ["transcript.text.delta", "transcript.text.done"]
     assert events[-1].text == "Hello world."
+
+
+def test_a_transcript_answered_as_json_is_held_only_up_to_its_bound() -> None:
+    """An upstream that answers a streamed transcription with JSON has it held until it ends:
+    past MAX_JSON_BYTES the stream ends with an error event, the bytes let go (they used to
+    grow without bound)."""
+    events = TranscriptEvents("fake")
+    piece = b" " * (1 << 20)
+    out = events.feed(b'{"text": "')
+    fed = 0
+    while not events.finished and fed <= MAX_JSON_BYTES:
+        out += events.feed(piece)
+        fed += len(piece)
+    assert events.finished and fed <= MAX_JSON_BYTES + len(piece)
+    assert events.failure is not None and events.failure.status == 502
+    error = orjson.loads(SSEDecoder().feed(out)[-1].data)["error"]
+    assert error["code"] == "upstream_protocol_error" and "larger than" in error["message"]
+    assert events.feed(piece) == b"" and events.end() == b""
 
 
 async def test_upload_over_the_limit_is_413_before_the_upstream_is_called(

@@ -19,7 +19,7 @@ import msgspec
 import orjson
 import pytest
 
-from providers.messages_count import IMAGE_TOKENS, TOOL_PROMPT, estimate_input_tokens
+from formats.anthropic.count_tokens import IMAGE_TOKENS, TOOL_PROMPT, estimate_input_tokens
 from tests.agent_traffic import AGENTS, agent_request
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.replay import fixture, replay

@@ -9,7 +9,7 @@ import pytest
 from gateway.config import load, parse, warn_missing_keys
 from providers.mock import MockProviderConfig
 from providers.openai import OpenAIProviderConfig
-from wire.config import ConfigError, resolve_key
+from wire.config_values import ConfigError, resolve_key
 
 
 def test_defaults_and_type_from_the_table_name() -> None:

@@ -19,11 +19,11 @@ from gateway.config import parse
 from gateway.console import page
 from gateway.console.health import MAX_TARGETS, SAMPLES, ProviderHealth, percentile
 from gateway.console.ring import RequestRing, finished_of
-from gateway.hooks import Attempt, RequestRecord
+from gateway.engine.events import Attempt, RequestRecord
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
-from wire.config import ConfigError
+from wire.config_values import ConfigError
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 ADMIN = "sk-admin-secret"

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.deadline import IdleDeadline
+from gateway.engine.deadline import IdleDeadline
 from tests.clock import ManualClock
 
 

@@ -113,6 +113,35 @@ async def test_unknown_route_is_404_and_wrong_method_is_405(gateway_url: str) ->
             _error(await response.read())
 
 
+@pytest.mark.parametrize(
+    "method, path, shape",
+    [
+        ("POST", "/v1/messages", "anthropic"),  # malformed JSON: a 400
+        ("POST", "/v1/messages/batches", "anthropic"),  # a path of the API it does not serve
+        ("POST", "/v1beta/models/mock/m:generateContent", "gemini"),
+        ("POST", "/v1/models/mock/m:generateContent", "gemini"),
+        ("GET", "/v1/models/nowhere/m", "openai"),  # OpenAI's route, though under Gemini's path
+        ("POST", "/v1/chat/completions", "openai"),
+        ("POST", "/v2/anything", "openai"),  # no route: OpenAI's
+    ],
+)
+async def test_an_error_comes_in_the_shape_its_route_registered(
+    gateway_url: str, method: str, path: str, shape: str
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, gateway_url + path, data=b"{not json") as response,
+    ):
+        assert 400 <= response.status < 500
+        body = orjson.loads(await response.read())
+    if shape == "anthropic":
+        assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
+    elif shape == "gemini":
+        assert set(body["error"]) == {"code", "message", "status"}
+    else:
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+
+
 @pytest.mark.parametrize("model", ["nowhere/gpt-4o", "gpt-4o", "fake/", "/m"])
 async def test_unknown_provider_or_no_prefix_is_400_listing_providers(
     gateway_url: str, model: str

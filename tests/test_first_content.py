@@ -11,7 +11,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.first_content import ChatContent, TypedEvents, _chat_content, chat_content
+from formats.chat.probe import ChatContent, _chat_content, chat_content
+from formats.first_content import TypedEvents
 from gateway.routes.messages import MESSAGES_PREAMBLE
 from tests.chat_answers import split
 

@@ -15,15 +15,12 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.anthropic_stream import MessagesStream
-from providers.chat_request import decode_chat_request
-from providers.chunks import ChatStreamWriter
-from providers.gemini_bridge import (
-    GeminiFromChat,
-    gemini_error_body,
-    gemini_response_from_chat,
-    gemini_to_chat,
-)
+from formats.anthropic.to_chat import MessagesStream
+from formats.chat.from_chat import ChatStreamWriter
+from formats.chat.request import decode_chat_request
+from formats.gemini.error_shape import gemini_error_body
+from formats.gemini.from_chat import GeminiFromChat, gemini_response_from_chat
+from formats.gemini.request import gemini_to_chat
 from tests.chat_answers import (
     ANSWERS,
     MODEL,

@@ -11,7 +11,7 @@ import msgspec
 import orjson
 import pytest
 
-from providers.gemini_fields import GENERATE_CONTENT_REQUEST, camel_case, json_name
+from formats.gemini.fields import GENERATE_CONTENT_REQUEST, camel_case, json_name
 from tests.conftest import FakeUpstream, GatewayFactory
 from tests.streams import answering, chat_completion
 from wire.errors import BadRequest

@@ -12,8 +12,9 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.gemini import GeminiProvider, GeminiProviderConfig
-from providers.gemini_relay import GeminiRelay
+from formats.gemini.framing import JsonArray
+from formats.translator import StreamTranslator
+from providers.gemini import GeminiProvider, GeminiProviderConfig, GeminiRelay
 from tests.chat_answers import run, split, sse_events
 from tests.replay import fixture
 from wire.errors import UpstreamProtocolError, UpstreamTimeout
@@ -69,7 +70,7 @@ def test_a_model_in_the_body_stays_here() -> None:
 )
 def test_the_json_array_stream_holds_the_same_responses(name: str, cuts: list[int]) -> None:
     raw = fixture(f"gemini/{name}.sse")
-    out = run(GeminiRelay("gemini", sse=False), split(raw, cuts))
+    out = run(JsonArray(GeminiRelay("gemini")), split(raw, cuts))
     assert out.startswith(b"[{") and out.endswith(b"}]")
     elements = out[1:-1].split(b",\r\n")
     expected = [event.data.encode() for event in sse_events(raw)]
@@ -81,21 +82,26 @@ def test_the_json_array_stream_holds_the_same_responses(name: str, cuts: list[in
         types.GenerateContentResponse.model_validate(response)
 
 
+def _relay(sse: bool) -> StreamTranslator:
+    """The provider's relay, as an SSE client reads it or as the JSON array."""
+    relay = GeminiRelay("gemini")
+    return relay if sse else JsonArray(relay)
+
+
 def test_usage_is_read_from_the_finishing_response() -> None:
     relay = GeminiRelay("gemini")
     run(relay, [fixture("gemini/thinking_stream.sse")])
     assert relay.usage is not None
-    assert relay.usage["completion_tokens_details"]["reasoning_tokens"] > 0
-    assert relay.usage["total_tokens"] == (
-        relay.usage["prompt_tokens"] + relay.usage["completion_tokens"]
-    )
+    thoughts = relay.usage.reasoning
+    assert thoughts is not None and thoughts > 0
+    assert relay.usage.output > thoughts  # the thoughts are counted in the output
 
 
 @settings(max_examples=30, deadline=None)
 @given(sse=st.booleans(), cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=30))
 def test_an_error_object_ends_the_stream_with_its_failure(sse: bool, cuts: list[int]) -> None:
     raw = fixture("gemini/midstream_error.sse")
-    relay = GeminiRelay("gemini", sse=sse)
+    relay = _relay(sse)
     out = run(relay, split(raw + b'data: {"candidates": []}\r\n\r\n', cuts), end=False)
     if sse:
         assert out == raw
@@ -110,7 +116,7 @@ def test_an_error_object_ends_the_stream_with_its_failure(sse: bool, cuts: list[
 def test_a_stream_cut_before_its_finish_ends_with_an_error_object(sse: bool) -> None:
     raw = fixture("gemini/text_stream.sse")
     cut = raw[: raw.index(b"data: ", 10)]  # the first response only
-    relay = GeminiRelay("gemini", sse=sse)
+    relay = _relay(sse)
     out = run(relay, [cut])
     last = orjson.loads(sse_events(out)[-1].data) if sse else orjson.loads(out)[-1]
     assert last["error"]["status"] == "UNAVAILABLE"
@@ -119,7 +125,7 @@ def test_a_stream_cut_before_its_finish_ends_with_an_error_object(sse: bool) -> 
 
 @pytest.mark.parametrize("sse", [True, False], ids=["sse", "array"])
 def test_a_relay_failure_is_gemini_s_error_object(sse: bool) -> None:
-    relay = GeminiRelay("gemini", sse=sse)
+    relay = _relay(sse)
     raw = fixture("gemini/text_stream.sse")
     head = relay.feed(raw[: raw.index(b"data: ", 10)])
     out = head + relay.error_event(UpstreamTimeout("late"))

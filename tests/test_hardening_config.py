@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import fdlimit
 from gateway.config import parse, warn_missing_keys
-from wire.config import ConfigError
+from gateway.server import fdlimit
+from wire.config_values import ConfigError
 
 
 def test_server_hardening_defaults() -> None:

@@ -22,8 +22,9 @@ import psutil
 import pytest
 from aiohttp import web
 
-from gateway import connection, throttle
-from gateway.throttle import Throttled
+from gateway.server import client_connection as connection
+from gateway.server import log_throttle as throttle
+from gateway.server.log_throttle import Throttled
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.raw_requests import error_of
 from tests.streams import openai_chat_stream, parse_sse, post_stream, streaming

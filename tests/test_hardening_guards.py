@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.app import create_app, serve_app
 from gateway.config import parse
-from gateway.guards import exposure_warning
+from gateway.server.guards import exposure_warning
 from tests.conftest import GatewayFactory
 from tests.raw_requests import JSON_ROUTES, MESSAGES, error_of, send_raw
 

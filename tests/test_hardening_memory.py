@@ -28,9 +28,9 @@ import psutil
 import pytest
 from aiohttp import web
 
-from gateway.heap import LARGE_BODY, TRIM_AFTER, HeapTrimmer
-from providers.chunks import ChatStreamWriter
-from providers.translator import EventTranslator
+from formats.chat.from_chat import ChatStreamWriter
+from formats.translator import EventTranslator
+from gateway.server.heap import LARGE_BODY, TRIM_AFTER, HeapTrimmer
 from tests.conftest import Connect, FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess, peak_growth
 from tests.streams import Handler, chat_completion
@@ -204,7 +204,7 @@ HELD_LIMIT = 96 * MB
 
 async def _settled_rss(pid: int, seconds: float = 10.0) -> int:
     """The process's RSS once it fell under SETTLED, or where it stood after `seconds`: the
-    memory freed is given back to the system a moment after a burst (gateway.heap)."""
+    memory freed is given back to the system a moment after a burst (gateway.server.heap)."""
     process = psutil.Process(pid)
     rss = process.memory_info().rss
     for _ in range(int(seconds / 0.1)):

@@ -1,6 +1,6 @@
-"""The lean upstream client (gateway.http1) byte by byte: framing at every split, keep-alive
-reuse, connections the upstream closes, bodies ended by a close, no redirect followed, the
-size limit, gzip and deflate, flow control, streamed uploads and TLS.
+"""The lean upstream client (gateway.engine.transport.http1) byte by byte: framing at every
+split, keep-alive reuse, connections the upstream closes, bodies ended by a close, no redirect
+followed, the size limit, gzip and deflate, flow control, streamed uploads and TLS.
 
 Raw asyncio servers on 127.0.0.1 send exactly the bytes each test names; the TLS test serves
 aiohttp over a certificate made here (trustme).
@@ -20,10 +20,15 @@ import pytest
 import trustme
 from aiohttp import web
 
-from gateway.http1.client import UpstreamClient
-from gateway.http1.connection import HIGH_WATER, Connection
-from gateway.http1.route import route
-from gateway.upstream import BodyTooLarge, RedirectRefused, as_gateway_error, client_timeout
+from gateway.engine.transport.http1.connection import HIGH_WATER, Connection
+from gateway.engine.transport.http1.route import route
+from gateway.engine.transport.upstream_client import UpstreamClient
+from gateway.engine.transport.upstream_errors import (
+    BodyTooLarge,
+    RedirectRefused,
+    as_gateway_error,
+    client_timeout,
+)
 from wire.errors import GatewayError
 from wire.upstream import Upstream, UpstreamRequest
 

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from anthropic.lib._parse._transform import transform_schema
 
-from providers.json_answer import JSON_TOOL, strict_schema
+from formats.json_answer import JSON_TOOL, strict_schema
 from providers.model_families import claude_version
 from tests.bedrock_frames import event
 from tests.conftest import Connect, FakeUpstream

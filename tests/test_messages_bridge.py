@@ -20,18 +20,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from providers.anthropic_stream import MessagesStream
-from providers.chat_request import decode_chat_request
-from providers.chunks import ChatStreamWriter, usage
-from providers.gemini import GeminiStream
-from providers.messages_bridge import (
-    PING,
-    MessagesFromChat,
-    anthropic_error_body,
-    anthropic_error_status,
-    message_from_chat,
-    messages_to_chat,
-)
+from formats.anthropic.error_shape import anthropic_error_body, anthropic_error_status
+from formats.anthropic.from_chat import MessagesFromChat, message_from_chat
+from formats.anthropic.probe import PING
+from formats.anthropic.request import messages_to_chat
+from formats.anthropic.to_chat import MessagesStream
+from formats.chat.from_chat import ChatStreamWriter
+from formats.chat.request import decode_chat_request
+from formats.gemini.to_chat import GeminiStream
 from tests.chat_answers import (
     ANSWERS,
     MODEL,
@@ -54,6 +50,7 @@ from wire.errors import (
     UpstreamUnreachable,
 )
 from wire.operations import Operation
+from wire.usage import Usage
 
 _events = TypeAdapter(RawMessageStreamEvent)
 
@@ -622,8 +619,8 @@ def test_every_gateway_error_has_anthropics_shape(
 def test_usage_of_the_chunk_is_exposed() -> None:
     bridge = chat_translator(MessagesFromChat("m"))
     writer = ChatStreamWriter(MODEL)
-    run(bridge, [writer.content("x") + writer.finish("stop", usage(7, 1))])
-    assert bridge.usage == usage(7, 1)
+    run(bridge, [writer.content("x") + writer.finish("stop", Usage(7, 1))])
+    assert bridge.usage == Usage(7, 1)
 
 
 def test_ping_is_an_event_the_sdk_skips() -> None:

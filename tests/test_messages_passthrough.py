@@ -12,13 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from providers.anthropic import AnthropicProvider, AnthropicProviderConfig
-from providers.anthropic_relay import MessagesRelay, with_client_headers
-from providers.messages_bridge import anthropic_error_status
+from formats.anthropic.error_shape import anthropic_error_status
+from formats.anthropic.request import with_client_headers
+from providers.anthropic import AnthropicProvider, AnthropicProviderConfig, MessagesRelay
 from tests.chat_answers import run, split, sse_events
 from tests.replay import fixture
 from wire.errors import UpstreamProtocolError, UpstreamTimeout
 from wire.operations import Operation
+from wire.usage import Usage
 
 STREAMS = ["text_stream", "tool_use_stream", "thinking_stream", "cached_stream"]
 
@@ -97,12 +98,7 @@ def test_client_beta_and_version_headers_go_along() -> None:
 def test_usage_is_read_from_message_start_and_message_delta() -> None:
     relay = MessagesRelay("claude")
     run(relay, [fixture("anthropic/cached_stream.sse")])
-    assert relay.usage == {
-        "prompt_tokens": 21 + 188 + 1800,
-        "completion_tokens": 510,
-        "total_tokens": 21 + 188 + 1800 + 510,
-        "prompt_tokens_details": {"cached_tokens": 1800, "cache_creation_tokens": 188},
-    }
+    assert relay.usage == Usage(21 + 188 + 1800, 510, cache_read=1800, cache_write=188)
 
 
 def test_nothing_after_message_stop_is_relayed() -> None:

@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from gateway.config import parse
-from gateway.upstream import client_timeout
+from gateway.engine.transport.upstream_errors import client_timeout
 from providers.mock import REPLY, MockProvider, MockProviderConfig, reply_tokens
-from providers.mock_failures import CutAfter, ErrorFirst, Status, parse_failure
-from providers.mock_media import speech_wav
+from providers.mock.failures import CutAfter, ErrorFirst, Status, parse_failure
+from providers.mock.media import speech_wav
 from tests.streams import parse_sse, post_stream
 from wire.operations import Operation
 

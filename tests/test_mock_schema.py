@@ -1,4 +1,4 @@
-"""providers/mock_schema.py: every generated value is accepted by its schema.
+"""providers/mock/schema.py: every generated value is accepted by its schema.
 
 The values are checked by `violations`, a small JSON Schema validator written here for the
 keywords the generator claims to cover (the test environment has no jsonschema package), on
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.mock_schema import SchemaError, instance
+from providers.mock.schema import SchemaError, instance
 
 _TYPES = {
     "object": lambda v: isinstance(v, dict),

@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from providers.openai import ChunkNormaliser
+from formats.chat.normaliser import ChunkNormaliser
 from tests.streams import (
     DONE,
     USAGE,
@@ -220,7 +220,7 @@ _SPACINGS = [(",", ":"), (", ", ": "), (" , ", " : ")]
 def test_the_plain_prefix_is_what_decoding_each_event_would_say(
     chunks: list[dict[str, object]], spacing: tuple[str, str]
 ) -> None:
-    from providers.openai import _plain_prefix
+    from formats.chat.normaliser import _plain_prefix
 
     blocks = [b"data: " + json.dumps(c, separators=spacing).encode() + b"\n\n" for c in chunks]
     expected = 0

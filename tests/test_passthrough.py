@@ -11,8 +11,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from providers.anthropic_relay import MessagesRelay
-from providers.gemini_relay import GeminiRelay
+from providers.anthropic import MessagesRelay
+from providers.gemini import GeminiRelay
 from providers.openai import ResponsesRelay
 from providers.passthrough import PassThrough
 from tests.chat_answers import run, split
@@ -139,4 +139,4 @@ def test_a_burst_of_deltas_between_two_watched_events_is_skipped_and_sent_as_rea
     out = relay.feed(raw)
     assert out == raw[: -len(_DELTA)]  # up to message_stop, the bytes as read
     assert relay.finished and relay.usage is not None
-    assert relay.usage["completion_tokens"] == 9
+    assert relay.usage.output == 9

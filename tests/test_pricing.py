@@ -17,14 +17,16 @@ from genai_prices import Usage, calc_price, data_snapshot
 from genai_prices.data import providers as table_providers
 from genai_prices.types import ModelPrice
 
-from gateway.auth import GatewayKey
 from gateway.config import parse, shared_state_problem
-from gateway.parsing import parse_request
-from gateway.pricing import Ask, Prices, PriceUnknown, Tokens, ask_of, tokens_of
-from gateway.pricing.prices import CACHED_PRICES
-from gateway.pricing.table import rates_of
-from wire.config import ConfigError
+from gateway.policy.keys import GatewayKey
+from gateway.policy.pricing import Prices, PriceUnknown, Tokens, tokens_of
+from gateway.policy.pricing.prices import CACHED_PRICES
+from gateway.policy.pricing.table import rates_of
+from gateway.server.parsing import parse_request
+from wire.ask import Ask, ask_of
+from wire.config_values import ConfigError
 from wire.operations import Operation
+from wire.usage import from_openai
 
 # Usages that exercise every rule: cached reads and writes taken out of the input, reasoning
 # out of the output, long-context tiers (past 200k input tokens), nothing at all.
@@ -138,7 +140,7 @@ def test_each_provider_type_and_preset_is_priced_from_its_table(
         "completion_tokens": 700,
         "prompt_tokens_details": {"cached_tokens": 4000},
     }
-    cost = prices.cost(served, served, usage)
+    cost = prices.cost(served, served, from_openai(usage))
     expected = calc_price(
         Usage(input_tokens=12_000, output_tokens=700, cache_read_tokens=4000),
         model_ref,
@@ -162,17 +164,19 @@ def test_each_provider_type_and_preset_is_priced_from_its_table(
 )
 def test_a_model_no_table_knows_is_unknown_never_free(served: str) -> None:
     prices = Prices(parse(PROVIDERS, "t.toml"))
-    cost = prices.cost(served, served, {"prompt_tokens": 10, "completion_tokens": 10})
+    cost = prices.cost(served, served, from_openai({"prompt_tokens": 10, "completion_tokens": 10}))
     assert cost.usd is None and cost.source == "unknown"
     assert cost.nanos is None
-    assert prices.spent(served, served, {"prompt_tokens": 10}).nanos is None
+    assert prices.spent(served, served, from_openai({"prompt_tokens": 10})).nanos is None
 
 
 def test_the_mock_costs_nothing_unless_priced() -> None:
     prices = Prices(parse(PROVIDERS, "t.toml"))
-    assert prices.cost("mock/any", "mock/any", {"prompt_tokens": 10}).usd == 0
+    assert prices.cost("mock/any", "mock/any", from_openai({"prompt_tokens": 10})).usd == 0
     priced = Prices(parse(PROVIDERS + "[prices.mock]\ninput = 1\noutput = 2\n", "t.toml"))
-    cost = priced.cost("mock/any", "mock/any", {"prompt_tokens": 10, "completion_tokens": 5})
+    cost = priced.cost(
+        "mock/any", "mock/any", from_openai({"prompt_tokens": 10, "completion_tokens": 5})
+    )
     assert cost.usd == Decimal("0.00002") and cost.source == "override"
 
 
@@ -203,14 +207,16 @@ def test_an_override_wins_over_the_table_most_specific_first() -> None:
     prices = Prices(parse(OVERRIDES, "t.toml"))
     usage = {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000}
     # provider/model over the table
-    assert prices.cost("openai/gpt-4o", "openai/gpt-4o", usage).usd == 3
+    assert prices.cost("openai/gpt-4o", "openai/gpt-4o", from_openai(usage)).usd == 3
     # an alias's price for what serves it, over the table; the same model asked by name, or
     # through an alias without a price, is the table's
-    assert prices.cost("openai/gpt-4o-mini", "smart", usage).usd == 30
-    assert prices.cost("openai/gpt-4o-mini", "cheap", usage).usd == Decimal("0.75")
-    assert prices.cost("openai/gpt-4o-mini", "openai/gpt-4o-mini", usage).usd == Decimal("0.75")
+    assert prices.cost("openai/gpt-4o-mini", "smart", from_openai(usage)).usd == 30
+    assert prices.cost("openai/gpt-4o-mini", "cheap", from_openai(usage)).usd == Decimal("0.75")
+    assert prices.cost(
+        "openai/gpt-4o-mini", "openai/gpt-4o-mini", from_openai(usage)
+    ).usd == Decimal("0.75")
     # a provider's price for each of its models: 0 for a free local server
-    free = prices.cost("mylocal/llama3", "mylocal/llama3", usage)
+    free = prices.cost("mylocal/llama3", "mylocal/llama3", from_openai(usage))
     assert free.usd == 0 and free.source == "override"
 
 
@@ -222,17 +228,19 @@ def test_cached_tokens_cost_the_cached_rate_not_the_input_rate() -> None:
         "prompt_tokens_details": {"cached_tokens": 600_000},
     }
     # 400k at 10 USD per million, 600k at the cached 5
-    assert prices.cost("openai/gpt-4o-mini", "smart", cached).usd == 7
+    assert prices.cost("openai/gpt-4o-mini", "smart", from_openai(cached)).usd == 7
     # gpt-4o-mini's table: 0.15 input, 0.075 cached
-    assert prices.cost("openai/gpt-4o-mini", "", cached).usd == Decimal("0.105")
+    assert prices.cost("openai/gpt-4o-mini", "", from_openai(cached)).usd == Decimal("0.105")
     # a price without a cache rate charges cached tokens as input
-    assert prices.cost("openai/gpt-4o", "", cached).usd == 1
+    assert prices.cost("openai/gpt-4o", "", from_openai(cached)).usd == 1
 
 
 def test_pricing_unknown_prices_every_model_no_one_knows() -> None:
     toml = OVERRIDES + "[pricing]\nunknown = { input = 3, output = 15 }\n"
     prices = Prices(parse(toml, "t.toml"))
-    cost = prices.cost("openai/no-such-model", "", {"prompt_tokens": 1000, "completion_tokens": 0})
+    cost = prices.cost(
+        "openai/no-such-model", "", from_openai({"prompt_tokens": 1000, "completion_tokens": 0})
+    )
     assert cost.usd == Decimal("0.003") and cost.source == "default"
 
 
@@ -322,7 +330,7 @@ def test_prices_are_looked_up_once_and_the_cache_is_bounded() -> None:
 def test_tokens_are_read_from_every_usage_shape(
     usage: dict[str, object] | None, tokens: Tokens | None
 ) -> None:
-    assert tokens_of(usage) == tokens
+    assert tokens_of(from_openai(usage)) == tokens
 
 
 def test_what_a_request_may_use_is_read_from_its_body() -> None:
@@ -394,13 +402,13 @@ async def test_with_update_on_the_table_is_refreshed_from_its_url() -> None:
     usage = {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000}
     prices = Prices(parse(toml, "t.toml"))
     try:
-        before = prices.cost("openai/gpt-4o-mini", "", usage).usd
+        before = prices.cost("openai/gpt-4o-mini", "", from_openai(usage)).usd
         assert before == Decimal("0.75")  # the shipped snapshot, until the fetch lands
         for _ in range(200):
             if data_snapshot.get_snapshot().from_auto_update:
                 break
             await asyncio.sleep(0.05)
-        assert prices.cost("openai/gpt-4o-mini", "", usage).usd == 18
+        assert prices.cost("openai/gpt-4o-mini", "", from_openai(usage)).usd == 18
     finally:
         prices.close()
         data_snapshot.set_custom_snapshot(None)

@@ -14,10 +14,10 @@ import openai
 import orjson
 import pytest
 
+from formats.anthropic.to_chat import MessagesStream
+from formats.chat.from_chat import ChatStreamWriter
+from formats.chat.request import decode_chat_request
 from providers.anthropic import messages_body
-from providers.anthropic_stream import MessagesStream
-from providers.chat_request import decode_chat_request
-from providers.chunks import ChatStreamWriter
 from tests.conftest import Connect, FakeUpstream, GatewayFactory
 from tests.replay import fixture, replay
 from tests.sdk import Reading, read_chunks, read_whole, stream_chunks

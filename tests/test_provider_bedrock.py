@@ -29,7 +29,7 @@ from tests.conftest import Connect, FakeUpstream, GatewayFactory, Handler
 from tests.replay import fixture, replay
 from tests.sdk import Answer, collect_stream, refused
 from tests.streams import parse_sse, post_stream, weather_tool
-from wire.config import ConfigError
+from wire.config_values import ConfigError
 from wire.operations import Operation
 
 EVENTSTREAM = "application/vnd.amazon.eventstream"

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.config import parse
 from providers import build_provider
-from wire.config import ConfigError
+from wire.config_values import ConfigError
 from wire.operations import Operation
 
 

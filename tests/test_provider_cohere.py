@@ -7,7 +7,7 @@ from typing import Any
 import openai
 import pytest
 
-from providers.chunks import ChatStreamWriter
+from formats.chat.from_chat import ChatStreamWriter
 from providers.cohere import CohereProvider, CohereStream
 from tests.conftest import Connect, FakeUpstream, provider_toml
 from tests.replay import fixture, replay

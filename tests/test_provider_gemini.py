@@ -12,9 +12,11 @@ import orjson
 import pytest
 from aiohttp import web
 
-from providers.chunks import ChatStreamWriter
-from providers.gemini import GeminiProvider, GeminiProviderConfig, GeminiStream, gemini_error
-from providers.gemini_schema import gemini_schema
+from formats.chat.from_chat import ChatStreamWriter
+from formats.gemini.error_shape import gemini_error
+from formats.gemini.schema_cut import gemini_schema
+from formats.gemini.to_chat import GeminiStream
+from providers.gemini import GeminiProvider, GeminiProviderConfig
 from tests.conftest import Connect, FakeUpstream, Handler
 from tests.replay import fixture, replay
 from tests.sdk import refused, reply_readers

@@ -11,7 +11,7 @@ import openai
 import orjson
 import pytest
 
-from providers.chunks import ChatStreamWriter
+from formats.chat.from_chat import ChatStreamWriter
 from providers.ollama import MAX_LINE_BYTES, OllamaStream
 from tests.conftest import Connect, FakeUpstream
 from tests.replay import fixture, replay

@@ -10,7 +10,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from gateway.request_ids import pick_request_id
+from gateway.server.request_ids import pick_request_id
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
 

@@ -11,10 +11,11 @@ import orjson
 import pytest
 from aiohttp import web
 
+from formats.chat.to_chat import ChatChunkReader
+from formats.responses.from_chat import ResponseEcho, ResponsesFromChat
+from formats.responses.request import responses_to_chat
 from gateway.config import parse
-from gateway.parsing import parse_request
-from providers.chat_reader import ChatChunkReader
-from providers.responses_bridge import ResponseEcho, ResponsesFromChat, responses_to_chat
+from gateway.server.parsing import parse_request
 from tests.conftest import FakeUpstream, provider_toml
 from tests.replay import fixture, replay
 from tests.streams import USAGE, answering, chat_chunk, chat_completion, data, parse_sse, streaming

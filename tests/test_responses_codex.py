@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from openai.types.responses import Response, ResponseStreamEvent
 
-from providers.responses_tools import chat_name
+from formats.responses.tools import chat_name
 from tests.agent_traffic import AGENTS, agent_request
 from tests.chat_answers import ChatAnswer
 from tests.conftest import FakeUpstream, provider_toml

@@ -21,6 +21,10 @@ import psutil
 import pytest
 from aiohttp import web
 
+from gateway.config import StateConfig
+from gateway.policy.cooldowns import _MAX_ENTRIES as MAX_ENTRIES
+from gateway.policy.redis_link import RedisLink
+from gateway.policy.redis_state import RedisCooldowns
 from tests.conftest import FakeUpstream, GatewayFactory
 from tests.processes import GatewayProcess
 from tests.redis_server import RedisServer
@@ -309,3 +313,20 @@ async def test_a_key_rested_by_one_instance_is_skipped_by_the_other(
             ) as response:
                 assert response.status == 200
     assert {r["headers"]["Authorization"] for r in upstream.requests} == {"Bearer sk-good"}
+
+
+async def test_the_targets_redis_cooldowns_saw_fail_are_remembered_bounded(redis_url: str) -> None:
+    """What a process remembers of the targets it saw fail (to reset their count on success)
+    is bounded as the in-process store is: a target id is a model name, and a request's
+    `fallbacks` may name any. It used to grow with every name a client made up."""
+    link = RedisLink(StateConfig(redis_url=redis_url, prefix="bounded:"))
+    store = RedisCooldowns(link)
+    try:
+        names = [f"p/made-up-{n}" for n in range(MAX_ENTRIES + 2_000)]
+        for start in range(0, len(names), 1_000):  # pipelined a thousand at a time
+            await asyncio.gather(*(store.failed(name, 99, 60) for name in names[start:][:1_000]))
+        assert len(store._failing) <= MAX_ENTRIES
+        assert "p/made-up-0" not in store._failing and names[-1] in store._failing
+    finally:
+        await store.close()
+        await link.close()

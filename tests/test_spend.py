@@ -13,7 +13,7 @@ import openai
 import orjson
 from genai_prices import Usage, calc_price
 
-from gateway.limits import NANOS_PER_USD
+from gateway.policy.limits import NANOS_PER_USD
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.streams import DONE, answering, chat_chunk, chat_completion, data, streaming
 

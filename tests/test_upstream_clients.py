@@ -1,7 +1,7 @@
-"""The two upstream clients answer alike: the lean one (gateway.http1, the default) and
-aiohttp's (`[server] upstream_client = "aiohttp"`) give the client the same answer, and the
-same error in the same words, for every way an upstream can fail. And the line between them:
-a proxy from the environment sends a request through aiohttp's client, loopback never."""
+"""The two upstream clients answer alike: the lean one (gateway.engine.transport.http1, the
+default) and aiohttp's (`[server] upstream_client = "aiohttp"`) give the client the same answer,
+and the same error in the same words, for every way an upstream can fail. And the line between
+them: a proxy from the environment sends a request through aiohttp's client, loopback never."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.helpers import proxies_from_env
 
-from gateway.http1.route import route
+from gateway.engine.transport.http1.route import route
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.streams import chat_completion, openai_chat_stream
 

@@ -2,8 +2,8 @@
 
 An error's body is OpenAI's `{"error": {"message", "type", "param", "code"}}`. Nothing formats
 an error body but these classes (and the routes that speak another API's shape): handlers and
-translators raise, `gateway.errors`' middleware answers; once a stream has started, the relay
-sends the same body as a final SSE event instead.
+translators raise, `gateway.server.error_middleware` answers; once a stream has started, the
+relay sends the same body as a final SSE event instead.
 """
 
 from __future__ import annotations

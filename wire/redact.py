@@ -3,7 +3,7 @@
 An upstream may echo the key it was sent ("Incorrect API key provided: sk-..."), and every
 relayed message passes through `GatewayError`, so redacting there covers every provider. The
 set of secrets is process-wide: it is filled from the config when an app is built
-(`gateway.redact.add_config_secrets`), and only ever grows.
+(`gateway.server.config_secrets.add_config_secrets`), and only ever grows.
 """
 
 from __future__ import annotations

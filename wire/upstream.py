@@ -1,9 +1,9 @@
 """An upstream request, its answer, what sends it, and an upload streamed into it.
 
-A provider builds an `UpstreamRequest`; a `Transport` sends it (gateway.http1's pooled HTTP
+A provider builds an `UpstreamRequest`; a `Transport` sends it (the gateway's pooled HTTP
 client, or the mock provider answering in-process) and gives back an `Upstream`, the answer
 once its headers are in. An `Upload` is a client's multipart form that a provider re-frames for
-its upstream while the client is still sending it (gateway.uploads reads it).
+its upstream while the client is still sending it (gateway.server.multipart_upload reads it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
 
 
 class Holder(Protocol):
-    """Counts the bytes of an answer held whole (gateway.held), across every request."""
+    """Counts the bytes of an answer held whole (gateway.engine.held), across every request."""
 
     def take(self, size: int) -> None:
         """`size` more bytes are held; raises a GatewayError (a 503) when that is too many."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from providers.mock_schema import instance
+from providers.mock.schema import instance
 
 MARKER = "AGENT-ROUNDTRIP"
 COMMAND = "expr 40 + 2"

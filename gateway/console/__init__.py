@@ -2,21 +2,21 @@
 Keys, Providers, a Playground), and the JSON routes behind it. On when an `[admin] key` is set
 (`[console] enabled = false` turns it off); every data route wants that key.
 
-`install` hooks a recorder into the dispatcher (`gateway.console.recorder`: after an attempt
-and after a request, nothing per chunk) and adds the routes; `paths` are the routes the
-gateway-key check lets through, to check the admin key themselves.
+`install` adds the routes and gives the app a recorder for the dispatcher's event hooks
+(`gateway.console.recorder`: after an attempt and after a request, nothing per chunk); `paths`
+are the routes the gateway-key check lets through, to check the admin key themselves.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app_keys import KEYS
 from gateway.config import Config
 from gateway.console import api, feed, page
 from gateway.console.recorder import ConsoleRecorder
 from gateway.console.state import CONSOLE, ConsoleState
-from gateway.dispatch import Dispatcher
+from gateway.engine.events import Hooks
+from gateway.policy.keys import KEYS
 
 PATHS = page.PATHS | api.PATHS | {feed.PATH}
 
@@ -26,11 +26,12 @@ def paths(config: Config, admin_key: str | None) -> frozenset[str]:
     return PATHS if config.console.on(admin_key) else frozenset()
 
 
-def install(app: web.Application, config: Config, dispatcher: Dispatcher) -> None:
+def install(app: web.Application, config: Config) -> list[Hooks]:
+    """The console's routes, when it is on; the event hooks that fill it (none when off)."""
     if not config.console.on(app[KEYS].admin):
-        return
+        return []
     console = app[CONSOLE] = ConsoleState(config.console.recent)
-    dispatcher.hooks.append(ConsoleRecorder(console.ring, console.health))
     page.add_routes(app)
     api.add_routes(app)
     feed.add_routes(app)
+    return [ConsoleRecorder(console.ring, console.health)]

@@ -2,8 +2,8 @@
 
 GET /console/api/requests   the ring of finished requests (this process), newest first;
                             ?key=NAME ?model=TEXT ?status=ok|error|4xx|429 ?limit=N
-GET /console/api/keys       each gateway key's use against its limits (gateway.limits, through
-                            the limiter: with Redis, every instance's sum)
+GET /console/api/keys       each gateway key's use against its limits (gateway.policy.limits,
+                            through the limiter: with Redis, every instance's sum)
 GET /console/api/providers  each provider's last minutes (this process), and the keys and
                             targets resting now (the cooldown store: with Redis, shared)
 """
@@ -19,13 +19,15 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from gateway.app_keys import CONFIG, DISPATCHER, KEYS
 from gateway.config import Config
 from gateway.console.admin import PRIVATE_HEADERS, require_admin
 from gateway.console.health import ProviderHealth
 from gateway.console.ring import Finished
 from gateway.console.state import CONSOLE
-from gateway.routing import Router
+from gateway.policy.keys import KEYS
+from gateway.policy.routing import ROUTER, Router
+from gateway.policy.shared_state import STATE
+from gateway.server.config_key import CONFIG
 from wire.errors import BadRequest
 
 REQUESTS = "/console/api/requests"
@@ -109,14 +111,14 @@ def _status_test(status: str | None) -> Callable[[Finished], bool]:
 async def keys_state(request: web.Request) -> web.Response:
     require_admin(request)
     ring = request.app[KEYS]
-    limiter = request.app[DISPATCHER].limiter
+    limiter = request.app[STATE].limiter
     keys = list(ring.keys.values())
-    # The usage route's own figures (gateway.limits.usage_report), together: with Redis
+    # The usage route's own figures (gateway.policy.limits.usage_report), together: with Redis
     # unreachable, one timeout for all the keys, not one each.
     reports = await asyncio.gather(*(limiter.usage(key) for key in keys))
     data = []
     for key, report in zip(keys, reports, strict=True):
-        # The report carries the money too: spend_usd and max_spend_usd (gateway.limits).
+        # The report carries the money too: spend_usd and max_spend_usd (gateway.policy.limits).
         data.append({**report, "models": key.config.models})
     shared = request.app[CONFIG].state.redis_url is not None
     return _answer({"object": "list", "pid": os.getpid(), "shared": shared, "data": data})
@@ -125,11 +127,11 @@ async def keys_state(request: web.Request) -> web.Response:
 async def providers_state(request: web.Request) -> web.Response:
     require_admin(request)
     config = request.app[CONFIG]
-    dispatcher = request.app[DISPATCHER]
+    router = request.app[ROUTER]
     health = request.app[CONSOLE].health
     now = time.time()
-    ids = rest_ids(config, dispatcher.router, health)
-    rests = await dispatcher.cooldowns.resting(ids) if ids else {}
+    ids = rest_ids(config, router, health)
+    rests = await request.app[STATE].cooldowns.resting(ids) if ids else {}
     providers = [
         {
             "name": name,
@@ -138,7 +140,7 @@ async def providers_state(request: web.Request) -> web.Response:
             "models": config.providers[name].models,
             **health.report(name, now),
         }
-        for name, group in dispatcher.router.groups.items()
+        for name, group in router.groups.items()
     ]
     resting = []
     for id, rest in sorted(rests.items(), key=lambda item: item[1].since):

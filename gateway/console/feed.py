@@ -24,7 +24,7 @@ from aiohttp import web
 from gateway.console.admin import PRIVATE_HEADERS, require_admin
 from gateway.console.ring import Finished
 from gateway.console.state import CONSOLE
-from gateway.drain import DRAIN
+from gateway.server.drain import DRAIN
 from wire.errors import GatewayError
 
 PATH = "/console/api/feed"

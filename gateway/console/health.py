@@ -16,12 +16,12 @@ from typing import Any
 
 import msgspec
 
-from gateway.hooks import Attempt, RequestRecord
+from gateway.engine.events import Attempt, RequestRecord
 
 WINDOW_MINUTES = 5
 SAMPLES = 256  # TTFTs kept per provider and minute
 MAX_TARGETS = 1000  # targets whose last failure is remembered; the oldest noted go first
-# The statuses for which the dispatcher rests the key that was used (gateway.dispatch).
+# The statuses for which the dispatcher rests the key that was used (gateway.engine.dispatcher).
 KEY_REFUSED = frozenset({401, 403, 429})
 
 

@@ -1,4 +1,4 @@
-"""The console's dispatcher hooks (`gateway.hooks.Hooks`): they fill the ring of finished
+"""The console's dispatcher hooks (`gateway.engine.events.Hooks`): they fill the ring of finished
 requests and the providers' windows, at an attempt's end and a request's end only."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import time
 
 from gateway.console.health import ProviderHealth
 from gateway.console.ring import RequestRing, finished_of
-from gateway.hooks import Attempt, RequestRecord
+from gateway.engine.events import Attempt, RequestRecord
 
 
 class ConsoleRecorder:

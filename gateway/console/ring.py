@@ -15,9 +15,8 @@ from typing import Any
 
 import msgspec
 
-from gateway.hooks import RequestRecord
-from gateway.metric_labels import error_type
-from gateway.usage import token_counts
+from gateway.engine.events import RequestRecord
+from gateway.observability.labels import error_type
 
 MAX_NAME = 256  # characters of a model name kept (the client's words, as in the access log)
 
@@ -27,7 +26,7 @@ class Tried(msgspec.Struct, gc=False):
 
     target: str  # provider/model
     status: int | None  # the upstream's status when it failed with one
-    outcome: str | None  # ok, retried, failed_over, error (gateway.hooks.Outcome)
+    outcome: str | None  # ok, retried, failed_over, error (gateway.engine.events.Outcome)
 
 
 class Finished(msgspec.Struct, gc=False):
@@ -56,7 +55,8 @@ def finished_of(record: RequestRecord, at: float) -> Finished:
     """The entry of `record`, which ended at `at` (time.time())."""
     ended = record.ended if record.ended is not None else record.started
     first = record.first_content
-    inputs, outputs = token_counts(record.usage) if record.usage else (None, None)
+    usage = record.usage
+    inputs, outputs = (usage.input, usage.output) if usage is not None else (None, None)
     error = record.error
     cost: Any = getattr(record, "cost_usd", None)  # absent until requests are priced
     return Finished(

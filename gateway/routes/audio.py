@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app_keys import CONFIG, DISPATCHER
-from gateway.bodies import read_body
-from gateway.dispatch import Call
-from gateway.first_content import event_content, every_byte
-from gateway.parsing import parse_request
-from gateway.prepared import Prepared, unchanged
-from gateway.relay import SSE_HEADERS
-from gateway.uploads import read_upload
+from gateway.engine.call import Call, Prepared, unchanged
+from gateway.engine.dispatcher import DISPATCHER
+from gateway.server.bodies import read_body
+from gateway.server.config_key import CONFIG
+from gateway.server.multipart_upload import read_upload
+from gateway.server.parsing import parse_request
 from providers.audio_streams import (
     AUDIO_CONTENT_TYPES,
+    AUDIO_EVENTS,
     AudioBytes,
     SpeechEvents,
     TranscriptEvents,
+    raw_audio,
 )
 from providers.base import Provider
 from wire.errors import BadRequest
@@ -43,9 +43,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
         prepare,
         parsed.fallbacks,
         upstream_models=parsed.upstream_models,
-        content_probe=event_content if sse else every_byte,
-        stream_headers=SSE_HEADERS if sse else {"Content-Type": audio_type},
-        upstream_content_type=not sse,
+        stream_format=AUDIO_EVENTS if sse else raw_audio(audio_type),
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 
@@ -76,7 +74,7 @@ async def _transcribe(request: web.Request, operation: Operation) -> web.StreamR
         # json and verbose_json answer JSON; text, srt and vtt answer text: the upstream's type.
         return Prepared(upstream_request, translate=unchanged, content_type=None)
 
-    call = Call(operation, model_name, stream, prepare, content_probe=event_content, upload=upload)
+    call = Call(operation, model_name, stream, prepare, stream_format=AUDIO_EVENTS, upload=upload)
     return await request.app[DISPATCHER].dispatch(request, call)
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.app_keys import DISPATCHER
-from gateway.bodies import read_body
-from gateway.dispatch import Call
-from gateway.parsing import parse_request
-from gateway.prepared import Prepared, natively
-from gateway.pricing import ask_of
+from gateway.engine.call import Call, Prepared, natively
+from gateway.engine.dispatcher import DISPATCHER
+from gateway.server.bodies import read_body
+from gateway.server.parsing import parse_request
 from providers.base import Provider
+from wire.ask import ask_of
 from wire.operations import Operation
 
 OPERATION = Operation.EMBEDDINGS

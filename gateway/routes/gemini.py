@@ -3,11 +3,11 @@
 Gemini's API, inbound. `{model}` is an alias or `provider/model` (the slash as is, or as %2F);
 `/v1beta/{provider}/{model}:...` works too, as `@ai-sdk/google` puts a model id with a slash in
 the path without `models/`; so do `/v1alpha/` and `/v1/models/`. The body's fields are read in
-either proto-JSON spelling (`providers/gemini_fields.py`). To a Gemini provider the request
+either proto-JSON spelling (`formats/gemini/fields.py`). To a Gemini provider the request
 passes through and its stream comes back as sent; to any other it is translated to chat and
-the answer back into GenerateContentResponses (`providers/gemini_bridge.py`). `?alt=sse`
+the answer back into GenerateContentResponses (`formats/gemini/from_chat.py`). `?alt=sse`
 streams SSE; without it, Gemini's JSON array, object by object. countTokens passes through to
-a Gemini provider; for any other it is estimated offline (`providers/gemini_tokens.py`) and
+a Gemini provider; for any other it is estimated offline (`formats/gemini/count_tokens.py`) and
 the answer says so (`x-gateway-token-count: estimate`). Errors come in Gemini's shape.
 """
 
@@ -15,34 +15,30 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import errors
-from gateway.app_keys import DISPATCHER, ROUTER
-from gateway.auth import GATEWAY_KEY
-from gateway.bodies import read_body
-from gateway.dispatch import Call
-from gateway.first_content import event_content, every_byte
-from gateway.parsing import decode_object
-from gateway.prepared import Prepared, through_chat, unchanged
-from gateway.pricing import ask_of
-from gateway.relay import SSE_HEADERS
+from formats.gemini.count_tokens import estimate_count_tokens
+from formats.gemini.error_shape import gemini_error_body
+from formats.gemini.fields import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST, camel_case
+from formats.gemini.framing import JsonArray
+from formats.gemini.from_chat import GeminiFromChat, gemini_response_from_chat
+from formats.gemini.probe import gemini_stream
+from formats.gemini.request import gemini_to_chat
+from gateway.engine.call import Call, Prepared, natively, through_chat, unchanged
+from gateway.engine.dispatcher import DISPATCHER
+from gateway.policy.keys import GATEWAY_KEY
+from gateway.policy.routing import ROUTER
+from gateway.server import error_middleware
+from gateway.server.bodies import read_body
+from gateway.server.error_middleware import add_route, unknown_path
+from gateway.server.parsing import decode_object
 from providers.base import Provider
-from providers.gemini_bridge import (
-    GeminiFromChat,
-    gemini_error_body,
-    gemini_response_from_chat,
-    gemini_to_chat,
-)
-from providers.gemini_fields import COUNT_TOKENS_REQUEST, GENERATE_CONTENT_REQUEST, camel_case
-from providers.gemini_relay import GeminiRelay
-from providers.gemini_tokens import estimate_count_tokens
+from wire.ask import ask_of
 from wire.errors import BadRequest, GatewayError, NotFound
 from wire.operations import Operation
 
-# Every POST under these is Gemini's (their errors too, `gateway.app`); `/v1/` is OpenAI's
-# but for `models/...`.
+# Every POST under these is Gemini's (its errors too); `/v1/` is OpenAI's but for
+# `models/...`.
 PATH_PREFIXES = ("/v1beta/", "/v1alpha/", "/v1/models/")
 _METHODS = {"generateContent": False, "streamGenerateContent": True, "countTokens": False}
-_ARRAY_HEADERS = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-cache"}
 # On a countTokens answer the gateway computed itself: the count is an estimate.
 TOKEN_COUNT_HEADER = "x-gateway-token-count"
 
@@ -70,12 +66,11 @@ async def generate(request: web.Request, model: str, stream: bool) -> web.Stream
     def prepare(provider: Provider, upstream_model: str) -> Prepared:
         nonlocal chat_body
         if Operation.GENERATE_CONTENT in provider.operations:  # Gemini: passed through
-            upstream = provider.build_request(
-                Operation.GENERATE_CONTENT, upstream_model, body, stream
-            )
-            if stream:
-                return Prepared(upstream, GeminiRelay(provider.name, sse=sse))
-            return Prepared(upstream, translate=unchanged)
+            prepared = natively(provider, Operation.GENERATE_CONTENT, upstream_model, body, stream)
+            if stream and not sse:  # the provider relays SSE; this client reads the array
+                assert prepared.translator is not None
+                prepared.translator = JsonArray(prepared.translator)
+            return prepared
         if chat_body is None:
             chat_body = gemini_to_chat(body, model, stream)
         return through_chat(
@@ -92,11 +87,7 @@ async def generate(request: web.Request, model: str, stream: bool) -> web.Stream
         model,
         stream,
         prepare,
-        content_probe=event_content if sse else every_byte,
-        stream_headers=SSE_HEADERS if sse else _ARRAY_HEADERS,
-        # Only the SSE stream gets comments: the array's keepalive would have to open it
-        # ("["), which a failover cannot take back.
-        keepalive=b": keepalive\r\n\r\n",
+        stream_format=gemini_stream(sse),
         ask=ask_of(body),
     )
     return await request.app[DISPATCHER].dispatch(request, call)
@@ -129,9 +120,11 @@ async def count_tokens(request: web.Request, model: str) -> web.StreamResponse:
 
 def error_response(error: GatewayError) -> web.Response:
     """Gemini's error shape: `{"error": {"code", "message", "status"}}`."""
-    return errors.error_response(error, gemini_error_body(error))
+    return error_middleware.error_response(error, gemini_error_body(error))
 
 
 def add_routes(app: web.Application) -> None:
     for prefix in PATH_PREFIXES:
-        app.router.add_post(prefix + "{target:.+}", gemini)
+        add_route(app, "POST", prefix + "{target:.+}", gemini, error_response)
+        # A path no model method takes (a newline in it): a 404 in Gemini's shape.
+        add_route(app, "POST", prefix + r"{rest:[\s\S]+}", unknown_path, error_response)

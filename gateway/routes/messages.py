@@ -4,7 +4,7 @@ The Anthropic SDK and Claude Code (`ANTHROPIC_BASE_URL`) talk to the gateway in 
 format. To an Anthropic provider the request passes through unchanged but for the model (with
 the client's `anthropic-beta` and `anthropic-version` headers) and the stream comes back as
 the upstream sent it; to any other provider it is translated to chat and the answer back into
-Anthropic's events (`providers/messages_bridge.py`). Routing, fallbacks, keys, limits and
+Anthropic's events (`formats/anthropic/from_chat.py`). Routing, fallbacks, keys, limits and
 metrics apply as on the OpenAI routes; errors come in Anthropic's shape.
 """
 
@@ -13,40 +13,30 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from gateway import errors
-from gateway.app_keys import DISPATCHER
-from gateway.auth import GATEWAY_KEY
-from gateway.bodies import read_body
-from gateway.dispatch import SERVED_BY, Call
-from gateway.first_content import ContentProbe, TypedEvents
-from gateway.parsing import parse_request
-from gateway.prepared import Prepared, through_chat, unchanged
-from gateway.pricing import ask_of
-from providers.anthropic_relay import with_client_headers
+from formats.anthropic.count_tokens import estimate_input_tokens
+from formats.anthropic.error_shape import anthropic_error_body, anthropic_error_status
+from formats.anthropic.from_chat import MessagesFromChat, message_from_chat
+from formats.anthropic.probe import MESSAGES_STREAM
+from formats.anthropic.request import messages_to_chat, with_client_headers
+from gateway.engine.call import Call, Prepared, through_chat, unchanged
+from gateway.engine.dispatcher import DISPATCHER, SERVED_BY
+from gateway.policy.keys import GATEWAY_KEY
+from gateway.policy.routing import ROUTER
+from gateway.server import error_middleware
+from gateway.server.bodies import read_body
+from gateway.server.error_middleware import add_route, unknown_path
+from gateway.server.parsing import parse_request
 from providers.base import Provider
-from providers.messages_bridge import (
-    PING,
-    MessagesFromChat,
-    anthropic_error_body,
-    anthropic_error_status,
-    message_from_chat,
-    messages_to_chat,
-)
-from providers.messages_count import estimate_input_tokens
+from wire.ask import ask_of
 from wire.errors import GatewayError
 from wire.operations import Operation
 
-PATH_PREFIX = "/v1/messages"
 # On a token count the gateway estimated: "estimate" (a provider's own count has none).
 TOKEN_COUNT = "x-gateway-token-count"
 JSON = "application/json"
 # Before the first content an Anthropic stream sends message_start, pings and the start of
 # its first block (a tool_use block's input follows in deltas).
 MESSAGES_PREAMBLE = frozenset({"message_start", "ping", "content_block_start"})
-
-
-def messages_content() -> ContentProbe:
-    return TypedEvents(MESSAGES_PREAMBLE)
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
@@ -81,8 +71,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         prepare,
         parsed.fallbacks,
         upstream_models=parsed.upstream_models,
-        content_probe=messages_content,
-        keepalive=PING,
+        stream_format=MESSAGES_STREAM,
         ask=ask_of(parsed.body),
     )
     return await request.app[DISPATCHER].dispatch(request, call)
@@ -90,14 +79,13 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Passed through when the provider that would serve the model counts tokens itself
-    (Anthropic); for any other, estimated by the gateway (`providers/messages_count.py`),
+    (Anthropic); for any other, estimated by the gateway (`formats/anthropic/count_tokens.py`),
     never by calling a model, and said so: `x-gateway-token-count: estimate`."""
     parsed = parse_request(await read_body(request), Operation.COUNT_TOKENS)
-    dispatcher = request.app[DISPATCHER]
     key = request.get(GATEWAY_KEY)
     if key is not None:
         key.check_models([parsed.model, *parsed.fallbacks])
-    first = dispatcher.router.plan(parsed.model, Operation.MESSAGES, parsed.fallbacks)[0]
+    first = request.app[ROUTER].plan(parsed.model, Operation.MESSAGES, parsed.fallbacks)[0]
     if Operation.COUNT_TOKENS not in first.group.provider.operations:
         counted = {"input_tokens": estimate_input_tokens(parsed.body)}
         headers = {TOKEN_COUNT: "estimate", SERVED_BY: first.label}
@@ -120,12 +108,13 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
 def error_response(error: GatewayError) -> web.Response:
     """Anthropic's error shape: `{"type": "error", "error": {"type", "message"}}`."""
-    return errors.error_response(error, anthropic_error_body(error), anthropic_error_status(error))
+    return error_middleware.error_response(
+        error, anthropic_error_body(error), anthropic_error_status(error)
+    )
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/messages", create_message)
-    app.router.add_post("/v1/messages/count_tokens", count_tokens)
-
-
-__all__ = ["PATH_PREFIX", "TOKEN_COUNT", "add_routes", "error_response"]
+    add_route(app, "POST", "/v1/messages", create_message, error_response)
+    add_route(app, "POST", "/v1/messages/count_tokens", count_tokens, error_response)
+    # Any other path of the API (batches, ...), or with a byte no route takes: a 404 in its shape.
+    add_route(app, "POST", r"/v1/messages{rest:[\s\S]+}", unknown_path, error_response)

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.app_keys import CONFIG
 from gateway.config import Config
+from gateway.server.config_key import CONFIG
 from providers.mock import MockProviderConfig
 from wire.errors import NotFound
 

@@ -1,7 +1,7 @@
 """GET /health (liveness) and GET /ready (readiness), for load balancers and Kubernetes; GET /.
 
 /health says the process is alive and names it (its pid: which worker answered). /ready says
-whether it takes requests: 503 before it serves and while it drains (see gateway.drain).
+whether it takes requests: 503 before it serves and while it drains (see gateway.server.drain).
 `/` (GET and HEAD) says what answers there, for a person or a client checking the base URL
 (Claude Code sends `HEAD /` before its first request): a fixed text, nothing of the config.
 """
@@ -13,8 +13,8 @@ import os
 import orjson
 from aiohttp import web
 
-from gateway.app_keys import CONFIG
-from gateway.drain import DRAIN
+from gateway.server.config_key import CONFIG
+from gateway.server.drain import DRAIN
 
 ROOT = orjson.dumps(
     {

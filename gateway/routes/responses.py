@@ -2,7 +2,7 @@
 
 A provider that serves the Responses API itself (OpenAI) gets the request as it came and its
 event stream is relayed as is. Any other provider is reached through its chat API, and its
-answer is turned into the Responses events (`providers/responses_bridge.py`); tools its chat
+answer is turned into the Responses events (`formats/responses/from_chat.py`); tools its chat
 API cannot run are left out, and named in the answer's `x-gateway-dropped-tools` header.
 """
 
@@ -12,21 +12,16 @@ import weakref
 
 from aiohttp import web
 
-from gateway.app_keys import DISPATCHER
-from gateway.bodies import read_body
-from gateway.dispatch import Call
-from gateway.first_content import responses_content
-from gateway.parsing import parse_request
-from gateway.prepared import Prepared, natively, through_chat
-from gateway.pricing import ask_of
+from formats.responses.from_chat import ResponsesFromChat, response_echo, response_from_chat
+from formats.responses.probe import RESPONSES_STREAM
+from formats.responses.request import bridge_request
+from formats.responses.tools import DROPPED_TOOLS_HEADER
+from gateway.engine.call import Call, Prepared, natively, through_chat
+from gateway.engine.dispatcher import DISPATCHER
+from gateway.server.bodies import read_body
+from gateway.server.parsing import parse_request
 from providers.base import Provider
-from providers.responses_bridge import (
-    ResponsesFromChat,
-    bridge_request,
-    response_echo,
-    response_from_chat,
-)
-from providers.responses_tools import DROPPED_TOOLS_HEADER
+from wire.ask import ask_of
 from wire.operations import Operation
 
 OPERATION = Operation.RESPONSES
@@ -81,7 +76,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         prepare,
         parsed.fallbacks,
         upstream_models=parsed.upstream_models,
-        content_probe=responses_content,
+        stream_format=RESPONSES_STREAM,
         ask=ask_of(parsed.body),
     )
     return await request.app[DISPATCHER].dispatch(request, call)

@@ -1,0 +1,89 @@
+"""What the dispatcher reports about each request and attempt, for metrics and access logs.
+
+The dispatcher fills one `RequestRecord` per request and calls every registered `Hooks` at
+four points: an attempt started, the first content went to the client, an attempt ended (its
+`outcome` says how), the request ended. Nothing is reported per chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal, Protocol
+
+from aiohttp import web
+
+from wire.errors import GatewayError
+from wire.usage import Usage
+
+# ok: it answered; retried: it failed and the same target is tried again (or with another
+# key); failed_over: it failed and the next target is tried; error: it failed, and so did the
+# request.
+Outcome = Literal["ok", "retried", "failed_over", "error"]
+
+
+class Attempt:
+    __slots__ = ("label", "number", "outcome", "provider", "status")
+
+    def __init__(self, number: int, label: str, provider: str) -> None:
+        self.number = number  # 1, 2, ... within its request
+        self.label = label  # "provider/model"
+        self.provider = provider  # the provider table's name
+        self.status: int | None = None  # the upstream's status when it failed with one
+        self.outcome: Outcome | None = None  # None while it runs
+
+
+class RequestRecord:
+    """One request, as it went: filled by the dispatcher, read by hooks."""
+
+    __slots__ = (
+        "attempts",
+        "ended",
+        "error",
+        "first_content",
+        "key",
+        "model",
+        "operation",
+        "served",
+        "started",
+        "status",
+        "stream",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        operation: str,
+        model: str,
+        stream: bool,
+        key: str | None = None,
+        started: float | None = None,
+    ) -> None:
+        self.operation = operation
+        self.model = model  # as the client named it (an alias, or provider/model)
+        self.stream = stream
+        self.key = key  # the gateway key's name, when keys are configured
+        # perf_counter when the request arrived (TTFT and durations count from there)
+        self.started = time.perf_counter() if started is None else started
+        self.attempts: list[Attempt] = []
+        self.served: str | None = None  # the provider/model that answered
+        self.first_content: float | None = None  # perf_counter when content went out
+        self.ended: float | None = None
+        self.usage: Usage | None = None  # the tokens the answer used, when known
+        self.error: GatewayError | None = None  # what the client was told, if it failed
+        self.status = 200
+
+
+class Hooks(Protocol):
+    def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None: ...
+
+    def first_content(self, record: RequestRecord, attempt: Attempt) -> None: ...
+
+    def attempt_ended(self, record: RequestRecord, attempt: Attempt) -> None: ...
+
+    def request_ended(self, record: RequestRecord) -> None: ...
+
+
+# Where the dispatcher leaves a request's record, for whatever reads it once the answer is out
+# (the access log), and where a middleware may note when the request arrived.
+REQUEST_RECORD = web.RequestKey("request_record", RequestRecord)
+ARRIVED = web.RequestKey("arrived", float)

@@ -1,0 +1,38 @@
+"""The state requests share: limits and cooldowns, in this process or in Redis."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.config import StateConfig
+from gateway.engine.ports import Cooldowns
+from gateway.policy.cooldowns import LocalCooldowns
+from gateway.policy.limits import Limiter, LocalLimiter
+from gateway.policy.redis_link import RedisLink
+from gateway.policy.redis_state import RedisCooldowns, RedisLimiter
+
+
+class SharedState:
+    """`[state] redis_url` set: Redis, shared by every gateway process; else this process."""
+
+    def __init__(self, config: StateConfig) -> None:
+        self.limiter: Limiter
+        self.cooldowns: Cooldowns
+        self._redis: tuple[RedisLink, RedisLimiter, RedisCooldowns] | None = None
+        if config.redis_url is None:
+            self.limiter = LocalLimiter()
+            self.cooldowns = LocalCooldowns()
+            return
+        link = RedisLink(config)
+        self._redis = (link, RedisLimiter(link, config.in_flight_lease), RedisCooldowns(link))
+        _, self.limiter, self.cooldowns = self._redis
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            link, limiter, cooldowns = self._redis
+            await limiter.close()  # the charges still waiting to go out
+            await cooldowns.close()
+            await link.close()
+
+
+STATE = web.AppKey("state", SharedState)
