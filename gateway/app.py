@@ -82,14 +82,16 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     console_hooks = console.install(app, config)  # GET /console, when an admin key is set
     # The engine's ports, each plugged with its policy: routing, the cooldowns (watched by
     # the metrics' gauge), the gateway keys' limits, the drain; and the observers' hooks.
+    prices = Prices(config)
     app[DISPATCHER] = Dispatcher(
         router,
         observers.watch(state.cooldowns),
         config.routing,
-        KeyLimits(state.limiter, Prices(config)),
+        KeyLimits(state.limiter, prices),
         held,
         hooks=[*observers.hooks, *console_hooks],
         drain=drain,
+        pricing=prices,  # every answered request's cost, on its record
     )
     chat.add_routes(app)
     models.add_routes(app)

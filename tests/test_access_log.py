@@ -30,6 +30,9 @@ UPSTREAM_MESSAGE = "you said PROMPT-SECRET-4, ERROR-SECRET-5"
 SECRETS = (GATEWAY_KEY, PROVIDER_KEY, CLIENT_PROVIDER_KEY, PROMPT, "ERROR-SECRET-5")
 MESSAGES = [{"role": "user", "content": PROMPT}]
 FIELDS = {
+    "cost_usd",
+    "cost_source",
+    "usage_estimated",
     "time",
     "request_id",
     "method",
@@ -149,6 +152,10 @@ async def test_one_line_per_request_with_what_happened_and_nothing_secret(
         "key": "team",
         "error_type": "",
         "error_code": None,
+        # a/m: a table of type openai at another address, its model no table knows
+        "cost_usd": None,
+        "cost_source": "unknown",
+        "usage_estimated": False,
     }
     # Three gaps of 10 ms after the first content: the line is written after the last byte.
     assert 0 < streamed["ttft_ms"] < streamed["duration_ms"] - 20
@@ -165,6 +172,7 @@ async def test_one_line_per_request_with_what_happened_and_nothing_secret(
     failed = lines["log-error"]
     assert (failed["status"], failed["error_type"], failed["served"]) == (400, "400", None)
     assert failed["attempts"] == 1 and failed["key"] == "team"
+    assert (failed["cost_usd"], failed["cost_source"]) == (None, None)  # nothing answered
 
     refused = lines["log-401"]
     assert (refused["status"], refused["error_type"], refused["key"]) == (401, "401", None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
 from wire.config_values import ConfigError
+from wire.cost import Cost
+from wire.usage import Usage
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 ADMIN = "sk-admin-secret"
@@ -178,7 +181,9 @@ async def test_an_entry_says_what_happened_to_its_request(
     ]
     assert 0 < fallback["ttft_ms"] <= fallback["duration_ms"]
     assert fallback["input_tokens"] > 0 and fallback["output_tokens"] == 5
-    assert fallback["cost_usd"] is None  # no prices yet: the page shows a dash
+    assert fallback["cost_usd"] == 0  # the record's cost: the mock is free unless priced
+    assert fallback["usage_estimated"] is False
+    assert failed_entry["cost_usd"] is None  # nothing answered: no cost
     assert plain["stream"] is False and plain["ttft_ms"] is None and plain["output_tokens"] == 5
     assert failed_entry["status"] == 503 and failed_entry["error"] == "503"
     assert failed_entry["served"] is None and failed_entry["attempts"][0]["outcome"] == "error"
@@ -227,14 +232,16 @@ async def test_the_filters_pick_by_key_model_and_status(start_gateway: GatewayFa
     assert status == 400 and refused["error"]["param"] == "status"
 
 
-async def test_a_priced_record_shows_its_cost() -> None:
-    class Priced(RequestRecord):  # as RequestRecord will be once requests are priced
-        __slots__ = ("cost_usd",)
-
-    record = Priced("chat.completions", "mock/x", False, started=1.0)
+async def test_an_entry_shows_its_records_cost_and_whether_it_was_estimated() -> None:
+    record = RequestRecord("chat.completions", "mock/x", True, started=1.0)
     record.ended = 2.0
-    record.cost_usd = 0.0125
-    assert finished_of(record, 100.0).cost_usd == 0.0125
+    record.served = "mock/x"
+    record.usage = Usage(10, 3, estimated=True)
+    record.cost = Cost(Decimal("0.0125"), "override")
+    entry = finished_of(record, 100.0)
+    assert entry.cost_usd == 0.0125 and entry.usage_estimated is True
+    record.cost = Cost(None, "unknown")
+    assert finished_of(record, 100.0).cost_usd is None  # unknown: a dash, never $0
 
 
 async def test_the_ring_gives_what_came_after_a_number() -> None:

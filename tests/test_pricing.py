@@ -167,7 +167,7 @@ def test_a_model_no_table_knows_is_unknown_never_free(served: str) -> None:
     cost = prices.cost(served, served, from_openai({"prompt_tokens": 10, "completion_tokens": 10}))
     assert cost.usd is None and cost.source == "unknown"
     assert cost.nanos is None
-    assert prices.spent(served, served, from_openai({"prompt_tokens": 10})).nanos is None
+    assert prices.cost(served, served, from_openai({"prompt_tokens": 10})).nanos is None
 
 
 def test_the_mock_costs_nothing_unless_priced() -> None:

@@ -55,7 +55,9 @@ async def test_a_request_to_gpt_4o_mini_costs_exactly_what_genai_prices_computes
     upstream.handler = answering(answer)
     url = await start_gateway(openai_on(upstream) + '[keys.k]\nvalue = "sk-k"\n' + ADMIN)
     async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-k", max_retries=0) as sdk:
-        await sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
+        raw = await sdk.chat.completions.with_raw_response.create(
+            model="openai/gpt-4o-mini", messages=MESSAGES
+        )
     expected = calc_price(
         Usage(input_tokens=12_000, output_tokens=700, cache_read_tokens=4000),
         "gpt-4o-mini",
@@ -63,6 +65,7 @@ async def test_a_request_to_gpt_4o_mini_costs_exactly_what_genai_prices_computes
     ).total_price
     # 8,000 at 0.15 USD per million, the 4,000 cached at 0.075, 700 output at 0.6
     assert expected == Decimal("0.00192")
+    assert Decimal(raw.headers["x-gateway-cost-usd"]) == expected  # a whole answer's header
     report = await usage_of(url)
     assert nanos(report["spend_usd"]) == nanos(expected)
     assert report["spend_by_model"] == {"openai/gpt-4o-mini": report["spend_usd"]}
@@ -83,6 +86,8 @@ async def test_a_streamed_answer_is_charged_its_usage_after_the_last_byte(
         )
         async for _ in stream:
             pass
+    # Its headers went before its cost was known: the log, /metrics and the usage route say it.
+    assert "x-gateway-cost-usd" not in stream.response.headers
     report = await usage_of(url)
     assert nanos(report["spend_usd"]) == nanos(Decimal("0.00192"))
 

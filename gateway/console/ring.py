@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from typing import Any
 
 import msgspec
 
@@ -47,8 +46,8 @@ class Finished(msgspec.Struct, gc=False):
     duration_ms: float  # arrival -> last byte
     input_tokens: int | None
     output_tokens: int | None
-    # USD, once requests are priced: read from the record when it carries `cost_usd`.
-    cost_usd: float | None = None
+    cost_usd: float | None = None  # the record's cost (None: unknown, or nothing answered)
+    usage_estimated: bool = False  # the tokens and cost were estimated (a cut stream)
 
 
 def finished_of(record: RequestRecord, at: float) -> Finished:
@@ -58,7 +57,7 @@ def finished_of(record: RequestRecord, at: float) -> Finished:
     usage = record.usage
     inputs, outputs = (usage.input, usage.output) if usage is not None else (None, None)
     error = record.error
-    cost: Any = getattr(record, "cost_usd", None)  # absent until requests are priced
+    cost = record.cost.usd if record.cost is not None else None
     return Finished(
         id=0,
         time=at,
@@ -78,7 +77,8 @@ def finished_of(record: RequestRecord, at: float) -> Finished:
         duration_ms=_ms(ended - record.started),
         input_tokens=inputs,
         output_tokens=outputs,
-        cost_usd=float(cost) if isinstance(cost, int | float) else None,
+        cost_usd=float(cost) if cost is not None else None,
+        usage_estimated=usage is not None and usage.estimated,
     )
 
 

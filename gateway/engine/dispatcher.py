@@ -35,9 +35,10 @@ from gateway.engine.attempt import (
 from gateway.engine.call import Call, Prepared
 from gateway.engine.events import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.engine.held import HeldBytes
-from gateway.engine.ports import Caller, Cooldowns, Draining, Limits, Planner
+from gateway.engine.ports import Caller, Cooldowns, Draining, Limits, Planner, Pricing
 from gateway.engine.stream import ClientStream
 from gateway.engine.targets import Candidate, ProviderGroup, Target, weighted_order
+from wire.cost import Cost
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
 from wire.usage import usage_of
 
@@ -46,6 +47,9 @@ T = TypeVar("T")
 # Which provider/model answered, and after how many attempts.
 SERVED_BY = "x-gateway-model"
 ATTEMPTS = "x-gateway-attempts"
+# What a whole answer cost, in USD (a stream's is known only after its last byte: in the
+# access log, /metrics and /v1/keys/usage).
+COST = "x-gateway-cost-usd"
 
 # Worth another try at the same target: the upstream was busy, slow or broken.
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
@@ -72,6 +76,7 @@ class Dispatcher:
         held: HeldBytes,
         hooks: Sequence[Hooks] = (),
         drain: Draining | None = None,
+        pricing: Pricing | None = None,
     ) -> None:
         self.planner = planner
         self.cooldowns = cooldowns
@@ -80,6 +85,7 @@ class Dispatcher:
         self.held = held  # answers held whole, in sum
         self.hooks = tuple(hooks)  # metrics, the access log, the console
         self.drain = drain
+        self.pricing = pricing  # prices each answered request once: its record's cost
 
     async def dispatch(self, request: web.Request, call: Call) -> web.StreamResponse:
         caller = self.limits.caller(request)
@@ -140,8 +146,10 @@ class _Run:
         self.headers: dict[str, str] = {}  # for every answer: the key's x-ratelimit-*
         self.caller = caller
         self.client_key = dispatcher.limits.client_key(request)
-        # Usage is read from whole answers only when something counts tokens.
-        self.wants_usage = bool(dispatcher.hooks) or caller is not None
+        # Usage is read from whole answers only when something counts tokens or prices them.
+        self.wants_usage = (
+            bool(dispatcher.hooks) or caller is not None or dispatcher.pricing is not None
+        )
 
     async def run(self, plan: list[Candidate]) -> web.StreamResponse:
         """The request's answer; "request ended" is reported here, and only here, however it
@@ -159,6 +167,7 @@ class _Run:
                 self.headers = limits.rate_headers(admission)
             return await self._answer(plan)
         finally:
+            self._price()  # after the last byte: the limiter and the hooks read the cost
             if admission is not None:
                 limits.settle(admission, self.record)
             if self.call.upload is not None:
@@ -172,7 +181,12 @@ class _Run:
         if call.stream:
             interval = plan[0].group.targets[0].keepalive
             self.stream = ClientStream(
-                self.request, self.record, self.hooks, call.stream_format, self.headers, interval
+                self.request,
+                self.record,
+                self.hooks,
+                call.stream_format,
+                self.headers,
+                interval,
             )
         try:
             try:
@@ -329,6 +343,9 @@ class _Run:
             if self.wants_usage and isinstance(answer.body, bytes):
                 self.record.usage = usage_of(answer.body)
             self._served(answer, attempt)
+            cost = self._price()
+            if cost is not None and cost.header is not None:
+                answer.headers[COST] = cost.header
             answer.headers.update(prepared.headers)
             self._ended(attempt, "ok")
             await self._deliver(answer)
@@ -364,6 +381,15 @@ class _Run:
             pass  # the client left; aiohttp finds so too when it finishes the response
         # aiohttp keeps a kept-alive connection's last response until its next request.
         answer.body = None
+
+    def _price(self) -> Cost | None:
+        """The request's cost, worked out once, when an upstream served it (a whole answer's
+        before it is sent, for its header; a stream's after its last byte)."""
+        record = self.record
+        pricing = self.dispatcher.pricing
+        if record.cost is None and pricing is not None and record.served is not None:
+            record.cost = pricing.cost(record.served, record.model, record.usage)
+        return record.cost
 
     def _served(self, response: web.StreamResponse, attempt: Attempt) -> None:
         self.record.served = attempt.label

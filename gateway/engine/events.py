@@ -12,6 +12,7 @@ from typing import Literal, Protocol
 
 from aiohttp import web
 
+from wire.cost import Cost
 from wire.errors import GatewayError
 from wire.usage import Usage
 
@@ -37,6 +38,7 @@ class RequestRecord:
 
     __slots__ = (
         "attempts",
+        "cost",
         "ended",
         "error",
         "first_content",
@@ -69,6 +71,9 @@ class RequestRecord:
         self.first_content: float | None = None  # perf_counter when content went out
         self.ended: float | None = None
         self.usage: Usage | None = None  # the tokens the answer used, when known
+        # What the answer cost: priced once, from `usage`, when an upstream served it (the
+        # engine's `Pricing` port); every consumer reads it here.
+        self.cost: Cost | None = None
         self.error: GatewayError | None = None  # what the client was told, if it failed
         self.status = 200
 

@@ -6,6 +6,8 @@
 - `Limits`: the request's caller (a gateway key) with its model allow-list, admitted under
   its limits before the first attempt and settled with the tokens and money used after the last
   (`gateway.policy.admission`);
+- `Pricing`: what an answer cost, asked once per request an upstream served, after its last
+  byte (a whole answer's before it is sent, for its header) (`gateway.policy.pricing`);
 - `Draining`: whether the gateway is ending the requests still running (`gateway.server.drain`).
 
 The observers (metrics, the access log, the console) are the event hooks of
@@ -22,8 +24,10 @@ from aiohttp import web
 from gateway.engine.call import Call
 from gateway.engine.events import RequestRecord
 from gateway.engine.targets import Candidate
+from wire.cost import Cost
 from wire.errors import GatewayError
 from wire.operations import Operation
+from wire.usage import Usage
 
 A = TypeVar("A")
 
@@ -71,6 +75,13 @@ class Limits(Protocol[A]):
     def settle(self, admission: A, record: RequestRecord) -> None:
         """The request ended (`record`: who served it, the usage it reported): charge its
         tokens and its cost; it is no longer in flight."""
+        ...
+
+
+class Pricing(Protocol):
+    def cost(self, served: str, asked: str, usage: Usage | None) -> Cost:
+        """What `usage` cost at `served`'s price (`asked`: the model as the client named it,
+        an alias maybe); its `usd` is None when the price is unknown."""
         ...
 
 

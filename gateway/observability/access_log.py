@@ -18,6 +18,7 @@ import asyncio
 import os
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import msgspec
 
@@ -41,9 +42,14 @@ class AccessLine(msgspec.Struct, gc=False):
     key: str | None  # the gateway key's name
     error_type: str  # as the metrics' label: "" or the error's status, or "cancelled"
     error_code: str | None  # the error's OpenAI-style code (or type), e.g. upstream_timeout
+    # What the answer cost in USD (the record's, priced once); None: unknown, or nothing
+    # answered. Its source: table, override, default or unknown.
+    cost_usd: Decimal | None = None
+    cost_source: str | None = None
+    usage_estimated: bool = False  # the tokens (and so the cost) were estimated: a cut stream
 
 
-_encoder = msgspec.json.Encoder()
+_encoder = msgspec.json.Encoder(decimal_format="number")  # a cost exactly, as a number
 
 FLUSH_EVERY = 0.05  # seconds a line may wait for its batch
 PIPE_BUF = 4096  # POSIX: a write of at most this many bytes to a pipe is atomic
@@ -82,6 +88,7 @@ def line_of(
     inputs, outputs = (usage.input, usage.output) if usage is not None else (None, None)
     error = record.error
     first = record.first_content
+    cost = record.cost
     return AccessLine(
         finished,
         request_id,
@@ -99,6 +106,9 @@ def line_of(
         key,
         error_type,
         (error.code or error.type) if error is not None else None,
+        cost.usd if cost is not None else None,
+        cost.source if cost is not None else None,
+        usage is not None and usage.estimated,
     )
 
 

@@ -11,6 +11,7 @@ gen_ai_server_request_duration_seconds (H, E)   every request the dispatcher too
 gen_ai_client_token_usage (H, token type)       answers that reported usage
 gateway_requests_total (A, E)                   every request the dispatcher took
 gateway_tokens_total (A, token type)            answers that reported usage
+gateway_spend_usd_total (A)                     answers with a known cost: what they cost
 gateway_attempts_total (provider, outcome, E)   every upstream attempt
 gateway_requests_in_flight                      from a request's first attempt to its end
 gateway_responses_total (route, status)         every response, dispatched or not
@@ -21,6 +22,11 @@ gateway_key that `[metrics] histogram_labels` names (none by default): a histogr
 about 18 lines, so per model and per key they made a page of megabytes; per model and per
 key, the counters say how many and how much. E: error_type. gateway_cooldowns is collected
 at scrape time (`gateway.observability.cooldown_watch`).
+
+Tokens and cost are the request record's: a stream cut before its usage came counts the
+gateway's estimate (its access-log line says `usage_estimated`). OpenTelemetry has no cost
+metric: the spend counter is the gateway's own, priced once per request
+(`gateway.policy.pricing`), never here.
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ class _Series:
         "output_total",
         "outputs",
         "requests",
+        "spend_total",
+        "spends",
         "tpot",
         "tpots",
         "ttft",
@@ -84,6 +92,8 @@ class _Series:
         self.output = metrics.tokens.labels(*shown, "output")
         self.input_total = metrics.tokens_total.labels(*labels, "input")
         self.output_total = metrics.tokens_total.labels(*labels, "output")
+        self.spend_total = metrics.spend.labels(*labels)
+        self.spends: list[float] = []
         self.ttfts: list[float] = []
         self.tpots: list[float] = []
         self.inputs: list[float] = []
@@ -138,6 +148,12 @@ class GatewayMetrics:
             "gateway_tokens",
             "Input and output tokens the answers reported, by model as asked and gateway key.",
             (*LABELS, "gen_ai_token_type"),
+            registry=registry,
+        )
+        self.spend = Counter(
+            "gateway_spend_usd",
+            "What the answers cost in USD, by model as asked and gateway key (known costs only).",
+            LABELS,
             registry=registry,
         )
         self.attempts = Counter(
@@ -220,6 +236,9 @@ class GatewayMetrics:
             first = record.first_content
             if record.stream and not failed and output_tokens > 1 and first:
                 series.tpots.append((ended - first) / (output_tokens - 1))
+        cost = record.cost
+        if cost is not None and cost.usd:
+            series.spends.append(float(cost.usd))
         self._noted_in(series)
 
     def responded(self, route: str, status: int) -> None:
@@ -276,6 +295,9 @@ class GatewayMetrics:
                     observe_all(child, values)
                     total.inc(sum(values))
                     values.clear()
+            if series.spends:
+                series.spend_total.inc(sum(series.spends))
+                series.spends.clear()
             for failed, values in series.durations.items():
                 if values:
                     histogram = series.duration.get(failed)

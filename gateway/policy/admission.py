@@ -3,8 +3,8 @@
 The key was found by the auth middleware (`gateway.policy.keys`); the limiter keeps the
 counters, in this process or in Redis (`gateway.policy.limits`, `gateway.policy.redis_state`).
 A request is admitted before any upstream is called and settled once it ended, charged every
-token its answer used and, for a key with `max_spend`, what they cost
-(`gateway.policy.pricing`).
+token its answer used and, for a key with `max_spend`, what they cost: the record's cost, which
+the engine asked `gateway.policy.pricing` for once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from gateway.engine.call import Call
 from gateway.engine.events import RequestRecord
 from gateway.engine.targets import Candidate
 from gateway.policy.keys import CLIENT_KEY, GATEWAY_KEY, GatewayKey
-from gateway.policy.limits import NOTHING, Admission, Limiter
+from gateway.policy.limits import NOTHING, Admission, Limiter, Spent
 from gateway.policy.pricing import Prices
 
 
@@ -47,9 +47,16 @@ class KeyLimits:
 
     def settle(self, admission: Admission, record: RequestRecord) -> None:
         usage = record.usage
-        prices = self.prices
-        spent = NOTHING if prices is None else prices.spent(record.served, record.model, usage)
-        self.limiter.settle(admission, usage.total if usage is not None else 0, spent)
+        self.limiter.settle(admission, usage.total if usage is not None else 0, spent(record))
+
+
+def spent(record: RequestRecord) -> Spent:
+    """The record's cost (priced once by the engine) as the limiter charges it: nothing when
+    no upstream answered; unknown (its reservation charged) when it was not priced."""
+    if record.served is None:
+        return NOTHING
+    cost = record.cost
+    return Spent(cost.nanos if cost is not None else None, record.served)
 
 
 def key_name(request: web.Request) -> str | None:

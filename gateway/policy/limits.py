@@ -29,10 +29,10 @@ from typing import Any, Protocol
 import msgspec
 
 from gateway.policy.keys import GatewayKey
+from wire.cost import NANOS_PER_USD
 from wire.errors import GatewayError
 
 MINUTE = 60
-NANOS_PER_USD = 1_000_000_000
 
 
 class RateLimited(GatewayError):

@@ -56,7 +56,7 @@
     return `${s}s`;
   }
 
-  // Money, once requests are priced (cost_usd, spend_usd); a dash until then.
+  // Money (cost_usd, spend_usd); a dash when unknown.
   function money(value) {
     if (value === null || value === undefined) return DASH;
     return `$${Number(value).toFixed(value < 0.01 ? 6 : 4)}`;
@@ -185,8 +185,10 @@
         .join("\n");
       const status = entry.error && entry.error !== String(entry.status)
         ? `${entry.status} ${entry.error}` : String(entry.status);
+      // "~": estimated by the gateway (a stream cut before its usage came).
+      const about = entry.usage_estimated ? "~" : "";
       const tokens = entry.input_tokens === null && entry.output_tokens === null
-        ? DASH : `${number(entry.input_tokens)} / ${number(entry.output_tokens)}`;
+        ? DASH : `${about}${number(entry.input_tokens)} / ${number(entry.output_tokens)}`;
       return el(
         "tr",
         { class: arrived ? "arrived" : null, "data-id": entry.id },
@@ -200,7 +202,7 @@
         el("td", { class: "num" }, number(entry.ttft_ms, 1)),
         el("td", { class: "num" }, number(entry.duration_ms, 1)),
         el("td", { class: "num" }, tokens),
-        el("td", { class: "num" }, money(entry.cost_usd)),
+        el("td", { class: "num", title: entry.usage_estimated ? "estimated" : null }, `${about}${money(entry.cost_usd)}`),
       );
     }
 

@@ -8,9 +8,10 @@
 - `ask.py`: what a request may use at most, read from its body (`ask_of`).
 """
 
-from gateway.policy.pricing.price import Cost, Price, Rates, Source, Tokens
+from gateway.policy.pricing.price import Price, Rates, Tokens
 from gateway.policy.pricing.prices import Prices, PriceUnknown, tokens_of
 from wire.ask import Ask, ask_of
+from wire.cost import Cost, Source
 
 __all__ = [
     "Ask",

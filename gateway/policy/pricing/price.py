@@ -17,9 +17,8 @@ genai-prices' own `calc_price` costs about 115 us a call (a registry walk per ca
 arithmetic, a few Decimal products, costs a few microseconds, and tests/test_pricing.py checks
 it equals genai-prices' for every model in the snapshot.
 
-Money is counted in whole nano-dollars (`NANOS_PER_USD`) where it is added up (budgets,
-spend per key and model, gateway.policy.limits): integers add exactly in Redis and across
-processes, and the cheapest token priced today (0.01 USD per million) is 10 of them.
+A cost (`wire.cost.Cost`) is counted in whole nano-dollars where it is added up (budgets,
+spend per key and model, gateway.policy.limits).
 """
 
 from __future__ import annotations
@@ -27,20 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Literal
+from decimal import Decimal
 
 import msgspec
 
-from gateway.policy.limits import NANOS_PER_USD
+from wire.cost import NANOS_PER_USD, Cost, Source
 
 _MILLION = Decimal(1_000_000)
 _THOUSAND = Decimal(1000)
-_NANO = Decimal(1) / NANOS_PER_USD
-
-# Where a price came from: genai-prices' table; gateway.toml's [prices] (or the mock's
-# built-in 0); [pricing] unknown, for a model no table knows; nowhere (its cost is unknown).
-Source = Literal["table", "override", "default", "unknown"]
 
 
 class Tokens(msgspec.Struct, frozen=True, gc=False):
@@ -55,20 +48,6 @@ class Tokens(msgspec.Struct, frozen=True, gc=False):
     @property
     def total(self) -> int:
         return self.input + self.output
-
-
-class Cost(msgspec.Struct, frozen=True, gc=False):
-    """What a request cost, and by which price."""
-
-    usd: Decimal | None  # None: the price is unknown (never taken for 0)
-    source: Source
-
-    @property
-    def nanos(self) -> int | None:
-        """Whole nano-dollars, for the counters that add costs up."""
-        if self.usd is None:
-            return None
-        return int((self.usd / _NANO).to_integral_value(ROUND_HALF_EVEN))
 
 
 class Tiered(msgspec.Struct, frozen=True, gc=False):

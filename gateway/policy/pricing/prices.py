@@ -1,6 +1,7 @@
 """Every request's price: gateway.toml's `[prices]` over genai-prices' table, looked up once per
 `provider/model` (and alias) and kept; a request's worst case reserved on a key with
-`max_spend`; what it cost once its usage is known.
+`max_spend`; what it cost once its usage is known (the record's cost, which the limiter
+charges and every observer reads).
 
 A `provider/model`'s price is, the first that has one:
 
@@ -22,8 +23,7 @@ from decimal import Decimal
 
 from gateway.config import Config, PriceConfig
 from gateway.policy.keys import GatewayKey
-from gateway.policy.limits import NOTHING, Spent
-from gateway.policy.pricing.price import Cost, Price, Rates, Tokens
+from gateway.policy.pricing.price import Price, Rates, Tokens
 from gateway.policy.pricing.table import (
     provider_id,
     provider_type,
@@ -32,6 +32,7 @@ from gateway.policy.pricing.table import (
     table_price,
 )
 from wire.ask import Ask
+from wire.cost import Cost
 from wire.errors import GatewayError
 from wire.operations import Operation
 from wire.usage import Usage
@@ -157,20 +158,15 @@ class Prices:
         return worst
 
     def cost(self, served: str, asked: str, usage: Usage | None) -> Cost:
-        """What a request cost: `served` is the provider/model that answered, `asked` the
-        model the client named, `usage` the answer's usage (None: not known)."""
+        """What a request cost (the engine's `Pricing` port, asked once per request that an
+        upstream answered): `served` is the provider/model that answered, `asked` the model
+        the client named, `usage` the answer's usage (None: not known)."""
         provider, _, model = served.partition("/")
         price = self.price(provider, model, asked)
         tokens = tokens_of(usage)
         if tokens is None:  # no usage: known only when nothing costs anything
             return Cost(Decimal(0) if price.worst(1) == 0 else None, price.source)
         return price.cost(tokens)
-
-    def spent(self, served: str | None, asked: str, usage: Usage | None) -> Spent:
-        """`cost` as the limiter charges it; nothing when no upstream answered (None)."""
-        if served is None:
-            return NOTHING
-        return Spent(self.cost(served, asked, usage).nanos, served)
 
 
 def _rates(price: PriceConfig) -> Rates:
