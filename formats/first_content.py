@@ -96,6 +96,24 @@ def _event_type(event: Event) -> str:
 _FAILURES = frozenset({"error", "response.failed"})
 
 
+def content_start(out: bytes, probe: ContentProbe) -> tuple[int, int]:
+    """Where the first content event of `out` (a stream's first write, its held bytes) begins,
+    and that event's size: what came before it is the stream's preamble (a role chunk,
+    `response.created`, `message_start`). `probe` is a fresh one, fed event by event; asked
+    once per stream, as it is committed. (0, len(out)) when no event boundary shows (raw
+    bytes) or no event is content."""
+    start = 0
+    while True:
+        end = out.find(b"\n\n", start)
+        if end == -1:
+            break
+        if probe(out[start : end + 2]):
+            return start, end + 2 - start
+        start = end + 2
+    end = out.find(b"\n\n")
+    return 0, (end + 2 if end != -1 else len(out))
+
+
 def any_bytes(out: bytes) -> bool:
     """Raw audio: every byte is content (a byte stream has no error event)."""
     return True

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from formats.chat.probe import ChatContent, _chat_content, chat_content
-from formats.first_content import TypedEvents
+from formats.first_content import TypedEvents, content_start
 from gateway.routes.messages import MESSAGES_PREAMBLE
 from tests.chat_answers import split
 
@@ -109,3 +109,15 @@ def test_the_event_line_search_agrees_with_decoding_every_event(
         assert fast(piece) is said
         if said:  # the relay stops asking at the first content
             break
+
+
+def test_content_starts_after_the_preamble_of_a_streams_first_write() -> None:
+    """What a cut stream is charged counts from its first content event (gateway.engine.stream)."""
+    role = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n'
+    token = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+    assert content_start(role + token + token, ChatContent()) == (len(role), len(token))
+    assert content_start(token, ChatContent()) == (0, len(token))
+    start = b'event: message_start\ndata: {"type":"message_start"}\n\n'
+    delta = b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n'
+    assert content_start(start + delta, TypedEvents(MESSAGES_PREAMBLE)) == (len(start), len(delta))
+    assert content_start(b"RIFF....WAVE", ChatContent()) == (0, 12)  # no events: all counted

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wire.tokens import PER_MESSAGE, estimate_json, estimate_text
+from wire.tokens import PER_MESSAGE, estimate_json, estimate_streamed, estimate_text
 
 
 def test_words_and_punctuation_count_like_a_bpe_pre_tokenizer() -> None:
@@ -45,3 +45,10 @@ def test_the_estimate_of_joined_texts_is_near_the_sum_of_their_estimates(a: str,
     # A join can merge one piece across the seam (two letter runs, or two space runs) and
     # nothing else.
     assert abs(estimate_text(a + b) - (estimate_text(a) + estimate_text(b))) <= 2
+
+
+def test_a_cut_stream_counts_a_token_per_event_it_relayed() -> None:
+    assert estimate_streamed(0, 120) == 0  # nothing relayed: nothing estimated
+    assert estimate_streamed(3 * 120, 120) == 3
+    assert estimate_streamed(3 * 120 + 10, 120) == 3  # events a few bytes apart in size
+    assert estimate_streamed(40, 120) == 1  # part of one event: still a token

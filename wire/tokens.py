@@ -59,3 +59,19 @@ def estimate_json(value: Any) -> int:
     if value is None or isinstance(value, bool):
         return 1
     return estimate_text(str(value))
+
+
+def estimate_streamed(relayed: int, event_size: int) -> int:
+    """The output tokens of a stream cut before the upstream reported its usage.
+
+    `relayed` is what the stream wrote from its first content event on (aiohttp's own count
+    of bytes written), `event_size` that event's size on the wire; both sampled once, as the
+    stream was committed (formats.first_content.content_start): no per-chunk work. A stream's
+    events are about the same size (the same id, model and field names around one delta), and
+    OpenAI-compatible servers stream about one token per event, so the events relayed are the
+    tokens. It errs high by a write the client no longer took, and low for an upstream that
+    packs several tokens per event (Anthropic's and Gemini's deltas, usually a few).
+    """
+    if relayed <= 0 or event_size <= 0:
+        return 0
+    return max(1, round(relayed / event_size))

@@ -187,6 +187,7 @@ class _Run:
                 call.stream_format,
                 self.headers,
                 interval,
+                call.ask.input_tokens if call.ask is not None else 0,
             )
         try:
             try:

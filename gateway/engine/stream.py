@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
+from formats.first_content import content_start
 from formats.stream_format import StreamFormat
 from formats.translator import StreamTranslator
 from gateway.engine.attempt import (
@@ -47,6 +48,8 @@ from gateway.engine.events import Attempt, Hooks, RequestRecord
 from gateway.engine.keepalive import Keepalive
 from gateway.engine.targets import Target
 from wire.errors import GatewayError
+from wire.tokens import estimate_streamed
+from wire.usage import Usage
 
 # After the terminal event, how long the upstream's end of body is waited for (it usually
 # follows within microseconds); past it the connection is closed rather than pooled.
@@ -56,7 +59,19 @@ END_OF_BODY_WAIT = 0.05
 class ClientStream:
     """One streamed request's answer, whichever attempt ends up serving it."""
 
-    __slots__ = ("_format", "_hooks", "_record", "_request", "keepalive", "response", "translator")
+    __slots__ = (
+        "_event_size",
+        "_format",
+        "_hooks",
+        "_input_tokens",
+        "_record",
+        "_relayed_end",
+        "_relayed_from",
+        "_request",
+        "keepalive",
+        "response",
+        "translator",
+    )
 
     def __init__(
         self,
@@ -66,6 +81,7 @@ class ClientStream:
         stream_format: StreamFormat,
         headers: Mapping[str, str],
         keepalive: float,
+        input_tokens: int = 0,
     ) -> None:
         self._request = request
         self._record = record
@@ -77,6 +93,14 @@ class ClientStream:
         if keepalive and stream_format.keepalive is not None:
             self.keepalive = Keepalive(request, self.response, keepalive, stream_format.keepalive)
         self.translator: StreamTranslator | None = None  # the latest attempt's
+        # What a stream cut before its usage is charged (`_estimated_usage`): the request's
+        # input estimate (wire.ask), and what the relay sent, by aiohttp's count of bytes
+        # written (`_relayed_from`: its count before the first content; `_relayed_end`: before
+        # a final error event) in events the size of the first content one (`_event_size`).
+        self._input_tokens = input_tokens
+        self._event_size = 0
+        self._relayed_from: int | None = None
+        self._relayed_end: int | None = None
 
     async def serve(
         self, opened: OpenedStream, target: Target, attempt: Attempt, headers: Mapping[str, str]
@@ -141,11 +165,19 @@ class ClientStream:
             out = b"".join(opened.held)
             if opened.rest and not translator.finished:
                 out += translator.feed(opened.rest)
+            # Once per stream: where its content starts, and one content event's size on
+            # the wire (what a stream cut before its usage is charged is counted in those).
+            start, event = content_start(out, self._format.probe())
+            self._event_size = on_the_wire(event, request)
             if not (translator.finished or opened.ended):
                 if out:
                     deadline.paused = True  # a client slow to take bytes is not upstream silence
                     await response.write(out)
                     deadline.paused = False
+                    # Counted from the first content event: the headers and the preamble went
+                    # before it, in the same write.
+                    content = on_the_wire(len(out), request) - start
+                    self._relayed_from = request.writer.output_size - content
                 out = b""
                 async for chunk in opened.chunks:
                     out = translator.feed(chunk)
@@ -190,10 +222,26 @@ class ClientStream:
 
     async def close(self) -> None:
         """The request is over, however it ended: the keepalive stops, and the tokens the
-        last attempt's translator saw are the request's (a stream the client cut too)."""
+        last attempt's translator saw are the request's; when it saw none (a stream cut by
+        the client, a timeout, the drain or an upstream failure before the usage came), an
+        estimate of what was relayed: no answer is free."""
         await self._stop_keepalive()
         if self.translator is not None:
-            self._record.usage = self.translator.usage
+            self._record.usage = self.translator.usage or self._estimated_usage()
+
+    def _estimated_usage(self) -> Usage | None:
+        """The request's input estimate and the output its relayed bytes hold
+        (wire.tokens.estimate_streamed); None when no content was relayed."""
+        if not self._event_size:
+            return None  # no attempt had content: nothing was sent
+        start = self._relayed_from
+        if start is None:  # the first write did not complete
+            relayed = self._event_size
+        else:
+            end = self._relayed_end
+            relayed = (self._request.writer.output_size if end is None else end) - start
+        output = estimate_streamed(relayed, self._event_size)
+        return Usage(self._input_tokens, output, estimated=True)
 
     async def _stop_keepalive(self) -> None:
         if self.keepalive is not None:
@@ -209,12 +257,22 @@ class ClientStream:
             if translator is not None
             else self._format.error_event(error)
         )
+        if self._relayed_end is None and self._relayed_from is not None:
+            self._relayed_end = self._request.writer.output_size  # the error is not content
         if event is None:
             if self._request.transport is not None:
                 self._request.transport.abort()
             return
         with contextlib.suppress(ConnectionError):
             await self.response.write(event)
+
+
+def on_the_wire(size: int, request: web.Request) -> int:
+    """What a write of `size` bytes adds to aiohttp's count of bytes written: its chunk
+    framing too (`1a2\r\n` ... `\r\n`) on a chunked response."""
+    if size and getattr(request.writer, "chunked", False):
+        return size + len(f"{size:x}") + 4
+    return size
 
 
 def client_gone(request: web.Request) -> bool:
