@@ -145,6 +145,11 @@ def chat(url: str, model: str, key: str, stream: bool = True) -> None:
             client.chat.completions.create(model=model, messages=messages)
 
 
+def money(usd: float) -> str:
+    """As the page shows an amount (console.js's `money`)."""
+    return f"${usd:.6f}" if usd < 0.01 else f"${usd:.4f}"
+
+
 def fails(url: str, model: str, key: str) -> None:
     with pytest.raises(openai.APIStatusError):
         chat(url, model, key, stream=False)
@@ -171,7 +176,9 @@ async def test_the_console_in_a_browser(
         + '[models.smart]\ntargets = ["flaky/down", "mock/smart-fallback"]\n'
         + "[routing]\nfailures_to_rest = 1\ncooldown = 600\n"
         + f'[keys.team]\nvalue = "{TEAM}"\nrpm = 100\ntpm = 20000\nbudget = 50000\n'
-        + "max_parallel = 4\n"
+        + "max_parallel = 4\nmax_spend = 5\n"
+        # USD per million: the mock priced, and smart's first target (the key has a max_spend)
+        + '[prices.mock]\ninput = 2.5\noutput = 10\n[prices."flaky/down"]\ninput = 1\noutput = 2\n'
         + f'[keys.batch]\nvalue = "{BATCH}"\nmodels = ["flaky/*", "smart"]\nbudget = 2000\n'
         + f'[admin]\nkey = "{ADMIN}"\n'
     )
@@ -260,6 +267,12 @@ def _browse(page: Console, screenshots: Path) -> None:
     chat(url, "smart", TEAM, stream=False)
     chat(url, "flaky/fine", BATCH)
     page.wait(lambda d: len(page.rows("live-rows")) == 9, "every request")
+    # Each request's cost, as its record has it: the priced mock's, a dash where unknown.
+    costs = {row[3]: row[10] for row in page.rows("live-rows")}
+    entries = {e["model"]: e for e in admin_get(url, "/console/api/requests")["data"]}
+    assert costs["mock/from-elsewhere"] == money(entries["mock/from-elsewhere"]["cost_usd"])
+    assert entries["mock/from-elsewhere"]["cost_usd"] > 0
+    assert costs["flaky/fine"] == "—"  # a model no table knows: unknown, never $0
     driver.save_screenshot(str(screenshots / "console-live.png"))
 
     # Keys: each key's use against its limits, as the usage route reports it.
@@ -272,7 +285,10 @@ def _browse(page: Console, screenshots: Path) -> None:
     assert team[5].startswith(f"{usage['team']['budget_spent']:,} / 50,000")
     assert team[4] == "0 / 4"
     assert team[6].startswith("1d, resets in ")
-    assert team[7] == "$0.000000 / —"  # the mock is free; the key has no max_spend
+    # Its spend this period against its max_spend (the usage route's figures).
+    assert usage["team"]["spend_usd"] > 0 and usage["team"]["max_spend_usd"] == 5
+    assert team[7] == f"{money(usage['team']['spend_usd'])} / $5.0000"
+    assert rows["batch"][7] == f"{money(usage['batch']['spend_usd'])} / —"  # no max_spend
     driver.save_screenshot(str(screenshots / "console-keys.png"))
 
     # Providers: the key the upstream refused and the target that failed rest, and why.

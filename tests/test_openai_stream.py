@@ -20,6 +20,7 @@ from tests.streams import (
     parse_sse,
 )
 from wire.operations import Operation
+from wire.usage import Usage
 
 TOKENS = ["Hé", "llo", " 世界", " 🎉", "!"]
 
@@ -237,3 +238,14 @@ def test_an_event_that_is_no_json_object_still_ends_the_stream() -> None:
         events = parse_sse(out)
         assert orjson.loads(events[0].data)["choices"][0]["delta"]["content"] == "a"
         assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
+
+
+def test_the_usage_is_readable_as_soon_as_its_chunk_is_seen() -> None:
+    """A stream cut after its usage chunk but before [DONE] is charged the upstream's usage."""
+    normaliser = ChunkNormaliser(Operation.CHAT, "openai")
+    normaliser.feed(data(chat_chunk({"content": "Hi"})) + data(chat_chunk({}, "stop")))
+    assert normaliser.usage is None
+    usage = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    normaliser.feed(data(chat_chunk(choices=[], usage=usage)))
+    assert not normaliser.finished  # held back for the last chunk, yet already read
+    assert normaliser.usage == Usage(9, 2)
