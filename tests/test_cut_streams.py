@@ -1,8 +1,9 @@
-"""No answer free: a stream cut by the client, by the upstream's silence past its timeout, or by
-the drain is charged for what it relayed (the gateway's estimate, marked so in the access log)
-to the key's token budget, tpm and max_spend, and in /metrics, as a whole stream is charged its
-upstream's usage. Real gateway processes (their access log is their stderr), a real fake
-upstream, and for the drain a real redis-server, so that the charge outlives the process."""
+"""No answer free: a stream cut by the client, by the upstream's silence past its timeout, by a
+broken upstream, or by the drain is charged for what it relayed (the gateway's estimate, marked
+so in the access log) to the key's token budget, tpm and max_spend, and in /metrics, as a whole
+stream is charged its upstream's usage. Real gateway processes (their access log is their
+stderr), a real fake upstream, and for the drain a real redis-server, so that the charge
+outlives the process."""
 
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ def nanos(usd: Decimal | float) -> int:
     return round(Decimal(str(usd)) * 1_000_000_000)
 
 
-async def test_streams_cut_by_the_client_or_an_idle_timeout_are_charged_what_they_relayed(
+async def test_streams_cut_by_the_client_a_timeout_or_the_upstream_are_charged_what_they_relayed(
     upstream: FakeUpstream, tmp_path: Path, gateways: list[GatewayProcess]
 ) -> None:
     gateway = GatewayProcess(toml(upstream), tmp_path)
@@ -138,7 +139,14 @@ async def test_streams_cut_by_the_client_or_an_idle_timeout_are_charged_what_the
     assert idle["input_tokens"] == cut["input_tokens"]  # the same request body
     assert idle["cost_usd"] == cost(idle)
 
-    lines = (whole, cut, idle)
+    # 3 tokens, then the upstream's connection breaks: the stream's error event.
+    upstream.handler = streaming(tokens(3), then="reset")
+    assert await stream(gateway.url, "broken") == 3
+    broken = await line_of(gateway, "broken")
+    assert broken["error_type"] == "502" and broken["usage_estimated"] is True
+    assert broken["output_tokens"] == 3 and broken["cost_usd"] == cost(broken)
+
+    lines = (whole, cut, idle, broken)
     report = await usage(gateway.url)
     assert report["budget_spent"] == sum(
         line["input_tokens"] + line["output_tokens"] for line in lines
