@@ -49,6 +49,8 @@ class Finished(msgspec.Struct, gc=False):
     output_tokens: int | None
     # USD, once requests are priced: read from the record when it carries `cost_usd`.
     cost_usd: float | None = None
+    cache: str | None = None  # the response cache: hit, miss, bypass; None: not cached route
+    cache_saved_usd: float | None = None  # a hit: what its answer would have cost upstream
 
 
 def finished_of(record: RequestRecord, at: float) -> Finished:
@@ -79,6 +81,8 @@ def finished_of(record: RequestRecord, at: float) -> Finished:
         input_tokens=inputs,
         output_tokens=outputs,
         cost_usd=float(cost) if isinstance(cost, int | float) else None,
+        cache=record.cache,
+        cache_saved_usd=record.cache_saved_usd,
     )
 
 

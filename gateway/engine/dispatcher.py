@@ -32,10 +32,11 @@ from gateway.engine.attempt import (
     fetch_whole,
     open_stream,
 )
+from gateway.engine.cached import CACHE_STATE, KeptStream, answer_hit, fill
 from gateway.engine.call import Call, Prepared
 from gateway.engine.events import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.engine.held import HeldBytes
-from gateway.engine.ports import Caller, Cooldowns, Draining, Limits, Planner
+from gateway.engine.ports import Cache, CacheTicket, Caller, Cooldowns, Draining, Limits, Planner
 from gateway.engine.stream import ClientStream
 from gateway.engine.targets import Candidate, ProviderGroup, Target, weighted_order
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
@@ -72,6 +73,7 @@ class Dispatcher:
         held: HeldBytes,
         hooks: Sequence[Hooks] = (),
         drain: Draining | None = None,
+        cache: Cache | None = None,
     ) -> None:
         self.planner = planner
         self.cooldowns = cooldowns
@@ -80,6 +82,7 @@ class Dispatcher:
         self.held = held  # answers held whole, in sum
         self.hooks = tuple(hooks)  # metrics, the access log, the console
         self.drain = drain
+        self.cache = cache  # the response cache, when [cache] is on
 
     async def dispatch(self, request: web.Request, call: Call) -> web.StreamResponse:
         caller = self.limits.caller(request)
@@ -142,6 +145,7 @@ class _Run:
         self.client_key = dispatcher.limits.client_key(request)
         # Usage is read from whole answers only when something counts tokens.
         self.wants_usage = bool(dispatcher.hooks) or caller is not None
+        self.ticket: CacheTicket | None = None  # the response cache's, for a cached route
 
     async def run(self, plan: list[Candidate]) -> web.StreamResponse:
         """The request's answer; "request ended" is reported here, and only here, however it
@@ -157,6 +161,13 @@ class _Run:
                     self.record.error, self.record.status = refused, refused.status
                     raise
                 self.headers = limits.rate_headers(admission)
+            cache = self.dispatcher.cache
+            if cache is not None:  # admitted first: a hit is a request (rpm), if no tokens
+                ticket = self.ticket = await cache.ticket(self.request, self.call, plan)
+                if ticket is not None:
+                    self.record.cache = self.headers[CACHE_STATE] = ticket.state
+                    if ticket.hit is not None:
+                        return await self._answer_hit(ticket, *ticket.hit)
             return await self._answer(plan)
         finally:
             if admission is not None:
@@ -195,6 +206,18 @@ class _Run:
             if self.stream is not None:
                 await self.stream.close()
             self.held.release()  # the answer is sent, or the request failed
+
+    async def _answer_hit(
+        self, ticket: CacheTicket, label: str, stored: bytes
+    ) -> web.StreamResponse:
+        call, record = self.call, self.record
+        assert call.stored is not None
+        record.served = label
+        record.cache_saved_usd = ticket.saved_usd
+        rendered = call.stored.stream(stored) if call.stream else call.stored.whole(stored)
+        headers = {SERVED_BY: label, ATTEMPTS: "0", **self.headers}
+        stream_format = call.stream_format if call.stream else None
+        return await answer_hit(self.request, record, rendered, stream_format, headers)
 
     def _cut(self) -> GatewayError:
         """A cancellation: the drain ending the request (its error, which the client hears
@@ -331,10 +354,20 @@ class _Run:
             self._served(answer, attempt)
             answer.headers.update(prepared.headers)
             self._ended(attempt, "ok")
+            relayed = answer.body
             await self._deliver(answer)
+            ticket = self.ticket
+            if ticket is not None and ticket.keeps and isinstance(relayed, bytes):
+                assert call.stored is not None
+                if answer.status == 200 and len(relayed) <= ticket.keeps:
+                    fill(ticket, attempt.label, call.stored.from_whole, relayed)
             return answer
         stream = self.stream
         assert stream is not None and prepared.translator is not None
+        ticket = self.ticket
+        kept = None
+        if ticket is not None and ticket.keeps:  # kept as it goes out, for the fill
+            prepared.translator = kept = KeptStream(prepared.translator, ticket.keeps)
         stream.opening(prepared.translator)
         stream_format = call.stream_format
         opened = await open_stream(
@@ -349,6 +382,10 @@ class _Run:
             self._ended(attempt, "error")
         else:
             self._ended(attempt, "ok")
+            whole = kept.whole() if kept is not None else None
+            if ticket is not None and whole is not None:
+                assert call.stored is not None
+                fill(ticket, attempt.label, call.stored.from_stream, whole)
         return stream.response
 
     async def _deliver(self, answer: web.Response) -> None:

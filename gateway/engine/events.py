@@ -37,6 +37,8 @@ class RequestRecord:
 
     __slots__ = (
         "attempts",
+        "cache",
+        "cache_saved_usd",
         "ended",
         "error",
         "first_content",
@@ -71,6 +73,10 @@ class RequestRecord:
         self.usage: Usage | None = None  # the tokens the answer used, when known
         self.error: GatewayError | None = None  # what the client was told, if it failed
         self.status = 200
+        self.cache: str | None = None  # "hit", "miss", "bypass"; None: not a cached route
+        # A hit: what its answer would have cost upstream (USD; None: unknown). A hit uses no
+        # provider tokens, so `usage` stays None and nothing is charged.
+        self.cache_saved_usd: float | None = None
 
 
 class Hooks(Protocol):

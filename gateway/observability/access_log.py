@@ -41,6 +41,8 @@ class AccessLine(msgspec.Struct, gc=False):
     key: str | None  # the gateway key's name
     error_type: str  # as the metrics' label: "" or the error's status, or "cancelled"
     error_code: str | None  # the error's OpenAI-style code (or type), e.g. upstream_timeout
+    cache: str | None = None  # the response cache: hit, miss, bypass; None: not cached route
+    cache_saved_usd: float | None = None  # a hit: what its answer would have cost upstream
 
 
 _encoder = msgspec.json.Encoder()
@@ -99,6 +101,8 @@ def line_of(
         key,
         error_type,
         (error.code or error.type) if error is not None else None,
+        record.cache,
+        record.cache_saved_usd,
     )
 
 

@@ -46,6 +46,9 @@ class KeyLimits:
         return admission.headers
 
     def settle(self, admission: Admission, record: RequestRecord) -> None:
+        if record.cache == "hit":  # answered from the cache: no provider tokens, no cost
+            self.limiter.settle(admission, 0, NOTHING)
+            return
         usage = record.usage
         prices = self.prices
         spent = NOTHING if prices is None else prices.spent(record.served, record.model, usage)
