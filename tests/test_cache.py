@@ -8,7 +8,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import anthropic
@@ -22,6 +22,7 @@ from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.redis_server import RedisServer
 from tests.streams import USAGE, chat_chunk, data, streaming
 
+T = TypeVar("T")
 CACHE_HEADER = "x-gateway-cache"
 MESSAGES = [{"role": "user", "content": "Say hi"}]
 MOCK = '[providers.mock]\ntype = "mock"\ndelay = 0\ntokens = 5\n'
@@ -389,11 +390,46 @@ async def test_a_hit_is_counted_in_metrics_and_charges_no_tokens(
         await client.close()
 
 
+async def test_the_console_and_the_access_log_say_hit_and_the_cost_saved(
+    start_gateway: GatewayFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    priced = '[prices.mock]\ninput = 1.0\noutput = 2.0\n[admin]\nkey = "sk-admin"\n'
+    url = await start_gateway(MOCK + priced + cache_toml().replace("false", "true"))
+    client = sdk(url)
+    try:
+        await chat(client, False, extra_headers={"x-request-id": "cache-miss"})
+        await chat(client, True, extra_headers={"x-request-id": "cache-hit"})
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{url}/console/api/requests", headers={"Authorization": "Bearer sk-admin"}
+            ) as response,
+        ):
+            ring = (await response.json())["data"]
+    finally:
+        await client.close()
+    hit, miss = ring
+    assert (hit["cache"], miss["cache"]) == ("hit", "miss")
+    assert hit["cache_saved_usd"] > 0 and miss["cache_saved_usd"] is None
+    assert hit["input_tokens"] is None  # no provider tokens used
+
+    lines: list[dict[str, Any]] = []
+
+    async def read_log() -> int:
+        err = capfd.readouterr().err
+        lines.extend(orjson.loads(line) for line in err.splitlines() if line.startswith("{"))
+        return sum(line.get("request_id", "").startswith("cache-") for line in lines)
+
+    await _poll(read_log, lambda logged: logged == 2)  # written in batches, soon after
+    by_id = {line["request_id"]: line for line in lines if "request_id" in line}
+    assert by_id["cache-hit"]["cache"] == "hit" and by_id["cache-hit"]["attempts"] == 0
+    assert by_id["cache-hit"]["cache_saved_usd"] == hit["cache_saved_usd"]
+    assert by_id["cache-miss"]["cache"] == "miss"
+
+
 async def _poll(
-    ask: Callable[[], Awaitable[tuple[str, str, str]]],
-    done: Callable[[tuple[str, str, str]], bool],
-    within: float = 5.0,
-) -> tuple[str, str, str]:
+    ask: Callable[[], Awaitable[T]], done: Callable[[T], bool], within: float = 5.0
+) -> T:
     deadline = time.monotonic() + within
     while True:
         got = await ask()
