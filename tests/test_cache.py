@@ -5,6 +5,7 @@ an answer that did not end well. Against real gateways, a real redis-server, the
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -18,9 +19,11 @@ import pytest
 from aiohttp import web
 
 from gateway.cache.stores import MemoryStore
+from gateway.config import parse
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.redis_server import RedisServer
 from tests.streams import USAGE, chat_chunk, data, streaming
+from wire.config_values import ConfigError
 
 T = TypeVar("T")
 CACHE_HEADER = "x-gateway-cache"
@@ -308,21 +311,28 @@ async def test_the_ttl_expires(redis_url: str, start_gateway: GatewayFactory) ->
         await client.close()
 
 
+@pytest.mark.parametrize("fault", ["stopped", "frozen"])
 async def test_redis_down_skips_the_cache_without_an_error_or_a_wait(
-    start_gateway: GatewayFactory,
+    start_gateway: GatewayFactory, fault: str
 ) -> None:
     server = RedisServer()
     server.start()
-    url = server.url
-    client = sdk(await start_gateway(MOCK + cache_toml("redis", url)))
+    assert server.process is not None
+    client = sdk(await start_gateway(MOCK + cache_toml("redis", server.url)))
     try:
         await chat(client, False)
         await _poll(lambda: chat(client, False), lambda got: got[1] == "hit")
-        server.stop()
+        if fault == "stopped":
+            server.stop()  # connections refused
+        else:
+            server.process.send_signal(signal.SIGSTOP)  # connected, never answering
         for stream in (False, True, False):
-            text, state, attempts = await chat(client, stream)
+            # Bounded by [state] timeout (0.3 s) for the lookup, not hung: wait_for's 10 s
+            # is only the test's guard.
+            text, state, attempts = await asyncio.wait_for(chat(client, stream), 10)
             assert (state, attempts) == ("miss", "1") and text
     finally:
+        server.process.send_signal(signal.SIGCONT)
         await client.close()
         server.close()
 
@@ -437,3 +447,12 @@ async def _poll(
             assert done(got), got
             return got
         await asyncio.sleep(0.05)
+
+
+def test_a_redis_backend_without_redis_and_a_bad_ttl_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r'cache\.backend: "redis" needs \[state\] redis_url'):
+        parse(cache_toml("redis"), "test.toml")
+    with pytest.raises(ConfigError, match=r"cache\.ttl: must be a positive number"):
+        parse(cache_toml(ttl=0), "test.toml")
+    with pytest.raises(ConfigError, match=r"cache\.backend: .*"):
+        parse(cache_toml("disk"), "test.toml")

@@ -38,13 +38,7 @@ class Ticket:
 
     __slots__ = ("_keys", "_store", "fills", "hit", "keeps", "saved_usd", "state")
 
-    def __init__(
-        self,
-        state: str,
-        store: Store,
-        keys: dict[str, str],
-        keeps: int,
-    ) -> None:
+    def __init__(self, state: str, store: Store, keys: dict[str, str], keeps: int) -> None:
         self.state = state  # "hit", "miss" or "bypass": the x-gateway-cache header
         self.hit: tuple[str, bytes] | None = None  # the label that answered, its answer
         self.saved_usd: float | None = None  # what a hit would have cost upstream
@@ -75,14 +69,14 @@ class ResponseCache:
         config = self.config
         key: GatewayKey | None = request.get(GATEWAY_KEY)
         directives = _directives(request.headers.get("Cache-Control", ""))
-        store = not _NO_STORE.intersection(directives)
         if not self._allows(call, key):
             return Ticket("bypass", self.store, {}, 0)
         scope = SHARED_SCOPE if config.shared else (key.name if key is not None else _NO_SCOPE)
         digest = body_digest(call.body)
         route = call.operation.value
         keys = {c.label: cache_key(scope, route, c.label, digest) for c in plan}
-        ticket = Ticket("miss", self.store, keys, config.max_entry_bytes if store else 0)
+        keeps = 0 if "no-store" in directives else config.max_entry_bytes
+        ticket = Ticket("miss", self.store, keys, keeps)
         if "no-cache" in directives:
             ticket.state = "bypass"
             return ticket
@@ -121,9 +115,6 @@ class ResponseCache:
             return None
         usd = self.prices.cost(label, model, usage_of(answer)).usd
         return None if usd is None else float(usd)
-
-
-_NO_STORE = frozenset({"no-store"})
 
 
 def _directives(header: str) -> set[str]:
