@@ -22,7 +22,7 @@ from gateway.cache.stores import MemoryStore
 from gateway.config import parse
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.redis_server import RedisServer
-from tests.streams import USAGE, chat_chunk, data, streaming
+from tests.streams import USAGE, answering, chat_chunk, data, streaming
 from wire.config_values import ConfigError
 
 T = TypeVar("T")
@@ -172,6 +172,58 @@ async def test_the_responses_route_hits_streamed_and_not(start_gateway: GatewayF
             deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
             final = await stream.get_final_response()
         assert "".join(deltas) == first.output_text and final.status == "completed"
+    finally:
+        await client.close()
+
+
+NATIVE_RESPONSE = {
+    "id": "resp_upstream1",
+    "object": "response",
+    "created_at": 1700000000,
+    "status": "completed",
+    "model": "m",
+    "output": [
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "native answer", "annotations": []}],
+        }
+    ],
+    "parallel_tool_calls": True,
+    "tool_choice": "auto",
+    "tools": [],
+    "usage": {
+        "input_tokens": 3,
+        "output_tokens": 2,
+        "total_tokens": 5,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    },
+}
+
+
+async def test_a_response_the_provider_may_store_is_not_cached_one_it_may_not_is(
+    upstream: FakeUpstream, start_gateway: GatewayFactory
+) -> None:
+    """To a provider with its own Responses API, a hit's id would be one it never stored
+    (a later previous_response_id naming it would fail): cached only with store: false."""
+    upstream.handler = answering(NATIVE_RESPONSE)
+    client = sdk(await start_gateway(provider_toml(upstream.url, api_key="k") + cache_toml()))
+    try:
+        states = []
+        for store in (None, None, False, False):
+            raw = await client.responses.with_raw_response.create(
+                model="fake/m",
+                input="Hi",
+                temperature=0,
+                **({} if store is None else {"store": store}),
+            )
+            states.append(raw.headers[CACHE_HEADER])
+            assert raw.parse().output_text == "native answer"
+        assert states == ["bypass", "bypass", "miss", "hit"]
+        assert len(upstream.requests) == 3
     finally:
         await client.close()
 

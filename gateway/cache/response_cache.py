@@ -7,9 +7,10 @@ all_keys`, or its own `cache = true`; `cache = false` opts it out), the model is
 models`, not in `skip_models`: globs over the name the client used, `provider/model` or an
 alias, and over its provider), the request does not sample unless `[cache] sampled` (a
 `temperature` above 0, or none: every API's default is 1), asks for one answer (`n` of 1) and
-names no stored state (`previous_response_id`). The client's own `Cache-Control` says the rest:
-`no-cache` skips the lookup (the answer refreshes the entry: `bypass`), `no-store` keeps the
-answer out of the cache (a hit is still served).
+names no stored state (`previous_response_id`, or a Responses request that a provider with
+its own Responses API would store: `store` unset or true). The client's own `Cache-Control`
+says the rest: `no-cache` skips the lookup (the answer refreshes the entry: `bypass`),
+`no-store` keeps the answer out of the cache (a hit is still served).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gateway.engine.call import Call
 from gateway.engine.targets import Candidate
 from gateway.policy.keys import GATEWAY_KEY, GatewayKey
 from gateway.policy.pricing import Prices
+from wire.operations import Operation
 from wire.usage import usage_of
 
 _NO_SCOPE = "-"  # no gateway keys configured: one scope
@@ -69,7 +71,7 @@ class ResponseCache:
         config = self.config
         key: GatewayKey | None = request.get(GATEWAY_KEY)
         directives = _directives(request.headers.get("Cache-Control", ""))
-        if not self._allows(call, key):
+        if not self._allows(call, key, plan):
             return Ticket("bypass", self.store, {}, 0)
         scope = SHARED_SCOPE if config.shared else (key.name if key is not None else _NO_SCOPE)
         digest = body_digest(call.body)
@@ -88,7 +90,7 @@ class ResponseCache:
             ticket.saved_usd = self._cost(label, call.model, answer)
         return ticket
 
-    def _allows(self, call: Call, key: GatewayKey | None) -> bool:
+    def _allows(self, call: Call, key: GatewayKey | None, plan: Sequence[Candidate]) -> bool:
         config = self.config
         if key is not None:
             opted = key.config.cache
@@ -108,6 +110,8 @@ class ResponseCache:
             return False
         if not config.sampled and not (isinstance(temperature, int | float) and temperature <= 0):
             return False
+        if call.operation is Operation.RESPONSES and _stored_upstream(body, plan):
+            return False
         return n in (1, None) and "previous_response_id" not in body
 
     def _cost(self, label: str, model: str, answer: bytes) -> float | None:
@@ -115,6 +119,15 @@ class ResponseCache:
             return None
         usd = self.prices.cost(label, model, usage_of(answer)).usd
         return None if usd is None else float(usd)
+
+
+def _stored_upstream(body: dict[str, msgspec.Raw], plan: Sequence[Candidate]) -> bool:
+    """A Responses request a provider with a Responses API of its own may store (`store`
+    unset or true): a hit's response id would be one it never stored, so that a later
+    `previous_response_id` naming it would fail."""
+    if "store" in body and msgspec.json.decode(body["store"]) is False:
+        return False
+    return any(Operation.RESPONSES in c.group.provider.operations for c in plan)
 
 
 def _directives(header: str) -> set[str]:
