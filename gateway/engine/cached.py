@@ -39,17 +39,17 @@ async def answer_hit(
     or a whole JSON answer."""
     response: web.StreamResponse
     if stream_format is None:
-        whole = web.Response(body=rendered, content_type="application/json", headers=headers)
-        await whole.prepare(request)
-        record.first_content = time.perf_counter()
-        await whole.write_eof()
-        whole.body = None  # aiohttp keeps a kept-alive connection's last response
-        response = whole
+        response = web.Response(body=rendered, content_type="application/json", headers=headers)
     else:
         response = web.StreamResponse(headers={**stream_format.headers, **headers})
+    try:
         await response.prepare(request)
         record.first_content = time.perf_counter()
-        await response.write_eof(rendered)
+        await response.write_eof(b"" if stream_format is None else rendered)
+    except ConnectionError:
+        pass  # the client left; aiohttp finds so too when it finishes the response
+    if isinstance(response, web.Response):
+        response.body = None  # aiohttp keeps a kept-alive connection's last response
     record.ended = time.perf_counter()
     return response
 
