@@ -10,7 +10,8 @@ use, so a hit's stream is what a translated provider's stream would be: the open
 reasoning, the text in one delta, each tool call in one delta, and the finish_reason with the
 usage in the last event.
 
-The forms: chat (`/v1/chat/completions`), Anthropic's Messages, the Responses API. What a
+The forms: chat (`/v1/chat/completions`), Anthropic's Messages, the Responses API, Gemini's
+generateContent (its stream as SSE or as its JSON array). What a
 format's reader cannot give back as it came (a Responses answer with hosted tools, say) is
 not stored (None).
 """
@@ -27,6 +28,8 @@ from formats.anthropic.to_chat import MessagesStream, translate_message
 from formats.chat.bridge import read_completion
 from formats.chat.from_chat import AnswerCollector, ChatStreamWriter
 from formats.chat.to_chat import ChatChunkReader
+from formats.gemini.from_chat import GeminiFromChat, gemini_response_from_chat
+from formats.gemini.to_chat import GeminiStream
 from formats.responses.from_chat import ResponseEcho, ResponsesFromChat, response_from_chat
 from formats.responses.to_chat import chat_from_response, chat_from_response_stream
 from formats.translator import ChatSink, EventTranslator
@@ -114,3 +117,33 @@ def responses_form(echo: ResponseEcho) -> StoredForm:
         whole=lambda stored: response_from_chat(stored, echo),
         stream=lambda stored: replay(stored, ResponsesFromChat(_model(stored), echo)),
     )
+
+
+def gemini_form(sse: bool) -> StoredForm:
+    """Gemini's generateContent: a stream as SSE events (`sse`) or as one JSON array."""
+
+    def responses(data: bytes) -> bytes | None:
+        if sse:
+            return _collected(lambda sink: GeminiStream(_STORED, sink), data)
+        return _responses(msgspec.json.decode(data, type=list[msgspec.Raw]))
+
+    return StoredForm(
+        from_whole=lambda body: _responses([msgspec.Raw(body)]),
+        from_stream=responses,
+        whole=gemini_response_from_chat,
+        stream=lambda stored: replay(stored, GeminiFromChat(_model(stored), sse)),
+    )
+
+
+def _responses(responses: list[msgspec.Raw]) -> bytes | None:
+    """GenerateContentResponses (a whole answer is one) read into one completion."""
+    collector = AnswerCollector("")
+    reader = GeminiStream(_STORED, collector)
+    try:
+        for response in responses:
+            reader.response(bytes(response))
+    except GatewayError:
+        return None
+    if not reader.finished or reader.failure is not None:
+        return None
+    return collector.answer()

@@ -17,6 +17,8 @@ import openai
 import orjson
 import pytest
 from aiohttp import web
+from google import genai
+from google.genai import types as genai_types
 
 from gateway.cache.stores import MemoryStore
 from gateway.config import parse
@@ -174,6 +176,53 @@ async def test_the_responses_route_hits_streamed_and_not(start_gateway: GatewayF
         assert "".join(deltas) == first.output_text and final.status == "completed"
     finally:
         await client.close()
+
+
+async def test_the_gemini_route_hits_as_sse_and_as_its_json_array(
+    start_gateway: GatewayFactory,
+) -> None:
+    url = await start_gateway(MOCK + cache_toml())
+    gemini = genai.Client(api_key="x", http_options=genai_types.HttpOptions(base_url=url))
+    config = genai_types.GenerateContentConfig(temperature=0)
+    first = await gemini.aio.models.generate_content(model="mock/x", contents="Hi", config=config)
+    assert first.sdk_http_response is not None and first.sdk_http_response.headers is not None
+    assert first.sdk_http_response.headers[CACHE_HEADER] == "miss"
+    chunks = [
+        chunk
+        async for chunk in await gemini.aio.models.generate_content_stream(
+            model="mock/x", contents="Hi", config=config
+        )
+    ]  # SSE (?alt=sse): the SDK's way
+    assert "".join(chunk.text or "" for chunk in chunks) == first.text and first.text
+    assert chunks[-1].candidates and chunks[-1].candidates[0].finish_reason == "STOP"
+    assert chunks[-1].usage_metadata is not None
+    assert chunks[0].sdk_http_response is not None and chunks[0].sdk_http_response.headers
+    assert chunks[0].sdk_http_response.headers[CACHE_HEADER] == "hit"
+    # The same question as the SDK put it, answered as Gemini's JSON array (no ?alt=sse).
+    body = {
+        "contents": [{"parts": [{"text": "Hi"}], "role": "user"}],
+        "generationConfig": {"temperature": 0.0},
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/v1beta/models/mock/x:streamGenerateContent", json=body) as response,
+    ):
+        assert response.headers[CACHE_HEADER] == "hit"
+        array = orjson.loads(await response.read())
+    parts = [part for item in array for part in item["candidates"][0]["content"]["parts"]]
+    text = "".join(part["text"] for part in parts)
+    assert text == first.text
+    # Filled by a JSON array stream, hit by a whole answer.
+    body["contents"][0]["parts"][0]["text"] = "Bye"  # type: ignore[index]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/v1beta/models/mock/x:streamGenerateContent", json=body) as response,
+    ):
+        assert response.headers[CACHE_HEADER] == "miss"
+        await response.read()
+    bye = await gemini.aio.models.generate_content(model="mock/x", contents="Bye", config=config)
+    assert bye.sdk_http_response is not None and bye.sdk_http_response.headers is not None
+    assert bye.sdk_http_response.headers[CACHE_HEADER] == "hit" and bye.text
 
 
 NATIVE_RESPONSE = {

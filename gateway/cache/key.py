@@ -54,7 +54,16 @@ def cache_key(scope: str, route: str, label: str, digest: bytes) -> str:
     return f"{VERSION}:{hashed.hexdigest()}"
 
 
-def temperature_of(body: dict[str, msgspec.Raw]) -> Any:
-    """The request's temperature; None when unset (the API's default, 1, applies)."""
-    raw = body.get("temperature")
-    return None if raw is None else msgspec.json.decode(raw)
+def sampling_of(body: dict[str, msgspec.Raw]) -> tuple[Any, Any]:
+    """The request's temperature (None when unset: the API's default, 1, applies) and how
+    many answers it asks for (`n`; Gemini's `generationConfig.candidateCount`)."""
+    if "generationConfig" in body:  # Gemini's, camel-cased by its route
+        config = msgspec.json.decode(body["generationConfig"])
+        if not isinstance(config, dict):
+            return None, None
+        return config.get("temperature"), config.get("candidateCount")
+    temperature, n = body.get("temperature"), body.get("n")
+    return (
+        None if temperature is None else msgspec.json.decode(temperature),
+        None if n is None else msgspec.json.decode(n),
+    )

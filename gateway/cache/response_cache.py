@@ -2,15 +2,16 @@
 each request carries through the engine (`gateway.engine.ports.Cache`).
 
 A request is looked up and filled only when everything allows it (else `bypass`): the cache
-is on, the route stores answers (chat, Messages, Responses), the gateway key is in (`[cache]
-all_keys`, or its own `cache = true`; `cache = false` opts it out), the model is in (`[cache]
-models`, not in `skip_models`: globs over the name the client used, `provider/model` or an
-alias, and over its provider), the request does not sample unless `[cache] sampled` (a
-`temperature` above 0, or none: every API's default is 1), asks for one answer (`n` of 1) and
-names no stored state (`previous_response_id`, or a Responses request that a provider with
-its own Responses API would store: `store` unset or true). The client's own `Cache-Control`
-says the rest: `no-cache` skips the lookup (the answer refreshes the entry: `bypass`),
-`no-store` keeps the answer out of the cache (a hit is still served).
+is on, the route stores answers (chat, Messages, Responses, generateContent), the gateway key
+is in (`[cache] all_keys`, or its own `cache = true`; `cache = false` opts it out), the model
+is in (`[cache] models`, not in `skip_models`: globs over the name the client used,
+`provider/model` or an alias, and over its provider), the request does not sample unless
+`[cache] sampled` (a `temperature` above 0, or none: every API's default is 1), asks for one
+answer (`n`, Gemini's `candidateCount`) and names no stored state (`previous_response_id`, or
+a Responses request that a provider with its own Responses API would store: `store` unset or
+true). The client's own `Cache-Control` says the rest: `no-cache` skips the lookup (the
+answer refreshes the entry: `bypass`), `no-store` keeps the answer out of the cache (a hit is
+still served).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 import msgspec
 from aiohttp import web
 
-from gateway.cache.key import SHARED_SCOPE, body_digest, cache_key, temperature_of
+from gateway.cache.key import SHARED_SCOPE, body_digest, cache_key, sampling_of
 from gateway.cache.stores import Store
 from gateway.config import CacheConfig
 from gateway.engine.call import Call
@@ -103,11 +104,7 @@ class ResponseCache:
             return False
         body = call.body
         assert body is not None
-        try:
-            temperature = temperature_of(body)
-            n = msgspec.json.decode(body["n"]) if "n" in body else 1
-        except msgspec.DecodeError:
-            return False
+        temperature, n = sampling_of(body)
         if not config.sampled and not (isinstance(temperature, int | float) and temperature <= 0):
             return False
         if call.operation is Operation.RESPONSES and _stored_upstream(body, plan):
