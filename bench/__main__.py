@@ -255,7 +255,11 @@ class Bench:
                 ["-m", "bench.relay", "--port", "0", "--upstream", self.upstream_url],
                 self.target_cpus,
             )
-        if any(self.variant(name).key == "redis" for name in opts.targets if name in VARIANTS):
+        if any(
+            "redis" in (self.variant(name).key, self.variant(name).cache)
+            for name in opts.targets
+            if name in VARIANTS
+        ):
             self.redis_url = self.start_redis()
         gateways = {name: self.spawn_gateways(name) for name in VARIANTS if name in opts.targets}
         if opts.chart:
@@ -427,7 +431,8 @@ class Bench:
             duration_s=duration,
             requests=requests,
             max_tokens=run.tokens,
-            expect_tokens=run.tokens if run.stream else None,
+            # A cache hit streams its text in one event: its tokens are not the upstream's.
+            expect_tokens=run.tokens if run.stream and not _hits(target) else None,
             expect_bytes=None if run.stream else run.tokens * run.chunk_bytes,
             headers=headers,
             timeout_s=self.opts.timeout_s,
@@ -705,6 +710,10 @@ class Bench:
             "warnings": [w for w in self.warnings if w] + self.noise_warnings(),
             "skipped": self.skipped,
         }
+
+
+def _hits(target: Target) -> bool:
+    return target.variant is not None and target.variant.cache in ("hit", "redis")
 
 
 def warmup_run(run: Run) -> Run:

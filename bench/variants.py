@@ -27,6 +27,10 @@ class Variant:
     pinned: bool = True  # on the target CPU (a variant with workers takes every CPU)
     upstream_client: str = "lean"  # [server] upstream_client: "lean" or "aiohttp"
     spend: bool = False  # the key has a max_spend: each request reserved and priced in money
+    # The response cache: "hit" (memory; every request after the first is a hit), "miss"
+    # (memory; every entry expired at once: each request looked up, relayed, kept, filled),
+    # "redis" (hits from the [state] Redis).
+    cache: str | None = None
 
 
 VARIANTS: dict[str, Variant] = {
@@ -46,6 +50,15 @@ VARIANTS: dict[str, Variant] = {
             "gateway-aiohttp",
             "aiohttp's upstream client for every request, else as `gateway`",
             upstream_client="aiohttp",
+        ),
+        Variant("gateway-cache", "the response cache in memory: every request a hit", cache="hit"),
+        Variant(
+            "gateway-cache-miss",
+            "the response cache in memory, entries expired at once: every request a miss",
+            cache="miss",
+        ),
+        Variant(
+            "gateway-cache-redis", "the response cache in Redis: every request a hit", cache="redis"
         ),
     )
 }
@@ -95,9 +108,14 @@ def config_text(variant: Variant, redis_url: str | None) -> str:
             "max_parallel = 1000000\n", "max_parallel = 1000000\nmax_spend = 1000000\n"
         )
         text += "\n[pricing]\nunknown = { input = 0.15, output = 0.6, cache_read = 0.075 }\n"
-    if variant.key == "redis":
+    if variant.key == "redis" or variant.cache == "redis":
         assert redis_url is not None
         text += f'\n[state]\nredis_url = "{redis_url}"\n'
+    if variant.cache is not None:
+        # The bench's requests name no temperature (the API's default, 1): cached anyway.
+        backend = "redis" if variant.cache == "redis" else "memory"
+        ttl = 1e-9 if variant.cache == "miss" else 3600
+        text += f'\n[cache]\nenabled = true\nbackend = "{backend}"\nttl = {ttl}\nsampled = true\n'
     return text
 
 

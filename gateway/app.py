@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import console
+from gateway.cache.build import response_cache
 from gateway.config import Config
 from gateway.engine.dispatcher import DISPATCHER, Dispatcher
 from gateway.engine.held import HeldBytes
@@ -78,6 +79,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     heap.map_large_allocations()
     trimmer = app[HEAP] = HeapTrimmer()
     held = HeldBytes(server.held_bytes_limit, on_release=trimmer.freed)
+    prices = Prices(config)
     observers = observe.install(app, config, key_name)  # request ids, access log, metrics
     console_hooks = console.install(app, config)  # GET /console, when an admin key is set
     # The engine's ports, each plugged with its policy: routing, the cooldowns (watched by
@@ -92,6 +94,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
         hooks=[*observers.hooks, *console_hooks],
         drain=drain,
         pricing=prices,  # every answered request's cost, on its record
+        cache=response_cache(config.cache, state, prices),
     )
     chat.add_routes(app)
     models.add_routes(app)

@@ -135,6 +135,9 @@ class GatewayKeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # USD per budget_period: each request's worst case is reserved before the upstream is
     # called and settled to its real cost after the last byte (gateway.policy.pricing).
     max_spend: float | None = None
+    # The response cache for this key ([cache]): None follows `[cache] all_keys`; false opts
+    # the key out, true opts it in.
+    cache: bool | None = None
 
     @property
     def budget_seconds(self) -> int:
@@ -160,6 +163,22 @@ class StateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # renews its own every third of this): a dead process's requests free their max_parallel
     # slots within it.
     in_flight_lease: float = 10.0
+
+
+class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[cache]`: identical requests answered from a stored answer (gateway.cache)."""
+
+    enabled: bool = False
+    ttl: float = 3600.0  # seconds an answer is kept
+    backend: Literal["memory", "redis"] = "memory"  # "redis": the [state] Redis, shared
+    max_bytes: int = 256 * 1024 * 1024  # the memory backend's bound, per process (LRU)
+    max_entry_bytes: int = 1024 * 1024  # a longer answer is not kept
+    # Also cache requests that sample: temperature > 0, or unset (every API's default is 1).
+    sampled: bool = False
+    shared: bool = False  # one cache for every gateway key; false: each key its own
+    all_keys: bool = True  # false: only keys with `cache = true`
+    models: list[str] = []  # only these (glob over provider/model, provider, alias); []: all
+    skip_models: list[str] = []  # never these
 
 
 class PriceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -233,6 +252,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     console: ConsoleConfig = ConsoleConfig()
     prices: dict[str, PriceConfig] = {}
     pricing: PricingConfig = PricingConfig()
+    cache: CacheConfig = CacheConfig()
     source: str = "<built-in default>"  # where it was read from, for messages
 
 
@@ -397,6 +417,7 @@ def _check_values(config: Config) -> None:
         raise ConfigError(f"{source}: server.drain_timeout: must not be negative")
     _check_console(config)
     _check_prices(config)
+    _check_cache(config)
     default = server.default_provider
     if default is not None and default not in config.providers:
         raise ConfigError(
@@ -596,3 +617,17 @@ def warn_missing_keys(config: Config) -> list[str]:
     for warning in warnings:
         log.warning(warning)
     return warnings
+
+
+def _check_cache(config: Config) -> None:
+    cache = config.cache
+    where = f"{config.source}: cache"
+    if not cache.enabled:
+        return
+    if cache.ttl <= 0:
+        raise ConfigError(f"{where}.ttl: must be a positive number of seconds")
+    for key in ("max_bytes", "max_entry_bytes"):
+        if getattr(cache, key) <= 0:
+            raise ConfigError(f"{where}.{key}: must be positive")
+    if cache.backend == "redis" and config.state.redis_url is None:
+        raise ConfigError(f'{where}.backend: "redis" needs [state] redis_url')

@@ -49,6 +49,8 @@ FIELDS = {
     "key",
     "error_type",
     "error_code",
+    "cache",
+    "cache_saved_usd",
 }
 
 
@@ -156,6 +158,8 @@ async def test_one_line_per_request_with_what_happened_and_nothing_secret(
         "cost_usd": None,
         "cost_source": "unknown",
         "usage_estimated": False,
+        "cache": None,  # no [cache]: not a cached route
+        "cache_saved_usd": None,
     }
     # Three gaps of 10 ms after the first content: the line is written after the last byte.
     assert 0 < streamed["ttft_ms"] < streamed["duration_ms"] - 20

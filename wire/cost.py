@@ -19,8 +19,9 @@ NANOS_PER_USD = 1_000_000_000
 _NANO = Decimal(1) / NANOS_PER_USD
 
 # Where a price came from: genai-prices' table; gateway.toml's [prices] (or the mock's
-# built-in 0); [pricing] unknown, for a model no table knows; nowhere (its cost is unknown).
-Source = Literal["table", "override", "default", "unknown"]
+# built-in 0); [pricing] unknown, for a model no table knows; nowhere (its cost is unknown);
+# the response cache (a hit: no upstream was called, it cost 0).
+Source = Literal["table", "override", "default", "unknown", "cache"]
 
 
 class Cost(msgspec.Struct, frozen=True, gc=False):

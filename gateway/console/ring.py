@@ -48,6 +48,8 @@ class Finished(msgspec.Struct, gc=False):
     output_tokens: int | None
     cost_usd: float | None = None  # the record's cost (None: unknown, or nothing answered)
     usage_estimated: bool = False  # the tokens and cost were estimated (a cut stream)
+    cache: str | None = None  # the response cache: hit, miss, bypass; None: not cached route
+    cache_saved_usd: float | None = None  # a hit: what its answer would have cost upstream
 
 
 def finished_of(record: RequestRecord, at: float) -> Finished:
@@ -79,6 +81,8 @@ def finished_of(record: RequestRecord, at: float) -> Finished:
         output_tokens=outputs,
         cost_usd=float(cost) if cost is not None else None,
         usage_estimated=usage is not None and usage.estimated,
+        cache=record.cache,
+        cache_saved_usd=record.cache_saved_usd,
     )
 
 

@@ -15,12 +15,13 @@ from typing import Any
 import msgspec
 
 from formats.chat.probe import CHAT_STREAM
+from formats.stored_answer import StoredForm
 from formats.stream_format import StreamFormat
 from formats.translator import ChatSink, StreamTranslator
 from gateway.server.multipart_upload import MultipartUpload
 from providers.base import Provider
 from wire.ask import Ask
-from wire.operations import Operation
+from wire.operations import Operation, RawBody
 from wire.upstream import UpstreamRequest
 
 
@@ -96,3 +97,7 @@ class Call(msgspec.Struct, gc=False):
     stream_format: StreamFormat = CHAT_STREAM
     upload: MultipartUpload | None = None  # a multipart upload, spooled when it may be sent twice
     ask: Ask | None = None  # the most it may use (wire.ask.ask_of): what a max_spend holds
+    # The response cache: how the route's answers are stored and given back (None: they are
+    # not), and the parsed body it hashes.
+    stored: StoredForm | None = None
+    body: RawBody | None = None

@@ -22,6 +22,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
 
 from aiohttp import web
@@ -32,10 +33,20 @@ from gateway.engine.attempt import (
     fetch_whole,
     open_stream,
 )
+from gateway.engine.cached import CACHE_STATE, KeptStream, answer_hit, fill
 from gateway.engine.call import Call, Prepared
 from gateway.engine.events import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.engine.held import HeldBytes
-from gateway.engine.ports import Caller, Cooldowns, Draining, Limits, Planner, Pricing
+from gateway.engine.ports import (
+    Cache,
+    CacheTicket,
+    Caller,
+    Cooldowns,
+    Draining,
+    Limits,
+    Planner,
+    Pricing,
+)
 from gateway.engine.stream import ClientStream
 from gateway.engine.targets import Candidate, ProviderGroup, Target, weighted_order
 from wire.cost import Cost
@@ -43,6 +54,7 @@ from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
 from wire.usage import usage_of
 
 T = TypeVar("T")
+HIT_COST = Cost(Decimal(0), "cache")  # a response cache hit
 
 # Which provider/model answered, and after how many attempts.
 SERVED_BY = "x-gateway-model"
@@ -77,6 +89,7 @@ class Dispatcher:
         hooks: Sequence[Hooks] = (),
         drain: Draining | None = None,
         pricing: Pricing | None = None,
+        cache: Cache | None = None,
     ) -> None:
         self.planner = planner
         self.cooldowns = cooldowns
@@ -86,6 +99,7 @@ class Dispatcher:
         self.hooks = tuple(hooks)  # metrics, the access log, the console
         self.drain = drain
         self.pricing = pricing  # prices each answered request once: its record's cost
+        self.cache = cache  # the response cache, when [cache] is on
 
     async def dispatch(self, request: web.Request, call: Call) -> web.StreamResponse:
         caller = self.limits.caller(request)
@@ -150,6 +164,7 @@ class _Run:
         self.wants_usage = (
             bool(dispatcher.hooks) or caller is not None or dispatcher.pricing is not None
         )
+        self.ticket: CacheTicket | None = None  # the response cache's, for a cached route
 
     async def run(self, plan: list[Candidate]) -> web.StreamResponse:
         """The request's answer; "request ended" is reported here, and only here, however it
@@ -165,6 +180,13 @@ class _Run:
                     self.record.error, self.record.status = refused, refused.status
                     raise
                 self.headers = limits.rate_headers(admission)
+            cache = self.dispatcher.cache
+            if cache is not None:  # admitted first: a hit is a request (rpm), if no tokens
+                ticket = self.ticket = await cache.ticket(self.request, self.call, plan)
+                if ticket is not None:
+                    self.record.cache = self.headers[CACHE_STATE] = ticket.state
+                    if ticket.hit is not None:
+                        return await self._answer_hit(ticket, *ticket.hit)
             return await self._answer(plan)
         finally:
             self._price()  # after the last byte: the limiter and the hooks read the cost
@@ -210,6 +232,18 @@ class _Run:
             if self.stream is not None:
                 await self.stream.close()
             self.held.release()  # the answer is sent, or the request failed
+
+    async def _answer_hit(
+        self, ticket: CacheTicket, label: str, stored: bytes
+    ) -> web.StreamResponse:
+        call, record = self.call, self.record
+        assert call.stored is not None
+        record.served = label
+        record.cache_saved_usd = ticket.saved_usd
+        rendered = call.stored.stream(stored) if call.stream else call.stored.whole(stored)
+        headers = {SERVED_BY: label, ATTEMPTS: "0", **self.headers}
+        stream_format = call.stream_format if call.stream else None
+        return await answer_hit(self.request, record, rendered, stream_format, headers)
 
     def _cut(self) -> GatewayError:
         """A cancellation: the drain ending the request (its error, which the client hears
@@ -349,10 +383,20 @@ class _Run:
                 answer.headers[COST] = cost.header
             answer.headers.update(prepared.headers)
             self._ended(attempt, "ok")
+            relayed = answer.body
             await self._deliver(answer)
+            ticket = self.ticket
+            if ticket is not None and ticket.keeps and isinstance(relayed, bytes):
+                assert call.stored is not None
+                if answer.status == 200 and len(relayed) <= ticket.keeps:
+                    fill(ticket, attempt.label, call.stored.from_whole, relayed)
             return answer
         stream = self.stream
         assert stream is not None and prepared.translator is not None
+        ticket = self.ticket
+        kept = None
+        if ticket is not None and ticket.keeps:  # kept as it goes out, for the fill
+            prepared.translator = kept = KeptStream(prepared.translator, ticket.keeps)
         stream.opening(prepared.translator)
         stream_format = call.stream_format
         opened = await open_stream(
@@ -367,6 +411,10 @@ class _Run:
             self._ended(attempt, "error")
         else:
             self._ended(attempt, "ok")
+            whole = kept.whole() if kept is not None else None
+            if ticket is not None and whole is not None:
+                assert call.stored is not None
+                fill(ticket, attempt.label, call.stored.from_stream, whole)
         return stream.response
 
     async def _deliver(self, answer: web.Response) -> None:
@@ -388,7 +436,9 @@ class _Run:
         before it is sent, for its header; a stream's after its last byte)."""
         record = self.record
         pricing = self.dispatcher.pricing
-        if record.cost is None and pricing is not None and record.served is not None:
+        if record.cache == "hit":  # no upstream called: free (what it saved is apart)
+            record.cost = HIT_COST
+        elif record.cost is None and pricing is not None and record.served is not None:
             record.cost = pricing.cost(record.served, record.model, record.usage)
         return record.cost
 

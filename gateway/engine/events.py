@@ -38,6 +38,8 @@ class RequestRecord:
 
     __slots__ = (
         "attempts",
+        "cache",
+        "cache_saved_usd",
         "cost",
         "ended",
         "error",
@@ -76,6 +78,10 @@ class RequestRecord:
         self.cost: Cost | None = None
         self.error: GatewayError | None = None  # what the client was told, if it failed
         self.status = 200
+        self.cache: str | None = None  # "hit", "miss", "bypass"; None: not a cached route
+        # A hit: what its answer would have cost upstream (USD; None: unknown). A hit uses no
+        # provider tokens, so `usage` stays None and nothing is charged.
+        self.cache_saved_usd: float | None = None
 
 
 class Hooks(Protocol):

@@ -8,6 +8,8 @@
   (`gateway.policy.admission`);
 - `Pricing`: what an answer cost, asked once per request an upstream served, after its last
   byte (a whole answer's before it is sent, for its header) (`gateway.policy.pricing`);
+- `Cache`: the response cache's ticket for a request: a stored answer, or where the answer
+  goes once it is whole (`gateway.cache`);
 - `Draining`: whether the gateway is ending the requests still running (`gateway.server.drain`).
 
 The observers (metrics, the access log, the console) are the event hooks of
@@ -109,6 +111,41 @@ class Cooldowns(Protocol):
     def succeeded(self, id: str) -> None:
         """`id` answered: its failures in a row are forgotten. Never waits (asked on every
         request: a store that must talk to a server does so in the background)."""
+        ...
+
+
+class CacheTicket(Protocol):
+    """One request's dealings with the response cache."""
+
+    @property
+    def state(self) -> str:
+        """ "hit", "miss" or "bypass": what the answer's x-gateway-cache header says."""
+        ...
+
+    @property
+    def hit(self) -> tuple[str, bytes] | None:
+        """The candidate's label and its stored answer (`formats.stored_answer`)."""
+        ...
+
+    @property
+    def saved_usd(self) -> float | None: ...
+
+    @property
+    def keeps(self) -> int:
+        """Bytes of the answer to keep to fill the cache; 0: it is not filled."""
+        ...
+
+    def fill(self, label: str, stored: bytes) -> None:
+        """`label` answered `stored`, whole and well: keep it (never waits)."""
+        ...
+
+
+class Cache(Protocol):
+    async def ticket(
+        self, request: web.Request, call: Call, plan: Sequence[Candidate]
+    ) -> CacheTicket | None:
+        """The request's ticket, after its admission; None when its route stores no answers.
+        Never raises for the store's sake: a store that is down is a miss."""
         ...
 
 

@@ -47,6 +47,8 @@ class AccessLine(msgspec.Struct, gc=False):
     cost_usd: Decimal | None = None
     cost_source: str | None = None
     usage_estimated: bool = False  # the tokens (and so the cost) were estimated: a cut stream
+    cache: str | None = None  # the response cache: hit, miss, bypass; None: not cached route
+    cache_saved_usd: float | None = None  # a hit: what its answer would have cost upstream
 
 
 _encoder = msgspec.json.Encoder(decimal_format="number")  # a cost exactly, as a number
@@ -109,6 +111,8 @@ def line_of(
         cost.usd if cost is not None else None,
         cost.source if cost is not None else None,
         usage is not None and usage.estimated,
+        record.cache,
+        record.cache_saved_usd,
     )
 
 

@@ -15,6 +15,8 @@ gateway_spend_usd_total (A)                     answers with a known cost: what 
 gateway_attempts_total (provider, outcome, E)   every upstream attempt
 gateway_requests_in_flight                      from a request's first attempt to its end
 gateway_responses_total (route, status)         every response, dispatched or not
+gateway_cache_requests_total (result)           requests of a cached route: hit, miss, bypass
+gateway_cache_saved_usd_total                   hits: what their answers would have cost
 
 A: gen_ai_operation_name, gen_ai_provider_name, gen_ai_request_model, gateway_key.
 H: gen_ai_operation_name, gen_ai_provider_name, and those of gen_ai_request_model and
@@ -174,6 +176,17 @@ class GatewayMetrics:
             ("route", "status"),
             registry=registry,
         )
+        self.cache_requests = Counter(
+            "gateway_cache_requests",
+            "Requests of a route the response cache serves, by result (hit, miss, bypass).",
+            ("result",),
+            registry=registry,
+        )
+        self.cache_saved = Counter(
+            "gateway_cache_saved_usd",
+            "USD the cache's hits saved: their answers' usage at the price of who answered.",
+            registry=registry,
+        )
         self._series: dict[tuple[str, str, str, str], _Series] = {}  # by label values
         # By the names as the request gave them: most requests find their series here,
         # without working out the bounded label values again.
@@ -186,6 +199,8 @@ class GatewayMetrics:
         self._noted = 0
         self._attempt_counts: dict[tuple[str, str, str], int] = {}
         self._response_counts: dict[tuple[str, int], int] = {}
+        self._cache_counts: dict[str, int] = {}
+        self._cache_saved = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
     # Hooks and the middleware note each value in its series' lists (a few attribute and
@@ -239,6 +254,9 @@ class GatewayMetrics:
         cost = record.cost
         if cost is not None and cost.usd:
             series.spends.append(float(cost.usd))
+        if record.cache is not None:
+            self._cache_counts[record.cache] = self._cache_counts.get(record.cache, 0) + 1
+            self._cache_saved += record.cache_saved_usd or 0.0
         self._noted_in(series)
 
     def responded(self, route: str, status: int) -> None:
@@ -314,6 +332,12 @@ class GatewayMetrics:
             if counter is None:
                 counter = self._attempts[key] = self.attempts.labels(*key)
             counter.inc(count)
+        cached, self._cache_counts = self._cache_counts, {}
+        for result, count in cached.items():
+            self.cache_requests.labels(result).inc(count)
+        if self._cache_saved:
+            self.cache_saved.inc(self._cache_saved)
+            self._cache_saved = 0.0
         responses, self._response_counts = self._response_counts, {}
         for (route, status), count in responses.items():
             counter = self._responses.get((route, status))

@@ -46,6 +46,9 @@ class KeyLimits:
         return admission.headers
 
     def settle(self, admission: Admission, record: RequestRecord) -> None:
+        if record.cache == "hit":  # answered from the cache: no provider tokens, no cost
+            self.limiter.settle(admission, 0, NOTHING)
+            return
         usage = record.usage
         self.limiter.settle(admission, usage.total if usage is not None else 0, spent(record))
 

@@ -27,6 +27,11 @@ class SharedState:
         self._redis = (link, RedisLimiter(link, config.in_flight_lease), RedisCooldowns(link))
         _, self.limiter, self.cooldowns = self._redis
 
+    @property
+    def link(self) -> RedisLink | None:
+        """The Redis client, when `[state] redis_url` is set (the response cache's too)."""
+        return self._redis[0] if self._redis is not None else None
+
     async def close(self) -> None:
         if self._redis is not None:
             link, limiter, cooldowns = self._redis

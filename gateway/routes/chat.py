@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from formats.stored_answer import CHAT_FORM
 from gateway.engine.call import Call, Prepared, natively
 from gateway.engine.dispatcher import DISPATCHER
 from gateway.server.bodies import read_body
@@ -35,6 +36,9 @@ async def _complete(request: web.Request, operation: Operation) -> web.StreamRes
         parsed.fallbacks,
         upstream_models=parsed.upstream_models,
         ask=ask_of(parsed.body),
+        # Legacy completions answer text completions: not a form the cache stores.
+        stored=CHAT_FORM if operation is Operation.CHAT else None,
+        body=parsed.body,
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

@@ -22,6 +22,7 @@ from formats.gemini.framing import JsonArray
 from formats.gemini.from_chat import GeminiFromChat, gemini_response_from_chat
 from formats.gemini.probe import gemini_stream
 from formats.gemini.request import gemini_to_chat
+from formats.stored_answer import gemini_form
 from gateway.engine.call import Call, Prepared, natively, through_chat, unchanged
 from gateway.engine.dispatcher import DISPATCHER
 from gateway.policy.keys import GATEWAY_KEY
@@ -89,6 +90,8 @@ async def generate(request: web.Request, model: str, stream: bool) -> web.Stream
         prepare,
         stream_format=gemini_stream(sse),
         ask=ask_of(body),
+        stored=gemini_form(sse),
+        body=body,
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

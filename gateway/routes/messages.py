@@ -18,6 +18,7 @@ from formats.anthropic.error_shape import anthropic_error_body, anthropic_error_
 from formats.anthropic.from_chat import MessagesFromChat, message_from_chat
 from formats.anthropic.probe import MESSAGES_STREAM
 from formats.anthropic.request import messages_to_chat, with_client_headers
+from formats.stored_answer import MESSAGES_FORM
 from gateway.engine.call import Call, Prepared, through_chat, unchanged
 from gateway.engine.dispatcher import DISPATCHER, SERVED_BY
 from gateway.policy.keys import GATEWAY_KEY
@@ -73,6 +74,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         upstream_models=parsed.upstream_models,
         stream_format=MESSAGES_STREAM,
         ask=ask_of(parsed.body),
+        stored=MESSAGES_FORM,
+        body=parsed.body,
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

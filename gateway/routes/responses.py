@@ -16,6 +16,7 @@ from formats.responses.from_chat import ResponsesFromChat, response_echo, respon
 from formats.responses.probe import RESPONSES_STREAM
 from formats.responses.request import bridge_request
 from formats.responses.tools import DROPPED_TOOLS_HEADER
+from formats.stored_answer import responses_form
 from gateway.engine.call import Call, Prepared, natively, through_chat
 from gateway.engine.dispatcher import DISPATCHER
 from gateway.server.bodies import read_body
@@ -78,6 +79,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         upstream_models=parsed.upstream_models,
         stream_format=RESPONSES_STREAM,
         ask=ask_of(parsed.body),
+        stored=responses_form(echo),
+        body=parsed.body,
     )
     return await request.app[DISPATCHER].dispatch(request, call)
 

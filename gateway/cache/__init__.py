@@ -1,0 +1,1 @@
+"""The response cache: identical requests answered from a stored answer (`[cache]`)."""
