@@ -436,6 +436,16 @@ async def test_hosted_tools_are_left_out_and_named_and_no_tool_settings_go_witho
     assert (error["param"], error["code"]) == ("tools", "unsupported_parameter")
     assert "'teleport'" in error["message"]
 
+    # A type that is no string at all (found by tests/test_fuzz.py: it was a 500).
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{url}/v1/responses", json={"model": "mock/m", "tools": [{"type": []}]}
+        ) as answer,
+    ):
+        error = (await answer.json())["error"]
+    assert (answer.status, error["param"]) == (400, "tools")
+
 
 async def test_names_past_chat_rules_are_cut_and_map_back(
     upstream: FakeUpstream, start_gateway

@@ -126,7 +126,7 @@ class ClientTools:
                 self._function(inner, namespace, about)
         elif kind in ("function", "custom"):
             self._function(tool, None, "")
-        elif kind in UNRUNNABLE:
+        elif isinstance(kind, str) and kind in UNRUNNABLE:
             if kind not in self.dropped:
                 self.dropped.append(kind)
         else:
