@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -77,9 +78,14 @@ def test_each_chunk_is_byte_for_byte_orjsons_whole_encoding(
             writer.named(model, new_id or None)
             id = new_id or id
             continue
-        rendered = getattr(writer, step[0])(*step[1:])
         delta = expected_delta(step)
         if not role_sent:
             delta = {"role": "assistant", **delta}
             role_sent = True
-        assert rendered == whole_chunk(id, created, model, delta)
+        try:
+            expected = whole_chunk(id, created, model, delta)
+        except TypeError:  # a lone surrogate: not UTF-8, refused the same way by both
+            with pytest.raises(TypeError):
+                getattr(writer, step[0])(*step[1:])
+            return
+        assert getattr(writer, step[0])(*step[1:]) == expected

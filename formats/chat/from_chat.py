@@ -69,7 +69,7 @@ class ChatStreamWriter:
         self.model = model
         self.created = created or int(time.time())
         self._role_sent = False
-        self._head = self._chunk_head()
+        self._head: bytes | None = None  # rendered at the first chunk
 
     def _chunk_head(self) -> bytes:
         """Every chunk's event up to its delta (the same for the whole stream, so rendered
@@ -92,7 +92,7 @@ class ChatStreamWriter:
         self.model = model
         if id:
             self.id = id
-        self._head = self._chunk_head()
+        self._head = None
 
     def comment(self, text: str) -> bytes:
         return encode(Comment(text))  # an upstream's keepalive keeps the client's alive
@@ -141,7 +141,10 @@ class ChatStreamWriter:
             self._role_sent = True
             delta = {"role": "assistant", **delta}
         # Only the delta is encoded per chunk: the envelope around it is fixed per stream.
-        return self._head + orjson.dumps(delta) + _CHUNK_TAIL
+        head = self._head
+        if head is None:
+            head = self._head = self._chunk_head()
+        return head + orjson.dumps(delta) + _CHUNK_TAIL
 
     def _envelope(self, choices: list[dict[str, Any]], usage: Any) -> dict[str, Any]:
         return {
