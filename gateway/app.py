@@ -17,7 +17,7 @@ from gateway.engine.held import HeldBytes
 from gateway.engine.transport.upstream_client import HTTP, UpstreamClient
 from gateway.observability import install as observe
 from gateway.policy.admission import KeyLimits, key_name
-from gateway.policy.keys import ADMIN_PATHS, KEYS, KeyRing, auth_middleware
+from gateway.policy.keys import ADMIN_PATHS, KEYS, KeyRing, auth_check
 from gateway.policy.pricing import Prices
 from gateway.policy.routing import ROUTER, Router
 from gateway.policy.shared_state import STATE, SharedState
@@ -32,12 +32,12 @@ from gateway.routes import (
     probes,
     responses,
 )
-from gateway.server import config_secrets, cors, fdlimit, guards, heap
+from gateway.server import config_secrets, fdlimit, guards, heap
 from gateway.server.client_connection import ClientLimits
 from gateway.server.config_key import CONFIG
-from gateway.server.cors import cors_middleware
-from gateway.server.drain import DRAIN, Drain, drain_middleware
-from gateway.server.error_middleware import error_middleware
+from gateway.server.cors import cors_check
+from gateway.server.drain import DRAIN, Drain
+from gateway.server.front_door import front_door, response_head
 from gateway.server.heap import HEAP, HeapTrimmer
 from gateway.server.listener import ConnectionCap, GatewaySite
 
@@ -50,22 +50,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     server = config.server
     keys = KeyRing(config)
     drain = Drain()
-    app = web.Application(
-        middlewares=[
-            guards.track_request,
-            drain_middleware(drain),
-            error_middleware,
-            *cors_middleware(server.cors_origins),
-            *guards.request_guards(server, server.host if host is None else host),
-            *auth_middleware(
-                keys, _forwards_client_keys(config), ADMIN_PATHS | console.paths(config, keys.admin)
-            ),
-        ],
-        client_max_size=server.max_request_bytes,
-    )
-    app.on_response_prepare.append(guards.on_response_prepare)
-    if server.cors_origins:
-        app.on_response_prepare.append(cors.on_response_prepare)
+    app = web.Application(client_max_size=server.max_request_bytes)
     config_secrets.add_config_secrets(config)
     http = UpstreamClient(server.max_upstream_bytes, lean=server.upstream_client == "lean")
     state = SharedState(config.state)
@@ -80,7 +65,17 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     trimmer = app[HEAP] = HeapTrimmer()
     held = HeldBytes(server.held_bytes_limit, on_release=trimmer.freed)
     prices = Prices(config)
-    observers = observe.install(app, config, key_name)  # request ids, access log, metrics
+    observers = observe.install(app, config, key_name)  # access log, metrics
+    # One middleware and one response-head hook for every request (see front_door).
+    checks = [
+        cors_check(server.cors_origins),
+        *guards.request_checks(server, server.host if host is None else host),
+        auth_check(
+            keys, _forwards_client_keys(config), ADMIN_PATHS | console.paths(config, keys.admin)
+        ),
+    ]
+    app.middlewares.append(front_door(observers.finished, drain, checks))
+    app.on_response_prepare.append(response_head(bool(server.cors_origins)))
     console_hooks = console.install(app, config)  # GET /console, when an admin key is set
     # The engine's ports, each plugged with its policy: routing, the cooldowns (watched by
     # the metrics' gauge), the gateway keys' limits, the drain; and the observers' hooks.

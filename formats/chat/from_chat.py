@@ -29,6 +29,8 @@ from wire.sse import Comment, encode, encode_data
 from wire.usage import Usage
 
 DONE = b"data: [DONE]\n\n"
+# What follows a chunk's delta, and ends its event.
+_CHUNK_TAIL = b',"logprobs":null,"finish_reason":null}],"usage":null}\n\n'
 _ids = itertools.count(1)
 
 
@@ -67,6 +69,21 @@ class ChatStreamWriter:
         self.model = model
         self.created = created or int(time.time())
         self._role_sent = False
+        self._head: bytes | None = None  # rendered at the first chunk
+
+    def _chunk_head(self) -> bytes:
+        """Every chunk's event up to its delta (the same for the whole stream, so rendered
+        once): `data: {"id":..,"object":..,"created":..,"model":..,"choices":[{"index":0,
+        "delta":`, byte for byte as orjson renders the whole chunk."""
+        return (
+            b'data: {"id":'
+            + orjson.dumps(self.id)
+            + b',"object":"chat.completion.chunk","created":'
+            + orjson.dumps(self.created)
+            + b',"model":'
+            + orjson.dumps(self.model)
+            + b',"choices":[{"index":0,"delta":'
+        )
 
     def opening(self) -> bytes:
         return b""  # the first delta carries the role
@@ -75,6 +92,7 @@ class ChatStreamWriter:
         self.model = model
         if id:
             self.id = id
+        self._head = None
 
     def comment(self, text: str) -> bytes:
         return encode(Comment(text))  # an upstream's keepalive keeps the client's alive
@@ -122,8 +140,11 @@ class ChatStreamWriter:
         if not self._role_sent:  # OpenAI's first delta carries the role
             self._role_sent = True
             delta = {"role": "assistant", **delta}
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
-        return encode_data(orjson.dumps(self._envelope([choice], None)))
+        # Only the delta is encoded per chunk: the envelope around it is fixed per stream.
+        head = self._head
+        if head is None:
+            head = self._head = self._chunk_head()
+        return head + orjson.dumps(delta) + _CHUNK_TAIL
 
     def _envelope(self, choices: list[dict[str, Any]], usage: Any) -> dict[str, Any]:
         return {

@@ -1,24 +1,23 @@
 """Observability wired into the application: request ids, the access log, the metrics.
 
-One middleware, outermost, sees every request: it notes the arrival (the dispatcher's
-record and so TTFT start there), gives the request its id, and once the handler returned
-(for a stream, after its last byte) writes the access line and counts the response. The
+The front door (`gateway.server.front_door`), the one middleware, notes each request's
+arrival (the dispatcher's record and so TTFT start there) and gives it its id; once the
+handler returned (for a stream, after its last byte) it calls `Finished.finished`, which
+writes the access line and counts the response. The
 dispatcher's own observations come through its event hooks (`gateway.observability.metrics`),
 which `install` hands the app to plug in, with the watch of the cooldown store.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from gateway.config import Config
-from gateway.engine.events import ARRIVED, REQUEST_RECORD, Hooks
+from gateway.engine.events import REQUEST_RECORD, Hooks
 from gateway.engine.ports import Cooldowns
 from gateway.observability import access_log
 from gateway.observability.cooldown_watch import CooldownCollector, WatchedCooldowns
@@ -26,21 +25,26 @@ from gateway.observability.export import MetricsPage
 from gateway.observability.labels import error_type
 from gateway.observability.metrics import GatewayMetrics
 from gateway.server import request_ids
+from gateway.server.front_door import CLIENT_CLOSED
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-CLIENT_CLOSED = 499  # nginx's status for a request whose client left before any answer
 UNMATCHED = "unmatched"
 
 
 class Observers:
     """What `install` plugged in, for the app to hand the dispatcher: the event hooks (the
     metrics'), and `watch`, which wraps the cooldown store so that the gauge counts its rests
-    (the store itself when metrics are off)."""
+    (the store itself when metrics are off); and for the front door, `finished`: the access
+    line and the response count of each request (None when both are off)."""
 
-    def __init__(self, hooks: list[Hooks], watch: Callable[[Cooldowns], Cooldowns]) -> None:
+    def __init__(
+        self,
+        hooks: list[Hooks],
+        watch: Callable[[Cooldowns], Cooldowns],
+        finished: Finished | None,
+    ) -> None:
         self.hooks = hooks
         self.watch = watch
+        self.finished = finished
 
 
 def install(
@@ -70,9 +74,8 @@ def install(
     if config.server.access_log:
         lines = access_log.AccessLog()
         app.on_cleanup.append(_at_cleanup(lines.flush))  # no line is lost at a clean stop
-    app.middlewares.insert(0, middleware(metrics, lines, key_name))
-    app.on_response_prepare.append(request_ids.on_response_prepare)
-    return Observers(hooks, watch)
+    finished = None if metrics is None and lines is None else Finished(metrics, lines, key_name)
+    return Observers(hooks, watch, finished)
 
 
 def _unwatched(store: Cooldowns) -> Cooldowns:
@@ -93,37 +96,27 @@ def _closing(page: MetricsPage) -> Callable[[web.Application], Awaitable[None]]:
     return cleanup
 
 
-def middleware(
-    metrics: GatewayMetrics | None,
-    lines: access_log.AccessLog | None,
-    key_name: Callable[[web.Request], str | None],
-) -> Middleware:
+class Finished:
+    """What is written and counted once a request is answered (for a stream, after its last
+    byte): its access line and its response count. The front door calls `finished`."""
 
-    @web.middleware
-    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        arrived = time.perf_counter()
-        request[ARRIVED] = arrived
-        request_ids.assign(request)
-        if metrics is None and lines is None:
-            return await handler(request)
-        try:
-            response = await handler(request)
-        except asyncio.CancelledError:  # the client left; a stream's 200 may have gone out
-            _finished(request, request.get(request_ids.SENT_STATUS, CLIENT_CLOSED), arrived)
-            raise
-        except web.HTTPException as http:  # not an error (a redirect): the error middleware
-            _finished(request, http.status, arrived)  # answers every error itself
-            raise
-        _finished(request, response.status, arrived)
-        return response
+    def __init__(
+        self,
+        metrics: GatewayMetrics | None,
+        lines: access_log.AccessLog | None,
+        key_name: Callable[[web.Request], str | None],
+    ) -> None:
+        self.metrics = metrics
+        self.lines = lines
+        self.key_name = key_name
 
-    def _finished(request: web.Request, status: int, arrived: float) -> None:
+    def finished(self, request: web.Request, status: int, arrived: float) -> None:
         record = request.get(REQUEST_RECORD)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else None
-        if metrics is not None:
-            metrics.responded(route or UNMATCHED, status)
-        if lines is None:
+        if self.metrics is not None:
+            self.metrics.responded(route or UNMATCHED, status)
+        if self.lines is None:
             return
         ended = time.perf_counter()
         if record is not None:
@@ -132,8 +125,8 @@ def middleware(
             # The client's last byte, not the upstream's end of body the gateway waits after.
             ended = record.ended or ended
         else:
-            key, started, failed = key_name(request), arrived, _status_error(status)
-        lines.write(
+            key, started, failed = self.key_name(request), arrived, _status_error(status)
+        self.lines.write(
             access_log.line_of(
                 time.time(),
                 request[request_ids.REQUEST_ID],
@@ -146,8 +139,6 @@ def middleware(
                 failed,
             )
         )
-
-    return observe
 
 
 def _status_error(status: int) -> str:

@@ -16,11 +16,10 @@ import fnmatch
 import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import msgspec
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from gateway.config import Config, GatewayKeyConfig
 from wire.config_values import resolve_key
@@ -136,26 +135,25 @@ def presented_keys(request: web.Request) -> list[str]:
 GATEWAY_KEY = web.RequestKey("gateway_key", GatewayKey)
 CLIENT_KEY = web.RequestKey("client_key", str)  # a provider key the client sent (BYOK)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-
-def auth_middleware(
+def auth_check(
     ring: KeyRing, forwards_client_keys: bool, admin_paths: frozenset[str] | None = None
-) -> list[Middleware]:
-    """Find the gateway key (401 without one, when keys are configured) and any provider key
-    the client sent besides it; none at all when there are no keys and no provider takes
-    the client's own key. `admin_paths` (default ADMIN_PATHS) check the admin key themselves."""
+) -> Callable[[web.Request], None] | None:
+    """The check, before the handler, that finds the gateway key (401 without one, when keys
+    are configured) and any provider key the client sent besides it; None when there are no
+    keys and no provider takes the client's own key. `admin_paths` (default ADMIN_PATHS)
+    check the admin key themselves."""
     admin_paths = ADMIN_PATHS if admin_paths is None else admin_paths
     if not ring.required and not forwards_client_keys:
-        return []
+        return None
+    required = ring.required
 
-    @web.middleware
-    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def authenticate(request: web.Request) -> None:
         if request.path in OPEN_PATHS or request.method == "OPTIONS":
-            return await handler(request)
+            return
         presented = presented_keys(request)
         gateway_key = None
-        for value in presented if ring.required else ():
+        for value in presented if required else ():
             gateway_key = ring.find(value)
             if gateway_key is not None:
                 request[GATEWAY_KEY] = gateway_key
@@ -164,16 +162,15 @@ def auth_middleware(
             if gateway_key is None or value != gateway_key.value:
                 request[CLIENT_KEY] = value
                 break
-        if ring.required and gateway_key is None and request.path not in admin_paths:
+        if required and gateway_key is None and request.path not in admin_paths:
             raise InvalidApiKey(
                 "Incorrect API key provided."
                 if presented
                 else "You didn't provide an API key. Send your gateway key as "
                 "'Authorization: Bearer KEY' (or x-api-key, x-goog-api-key)."
             )
-        return await handler(request)
 
-    return [authenticate]
+    return authenticate
 
 
 # Admin routes check the [admin] key themselves (each by its exact path: no other path under

@@ -9,14 +9,11 @@ Fetch standard). A preflight from an origin not listed is a 403 in OpenAI's shap
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from wire.errors import GatewayError
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _METHODS = "GET, POST, OPTIONS"
 # The gateway's own headers a page may read (the SDKs read x-request-id and the rate limits).
@@ -58,10 +55,12 @@ class Cors:
             return "*"
         return origin if origin in self.origins else None
 
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    def check(self, request: web.Request) -> web.StreamResponse | None:
+        """Before the handler: a preflight's answer (or its 403), else None, noting for the
+        response's head which origin may read it."""
         origin = request.headers.get("Origin")
         if origin is None:
-            return await handler(request)
+            return None
         allowed = self.allowed(origin)
         preflight = request.method == "OPTIONS" and (
             "Access-Control-Request-Method" in request.headers
@@ -83,13 +82,15 @@ class Cors:
         if allowed is not None:
             # Set on prepare: a stream's headers go out before its handler returns.
             request[_ALLOW] = allowed
-        return await handler(request)
+        return None
 
 
 _ALLOW = web.RequestKey("cors_allow_origin", str)
 
 
-async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """The CORS headers of an answer to an origin that may read it (run by the front door as
+    the response's head goes out)."""
     allowed = request.get(_ALLOW)
     if allowed is not None:
         response.headers["Access-Control-Allow-Origin"] = allowed
@@ -97,14 +98,6 @@ async def on_response_prepare(request: web.Request, response: web.StreamResponse
         response.headers.add("Vary", "Origin")
 
 
-def cors_middleware(origins: Sequence[str]) -> list[Middleware]:
-    """The CORS middleware for `origins` ([] when none are configured: CORS stays off)."""
-    if not origins:
-        return []
-    cors = Cors(origins)
-
-    @web.middleware
-    async def cors_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await cors.middleware(request, handler)
-
-    return [cors_headers]
+def cors_check(origins: Sequence[str]) -> Callable[[web.Request], web.StreamResponse | None] | None:
+    """The CORS check for `origins` (None when none are configured: CORS stays off)."""
+    return Cors(origins).check if origins else None

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from wire.errors import GatewayError
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ShuttingDown(GatewayError):
@@ -50,20 +46,23 @@ class Drain:
             "instance will answer)."
         )
 
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    def enter(self) -> asyncio.Task[object]:
+        """The current request is in flight (the front door calls this first, `leave` last)."""
         task = asyncio.current_task()
         assert task is not None
         self._in_flight.add(task)
         self._idle.clear()
-        try:
-            response = await handler(request)
-        finally:
-            self._in_flight.discard(task)
-            if not self._in_flight:
-                self._idle.set()
+        return task
+
+    def leave(self, task: asyncio.Task[object]) -> None:
+        self._in_flight.discard(task)
+        if not self._in_flight:
+            self._idle.set()
+
+    def close_after(self, response: web.StreamResponse) -> None:
+        """While draining, the connection of an answer not yet sent ends with it."""
         if self.draining and not response.prepared:
-            response.force_close()  # this connection ends with this answer
-        return response
+            response.force_close()
 
     async def run(self, runner: web.AppRunner, timeout: float) -> None:
         """Drain `runner`: stop accepting, wait up to `timeout` seconds for the requests in
@@ -89,13 +88,3 @@ class Drain:
 
 
 DRAIN = web.AppKey("drain", Drain)
-
-
-def drain_middleware(
-    drain: Drain,
-) -> Middleware:
-    @web.middleware
-    async def track_in_flight(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await drain.middleware(request, handler)
-
-    return track_in_flight

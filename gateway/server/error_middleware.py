@@ -1,4 +1,5 @@
-"""The one middleware that answers every error, in the shape of the API the route speaks.
+"""Every error answered in the shape of the API the route speaks (`answer_exception`, which
+the front door, `gateway.server.front_door`, calls for whatever a handler raised).
 
 The errors themselves (`GatewayError` and its kinds) live in `wire.errors`, below the providers
 that raise them too. A route that speaks another API's format (Anthropic's, Gemini's) is added
@@ -92,27 +93,25 @@ def error_answer(request: web.Request, error: GatewayError) -> web.Response:
     return error_response(error)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer every error in OpenAI's shape; log the unexpected ones once."""
-    try:
-        return await handler(request)
-    except GatewayError as error:
-        answer = error_answer(request, error)
+def answer_exception(request: web.Request, exception: Exception) -> web.Response:
+    """The answer to an exception a handler raised, in its route's API shape; logs the
+    unexpected ones once (call it from the `except` block). An HTTPException below 400 (a
+    redirect) is not an error: it is raised again."""
+    if isinstance(exception, GatewayError):
+        answer = error_answer(request, exception)
         # The error may outlive the request (the access log's record keeps it), not the
         # frames it was raised through (the request, its body).
-        drop_tracebacks(error)
+        drop_tracebacks(exception)
         return answer
-    except web.HTTPException as http_error:
-        make = _HTTP_EXCEPTIONS.get(http_error.status)
+    if isinstance(exception, web.HTTPException):
+        make = _HTTP_EXCEPTIONS.get(exception.status)
         if make is not None:
             return error_answer(request, make(request))
-        if http_error.status < 400:
-            raise
+        if exception.status < 400:
+            raise exception
         other = GatewayError(
-            http_error.reason, status=http_error.status, type="invalid_request_error"
+            exception.reason, status=exception.status, type="invalid_request_error"
         )
         return error_answer(request, other)
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_answer(request, GatewayError("The gateway failed to handle the request."))
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    return error_answer(request, GatewayError("The gateway failed to handle the request."))

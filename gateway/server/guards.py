@@ -1,5 +1,5 @@
-"""Request guards, as middleware: who may ask (Host), in what form (Content-Type), and the
-bookkeeping that lets a connection time its client (`gateway.server.client_connection`).
+"""Request guards, checks the front door (`gateway.server.front_door`) runs before the
+handler: who may ask (Host), in what form (Content-Type).
 
 - Host: a web page can make a browser send requests to 127.0.0.1 through a name it controls
   (DNS rebinding). Bound to a loopback address, the gateway answers only loopback names
@@ -17,50 +17,25 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from gateway.config import ServerConfig
-from gateway.server.client_connection import SERVER_NAME, GuardedHandler
-from gateway.server.heap import HEAP, LARGE_BODY
 from wire.errors import MisdirectedRequest, UnsupportedMediaType
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Check = Callable[[web.Request], None]  # raises the request's error
 
 UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
 _LOOPBACK_NAMES = ("localhost", "*.localhost", "127.0.0.1", "[::1]")
 
 
-def request_guards(server: ServerConfig, host: str) -> list[Middleware]:
-    """The guards for a gateway listening on `host`, outermost first; the error middleware
-    goes between `track_request` and these, so that their errors get OpenAI's shape."""
-    return [_host_guard(allowed_hosts(server, host)), content_type_guard]
-
-
-@web.middleware
-async def track_request(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Tell the connection a request is being handled (its head is in, its body due)."""
-    protocol = request.protocol
-    if not isinstance(protocol, GuardedHandler):
-        return await handler(request)
-    protocol.request_started(request)
-    try:
-        return await handler(request)
-    finally:
-        protocol.request_finished(request)
-        length = request.content_length
-        if length is not None and length >= LARGE_BODY:  # its memory, once the request is gone
-            request.app[HEAP].freed(length)
-
-
-async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    # aiohttp's default names itself and its version: say nothing a scanner can use.
-    response.headers["Server"] = SERVER_NAME
-    protocol = request.protocol
-    if isinstance(protocol, GuardedHandler):
-        protocol.response_started()
+def request_checks(server: ServerConfig, host: str) -> list[Check]:
+    """The guards for a gateway listening on `host`, in order: Host (when restricted), then
+    Content-Type. The front door runs them inside its error answer, so that their errors get
+    OpenAI's shape."""
+    host_check = _host_check(allowed_hosts(server, host))
+    return [content_type_check] if host_check is None else [host_check, content_type_check]
 
 
 def is_loopback(host: str) -> bool:
@@ -90,14 +65,9 @@ def exposure_warning(host: str) -> str | None:
     )
 
 
-def _host_guard(patterns: tuple[str, ...] | None) -> Middleware:
+def _host_check(patterns: tuple[str, ...] | None) -> Check | None:
     if patterns is None:
-
-        @web.middleware
-        async def any_host(request: web.Request, handler: Handler) -> web.StreamResponse:
-            return await handler(request)
-
-        return any_host
+        return None
     names = frozenset(_normal(p) for p in patterns if not p.startswith("*."))
     suffixes = tuple(_normal(p)[1:] for p in patterns if p.startswith("*."))  # ".example.com"
     loopback = patterns is _LOOPBACK_NAMES
@@ -110,8 +80,7 @@ def _host_guard(patterns: tuple[str, ...] | None) -> Middleware:
         allowed = name in names or name.endswith(suffixes) or (loopback and _is_loopback_ip(name))
         return None if allowed else name
 
-    @web.middleware
-    async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def host_check(request: web.Request) -> None:
         header = request.headers.get("Host")
         # HTTP/1.0 may omit the header; a browser never does.
         name = None if header is None else refused(header)
@@ -120,22 +89,20 @@ def _host_guard(patterns: tuple[str, ...] | None) -> Middleware:
                 f"This gateway does not answer for the host {name!r} (it answers for: "
                 f"{shown}); list it in [server] allowed_hosts to allow it."
             )
-        return await handler(request)
 
-    return host_guard
+    return host_check
 
 
-@web.middleware
-async def content_type_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+def content_type_check(request: web.Request) -> None:
     if request.method != "POST" or request.match_info.http_exception is not None:
-        return await handler(request)  # other methods carry no body; 404/405 say more
+        return  # other methods carry no body; 404/405 say more
     upload = request.path in UPLOAD_PATHS
     declared = request.headers.get("Content-Type")
     if declared is None:
         if not upload and "Origin" not in request.headers:
-            return await handler(request)
+            return
     elif request.content_type == ("multipart/form-data" if upload else "application/json"):
-        return await handler(request)
+        return
     expected = "multipart/form-data" if upload else "application/json"
     shown = "none" if declared is None else repr(request.content_type)
     raise UnsupportedMediaType(

@@ -5,9 +5,9 @@ join), else a new one. A client's value is sane when it is short and of a plain 
 it is copied into a response header and into the access log, so nothing else gets through.
 The upstream's own id is still relayed as `x-request-id` (see `gateway.engine.attempt`).
 
-The id is stamped in `on_response_prepare`, which aiohttp calls for every response as its
-headers go out (errors, 404s, and streams, whose headers leave when the dispatcher or a
-keepalive comment prepares them), so no handler has to remember it.
+The id is stamped in `on_response_prepare`, which the front door's hook runs for every
+response as its headers go out (errors, 404s, and streams, whose headers leave when the
+dispatcher or a keepalive comment prepares them), so no handler has to remember it.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def assign(request: web.Request) -> str:
     return request_id
 
 
-async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
     request_id = request.get(REQUEST_ID)
-    if request_id is None:  # a response made before the middleware ran
+    if request_id is None:  # a response made before the front door ran
         request_id = assign(request)
     response.headers[GATEWAY_REQUEST_ID] = request_id
     request[SENT_STATUS] = response.status
