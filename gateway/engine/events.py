@@ -22,7 +22,7 @@ Outcome = Literal["ok", "retried", "failed_over", "error"]
 
 
 class Attempt:
-    __slots__ = ("label", "number", "outcome", "provider", "status")
+    __slots__ = ("headers", "label", "number", "outcome", "provider", "span", "status")
 
     def __init__(self, number: int, label: str, provider: str) -> None:
         self.number = number  # 1, 2, ... within its request
@@ -30,6 +30,10 @@ class Attempt:
         self.provider = provider  # the provider table's name
         self.status: int | None = None  # the upstream's status when it failed with one
         self.outcome: Outcome | None = None  # None while it runs
+        # Headers a hook adds to this attempt's upstream request (a tracer's traceparent), set
+        # in `attempt_started`.
+        self.headers: dict[str, str] | None = None
+        self.span: object = None  # what a tracer keeps of the attempt
 
 
 class RequestRecord:
@@ -43,10 +47,14 @@ class RequestRecord:
         "key",
         "model",
         "operation",
+        "request_id",
         "served",
+        "span",
         "started",
         "status",
         "stream",
+        "traceparent",
+        "tracestate",
         "usage",
     )
 
@@ -71,6 +79,11 @@ class RequestRecord:
         self.usage: Usage | None = None  # the tokens the answer used, when known
         self.error: GatewayError | None = None  # what the client was told, if it failed
         self.status = 200
+        self.request_id: str | None = None  # the gateway's id for it (x-gateway-request-id)
+        # The client's W3C trace context (its `traceparent` and `tracestate` headers), if sent.
+        self.traceparent: str | None = None
+        self.tracestate: str | None = None
+        self.span: object = None  # what a tracer keeps of the request
 
 
 class Hooks(Protocol):

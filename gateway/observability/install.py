@@ -3,19 +3,21 @@
 One middleware, outermost, sees every request: it notes the arrival (the dispatcher's
 record and so TTFT start there), gives the request its id, and once the handler returned
 (for a stream, after its last byte) writes the access line and counts the response. The
-dispatcher's own observations come through its event hooks (`gateway.observability.metrics`),
-which `install` hands the app to plug in, with the watch of the cooldown store.
+dispatcher's own observations come through its event hooks (`gateway.observability.metrics`,
+and `gateway.observability.tracing` when `[tracing]` is on), which `install` hands the app to
+plug in, with the watch of the cooldown store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from gateway.config import Config
 from gateway.engine.events import ARRIVED, REQUEST_RECORD, Hooks
@@ -26,6 +28,7 @@ from gateway.observability.export import MetricsPage
 from gateway.observability.labels import error_type
 from gateway.observability.metrics import GatewayMetrics
 from gateway.server import request_ids
+from wire.config_values import ConfigError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,6 +53,7 @@ def install(
     access log unless `[server] access_log = false`. `key_name`: the request's gateway key's
     name, for the line of a request that never reached the dispatcher."""
     metrics = None
+    registry = None
     hooks: list[Hooks] = []
     if config.metrics.enabled:
         registry = CollectorRegistry()
@@ -66,6 +70,9 @@ def install(
     else:
         watch = _unwatched
 
+    if config.tracing.enabled and not _sdk_disabled():
+        hooks.append(_tracing(app, config, registry or CollectorRegistry()))
+
     lines = None
     if config.server.access_log:
         lines = access_log.AccessLog()
@@ -73,6 +80,42 @@ def install(
     app.middlewares.insert(0, middleware(metrics, lines, key_name))
     app.on_response_prepare.append(request_ids.on_response_prepare)
     return Observers(hooks, watch)
+
+
+def _sdk_disabled() -> bool:
+    """OTEL_SDK_DISABLED=true turns tracing off, as it does every OpenTelemetry SDK."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _tracing(app: web.Application, config: Config, registry: CollectorRegistry) -> Hooks:
+    """The tracing hooks (OpenTelemetry is imported here, and only when tracing is on); the
+    spans export drops counted in `registry`, and flushed at the app's cleanup."""
+    try:
+        from gateway.observability.trace_export import tracer_provider
+        from gateway.observability.tracing import Tracing
+    except ImportError as missing:
+        raise ConfigError(
+            f"{config.source}: tracing.enabled: needs the otel extra "
+            f"(pip install 'gateway[otel]'): {missing}"
+        ) from None
+    dropped = Counter(
+        "gateway_trace_spans_dropped",
+        "Spans not exported: the export queue was full, or the collector failed to take them.",
+        ("reason",),
+        registry=registry,
+    )
+
+    def count(reason: str, spans: int) -> None:
+        dropped.labels(reason).inc(spans)
+
+    provider = tracer_provider(config.tracing, count)
+
+    async def flush(app: web.Application) -> None:
+        # In a thread: a collector that does not answer holds the flush up to its timeout.
+        await asyncio.to_thread(provider.shutdown)
+
+    app.on_cleanup.append(flush)
+    return Tracing(config, provider)
 
 
 def _unwatched(store: Cooldowns) -> Cooldowns:
