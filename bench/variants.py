@@ -27,6 +27,7 @@ class Variant:
     pinned: bool = True  # on the target CPU (a variant with workers takes every CPU)
     upstream_client: str = "lean"  # [server] upstream_client: "lean" or "aiohttp"
     spend: bool = False  # the key has a max_spend: each request reserved and priced in money
+    trace_ratio: float | None = None  # [tracing] on, at this sample_ratio (spans to the upstream)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -46,6 +47,10 @@ VARIANTS: dict[str, Variant] = {
             "gateway-aiohttp",
             "aiohttp's upstream client for every request, else as `gateway`",
             upstream_client="aiohttp",
+        ),
+        Variant("gateway-trace", "`gateway` with tracing on, every trace kept", trace_ratio=1.0),
+        Variant(
+            "gateway-trace-1pct", "`gateway` with tracing on, 1 % of traces kept", trace_ratio=0.01
         ),
     )
 }
@@ -74,8 +79,9 @@ AIOHTTP_ALL_FEATURES = replace(
 )
 
 
-def config_text(variant: Variant, redis_url: str | None) -> str:
-    """The [server]/[metrics]/[keys]/[state]/[models] part of a variant's gateway.toml."""
+def config_text(variant: Variant, redis_url: str | None, upstream: str = "") -> str:
+    """The [server]/[metrics]/[keys]/[state]/[tracing] part of a variant's gateway.toml;
+    `upstream`: the mock upstream's URL, the tracing variants' OTLP collector."""
     observed = "true" if variant.observed else "false"
     text = f"access_log = {observed}\n"
     if variant.upstream_client != "lean":
@@ -98,6 +104,11 @@ def config_text(variant: Variant, redis_url: str | None) -> str:
     if variant.key == "redis":
         assert redis_url is not None
         text += f'\n[state]\nredis_url = "{redis_url}"\n'
+    if variant.trace_ratio is not None:
+        text += (
+            f'\n[tracing]\nenabled = true\nendpoint = "{upstream}"\n'
+            f"sample_ratio = {variant.trace_ratio}\n"
+        )
     return text
 
 

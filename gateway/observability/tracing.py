@@ -67,77 +67,81 @@ class Tracing:
 
     def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
         server = self._server_span(record)
-        model = attempt.label.partition("/")[2]
-        operation = operation_name(record.operation)
-        span = self._tracer.start_span(
-            f"{operation} {model}",
-            set_span_in_context(server),
-            SpanKind.CLIENT,
-            {
-                "gen_ai.operation.name": operation,
-                "gen_ai.provider.name": self._providers.get(attempt.provider, attempt.provider),
-                "gen_ai.request.model": model,
-                "gateway.attempt": attempt.number,
-                "gateway.target": attempt.label,
-            },
-        )
-        attempt.span = span
+        context = set_span_in_context(server)
+        if server.is_recording():
+            model = attempt.label.partition("/")[2]
+            operation = operation_name(record.operation)
+            span = self._tracer.start_span(
+                f"{operation} {model}",
+                context,
+                SpanKind.CLIENT,
+                {
+                    "gen_ai.operation.name": operation,
+                    "gen_ai.provider.name": self._providers.get(attempt.provider, attempt.provider),
+                    "gen_ai.request.model": model,
+                    "gateway.attempt": attempt.number,
+                    "gateway.target": attempt.label,
+                },
+            )
+            attempt.span = span
+            context = set_span_in_context(span)
+        # A trace not sampled has no span of its own to name: the upstream is told of the
+        # request's (not sampled either), which costs no span per attempt.
         headers: dict[str, str] = {}
-        _W3C.inject(headers, set_span_in_context(span))
+        _W3C.inject(headers, context)
         attempt.headers = headers
 
     def first_content(self, record: RequestRecord, attempt: Attempt) -> None:
         span = attempt.span
-        if isinstance(span, Span) and span.is_recording() and record.first_content is not None:
+        if isinstance(span, Span) and record.first_content is not None:
             ttft = record.first_content - record.started
             span.add_event(FIRST_TOKEN, {"gateway.time_to_first_token": ttft})
-            server = record.span
-            if isinstance(server, Span):
-                server.set_attribute("gateway.time_to_first_token", ttft)
 
     def attempt_ended(self, record: RequestRecord, attempt: Attempt) -> None:
         span = attempt.span
         if not isinstance(span, Span):
             return
-        span.set_attribute("gateway.outcome", attempt.outcome or "error")
         if attempt.outcome == "ok":
             # Its usage (a stream's) is the request's, known once the stream closed.
             attempt.span = _Served(span, time.time_ns())
             return
+        attributes: dict[str, str | int] = {"gateway.outcome": attempt.outcome or "error"}
         if attempt.status is not None:
-            span.set_attribute("http.response.status_code", attempt.status)
-        failed = str(attempt.status) if attempt.status is not None else "error"
-        span.set_attribute("error.type", failed)
+            attributes["http.response.status_code"] = attempt.status
+        attributes["error.type"] = str(attempt.status) if attempt.status is not None else "error"
+        span.set_attributes(attributes)
         span.set_status(Status(StatusCode.ERROR))
         span.end()
         attempt.span = None
 
     def request_ended(self, record: RequestRecord) -> None:
         server = self._server_span(record)
-        recording = server.is_recording()
+        if not server.is_recording():
+            server.end()
+            return
         ended = time.time_ns() if record.ended is None else _epoch_ns(record.ended)
+        answered = _answered(record)
         for attempt in record.attempts:
-            served = attempt.span
+            span = attempt.span
             attempt.span = None
-            if isinstance(served, _Served):
-                if recording:
-                    _answered(served.span, record)
-                served.span.end(served.ended)
-                ended = max(ended, served.ended)  # two clocks: the request ends last
-            elif isinstance(served, Span):  # cut while it ran (the client left)
-                served.set_attribute("gateway.outcome", "error")
-                served.set_attribute("error.type", "cancelled")
-                served.set_status(Status(StatusCode.ERROR))
-                served.end()
-        if recording:
-            _answered(server, record)
-            server.set_attribute("gateway.attempts", len(record.attempts))
-            server.set_attribute("http.response.status_code", record.status)
-            failed = error_type(record)
-            server.set_attribute("gateway.outcome", "error" if failed else "ok")
-            if failed:
-                server.set_attribute("error.type", failed)
-                server.set_status(Status(StatusCode.ERROR))
+            if isinstance(span, _Served):
+                span.span.set_attributes({**answered, "gateway.outcome": "ok"})
+                span.span.end(span.ended)
+                ended = max(ended, span.ended)  # two clocks: the request ends last
+            elif isinstance(span, Span):  # cut while it ran (the client left)
+                span.set_attributes({"gateway.outcome": "error", "error.type": "cancelled"})
+                span.set_status(Status(StatusCode.ERROR))
+                span.end()
+        failed = error_type(record)
+        answered["gateway.attempts"] = len(record.attempts)
+        answered["http.response.status_code"] = record.status
+        answered["gateway.outcome"] = "error" if failed else "ok"
+        if record.first_content is not None:
+            answered["gateway.time_to_first_token"] = record.first_content - record.started
+        if failed:
+            answered["error.type"] = failed
+            server.set_status(Status(StatusCode.ERROR))
+        server.set_attributes(answered)
         server.end(ended)
 
     def _server_span(self, record: RequestRecord) -> Span:
@@ -172,18 +176,19 @@ class Tracing:
         return span
 
 
-def _answered(span: Span, record: RequestRecord) -> None:
+def _answered(record: RequestRecord) -> dict[str, str | int | float]:
     """What the answer was: the model that served, its tokens, its cost when known."""
+    answered: dict[str, str | int | float] = {}
     if record.served is not None:
-        span.set_attribute("gen_ai.response.model", record.served.partition("/")[2])
+        answered["gen_ai.response.model"] = record.served.partition("/")[2]
     usage = record.usage
     if usage is not None:
-        span.set_attributes(
-            {"gen_ai.usage.input_tokens": usage.input, "gen_ai.usage.output_tokens": usage.output}
-        )
+        answered["gen_ai.usage.input_tokens"] = usage.input
+        answered["gen_ai.usage.output_tokens"] = usage.output
     cost = getattr(record, "cost_usd", None)  # set by the spend accounting, where it runs
     if isinstance(cost, int | float):
-        span.set_attribute("gateway.cost_usd", float(cost))
+        answered["gateway.cost_usd"] = float(cost)
+    return answered
 
 
 def _epoch_ns(perf: float) -> int:
