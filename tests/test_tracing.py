@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,10 +29,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from gateway.config import parse
+from gateway.observability.trace_export import CountedBatchProcessor, CountedExporter
+from gateway.server.log_throttle import Throttled
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.scrape import scrape
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
+from wire.config_values import ConfigError
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -281,3 +288,91 @@ async def test_a_dead_collector_fails_no_request_and_is_one_warning_and_a_count(
     warnings = [r for r in caplog.records if r.getMessage().startswith("tracing:")]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "did not take" in warnings[0].getMessage()
+
+
+async def test_a_trace_not_sampled_exports_nothing_but_a_clients_sampled_one_is_followed(
+    upstream: FakeUpstream, start_gateway: GatewayFactory, collector: Collector
+) -> None:
+    upstream.handler = streaming(openai_chat_stream(["hi"]))
+    url = await start_gateway(
+        provider_toml(upstream.url, api_key="sk", timeout=2)
+        + f'[tracing]\nenabled = true\nendpoint = "{collector.url}"\nsample_ratio = 0\n'
+    )
+    async with sdk(url) as client:
+        assert await stream_text(client, "fake/m") == "hi"
+        unsampled = upstream.requests[0]["headers"]["traceparent"]
+        assert unsampled.startswith("00-") and int(unsampled[-2:], 16) & 1 == 0
+        headers = {"traceparent": CLIENT_TRACEPARENT}
+        assert await stream_text(client, "fake/m", extra_headers=headers) == "hi"
+    spans = await collector.wait_for(2)
+    await asyncio.sleep(0.3)  # six export periods: the first request's spans would be here
+    assert len(spans) == len(collector.spans) == 2
+    assert {span.trace_id.hex() for span in spans} == {TRACE_ID}
+
+
+async def test_a_client_leaving_mid_stream_ends_its_attempt_span_as_cancelled(
+    upstream: FakeUpstream, start_gateway: GatewayFactory, collector: Collector
+) -> None:
+    upstream.handler = streaming(openai_chat_stream(["a", "b"]), then="hang")
+    url = await start_gateway(
+        provider_toml(upstream.url, api_key="sk", timeout=30)
+        + f'[tracing]\nenabled = true\nendpoint = "{collector.url}"\n'
+    )
+    async with sdk(url) as client:
+        stream = await client.chat.completions.create(
+            model="fake/m", messages=MESSAGES, stream=True
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+        await stream.close()
+    spans = await collector.wait_for(2)
+    server, attempt = sorted(spans, key=lambda span: span.kind != Span.SPAN_KIND_SERVER)
+    assert attempt.parent_span_id == server.span_id
+    assert attributes(attempt.attributes)["error.type"] == "cancelled"
+    assert attributes(server.attributes)["error.type"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("sample_ratio = 1.5", "tracing.sample_ratio: between 0 and 1"),
+        ('endpoint = "collector:4318"', "tracing.endpoint: must start with http"),
+        ("capture_content = true", "tracing.capture_content: not supported"),
+        ("warn_interval = 0", "tracing.warn_interval: a positive number"),
+        ("sampling = 1", "tracing.sampling: unknown key"),
+    ],
+)
+def test_a_bad_tracing_setting_is_a_config_error_naming_it(setting: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(f"[providers.mock]\n[tracing]\nenabled = true\n{setting}\n", "t.toml")
+    assert message in str(caught.value)
+
+
+def test_spans_a_full_queue_drops_are_counted() -> None:
+    """The SDK's processor, its queue of 2 full while its exporter is stuck: each span past
+    it pushes one out, and is counted."""
+    stuck, started = threading.Event(), threading.Event()
+
+    class Stuck(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            started.set()
+            stuck.wait(10)
+            return SpanExportResult.SUCCESS
+
+    dropped: list[tuple[str, int]] = []
+    warn = Throttled(logging.getLogger("test"), 60)
+    counted = CountedExporter(Stuck(), lambda reason, n: dropped.append((reason, n)), warn)
+    batch = BatchSpanProcessor(counted, max_queue_size=2, max_export_batch_size=1)
+    provider = TracerProvider()
+    provider.add_span_processor(
+        CountedBatchProcessor(batch, lambda reason, n: dropped.append((reason, n)))
+    )
+    tracer = provider.get_tracer("test")
+    tracer.start_span("first").end()  # taken by the exporter, which then hangs
+    assert started.wait(10)
+    for name in ("a", "b", "c", "d", "e"):  # a and b fill the queue; c, d, e each drop one
+        tracer.start_span(name).end()
+    assert dropped == [("queue_full", 1)] * 3
+    stuck.set()
+    provider.shutdown()
