@@ -18,8 +18,10 @@ import sys
 import textwrap
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 from aiohttp import web
@@ -36,6 +38,7 @@ from gateway.config import parse
 from gateway.observability.trace_export import CountedBatchProcessor, CountedExporter
 from gateway.server.log_throttle import Throttled
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
+from tests.processes import GatewayProcess
 from tests.scrape import scrape
 from tests.streams import answering, chat_completion, openai_chat_stream, streaming
 from wire.config_values import ConfigError
@@ -376,3 +379,28 @@ def test_spans_a_full_queue_drops_are_counted() -> None:
     assert dropped == [("queue_full", 1)] * 3
     stuck.set()
     provider.shutdown()
+
+
+async def test_each_worker_exports_its_spans_its_resource_naming_it(
+    tmp_path: Path, collector: Collector
+) -> None:
+    toml = f'[providers.mock]\ndelay = 0\n[tracing]\nenabled = true\nendpoint = "{collector.url}"\n'
+    gateway = GatewayProcess(toml, tmp_path, "--workers", "2")
+    try:
+        body = {"model": "mock/x", "messages": MESSAGES, "stream": True}
+        pids: set[int] = set()
+        fresh = aiohttp.TCPConnector(force_close=True)  # each request on a new connection
+        async with aiohttp.ClientSession(connector=fresh) as session:
+            for _ in range(100):  # until both workers served one
+                async with session.post(f"{gateway.url}/v1/chat/completions", json=body) as answer:
+                    assert answer.status == 200
+                    await answer.read()
+                await collector.wait_for(len(collector.spans) + 2)
+                pids = {resource["process.pid"] for resource, _ in collector.spans}
+                if len(pids) == 2:
+                    break
+    finally:
+        gateway.stop()
+    assert len(pids) == 2 and gateway.process.pid not in pids  # the workers, not the supervisor
+    instances = {resource["service.instance.id"] for resource, _ in collector.spans}
+    assert instances == {f"{socket.gethostname()}:{pid}" for pid in pids}
