@@ -11,6 +11,7 @@ plug in, with the watch of the cooldown store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CLIENT_CLOSED = 499  # nginx's status for a request whose client left before any answer
 UNMATCHED = "unmatched"
+FLUSH_SECONDS = 5.0  # the most a stop waits for the spans still queued to be exported
 
 
 class Observers:
@@ -111,8 +113,10 @@ def _tracing(app: web.Application, config: Config, registry: CollectorRegistry) 
     provider = tracer_provider(config.tracing, count)
 
     async def flush(app: web.Application) -> None:
-        # In a thread: a collector that does not answer holds the flush up to its timeout.
-        await asyncio.to_thread(provider.shutdown)
+        # The spans still queued, sent in a thread, waited for a few seconds at most: a
+        # collector that does not answer would hold the stop up to the SDK's 30 s.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(provider.shutdown), FLUSH_SECONDS)
 
     app.on_cleanup.append(flush)
     return Tracing(config, provider)

@@ -116,6 +116,7 @@ class Tracing:
 
     def request_ended(self, record: RequestRecord) -> None:
         server = self._server_span(record)
+        record.span = None  # a record outlives its request (the console keeps the recent)
         if not server.is_recording():
             server.end()
             return
