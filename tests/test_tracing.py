@@ -352,7 +352,9 @@ def test_a_bad_tracing_setting_is_a_config_error_naming_it(setting: str, message
     assert message in str(caught.value)
 
 
-def test_spans_a_full_queue_drops_are_counted() -> None:
+def test_spans_a_full_queue_drops_are_counted_and_told_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The SDK's processor, its queue of 2 full while its exporter is stuck: each span past
     it pushes one out, and is counted."""
     stuck, started = threading.Event(), threading.Event()
@@ -369,7 +371,7 @@ def test_spans_a_full_queue_drops_are_counted() -> None:
     batch = BatchSpanProcessor(counted, max_queue_size=2, max_export_batch_size=1)
     provider = TracerProvider()
     provider.add_span_processor(
-        CountedBatchProcessor(batch, lambda reason, n: dropped.append((reason, n)))
+        CountedBatchProcessor(batch, lambda reason, n: dropped.append((reason, n)), warn)
     )
     tracer = provider.get_tracer("test")
     tracer.start_span("first").end()  # taken by the exporter, which then hangs
@@ -377,6 +379,8 @@ def test_spans_a_full_queue_drops_are_counted() -> None:
     for name in ("a", "b", "c", "d", "e"):  # a and b fill the queue; c, d, e each drop one
         tracer.start_span(name).end()
     assert dropped == [("queue_full", 1)] * 3
+    warnings = [r.getMessage() for r in caplog.records if r.name == "test"]
+    assert len(warnings) == 1 and "export queue is full" in warnings[0]
     stuck.set()
     provider.shutdown()
 

@@ -41,8 +41,9 @@ def tracer_provider(config: TracingConfig, dropped: Dropped) -> TracerProvider:
     for name in _QUIETED:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     exporter = OTLPSpanExporter(endpoint=_traces_url(config.endpoint), headers=_headers(config))
-    counted = CountedExporter(exporter, dropped, Throttled(log, config.warn_interval))
-    processor = CountedBatchProcessor(BatchSpanProcessor(counted), dropped)
+    warn = Throttled(log, config.warn_interval)  # one line for every kind of export trouble
+    counted = CountedExporter(exporter, dropped, warn)
+    processor = CountedBatchProcessor(BatchSpanProcessor(counted), dropped, warn)
     sampler = None  # OTEL_TRACES_SAMPLER's, else parent-based always-on
     if config.sample_ratio is not None:
         sampler = ParentBased(TraceIdRatioBased(config.sample_ratio))
@@ -126,9 +127,10 @@ class CountedBatchProcessor(SpanProcessor):
     of its drops); without one (another SDK version) drops go uncounted, never unexported.
     """
 
-    def __init__(self, batch: BatchSpanProcessor, dropped: Dropped) -> None:
+    def __init__(self, batch: BatchSpanProcessor, dropped: Dropped, warn: Throttled) -> None:
         self._batch = batch
         self._dropped = dropped
+        self._warn = warn
         inner = getattr(batch, "_batch_processor", None)
         self._queue = getattr(inner, "_queue", None)
         self._capacity: int | None = getattr(inner, "_max_queue_size", None)
@@ -140,6 +142,10 @@ class CountedBatchProcessor(SpanProcessor):
         queue = self._queue
         if queue is not None and len(queue) == self._capacity and span.context.trace_flags.sampled:
             self._dropped("queue_full", 1)  # the queue is full: its oldest span makes room
+            self._warn.warning(
+                "tracing: the span export queue is full (OTEL_BSP_MAX_QUEUE_SIZE); its oldest "
+                "spans are dropped"
+            )
         self._batch.on_end(span)
 
     def shutdown(self) -> None:
