@@ -408,3 +408,26 @@ async def test_each_worker_exports_its_spans_its_resource_naming_it(
     assert len(pids) == 2 and gateway.process.pid not in pids  # the workers, not the supervisor
     instances = {resource["service.instance.id"] for resource, _ in collector.spans}
     assert instances == {f"{socket.gethostname()}:{pid}" for pid in pids}
+
+
+async def test_a_request_its_limits_refuse_is_a_server_span_with_its_error_and_no_attempt(
+    upstream: FakeUpstream, start_gateway: GatewayFactory, collector: Collector
+) -> None:
+    upstream.handler = answering(chat_completion("whole"))
+    url = await start_gateway(
+        provider_toml(upstream.url, api_key="sk", timeout=2)
+        + '[keys.team]\nvalue = "gk-1"\nrpm = 1\n'
+        + f'[tracing]\nenabled = true\nendpoint = "{collector.url}"\n'
+    )
+    async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="gk-1", max_retries=0) as client:
+        await client.chat.completions.create(model="fake/m", messages=MESSAGES)
+        with pytest.raises(openai.RateLimitError):
+            await client.chat.completions.create(model="fake/m", messages=MESSAGES)
+    spans = await collector.wait_for(3)
+    await asyncio.sleep(0.2)
+    assert len(collector.spans) == 3  # the answered request's two, the refused one's server span
+    refused = [span for span in spans if attributes(span.attributes).get("error.type") == "429"]
+    assert len(refused) == 1 and refused[0].kind == Span.SPAN_KIND_SERVER
+    facts = attributes(refused[0].attributes)
+    assert facts["gateway.attempts"] == 0 and facts["gateway.outcome"] == "error"
+    assert facts["http.response.status_code"] == 429 and facts["gateway.key"] == "team"
