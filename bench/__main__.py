@@ -143,7 +143,7 @@ def gateway_config(
     text = f"""[server]
 host = "{HOST}"
 port = {gateway_port}
-{config_text(variant, redis_url)}
+{config_text(variant, redis_url, upstream)}
 [providers.{GATEWAY_PROVIDER}]
 type = "openai"
 base_url = "{upstream}/v1"

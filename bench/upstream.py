@@ -346,6 +346,7 @@ class State:
     options: Options
     cache: Cache = field(default_factory=Cache)
     served: dict[str, int] = field(default_factory=dict)
+    trace_exports: int = 0  # OTLP batches the tracing variants sent
 
 
 def _options(state: State, body: dict[str, Any]) -> Options:
@@ -404,6 +405,8 @@ def _reply(state: State, opts: Options, fmt: str, streamed: bool, usage: bool) -
     )
 
 
+# OTLP/HTTP's trace export path: the mock upstream is the tracing variants' collector too.
+OTLP_TRACES = b"/v1/traces"
 # A path under this prefix answers 503 at once (the failover scenario's first target).
 FAIL_503 = b"/fail503/"
 
@@ -501,11 +504,19 @@ class UpstreamProtocol(asyncio.Protocol):
         method, target = head.first[0], head.first[1]
         path, _, query = target.partition(b"?")
         if path == b"/_bench/stats":
-            served = {"requests": sum(state.served.values()), "by_format": state.served}
+            served = {
+                "requests": sum(state.served.values()),
+                "by_format": state.served,
+                "trace_exports": state.trace_exports,
+            }
             transport.write(response(200, orjson.dumps(served)))
             return
         if method != b"POST":
             transport.write(error_response(405, "mock upstream: POST only"))
+            return
+        if path == OTLP_TRACES:  # the tracing variants' collector: taken, not read
+            state.trace_exports += 1
+            transport.write(response(200, b"", "application/x-protobuf"))
             return
         try:
             body = orjson.loads(raw) if raw else {}

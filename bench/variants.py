@@ -31,6 +31,7 @@ class Variant:
     # (memory; every entry expired at once: each request looked up, relayed, kept, filled),
     # "redis" (hits from the [state] Redis).
     cache: str | None = None
+    trace_ratio: float | None = None  # [tracing] on, at this sample_ratio (spans to the upstream)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -60,6 +61,10 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "gateway-cache-redis", "the response cache in Redis: every request a hit", cache="redis"
         ),
+        Variant("gateway-trace", "`gateway` with tracing on, every trace kept", trace_ratio=1.0),
+        Variant(
+            "gateway-trace-1pct", "`gateway` with tracing on, 1 % of traces kept", trace_ratio=0.01
+        ),
     )
 }
 # Every feature on and a max_spend on the key: beside `gateway --features`, the cost of pricing.
@@ -87,8 +92,9 @@ AIOHTTP_ALL_FEATURES = replace(
 )
 
 
-def config_text(variant: Variant, redis_url: str | None) -> str:
-    """The [server]/[metrics]/[keys]/[state]/[models] part of a variant's gateway.toml."""
+def config_text(variant: Variant, redis_url: str | None, upstream: str = "") -> str:
+    """The [server]/[metrics]/[keys]/[state]/[tracing] part of a variant's gateway.toml;
+    `upstream`: the mock upstream's URL, the tracing variants' OTLP collector."""
     observed = "true" if variant.observed else "false"
     text = f"access_log = {observed}\n"
     if variant.upstream_client != "lean":
@@ -116,6 +122,11 @@ def config_text(variant: Variant, redis_url: str | None) -> str:
         backend = "redis" if variant.cache == "redis" else "memory"
         ttl = 1e-9 if variant.cache == "miss" else 3600
         text += f'\n[cache]\nenabled = true\nbackend = "{backend}"\nttl = {ttl}\nsampled = true\n'
+    if variant.trace_ratio is not None:
+        text += (
+            f'\n[tracing]\nenabled = true\nendpoint = "{upstream}"\n'
+            f"sample_ratio = {variant.trace_ratio}\n"
+        )
     return text
 
 

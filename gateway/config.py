@@ -240,6 +240,25 @@ class ConsoleConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return bool(admin_key) and self.enabled is not False
 
 
+class TracingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[tracing]`: OpenTelemetry spans over OTLP/HTTP (gateway.observability.tracing), with
+    the `gateway[otel]` extra. Unset values fall back to the standard OTEL_* variables."""
+
+    enabled: bool = False
+    # The collector's base URL, as OTEL_EXPORTER_OTLP_ENDPOINT ("/v1/traces" is added). None:
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT, http://localhost:4318.
+    endpoint: str | None = None
+    service_name: str | None = None  # None: OTEL_SERVICE_NAME, else "gateway"
+    # Share of new traces kept (a client's sampled traceparent is always followed). None: the
+    # sampler OTEL_TRACES_SAMPLER names, else every trace.
+    sample_ratio: float | None = None
+    # Sent with every export (a vendor's API key: "env.NAME"). Empty: OTEL_EXPORTER_OTLP_HEADERS.
+    headers: dict[str, str] = {}
+    # Prompts and completions on spans: not supported; spans carry none (the default).
+    capture_content: bool = False
+    warn_interval: float = 60.0  # seconds between two warnings of a collector that fails
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     server: ServerConfig = ServerConfig()
     providers: dict[str, ProviderConfig] = {}
@@ -250,6 +269,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     admin: AdminConfig = AdminConfig()
     metrics: MetricsConfig = MetricsConfig()
     console: ConsoleConfig = ConsoleConfig()
+    tracing: TracingConfig = TracingConfig()
     prices: dict[str, PriceConfig] = {}
     pricing: PricingConfig = PricingConfig()
     cache: CacheConfig = CacheConfig()
@@ -416,6 +436,7 @@ def _check_values(config: Config) -> None:
     if server.drain_timeout < 0:
         raise ConfigError(f"{source}: server.drain_timeout: must not be negative")
     _check_console(config)
+    _check_tracing(config)
     _check_prices(config)
     _check_cache(config)
     default = server.default_provider
@@ -543,6 +564,23 @@ def _check_console(config: Config) -> None:
         )
     if not 1 <= console.recent <= MAX_CONSOLE_RECENT:
         raise ConfigError(f"{source}: console.recent: between 1 and {MAX_CONSOLE_RECENT:,}")
+
+
+def _check_tracing(config: Config) -> None:
+    source, tracing = config.source, config.tracing
+    ratio = tracing.sample_ratio
+    if ratio is not None and not 0 <= ratio <= 1:  # also NaN
+        raise ConfigError(f"{source}: tracing.sample_ratio: between 0 and 1")
+    endpoint = tracing.endpoint
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: tracing.endpoint: must start with http:// or https://")
+    if tracing.capture_content:
+        raise ConfigError(
+            f"{source}: tracing.capture_content: not supported; spans never carry prompts or "
+            "completions"
+        )
+    if not tracing.warn_interval > 0:
+        raise ConfigError(f"{source}: tracing.warn_interval: a positive number of seconds")
 
 
 def _is_host_pattern(host: str) -> bool:

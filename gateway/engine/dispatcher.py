@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from gateway.config import RoutingConfig
@@ -49,6 +50,7 @@ from gateway.engine.ports import (
 )
 from gateway.engine.stream import ClientStream
 from gateway.engine.targets import Candidate, ProviderGroup, Target, weighted_order
+from gateway.server.request_ids import REQUEST_ID
 from wire.cost import Cost
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
 from wire.usage import usage_of
@@ -62,6 +64,9 @@ ATTEMPTS = "x-gateway-attempts"
 # What a whole answer cost, in USD (a stream's is known only after its last byte: in the
 # access log, /metrics and /v1/keys/usage).
 COST = "x-gateway-cost-usd"
+# W3C Trace Context: the client's, read for a tracer; an attempt's, sent on to its upstream.
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
 
 # Worth another try at the same target: the upstream was busy, slow or broken.
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
@@ -154,6 +159,10 @@ class _Run:
             request.get(ARRIVED),
         )
         request[REQUEST_RECORD] = self.record
+        self.record.request_id = request.get(REQUEST_ID)
+        self.record.traceparent = request.headers.get(TRACEPARENT)
+        if self.record.traceparent is not None:
+            self.record.tracestate = request.headers.get(TRACESTATE)
         self.failures: list[_Failure] = []
         self.held = dispatcher.held.account()  # what the attempts hold of their answers
         self.stream: ClientStream | None = None  # streams: one for every attempt of the request
@@ -373,6 +382,8 @@ class _Run:
         self, target: Target, prepared: Prepared, attempt: Attempt
     ) -> web.StreamResponse:
         call = self.call
+        if attempt.headers:  # a tracer's traceparent: the upstream joins the client's trace
+            prepared = _with_headers(prepared, attempt.headers)
         if not call.stream:
             answer = await fetch_whole(target, prepared, self.held)
             if self.wants_usage and isinstance(answer.body, bytes):
@@ -485,6 +496,14 @@ def _prepared(prepare: Callable[[], Prepared]) -> Prepared:
         raise AttemptFailed(error, 401) from None
     except GatewayError as error:  # the provider cannot take this request
         raise AttemptFailed(error) from None
+
+
+def _with_headers(prepared: Prepared, headers: dict[str, str]) -> Prepared:
+    """`prepared` with `headers` added to its upstream request (a copy: the provider's dict
+    stays as it built it)."""
+    request = prepared.request
+    request = msgspec.structs.replace(request, headers={**request.headers, **headers})
+    return msgspec.structs.replace(prepared, request=request)
 
 
 def _label(candidate: Candidate) -> str:

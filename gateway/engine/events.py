@@ -23,7 +23,7 @@ Outcome = Literal["ok", "retried", "failed_over", "error"]
 
 
 class Attempt:
-    __slots__ = ("label", "number", "outcome", "provider", "status")
+    __slots__ = ("headers", "label", "number", "outcome", "provider", "span", "status")
 
     def __init__(self, number: int, label: str, provider: str) -> None:
         self.number = number  # 1, 2, ... within its request
@@ -31,6 +31,10 @@ class Attempt:
         self.provider = provider  # the provider table's name
         self.status: int | None = None  # the upstream's status when it failed with one
         self.outcome: Outcome | None = None  # None while it runs
+        # Headers a hook adds to this attempt's upstream request (a tracer's traceparent), set
+        # in `attempt_started`.
+        self.headers: dict[str, str] | None = None
+        self.span: object = None  # what a tracer keeps of the attempt
 
 
 class RequestRecord:
@@ -47,10 +51,14 @@ class RequestRecord:
         "key",
         "model",
         "operation",
+        "request_id",
         "served",
+        "span",
         "started",
         "status",
         "stream",
+        "traceparent",
+        "tracestate",
         "usage",
     )
 
@@ -82,6 +90,11 @@ class RequestRecord:
         # A hit: what its answer would have cost upstream (USD; None: unknown). A hit uses no
         # provider tokens, so `usage` stays None and nothing is charged.
         self.cache_saved_usd: float | None = None
+        self.request_id: str | None = None  # the gateway's id for it (x-gateway-request-id)
+        # The client's W3C trace context (its `traceparent` and `tracestate` headers), if sent.
+        self.traceparent: str | None = None
+        self.tracestate: str | None = None
+        self.span: object = None  # what a tracer keeps of the request
 
 
 class Hooks(Protocol):

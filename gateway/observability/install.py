@@ -4,17 +4,21 @@ The front door (`gateway.server.front_door`), the one middleware, notes each req
 arrival (the dispatcher's record and so TTFT start there) and gives it its id; once the
 handler returned (for a stream, after its last byte) it calls `Finished.finished`, which
 writes the access line and counts the response. The
-dispatcher's own observations come through its event hooks (`gateway.observability.metrics`),
-which `install` hands the app to plug in, with the watch of the cooldown store.
+dispatcher's own observations come through its event hooks (`gateway.observability.metrics`,
+and `gateway.observability.tracing` when `[tracing]` is on), which `install` hands the app to
+plug in, with the watch of the cooldown store.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from gateway.config import Config
 from gateway.engine.events import REQUEST_RECORD, Hooks
@@ -26,8 +30,10 @@ from gateway.observability.labels import error_type
 from gateway.observability.metrics import GatewayMetrics
 from gateway.server import request_ids
 from gateway.server.front_door import CLIENT_CLOSED
+from wire.config_values import ConfigError
 
 UNMATCHED = "unmatched"
+FLUSH_SECONDS = 5.0  # the most a stop waits for the spans still queued to be exported
 
 
 class Observers:
@@ -54,6 +60,7 @@ def install(
     access log unless `[server] access_log = false`. `key_name`: the request's gateway key's
     name, for the line of a request that never reached the dispatcher."""
     metrics = None
+    registry = None
     hooks: list[Hooks] = []
     if config.metrics.enabled:
         registry = CollectorRegistry()
@@ -70,12 +77,53 @@ def install(
     else:
         watch = _unwatched
 
+    if config.tracing.enabled and not _sdk_disabled():
+        hooks.append(_tracing(app, config, registry or CollectorRegistry()))
+
     lines = None
     if config.server.access_log:
         lines = access_log.AccessLog()
         app.on_cleanup.append(_at_cleanup(lines.flush))  # no line is lost at a clean stop
     finished = None if metrics is None and lines is None else Finished(metrics, lines, key_name)
     return Observers(hooks, watch, finished)
+
+
+def _sdk_disabled() -> bool:
+    """OTEL_SDK_DISABLED=true turns tracing off, as it does every OpenTelemetry SDK."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _tracing(app: web.Application, config: Config, registry: CollectorRegistry) -> Hooks:
+    """The tracing hooks (OpenTelemetry is imported here, and only when tracing is on); the
+    spans export drops counted in `registry`, and flushed at the app's cleanup."""
+    try:
+        from gateway.observability.trace_export import tracer_provider
+        from gateway.observability.tracing import Tracing
+    except ImportError as missing:
+        raise ConfigError(
+            f"{config.source}: tracing.enabled: needs the otel extra "
+            f"(pip install 'gateway[otel]'): {missing}"
+        ) from None
+    dropped = Counter(
+        "gateway_trace_spans_dropped",
+        "Spans not exported: the export queue was full, or the collector failed to take them.",
+        ("reason",),
+        registry=registry,
+    )
+
+    def count(reason: str, spans: int) -> None:
+        dropped.labels(reason).inc(spans)
+
+    provider = tracer_provider(config.tracing, count)
+
+    async def flush(app: web.Application) -> None:
+        # The spans still queued, sent in a thread, waited for a few seconds at most: a
+        # collector that does not answer would hold the stop up to the SDK's 30 s.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(provider.shutdown), FLUSH_SECONDS)
+
+    app.on_cleanup.append(flush)
+    return Tracing(config, provider)
 
 
 def _unwatched(store: Cooldowns) -> Cooldowns:
