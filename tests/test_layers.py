@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from importlinter.domain.contract import Contract
 
 ROOT = Path(__file__).parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
+SOURCE = ("wire", "formats", "providers", "gateway")
 CONTRACT_TYPES: dict[str, type[Contract]] = {
     kind.type_name: kind
     for kind in (LayersContract, IndependenceContract, ForbiddenContract, AcyclicSiblingsContract)
@@ -110,3 +112,25 @@ def test_a_contract_catches_the_import_it_forbids(
     broken = copy.deepcopy(graph)
     broken.add_import(importer=importer, imported=imported)
     assert not contract.check(broken, verbose=False).kept
+
+
+def test_no_two_modules_share_a_name() -> None:
+    # Except the parts of the client formats, named alike on purpose: formats/<api>/request.py,
+    # from_chat.py, to_chat.py, probe.py, error_shape.py, count_tokens.py, so that "where is
+    # Gemini's error shape" has the answer "where is Anthropic's" has.
+    places = defaultdict(list)
+    for package in SOURCE:
+        for path in (ROOT / package).rglob("*.py"):
+            if path.name != "__init__.py":
+                places[path.stem].append(path.relative_to(ROOT))
+    format_parts = {name for name, paths in places.items() if all(_a_format_part(p) for p in paths)}
+    clashes = {
+        name: [str(path) for path in paths]
+        for name, paths in places.items()
+        if len(paths) > 1 and name not in format_parts
+    }
+    assert clashes == {}
+
+
+def _a_format_part(path: Path) -> bool:
+    return path.parts[0] == "formats" and len(path.parts) == 3
