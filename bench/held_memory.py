@@ -51,7 +51,8 @@ async def _huge(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _large_answer(size: int) -> bytes:
+def large_answer(size: int) -> bytes:
+    """A valid chat completion of about `size` bytes (served by `serve_large`)."""
     text = "a" * size
     return orjson.dumps(
         {
@@ -74,7 +75,7 @@ def _large_answer(size: int) -> bytes:
 LARGE = web.AppKey("large", bytes)
 
 
-async def _large(request: web.Request) -> web.Response:
+async def serve_large(request: web.Request) -> web.Response:
     await request.read()
     return web.Response(body=request.app[LARGE], content_type="application/json")
 
@@ -128,9 +129,9 @@ async def _bounded(count: int, concurrency: int, one: Callable[[], Awaitable[int
 
 async def main(args: argparse.Namespace) -> int:
     app = web.Application(client_max_size=1024 * MB)
-    app[LARGE] = _large_answer(args.concurrent_mib * MB)
+    app[LARGE] = large_answer(args.concurrent_mib * MB)
     app.router.add_post("/huge/chat/completions", _huge)
-    app.router.add_post("/large/chat/completions", _large)
+    app.router.add_post("/large/chat/completions", serve_large)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -49,7 +49,40 @@ def _child_setup(cpus: set[int] | None) -> Callable[[], None]:
     return setup
 
 
-class Child:
+class ProcessTree:
+    """A process and every process under it: a launcher's workers (uvicorn's, node's, a
+    gateway's forked workers) count with it. A peer's (`--peer-pid`) is one we did not start;
+    a `Child` is one we did.
+
+    The tree is read again before each run (scanning /proc is slow: once per run); a process
+    that starts during the run counts whole, one that exits during it takes its CPU time with
+    it (the run is then undercounted).
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.ps = psutil.Process(pid)
+        self.tree = [self.ps]
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            self.tree = [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            self.tree = [self.ps]
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the process and its children."""
+        return sum(process_cpu_s(p) for p in self.tree)
+
+    def rss(self) -> int:
+        total = 0
+        for p in self.tree:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+
+class Child(ProcessTree):
     """A process we started: its output lines, its CPU and memory, and its stop."""
 
     def __init__(
@@ -77,8 +110,7 @@ class Child:
             start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
             preexec_fn=_child_setup(cpus),  # a prctl and an affinity call: safe after fork
         )
-        self.ps = psutil.Process(self.proc.pid)
-        self.tree = [self.ps]
+        super().__init__(self.proc.pid)
         self.tail: deque[str] = deque(maxlen=40)  # stdout and stderr, for error messages
         self.lines: queue.Queue[str] = queue.Queue()  # stdout lines
         self.errs: queue.Queue[str] = queue.Queue()  # stderr lines (a ready line may be there)
@@ -130,24 +162,6 @@ class Child:
                 raise StartError(f"{self.name} exited:\n{self.output()}") from None
             raise TimeoutError(f"{self.name} did not answer in {timeout:g} s") from None
 
-    def refresh(self) -> None:
-        """Find the process's children again (scanning /proc is slow: once per run)."""
-        try:
-            self.tree = [self.ps, *self.ps.children(recursive=True)]
-        except psutil.Error:
-            self.tree = [self.ps]
-
-    def cpu_s(self) -> float:
-        """CPU seconds of the process and its children (a gateway may fork workers)."""
-        return sum(process_cpu_s(p) for p in self.tree)
-
-    def rss(self) -> int:
-        total = 0
-        for p in self.tree:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total
-
     def hwm(self) -> int | None:
         """The kernel's peak RSS of the main process (VmHWM), in bytes."""
         try:
@@ -189,36 +203,6 @@ def process_cpu_s(proc: psutil.Process) -> float:
         t = proc.cpu_times()
         return t.user + t.system
     return 0.0
-
-
-class ProcessTree:
-    """A process we did not start (a peer's `--peer-pid`) and every process under it: a
-    launcher's workers (uvicorn's, node's) count with it.
-
-    The tree is read again before each run; a process that starts during the run counts
-    whole, one that exits during it takes its CPU time with it (the run is then undercounted).
-    """
-
-    def __init__(self, pid: int) -> None:
-        self.ps = psutil.Process(pid)
-        self.tree = [self.ps]
-        self.refresh()
-
-    def refresh(self) -> None:
-        try:
-            self.tree = [self.ps, *self.ps.children(recursive=True)]
-        except psutil.Error:
-            self.tree = [self.ps]
-
-    def cpu_s(self) -> float:
-        return sum(process_cpu_s(p) for p in self.tree)
-
-    def rss(self) -> int:
-        total = 0
-        for p in self.tree:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total
 
 
 def free_port() -> int:

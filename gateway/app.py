@@ -25,7 +25,7 @@ from gateway.routes import (
     audio,
     chat,
     embeddings,
-    gemini,
+    generate_content,
     key_usage,
     messages,
     models,
@@ -99,7 +99,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
     audio.add_routes(app)
     key_usage.add_routes(app)
     messages.add_routes(app)
-    gemini.add_routes(app)
+    generate_content.add_routes(app)
     app.cleanup_ctx.append(_clients)
     return app
 

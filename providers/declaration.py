@@ -48,6 +48,12 @@ class ProviderConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, ta
             return "retries", "must not be negative"
         return None
 
+    @property
+    def type_name(self) -> str:
+        """The table's `type` (openai, anthropic, ...), as its config class is tagged."""
+        tag = type(self).__struct_config__.tag
+        return tag if isinstance(tag, str) else ""
+
 
 class KeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One of a provider's `keys`: chosen by weight, rested when the upstream refuses it."""

@@ -72,7 +72,7 @@ from formats.gemini.error_shape import (
 from formats.gemini.framing import GeminiFraming
 from formats.gemini.request import THINKING_CONFIGS
 from formats.gemini.schema_cut import gemini_schema
-from formats.gemini.to_chat import GeminiStream, UsageMetadata, read_usage
+from formats.gemini.to_chat import GeminiStream
 from formats.translator import ChatSink, StreamTranslator
 from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
@@ -81,6 +81,7 @@ from wire.errors import BadRequest, GatewayError
 from wire.operations import Operation, RawBody
 from wire.sse import Comment, Event, encode
 from wire.upstream import UpstreamRequest
+from wire.usage import UsageMetadata, from_usage_metadata
 
 _TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 
@@ -478,7 +479,7 @@ class GeminiRelay(PassThrough):
         ):
             self._done = True  # it ends when the upstream closes it: each candidate finishes
             if probe.usage_metadata is not None:
-                self.usage = read_usage(probe.usage_metadata)
+                self.usage = from_usage_metadata(probe.usage_metadata)
         return False
 
 

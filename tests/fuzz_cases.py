@@ -21,16 +21,19 @@ suite) and tests/fuzz_gateway.py (10,000 requests against a gateway process).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import gzip
 import json
+import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 from urllib.parse import quote
 
 import orjson
+import uvloop
 from aiohttp import ClientPayloadError, web
 from hypothesis import strategies as st
 
@@ -172,6 +175,39 @@ class Upstreams(NamedTuple):
     async def cleanup(self) -> None:
         for runner in self:
             await runner.cleanup()
+
+
+class ServedInThread:
+    """Servers on a uvloop of their own thread, so that a blocking client (a fuzz run) can
+    drive them: `start` brings them up and returns what stops them; a `with` block waits
+    until they are up and stops them at its end."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=uvloop.run, args=(self._serve(),), daemon=True)
+
+    async def start(self) -> Callable[[], Awaitable[None]]:
+        raise NotImplementedError
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        stop = await self.start()
+        self._ready.set()
+        await self._stop.wait()
+        await stop()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
 
 
 async def upstreams() -> Upstreams:

@@ -14,24 +14,23 @@ logged; exits 1 if there is any.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import http.client
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import uvloop
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from tests import fuzz_cases
 from tests.fuzz_cases import Case
+from tests.processes import end_process
 
 ROOT = Path(__file__).parent.parent
 
@@ -40,34 +39,15 @@ class _TimeUp(Exception):
     pass
 
 
-class _Upstreams:
+class _Upstreams(fuzz_cases.ServedInThread):
     """The fake upstreams, served by a thread of their own (uvloop)."""
 
-    def __init__(self) -> None:
-        self.urls: tuple[str, str] = ("", "")
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=uvloop.run, args=(self._serve(),), daemon=True)
+    urls: tuple[str, str] = ("", "")
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def start(self) -> Callable[[], Awaitable[None]]:
         upstreams = await fuzz_cases.upstreams()
         self.urls = upstreams.urls
-        self._ready.set()
-        await self._stop.wait()
-        await upstreams.cleanup()
-
-    def __enter__(self) -> _Upstreams:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        return upstreams.cleanup
 
 
 class _Gateway:
@@ -95,13 +75,7 @@ class _Gateway:
         self.port = int(found.group(1))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self._log.close()
 
 

@@ -59,17 +59,22 @@ class GatewayProcess:
 
     def stop(self) -> str:
         """Stop it (SIGTERM, then SIGKILL); returns what it wrote on stderr."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process.wait(10)
+        end_process(self.process)
         self._reader.join(10)
         if self.process.stdout is not None:
             self.process.stdout.close()
         return "".join(self._stderr)
+
+
+def end_process(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 15 s; returns once it has ended."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    process.wait(10)
 
 
 async def peak_growth(pid: int, work: Callable[[], Awaitable[None]]) -> int:

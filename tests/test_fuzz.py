@@ -12,14 +12,11 @@ so that every route's translation, both ways, meets the fuzz.
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import logging
-import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
-import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,35 +49,20 @@ class _Problems(logging.Handler):
             self.records.append(record)
 
 
-class _Gateway:
-    def __init__(self) -> None:
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=uvloop.run, args=(self._serve(),), daemon=True)
+class _Gateway(fuzz_cases.ServedInThread):
+    port = 0
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def start(self) -> Callable[[], Awaitable[None]]:
         upstreams = await fuzz_cases.upstreams()
         toml = fuzz_cases.gateway_toml(*upstreams.urls)
         runner, url = await gateway_app.start(parse(toml, "fuzz.toml"), "127.0.0.1", 0)
         self.port = int(url.rsplit(":", 1)[1])
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
-        await upstreams.cleanup()
 
-    def __enter__(self) -> _Gateway:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
+        async def stop() -> None:
+            await runner.cleanup()
+            await upstreams.cleanup()
 
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        return stop
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wire import jsondepth
 from wire.jsondepth import MAX_DEPTH, too_deep
 
 tricky_text = st.text(alphabet='[]{}"\\ ab\n\u00e9', max_size=12)
@@ -60,3 +62,47 @@ def test_the_limit_itself() -> None:
     assert too_deep(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))
     assert too_deep(b"{" * 100_000)  # unbalanced, but its opening brackets alone are too deep
     assert not too_deep(b"]" * 100_000 + b"[" * 10)  # malformed: the decoder reports it
+
+
+@pytest.fixture
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bodies the linear scan answered for (the walk answers the others)."""
+    seen: list[bytes] = []
+    scan = jsondepth._scan
+
+    def recorded(data: bytes) -> bool:
+        seen.append(data)
+        return scan(data)
+
+    monkeypatch.setattr(jsondepth, "_scan", recorded)
+    return seen
+
+
+def test_valid_json_is_walked_not_scanned(scans: list[bytes]) -> None:
+    body: dict[str, Any] = {"messages": [{"content": "[{" * 500}] * 20, "tools": [[[1]]] * 200}
+    assert not too_deep(json.dumps(body).encode())
+    assert not too_deep(json.dumps(wrap(body, 8, in_object=True)).encode())
+    for levels, deep in [(MAX_DEPTH - 1, False), (MAX_DEPTH, True)]:
+        body["metadata"] = wrap("leaf", levels, in_object=False)  # the body is one more
+        assert too_deep(json.dumps(body).encode()) is deep
+    assert scans == []
+
+
+def test_a_deep_body_of_long_strings_is_left_to_the_scan(scans: list[bytes]) -> None:
+    # Every level holds a long string: walked level by level, it would be read ~128 times.
+    def body(levels: int) -> bytes:
+        value: Any = "x"
+        for _ in range(levels - 1):
+            value = ["[{" * 2000, value]
+        return json.dumps({"messages": value}).encode()
+
+    assert not too_deep(body(MAX_DEPTH))
+    assert too_deep(body(MAX_DEPTH + 1))
+    assert len(scans) == 2
+
+
+def test_malformed_json_is_left_to_the_scan(scans: list[bytes]) -> None:
+    assert too_deep(b"[" * (MAX_DEPTH + 1) + b"1,]" + b"]" * MAX_DEPTH)
+    assert not too_deep(b"[" * MAX_DEPTH + b"1,]" + b"]" * (MAX_DEPTH - 1) + b"[]")
+    assert not too_deep(b'"' + b"[" * 200 + b"]" * 200)  # an unterminated string
+    assert len(scans) == 3

@@ -28,6 +28,7 @@ import psutil
 import pytest
 from aiohttp import web
 
+from bench.held_memory import LARGE, large_answer, serve_large
 from formats.chat.from_chat import ChatStreamWriter
 from formats.translator import EventTranslator
 from gateway.server.heap import LARGE_BODY, TRIM_AFTER, HeapTrimmer
@@ -138,39 +139,14 @@ async def test_an_answer_too_large_to_hold_leaves_memory_bounded(
 # --- failed attempts free their bodies; answers held at once are bounded in sum ---
 
 SETTLED = 150 * MB  # the gateway's RSS once a run is over (it starts near 50 MiB)
-LARGE = web.AppKey("large", bytes)
-
-
-def _large_answer(size: int) -> bytes:
-    """A valid chat completion of about `size` bytes."""
-    return orjson.dumps(
-        {
-            "id": "chatcmpl-large",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "m",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "a" * size},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
-    )
-
-
-async def _large(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[LARGE], content_type="application/json")
 
 
 @pytest.fixture
 async def failing_upstream() -> AsyncIterator[str]:
     app = web.Application()
-    app[LARGE] = _large_answer(24 * MB)
+    app[LARGE] = large_answer(24 * MB)
     app.router.add_post("/huge/chat/completions", _huge)
-    app.router.add_post("/large/chat/completions", _large)
+    app.router.add_post("/large/chat/completions", serve_large)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

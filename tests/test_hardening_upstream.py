@@ -17,7 +17,14 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
-from tests.streams import chat_chunk, chat_completion, data, openai_chat_stream, parse_sse
+from tests.streams import (
+    chat_chunk,
+    chat_completion,
+    data,
+    openai_chat_stream,
+    parse_sse,
+    streaming,
+)
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 SECRET = "sk-configured-secret-0123456789"
@@ -209,14 +216,7 @@ async def test_a_streamed_answer_has_no_size_limit(
     )
     tokens = ["z" * 10_000] * 50  # 500 KB through a 100 KB limit: streams are never held
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for piece in openai_chat_stream(tokens):
-            await response.write(piece)
-        return response
-
-    upstream.handler = handler
+    upstream.handler = streaming(openai_chat_stream(tokens))
     sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
     stream = await sdk.chat.completions.create(model="fake/m", messages=MESSAGES, stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])

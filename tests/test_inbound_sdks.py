@@ -7,7 +7,6 @@ equals the non-streamed, tool calls arrive intact, errors come in each API's sha
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from google import genai
 from google.genai import types as genai_types
 
 from tests.conftest import FakeUpstream, GatewayFactory
+from tests.key_usage import spent_beyond
 from tests.replay import fixture, replay
 from tests.streams import (
     answering,
@@ -397,14 +397,7 @@ async def test_whole_answers_in_each_format_are_charged_their_tokens(
     spent = [0]
 
     async def charged() -> int:
-        await asyncio.sleep(0.05)  # settled after the answer
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(
-                f"{url}/v1/keys/usage", headers={"Authorization": "Bearer sk-admin"}
-            ) as response,
-        ):
-            now = int((await response.json())["data"][0]["budget_spent"])
+        now = int(await spent_beyond(url, spent[0]))  # settled after the answer
         added, spent[0] = now - spent[0], now
         return added
 

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
+from tests.key_usage import spent_beyond
 from tests.streams import answering, chat_completion
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -149,14 +150,16 @@ async def test_tpm_counts_the_answers_usage_and_refuses_once_spent(
 async def test_streamed_usage_is_charged_to_the_budget_then_insufficient_quota(
     start_gateway: GatewayFactory,
 ) -> None:
-    url = await start_gateway(MOCK + '[keys.k]\nvalue = "sk-k"\nbudget = 12\n')
+    url = await start_gateway(
+        MOCK + '[keys.k]\nvalue = "sk-k"\nbudget = 12\n[admin]\nkey = "sk-admin"\n'
+    )
     async with sdk(url, "sk-k") as client:
         stream = await client.chat.completions.create(
             model="mock/x", messages=MESSAGES, stream=True
         )
         usage = [chunk.usage async for chunk in stream if chunk.usage]
         assert usage and usage[0].total_tokens >= 12  # one stream spends the whole budget
-        await asyncio.sleep(0.05)  # charged after the last byte
+        assert await spent_beyond(url, 0) >= 12  # charged after the last byte
         with pytest.raises(openai.RateLimitError) as caught:
             await client.chat.completions.create(model="mock/x", messages=MESSAGES, stream=True)
     assert isinstance(caught.value.body, dict)
@@ -252,7 +255,7 @@ async def test_usage_route_shows_each_keys_figures_to_the_admin_only(
     )
     async with sdk(url, "sk-k") as client:
         await client.chat.completions.create(model="mock/x", messages=MESSAGES)
-    await asyncio.sleep(0.05)
+    await spent_beyond(url, 0)  # charged once it ended
     async with aiohttp.ClientSession() as session:
         async with session.get(
             f"{url}/v1/keys/usage", headers={"Authorization": "Bearer sk-k"}

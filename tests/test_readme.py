@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,3 +175,22 @@ async def test_the_routing_example_is_served_as_the_readme_says(
     assert claim is not None
     assert response.headers["x-gateway-model"] == claim.group(1)
     assert response.headers["x-gateway-attempts"] == claim.group(2)
+
+
+# A path in the tree the README names: `gateway/engine/stream.py`, `tests/fixtures/agents/`.
+_PATH = re.compile(
+    r"(?<![\w/.<>-])((?:gateway|providers|formats|wire|tests|bench|deploy|docs)/[\w./-]*[\w/])"
+)
+
+
+def test_every_path_the_readme_names_exists() -> None:
+    named = sorted(set(_PATH.findall(README)))
+    assert len(named) > 50  # the map of "Where things are" alone names more
+    missing = [path for path in named if not (REPO / path).exists() and not _ignored(path)]
+    assert missing == []
+
+
+def _ignored(path: str) -> bool:
+    """What git ignores is written by a run (`bench/results/`), not kept in the tree."""
+    check = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO, check=False)
+    return check.returncode == 0

@@ -20,7 +20,7 @@ from aiohttp.helpers import proxies_from_env
 
 from gateway.engine.transport.http1.route import route
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
-from tests.streams import chat_completion, openai_chat_stream
+from tests.streams import chat_completion, openai_chat_stream, streaming
 
 CLIENTS = ("lean", "aiohttp")
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -177,14 +177,7 @@ async def test_a_stream_passes_through_each_client_token_by_token(
 ) -> None:
     tokens = [f"t{i} " for i in range(50)]
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for piece in openai_chat_stream(tokens):
-            await response.write(piece)
-        return response
-
-    upstream.handler = handler
+    upstream.handler = streaming(openai_chat_stream(tokens))
     url = await start_gateway(_toml(client, upstream.url))
     sdk = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
     for _ in range(3):  # the upstream connection is reused between them

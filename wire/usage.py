@@ -80,7 +80,9 @@ def from_openai(usage: Mapping[str, Any] | None) -> Usage | None:
     )
 
 
-class _GeminiUsage(msgspec.Struct, rename="camel", gc=False):
+class UsageMetadata(msgspec.Struct, rename="camel", gc=False):
+    """Gemini's `usageMetadata`, streamed or whole: the counts its Usage is made of."""
+
     prompt_token_count: int = 0
     candidates_token_count: int = 0
     thoughts_token_count: int | None = None
@@ -90,7 +92,7 @@ class _GeminiUsage(msgspec.Struct, rename="camel", gc=False):
 
 class _Answer(msgspec.Struct, gc=False):
     usage: dict[str, Any] | None = None  # msgspec skips every other field
-    usage_metadata: _GeminiUsage | None = msgspec.field(default=None, name="usageMetadata")
+    usage_metadata: UsageMetadata | None = msgspec.field(default=None, name="usageMetadata")
 
 
 _answer = msgspec.json.Decoder(_Answer)
@@ -104,7 +106,11 @@ def usage_of(body: bytes) -> Usage | None:
         return None
     if answer.usage:
         return from_openai(answer.usage)
-    meta = answer.usage_metadata
+    return from_usage_metadata(answer.usage_metadata)
+
+
+def from_usage_metadata(meta: UsageMetadata | None) -> Usage | None:
+    """The tokens a Gemini usageMetadata counts: thoughts count as output."""
     if meta is None:
         return None
     return from_gemini(

@@ -17,7 +17,7 @@ import orjson
 from formats.gemini.error_shape import ErrorObject, error_from_object
 from formats.translator import ChatSink, EventTranslator, finish_reason
 from wire.sse import Comment, Event, SSEDecoder
-from wire.usage import Usage, from_gemini
+from wire.usage import UsageMetadata, from_usage_metadata
 
 # ai.google.dev/api/generate-content#FinishReason; the rest (OTHER, MALFORMED_FUNCTION_CALL,
 # LANGUAGE, ...) end the answer too, with nothing more specific to say in OpenAI's terms.
@@ -53,16 +53,6 @@ class _Content(msgspec.Struct, gc=False):
 class _Candidate(msgspec.Struct, rename="camel", gc=False):
     content: _Content | None = None
     finish_reason: str | None = None
-
-
-class UsageMetadata(msgspec.Struct, rename="camel", gc=False):
-    """A response's `usageMetadata`: the counts OpenAI's usage is made of."""
-
-    prompt_token_count: int = 0
-    candidates_token_count: int = 0
-    thoughts_token_count: int | None = None
-    cached_content_token_count: int | None = None
-    tool_use_prompt_token_count: int = 0
 
 
 class _PromptFeedback(msgspec.Struct, rename="camel", gc=False):
@@ -120,7 +110,7 @@ class GeminiStream(EventTranslator[Event | Comment]):
 
     def end_response(self, reason: str | None, meta: UsageMetadata | None) -> bytes:
         finish = finish_reason(FINISH_REASONS, reason, called=self._calls > 0)
-        return self.finish(finish, read_usage(meta))
+        return self.finish(finish, from_usage_metadata(meta))
 
     def _parts(self, parts: list[_Part]) -> bytes:
         sink = self.sink
@@ -141,16 +131,3 @@ class GeminiStream(EventTranslator[Event | Comment]):
             elif part.text:
                 out.append(sink.reasoning(part.text) if part.thought else sink.content(part.text))
         return b"".join(out)
-
-
-def read_usage(meta: UsageMetadata | None) -> Usage | None:
-    """The tokens a usageMetadata counts: thoughts count as output."""
-    if meta is None:
-        return None
-    return from_gemini(
-        meta.prompt_token_count,
-        meta.candidates_token_count,
-        meta.thoughts_token_count,
-        meta.cached_content_token_count,
-        meta.tool_use_prompt_token_count,
-    )

@@ -36,7 +36,7 @@ from gateway.engine.attempt import (
 )
 from gateway.engine.cached import CACHE_STATE, KeptStream, answer_hit, fill
 from gateway.engine.call import Call, Prepared
-from gateway.engine.events import ARRIVED, REQUEST_RECORD, Attempt, Hooks, RequestRecord
+from gateway.engine.events import REQUEST_RECORD, Attempt, Hooks, RequestRecord
 from gateway.engine.held import HeldBytes
 from gateway.engine.ports import (
     Cache,
@@ -50,6 +50,7 @@ from gateway.engine.ports import (
 )
 from gateway.engine.stream import ClientStream
 from gateway.engine.targets import Candidate, ProviderGroup, Target, weighted_order
+from gateway.server.front_door import ARRIVED
 from gateway.server.request_ids import REQUEST_ID
 from wire.cost import Cost
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks

@@ -108,6 +108,5 @@ class Hooks(Protocol):
 
 
 # Where the dispatcher leaves a request's record, for whatever reads it once the answer is out
-# (the access log), and where a middleware may note when the request arrived.
+# (the access log). When the request arrived is the front door's (gateway.server.front_door).
 REQUEST_RECORD = web.RequestKey("request_record", RequestRecord)
-ARRIVED = web.RequestKey("arrived", float)

@@ -21,7 +21,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from gateway.config import Config
 from gateway.engine.events import Attempt, RequestRecord
 from gateway.observability.labels import error_type, operation_name
-from gateway.policy.pricing.table import provider_type
 
 _W3C = TraceContextTextMapPropagator()
 # gen_ai.provider.name for each provider type with a well-known value; others: the type.
@@ -62,7 +61,7 @@ class Tracing:
         self._providers = {
             name: _PRESET_NAMES.get(name) or _PROVIDER_NAMES.get(kind, kind)
             for name, p in config.providers.items()
-            for kind in (provider_type(p),)
+            for kind in (p.type_name,)
         }
 
     def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:

@@ -31,12 +31,15 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from gateway.engine.events import ARRIVED
 from gateway.server import cors, request_ids
 from gateway.server.client_connection import SERVER_NAME, GuardedHandler
 from gateway.server.drain import Drain
 from gateway.server.error_middleware import answer_exception
 from gateway.server.heap import HEAP, LARGE_BODY
+
+# When the request arrived (perf_counter), noted first: the engine's record, and so TTFT,
+# start there.
+ARRIVED = web.RequestKey("arrived", float)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RequestCheck = Callable[[web.Request], web.StreamResponse | None]

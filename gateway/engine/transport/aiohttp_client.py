@@ -12,11 +12,9 @@ import aiohttp
 
 from gateway.engine.transport.upstream_errors import (
     MAX_BODY_BYTES,
-    BodyTooDeep,
-    BodyTooLarge,
     RedirectRefused,
 )
-from wire.jsondepth import too_deep
+from gateway.engine.transport.whole_body import read_whole
 from wire.upstream import Holder, Upstream, UpstreamRequest
 
 
@@ -43,33 +41,14 @@ class HttpUpstream:
         so counting what comes out bounds a gzip bomb too.
         """
         response = self._response
-        limit = self._limit
         length = response.content_length
-        counted = 0
-        if length is not None and not response.headers.get("Content-Encoding"):
-            if length > limit:
-                raise BodyTooLarge(limit)
-            if holder is not None:
-                holder.take(length)
-                counted = length
-        # One buffer grown in place, each chunk dropped as soon as it is copied: a list of
-        # chunks joined at the end left the heap as large as the answers read at once.
-        buffer = bytearray()
-        async for chunk in response.content.iter_any():
-            size = len(buffer) + len(chunk)
-            if size > limit:
-                raise BodyTooLarge(limit)
-            if holder is not None and size > counted:
-                holder.take(size - counted)
-                counted = size
-            buffer += chunk
-        body = bytes(buffer)
-        del buffer
-        # Every provider decodes this answer, and some write parts of it again (orjson stops
-        # at 254 levels): JSON is bounded here once, for all of them.
-        if ("json" in self.content_type or body[:1] in (b"{", b"[")) and too_deep(body):
-            raise BodyTooDeep()
-        return body
+        return await read_whole(
+            response.content.iter_any(),
+            limit=self._limit,
+            announced=None if response.headers.get("Content-Encoding") else length,
+            holder=holder,
+            content_type=self.content_type,
+        )
 
     async def finish(self, wait: float) -> None:
         # A server writes its last event and then the end of the chunked body, often in a

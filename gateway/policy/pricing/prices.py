@@ -26,7 +26,6 @@ from gateway.policy.keys import GatewayKey
 from gateway.policy.pricing.price import Price, Rates, Tokens
 from gateway.policy.pricing.table import (
     provider_id,
-    provider_type,
     snapshot_identity,
     start_updates,
     table_price,
@@ -78,7 +77,7 @@ class Prices:
         self._providers: dict[str, str | None] = {}
         self._free: set[str] = set()  # the mock
         for name, provider in config.providers.items():
-            if provider_type(provider) == "mock":
+            if provider.type_name == "mock":
                 self._free.add(name)
             else:
                 self._providers[name] = provider_id(name, provider)

@@ -63,14 +63,9 @@ _TYPES = {
 _HUGGINGFACE = "huggingface"
 
 
-def provider_type(config: ProviderConfig) -> str:
-    tag = type(config).__struct_config__.tag
-    return tag if isinstance(tag, str) else ""
-
-
 def provider_id(name: str, config: ProviderConfig) -> str | None:
     """genai-prices' id of the provider a table reaches; None: none (self-hosted)."""
-    kind = provider_type(config)
+    kind = config.type_name
     base_url = getattr(config, "base_url", "") or ""
     if base_url:
         for provider in data_snapshot.get_snapshot().providers:

@@ -18,8 +18,7 @@ from multidict import CIMultiDictProxy
 
 from gateway.engine.transport.http1.connection import Connection
 from gateway.engine.transport.http1.lean_errors import NotInflatable
-from gateway.engine.transport.upstream_errors import BodyTooDeep, BodyTooLarge
-from wire.jsondepth import too_deep
+from gateway.engine.transport.whole_body import read_whole
 from wire.upstream import Holder
 
 _PIECE = 256 * 1024  # the most one inflation step yields
@@ -71,35 +70,15 @@ class LeanUpstream:
     async def read(self, holder: Holder | None = None) -> bytes:
         """The whole body, at most `limit` bytes of it once inflated, or `BodyTooLarge`;
         `holder` counts its bytes (a length announced up front, before any is read)."""
-        conn = self._conn
-        limit = self._limit
-        headers = self.headers
-        length = headers.get("Content-Length")
-        counted = 0
-        if self._inflater is None and length is not None and length.isdigit():
-            if int(length) > limit:
-                raise BodyTooLarge(limit)
-            if holder is not None:
-                holder.take(int(length))
-                counted = int(length)
-        # One buffer grown in place, each piece dropped as soon as it is copied: a list of
-        # pieces joined at the end left the heap as large as the answers read at once.
-        buffer = bytearray()
-        async for piece in _Chunks(conn, self._inflater):
-            size = len(buffer) + len(piece)
-            if size > limit:
-                raise BodyTooLarge(limit)
-            if holder is not None and size > counted:
-                holder.take(size - counted)
-                counted = size
-            buffer += piece
-        body = bytes(buffer)
-        del buffer
-        # Every provider decodes this answer, and some write parts of it again (orjson stops
-        # at 254 levels): JSON is bounded here once, for all of them.
-        if ("json" in self.content_type or body[:1] in (b"{", b"[")) and too_deep(body):
-            raise BodyTooDeep()
-        return body
+        length = self.headers.get("Content-Length")
+        trusted = self._inflater is None and length is not None and length.isdigit()
+        return await read_whole(
+            _Chunks(self._conn, self._inflater),
+            limit=self._limit,
+            announced=int(length) if trusted and length is not None else None,
+            holder=holder,
+            content_type=self.content_type,
+        )
 
     async def finish(self, wait: float) -> None:
         conn = self._conn
