@@ -63,6 +63,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
         client_max_size=server.max_request_bytes,
     )
     app.on_response_prepare.append(guards.on_response_prepare)
+    app.on_response_prepare.append(drain.on_response_prepare)
     if server.cors_origins:
         app.on_response_prepare.append(cors.on_response_prepare)
     config_secrets.add_config_secrets(config)

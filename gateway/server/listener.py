@@ -175,6 +175,34 @@ def _address(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+async def accept(sock: socket.socket) -> socket.socket:
+    """The next connection on `sock`. When cancelled, it has accepted none: the accept is made
+    in this task's own step. (uvloop's `sock_accept` accepts in a callback: a cancellation
+    that lands between that callback and the task's next step, a drain's or a reload's,
+    dropped the connection the kernel had handed over.)"""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            pass
+        else:
+            conn.setblocking(False)
+            return conn
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), _settle, readable)
+        try:
+            await readable
+        finally:
+            if sock.fileno() != -1:  # closed: `Listener.close` removed the reader first
+                loop.remove_reader(sock.fileno())
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _AcceptLoop:
     """One listening socket's accept loop, and what the watchdog knows of it."""
 
@@ -224,7 +252,7 @@ class _AcceptLoop:
             self._turns += 1
             await self._cap.room()
             try:
-                conn, _ = await loop.sock_accept(self.sock)
+                conn = await accept(self.sock)
             except OSError as exc:
                 if exc.errno in _TRANSIENT:
                     continue
@@ -243,7 +271,9 @@ class _AcceptLoop:
             delay = _FIRST_DELAY
             self.futile_restarts = 0
             try:
-                await loop.connect_accepted_socket(self._cap, conn)
+                # Shielded: a drain or reload that stops this loop now still serves the
+                # connection it accepted (cancelled midway, it would be dropped).
+                await asyncio.shield(loop.connect_accepted_socket(self._cap, conn))
             except Exception as exc:  # one connection's fault never ends accepting
                 if not isinstance(exc, OSError):  # OSError: the client left already
                     _serve_failed.warning("serving an accepted connection failed", exc_info=True)
@@ -301,7 +331,11 @@ class Listener:
 
     def close(self) -> None:
         self._watchdog.cancel()
+        loop = asyncio.get_running_loop()
         for accept in self._loops:
+            # Before the socket closes: a duplicate of it (another generation's) keeps it
+            # open, and epoll would go on reporting the closed descriptor.
+            loop.remove_reader(accept.sock.fileno())
             accept.task.cancel()
         for sock in self.sockets:
             sock.close()
