@@ -292,7 +292,9 @@ class Listener:
         self, sockets: list[socket.socket], cap: ConnectionCap, on_broken: Callable[[], None]
     ) -> None:
         self.sockets = sockets
+        self._cap = cap
         self._loops = [_AcceptLoop(sock, cap) for sock in sockets]
+        self._adopted: set[asyncio.Task[None]] = set()
         self._on_broken = on_broken
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
 
@@ -337,8 +339,35 @@ class Listener:
             # open, and epoll would go on reporting the closed descriptor.
             loop.remove_reader(accept.sock.fileno())
             accept.task.cancel()
+            self._adopt_waiting(accept.sock)
         for sock in self.sockets:
             sock.close()
+
+    def _adopt_waiting(self, sock: socket.socket) -> None:
+        """Accept the connections waiting in `sock`'s listen queue, to be served by this
+        process's drain: the kernel completed their handshake, so a client may have sent its
+        request already, and the last close of the socket would reset them (a proxy answers
+        502 to a POST it sent). Done in the same step as the close: none can slip in between."""
+        loop = asyncio.get_running_loop()
+        for _ in range(BACKLOG):
+            try:
+                conn, _ = sock.accept()
+            except OSError:  # none waiting (or the socket is gone): done
+                return
+            conn.setblocking(False)
+            task = loop.create_task(_serve_adopted(loop, self._cap, conn))
+            self._adopted.add(task)
+            task.add_done_callback(self._adopted.discard)
+
+
+async def _serve_adopted(
+    loop: asyncio.AbstractEventLoop, cap: ConnectionCap, conn: socket.socket
+) -> None:
+    try:
+        await loop.connect_accepted_socket(cap, conn)
+    except Exception:  # the client left already
+        with contextlib.suppress(OSError):
+            conn.close()
 
 
 def bind(host: str | None, port: int, backlog: int = BACKLOG) -> list[socket.socket]:
