@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import gc
 import importlib.metadata
 import logging
+import os
 import signal
 import socket
 import sys
@@ -17,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import app
+from gateway import app, commands
 from gateway.config import Config, load, shared_state_problem, warn_missing_keys, worker_count
 from gateway.observability import export
 from gateway.server import fdlimit
@@ -42,7 +44,11 @@ def _version() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="gateway", description="A streaming, OpenAI-compatible LLM gateway."
+        prog="gateway",
+        description="A streaming, OpenAI-compatible LLM gateway.",
+        epilog="Also: `gateway check [--config F]` validates a config, `gateway config "
+        "[--config F]` prints the effective one (secrets redacted), `gateway reload "
+        "--pid-file F` makes the running gateway read its config again.",
     )
     parser.add_argument(
         "--config",
@@ -50,7 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--host", help="address to listen on (overrides [server] host)")
-    parser.add_argument("--port", type=int, help="port to listen on (overrides [server] port)")
+    parser.add_argument(
+        "--port", type=_port, help="port to listen on, 0-65535 (overrides [server] port)"
+    )
     parser.add_argument(
         "--workers",
         help='worker processes sharing the port: a number or "auto" (one per core); '
@@ -59,12 +67,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # A worker started by the supervisor: the listening sockets it inherited.
     parser.add_argument("--worker-fds", help=argparse.SUPPRESS)
     parser.add_argument(
+        "--pid-file",
+        help="write the gateway's process id here (for `gateway reload --pid-file`); "
+        "removed at exit",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="level of the gateway's messages (the access log has its own switch)",
     )
     return parser.parse_args(argv)
+
+
+def _port(text: str) -> int:
+    """A port as [server] port takes it: 0 (any free one) to 65535."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535 (got {text!r})")
+    return int(text)
 
 
 def load_config(path: str | None) -> Config:
@@ -194,6 +214,9 @@ def _worker_sockets(fds: str) -> list[socket.socket]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    given = sys.argv[1:] if argv is None else argv
+    if given and given[0] in commands.COMMANDS:
+        sys.exit(commands.run(given, load_config))
     args = parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
@@ -221,6 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     def reload_file() -> Config:
         return load_config(args.config)
 
+    if args.pid_file and not args.worker_fds:
+        pid_file = Path(args.pid_file)
+        pid_file.write_text(f"{os.getpid()}\n")
+        atexit.register(pid_file.unlink, missing_ok=True)
     runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +153,24 @@ async def test_sighup_no_longer_kills_the_gateway_nor_leaves_its_metrics_behind(
     gateway.process.send_signal(signal.SIGTERM)
     assert gateway.process.wait(30) == 0
     assert not _metrics_dirs(tmp_path)
+
+
+async def test_gateway_reload_signals_the_gateway_named_by_its_pid_file(
+    tmp_path: Path, gateways: list[GatewayProcess]
+) -> None:
+    pid_file = tmp_path / "gateway.pid"
+    gateway = GatewayProcess(SLOW_MOCK, tmp_path, "--pid-file", str(pid_file))
+    gateways.append(gateway)
+    gateway.config.write_text(WITH_ALIAS)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gateway", "reload", "--pid-file", str(pid_file)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"SIGHUP sent to {gateway.process.pid}" in done.stdout
+    await _until_answers(gateway.url, "fresh", 200)
+    gateway.stop()
+    assert not pid_file.exists()  # removed at exit
