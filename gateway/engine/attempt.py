@@ -214,12 +214,13 @@ def _refused(target: Target, upstream: Upstream, body: bytes) -> AttemptFailed:
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the upstream asked to wait: `retry-after-ms` (OpenAI), else `Retry-After` as
-    seconds or an HTTP date."""
-    value = headers.get("retry-after-ms")
+    seconds or an HTTP date. Header names in any case: not every upstream's headers are a
+    case-insensitive mapping (the mock's are a plain dict, `Retry-After`)."""
+    value = _header(headers, "retry-after-ms")
     if value is not None:
         with contextlib.suppress(ValueError):
             return max(0.0, float(value) / 1000)
-    value = headers.get("retry-after")
+    value = _header(headers, "retry-after")
     if value is None:
         return None
     try:
@@ -231,6 +232,18 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """`headers`' value for lower-case `name`, whatever the case it was sent in (an error
+    answer's few headers: looked through once, off the streaming path)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, found in headers.items():
+        if key.lower() == name:
+            return found
+    return None
 
 
 def _head_apart(chunk: bytes) -> tuple[bytes, ...]:
