@@ -13,6 +13,7 @@ import os
 import orjson
 from aiohttp import web
 
+from gateway.policy.shared_state import STATE
 from gateway.server.config_key import CONFIG
 from gateway.server.drain import DRAIN
 
@@ -43,10 +44,16 @@ async def ready(request: web.Request) -> web.Response:
     drain = request.app[DRAIN]
     serving = drain.ready and not drain.draining
     status = "ready" if serving else "draining" if drain.draining else "starting"
+    body: dict[str, object] = {"status": status, "pid": os.getpid()}
+    state = request.app[STATE]
+    if serving and state.fails_closed:
+        # Every request would be a 503 without Redis: a load balancer should look elsewhere.
+        problem = await state.unreachable()
+        if problem is not None:
+            serving = False
+            body = {"status": "redis_unavailable", "reason": problem, "pid": os.getpid()}
     return web.Response(
-        body=orjson.dumps({"status": status, "pid": os.getpid()}),
-        status=200 if serving else 503,
-        content_type="application/json",
+        body=orjson.dumps(body), status=200 if serving else 503, content_type="application/json"
     )
 
 
