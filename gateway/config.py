@@ -206,6 +206,9 @@ class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     histogram_labels: list[str] = []
     # Seconds a rendered /metrics page is served again: scrapes within it share one render.
     cache_seconds: float = 1.0
+    # "env.NAME" (or a literal): /metrics then wants `Authorization: Bearer <it>` (Prometheus'
+    # `authorization` scrape setting); None: open, as probes are.
+    key: str | None = None
 
 
 MAX_CONSOLE_RECENT = 100_000  # a ring entry weighs ~0.5 KiB (python -m bench.console)

@@ -86,3 +86,34 @@ async def test_an_unreachable_redis_url_is_a_warning_at_start(
     ]
     assert len(said) == 1, caplog.text
     assert 'served without limits (on_redis_error = "open")' in said[0]
+
+
+async def test_metrics_can_be_closed_with_a_key_of_their_own(
+    start_gateway: GatewayFactory,
+) -> None:
+    url = await start_gateway(MOCK + KEYS + '[metrics]\nkey = "sk-scraper"\n')
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/metrics") as response:
+            assert response.status == 401
+            assert (await response.json())["error"]["code"] == "invalid_api_key"
+        for wrong in ("sk-app", "sk-admin"):  # neither a gateway key nor the admin key
+            headers = {"Authorization": f"Bearer {wrong}"}
+            async with session.get(f"{url}/metrics", headers=headers) as response:
+                assert response.status == 401
+        headers = {"Authorization": "Bearer sk-scraper"}
+        async with session.get(f"{url}/metrics", headers=headers) as response:
+            assert response.status == 200
+            assert "gateway_responses_total" in await response.text()
+
+
+async def test_health_is_a_plain_200_and_its_detail_is_for_the_admin_key(
+    start_gateway: GatewayFactory,
+) -> None:
+    url = await start_gateway(MOCK + KEYS)
+    status, body = await _get(url, "/health")
+    assert status == 200
+    assert set(body) == {"status", "pid"}  # no providers, no key names
+    status, body = await _get(url, "/health", "sk-app")
+    assert set(body) == {"status", "pid"}  # a gateway key is no admin
+    status, body = await _get(url, "/health", "sk-admin")
+    assert body["providers"] == ["mock"] and body["keys"] == ["app"]

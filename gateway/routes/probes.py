@@ -13,6 +13,7 @@ import os
 import orjson
 from aiohttp import web
 
+from gateway.policy.keys import KEYS, presented_keys
 from gateway.policy.shared_state import STATE
 from gateway.server.config_key import CONFIG
 from gateway.server.drain import DRAIN
@@ -32,11 +33,13 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    body = {
-        "status": "ok",
-        "providers": sorted(request.app[CONFIG].providers),
-        "pid": os.getpid(),
-    }
+    """Liveness: 200 to anyone. The detail (providers, gateway key names) only to the admin
+    key: a prober needs none of it, and a stranger should learn none of it."""
+    body: dict[str, object] = {"status": "ok", "pid": os.getpid()}
+    ring = request.app[KEYS]
+    if any(ring.is_admin(value) for value in presented_keys(request)):
+        body["providers"] = sorted(request.app[CONFIG].providers)
+        body["keys"] = sorted(ring.keys)
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
