@@ -164,7 +164,8 @@ class Supervisor:
         await process.wait()
         if slot.retired:
             self._worker_exited(process.pid)
-            self._retired.remove(slot)
+            if slot in self._retired:  # not there if it had exited before its retirement
+                self._retired.remove(slot)
             log.info("worker %d (pid %d) of the previous config drained", slot.number, process.pid)
         elif slot.process is process:
             self._exited.put_nowait(slot)
@@ -202,7 +203,7 @@ class Supervisor:
         )
         delay, slot.backoff = slot.backoff, min(slot.backoff * 2, _MAX_BACKOFF)
         await asyncio.sleep(delay)
-        if self._stopping:
+        if self._stopping or slot.retired:  # a reload replaced it meanwhile
             return
         try:
             await self._start(slot)
