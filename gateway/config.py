@@ -596,6 +596,13 @@ def warn_missing_keys(config: Config) -> list[str]:
                 f"gateway key {name!r}: environment variable {resolved.missing_env} is not set; "
                 "no client can use this key until it is"
             )
+    if config.metrics.key is not None:
+        resolved = resolve_key(config.metrics.key)
+        if resolved.missing_env:
+            warnings.append(
+                f"metrics.key: environment variable {resolved.missing_env} is not set; "
+                "every scrape of /metrics is answered 401 until it is"
+            )
     for warning in warnings:
         log.warning(warning)
     return warnings

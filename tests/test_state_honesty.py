@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
+from gateway.config import parse, warn_missing_keys
 from tests.conftest import GatewayFactory
 from tests.redis_server import RedisServer
 
@@ -117,3 +118,12 @@ async def test_health_is_a_plain_200_and_its_detail_is_for_the_admin_key(
     assert set(body) == {"status", "pid"}  # a gateway key is no admin
     status, body = await _get(url, "/health", "sk-admin")
     assert body["providers"] == ["mock"] and body["keys"] == ["app"]
+
+
+def test_a_metrics_key_whose_variable_is_unset_is_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GATEWAY_TEST_METRICS_KEY", raising=False)
+    config = parse(MOCK + '[metrics]\nkey = "env.GATEWAY_TEST_METRICS_KEY"\n', "t.toml")
+    said = warn_missing_keys(config)
+    assert any("metrics.key: environment variable GATEWAY_TEST_METRICS_KEY" in w for w in said)
