@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import gc
 import importlib.metadata
 import logging
+import os
 import signal
 import socket
 import sys
@@ -15,15 +17,22 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from gateway import app
+from aiohttp import web
+
+from gateway import app, commands
 from gateway.config import Config, load, shared_state_problem, warn_missing_keys, worker_count
 from gateway.observability import export
 from gateway.server import fdlimit
+from gateway.server.config_key import CONFIG
 from gateway.server.drain import DRAIN
+from gateway.server.listener import bind
+from gateway.server.reload import reread
 from gateway.server.supervisor import Supervisor, die_with_parent
 from wire.config_values import ConfigError
 
 DEFAULT_CONFIG = "gateway.toml"
+
+log = logging.getLogger("gateway")
 
 
 def _version() -> str:
@@ -35,7 +44,11 @@ def _version() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="gateway", description="A streaming, OpenAI-compatible LLM gateway."
+        prog="gateway",
+        description="A streaming, OpenAI-compatible LLM gateway.",
+        epilog="Also: `gateway check [--config F]` validates a config, `gateway config "
+        "[--config F]` prints the effective one (secrets redacted), `gateway reload "
+        "--pid-file F` makes the running gateway read its config again.",
     )
     parser.add_argument(
         "--config",
@@ -43,7 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--host", help="address to listen on (overrides [server] host)")
-    parser.add_argument("--port", type=int, help="port to listen on (overrides [server] port)")
+    parser.add_argument(
+        "--port", type=_port, help="port to listen on, 0-65535 (overrides [server] port)"
+    )
     parser.add_argument(
         "--workers",
         help='worker processes sharing the port: a number or "auto" (one per core); '
@@ -51,6 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     # A worker started by the supervisor: the listening sockets it inherited.
     parser.add_argument("--worker-fds", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pid-file",
+        help="write the gateway's process id here (for `gateway reload --pid-file`); "
+        "removed at exit",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -60,6 +80,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _port(text: str) -> int:
+    """A port as [server] port takes it: 0 (any free one) to 65535."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535 (got {text!r})")
+    return int(text)
+
+
 def load_config(path: str | None) -> Config:
     if path is None and Path(DEFAULT_CONFIG).is_file():
         path = DEFAULT_CONFIG
@@ -67,15 +94,34 @@ def load_config(path: str | None) -> Config:
 
 
 async def serve(
-    config: Config, host: str, port: int, sockets: list[socket.socket] | None = None
+    config: Config,
+    host: str,
+    port: int,
+    sockets: list[socket.socket] | None = None,
+    reload: Callable[[Config], Config | None] | None = None,
 ) -> int:
-    """Serve until a signal: the first drains (exit status 0), a second stops at once (1).
-    A listener that cannot be mended drains too, and exits 1."""
+    """Serve until a signal: the first SIGTERM/SIGINT drains (exit status 0), a second stops at
+    once (1). A listener that cannot be mended drains too, and exits 1. SIGHUP (with `reload`,
+    which reads the config again, or None if it is refused) starts a new generation on the new
+    config, accepting on the same sockets, and drains the old one: a request in flight ends on
+    the config it started with. Without `reload` (a worker: its supervisor reloads), SIGHUP is
+    ignored."""
     signals: asyncio.Queue[int] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, signals.put_nowait, signum)
-    runner, url = await app.start(config, host, port, sockets)
+    if reload is None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    else:
+        loop.add_signal_handler(signal.SIGHUP, signals.put_nowait, signal.SIGHUP)
+    # Bound once, for every generation: each accepts from its own duplicate, closed by its
+    # drain; these close when the process stops taking connections.
+    listening = bind(host, port) if sockets is None else sockets
+    try:
+        runner, url = await app.start(config, host, port, _copies(listening))
+    except BaseException:
+        _close(listening)
+        raise
     # What start-up built lives as long as the process: out of the collector's way. And a
     # request frees what it made by reference counting, so the young generation only grows
     # with what stays alive (streams in flight): collecting it every 700 net allocations ran
@@ -85,22 +131,82 @@ async def serve(
     gc.set_threshold(20_000, 10, 10)
     # Printed once the socket is bound and signals are handled: a caller may use both at once.
     print(f"gateway listening on {url} (config: {config.source})", flush=True)
-    drain = runner.app[DRAIN]
-    first = asyncio.ensure_future(signals.get())
-    broken = asyncio.ensure_future(drain.broken.wait())
-    await asyncio.wait({first, broken}, return_when=asyncio.FIRST_COMPLETED)
-    for waiting in (first, broken):
-        waiting.cancel()
-    draining = asyncio.ensure_future(drain.run(runner, config.server.drain_timeout))
-    second = asyncio.ensure_future(signals.get())
-    done, _ = await asyncio.wait({draining, second}, return_when=asyncio.FIRST_COMPLETED)
-    if draining in done:
+    retiring: set[asyncio.Task[None]] = set()  # older generations, draining
+    while True:
+        drain = runner.app[DRAIN]
+        first = asyncio.ensure_future(signals.get())
+        broken = asyncio.ensure_future(drain.broken.wait())
+        done, _ = await asyncio.wait({first, broken}, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in (first, broken):
+            waiting.cancel()
+        if broken not in done and first.result() == signal.SIGHUP:
+            assert reload is not None
+            renewed = await _renew(reload, config, host, port, listening)
+            if renewed is not None:
+                old, (runner, _), config = runner, renewed[0], renewed[1]
+                retire = drain.run(old, old.app[CONFIG].server.drain_timeout, why="reload")
+                task = asyncio.ensure_future(retire)
+                retiring.add(task)
+                task.add_done_callback(retiring.discard)
+            continue
+        break
+    draining = asyncio.ensure_future(
+        drain.run(runner, config.server.drain_timeout, lambda: _close(listening), why="stopping")
+    )
+    everything = asyncio.ensure_future(asyncio.gather(draining, *retiring))
+    second = asyncio.ensure_future(_next_stop(signals))
+    either: set[asyncio.Future[Any]] = {everything, second}
+    finished, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    if everything in finished:
         second.cancel()
-        draining.result()
+        everything.result()
+        log.info("gateway exits")
         return 1 if drain.broken.is_set() else 0
-    await drain.cut()  # a second signal: whatever still runs ends now
-    await draining
+    for task in (draining, *retiring):  # a second signal: whatever still runs ends now
+        task.cancel()
+    await drain.cut()
+    await asyncio.gather(everything, return_exceptions=True)
+    log.info("gateway exits at once (a second signal)")
     return 1
+
+
+async def _next_stop(signals: asyncio.Queue[int]) -> int:
+    """The next SIGTERM or SIGINT (a SIGHUP while stopping changes nothing)."""
+    while (signum := await signals.get()) == signal.SIGHUP:
+        log.warning("reload ignored: the gateway is stopping")
+    return signum
+
+
+async def _renew(
+    reload: Callable[[Config], Config | None],
+    running: Config,
+    host: str,
+    port: int,
+    listening: list[socket.socket],
+) -> tuple[tuple[web.AppRunner, str], Config] | None:
+    """A new generation on the reloaded config, or None (logged) if it is refused."""
+    config = reload(running)
+    if config is None:
+        return None
+    try:
+        started = await app.start(config, host, port, _copies(listening))
+    except (ConfigError, OSError) as exc:  # e.g. a provider that cannot be built
+        log.error("reload refused, still serving the previous config: %s", exc)
+        return None
+    log.info("reloaded: new requests are served on %s", config.source)
+    return started, config
+
+
+def _copies(sockets: list[socket.socket]) -> list[socket.socket]:
+    copies = [sock.dup() for sock in sockets]
+    for copy in copies:
+        copy.setblocking(False)
+    return copies
+
+
+def _close(sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()
 
 
 def _worker_sockets(fds: str) -> list[socket.socket]:
@@ -108,6 +214,9 @@ def _worker_sockets(fds: str) -> list[socket.socket]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    given = sys.argv[1:] if argv is None else argv
+    if given and given[0] in commands.COMMANDS:
+        sys.exit(commands.run(given, load_config))
     args = parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
@@ -131,6 +240,14 @@ def main(argv: list[str] | None = None) -> None:
     problem = shared_state_problem(config, workers)
     if problem:
         _exit_with(problem, 2)
+
+    def reload_file() -> Config:
+        return load_config(args.config)
+
+    if args.pid_file and not args.worker_fds:
+        pid_file = Path(args.pid_file)
+        pid_file.write_text(f"{os.getpid()}\n")
+        atexit.register(pid_file.unlink, missing_ok=True)
     runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop
@@ -155,10 +272,14 @@ def main(argv: list[str] | None = None) -> None:
                 config.source,
                 share_dir=export.use_multiprocess,
                 worker_exited=export.worker_exited,
+                reread=lambda running: reread(reload_file, running, workers),
+                config=config,
             )
             status = runner(supervisor.run())
         else:
-            status = runner(serve(config, host, port))
+            status = runner(
+                serve(config, host, port, reload=lambda running: reread(reload_file, running, 1))
+            )
     except ConfigError as exc:  # found while building providers, e.g. a missing extra
         _exit_with(str(exc), 2)
     except OSError as exc:  # e.g. the port is taken

@@ -75,7 +75,7 @@ def create_app(config: Config, host: str | None = None) -> web.Application:
         ),
     ]
     app.middlewares.append(front_door(observers.finished, drain, checks))
-    app.on_response_prepare.append(response_head(bool(server.cors_origins)))
+    app.on_response_prepare.append(response_head(bool(server.cors_origins), drain))
     console_hooks = console.install(app, config)  # GET /console, when an admin key is set
     # The engine's ports, each plugged with its policy: routing, the cooldowns (watched by
     # the metrics' gauge), the gateway keys' limits, the drain; and the observers' hooks.
@@ -110,10 +110,28 @@ def _forwards_client_keys(config: Config) -> bool:
 
 async def _clients(app: web.Application) -> AsyncIterator[None]:
     await app[HTTP].start()
+    await _say_if_redis_unreachable(app[STATE], app[CONFIG])
     yield
     await app[HTTP].close()
     await app[STATE].close()
     await app[HEAP].close()
+
+
+async def _say_if_redis_unreachable(state: SharedState, config: Config) -> None:
+    problem = await state.unreachable()
+    if problem is None:
+        return
+    then = (
+        'every request is answered 503 (on_redis_error = "closed") and /ready is 503'
+        if state.fails_closed
+        else 'requests are served without limits (on_redis_error = "open")'
+    )
+    log.warning(
+        "%s: [state] redis_url cannot be reached (%s): until it can, %s",
+        config.source,
+        problem,
+        then,
+    )
 
 
 async def start(

@@ -225,6 +225,9 @@ class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     histogram_labels: list[str] = []
     # Seconds a rendered /metrics page is served again: scrapes within it share one render.
     cache_seconds: float = 1.0
+    # "env.NAME" (or a literal): /metrics then wants `Authorization: Bearer <it>` (Prometheus'
+    # `authorization` scrape setting); None: open, as probes are.
+    key: str | None = None
 
 
 MAX_CONSOLE_RECENT = 100_000  # a ring entry weighs ~0.5 KiB (python -m bench.console)
@@ -651,6 +654,13 @@ def warn_missing_keys(config: Config) -> list[str]:
             warnings.append(
                 f"gateway key {name!r}: environment variable {resolved.missing_env} is not set; "
                 "no client can use this key until it is"
+            )
+    if config.metrics.key is not None:
+        resolved = resolve_key(config.metrics.key)
+        if resolved.missing_env:
+            warnings.append(
+                f"metrics.key: environment variable {resolved.missing_env} is not set; "
+                "every scrape of /metrics is answered 401 until it is"
             )
     for warning in warnings:
         log.warning(warning)

@@ -22,6 +22,7 @@ class GatewayProcess:
         directory.mkdir(parents=True, exist_ok=True)
         config = directory / f"gateway-{id(self)}.toml"
         config.write_text(toml)
+        self.config = config  # rewritten by a test of reload
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "--config", str(config), "--port", "0", *args],
             stdout=subprocess.PIPE,

@@ -128,3 +128,57 @@ def test_version_prints_the_installed_version(tmp_path: Path) -> None:
     process = _run("--version", cwd=tmp_path)
     out, _ = process.communicate(timeout=30)
     assert out.startswith("gateway ") and out.strip() != "gateway unknown"
+
+
+def _gateway(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_a_port_out_of_range_on_the_command_line_is_refused_as_in_the_file(
+    tmp_path: Path,
+) -> None:
+    status, _, err = _gateway("--port", "99999", cwd=tmp_path)
+    assert status == 2
+    assert "--port: must be between 0 and 65535 (got '99999')" in err
+
+
+def test_check_says_valid_or_prints_the_problem_and_exits_1(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[providers.mock]\ntype = "mock"\n[models.fast]\ntargets = ["mock/x"]\n')
+    status, out, _ = _gateway("check", "--config", str(good), cwd=tmp_path)
+    assert status == 0
+    assert f"{good}: valid (1 providers, 1 aliases, 0 gateway keys)" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nport = 99999\n")
+    status, out, err = _gateway("check", "--config", str(bad), cwd=tmp_path)
+    assert status == 1 and not out
+    assert err.strip() == f"gateway: error: {bad}: server.port: must be between 0 and 65535"
+
+
+def test_config_prints_the_effective_config_with_secrets_redacted(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[providers.openai]\ntype = "openai"\napi_key = "sk-literal-secret"\n'
+        '[providers.other]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'api_key = "env.OTHER_KEY"\nheaders = { Authorization = "Bearer hdr-secret" }\n'
+        '[keys.team]\nvalue = "gw-literal-secret"\n'
+        '[state]\nredis_url = "redis://user:redis-secret@127.0.0.1:6379/0"\n'
+    )
+    status, out, err = _gateway("config", cwd=tmp_path)
+    assert status == 0, err
+    shown = json.loads(out)
+    assert "secret" not in out.replace("redacted", "")
+    assert shown["providers"]["openai"]["api_key"] == "<redacted>"
+    assert shown["providers"]["other"]["api_key"] == "env.OTHER_KEY"  # a name, shown
+    assert shown["providers"]["other"]["headers"]["Authorization"] == "<redacted>"
+    assert shown["keys"]["team"]["value"] == "<redacted>"
+    assert shown["state"]["redis_url"] == "redis://user:<redacted>@127.0.0.1:6379/0"
+    assert shown["server"]["port"] == 8080 and shown["server"]["drain_timeout"] == 30.0

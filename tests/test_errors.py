@@ -181,7 +181,32 @@ async def test_upstream_5xx_with_a_plain_text_body_is_relayed(
     upstream.handler = answering(b"model crashed", status=503)
     status, raw = await _post(gateway_url, {"model": "fake/m", "messages": MESSAGES})
     assert status == 503
-    assert _error(raw)["message"] == "model crashed"
+    assert _error(raw)["message"] == (
+        "Provider 'fake' answered HTTP 503 to POST /v1/chat/completions: model crashed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"detail":"Not Found"}', "Not Found"),  # vLLM's and FastAPI's
+        (
+            b"<html><head><title>502 Bad Gateway</title></head><body><h1>502</h1></body></html>",
+            "502 Bad Gateway",
+        ),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_error_not_in_openais_shape_names_the_provider_and_the_request(
+    upstream: FakeUpstream, gateway_url: str, body: bytes, said: str, stream: bool
+) -> None:
+    upstream.handler = answering(body, status=404)
+    request = {"model": "fake/m", "messages": MESSAGES, "stream": stream}
+    status, raw = await _post(gateway_url, request)
+    assert status == 404
+    assert _error(raw)["message"] == (
+        f"Provider 'fake' answered HTTP 404 to POST /v1/chat/completions: {said}"
+    )
 
 
 def _closed_port() -> int:

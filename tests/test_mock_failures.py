@@ -135,6 +135,17 @@ async def test_a_429_carries_retry_after_one_second_and_other_statuses_none() ->
         assert upstream.headers.get("Retry-After") == retry_after
 
 
+async def test_the_gateways_429_from_the_mock_carries_its_retry_after(
+    client: openai.AsyncOpenAI,
+) -> None:
+    """The README's promise: the mock's `Retry-After: 1` reaches the client. Its headers are
+    a plain dict (`Retry-After`), and the gateway's lookup was for `retry-after` only: the
+    gateway's own wait ignored it too."""
+    with pytest.raises(openai.RateLimitError) as caught:
+        await call(client, "chat", "mock/status-429")
+    assert caught.value.response.headers.get("retry-after") == "1"
+
+
 # --- error-first ------------------------------------------------------------------------------
 
 

@@ -229,3 +229,47 @@ async def test_a_drain_behind_nginx_loses_nothing(
     assert "Traceback" not in stderr
     log = nginx.error_log.read_text() if nginx.error_log.exists() else ""
     assert "upstream prematurely closed" not in log, log
+
+
+async def _hammer(url: str, stop: asyncio.Event, warm: asyncio.Event, seen: list[int]) -> None:
+    """Quick POSTs one after another through nginx (its pooled, kept-alive connections to
+    the gateways carry them) until `stop`: each whole answer's token count, or -1."""
+    body = {"model": "mock/quick", "stream": True, "messages": MESSAGES}
+    async with _session() as session:
+        while not stop.is_set():
+            async with session.post(f"{url}/v1/chat/completions", json=body) as response:
+                raw = await response.read()
+            whole = response.status == 200 and raw.rstrip().endswith(b"data: [DONE]")
+            seen.append(raw.count(b'"content":"') - raw.count(b'"content":""') if whole else -1)
+            if len(seen) >= 200:
+                warm.set()
+
+
+async def test_a_drain_behind_nginx_under_a_hammer_of_posts_loses_nothing(
+    tmp_path: Path, processes: list[GatewayProcess | Nginx]
+) -> None:
+    """POSTs arrive on nginx's kept-alive connections to a gateway at the instant of its
+    SIGTERM: each is served there (its answer closes the connection) or, once the listener
+    is closed, refused and sent by nginx to the other gateway. Before, nginx answered 502 to
+    one the draining gateway ran to the end and logged 200, with a traceback."""
+    toml = "[server]\ndrain_timeout = 30\n[providers.mock]\ndelay = 0.005\ntokens = 3\n"
+    gateways = [GatewayProcess(toml, tmp_path / f"g{i}") for i in range(2)]
+    processes.extend(gateways)
+    port = _free_port()
+    conf = nginx_conf(readme_nginx_block(), [_address(g) for g in gateways], port, tmp_path)
+    nginx = Nginx(conf, tmp_path, port)
+    processes.append(nginx)
+    await nginx.wait_ready()
+    stop, warm, seen = asyncio.Event(), asyncio.Event(), list[int]()
+    clients = [asyncio.create_task(_hammer(nginx.url, stop, warm, seen)) for _ in range(16)]
+    await asyncio.wait_for(warm.wait(), 60)
+    gateways[0].process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(2)  # past the drain's grace for idle connections
+    stop.set()
+    await asyncio.gather(*clients)
+    log = nginx.error_log.read_text() if nginx.error_log.exists() else ""
+    assert set(seen) == {3}, (seen.count(-1), log)  # every answer 200 and whole
+    assert await asyncio.to_thread(gateways[0].process.wait, 30) == 0
+    stderr = gateways[0].stop()
+    assert "Traceback" not in stderr and '"status":499' not in stderr, stderr[-3000:]
+    assert "prematurely closed" not in log and "reset by peer" not in log, log

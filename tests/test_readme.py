@@ -21,6 +21,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.config import parse
+from providers import provider_types
 from tests.conftest import GatewayFactory
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,7 +166,13 @@ async def test_the_routing_example_is_served_as_the_readme_says(
 ) -> None:
     section = README[README.index("## Routing and fallbacks") :]
     toml = next(b for b in blocks(section) if b.lang == "toml" and "[models.smart]" in b.text)
-    url = await start_gateway(toml.text)
+    # Appended, as the README says, to the repository's file and to its "Configuration"
+    # sample: both must still parse (a second [providers.mock] table did not).
+    configuration = README[README.index("## Configuration") :]
+    sample = next(b for b in blocks(configuration) if b.lang == "toml")
+    assert "[providers.mock]" in sample.text
+    parse(sample.text + "\n" + toml.text, "sample+routing.toml")
+    url = await start_gateway((REPO / "gateway.toml").read_text() + "\n" + toml.text)
     body = {"model": "smart", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
     async with (
         aiohttp.ClientSession() as session,
@@ -194,3 +202,26 @@ def _ignored(path: str) -> bool:
     """What git ignores is written by a run (`bench/results/`), not kept in the tree."""
     check = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO, check=False)
     return check.returncode == 0
+
+
+def test_the_type_row_names_every_provider_type() -> None:
+    row = next(line for line in README.splitlines() if line.startswith("| `type` | `[providers"))
+    for name in provider_types():
+        assert f"`{name}`" in row, name
+
+
+async def test_an_unknown_route_is_404_and_401_without_a_key_when_keys_are_set(
+    start_gateway: GatewayFactory,
+) -> None:
+    row = next(line for line in README.splitlines() if line.startswith("| unknown route |"))
+    assert "404" in row and "401" in row
+    url = await start_gateway(
+        '[providers.mock]\ntype = "mock"\n[keys.team]\nvalue = "gw-test-key"\n'
+    )
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/v1/nowhere") as response:
+            assert response.status == 401
+        headers = {"Authorization": "Bearer gw-test-key"}
+        async with session.get(f"{url}/v1/nowhere", headers=headers) as response:
+            assert response.status == 404
+            assert (await response.json())["error"]["code"] == "unknown_url"

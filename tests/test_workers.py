@@ -272,22 +272,22 @@ async def test_metrics_of_every_worker_are_summed(
 
 # --- the accept loop's watchdog: a listener broken on purpose, in a real process ---
 
-# Put on PYTHONPATH, it breaks `loop.sock_accept` in the first gateway process that accepts
+# Put on PYTHONPATH, it breaks the listener's `accept` in the first gateway process that accepts
 # (the one that creates the claim file): its second call (the accept after the first
 # connection) raises, is cancelled or hangs; "...-always" breaks every call after the first.
 BREAK_ACCEPT = """
 import asyncio
 import os
 
-import uvloop
+import gateway.server.listener as listener
 
-_accept = uvloop.Loop.sock_accept
+_accept = listener.accept
 _mode = os.environ["BREAK_ACCEPT"]
 _calls = 0
 _broken = None
 
 
-async def sock_accept(self, sock):
+async def accept(sock):
     global _calls, _broken
     if _broken is None:
         try:
@@ -303,10 +303,10 @@ async def sock_accept(self, sock):
             asyncio.current_task().cancel()
             await asyncio.sleep(0)
         await asyncio.Event().wait()  # hang
-    return await _accept(self, sock)
+    return await _accept(sock)
 
 
-uvloop.Loop.sock_accept = sock_accept
+listener.accept = accept
 """
 
 

@@ -8,6 +8,8 @@ relay sends the same body as a final SSE event instead.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from typing import Any
 
 import orjson
@@ -135,6 +137,9 @@ class UpstreamError(GatewayError):
     """The upstream answered with an error: its status and message are relayed as they are."""
 
     type = "upstream_error"
+    # Built from a body not in OpenAI's shape (a framework's `{"detail": ...}`, an HTML
+    # page): its message alone names nothing, so the attempt adds who answered what.
+    foreign = False
 
 
 class ProviderAuthError(GatewayError):
@@ -219,8 +224,32 @@ def upstream_error_from_body(status: int, body: bytes, provider: str) -> Upstrea
             code=_str_or_none(error.get("code")),
         )
     if isinstance(error, str) and error:  # some servers (vLLM, Ollama) send {"error": "text"}
-        return UpstreamError(error, status=status)
-    return relayed_error(status, error_text(body), provider)
+        relayed = UpstreamError(error, status=status)
+    else:
+        relayed = relayed_error(status, _foreign_text(body), provider)
+    relayed.foreign = True
+    return relayed
+
+
+_HTML_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]+>")
+
+
+def _foreign_text(body: bytes) -> str:
+    """What an error body not in OpenAI's shape says: FastAPI's (and vLLM's) `detail`, an
+    HTML page's title (or its text), else the text itself, bounded."""
+    with contextlib.suppress(orjson.JSONDecodeError):
+        parsed = orjson.loads(body)
+        if isinstance(parsed, dict) and "detail" in parsed:
+            detail = parsed["detail"]
+            return detail if isinstance(detail, str) else orjson.dumps(detail).decode()[:2000]
+    head = body.lstrip()[:1].lower()
+    if head == b"<":
+        title = _HTML_TITLE.search(body)
+        if title is not None:
+            return " ".join(title.group(1).decode("utf-8", "replace").split())[:300]
+        return " ".join(_HTML_TAG.sub(" ", error_text(body)).split())[:300]
+    return error_text(body)
 
 
 def _str_or_none(value: Any) -> str | None:

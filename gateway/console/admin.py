@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.policy.keys import KEYS, InvalidApiKey, presented_keys
+from gateway.policy.keys import KEYS
+from gateway.server.credentials import InvalidApiKey, presented_keys
 
 # Admin data is nobody's to cache or to sniff as another type.
 PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}

@@ -15,6 +15,7 @@ import contextlib
 import email.utils
 import logging
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
@@ -27,8 +28,14 @@ from gateway.engine.held import HeldBytesExceeded
 from gateway.engine.targets import Target
 from gateway.engine.transport.upstream_errors import as_gateway_error
 from gateway.server.multipart_upload import MultipartUpload
-from wire.errors import GatewayError, ProviderAuthError, UpstreamProtocolError, drop_tracebacks
-from wire.upstream import Holder, Upstream
+from wire.errors import (
+    GatewayError,
+    ProviderAuthError,
+    UpstreamError,
+    UpstreamProtocolError,
+    drop_tracebacks,
+)
+from wire.upstream import Holder, Upstream, UpstreamRequest
 
 log = logging.getLogger("gateway")
 
@@ -105,7 +112,7 @@ async def fetch_whole(target: Target, prepared: Prepared, holder: Holder) -> web
         if upstream is not None:
             upstream.close()
     if upstream.status >= 400:
-        raise _refused(target, upstream, body)
+        raise _refused(target, prepared.request, upstream, body)
     if prepared.content_type == "application/json" and body.lstrip()[:1] not in (b"{", b"["):
         # A proxy's HTML page or a text/plain message in a 200: not an answer (a client's
         # JSON parser would fail on it with nothing said of where it came from).
@@ -149,7 +156,7 @@ async def open_stream(
         upstream = await target.transport.send(prepared.request, target.stream_timeout)
         deadline.touch()
         if upstream.status >= 400:
-            raise _refused(target, upstream, await upstream.read(holder))
+            raise _refused(target, prepared.request, upstream, await upstream.read(holder))
         opened = OpenedStream(upstream, aiter(upstream.chunks()), translator, deadline)
         held = opened.held
         size = 0
@@ -195,7 +202,9 @@ async def open_stream(
         raise AttemptFailed(error) from None
 
 
-def _refused(target: Target, upstream: Upstream, body: bytes) -> AttemptFailed:
+def _refused(
+    target: Target, request: UpstreamRequest, upstream: Upstream, body: bytes
+) -> AttemptFailed:
     """The failed attempt for an upstream's error answer.
 
     The upstream refusing the gateway's own key (401, 403) is the gateway's configuration at
@@ -204,6 +213,14 @@ def _refused(target: Target, upstream: Upstream, body: bytes) -> AttemptFailed:
     """
     status = upstream.status
     error = target.provider.upstream_error(status, body, upstream.headers)
+    if isinstance(error, UpstreamError) and error.foreign:
+        # Not OpenAI's shape ("Not Found" from vLLM's FastAPI, a proxy's HTML page): with
+        # several providers, the message alone would not say which one answered, nor to what.
+        asked = urllib.parse.urlsplit(request.url).path  # never the query: it may hold a key
+        error.message = (
+            f"Provider {target.provider.name!r} answered HTTP {status} to {request.method} "
+            f"{asked}: {error.message}"
+        )
     if status in (401, 403) and not target.client_key:
         error = ProviderAuthError(
             f"Provider {target.provider.name!r} refused the gateway's key ({status}): "
@@ -214,12 +231,13 @@ def _refused(target: Target, upstream: Upstream, body: bytes) -> AttemptFailed:
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the upstream asked to wait: `retry-after-ms` (OpenAI), else `Retry-After` as
-    seconds or an HTTP date."""
-    value = headers.get("retry-after-ms")
+    seconds or an HTTP date. Header names in any case: not every upstream's headers are a
+    case-insensitive mapping (the mock's are a plain dict, `Retry-After`)."""
+    value = _header(headers, "retry-after-ms")
     if value is not None:
         with contextlib.suppress(ValueError):
             return max(0.0, float(value) / 1000)
-    value = headers.get("retry-after")
+    value = _header(headers, "retry-after")
     if value is None:
         return None
     try:
@@ -231,6 +249,18 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """`headers`' value for lower-case `name`, whatever the case it was sent in (an error
+    answer's few headers: looked through once, off the streaming path)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, found in headers.items():
+        if key.lower() == name:
+            return found
+    return None
 
 
 def _head_apart(chunk: bytes) -> tuple[bytes, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -29,8 +30,11 @@ from gateway.observability.export import MetricsPage
 from gateway.observability.labels import error_type
 from gateway.observability.metrics import GatewayMetrics
 from gateway.server import request_ids
+from gateway.server.credentials import InvalidApiKey, presented_keys
 from gateway.server.front_door import CLIENT_CLOSED
-from wire.config_values import ConfigError
+from wire.config_values import ConfigError, resolve_key
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 UNMATCHED = "unmatched"
 FLUSH_SECONDS = 5.0  # the most a stop waits for the spans still queued to be exported
@@ -71,7 +75,7 @@ def install(
         gauge = CooldownCollector(watched, config.providers)
         registry.register(gauge)
         page = MetricsPage(registry, [gauge], metrics.fold, config.metrics.cache_seconds)
-        app.router.add_get("/metrics", page.handle)
+        app.router.add_get("/metrics", _guarded(page.handle, config.metrics.key))
         app.on_cleanup.append(_at_cleanup(metrics.fold))  # into the multiprocess files
         app.on_cleanup.append(_closing(page))
     else:
@@ -135,6 +139,25 @@ def _at_cleanup(run: Callable[[], None]) -> Callable[[web.Application], Awaitabl
         run()
 
     return cleanup
+
+
+def _guarded(handle: Handler, key: str | None) -> Handler:
+    """`handle`, behind the metrics key when one is configured: a scrape is no request of a
+    gateway key's, and a page of key names and models is no one else's business."""
+    wanted = resolve_key(key).value if key else None
+    if not key:
+        return handle
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        presented = presented_keys(request)
+        if not wanted or not any(
+            hmac.compare_digest(wanted.encode(), value.encode("utf-8", "surrogateescape"))
+            for value in presented
+        ):
+            raise InvalidApiKey("/metrics wants the metrics key ([metrics] key) as a Bearer token.")
+        return await handle(request)
+
+    return guarded
 
 
 def _closing(page: MetricsPage) -> Callable[[web.Application], Awaitable[None]]:

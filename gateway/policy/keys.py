@@ -22,22 +22,15 @@ import msgspec
 from aiohttp import web
 
 from gateway.config import Config, GatewayKeyConfig
+from gateway.server.credentials import (
+    InvalidApiKey,
+    presented_keys,
+)
 from wire.config_values import resolve_key
 from wire.errors import GatewayError
 
 # Routes anyone may call: probes and scrapes must work without a key.
 OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
-# Headers that may carry a key, in the order they are looked at.
-GATEWAY_KEY_HEADER = "x-gateway-key"
-CLIENT_KEY_HEADERS = ("x-api-key", "x-goog-api-key")
-
-
-class InvalidApiKey(GatewayError):
-    """401 with OpenAI's shape for a missing or unknown key."""
-
-    status = 401
-    type = "invalid_request_error"
-    code = "invalid_api_key"
 
 
 class ModelNotAllowed(GatewayError):
@@ -112,24 +105,6 @@ def _bytes(value: str) -> bytes:
 
 def _digest(value: str) -> bytes:
     return hashlib.sha256(_bytes(value)).digest()
-
-
-def presented_keys(request: web.Request) -> list[str]:
-    """Every key the request carries, in the order they are looked at."""
-    headers = request.headers
-    found = []
-    explicit = headers.get(GATEWAY_KEY_HEADER)
-    if explicit:
-        found.append(explicit.strip())
-    authorization = headers.get("Authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        found.append(token.strip())
-    for name in CLIENT_KEY_HEADERS:
-        value = headers.get(name)
-        if value:
-            found.append(value.strip())
-    return found
 
 
 GATEWAY_KEY = web.RequestKey("gateway_key", GatewayKey)

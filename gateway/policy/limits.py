@@ -55,6 +55,15 @@ class LimitsUnavailable(GatewayError):
     code = "limits_unavailable"
 
 
+class UsageUnavailable(GatewayError):
+    """The usage route cannot read the counters: Redis is unreachable (figures of 0 would
+    say every key is unused)."""
+
+    status = 503
+    type = "server_error"
+    code = "usage_unavailable"
+
+
 class Admission(msgspec.Struct, gc=False):
     """A request let through under its key's limits; `settle` it once it ended."""
 

@@ -37,6 +37,7 @@ from gateway.policy.limits import (
     Admission,
     LimitsUnavailable,
     Spent,
+    UsageUnavailable,
     Windows,
     charged,
     check,
@@ -46,7 +47,7 @@ from gateway.policy.limits import (
     period_index,
     usage_report,
 )
-from gateway.policy.redis_link import Arg, Command, RedisLink, Script
+from gateway.policy.redis_link import Arg, Command, RedisFailed, RedisLink, Script
 
 # Check and count in one step, so that two instances never both take a limit's last request.
 # KEYS: requests this minute, the minute before, tokens this minute, the minute before, the
@@ -368,9 +369,13 @@ class RedisLimiter:
         reads.append(Command(("ZCOUNT", keys[5], f"({now:.6f}", "+inf")))  # leases running
         reads += [Command(("GET", name)) for name in (keys[6], keys[8], keys[10])]
         reads.append(Command(("HGETALL", keys[9])))
-        replies = await link.call(lambda: link.run(*reads), "usage")
-        if not replies:
-            return usage_report(key, Windows(now, 0, 0, 0, 0, 0, 0))
+        try:
+            replies = await link.run(*reads)
+        except RedisFailed as failed:
+            raise UsageUnavailable(
+                f"The keys' usage lives in Redis ([state] redis_url), which cannot be read "
+                f"now ({failed}); try again shortly."
+            ) from None
         *counts, by_model = replies
         values = [int(c or 0) for c in counts]
         return usage_report(key, Windows(now, *values), _by_model(by_model))

@@ -8,7 +8,7 @@ from gateway.config import StateConfig
 from gateway.engine.ports import Cooldowns
 from gateway.policy.cooldowns import LocalCooldowns
 from gateway.policy.limits import Limiter, LocalLimiter
-from gateway.policy.redis_link import RedisLink
+from gateway.policy.redis_link import Command, RedisFailed, RedisLink
 from gateway.policy.redis_state import RedisCooldowns, RedisLimiter
 
 
@@ -31,6 +31,22 @@ class SharedState:
     def link(self) -> RedisLink | None:
         """The Redis client, when `[state] redis_url` is set (the response cache's too)."""
         return self._redis[0] if self._redis is not None else None
+
+    @property
+    def fails_closed(self) -> bool:
+        """Redis is configured with `on_redis_error = "closed"`: requests need it."""
+        return self._redis is not None and not self._redis[0].fail_open
+
+    async def unreachable(self) -> str | None:
+        """Why Redis cannot be reached now (one PING, bounded by `[state] timeout`); None when
+        it answers, or when no Redis is configured."""
+        if self._redis is None:
+            return None
+        try:
+            await self._redis[0].run(Command(("PING",)))
+        except RedisFailed as failed:
+            return str(failed) or type(failed).__name__
+        return None
 
     async def close(self) -> None:
         if self._redis is not None:

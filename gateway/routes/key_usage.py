@@ -12,8 +12,9 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from gateway.policy.keys import ADMIN_PATHS, KEYS, InvalidApiKey, presented_keys
+from gateway.policy.keys import ADMIN_PATHS, KEYS
 from gateway.policy.shared_state import STATE
+from gateway.server.credentials import InvalidApiKey, presented_keys
 from wire.errors import NotFound
 
 

@@ -13,7 +13,10 @@ import os
 import orjson
 from aiohttp import web
 
+from gateway.policy.keys import KEYS
+from gateway.policy.shared_state import STATE
 from gateway.server.config_key import CONFIG
+from gateway.server.credentials import presented_keys
 from gateway.server.drain import DRAIN
 
 ROOT = orjson.dumps(
@@ -31,11 +34,13 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    body = {
-        "status": "ok",
-        "providers": sorted(request.app[CONFIG].providers),
-        "pid": os.getpid(),
-    }
+    """Liveness: 200 to anyone. The detail (providers, gateway key names) only to the admin
+    key: a prober needs none of it, and a stranger should learn none of it."""
+    body: dict[str, object] = {"status": "ok", "pid": os.getpid()}
+    ring = request.app[KEYS]
+    if any(ring.is_admin(value) for value in presented_keys(request)):
+        body["providers"] = sorted(request.app[CONFIG].providers)
+        body["keys"] = sorted(ring.keys)
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
@@ -43,10 +48,16 @@ async def ready(request: web.Request) -> web.Response:
     drain = request.app[DRAIN]
     serving = drain.ready and not drain.draining
     status = "ready" if serving else "draining" if drain.draining else "starting"
+    body: dict[str, object] = {"status": status, "pid": os.getpid()}
+    state = request.app[STATE]
+    if serving and state.fails_closed:
+        # Every request would be a 503 without Redis: a load balancer should look elsewhere.
+        problem = await state.unreachable()
+        if problem is not None:
+            serving = False
+            body = {"status": "redis_unavailable", "reason": problem, "pid": os.getpid()}
     return web.Response(
-        body=orjson.dumps({"status": status, "pid": os.getpid()}),
-        status=200 if serving else 503,
-        content_type="application/json",
+        body=orjson.dumps(body), status=200 if serving else 503, content_type="application/json"
     )
 
 

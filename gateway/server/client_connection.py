@@ -153,6 +153,15 @@ class GuardedHandler(RequestHandler):
             self._new_window()
             self._arm(self._limits.body_timeout, self._check_body)
 
+    def holds_request(self) -> bool:
+        """A request is on this connection: its head begun or parsed and waiting, being
+        handled or answered, or the rest of its body being read. A drain waits for these and
+        closes the others (`gateway.server.drain`)."""
+        if self._request_in_progress or self._messages:
+            return True
+        state = self._state
+        return state in (_BUSY, _LINGER) or (state == _HEAD and self._head_bytes > 0)
+
     def response_started(self) -> None:
         self._response_started = True
 

@@ -87,7 +87,6 @@ def front_door(
                 drain.leave(task)
                 if guarded is not None:
                     _request_finished(request, guarded)
-            drain.close_after(response)
         except asyncio.CancelledError:  # the client left; a stream's 200 may have gone out
             if observed is not None:
                 observed(request, request.get(request_ids.SENT_STATUS, CLIENT_CLOSED), arrived)
@@ -110,11 +109,13 @@ def _request_finished(request: web.Request, protocol: GuardedHandler) -> None:
         request.app[HEAP].freed(length)
 
 
-def response_head(cors_on: bool) -> ResponseHook:
+def response_head(cors_on: bool, drain: Drain) -> ResponseHook:
     """The one `on_response_prepare` receiver: the Server header, the connection told its
-    answer started, the CORS headers (when `cors_on`), the request id."""
+    answer started, the CORS headers (when `cors_on`), the request id, and while draining
+    `Connection: close`."""
     stamp_cors = cors.on_response_prepare if cors_on else None
     stamp_id = request_ids.on_response_prepare
+    close_on_answer = drain.close_on_answer
 
     async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
         # aiohttp's default names itself and its version: say nothing a scanner can use.
@@ -125,5 +126,6 @@ def response_head(cors_on: bool) -> ResponseHook:
         if stamp_cors is not None:
             stamp_cors(request, response)
         stamp_id(request, response)
+        close_on_answer(response)
 
     return on_response_prepare

@@ -175,6 +175,34 @@ def _address(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+async def accept(sock: socket.socket) -> socket.socket:
+    """The next connection on `sock`. When cancelled, it has accepted none: the accept is made
+    in this task's own step. (uvloop's `sock_accept` accepts in a callback: a cancellation
+    that lands between that callback and the task's next step, a drain's or a reload's,
+    dropped the connection the kernel had handed over.)"""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            pass
+        else:
+            conn.setblocking(False)
+            return conn
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), _settle, readable)
+        try:
+            await readable
+        finally:
+            if sock.fileno() != -1:  # closed: `Listener.close` removed the reader first
+                loop.remove_reader(sock.fileno())
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _AcceptLoop:
     """One listening socket's accept loop, and what the watchdog knows of it."""
 
@@ -224,7 +252,7 @@ class _AcceptLoop:
             self._turns += 1
             await self._cap.room()
             try:
-                conn, _ = await loop.sock_accept(self.sock)
+                conn = await accept(self.sock)
             except OSError as exc:
                 if exc.errno in _TRANSIENT:
                     continue
@@ -243,7 +271,9 @@ class _AcceptLoop:
             delay = _FIRST_DELAY
             self.futile_restarts = 0
             try:
-                await loop.connect_accepted_socket(self._cap, conn)
+                # Shielded: a drain or reload that stops this loop now still serves the
+                # connection it accepted (cancelled midway, it would be dropped).
+                await asyncio.shield(loop.connect_accepted_socket(self._cap, conn))
             except Exception as exc:  # one connection's fault never ends accepting
                 if not isinstance(exc, OSError):  # OSError: the client left already
                     _serve_failed.warning("serving an accepted connection failed", exc_info=True)
@@ -262,7 +292,9 @@ class Listener:
         self, sockets: list[socket.socket], cap: ConnectionCap, on_broken: Callable[[], None]
     ) -> None:
         self.sockets = sockets
+        self._cap = cap
         self._loops = [_AcceptLoop(sock, cap) for sock in sockets]
+        self._adopted: set[asyncio.Task[None]] = set()
         self._on_broken = on_broken
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
 
@@ -301,10 +333,41 @@ class Listener:
 
     def close(self) -> None:
         self._watchdog.cancel()
+        loop = asyncio.get_running_loop()
         for accept in self._loops:
+            # Before the socket closes: a duplicate of it (another generation's) keeps it
+            # open, and epoll would go on reporting the closed descriptor.
+            loop.remove_reader(accept.sock.fileno())
             accept.task.cancel()
+            self._adopt_waiting(accept.sock)
         for sock in self.sockets:
             sock.close()
+
+    def _adopt_waiting(self, sock: socket.socket) -> None:
+        """Accept the connections waiting in `sock`'s listen queue, to be served by this
+        process's drain: the kernel completed their handshake, so a client may have sent its
+        request already, and the last close of the socket would reset them (a proxy answers
+        502 to a POST it sent). Done in the same step as the close: none can slip in between."""
+        loop = asyncio.get_running_loop()
+        for _ in range(BACKLOG):
+            try:
+                conn, _ = sock.accept()
+            except OSError:  # none waiting (or the socket is gone): done
+                return
+            conn.setblocking(False)
+            task = loop.create_task(_serve_adopted(loop, self._cap, conn))
+            self._adopted.add(task)
+            task.add_done_callback(self._adopted.discard)
+
+
+async def _serve_adopted(
+    loop: asyncio.AbstractEventLoop, cap: ConnectionCap, conn: socket.socket
+) -> None:
+    try:
+        await loop.connect_accepted_socket(cap, conn)
+    except Exception:  # the client left already
+        with contextlib.suppress(OSError):
+            conn.close()
 
 
 def bind(host: str | None, port: int, backlog: int = BACKLOG) -> list[socket.socket]:
