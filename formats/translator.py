@@ -1,16 +1,17 @@
 """How a stream is translated, sans-IO: the contracts, and the base every translation builds on.
 
 `StreamTranslator` is what the relay pumps an upstream's bytes through, for one request: client
-bytes out, and the stream's end (`finished`, `failure`, `usage`). `ChatSink` is where a
-translated chat stream goes, one typed delta at a time: the chat writer
+bytes out, and the stream's end (`finished`, `failure`, `usage`, `finish_reasons`). `ChatSink`
+is where a translated chat stream goes, one typed delta at a time: the chat writer
 (`formats.chat.from_chat.ChatStreamWriter`) encodes OpenAI's chunks, and the bridges to the
 Responses, Anthropic and Gemini formats build their own events from the same deltas.
 
 An `EventTranslator` owns what every translating provider's stream does the same way: the
 framing (SSE, NDJSON lines, AWS event-stream frames) that cuts the bytes into items, `feed` and
-`end`, the terminal state (`finished`, `failure`, `usage`), and the error events. The provider
-subclass only handles one item at a time (`handle`), turning it into deltas on its `ChatSink`;
-an item whose kind it names in `events` is decoded there by that kind's struct first.
+`end`, the terminal state (`finished`, `failure`, `usage`, `finish_reasons`), and the error
+events. The provider subclass only handles one item at a time (`handle`), turning it into
+deltas on its `ChatSink`; an item whose kind it names in `events` is decoded there by that
+kind's struct first.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import msgspec
 
 from wire.errors import GatewayError, UpstreamProtocolError, drop_tracebacks
+from wire.finish_reasons import mapped
 from wire.jsondepth import MAX_DEPTH
 from wire.sse import SSEProtocolError, encode_data
 from wire.usage import Usage
@@ -44,6 +46,12 @@ class StreamTranslator(Protocol):
     def usage(self) -> Usage | None:
         """The tokens the stream reported so far (all of them once it finished), for limits
         and metrics; None when the upstream gave none."""
+        ...
+
+    @property
+    def finish_reasons(self) -> tuple[str, ...]:
+        """Why the answer ended, in OpenAI's words, one per choice (as the final event said):
+        read once the stream ended; () when the upstream said none."""
         ...
 
     def feed(self, data: bytes) -> bytes:
@@ -179,6 +187,7 @@ class EventTranslator(StreamEnd, Generic[Item]):
     def __init__(self, provider: str, sink: ChatSink, framing: Framing[Item]) -> None:
         super().__init__(provider)
         self.usage: Usage | None = None  # once finished
+        self.finish_reasons: tuple[str, ...] = ()  # once finished
         self.sink = sink
         self._framing = framing
         self._opened = False
@@ -232,6 +241,7 @@ class EventTranslator(StreamEnd, Generic[Item]):
         """The answer's end: OpenAI's finish_reason, and the tokens it used."""
         self.finished = True
         self.usage = usage
+        self.finish_reasons = (finish_reason,)
         return self.sink.finish(finish_reason, usage)
 
     def decode(self, kind: str, data: str | bytes) -> bytes:
@@ -265,5 +275,4 @@ class EventTranslator(StreamEnd, Generic[Item]):
 def finish_reason(table: Mapping[str, str], reason: str | None, *, called: bool = False) -> str:
     """OpenAI's finish_reason for an upstream's `reason` (unknown or none: "stop"); a turn
     that made tool calls and stopped normally is "tool_calls" (`called`)."""
-    finish = table.get(reason or "", "stop")
-    return "tool_calls" if called and finish == "stop" else finish
+    return mapped(table, reason, called=called)

@@ -81,6 +81,7 @@ from providers.declaration import HttpProviderConfig, ProviderType
 from providers.model_families import STRUCTURED_OUTPUTS, claude_at_least
 from providers.passthrough import PassThrough, events_of_type
 from wire.errors import BadRequest, GatewayError, upstream_error_from_body
+from wire.finish_reasons import ANTHROPIC, mapped
 from wire.operations import Operation, RawBody
 from wire.sse import Event
 from wire.upstream import UpstreamRequest
@@ -404,7 +405,7 @@ def _tool_choice(
 class MessagesRelay(PassThrough):
     """Anthropic's stream relayed as it comes. After `message_stop` (finished) or an `error`
     event (finished, `failure` set) nothing more is sent. `usage` is what message_start and
-    message_delta reported.
+    message_delta reported, `finish_reasons` message_delta's stop_reason.
     """
 
     terminal = "message_stop event"
@@ -423,7 +424,10 @@ class MessagesRelay(PassThrough):
         kind = event.event or event_type(event.data)
         try:
             if kind == "message_delta":
-                self._count(decode_message_delta(event.data).usage)
+                delta = decode_message_delta(event.data)
+                self._count(delta.usage)
+                if delta.delta is not None and delta.delta.stop_reason is not None:
+                    self.finish_reasons = (mapped(ANTHROPIC, delta.delta.stop_reason),)
             elif kind == "message_start":
                 self._count(decode_message_start(event.data).message.usage)
             elif kind == "message_stop":

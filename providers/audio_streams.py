@@ -56,6 +56,7 @@ class AudioBytes:
         self.finished = False
         self.failure: GatewayError | None = None  # the error this stream ended with
         self.usage: Usage | None = None  # audio streams report no token usage
+        self.finish_reasons: tuple[str, ...] = ()  # nor why they ended
 
     def feed(self, data: bytes) -> bytes:
         return data
@@ -78,6 +79,7 @@ class SpeechEvents(StreamEnd):
     def __init__(self) -> None:
         super().__init__()
         self.usage: Usage | None = None  # audio streams report no token usage
+        self.finish_reasons: tuple[str, ...] = ()  # nor why they ended
 
     def feed(self, data: bytes) -> bytes:
         audio = base64.b64encode(data).decode()
@@ -110,6 +112,7 @@ class TranscriptEvents(StreamEnd):
     def __init__(self, provider: str) -> None:
         super().__init__(provider)
         self.usage: Usage | None = None  # audio streams report no token usage
+        self.finish_reasons: tuple[str, ...] = ()  # nor why they ended
         self._decoder = SSEDecoder()
         self._json: bytearray | None = None  # the upstream answered JSON, not a stream
         self._started = False

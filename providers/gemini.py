@@ -78,6 +78,7 @@ from providers.adapter import TranslatingProvider
 from providers.declaration import HttpProviderConfig, ProviderType
 from providers.passthrough import PassThrough
 from wire.errors import BadRequest, GatewayError
+from wire.finish_reasons import GEMINI, mapped
 from wire.operations import Operation, RawBody
 from wire.sse import Comment, Event, encode
 from wire.upstream import UpstreamRequest
@@ -474,9 +475,13 @@ class GeminiRelay(PassThrough):
             self.failure = error_from_object(probe.error, None)
             return True
         feedback = probe.prompt_feedback
-        if any(c.finish_reason for c in probe.candidates or ()) or (
-            feedback is not None and feedback.block_reason
-        ):
+        finished = tuple(
+            mapped(GEMINI, c.finish_reason) for c in probe.candidates or () if c.finish_reason
+        )
+        if feedback is not None and feedback.block_reason:
+            finished += ("content_filter",)
+        if finished:
+            self.finish_reasons += finished  # each candidate finishes on its own
             self._done = True  # it ends when the upstream closes it: each candidate finishes
             if probe.usage_metadata is not None:
                 self.usage = from_usage_metadata(probe.usage_metadata)

@@ -38,6 +38,7 @@ class PassThrough(StreamEnd):
     def __init__(self, provider: str) -> None:
         super().__init__(provider)
         self.usage: Usage | None = None  # as reported so far
+        self.finish_reasons: tuple[str, ...] = ()  # as reported so far, in OpenAI's words
         self._decoder = SSEDecoder()
 
     def feed(self, data: bytes) -> bytes:

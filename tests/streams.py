@@ -76,6 +76,33 @@ def inline_finish_stream(tokens: list[str], finish: str = "stop") -> list[bytes]
     return [*events, DONE]
 
 
+def anthropic_event(kind: str, payload: dict[str, Any]) -> bytes:
+    return f"event: {kind}\n".encode() + data({"type": kind, **payload})
+
+
+def anthropic_stream(
+    tokens: list[str], stop_reason: str = "end_turn", input_tokens: int = 25
+) -> list[bytes]:
+    """Anthropic's Messages stream: message_start (the input count), one text block, then
+    message_delta (stop_reason, the output count) and message_stop."""
+    usage = {"input_tokens": input_tokens, "output_tokens": 1}
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
+    events = [anthropic_event("message_start", {"message": {**message, "usage": usage}})]
+    block = {"type": "text", "text": ""}
+    events.append(anthropic_event("content_block_start", {"index": 0, "content_block": block}))
+    events += [
+        anthropic_event(
+            "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": token}}
+        )
+        for token in tokens
+    ]
+    events.append(anthropic_event("content_block_stop", {"index": 0}))
+    delta = {"delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": len(tokens)}}
+    events.append(anthropic_event("message_delta", delta))
+    events.append(anthropic_event("message_stop", {}))
+    return events
+
+
 def weather_tool(argument: str) -> dict[str, Any]:
     """A function tool with one required string argument, as a client offers it."""
     parameters = {

@@ -51,6 +51,7 @@ FIELDS = {
     "error_code",
     "cache",
     "cache_saved_usd",
+    "finish_reason",
 }
 
 
@@ -86,7 +87,7 @@ async def test_one_line_per_request_with_what_happened_and_nothing_secret(
             max_retries=0,
             default_headers=headers,
         ) as client:
-            a.handler = streaming(openai_chat_stream(["a ", "stream"]), delay=0.01)
+            a.handler = streaming(openai_chat_stream(["a ", "stream"], "length"), delay=0.01)
             stream = await client.chat.completions.create(
                 model="a/m",
                 messages=MESSAGES,
@@ -96,7 +97,7 @@ async def test_one_line_per_request_with_what_happened_and_nothing_secret(
             assert [chunk async for chunk in stream]
 
             a.handler = answering({"error": {"message": UPSTREAM_MESSAGE}}, 503)
-            b.handler = answering(chat_completion("from b"))
+            b.handler = answering(chat_completion("from b", "content_filter"))
             await client.chat.completions.create(
                 model="smart", messages=MESSAGES, extra_headers={"x-request-id": "log-fallback"}
             )
@@ -160,6 +161,7 @@ async def test_one_line_per_request_with_what_happened_and_nothing_secret(
         "usage_estimated": False,
         "cache": None,  # no [cache]: not a cached route
         "cache_saved_usd": None,
+        "finish_reason": "length",  # as the stream's last chunk said
     }
     # Three gaps of 10 ms after the first content: the line is written after the last byte.
     assert 0 < streamed["ttft_ms"] < streamed["duration_ms"] - 20
@@ -172,11 +174,13 @@ async def test_one_line_per_request_with_what_happened_and_nothing_secret(
         3,
         "",
     )
+    assert fallback["finish_reason"] == "content_filter"  # as the whole answer said
 
     failed = lines["log-error"]
     assert (failed["status"], failed["error_type"], failed["served"]) == (400, "400", None)
     assert failed["attempts"] == 1 and failed["key"] == "team"
     assert (failed["cost_usd"], failed["cost_source"]) == (None, None)  # nothing answered
+    assert failed["finish_reason"] is None
 
     refused = lines["log-401"]
     assert (refused["status"], refused["error_type"], refused["key"]) == (401, "401", None)

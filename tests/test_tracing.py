@@ -40,7 +40,13 @@ from gateway.server.log_throttle import Throttled
 from tests.conftest import FakeUpstream, GatewayFactory, provider_toml
 from tests.processes import GatewayProcess
 from tests.scrape import scrape
-from tests.streams import answering, chat_completion, openai_chat_stream, streaming
+from tests.streams import (
+    answering,
+    anthropic_stream,
+    chat_completion,
+    openai_chat_stream,
+    streaming,
+)
 from wire.config_values import ConfigError
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -99,7 +105,10 @@ def attributes(pairs: Any) -> dict[str, Any]:
 
 
 def value_of(value: AnyValue) -> Any:
-    return getattr(value, value.WhichOneof("value") or "string_value")
+    kind = value.WhichOneof("value") or "string_value"
+    if kind == "array_value":
+        return [value_of(item) for item in value.array_value.values]
+    return getattr(value, kind)
 
 
 @pytest.fixture
@@ -313,6 +322,61 @@ async def test_a_trace_not_sampled_exports_nothing_but_a_clients_sampled_one_is_
     await asyncio.sleep(0.3)  # six export periods: the first request's spans would be here
     assert len(spans) == len(collector.spans) == 2
     assert {span.trace_id.hex() for span in spans} == {TRACE_ID}
+
+
+def anthropic_message(stop_reason: str) -> dict[str, Any]:
+    """A whole Anthropic Message."""
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-x",
+        "content": [{"type": "text", "text": "hi"}],
+        "stop_reason": stop_reason,
+        "usage": {"input_tokens": 5, "output_tokens": 1},
+    }
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize(
+    ("kind", "said", "reason"),
+    [
+        ("openai", "stop", "stop"),
+        ("openai", "length", "length"),
+        ("openai", "tool_calls", "tool_calls"),
+        ("anthropic", "end_turn", "stop"),
+        ("anthropic", "max_tokens", "length"),
+    ],
+)
+async def test_the_answers_spans_say_why_it_ended(
+    upstream: FakeUpstream,
+    start_gateway: GatewayFactory,
+    collector: Collector,
+    kind: str,
+    said: str,
+    reason: str,
+    stream: bool,
+) -> None:
+    if kind == "openai":
+        pieces, whole = openai_chat_stream(["a", "b"], said), chat_completion("ab", said)
+    else:
+        pieces, whole = anthropic_stream(["a", "b"], said), anthropic_message(said)
+    upstream.handler = streaming(pieces) if stream else answering(whole)
+    url = await start_gateway(
+        provider_toml(upstream.url, "p", type=kind, api_key="sk", timeout=5)
+        + f'[tracing]\nenabled = true\nendpoint = "{collector.url}"\n'
+    )
+    async with sdk(url) as client:
+        answer = await client.chat.completions.create(model="p/m", messages=MESSAGES, stream=stream)
+        if stream:
+            finishes = [c.choices[0].finish_reason async for c in answer if c.choices]
+            assert finishes[-1] == reason
+        else:
+            assert answer.choices[0].finish_reason == reason
+    spans = await collector.wait_for(2)
+    server, attempt = sorted(spans, key=lambda span: span.kind != Span.SPAN_KIND_SERVER)
+    assert attributes(server.attributes)["gen_ai.response.finish_reasons"] == [reason]
+    assert attributes(attempt.attributes)["gen_ai.response.finish_reasons"] == [reason]
 
 
 async def test_a_client_leaving_mid_stream_ends_its_attempt_span_as_cancelled(

@@ -11,7 +11,7 @@ import orjson
 
 from tests.conftest import FakeUpstream, GatewayFactory
 from tests.streams import answering
-from wire.usage import Usage, from_openai, usage_of
+from wire.usage import AnswerEnd, Usage, answer_end, from_openai, usage_of
 
 CHAT = {
     "prompt_tokens": 130,
@@ -60,6 +60,21 @@ def test_a_whole_answers_usage_is_found_whatever_its_api() -> None:
         130, 40, cache_read=100, cache_write=20
     )
     assert usage_of(b"not json") is None and usage_of(b'{"id": "x"}') is None
+
+
+def test_a_whole_answers_finish_reasons_are_read_with_its_usage_in_openais_words() -> None:
+    chat = {
+        "choices": [{"index": 0, "finish_reason": "length"}, {"index": 1, "finish_reason": "stop"}],
+        "usage": CHAT,
+    }
+    assert answer_end(orjson.dumps(chat)) == AnswerEnd(
+        Usage(130, 40, cache_read=100, reasoning=32), ("length", "stop")
+    )
+    message = {"stop_reason": "tool_use", "usage": MESSAGES}
+    assert answer_end(orjson.dumps(message)).finish_reasons == ("tool_calls",)
+    gemini = {"candidates": [{"finishReason": "MAX_TOKENS"}], "usageMetadata": {}}
+    assert answer_end(orjson.dumps(gemini)) == AnswerEnd(Usage(), ("length",))
+    assert answer_end(b'{"object": "list", "data": []}') == AnswerEnd()  # embeddings: none
 
 
 async def test_an_anthropic_answers_cached_input_is_charged_to_the_key(

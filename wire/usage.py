@@ -9,7 +9,8 @@ metrics, the access log, the console. The readers here take each API's usage sha
 - Anthropic's (`input_tokens` without the cache reads and writes, counted apart:
   `from_anthropic`, and `from_openai` for a Message's `usage` object);
 - Gemini's `usageMetadata` (thoughts counted apart from the candidates: `from_gemini`);
-- a whole JSON answer's, whichever of those it holds (`usage_of`).
+- a whole JSON answer's, whichever of those it holds (`usage_of`; with its finish reasons,
+  in the same decode: `answer_end`).
 
 Writing a usage in an API's shape is its format's business (`formats.*.from_chat`).
 """
@@ -20,6 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+
+from wire.finish_reasons import ANTHROPIC, GEMINI, mapped
 
 
 class Usage(msgspec.Struct, frozen=True, gc=False):
@@ -90,23 +93,56 @@ class UsageMetadata(msgspec.Struct, rename="camel", gc=False):
     tool_use_prompt_token_count: int = 0
 
 
+class _Choice(msgspec.Struct, gc=False):
+    finish_reason: str | None = None  # OpenAI's
+
+
+class _Candidate(msgspec.Struct, gc=False):
+    finish_reason: str | None = msgspec.field(default=None, name="finishReason")  # Gemini's
+
+
 class _Answer(msgspec.Struct, gc=False):
     usage: dict[str, Any] | None = None  # msgspec skips every other field
     usage_metadata: UsageMetadata | None = msgspec.field(default=None, name="usageMetadata")
+    choices: list[_Choice] | None = None
+    stop_reason: str | None = None  # Anthropic's
+    candidates: list[_Candidate] | None = None
 
 
 _answer = msgspec.json.Decoder(_Answer)
 
 
-def usage_of(body: bytes) -> Usage | None:
-    """The usage a whole JSON answer reports (OpenAI's, Anthropic's or Gemini's), if any."""
+class AnswerEnd(msgspec.Struct, frozen=True, gc=False):
+    """What a whole answer says of itself once it ended: its tokens, and why it ended."""
+
+    usage: Usage | None = None
+    finish_reasons: tuple[str, ...] = ()  # OpenAI's words, one per choice
+
+
+def answer_end(body: bytes) -> AnswerEnd:
+    """The usage and finish reasons a whole JSON answer reports (OpenAI's, Anthropic's or
+    Gemini's), in one decode."""
     try:
         answer = _answer.decode(body)
     except msgspec.DecodeError:
-        return None
-    if answer.usage:
-        return from_openai(answer.usage)
-    return from_usage_metadata(answer.usage_metadata)
+        return AnswerEnd()
+    usage = from_openai(answer.usage) if answer.usage else None
+    if usage is None:
+        usage = from_usage_metadata(answer.usage_metadata)
+    if answer.choices is not None:
+        reasons = tuple(c.finish_reason for c in answer.choices if c.finish_reason)
+    elif answer.stop_reason is not None:
+        reasons = (mapped(ANTHROPIC, answer.stop_reason),)
+    else:
+        reasons = tuple(
+            mapped(GEMINI, c.finish_reason) for c in answer.candidates or () if c.finish_reason
+        )
+    return AnswerEnd(usage, reasons)
+
+
+def usage_of(body: bytes) -> Usage | None:
+    """The usage a whole JSON answer reports (OpenAI's, Anthropic's or Gemini's), if any."""
+    return answer_end(body).usage
 
 
 def from_usage_metadata(meta: UsageMetadata | None) -> Usage | None:

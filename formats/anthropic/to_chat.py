@@ -24,20 +24,11 @@ from formats.chat.from_chat import chat_completion
 from formats.json_answer import JSON_TOOL, answered
 from formats.translator import ChatSink, EventTranslator, finish_reason
 from wire.errors import UpstreamProtocolError
+from wire.finish_reasons import ANTHROPIC
 from wire.sse import Comment, Event, SSEDecoder
 from wire.usage import Usage, from_anthropic
 
-# stop_reason -> finish_reason. pause_turn (a server tool paused a long turn) ends this answer
-# normally: the client continues by sending the turn back, as after "stop".
-FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
+FINISH_REASONS = ANTHROPIC  # stop_reason -> finish_reason
 
 
 class MessagesUsage(msgspec.Struct, gc=False):

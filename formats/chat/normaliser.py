@@ -249,6 +249,12 @@ class ChunkNormaliser(StreamEnd):
         client as it came)."""
         return from_openai(self._usage) if isinstance(self._usage, dict) else None
 
+    @property
+    def finish_reasons(self) -> tuple[str, ...]:
+        """The finish_reason of each choice, in their order, as held for the last chunk."""
+        finishes = self._finishes
+        return tuple(str(finishes[index]["finish_reason"]) for index in sorted(finishes))
+
     def _last_chunk(self) -> bytes:
         self.finished = True
         if self._template is None:

@@ -63,6 +63,10 @@ class JsonArray:
     def usage(self) -> Usage | None:
         return self._relay.usage
 
+    @property
+    def finish_reasons(self) -> tuple[str, ...]:
+        return self._relay.finish_reasons
+
     def feed(self, data: bytes) -> bytes:
         return self._reframed(self._relay.feed(data))
 

@@ -16,21 +16,13 @@ import orjson
 
 from formats.gemini.error_shape import ErrorObject, error_from_object
 from formats.translator import ChatSink, EventTranslator, finish_reason
+from wire.finish_reasons import GEMINI
 from wire.sse import Comment, Event, SSEDecoder
 from wire.usage import UsageMetadata, from_usage_metadata
 
 # ai.google.dev/api/generate-content#FinishReason; the rest (OTHER, MALFORMED_FUNCTION_CALL,
 # LANGUAGE, ...) end the answer too, with nothing more specific to say in OpenAI's terms.
-FINISH_REASONS = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-}
+FINISH_REASONS = GEMINI  # finishReason -> finish_reason
 
 
 class _FunctionCall(msgspec.Struct, gc=False):

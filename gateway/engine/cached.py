@@ -91,6 +91,10 @@ class KeptStream:
     def usage(self) -> Usage | None:
         return self._inner.usage
 
+    @property
+    def finish_reasons(self) -> tuple[str, ...]:
+        return self._inner.finish_reasons
+
     def feed(self, data: bytes) -> bytes:
         return self._keep(self._inner.feed(data))
 

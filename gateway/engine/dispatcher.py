@@ -54,7 +54,7 @@ from gateway.server.front_door import ARRIVED
 from gateway.server.request_ids import REQUEST_ID
 from wire.cost import Cost
 from wire.errors import GatewayError, ProviderAuthError, drop_tracebacks
-from wire.usage import usage_of
+from wire.usage import answer_end
 
 T = TypeVar("T")
 HIT_COST = Cost(Decimal(0), "cache")  # a response cache hit
@@ -388,7 +388,9 @@ class _Run:
         if not call.stream:
             answer = await fetch_whole(target, prepared, self.held)
             if self.wants_usage and isinstance(answer.body, bytes):
-                self.record.usage = usage_of(answer.body)
+                ended = answer_end(answer.body)
+                self.record.usage = ended.usage
+                self.record.finish_reasons = ended.finish_reasons
             self._served(answer, attempt)
             cost = self._price()
             if cost is not None and cost.header is not None:

@@ -47,6 +47,7 @@ class RequestRecord:
         "cost",
         "ended",
         "error",
+        "finish_reasons",
         "first_content",
         "key",
         "model",
@@ -81,6 +82,9 @@ class RequestRecord:
         self.first_content: float | None = None  # perf_counter when content went out
         self.ended: float | None = None
         self.usage: Usage | None = None  # the tokens the answer used, when known
+        # Why the answer ended, in OpenAI's words (stop, length, tool_calls, content_filter),
+        # one per choice, as the upstream said; () when it said none (a cut stream).
+        self.finish_reasons: tuple[str, ...] = ()
         # What the answer cost: priced once, from `usage`, when an upstream served it (the
         # engine's `Pricing` port); every consumer reads it here.
         self.cost: Cost | None = None

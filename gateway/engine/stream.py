@@ -221,13 +221,15 @@ class ClientStream:
         return self.response
 
     async def close(self) -> None:
-        """The request is over, however it ended: the keepalive stops, and the tokens the
-        last attempt's translator saw are the request's; when it saw none (a stream cut by
-        the client, a timeout, the drain or an upstream failure before the usage came), an
-        estimate of what was relayed: no answer is free."""
+        """The request is over, however it ended: the keepalive stops, and the tokens and
+        finish reasons the last attempt's translator saw are the request's; when it saw no
+        tokens (a stream cut by the client, a timeout, the drain or an upstream failure before
+        the usage came), an estimate of what was relayed: no answer is free."""
         await self._stop_keepalive()
-        if self.translator is not None:
-            self._record.usage = self.translator.usage or self._estimated_usage()
+        translator = self.translator
+        if translator is not None:
+            self._record.usage = translator.usage or self._estimated_usage()
+            self._record.finish_reasons = translator.finish_reasons
 
     def _estimated_usage(self) -> Usage | None:
         """The request's input estimate and the output its relayed bytes hold

@@ -49,6 +49,9 @@ class AccessLine(msgspec.Struct, gc=False):
     usage_estimated: bool = False  # the tokens (and so the cost) were estimated: a cut stream
     cache: str | None = None  # the response cache: hit, miss, bypass; None: not cached route
     cache_saved_usd: float | None = None  # a hit: what its answer would have cost upstream
+    # Why the answer ended, in OpenAI's words (stop, length, tool_calls, content_filter): its
+    # first choice's; None when the upstream said none (a cut stream, an error, a cache hit).
+    finish_reason: str | None = None
 
 
 _encoder = msgspec.json.Encoder(decimal_format="number")  # a cost exactly, as a number
@@ -113,6 +116,7 @@ def line_of(
         usage is not None and usage.estimated,
         record.cache,
         record.cache_saved_usd,
+        record.finish_reasons[0] if record.finish_reasons else None,
     )
 
 

@@ -17,6 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
 
 from gateway.config import Config
 from gateway.engine.events import Attempt, RequestRecord
@@ -176,11 +177,14 @@ class Tracing:
         return span
 
 
-def _answered(record: RequestRecord) -> dict[str, str | int | float]:
-    """What the answer was: the model that served, its tokens, its cost when known."""
-    answered: dict[str, str | int | float] = {}
+def _answered(record: RequestRecord) -> dict[str, AttributeValue]:
+    """What the answer was: the model that served, why it ended, its tokens, its cost when
+    known."""
+    answered: dict[str, AttributeValue] = {}
     if record.served is not None:
         answered["gen_ai.response.model"] = record.served.partition("/")[2]
+    if record.finish_reasons:
+        answered["gen_ai.response.finish_reasons"] = list(record.finish_reasons)
     usage = record.usage
     if usage is not None:
         answered["gen_ai.usage.input_tokens"] = usage.input
