@@ -49,6 +49,13 @@ class StreamTranslator(Protocol):
         ...
 
     @property
+    def usage_so_far(self) -> Usage | None:
+        """For a stream cut before its usage: the counts the upstream had reported by then
+        (Anthropic's input in message_start, Gemini's latest usageMetadata). Its input counts
+        are the upstream's; its output count too unless it is `estimated` (not known yet)."""
+        ...
+
+    @property
     def finish_reasons(self) -> tuple[str, ...]:
         """Why the answer ended, in OpenAI's words, one per choice (as the final event said):
         read once the stream ended; () when the upstream said none."""
@@ -152,6 +159,11 @@ class StreamEnd:
             f"<{type(self).__name__} provider={self.provider!r} finished={self.finished} "
             f"failure={self.failure!r}>"
         )
+
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """None: this stream reports nothing before its end (`StreamTranslator`)."""
+        return None
 
     def error_event(self, error: GatewayError) -> bytes:
         self.finished = True

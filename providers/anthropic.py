@@ -50,6 +50,7 @@ from formats.anthropic.to_chat import (
     decode_message_start,
     event_type,
     read_usage,
+    reported_so_far,
     translate_message,
 )
 from formats.chat.request import (
@@ -85,6 +86,7 @@ from wire.finish_reasons import ANTHROPIC, mapped
 from wire.operations import Operation, RawBody
 from wire.sse import Event
 from wire.upstream import UpstreamRequest
+from wire.usage import Usage
 
 # reasoning_effort -> thinking.budget_tokens (docs: build-with-claude/extended-thinking).
 # 1024 is Anthropic's minimum budget; "high" is sized so that the default max_tokens plus the
@@ -405,7 +407,8 @@ def _tool_choice(
 class MessagesRelay(PassThrough):
     """Anthropic's stream relayed as it comes. After `message_stop` (finished) or an `error`
     event (finished, `failure` set) nothing more is sent. `usage` is what message_start and
-    message_delta reported, `finish_reasons` message_delta's stop_reason.
+    message_delta reported, once message_delta came (before it, `usage_so_far`: the input's
+    counts), `finish_reasons` message_delta's stop_reason.
     """
 
     terminal = "message_stop event"
@@ -426,12 +429,14 @@ class MessagesRelay(PassThrough):
             if kind == "message_delta":
                 delta = decode_message_delta(event.data)
                 self._count(delta.usage)
+                self.usage = read_usage(self._usage)
                 if delta.delta is not None and delta.delta.stop_reason is not None:
                     self.finish_reasons = (mapped(ANTHROPIC, delta.delta.stop_reason),)
             elif kind == "message_start":
                 self._count(decode_message_start(event.data).message.usage)
             elif kind == "message_stop":
                 self.finished = True
+                self.usage = read_usage(self._usage)
             elif kind == "error":
                 self.failure = stream_error(decode_error(event.data))
                 self.finished = True
@@ -446,7 +451,10 @@ class MessagesRelay(PassThrough):
     def _count(self, usage: MessagesUsage | None) -> None:
         if usage is not None:
             self._usage = usage if self._usage is None else self._usage.updated(usage)
-            self.usage = read_usage(self._usage)
+
+    @property
+    def usage_so_far(self) -> Usage | None:
+        return reported_so_far(self._usage, self.usage is not None)
 
 
 PROVIDER = ProviderType(

@@ -58,6 +58,10 @@ class AudioBytes:
         self.usage: Usage | None = None  # audio streams report no token usage
         self.finish_reasons: tuple[str, ...] = ()  # nor why they ended
 
+    @property
+    def usage_so_far(self) -> Usage | None:
+        return None
+
     def feed(self, data: bytes) -> bytes:
         return data
 

@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import FakeUpstream, provider_toml
 from tests.processes import GatewayProcess
 from tests.scrape import scrape
-from tests.streams import DONE, chat_chunk, data, streaming
+from tests.streams import DONE, anthropic_stream, chat_chunk, data, streaming
 
 # gpt-4o-mini in genai-prices' table: USD per million tokens.
 INPUT_RATE, OUTPUT_RATE = Decimal("0.15"), Decimal("0.6")
@@ -62,12 +62,16 @@ def cost(line: dict[str, Any]) -> Decimal:
 
 
 async def stream(
-    url: str, request_id: str, read: int | None = None, started: asyncio.Event | None = None
+    url: str,
+    request_id: str,
+    read: int | None = None,
+    started: asyncio.Event | None = None,
+    model: str = "openai/gpt-4o-mini",
 ) -> int:
     """POST a streamed chat; read `read` content chunks and hang up (None: read to the end;
     `started` is set at the first). The content chunks read."""
     headers = {"Authorization": "Bearer sk-k", "x-request-id": request_id}
-    body = {"model": "openai/gpt-4o-mini", "messages": MESSAGES, "stream": True}
+    body = {"model": model, "messages": MESSAGES, "stream": True}
     seen = 0
     async with aiohttp.ClientSession() as session:
         response = await session.post(f"{url}/v1/chat/completions", json=body, headers=headers)
@@ -188,3 +192,39 @@ async def test_a_stream_cut_by_the_drain_is_charged_what_it_relayed(
     report = await usage(other.url)
     assert report["budget_spent"] == line["input_tokens"] + line["output_tokens"]
     assert nanos(report["spend_usd"]) == nanos(line["cost_usd"])
+
+
+def gemini_response(text: str, prompt: int, candidates: int) -> bytes:
+    """One streamed GenerateContentResponse, with its usageMetadata as of that response."""
+    content = {"role": "model", "parts": [{"text": text}]}
+    meta = {"promptTokenCount": prompt, "candidatesTokenCount": candidates}
+    return data({"candidates": [{"content": content, "index": 0}], "usageMetadata": meta})
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+async def test_a_cut_stream_keeps_the_counts_its_upstream_reported_before_the_cut(
+    upstream: FakeUpstream, tmp_path: Path, gateways: list[GatewayProcess], provider: str
+) -> None:
+    """3 tokens, then the upstream falls silent past its timeout. Anthropic told the input in
+    message_start: that is charged, the output estimated. Gemini counted both in each
+    response: its latest counts are charged, nothing estimated."""
+    if provider == "anthropic":
+        pieces = anthropic_stream(TOKENS[:3], input_tokens=777)[:5]  # no message_delta
+    else:
+        pieces = [gemini_response(token, 555, n) for n, token in enumerate(TOKENS[:3], 2)]
+    upstream.handler = streaming(pieces, then="hang")
+    gateway = GatewayProcess(
+        provider_toml(upstream.url, "p", type=provider, api_key="sk-upstream", timeout=1)
+        + '[keys.k]\nvalue = "sk-k"\n',
+        tmp_path,
+    )
+    gateways.append(gateway)
+    assert await stream(gateway.url, "cut", model="p/m") == 3
+    cut = await line_of(gateway, "cut")
+    assert cut["error_code"] == "upstream_timeout"
+    if provider == "anthropic":
+        assert (cut["input_tokens"], cut["output_tokens"]) == (777, 3)  # 3 events relayed
+        assert cut["usage_estimated"] is True  # the output's
+    else:
+        assert (cut["input_tokens"], cut["output_tokens"]) == (555, 4)  # the latest response's
+        assert cut["usage_estimated"] is False

@@ -63,6 +63,15 @@ def read_usage(reported: MessagesUsage | None) -> Usage | None:
     )
 
 
+def reported_so_far(reported: MessagesUsage | None, delta_came: bool) -> Usage | None:
+    """The counts of a stream cut before message_stop: the output's is not known (`estimated`)
+    until message_delta came."""
+    usage = read_usage(reported)
+    if usage is None or delta_came:
+        return usage
+    return msgspec.structs.replace(usage, estimated=True)
+
+
 # --- the stream's events: only the fields we use; msgspec skips the rest ---
 
 
@@ -156,6 +165,12 @@ class MessagesStream(EventTranslator[Event | Comment]):
             f"<MessagesStream provider={self.provider!r} finished={self.finished} "
             f"tools={len(self._tools)} stop_reason={self._stop_reason!r}>"
         )
+
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """message_start's counts (the input's), and message_delta's if it came: Anthropic
+        counts the output only there (message_start's output_tokens is not yet the answer's)."""
+        return reported_so_far(self._usage, self._stop_reason is not None)
 
     def handle(self, item: Event | Comment) -> bytes:
         if type(item) is Comment:

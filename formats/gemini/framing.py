@@ -64,6 +64,10 @@ class JsonArray:
         return self._relay.usage
 
     @property
+    def usage_so_far(self) -> Usage | None:
+        return self._relay.usage_so_far
+
+    @property
     def finish_reasons(self) -> tuple[str, ...]:
         return self._relay.finish_reasons
 

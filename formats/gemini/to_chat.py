@@ -18,7 +18,7 @@ from formats.gemini.error_shape import ErrorObject, error_from_object
 from formats.translator import ChatSink, EventTranslator, finish_reason
 from wire.finish_reasons import GEMINI
 from wire.sse import Comment, Event, SSEDecoder
-from wire.usage import UsageMetadata, from_usage_metadata
+from wire.usage import Usage, UsageMetadata, from_usage_metadata
 
 # ai.google.dev/api/generate-content#FinishReason; the rest (OTHER, MALFORMED_FUNCTION_CALL,
 # LANGUAGE, ...) end the answer too, with nothing more specific to say in OpenAI's terms.
@@ -75,6 +75,11 @@ class GeminiStream(EventTranslator[Event | Comment]):
         self._calls = 0
         self._signed = False
         self.usage_metadata: UsageMetadata | None = None  # the latest seen
+
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """The latest usageMetadata's counts: Gemini's own, as of its latest response."""
+        return from_usage_metadata(self.usage_metadata)
 
     def handle(self, item: Event | Comment) -> bytes:
         return self.response(item.data) if type(item) is Event else b""

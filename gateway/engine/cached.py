@@ -92,6 +92,10 @@ class KeptStream:
         return self._inner.usage
 
     @property
+    def usage_so_far(self) -> Usage | None:
+        return self._inner.usage_so_far
+
+    @property
     def finish_reasons(self) -> tuple[str, ...]:
         return self._inner.finish_reasons
 

@@ -32,6 +32,7 @@ import contextlib
 import time
 from collections.abc import Mapping, Sequence
 
+import msgspec
 from aiohttp import web
 
 from formats.first_content import content_start
@@ -228,14 +229,17 @@ class ClientStream:
         await self._stop_keepalive()
         translator = self.translator
         if translator is not None:
-            self._record.usage = translator.usage or self._estimated_usage()
+            self._record.usage = translator.usage or self._estimated_usage(translator.usage_so_far)
             self._record.finish_reasons = translator.finish_reasons
 
-    def _estimated_usage(self) -> Usage | None:
-        """The request's input estimate and the output its relayed bytes hold
-        (wire.tokens.estimate_streamed); None when no content was relayed."""
+    def _estimated_usage(self, so_far: Usage | None) -> Usage | None:
+        """What the upstream had counted by the cut (`so_far`: its input counts, and its
+        output's when it knew them); else the request's input estimate, and the output its
+        relayed bytes hold (wire.tokens.estimate_streamed). None when no content was relayed."""
         if not self._event_size:
             return None  # no attempt had content: nothing was sent
+        if so_far is not None and not so_far.estimated and so_far.output:
+            return so_far  # the upstream's own counts (Gemini's, as of its latest response)
         start = self._relayed_from
         if start is None:  # the first write did not complete
             relayed = self._event_size
@@ -243,6 +247,8 @@ class ClientStream:
             end = self._relayed_end
             relayed = (self._request.writer.output_size if end is None else end) - start
         output = estimate_streamed(relayed, self._event_size)
+        if so_far is not None:  # the upstream's input counts (Anthropic's message_start)
+            return msgspec.structs.replace(so_far, output=output, reasoning=None, estimated=True)
         return Usage(self._input_tokens, output, estimated=True)
 
     async def _stop_keepalive(self) -> None:
