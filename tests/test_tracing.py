@@ -44,6 +44,7 @@ from tests.streams import (
     answering,
     anthropic_stream,
     chat_completion,
+    data,
     openai_chat_stream,
     streaming,
 )
@@ -377,6 +378,53 @@ async def test_the_answers_spans_say_why_it_ended(
     server, attempt = sorted(spans, key=lambda span: span.kind != Span.SPAN_KIND_SERVER)
     assert attributes(server.attributes)["gen_ai.response.finish_reasons"] == [reason]
     assert attributes(attempt.attributes)["gen_ai.response.finish_reasons"] == [reason]
+
+
+def gemini_finishing(reason: str) -> bytes:
+    content = {"role": "model", "parts": [{"text": "a"}]}
+    candidate = {"content": content, "index": 0, "finishReason": reason}
+    meta = {"promptTokenCount": 3, "candidatesTokenCount": 1}
+    return data({"candidates": [candidate], "usageMetadata": meta})
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "body", "pieces"),
+    [
+        (
+            "anthropic",
+            "/v1/messages",
+            {"model": "p/m", "max_tokens": 5, "messages": MESSAGES, "stream": True},
+            anthropic_stream(["a"], "max_tokens"),
+        ),
+        (
+            "gemini",
+            "/v1beta/models/p/m:streamGenerateContent?alt=sse",
+            {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+            [gemini_finishing("MAX_TOKENS")],
+        ),
+    ],
+)
+async def test_a_relayed_streams_spans_say_why_it_ended_in_openais_words(
+    upstream: FakeUpstream,
+    start_gateway: GatewayFactory,
+    collector: Collector,
+    kind: str,
+    path: str,
+    body: dict[str, Any],
+    pieces: list[bytes],
+) -> None:
+    """The client speaks the upstream's API: its stream is relayed, its end read as it passes."""
+    upstream.handler = streaming(pieces)
+    url = await start_gateway(
+        provider_toml(upstream.url, "p", type=kind, api_key="sk", timeout=5)
+        + f'[tracing]\nenabled = true\nendpoint = "{collector.url}"\n'
+    )
+    async with aiohttp.ClientSession() as session, session.post(url + path, json=body) as r:
+        assert r.status == 200
+        assert b"a" in await r.read()
+    spans = await collector.wait_for(2)
+    for span in spans:
+        assert attributes(span.attributes)["gen_ai.response.finish_reasons"] == ["length"]
 
 
 async def test_a_client_leaving_mid_stream_ends_its_attempt_span_as_cancelled(
