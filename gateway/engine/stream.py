@@ -62,6 +62,7 @@ class ClientStream:
 
     __slots__ = (
         "_event_size",
+        "_first_write",
         "_format",
         "_hooks",
         "_input_tokens",
@@ -100,6 +101,8 @@ class ClientStream:
         # a final error event) in events the size of the first content one (`_event_size`).
         self._input_tokens = input_tokens
         self._event_size = 0
+        # A whole answer's one write, measured only if it is charged an estimate (`close`).
+        self._first_write: bytes | None = None
         self._relayed_from: int | None = None
         self._relayed_end: int | None = None
 
@@ -166,11 +169,15 @@ class ClientStream:
             out = b"".join(opened.held)
             if opened.rest and not translator.finished:
                 out += translator.feed(opened.rest)
-            # Once per stream: where its content starts, and one content event's size on
-            # the wire (what a stream cut before its usage is charged is counted in those).
-            start, event = content_start(out, self._format.probe())
-            self._event_size = on_the_wire(event, request)
-            if not (translator.finished or opened.ended):
+            if translator.finished or opened.ended:
+                # The whole answer goes out in one write: where its content starts is asked
+                # only if it ends without its usage (probing it here was ~10 us per stream
+                # of a 0 ms burst, nearly always for nothing).
+                self._first_write = out
+            else:
+                # Once per stream: where its content starts, and one content event's size on
+                # the wire (what a stream cut before its usage is charged is counted in those).
+                start, self._event_size = self._content_start(out)
                 if out:
                     deadline.paused = True  # a client slow to take bytes is not upstream silence
                     await response.write(out)
@@ -236,6 +243,9 @@ class ClientStream:
         """What the upstream had counted by the cut (`so_far`: its input counts, and its
         output's when it knew them); else the request's input estimate, and the output its
         relayed bytes hold (wire.tokens.estimate_streamed). None when no content was relayed."""
+        if self._first_write is not None:
+            self._event_size = self._content_start(self._first_write)[1]
+            self._first_write = None
         if not self._event_size:
             return None  # no attempt had content: nothing was sent
         if so_far is not None and not so_far.estimated and so_far.output:
@@ -250,6 +260,12 @@ class ClientStream:
         if so_far is not None:  # the upstream's input counts (Anthropic's message_start)
             return msgspec.structs.replace(so_far, output=output, reasoning=None, estimated=True)
         return Usage(self._input_tokens, output, estimated=True)
+
+    def _content_start(self, out: bytes) -> tuple[int, int]:
+        """Where the first content event of the first write `out` begins, and that event's
+        size on the wire (`formats.first_content.content_start`)."""
+        start, event = content_start(out, self._format.probe())
+        return start, on_the_wire(event, self._request)
 
     async def _stop_keepalive(self) -> None:
         if self.keepalive is not None:
