@@ -25,14 +25,13 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import orjson
 import psutil
 from aiohttp import web
 
-from bench.procs import Child, free_port
+from bench.procs import free_port, gateway_child
 
 MB = 1024 * 1024
 
@@ -147,13 +146,7 @@ async def main(args: argparse.Namespace) -> int:
     )
     rows: list[tuple[str, str, int, int, int]] = []
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "gateway.toml"
-        path.write_text(config)
-        gateway = Child(
-            "gateway",
-            [sys.executable, "-m", "gateway", "--config", str(path), "--port", "0"],
-            None,
-        )
+        gateway = gateway_child(directory, config)
         try:
             url = gateway.wait_address(30) + "/v1/chat/completions"
             rss = Rss(gateway.pid)

@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -185,6 +186,15 @@ class Child(ProcessTree):
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
+
+
+def gateway_child(directory: str, config: str) -> Child:
+    """`gateway` on `config` (written into `directory` as gateway.toml), on a free port, run
+    by this interpreter: its address from `wait_address`."""
+    path = Path(directory) / "gateway.toml"
+    path.write_text(config)
+    argv = [sys.executable, "-m", "gateway", "--config", str(path), "--port", "0"]
+    return Child("gateway", argv, None)
 
 
 def process_cpu_s(proc: psutil.Process) -> float:

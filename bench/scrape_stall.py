@@ -24,12 +24,11 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 import orjson
 
-from bench.procs import Child
+from bench.procs import Child, gateway_child
 
 MB = 1024 * 1024
 
@@ -107,13 +106,7 @@ async def measure(args: argparse.Namespace, workers: int, upstream: str) -> dict
     if args.cache_seconds is not None:
         config += f"[metrics]\ncache_seconds = {args.cache_seconds}\n"
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "gateway.toml"
-        path.write_text(config)
-        gateway = Child(
-            "gateway",
-            [sys.executable, "-m", "gateway", "--config", str(path), "--port", "0"],
-            None,
-        )
+        gateway = gateway_child(directory, config)
         try:
             url = gateway.wait_address(60)
             timeout = aiohttp.ClientTimeout(total=120)
