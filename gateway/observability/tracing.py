@@ -60,9 +60,8 @@ class Tracing:
     def __init__(self, config: Config, provider: TracerProvider) -> None:
         self._tracer = provider.get_tracer("gateway")
         self._providers = {
-            name: _PRESET_NAMES.get(name) or _PROVIDER_NAMES.get(kind, kind)
+            name: _PRESET_NAMES.get(name) or _PROVIDER_NAMES.get(p.type_name, p.type_name)
             for name, p in config.providers.items()
-            for kind in (p.type_name,)
         }
 
     def attempt_started(self, record: RequestRecord, attempt: Attempt) -> None:
